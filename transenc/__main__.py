@@ -1,0 +1,5 @@
+import sys
+
+from transenc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,136 @@
+"""The `transenc` command: label, eval, mine, train, data."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from transenc.errors import TransencError
+
+STSB_URL = "http://ixa2.si.ehu.eus/stswiki/images/4/48/Stsbenchmark.tar.gz"
+
+
+def _add_model_args(p: argparse.ArgumentParser, batch_size: int) -> None:
+    p.add_argument("--model", default=None, help="model directory or hub name (default: all-MiniLM-L6-v2)")
+    p.add_argument("--batch-size", type=int, default=batch_size, help="rows per batch, on average (batches are length-sorted)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="fp32 is exact; bf16/fp16 use autocast (fast on GPUs and bf16-capable CPUs)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="transenc", description="Unsupervised sentence-pair modelling (Trans-Encoder).")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("label", help="score sentence pairs with a bi-encoder or a cross-encoder")
+    p.add_argument("--pairs", required=True, help="pairs file: .tsv, .csv, .jsonl, s1||s2 lines, or STS-B csv")
+    p.add_argument("--format", choices=("tsv", "csv", "jsonl", "bars", "sts"), help="input format (default: by extension)")
+    p.add_argument("--mode", choices=("bi", "cross"), default="bi")
+    p.add_argument("--out", help="output file (.tsv or .jsonl); default: standard output")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="skip bad input lines instead of stopping")
+    _add_model_args(p, 64)
+
+    p = sub.add_parser("eval", help="Spearman x 100 on STS sets")
+    p.add_argument("--data", required=True, help="folder with sts-dev.csv/sts-test.csv (STS-B) or SentEval STS12-16/SICK-R")
+    p.add_argument("--mode", choices=("bi", "cross"), default="bi")
+    p.add_argument("--json", help="also write the scores to this JSON file")
+    _add_model_args(p, 64)
+
+    p = sub.add_parser("mine", help="candidate pairs from unpaired sentences by exact cosine top-k")
+    p.add_argument("--sentences", required=True, help="text file, one sentence per line")
+    p.add_argument("--k", type=int, default=5, help="neighbours per sentence")
+    p.add_argument("--min-score", type=float, default=None, help="drop pairs under this cosine")
+    p.add_argument("--out", required=True, help="pairs file to write (TSV: s1, s2, cosine)")
+    _add_model_args(p, 64)
+
+    p = sub.add_parser("train", help="Trans-Encoder: bi->cross->bi distillation cycles without labels")
+    from transenc.train import add_train_args
+
+    add_train_args(p)
+
+    p = sub.add_parser("data", help="download STS-B (needs network access)")
+    p.add_argument("--out", default="data", help="folder to put stsbenchmark/ in")
+    return parser
+
+
+def cmd_label(args) -> None:
+    from transenc.label import load_scorer, score
+    from transenc.readers import read_pairs
+    from transenc.writers import write_scores
+
+    pairs, skipped = read_pairs(args.pairs, args.format, args.on_error)
+    if skipped:
+        print(f"transenc: skipped {skipped} bad line(s) in {args.pairs}", file=sys.stderr)
+    encoder = load_scorer(args.model, args.mode, args.device)
+    scores = score(encoder, pairs, batch_size=args.batch_size, precision=args.precision)
+    if args.out:
+        write_scores(args.out, pairs, scores)
+        print(f"transenc: wrote {len(scores)} scores to {args.out}", file=sys.stderr)
+    else:
+        for (a, b), s in zip(pairs.pairs.tolist(), scores.tolist()):
+            sys.stdout.write(f"{pairs.sentences[a]}\t{pairs.sentences[b]}\t{s:.9g}\n")
+
+
+def cmd_eval(args) -> None:
+    from transenc.evaluate import find_sets, spearman100
+    from transenc.label import load_scorer, score
+    from transenc.writers import atomic_open
+
+    sets = find_sets(args.data)
+    encoder = load_scorer(args.model, args.mode, args.device)
+    results = {}
+    for name, pairs in sets.items():
+        results[name] = spearman100(score(encoder, pairs, batch_size=args.batch_size, precision=args.precision), pairs.labels)
+        print(f"{name}\t{results[name]:.2f}")
+    if args.json:
+        with atomic_open(args.json) as f:
+            json.dump(results, f, indent=2)
+
+
+def cmd_mine(args) -> None:
+    from transenc.mine import mine_command
+
+    mine_command(args)
+
+
+def cmd_train(args) -> None:
+    from transenc.train import train_command
+
+    train_command(args)
+
+
+def cmd_data(args) -> None:
+    import io
+    import tarfile
+    import urllib.request
+    from pathlib import Path
+
+    try:
+        with urllib.request.urlopen(STSB_URL, timeout=30) as response:
+            blob = response.read()
+    except OSError as e:
+        raise TransencError(f"cannot download STS-B from {STSB_URL} ({e}); are you offline? "
+                            "Put sts-train/dev/test.csv in a folder by hand and pass it with --data.") from None
+    with tarfile.open(fileobj=io.BytesIO(blob)) as archive:
+        archive.extractall(Path(args.out), filter="data")
+    print(f"transenc: STS-B is in {Path(args.out) / 'stsbenchmark'}", file=sys.stderr)
+
+
+COMMANDS = {"label": cmd_label, "eval": cmd_eval, "mine": cmd_mine, "train": cmd_train, "data": cmd_data}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        COMMANDS[args.command](args)
+    except TransencError as e:
+        print(f"transenc: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("transenc: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Training steps: cross-encoder on soft labels (BCE), bi-encoder by cosine regression (MSE),
+and the SimCSE warm-up (contrastive, dropout noise). Each reads token ids from a TokenCache."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from transenc.errors import TransencError
+from transenc.models import BiEncoder, CrossEncoder, autocast
+from transenc.packing import pack_pairs, pack_sentences
+from transenc.progress import progress
+from transenc.tokens import TokenCache
+
+
+@dataclass
+class FitConfig:
+    batch_size: int
+    epochs: float
+    lr: float
+    warmup: float  # fraction of all steps
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    precision: str = "fp32"
+    eval_every: int = 0  # steps between dev checks (0: only at the end)
+
+
+@dataclass
+class FitResult:
+    losses: list[float]
+    best_dev: float | None
+    best_step: int
+
+
+def _optimizer(model: torch.nn.Module, cfg: FitConfig, steps: int):
+    """AdamW without weight decay on biases and LayerNorm, linear warm-up then linear decay."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    warm = math.ceil(steps * cfg.warmup)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / max(warm, 1)
+        return max(0.0, (steps - step) / max(steps - warm, 1))
+
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def _batches_of(n: int, cfg: FitConfig, generator: torch.Generator):
+    """Shuffled index batches for every epoch (a fractional last epoch is cut short)."""
+    total = math.ceil(math.ceil(n / cfg.batch_size) * cfg.epochs)
+    out = []
+    while len(out) < total:
+        order = torch.randperm(n, generator=generator).numpy()
+        out.extend(order[i:i + cfg.batch_size] for i in range(0, n, cfg.batch_size))
+    return out[:total]
+
+
+def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Callable, seed: int,
+           desc: str, evaluate: Callable[[], float] | None, keep_best: Callable[[], None] | None) -> FitResult:
+    generator = torch.Generator().manual_seed(seed)
+    batches = _batches_of(n, cfg, generator)
+    opt, schedule = _optimizer(model, cfg, len(batches))
+    losses, best, best_step = [], None, -1
+    model.train()
+    with progress(len(batches), desc, "steps") as bar:
+        for step, idx in enumerate(batches, start=1):
+            with autocast(device, cfg.precision):
+                loss = step_loss(idx)
+            if not torch.isfinite(loss):
+                raise TransencError(f"{desc}: the loss became {loss.item()} at step {step}; stopping "
+                                    "(the last finished stage's checkpoint is kept)")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+            opt.step()
+            schedule.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            at_check = cfg.eval_every and step % cfg.eval_every == 0
+            if evaluate is not None and (at_check or step == len(batches)):
+                score = evaluate()
+                model.train()
+                if best is None or score > best:
+                    best, best_step = score, step
+                    keep_best()
+    return FitResult(losses, best, best_step)
+
+
+def fit_cross(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray, labels: np.ndarray, cfg: FitConfig,
+              seed: int, evaluate=None, keep_best=None) -> FitResult:
+    """BCE between the pair logit and a soft label; pairs should already hold both orders."""
+    targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
+    budget = cfg.batch_size * encoder.max_length  # one packed batch per step
+
+    def step_loss(idx):
+        (batch,) = pack_pairs(cache, pairs[idx], encoder.max_length, budget)
+        logits = encoder.logits(batch).float()
+        return F.binary_cross_entropy_with_logits(logits, targets[idx][batch.rows].to(encoder.device))
+
+    return _train(encoder.model, encoder.device, len(pairs), cfg, step_loss, seed, "train cross-encoder",
+                  evaluate, keep_best)
+
+
+def _pair_embeddings(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray):
+    """Embeddings of both sides of a batch of pairs in one packed forward pass."""
+    ids = np.concatenate([pairs[:, 0], pairs[:, 1]]).astype(np.int32)
+    (batch,) = pack_sentences(cache, ids, encoder.max_length, len(ids) * encoder.max_length)
+    embedded = encoder.embed(batch)
+    ordered = torch.empty_like(embedded)
+    ordered[torch.from_numpy(batch.rows).to(embedded.device)] = embedded
+    return ordered[:len(pairs)], ordered[len(pairs):]
+
+
+def fit_bi(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, labels: np.ndarray, cfg: FitConfig,
+           seed: int, evaluate=None, keep_best=None) -> FitResult:
+    """MSE between cos(u, v) and the label (sentence-transformers' CosineSimilarityLoss)."""
+    targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
+
+    def step_loss(idx):
+        u, v = _pair_embeddings(encoder, cache, pairs[idx])
+        cos = F.cosine_similarity(u.float(), v.float())
+        return F.mse_loss(cos, targets[idx].to(encoder.device))
+
+    return _train(encoder.model, encoder.device, len(pairs), cfg, step_loss, seed, "train bi-encoder",
+                  evaluate, keep_best)
+
+
+def fit_simcse(encoder: BiEncoder, cache: TokenCache, cfg: FitConfig, seed: int, temperature: float = 0.05) -> FitResult:
+    """Unsupervised SimCSE: each sentence twice through dropout; the other copy is its positive."""
+    sentences = np.arange(len(cache), dtype=np.int32)
+
+    def step_loss(idx):
+        u, v = _pair_embeddings(encoder, cache, np.stack([sentences[idx], sentences[idx]], 1))
+        sim = F.cosine_similarity(u.float().unsqueeze(1), v.float().unsqueeze(0), dim=-1) / temperature
+        return F.cross_entropy(sim, torch.arange(len(idx), device=sim.device))
+
+    return _train(encoder.model, encoder.device, len(sentences), cfg, step_loss, seed, "SimCSE warm-up", None, None)

@@ -1,0 +1,34 @@
+"""Scoring pairs: cosine of a bi-encoder's embeddings, or a cross-encoder's sigmoid score."""
+from __future__ import annotations
+
+import numpy as np
+
+from transenc import ops
+from transenc.models import BiEncoder, CrossEncoder
+from transenc.pairset import PairSet
+from transenc.tokens import TokenCache
+
+MODES = ("bi", "cross")
+
+
+def bi_scores(encoder: BiEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = 64,
+              precision: str = "fp32", show_progress: bool | None = None) -> np.ndarray:
+    """Each unique sentence encoded once, then one fused cosine pass over the pair indices."""
+    embeddings = encoder.encode(cache or pairs.sentences, batch_size, precision, show_progress)
+    return ops.pair_cosine_indexed(embeddings, pairs.pairs).numpy()
+
+
+def cross_scores(encoder: CrossEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = 32,
+                 precision: str = "fp32", show_progress: bool | None = None) -> np.ndarray:
+    return encoder.predict(cache or pairs.sentences, pairs.pairs, batch_size, precision, show_progress)
+
+
+def load_scorer(model, mode: str, device=None):
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}")
+    return BiEncoder.load(model, device) if mode == "bi" else CrossEncoder.load(model, device)
+
+
+def score(encoder: BiEncoder | CrossEncoder, pairs: PairSet, **kwargs) -> np.ndarray:
+    scorer = bi_scores if isinstance(encoder, BiEncoder) else cross_scores
+    return scorer(encoder, pairs, **kwargs)

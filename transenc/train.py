@@ -1,0 +1,318 @@
+"""`transenc train`: Trans-Encoder distillation cycles, self (K=1) or mutual (K>1 models).
+
+cycle c:  bi-label (mean over the K bi-encoders, fused pair cosine)
+       -> K cross-encoders trained from fresh start weights on both pair orders (BCE)
+       -> cross-label (mean over the K cross-encoders, packed predict)
+       -> K bi-encoders trained from fresh start weights (cosine regression)
+       -> dev / test evaluation
+Each stage's outputs are saved before it is marked done in state.json, so --resume restarts
+at the first unfinished stage; every stage reseeds from (seed, cycle, stage, model), so a
+resumed run ends with the same weights as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transenc import ops
+from transenc.errors import TransencError
+from transenc.evaluate import spearman100
+from transenc.fit import FitConfig, fit_bi, fit_cross, fit_simcse
+from transenc.label import bi_scores, cross_scores
+from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_device, resolve_model
+from transenc.pairset import PairSet
+from transenc.readers import read_pairs
+from transenc.writers import atomic_open
+
+STAGES = ("bi_label", "cross_train", "cross_label", "bi_train")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    cross: FitConfig
+    bi: FitConfig
+    cross_max_length: int
+    bi_max_length: int
+    pooling: str | None = None  # None: the start model's own pooling
+
+
+RECIPES = {
+    # amzn/trans-encoder's self_distill.py with fresh start-model weights at every stage.
+    "reference": Recipe(
+        cross=FitConfig(batch_size=32, epochs=1, lr=2e-5, warmup=0.1, eval_every=200),
+        bi=FitConfig(batch_size=128, epochs=10, lr=5e-5, warmup=0.0, eval_every=200),
+        cross_max_length=64,
+        bi_max_length=32,
+    ),
+}
+DEFAULT_RECIPE = "reference"
+
+
+def add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--pairs", default=None, help="unlabeled pairs file (default: the bundled demo corpus)")
+    p.add_argument("--out", required=True, help="output folder: out/bi, out/cross, out/metrics.json")
+    p.add_argument("--model", action="append", default=None,
+                   help="start model; repeat for mutual distillation (default: all-MiniLM-L6-v2)")
+    p.add_argument("--cycles", type=int, default=3)
+    p.add_argument("--dev", help="labeled dev pairs (STS-B csv or a pairs file with a score column)")
+    p.add_argument("--test", help="labeled test pairs, reported per cycle, never used for selection")
+    p.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE)
+    p.add_argument("--simcse", action="store_true", help="SimCSE warm-up first (for a raw language model)")
+    p.add_argument("--seed", type=int, default=2021)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+                   help="autocast for training and labeling (bf16 pays off on GPUs and bf16-capable CPUs)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from its last finished stage")
+    p.add_argument("--max-pairs", type=int, default=None, help="use only the first N pairs")
+
+
+def demo_pairs_path() -> Path:
+    return Path(__file__).parent / "data" / "demo_pairs.tsv"
+
+
+def _seed(*parts) -> int:
+    digest = hashlib.sha256(repr(parts).encode()).digest()
+    return int.from_bytes(digest[:4], "little")
+
+
+def _stats(labels: np.ndarray) -> dict:
+    return {"mean": float(labels.mean()), "std": float(labels.std()), "min": float(labels.min()), "max": float(labels.max())}
+
+
+def _check_finite(labels: np.ndarray, what: str) -> np.ndarray:
+    if not np.isfinite(labels).all():
+        raise TransencError(f"{what}: {int((~np.isfinite(labels)).sum())} labels are not finite; stopping "
+                            "(the last finished stage's checkpoint is kept)")
+    return labels
+
+
+class Run:
+    """The state of one training run folder: finished stages, metrics, model paths."""
+
+    def __init__(self, out: Path, config: dict, resume: bool):
+        self.out = out
+        self.state_path = out / "state.json"
+        if self.state_path.is_file() and not resume:
+            raise TransencError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        if resume and self.state_path.is_file():
+            self.state = json.loads(self.state_path.read_text())
+            if self.state["config"] != config:
+                raise TransencError(f"{out} holds a run with other settings; --resume needs the same arguments")
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            self.state = {"config": config, "done": [], "metrics": {"cycles": []}}
+
+    def done(self, key: str) -> bool:
+        return key in self.state["done"]
+
+    def finish(self, key: str) -> None:
+        self.state["done"].append(key)
+        self.save()
+
+    def save(self) -> None:
+        with atomic_open(self.state_path) as f:
+            json.dump(self.state, f, indent=2)
+        with atomic_open(self.out / "metrics.json") as f:
+            json.dump(self.state["metrics"], f, indent=2)
+
+    def cycle_metrics(self, cycle: int) -> dict:
+        cycles = self.state["metrics"]["cycles"]
+        while len(cycles) < cycle:
+            cycles.append({"cycle": len(cycles) + 1, "stages": {}})
+        return cycles[cycle - 1]
+
+
+class Trainer:
+    def __init__(self, args):
+        self.args = args
+        self.recipe = RECIPES[args.recipe]
+        self.device = resolve_device(args.device)
+        self.pairs = self._read(args.pairs or demo_pairs_path(), args.max_pairs)
+        self.dev = self._read_labeled(args.dev, "--dev")
+        self.test = self._read_labeled(args.test, "--test")
+        self.models = [str(resolve_model(m)) for m in (args.model or [DEFAULT_MODEL])]
+        config = {k: v for k, v in vars(args).items() if k not in ("resume", "device", "command")}
+        config["models"] = self.models
+        self.run = Run(Path(args.out), config, args.resume)
+        self.caches = {}
+
+    @staticmethod
+    def _read(path, max_pairs=None) -> PairSet:
+        pairs, _ = read_pairs(path)
+        if max_pairs:
+            pairs = PairSet(pairs.sentences, pairs.pairs[:max_pairs], None)
+        return pairs
+
+    def _read_labeled(self, path, flag) -> PairSet | None:
+        if path is None:
+            return None
+        pairs = self._read(path)
+        if pairs.labels is None:
+            raise TransencError(f"{flag} {path}: every pair needs a gold score to evaluate on")
+        return pairs
+
+    # ---- models, fresh from their start weights -------------------------------------------
+    def _seed_for(self, *stage) -> int:
+        seed = _seed(self.args.seed, *stage)
+        torch.manual_seed(seed)
+        return seed
+
+    def bi_start(self, k: int) -> BiEncoder:
+        return BiEncoder.load(self.start[k], self.device, self.recipe.pooling, self.recipe.bi_max_length)
+
+    def cross_start(self, k: int) -> CrossEncoder:
+        return CrossEncoder.load(self.models[k], self.device, self.recipe.cross_max_length)
+
+    def cache(self, encoder, pairs: PairSet):
+        """One token cache per (tokenizer, sentence table), reused by every stage and cycle."""
+        key = (encoder.tokenizer.name_or_path, type(encoder.tokenizer).__name__, id(pairs))
+        if key not in self.caches:
+            self.caches[key] = encoder.token_cache(pairs.sentences)
+        return self.caches[key]
+
+    def score(self, encoder, pairs: PairSet) -> np.ndarray:
+        scorer = bi_scores if isinstance(encoder, BiEncoder) else cross_scores
+        return scorer(encoder, pairs, self.cache(encoder, pairs), precision=self.args.precision)
+
+    def evaluate(self, encoders, pairs: PairSet | None) -> dict | None:
+        if pairs is None:
+            return None
+        scores = [self.score(e, pairs) for e in encoders]
+        result = {"models": [spearman100(s, pairs.labels) for s in scores]}
+        if len(scores) > 1:
+            result["ensemble"] = spearman100(np.mean(scores, 0), pairs.labels)
+        return result
+
+    # ---- the loop --------------------------------------------------------------------------
+    def train(self) -> None:
+        out = self.run.out
+        self.start = list(self.models)
+        if self.args.simcse:
+            self.start = [self.simcse(k) for k in range(len(self.models))]
+        metrics = self.run.state["metrics"]
+        if "start" not in metrics:
+            starts = [BiEncoder.load(m, self.device) for m in self.start]  # at their own max length
+            metrics["start"] = {"dev": self.evaluate(starts, self.dev), "test": self.evaluate(starts, self.test)}
+            self.run.save()
+        for cycle in range(1, self.args.cycles + 1):
+            folder = out / f"cycle{cycle}"
+            folder.mkdir(exist_ok=True)
+            started = time.perf_counter()
+            for stage in STAGES:
+                key = f"cycle{cycle}.{stage}"
+                if self.run.done(key):
+                    continue
+                t0 = time.perf_counter()
+                info = getattr(self, stage)(cycle, folder)
+                info["seconds"] = round(time.perf_counter() - t0, 2)
+                self.run.cycle_metrics(cycle)["stages"][stage] = info
+                self.run.finish(key)
+            self.summarise(cycle, time.perf_counter() - started)
+        self.export_best()
+
+    def simcse(self, k: int) -> str:
+        target = self.run.out / f"simcse-{k}"
+        key = f"simcse.{k}"
+        if not self.run.done(key):
+            encoder = BiEncoder.load(self.models[k], self.device, self.recipe.pooling, self.recipe.bi_max_length)
+            cfg = FitConfig(batch_size=64, epochs=1, lr=3e-5, warmup=0.0, precision=self.args.precision)
+            result = fit_simcse(encoder, self.cache(encoder, self.pairs), cfg, self._seed_for("simcse", k))
+            encoder.save(target)
+            self.run.state["metrics"][key] = {"loss_first": result.losses[0], "loss_last": result.losses[-1]}
+            self.run.finish(key)
+        return str(target)
+
+    def bi_encoders_for_labeling(self, cycle: int) -> list[BiEncoder]:
+        if cycle == 1:
+            return [self.bi_start(k) for k in range(len(self.models))]
+        prev = self.run.out / f"cycle{cycle - 1}"
+        return [BiEncoder.load(prev / f"bi-{k}", self.device) for k in range(len(self.models))]
+
+    def bi_label(self, cycle: int, folder: Path) -> dict:
+        labels = np.mean([self.score(e, self.pairs) for e in self.bi_encoders_for_labeling(cycle)], 0)
+        np.save(folder / "labels_bi.npy", _check_finite(labels.astype(np.float32), "bi-encoder labels"))
+        return {"labels": _stats(labels)}
+
+    def cross_label(self, cycle: int, folder: Path) -> dict:
+        encoders = [CrossEncoder.load(folder / f"cross-{k}", self.device) for k in range(len(self.models))]
+        labels = np.mean([self.score(e, self.pairs) for e in encoders], 0)
+        np.save(folder / "labels_cross.npy", _check_finite(labels.astype(np.float32), "cross-encoder labels"))
+        return {"labels": _stats(labels), "dev": self.evaluate(encoders, self.dev), "test": self.evaluate(encoders, self.test)}
+
+    def cross_train(self, cycle: int, folder: Path) -> dict:
+        labels = np.load(folder / "labels_bi.npy")
+        both = self.pairs.both_orders()
+        info = {"models": []}
+        for k in range(len(self.models)):
+            encoder = self.cross_start(k)
+            info["models"].append(self._fit(fit_cross, encoder, both, np.concatenate([labels, labels]),
+                                            self.recipe.cross, folder / f"cross-{k}", ("cross", cycle, k)))
+        return info
+
+    def bi_train(self, cycle: int, folder: Path) -> dict:
+        labels = np.load(folder / "labels_cross.npy")
+        info = {"models": []}
+        for k in range(len(self.models)):
+            info["models"].append(self._fit(fit_bi, self.bi_start(k), self.pairs.pairs, labels,
+                                            self.recipe.bi, folder / f"bi-{k}", ("bi", cycle, k)))
+        encoders = [BiEncoder.load(folder / f"bi-{k}", self.device) for k in range(len(self.models))]
+        info["dev"] = self.evaluate(encoders, self.dev)
+        info["test"] = self.evaluate(encoders, self.test)
+        return info
+
+    def _fit(self, fit, encoder, pairs, labels, cfg: FitConfig, target: Path, stage) -> dict:
+        """Train one model; with --dev, keep its best checkpoint by dev Spearman, else the last."""
+        cfg = replace(cfg, precision=self.args.precision)
+        evaluate = keep = None
+        if self.dev is not None:
+            evaluate = lambda: spearman100(self.score(encoder, self.dev), self.dev.labels)  # noqa: E731
+            keep = lambda: encoder.save(target)  # noqa: E731
+        result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, self._seed_for(*stage),
+                     evaluate, keep)
+        if self.dev is None:
+            encoder.save(target)
+        return {"loss_first": result.losses[0], "loss_last": result.losses[-1], "steps": len(result.losses),
+                "best_dev": result.best_dev, "best_step": result.best_step}
+
+    def summarise(self, cycle: int, seconds: float) -> None:
+        stages = self.run.cycle_metrics(cycle)["stages"]
+
+        def dev(stage):
+            d = stages.get(stage, {}).get("dev")
+            return "-" if not d else " ".join(f"{x:.2f}" for x in d["models"])
+
+        split = " ".join(f"{s}={stages[s]['seconds']:.0f}s" for s in STAGES if s in stages)
+        print(f"cycle {cycle}: dev cross {dev('cross_label')} | bi {dev('bi_train')} | {split}", file=sys.stderr)
+
+    def export_best(self) -> None:
+        """Copy each model's best cycle (by dev Spearman, else the last) to out/bi and out/cross."""
+        cycles = self.run.state["metrics"]["cycles"]
+        chosen = {}
+        for kind, stage in (("bi", "bi_train"), ("cross", "cross_label")):
+            for k in range(len(self.models)):
+                def dev_of(c):
+                    d = c["stages"][stage].get("dev")
+                    return d["models"][k] if d else c["cycle"]  # no dev: the last cycle wins
+                best = max(cycles, key=dev_of)["cycle"]
+                name = kind if len(self.models) == 1 else f"{kind}-{k}"
+                target = self.run.out / name
+                if target.exists():
+                    shutil.rmtree(target)
+                shutil.copytree(self.run.out / f"cycle{best}" / f"{kind}-{k}", target)
+                chosen[name] = best
+        self.run.state["metrics"]["best_cycle"] = chosen
+        self.run.save()
+        print(f"best cycles: {chosen}; models in {self.run.out}", file=sys.stderr)
+
+
+def train_command(args) -> None:
+    Trainer(args).train()

@@ -1,0 +1,47 @@
+"""Atomic output: results go to a temporary file beside the target, renamed on success only,
+so a failed or interrupted job never leaves a half-written file behind."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+from transenc.pairset import PairSet
+
+
+@contextmanager
+def atomic_open(path: str | Path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _tsv_field(text: str) -> str:
+    # A tab or newline inside a sentence (possible from JSONL or CSV input) would break the row.
+    return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def write_scores(path: str | Path, pairs: PairSet, scores: np.ndarray) -> None:
+    """One row per input pair, in input order: TSV `s1 s2 score`, or JSONL for *.jsonl."""
+    scores = np.asarray(scores, dtype=np.float32)
+    if len(scores) != len(pairs):
+        raise ValueError(f"{len(scores)} scores for {len(pairs)} pairs")
+    as_json = Path(path).suffix.lower() in (".jsonl", ".json")
+    with atomic_open(path) as f:
+        for (a, b), score in zip(pairs.pairs.tolist(), scores.tolist()):
+            s1, s2 = pairs.sentences[a], pairs.sentences[b]
+            if as_json:
+                f.write(json.dumps({"sentence1": s1, "sentence2": s2, "score": score}, ensure_ascii=False) + "\n")
+            else:
+                f.write(f"{_tsv_field(s1)}\t{_tsv_field(s2)}\t{score:.9g}\n")
