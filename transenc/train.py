@@ -223,9 +223,10 @@ class Trainer:
         target = self.run.out / f"simcse-{k}"
         key = f"simcse.{k}"
         if not self.run.done(key):
+            seed = self._seed_for("simcse", k)
             encoder = BiEncoder.load(self.models[k], self.device, self.recipe.pooling, self.recipe.bi_max_length)
             cfg = FitConfig(batch_size=64, epochs=1, lr=3e-5, warmup=0.0, precision=self.args.precision)
-            result = fit_simcse(encoder, self.cache(encoder, self.pairs), cfg, self._seed_for("simcse", k))
+            result = fit_simcse(encoder, self.cache(encoder, self.pairs), cfg, seed)
             encoder.save(target)
             self.run.state["metrics"][key] = {"loss_first": result.losses[0], "loss_last": result.losses[-1]}
             self.run.finish(key)
@@ -253,31 +254,31 @@ class Trainer:
         both = self.pairs.both_orders()
         info = {"models": []}
         for k in range(len(self.models)):
-            encoder = self.cross_start(k)
-            info["models"].append(self._fit(fit_cross, encoder, both, np.concatenate([labels, labels]),
-                                            self.recipe.cross, folder / f"cross-{k}", ("cross", cycle, k)))
+            seed = self._seed_for("cross", cycle, k)  # before loading: the new head's init is seeded too
+            info["models"].append(self._fit(fit_cross, self.cross_start(k), both, np.concatenate([labels, labels]),
+                                            self.recipe.cross, folder / f"cross-{k}", seed))
         return info
 
     def bi_train(self, cycle: int, folder: Path) -> dict:
         labels = np.load(folder / "labels_cross.npy")
         info = {"models": []}
         for k in range(len(self.models)):
+            seed = self._seed_for("bi", cycle, k)
             info["models"].append(self._fit(fit_bi, self.bi_start(k), self.pairs.pairs, labels,
-                                            self.recipe.bi, folder / f"bi-{k}", ("bi", cycle, k)))
+                                            self.recipe.bi, folder / f"bi-{k}", seed))
         encoders = [BiEncoder.load(folder / f"bi-{k}", self.device) for k in range(len(self.models))]
         info["dev"] = self.evaluate(encoders, self.dev)
         info["test"] = self.evaluate(encoders, self.test)
         return info
 
-    def _fit(self, fit, encoder, pairs, labels, cfg: FitConfig, target: Path, stage) -> dict:
+    def _fit(self, fit, encoder, pairs, labels, cfg: FitConfig, target: Path, seed: int) -> dict:
         """Train one model; with --dev, keep its best checkpoint by dev Spearman, else the last."""
         cfg = replace(cfg, precision=self.args.precision)
         evaluate = keep = None
         if self.dev is not None:
             evaluate = lambda: spearman100(self.score(encoder, self.dev), self.dev.labels)  # noqa: E731
             keep = lambda: encoder.save(target)  # noqa: E731
-        result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, self._seed_for(*stage),
-                     evaluate, keep)
+        result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, seed, evaluate, keep)
         if self.dev is None:
             encoder.save(target)
         return {"loss_first": result.losses[0], "loss_last": result.losses[-1], "steps": len(result.losses),

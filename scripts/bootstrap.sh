@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Sets up .venv with everything transenc needs, on a fresh machine: the CPU wheel of torch
+# (never a free torch choice, which would pull a multi-GB CUDA build), then transenc itself,
+# compiled from csrc/, with its test and benchmark extras.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+  .venv/bin/pip install --quiet "torch==2.13.0"
+fi
+.venv/bin/pip install --quiet -e ".[test]"
+.venv/bin/python -c "import transenc._C, torch; print('transenc ready: torch', torch.__version__)"

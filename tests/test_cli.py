@@ -1,0 +1,139 @@
+"""`transenc label` and `transenc eval` end to end, and the CLI's handling of bad input."""
+import numpy as np
+import pytest
+
+from transenc import cli, ops
+from transenc.models import CrossEncoder
+from transenc.readers import read_pairs
+
+
+def run(argv, capsys=None):
+    code = cli.main(argv)
+    return code
+
+
+def write_sts_as_tsv(sts, path):
+    ps, _ = read_pairs(sts / "sts-test.csv")
+    path.write_text("".join(f"{a}\t{b}\n" for a, b in (ps.pair_texts(i) for i in range(len(ps)))), encoding="utf-8")
+    return ps
+
+
+def read_scores(path):
+    return np.array([float(line.rsplit("\t", 1)[1]) for line in path.read_text(encoding="utf-8").splitlines()])
+
+
+@pytest.mark.slow
+def test_label_bi_matches_sentence_transformers_pair_by_pair(sts, tmp_path, default_model_path):
+    from sentence_transformers import SentenceTransformer
+
+    ps = write_sts_as_tsv(sts, tmp_path / "test.tsv")
+    assert run(["label", "--pairs", str(tmp_path / "test.tsv"), "--out", str(tmp_path / "s.tsv"), "--device", "cpu"]) == 0
+    ours = read_scores(tmp_path / "s.tsv")
+    st = SentenceTransformer(str(default_model_path), device="cpu")
+    texts = [ps.pair_texts(i) for i in range(len(ps))]
+    a = st.encode([t[0] for t in texts], normalize_embeddings=True, convert_to_numpy=True)
+    b = st.encode([t[1] for t in texts], normalize_embeddings=True, convert_to_numpy=True)
+    reference = (a * b).sum(1)
+    assert len(ours) == len(ps)
+    assert np.abs(ours - reference).max() < 1e-5
+
+
+@pytest.mark.slow
+def test_eval_reproduces_the_published_stsb_figure(sts, capsys):
+    assert run(["eval", "--data", str(sts), "--device", "cpu"]) == 0
+    lines = dict(line.split("\t") for line in capsys.readouterr().out.strip().splitlines())
+    assert abs(float(lines["sts-b-test"]) - 82.03) <= 0.05  # MTEB's figure for all-MiniLM-L6-v2
+
+
+@pytest.mark.slow
+def test_saved_cross_encoder_loads_in_sentence_transformers_with_the_same_scores(sts, tmp_path, default_model_path):
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    ps = write_sts_as_tsv(sts, tmp_path / "test.tsv")
+    model = CrossEncoder.load(default_model_path, "cpu", max_length=128)  # head starts fresh: any weights do
+    model.save(tmp_path / "cross")
+    assert run(["label", "--mode", "cross", "--model", str(tmp_path / "cross"), "--pairs", str(tmp_path / "test.tsv"),
+                "--out", str(tmp_path / "c.tsv"), "--device", "cpu"]) == 0
+    ours = read_scores(tmp_path / "c.tsv")
+    theirs = STCrossEncoder(str(tmp_path / "cross"), device="cpu").predict([ps.pair_texts(i) for i in range(len(ps))])
+    assert np.abs(ours - np.asarray(theirs)).max() < 1e-5
+    assert ours.std() > 0
+
+
+def test_label_writes_jsonl_in_input_order(tmp_path, tiny_bert):
+    rows = [("b b", "a a"), ("c", "a a"), ("b b", "a a"), ("a a", "c")]
+    (tmp_path / "p.tsv").write_text("".join(f"{a}\t{b}\n" for a, b in rows))
+    assert run(["label", "--pairs", str(tmp_path / "p.tsv"), "--model", str(tiny_bert), "--out", str(tmp_path / "o.jsonl")]) == 0
+    import json
+
+    out = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [(o["sentence1"], o["sentence2"]) for o in out] == rows
+    assert out[0]["score"] == out[2]["score"]
+    assert out[0]["score"] != out[1]["score"]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"a\tb\nno tab here\n", "bad.tsv:2: expected at least 2 tab-separated fields"),
+    (b"a\tb\n\xc3\x28 broken\tb\n", "bad.tsv:2: invalid UTF-8"),
+    (b"", "bad.tsv: file is empty"),
+    (b"a\tb\n \tb\n", "bad.tsv:2: empty sentence"),
+    (b"a\tb\tnan\n", "bad.tsv:1: score is not a finite number"),
+])
+def test_bad_input_exits_2_with_a_clear_line_and_no_output(tmp_path, capsys, tiny_bert, content, message):
+    (tmp_path / "bad.tsv").write_bytes(content)
+    out = tmp_path / "out.tsv"
+    assert run(["label", "--pairs", str(tmp_path / "bad.tsv"), "--model", str(tiny_bert), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not out.exists() and not any(p.name.startswith(".out.tsv") for p in tmp_path.iterdir())
+
+
+def test_skip_bad_lines_reports_how_many(tmp_path, capsys, tiny_bert):
+    (tmp_path / "p.tsv").write_bytes(b"a\tb\nbroken\nc\td\n")
+    assert run(["label", "--pairs", str(tmp_path / "p.tsv"), "--model", str(tiny_bert), "--on-error", "skip",
+                "--out", str(tmp_path / "o.tsv")]) == 0
+    assert "skipped 1 bad line" in capsys.readouterr().err
+    assert len((tmp_path / "o.tsv").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("model, message", [
+    ("{tmp}/no-such-model", "is not a model directory"),
+    ("{tmp}", "has no config.json"),
+])
+def test_missing_or_unreadable_model_exits_2(tmp_path, capsys, model, message):
+    (tmp_path / "p.tsv").write_text("a\tb\n")
+    out = tmp_path / "o.tsv"
+    assert run(["label", "--pairs", str(tmp_path / "p.tsv"), "--model", model.format(tmp=tmp_path), "--out", str(out)]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_offline_hub_name_fails_clearly(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    (tmp_path / "p.tsv").write_text("a\tb\n")
+    assert run(["label", "--pairs", str(tmp_path / "p.tsv"), "--model", "someone/not-a-real-model-xyz"]) == 2
+    assert "could not be downloaded from the Hugging Face hub" in capsys.readouterr().err
+
+
+def test_corrupt_model_weights_exit_2(tmp_path, capsys, tiny_bert):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_bert, broken)
+    for f in broken.glob("*.safetensors"):
+        f.write_bytes(b"garbage")
+    (tmp_path / "p.tsv").write_text("a\tb\n")
+    assert run(["label", "--pairs", str(tmp_path / "p.tsv"), "--model", str(broken)]) == 2
+    assert "cannot load a transformer" in capsys.readouterr().err
+
+
+def test_the_compiled_engine_is_what_labels(tmp_path, tiny_bert, monkeypatch):
+    from transenc import _C
+
+    assert _C.__file__.endswith(".so")
+    calls = []
+    real = _C.pair_cosine_indexed
+    monkeypatch.setattr(_C, "pair_cosine_indexed", lambda *a: calls.append(1) or real(*a))
+    (tmp_path / "p.tsv").write_text("a\tb\nb\tc\n")
+    assert run(["label", "--pairs", str(tmp_path / "p.tsv"), "--model", str(tiny_bert), "--out", str(tmp_path / "o.tsv")]) == 0
+    assert calls == [1]

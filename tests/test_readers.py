@@ -1,0 +1,107 @@
+"""Every input format, input order, and the reader's handling of bad input."""
+import json
+import random
+
+import numpy as np
+import pytest
+
+from transenc.errors import InputError
+from transenc.readers import read_pairs
+
+PAIRS = [("a cat sits", "a dog runs"), ("rain falls", "a cat sits"), ("a cat sits", "a dog runs"), ("x, \"quoted\"", "y")]
+
+
+def texts(ps):
+    return [ps.pair_texts(i) for i in range(len(ps))]
+
+
+def write(path, text, mode="w"):
+    path.write_bytes(text) if isinstance(text, bytes) else path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["tsv", "csv", "jsonl", "bars", "jsonl-text"])
+def test_every_format_keeps_pairs_in_input_order(tmp_path, fmt):
+    if fmt == "tsv":
+        path = write(tmp_path / "p.tsv", "".join(f"{a}\t{b}\textra\n" for a, b in PAIRS))
+    elif fmt == "csv":
+        rows = "".join(f'"{a.replace(chr(34), 2 * chr(34))}","{b}"\n' for a, b in PAIRS)
+        path = write(tmp_path / "p.csv", "sentence1,sentence2\n" + rows)
+    elif fmt == "jsonl":
+        path = write(tmp_path / "p.jsonl", "".join(json.dumps({"sentence1": a, "sentence2": b}) + "\n" for a, b in PAIRS))
+    elif fmt == "jsonl-text":
+        path = write(tmp_path / "p.jsonl", "".join(json.dumps({"text_a": a, "text_b": b}) + "\n" for a, b in PAIRS))
+    else:
+        path = write(tmp_path / "p.txt", "".join(f"{a}||{b}\n" for a, b in PAIRS))
+    ps, skipped = read_pairs(path)
+    assert skipped == 0
+    assert texts(ps) == PAIRS
+    assert len(ps.sentences) == 5  # each unique sentence stored once
+    assert ps.pairs.dtype == np.int32
+
+
+def test_csv_picks_named_columns_and_scores(tmp_path):
+    path = write(tmp_path / "p.csv", "id,sentence2,score,sentence1\n1,b one,0.5,a one\n2,b two,0.25,a two\n")
+    ps, _ = read_pairs(path)
+    assert texts(ps) == [("a one", "b one"), ("a two", "b two")]
+    assert ps.labels.tolist() == [0.5, 0.25]
+
+
+def test_csv_without_named_columns_takes_the_first_two(tmp_path):
+    path = write(tmp_path / "p.csv", "left,right,other\nl1,r1,z\n")
+    assert texts(read_pairs(path)[0]) == [("l1", "r1")]
+
+
+def test_sts_layout_with_extra_fields(sts):
+    ps, _ = read_pairs(sts / "sts-test.csv")
+    assert len(ps) == 1379 and ps.labels is not None
+    ps, _ = read_pairs(sts / "sts-train.csv")
+    assert len(ps) == 5749
+
+
+def test_shuffled_duplicates_keep_row_order(tmp_path):
+    rng = random.Random(7)
+    base = [(f"sentence {i}", f"other {i % 5}") for i in range(50)]
+    rows = base + base[:20]
+    rng.shuffle(rows)
+    path = write(tmp_path / "p.tsv", "".join(f"{a}\t{b}\n" for a, b in rows))
+    ps, _ = read_pairs(path)
+    assert texts(ps) == rows
+    assert len(ps.sentences) == 55
+
+
+@pytest.mark.parametrize("content, line, reason", [
+    ("a\tb\nonly one field\n", 2, "expected at least 2"),
+    (b"a\tb\nbad \xff byte\tx\n", 2, "invalid UTF-8"),
+    ("a\tb\n\tsecond\n", 2, "empty sentence"),
+    ("a\tb\nc\t  \n", 2, "empty sentence"),
+    ("", 0, "file is empty"),
+    ("\n\n  \n", 0, "file is empty"),
+])
+def test_bad_input_names_file_line_and_reason(tmp_path, content, line, reason):
+    path = write(tmp_path / "bad.tsv", content)
+    with pytest.raises(InputError) as err:
+        read_pairs(path)
+    assert err.value.line == line and reason in err.value.reason
+    assert str(path) in str(err.value)
+
+
+def test_nan_score_and_bad_json(tmp_path):
+    path = write(tmp_path / "p.jsonl", '{"sentence1": "a", "sentence2": "b", "label": 1}\n{"sentence1": "a", "sentence2": "b", "label": NaN}\n')
+    with pytest.raises(InputError, match=r"p.jsonl:2: score is not a finite number"):
+        read_pairs(path)
+    path = write(tmp_path / "q.jsonl", '{"sentence1": "a", "sentence2": "b"}\n{"sentence1": "a"\n')
+    with pytest.raises(InputError, match=r"q.jsonl:2: invalid JSON"):
+        read_pairs(path)
+
+
+def test_skip_mode_counts_bad_lines(tmp_path):
+    path = write(tmp_path / "p.tsv", b"a\tb\nnope\nc\t\xfe\n\tz\nd\te\n")
+    ps, skipped = read_pairs(path, on_error="skip")
+    assert skipped == 3
+    assert texts(ps) == [("a", "b"), ("d", "e")]
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        read_pairs(tmp_path / "nope.tsv")

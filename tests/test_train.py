@@ -1,0 +1,121 @@
+"""`transenc train` on a tiny BERT: losses fall, outputs load in sentence-transformers,
+kill-and-resume ends with the same weights, mutual distillation runs."""
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from transenc import train
+from transenc.errors import TransencError
+from transenc.fit import FitConfig
+
+TINY = train.Recipe(
+    cross=FitConfig(batch_size=16, epochs=6, lr=1e-3, warmup=0.1),
+    bi=FitConfig(batch_size=16, epochs=6, lr=1e-3, warmup=0.0),
+    cross_max_length=32,
+    bi_max_length=16,
+)
+
+
+@pytest.fixture(autouse=True)
+def tiny_recipe(monkeypatch):
+    monkeypatch.setitem(train.RECIPES, "tiny", TINY)
+
+
+@pytest.fixture
+def pairs_64(tmp_path):
+    lines = train.demo_pairs_path().read_text().splitlines()[:64]
+    path = tmp_path / "pairs.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:20])))
+    return path, dev
+
+
+def args_for(out, pairs, models, dev=None, resume=False, cycles=2):
+    return argparse.Namespace(pairs=str(pairs), out=str(out), model=[str(m) for m in models], cycles=cycles,
+                              dev=str(dev) if dev else None, test=None, recipe="tiny", simcse=False, seed=7,
+                              device="cpu", precision="fp32", resume=resume, max_pairs=None)
+
+
+def weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+def test_two_cycles_learn_and_save_sentence_transformers_models(tmp_path, tiny_bert, pairs_64):
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+
+    pairs, dev = pairs_64
+    out = tmp_path / "run"
+    train.train_command(args_for(out, pairs, [tiny_bert], dev=dev))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["cycles"]) == 2
+    for cycle in metrics["cycles"]:
+        for stage in ("cross_train", "bi_train"):
+            fit = cycle["stages"][stage]["models"][0]
+            assert fit["loss_last"] < fit["loss_first"], (stage, fit)
+        for stage in train.STAGES:
+            assert cycle["stages"][stage]["seconds"] >= 0
+    st = SentenceTransformer(str(out / "bi"), device="cpu")
+    ce = CrossEncoder(str(out / "cross"), device="cpu")
+    emb = st.encode(["a cat sits", "a dog runs"])
+    assert emb.shape == (2, 32) and np.isfinite(emb).all()
+    assert np.isfinite(ce.predict([("a cat sits", "a dog runs")])).all()
+    assert metrics["best_cycle"]["bi"] in (1, 2)
+
+
+def test_kill_and_resume_gives_identical_weights(tmp_path, tiny_bert, pairs_64, monkeypatch):
+    pairs, _ = pairs_64
+    train.train_command(args_for(tmp_path / "whole", pairs, [tiny_bert]))
+
+    real = train.Trainer.cross_label
+
+    def killed(self, cycle, folder):
+        if cycle == 2:
+            raise KeyboardInterrupt  # the run dies in cycle 2, after the cross-encoder was trained
+        return real(self, cycle, folder)
+
+    monkeypatch.setattr(train.Trainer, "cross_label", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_command(args_for(tmp_path / "split", pairs, [tiny_bert]))
+    monkeypatch.setattr(train.Trainer, "cross_label", real)
+    state = json.loads((tmp_path / "split" / "state.json").read_text())
+    assert state["done"][-1] == "cycle2.cross_train"
+    with pytest.raises(TransencError, match="--resume"):
+        train.train_command(args_for(tmp_path / "split", pairs, [tiny_bert]))
+    train.train_command(args_for(tmp_path / "split", pairs, [tiny_bert], resume=True))
+    for name in ("bi", "cross"):
+        whole, split = weights(tmp_path / "whole" / name), weights(tmp_path / "split" / name)
+        assert whole.keys() == split.keys()
+        for key in whole:
+            assert torch.equal(whole[key], split[key]), (name, key)
+
+
+def test_mutual_distillation_of_two_models(tmp_path, tiny_bert, pairs_64):
+    import shutil
+    from transformers import BertConfig, BertModel
+
+    second = tmp_path / "second"
+    shutil.copytree(tiny_bert, second)
+    torch.manual_seed(1)
+    BertModel(BertConfig.from_pretrained(str(tiny_bert))).save_pretrained(str(second))
+    pairs, dev = pairs_64
+    out = tmp_path / "mutual"
+    train.train_command(args_for(out, pairs, [tiny_bert, second], dev=dev, cycles=1))
+    metrics = json.loads((out / "metrics.json").read_text())
+    dev_bi = metrics["cycles"][0]["stages"]["bi_train"]["dev"]
+    assert len(dev_bi["models"]) == 2 and "ensemble" in dev_bi
+    for name in ("bi-0", "bi-1", "cross-0", "cross-1"):
+        assert (out / name / "config.json").is_file()
+
+
+def test_non_finite_labels_stop_with_a_clear_message(tmp_path, tiny_bert, pairs_64, monkeypatch):
+    pairs, _ = pairs_64
+    monkeypatch.setattr(train.Trainer, "score", lambda self, e, p: np.full(len(p), np.nan, dtype=np.float32))
+    with pytest.raises(TransencError, match="not finite"):
+        train.train_command(args_for(tmp_path / "nan", pairs, [tiny_bert], cycles=1))
+    assert not (tmp_path / "nan" / "cycle1" / "labels_bi.npy").exists()
