@@ -60,7 +60,7 @@ static std::vector<int32_t> id_list(const py::sequence& ids) {
 // [rows, batch_width[k]] at input_ids[batch_offset[k]:], and the same in the other buffers.
 static py::dict py_pack(const char* name, carray<int32_t> ids, carray<int64_t> offsets,
                         carray<int32_t> seq, int width, const PackTemplate& t, int64_t max_length,
-                        int64_t token_budget, int32_t pad_id, bool int64) {
+                        int64_t token_budget, double min_efficiency, int32_t pad_id, bool int64) {
   const std::string fn(name);
   require(ids.ndim() == 1 && offsets.ndim() == 1 && offsets.shape(0) >= 1,
           fn + ": ids and offsets must be 1-D, offsets with sentences + 1 entries");
@@ -78,11 +78,12 @@ static py::dict py_pack(const char* name, carray<int32_t> ids, carray<int64_t> o
     require(sq[i] >= 0 && sq[i] < sentences, fn + ": sentence index out of range");
   require(max_length >= t.specials(width), fn + ": max_length leaves no room for the special tokens");
   require(token_budget >= max_length, fn + ": token_budget must be >= max_length");
+  require(min_efficiency >= 0 && min_efficiency <= 1, fn + ": min_efficiency must be in [0, 1]");
 
   PackPlan plan;
   {
     py::gil_scoped_release release;
-    plan = plan_packing(off, sq, n, width, t, max_length, token_budget);
+    plan = plan_packing(off, sq, n, width, t, max_length, token_budget, min_efficiency);
   }
   const bool types = width == 2 && t.type_a >= 0;
   const int64_t total = plan.total_elements();
@@ -115,7 +116,7 @@ static py::dict py_pack(const char* name, carray<int32_t> ids, carray<int64_t> o
 static py::dict py_pack_pairs(carray<int32_t> ids, carray<int64_t> offsets, carray<int32_t> pairs,
                               py::sequence prefix, py::sequence middle, py::sequence suffix,
                               py::object pair_types, int64_t max_length, int64_t token_budget,
-                              int32_t pad_id, bool int64) {
+                              double min_efficiency, int32_t pad_id, bool int64) {
   PackTemplate t{id_list(prefix), id_list(middle), id_list(suffix)};
   if (!pair_types.is_none()) {
     auto types = pair_types.cast<py::sequence>();
@@ -124,16 +125,17 @@ static py::dict py_pack_pairs(carray<int32_t> ids, carray<int64_t> offsets, carr
     t.type_b = types[1].cast<int32_t>();
     require(t.type_a >= 0 && t.type_b >= 0, "pack_pairs: token types must be >= 0");
   }
-  return py_pack("pack_pairs", ids, offsets, pairs, 2, t, max_length, token_budget, pad_id, int64);
+  return py_pack("pack_pairs", ids, offsets, pairs, 2, t, max_length, token_budget, min_efficiency,
+                 pad_id, int64);
 }
 
 static py::dict py_pack_sentences(carray<int32_t> ids, carray<int64_t> offsets,
                                   carray<int32_t> sentence_ids, py::sequence prefix,
                                   py::sequence suffix, int64_t max_length, int64_t token_budget,
-                                  int32_t pad_id, bool int64) {
+                                  double min_efficiency, int32_t pad_id, bool int64) {
   PackTemplate t{id_list(prefix), {}, id_list(suffix)};
-  return py_pack("pack_sentences", ids, offsets, sentence_ids, 1, t, max_length, token_budget, pad_id,
-                 int64);
+  return py_pack("pack_sentences", ids, offsets, sentence_ids, 1, t, max_length, token_budget,
+                 min_efficiency, pad_id, int64);
 }
 
 static py::tuple py_truncate_longest_first(int64_t len_a, int64_t len_b, int64_t budget) {
@@ -145,10 +147,11 @@ static py::tuple py_truncate_longest_first(int64_t len_a, int64_t len_b, int64_t
 static void def_packer(py::module_& m) {
   m.def("pack_pairs", &py_pack_pairs, py::arg("ids"), py::arg("offsets"), py::arg("pairs"),
         py::arg("prefix"), py::arg("middle"), py::arg("suffix"), py::arg("pair_types"),
-        py::arg("max_length"), py::arg("token_budget"), py::arg("pad_id"), py::arg("int64") = false);
+        py::arg("max_length"), py::arg("token_budget"), py::arg("min_efficiency"), py::arg("pad_id"),
+        py::arg("int64") = false);
   m.def("pack_sentences", &py_pack_sentences, py::arg("ids"), py::arg("offsets"),
         py::arg("sentence_ids"), py::arg("prefix"), py::arg("suffix"), py::arg("max_length"),
-        py::arg("token_budget"), py::arg("pad_id"), py::arg("int64") = false);
+        py::arg("token_budget"), py::arg("min_efficiency"), py::arg("pad_id"), py::arg("int64") = false);
   m.def("truncate_longest_first", &py_truncate_longest_first, py::arg("len_a"), py::arg("len_b"),
         py::arg("budget"));
 }

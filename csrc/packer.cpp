@@ -6,8 +6,27 @@
 
 namespace transenc {
 
+// Greedy cut of the rows sorted by length: a batch grows while (rows + 1) x the new, longest
+// length fits the budget.
+static void cut_batches(PackPlan& plan, const std::vector<int32_t>& sorted_length, int64_t budget) {
+  const int64_t n = int64_t(sorted_length.size());
+  plan.batch_rows.assign(1, 0);
+  plan.batch_offset.assign(1, 0);
+  plan.batch_width.clear();
+  for (int64_t begin = 0; begin < n;) {
+    int64_t end = begin + 1;
+    while (end < n && (end + 1 - begin) * int64_t(sorted_length[end]) <= budget) ++end;
+    const int64_t w = sorted_length[end - 1];
+    plan.batch_rows.push_back(end);
+    plan.batch_width.push_back(w);
+    plan.batch_offset.push_back(plan.batch_offset.back() + (end - begin) * w);
+    begin = end;
+  }
+}
+
 PackPlan plan_packing(const int64_t* offsets, const int32_t* seq, int64_t n, int width,
-                      const PackTemplate& t, int64_t max_length, int64_t token_budget) {
+                      const PackTemplate& t, int64_t max_length, int64_t token_budget,
+                      double min_efficiency) {
   const int64_t specials = t.specials(width);
   const int64_t content = max_length - specials;  // tokens left for the sentences
   std::vector<int32_t> keep_a(n), keep_b(n), length(n);
@@ -35,24 +54,20 @@ PackPlan plan_packing(const int64_t* offsets, const int32_t* seq, int64_t n, int
   for (int64_t i = 0; i < n; ++i) plan.rows[start[length[i]]++] = i;
   plan.keep_a.resize(n);
   plan.keep_b.resize(n);
+  std::vector<int32_t> sorted_length(n);
   for (int64_t r = 0; r < n; ++r) {
     plan.keep_a[r] = keep_a[plan.rows[r]];
     plan.keep_b[r] = keep_b[plan.rows[r]];
-    plan.real_tokens += length[plan.rows[r]];
+    sorted_length[r] = length[plan.rows[r]];
+    plan.real_tokens += sorted_length[r];
   }
 
-  // Greedy cut of the sorted rows: a batch grows while (rows + 1) x the new, longest length fits
-  // the budget. Neighbours in length order differ by a token or so, so little goes to padding.
-  plan.batch_rows.push_back(0);
-  plan.batch_offset.push_back(0);
-  for (int64_t begin = 0; begin < n;) {
-    int64_t end = begin + 1;
-    while (end < n && (end + 1 - begin) * int64_t(length[plan.rows[end]]) <= token_budget) ++end;
-    int64_t w = length[plan.rows[end - 1]];
-    plan.batch_rows.push_back(end);
-    plan.batch_width.push_back(w);
-    plan.batch_offset.push_back(plan.batch_offset.back() + (end - begin) * w);
-    begin = end;
+  // Full-budget batches are the largest, and on many rows neighbours in length order differ by a
+  // token or so. On few rows a full batch spans many lengths: shrink the budget by 10% steps until
+  // padding is within the target, or the budget reaches max_length. Each try is one O(n) pass.
+  for (int64_t budget = token_budget;; budget = std::max(max_length, budget * 9 / 10)) {
+    cut_batches(plan, sorted_length, budget);
+    if (plan.real_tokens >= min_efficiency * double(plan.total_elements()) || budget == max_length) break;
   }
   return plan;
 }

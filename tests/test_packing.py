@@ -107,8 +107,11 @@ def test_pairs_equal_hf_tokenizer(case, length):
     batches = pack_pairs(cache, idx, length, BUDGET)
     check_batches(batches, ref_pairs[length], len(idx), BUDGET, with_types=(name == "bert"))
     efficiency = padding_efficiency(batches)
-    print(f"\n{name} pairs L={length}: {len(batches)} batches, padding efficiency {efficiency:.4f}")
-    assert efficiency >= 0.95
+    # Full-budget batches (no budget shrinking): what length sorting alone gives on 8,628 pairs.
+    full = pack_pairs(cache, idx, length, BUDGET, min_efficiency=0)
+    print(f"\n{name} pairs L={length}: {len(batches)} batches, padding efficiency {efficiency:.4f}; "
+          f"full budget: {len(full)} batches, {padding_efficiency(full):.4f}")
+    assert efficiency >= 0.95 and padding_efficiency(full) >= 0.95
 
 
 @pytest.mark.parametrize("length", SINGLE_LENGTHS)
@@ -118,8 +121,20 @@ def test_singles_equal_hf_tokenizer(case, length):
     batches = pack_sentences(cache, ids, length, BUDGET)
     check_batches(batches, ref_singles[length], len(ids), BUDGET, with_types=False)
     efficiency = padding_efficiency(batches)
-    print(f"\n{name} singles L={length}: {len(batches)} batches, padding efficiency {efficiency:.4f}")
-    assert efficiency >= 0.95
+    full = pack_sentences(cache, ids, length, BUDGET, min_efficiency=0)
+    print(f"\n{name} singles L={length}: {len(batches)} batches, padding efficiency {efficiency:.4f}; "
+          f"full budget: {len(full)} batches, {padding_efficiency(full):.4f}")
+    assert efficiency >= 0.95 and padding_efficiency(full) >= 0.95
+
+
+def test_few_rows_shrink_the_budget(case, sts):
+    """1,000 pairs under a large budget: full batches would span many lengths (~0.85 efficiency)."""
+    _, _, cache, idx, *_ = case
+    few = idx[:1000]
+    full = pack_pairs(cache, few, 64, 4 * BUDGET, min_efficiency=0)
+    shrunk = pack_pairs(cache, few, 64, 4 * BUDGET)
+    assert padding_efficiency(full) < 0.95 <= padding_efficiency(shrunk)
+    assert all(b.input_ids.numel() <= 4 * BUDGET for b in shrunk)
 
 
 def test_templates_come_from_the_tokenizer(case):
@@ -194,3 +209,5 @@ def test_bad_arguments_fail_loudly():
         pack_pairs(cache, np.array([[0, 2]], dtype=np.int32), 32, 64)
     with pytest.raises(ValueError, match="special tokens"):
         pack_pairs(cache, pairs, 2, 64)
+    with pytest.raises(ValueError, match="min_efficiency"):
+        pack_pairs(cache, pairs, 32, 64, min_efficiency=1.5)

@@ -21,6 +21,9 @@ if not hasattr(_C, "pack_pairs"):
 # Ids, masks and types are int32 by default: BERT, RoBERTa and MPNet embeddings take int32 indices
 # and give identical outputs, and it halves memory and host-to-device bytes. int64 on request.
 _INDEX_DTYPES = {torch.int32: False, torch.int64: True}
+# Padding target of the design (~5%): the packer shrinks the token budget until it is met. Pass 0
+# for full-budget batches whatever the padding (fewer, larger forwards: may suit a GPU on few rows).
+MIN_EFFICIENCY = 0.95
 
 
 @dataclass
@@ -43,26 +46,29 @@ def truncate_longest_first(len_a: int, len_b: int, budget: int) -> tuple[int, in
 
 
 def pack_pairs(
-    cache: TokenCache, pairs: np.ndarray, max_length: int, token_budget: int, dtype: torch.dtype = torch.int32
+    cache: TokenCache, pairs: np.ndarray, max_length: int, token_budget: int,
+    dtype: torch.dtype = torch.int32, min_efficiency: float = MIN_EFFICIENCY,
 ) -> list[Batch]:
     """Batches of `prefix a middle b suffix` rows for the int32[N, 2] sentence-index `pairs`."""
     t = cache.template
     packed = _C.pack_pairs(
         cache.ids, cache.offsets, np.asarray(pairs, dtype=np.int32).reshape(-1, 2),
         t.pair_prefix, t.pair_middle, t.pair_suffix, t.pair_types,
-        max_length, token_budget, cache.pad_id, _INDEX_DTYPES[dtype],
+        max_length, token_budget, min_efficiency, cache.pad_id, _INDEX_DTYPES[dtype],
     )
     return _batches(packed)
 
 
 def pack_sentences(
-    cache: TokenCache, sentence_ids: np.ndarray, max_length: int, token_budget: int, dtype: torch.dtype = torch.int32
+    cache: TokenCache, sentence_ids: np.ndarray, max_length: int, token_budget: int,
+    dtype: torch.dtype = torch.int32, min_efficiency: float = MIN_EFFICIENCY,
 ) -> list[Batch]:
     """Batches of `prefix s suffix` rows for single sentences (token types left to the model: all 0)."""
     t = cache.template
     packed = _C.pack_sentences(
         cache.ids, cache.offsets, np.asarray(sentence_ids, dtype=np.int32).reshape(-1),
-        t.single_prefix, t.single_suffix, max_length, token_budget, cache.pad_id, _INDEX_DTYPES[dtype],
+        t.single_prefix, t.single_suffix, max_length, token_budget, min_efficiency, cache.pad_id,
+        _INDEX_DTYPES[dtype],
     )
     return _batches(packed)
 
