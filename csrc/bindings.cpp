@@ -67,15 +67,18 @@ static py::dict py_pack(const char* name, carray<int32_t> ids, carray<int64_t> o
   const int64_t sentences = offsets.shape(0) - 1;
   const int64_t* off = offsets.data();
   require(off[0] >= 0 && off[sentences] <= ids.shape(0), fn + ": offsets point outside ids");
-  for (int64_t s = 0; s < sentences; ++s) require(off[s] <= off[s + 1], fn + ": offsets must not decrease");
+  bool ordered = true;  // checked in one pass, the message built once
+  for (int64_t s = 0; s < sentences; ++s) ordered &= off[s] <= off[s + 1];
+  require(ordered, fn + ": offsets must not decrease");
   if (width == 2)
     require(seq.ndim() == 2 && seq.shape(1) == 2, fn + ": pairs must be int32[N, 2]");
   else
     require(seq.ndim() == 1, fn + ": sentence_ids must be int32[N]");
   const int64_t n = seq.shape(0);
   const int32_t* sq = seq.data();
-  for (int64_t i = 0; i < n * width; ++i)
-    require(sq[i] >= 0 && sq[i] < sentences, fn + ": sentence index out of range");
+  bool in_range = true;
+  for (int64_t i = 0; i < n * width; ++i) in_range &= sq[i] >= 0 && sq[i] < sentences;
+  require(in_range, fn + ": sentence index out of range");
   require(max_length >= t.specials(width), fn + ": max_length leaves no room for the special tokens");
   require(token_budget >= max_length, fn + ": token_budget must be >= max_length");
   require(min_efficiency >= 0 && min_efficiency <= 1, fn + ": min_efficiency must be in [0, 1]");

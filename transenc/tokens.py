@@ -103,4 +103,5 @@ def _token_ids(tokenizer, sentences: list[str]) -> list[list[int]]:
     backend = copy.deepcopy(backend)
     backend.no_truncation()
     backend.no_padding()
-    return [e.ids for e in backend.encode_batch_fast(sentences, add_special_tokens=False)]
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # _fast: tokenizers >= 0.20
+    return [e.ids for e in encode(sentences, add_special_tokens=False)]
