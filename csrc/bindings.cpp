@@ -112,7 +112,6 @@ static py::dict py_pack(const char* name, carray<int32_t> ids, carray<int64_t> o
   out["batch_rows"] = py::array_t<int64_t>(plan.batch_rows.size(), plan.batch_rows.data());
   out["batch_offset"] = py::array_t<int64_t>(plan.batch_offset.size(), plan.batch_offset.data());
   out["batch_width"] = py::array_t<int64_t>(plan.batch_width.size(), plan.batch_width.data());
-  out["real_tokens"] = plan.real_tokens;
   return out;
 }
 
