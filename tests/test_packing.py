@@ -15,7 +15,7 @@ import torch
 import transformers
 
 from transenc.packing import pack_pairs, pack_sentences, padding_efficiency, truncate_longest_first
-from transenc.tokens import Template, TokenCache
+from transenc.tokens import TokenCache
 
 STS_DIR = Path(os.environ.get(
     "TRANSENC_STS_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "stsbenchmark"))
