@@ -4,8 +4,10 @@
 
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "cosine.h"
+#include "packer.h"
 #include "parallel.h"
 
 namespace py = pybind11;
@@ -45,9 +47,124 @@ static py::array_t<float> py_pair_cosine_indexed(carray<float> table, carray<int
   return out;
 }
 
+// ---- Packer: cached token ids -> padded, length-sorted batches in flat numpy buffers ----------
+
+static std::vector<int32_t> id_list(const py::sequence& ids) {
+  std::vector<int32_t> out;
+  for (auto id : ids) out.push_back(id.cast<int32_t>());
+  return out;
+}
+
+// Shared by pairs (seq int32[N, 2]) and single sentences (seq int32[N]). Returns the batches as
+// flat buffers: batch k is rows batch_rows[k]..batch_rows[k+1] of `rows`, stored row-major as
+// [rows, batch_width[k]] at input_ids[batch_offset[k]:], and the same in the other buffers.
+static py::dict py_pack(const char* name, carray<int32_t> ids, carray<int64_t> offsets,
+                        carray<int32_t> seq, int width, const PackTemplate& t, int64_t max_length,
+                        int64_t token_budget, double min_efficiency, int32_t pad_id, bool int64) {
+  const std::string fn(name);
+  require(ids.ndim() == 1 && offsets.ndim() == 1 && offsets.shape(0) >= 1,
+          fn + ": ids and offsets must be 1-D, offsets with sentences + 1 entries");
+  const int64_t sentences = offsets.shape(0) - 1;
+  const int64_t* off = offsets.data();
+  require(off[0] >= 0 && off[sentences] <= ids.shape(0), fn + ": offsets point outside ids");
+  bool ordered = true;  // checked in one pass, the message built once
+  for (int64_t s = 0; s < sentences; ++s) ordered &= off[s] <= off[s + 1];
+  require(ordered, fn + ": offsets must not decrease");
+  if (width == 2)
+    require(seq.ndim() == 2 && seq.shape(1) == 2, fn + ": pairs must be int32[N, 2]");
+  else
+    require(seq.ndim() == 1, fn + ": sentence_ids must be int32[N]");
+  const int64_t n = seq.shape(0);
+  const int32_t* sq = seq.data();
+  bool in_range = true;
+  for (int64_t i = 0; i < n * width; ++i) in_range &= sq[i] >= 0 && sq[i] < sentences;
+  require(in_range, fn + ": sentence index out of range");
+  require(max_length >= t.specials(width), fn + ": max_length leaves no room for the special tokens");
+  require(token_budget >= max_length, fn + ": token_budget must be >= max_length");
+  require(min_efficiency >= 0 && min_efficiency <= 1, fn + ": min_efficiency must be in [0, 1]");
+
+  PackPlan plan;
+  {
+    py::gil_scoped_release release;
+    plan = plan_packing(off, sq, n, width, t, max_length, token_budget, min_efficiency);
+  }
+  const bool types = width == 2 && t.type_a >= 0;
+  const int64_t total = plan.total_elements();
+  py::dict out;
+  auto fill = [&](auto zero) {
+    using Index = decltype(zero);
+    py::array_t<Index> input_ids(total), attention_mask(total);
+    py::array_t<Index> token_type_ids(types ? total : 0);
+    {
+      py::gil_scoped_release release;
+      fill_packing<Index>(plan, ids.data(), off, sq, width, t, pad_id, input_ids.mutable_data(),
+                          attention_mask.mutable_data(), types ? token_type_ids.mutable_data() : nullptr);
+    }
+    out["input_ids"] = input_ids;
+    out["attention_mask"] = attention_mask;
+    out["token_type_ids"] = types ? py::object(token_type_ids) : py::none();
+  };
+  if (int64)
+    fill(int64_t{0});
+  else
+    fill(int32_t{0});
+  out["rows"] = py::array_t<int64_t>(n, plan.rows.data());
+  out["batch_rows"] = py::array_t<int64_t>(plan.batch_rows.size(), plan.batch_rows.data());
+  out["batch_offset"] = py::array_t<int64_t>(plan.batch_offset.size(), plan.batch_offset.data());
+  out["batch_width"] = py::array_t<int64_t>(plan.batch_width.size(), plan.batch_width.data());
+  return out;
+}
+
+static py::dict py_pack_pairs(carray<int32_t> ids, carray<int64_t> offsets, carray<int32_t> pairs,
+                              py::sequence prefix, py::sequence middle, py::sequence suffix,
+                              py::object pair_types, int64_t max_length, int64_t token_budget,
+                              double min_efficiency, int32_t pad_id, bool int64) {
+  PackTemplate t{id_list(prefix), id_list(middle), id_list(suffix)};
+  if (!pair_types.is_none()) {
+    auto types = pair_types.cast<py::sequence>();
+    require(types.size() == 2, "pack_pairs: pair_types must be (type of a, type of b) or None");
+    t.type_a = types[0].cast<int32_t>();
+    t.type_b = types[1].cast<int32_t>();
+    require(t.type_a >= 0 && t.type_b >= 0, "pack_pairs: token types must be >= 0");
+  }
+  return py_pack("pack_pairs", ids, offsets, pairs, 2, t, max_length, token_budget, min_efficiency,
+                 pad_id, int64);
+}
+
+static py::dict py_pack_sentences(carray<int32_t> ids, carray<int64_t> offsets,
+                                  carray<int32_t> sentence_ids, py::sequence prefix,
+                                  py::sequence suffix, int64_t max_length, int64_t token_budget,
+                                  double min_efficiency, int32_t pad_id, bool int64) {
+  PackTemplate t{id_list(prefix), {}, id_list(suffix)};
+  return py_pack("pack_sentences", ids, offsets, sentence_ids, 1, t, max_length, token_budget,
+                 min_efficiency, pad_id, int64);
+}
+
+static py::tuple py_truncate_longest_first(int64_t len_a, int64_t len_b, int64_t budget) {
+  require(len_a >= 0 && len_b >= 0 && budget >= 0, "truncate_longest_first: lengths must be >= 0");
+  truncate_longest_first(len_a, len_b, budget);
+  return py::make_tuple(len_a, len_b);
+}
+
+static void def_packer(py::module_& m) {
+  m.def("pack_pairs", &py_pack_pairs, py::arg("ids"), py::arg("offsets"), py::arg("pairs"),
+        py::arg("prefix"), py::arg("middle"), py::arg("suffix"), py::arg("pair_types"),
+        py::arg("max_length"), py::arg("token_budget"), py::arg("min_efficiency"), py::arg("pad_id"),
+        py::arg("int64") = false);
+  m.def("pack_sentences", &py_pack_sentences, py::arg("ids"), py::arg("offsets"),
+        py::arg("sentence_ids"), py::arg("prefix"), py::arg("suffix"), py::arg("max_length"),
+        py::arg("token_budget"), py::arg("min_efficiency"), py::arg("pad_id"), py::arg("int64") = false);
+  m.def("truncate_longest_first", &py_truncate_longest_first, py::arg("len_a"), py::arg("len_b"),
+        py::arg("budget"));
+}
+
+// ---- end of packer ---------------------------------------------------------------------------
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "transenc C++ CPU engine";
   m.def("threads", &engine_threads, "Worker threads the engine uses");
   m.def("pair_cosine", &py_pair_cosine, py::arg("a"), py::arg("b"));
   m.def("pair_cosine_indexed", &py_pair_cosine_indexed, py::arg("table"), py::arg("idx"));
+
+  def_packer(m);
 }

@@ -1,6 +1,9 @@
-"""Length-sorted token-budget batches built from a TokenCache, never re-tokenizing.
+"""Length-sorted token-budget batches built from a TokenCache by the C++ packer, never re-tokenizing.
 
-Each Batch carries `rows`: the request rows it holds, so results scatter back to input order.
+Rows equal `tokenizer(a, b, truncation=True, max_length=L)` (and `tokenizer(s, ...)` for single
+sentences) token for token. All batches of one call share one flat buffer per field: each Batch
+holds views into it (torch.from_numpy, no copy). Each Batch carries `rows`: the request rows it
+holds, so results scatter back to input order.
 """
 from __future__ import annotations
 
@@ -9,14 +12,25 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from transenc import _C
 from transenc.tokens import TokenCache
+
+if not hasattr(_C, "pack_pairs"):
+    raise ImportError("transenc._C has no packer: rebuild it (python setup.py build_ext --inplace)")
+
+# Ids, masks and types are int32 by default: BERT, RoBERTa and MPNet embeddings take int32 indices
+# and give identical outputs, and it halves memory and host-to-device bytes. int64 on request.
+_INDEX_DTYPES = {torch.int32: False, torch.int64: True}
+# Padding target of the design (~5%): the packer shrinks the token budget until it is met. Pass 0
+# for full-budget batches whatever the padding (fewer, larger forwards: may suit a GPU on few rows).
+MIN_EFFICIENCY = 0.95
 
 
 @dataclass
 class Batch:
-    input_ids: torch.Tensor  # int64 [B, T]
-    attention_mask: torch.Tensor  # int64 [B, T]
-    token_type_ids: torch.Tensor | None
+    input_ids: torch.Tensor  # int32 (or int64) [B, T]
+    attention_mask: torch.Tensor  # same dtype [B, T]
+    token_type_ids: torch.Tensor | None  # None when the model has no token types, and for single sentences
     rows: np.ndarray  # int64 [B]: request row of each batch row
 
     def model_inputs(self, device) -> dict:
@@ -28,70 +42,57 @@ class Batch:
 
 def truncate_longest_first(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
     """Lengths kept by the HF tokenizers' longest-first truncation of a pair to `budget` tokens."""
-    while len_a + len_b > budget:
-        if len_a > len_b:
-            len_a -= 1
-        else:
-            len_b -= 1
-    return len_a, len_b
+    return _C.truncate_longest_first(len_a, len_b, budget)
 
 
-def _sorted_groups(lengths: np.ndarray, token_budget: int) -> list[np.ndarray]:
-    """Rows sorted by length, cut into groups whose padded size fits the token budget."""
-    order = np.argsort(lengths, kind="stable")
-    groups, start = [], 0
-    while start < len(order):
-        end = start + 1
-        while end < len(order) and (end + 1 - start) * lengths[order[end]] <= token_budget:
-            end += 1
-        groups.append(order[start:end])
-        start = end
-    return groups
-
-
-def pack_sentences(cache: TokenCache, sentence_ids: np.ndarray, max_length: int, token_budget: int) -> list[Batch]:
+def pack_pairs(
+    cache: TokenCache, pairs: np.ndarray, max_length: int, token_budget: int,
+    dtype: torch.dtype = torch.int32, min_efficiency: float = MIN_EFFICIENCY,
+) -> list[Batch]:
+    """Batches of `prefix a middle b suffix` rows for the int32[N, 2] sentence-index `pairs`."""
     t = cache.template
-    keep = max_length - t.single_specials
-    rows_tokens = []
-    for s in sentence_ids:
-        rows_tokens.append(list(t.single_prefix) + cache.tokens(int(s))[:keep].tolist() + list(t.single_suffix))
-    return _to_batches(rows_tokens, None, cache.pad_id, token_budget)
+    packed = _C.pack_pairs(
+        cache.ids, cache.offsets, np.asarray(pairs, dtype=np.int32).reshape(-1, 2),
+        t.pair_prefix, t.pair_middle, t.pair_suffix, t.pair_types,
+        max_length, token_budget, min_efficiency, cache.pad_id, _INDEX_DTYPES[dtype],
+    )
+    return _batches(packed)
 
 
-def pack_pairs(cache: TokenCache, pairs: np.ndarray, max_length: int, token_budget: int) -> list[Batch]:
+def pack_sentences(
+    cache: TokenCache, sentence_ids: np.ndarray, max_length: int, token_budget: int,
+    dtype: torch.dtype = torch.int32, min_efficiency: float = MIN_EFFICIENCY,
+) -> list[Batch]:
+    """Batches of `prefix s suffix` rows for single sentences (token types left to the model: all 0)."""
     t = cache.template
-    budget = max_length - t.pair_specials
-    rows_tokens, rows_types = [], []
-    for a, b in pairs:
-        ta, tb = cache.tokens(int(a)), cache.tokens(int(b))
-        la, lb = truncate_longest_first(len(ta), len(tb), budget)
-        first = list(t.pair_prefix) + ta[:la].tolist() + list(t.pair_middle)
-        second = tb[:lb].tolist() + list(t.pair_suffix)
-        rows_tokens.append(first + second)
-        if t.pair_types is not None:
-            rows_types.append([t.pair_types[0]] * len(first) + [t.pair_types[1]] * len(second))
-    return _to_batches(rows_tokens, rows_types if t.pair_types is not None else None, cache.pad_id, token_budget)
+    packed = _C.pack_sentences(
+        cache.ids, cache.offsets, np.asarray(sentence_ids, dtype=np.int32).reshape(-1),
+        t.single_prefix, t.single_suffix, max_length, token_budget, min_efficiency, cache.pad_id,
+        _INDEX_DTYPES[dtype],
+    )
+    return _batches(packed)
 
 
-def _to_batches(rows_tokens, rows_types, pad_id: int, token_budget: int) -> list[Batch]:
-    lengths = np.array([len(r) for r in rows_tokens], dtype=np.int64)
+def _batches(packed: dict) -> list[Batch]:
+    ids = torch.from_numpy(packed["input_ids"])
+    mask = torch.from_numpy(packed["attention_mask"])
+    types = packed["token_type_ids"]
+    types = torch.from_numpy(types) if types is not None else None
+    rows, row_at, at, widths = packed["rows"], packed["batch_rows"], packed["batch_offset"], packed["batch_width"]
     batches = []
-    for group in _sorted_groups(lengths, token_budget):
-        width = int(lengths[group].max())
-        ids = torch.full((len(group), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(group), width), dtype=torch.long)
-        types = torch.zeros((len(group), width), dtype=torch.long) if rows_types is not None else None
-        for r, row in enumerate(group):
-            n = lengths[row]
-            ids[r, :n] = torch.tensor(rows_tokens[row])
-            mask[r, :n] = 1
-            if types is not None:
-                types[r, :n] = torch.tensor(rows_types[row])
-        batches.append(Batch(ids, mask, types, group.astype(np.int64)))
+    for k, width in enumerate(widths.tolist()):
+        shape = (int(row_at[k + 1] - row_at[k]), width)
+        part = slice(int(at[k]), int(at[k + 1]))
+        batches.append(Batch(
+            ids[part].view(shape), mask[part].view(shape),
+            types[part].view(shape) if types is not None else None,
+            rows[row_at[k]:row_at[k + 1]],
+        ))
     return batches
 
 
 def padding_efficiency(batches: list[Batch]) -> float:
+    """Real tokens / all tokens (real + padding) over the batches."""
     real = sum(int(b.attention_mask.sum()) for b in batches)
     total = sum(b.attention_mask.numel() for b in batches)
     return real / total if total else 1.0

