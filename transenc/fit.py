@@ -99,10 +99,10 @@ def fit_cross(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray, label
               seed: int, evaluate=None, keep_best=None) -> FitResult:
     """BCE between the pair logit and a soft label; pairs should already hold both orders."""
     targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
-    budget = cfg.batch_size * encoder.max_length  # one packed batch per step
+    budget = cfg.batch_size * encoder.max_length  # one packed batch per step (min_efficiency=0)
 
     def step_loss(idx):
-        (batch,) = pack_pairs(cache, pairs[idx], encoder.max_length, budget)
+        (batch,) = pack_pairs(cache, pairs[idx], encoder.max_length, budget, min_efficiency=0)
         logits = encoder.logits(batch).float()
         return F.binary_cross_entropy_with_logits(logits, targets[idx][batch.rows].to(encoder.device))
 
@@ -113,7 +113,7 @@ def fit_cross(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray, label
 def _pair_embeddings(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray):
     """Embeddings of both sides of a batch of pairs in one packed forward pass."""
     ids = np.concatenate([pairs[:, 0], pairs[:, 1]]).astype(np.int32)
-    (batch,) = pack_sentences(cache, ids, encoder.max_length, len(ids) * encoder.max_length)
+    (batch,) = pack_sentences(cache, ids, encoder.max_length, len(ids) * encoder.max_length, min_efficiency=0)
     embedded = encoder.embed(batch)
     ordered = torch.empty_like(embedded)
     ordered[torch.from_numpy(batch.rows).to(embedded.device)] = embedded

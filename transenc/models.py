@@ -80,9 +80,10 @@ def _quiet_transformers():
     logging.disable_progress_bar()
 
 
-def _token_budget(batch_size: int, mean_row_tokens: float) -> int:
-    """Batches hold about batch_size rows of average length, whatever the length spread."""
-    return max(int(batch_size * mean_row_tokens), 1)
+def _token_budget(batch_size: int, mean_row_tokens: float, max_length: int) -> int:
+    """Batches hold about batch_size rows of average length, whatever the length spread
+    (and always room for one row of max_length, as the packer requires)."""
+    return max(int(batch_size * mean_row_tokens), max_length)
 
 
 def _read_json(path: Path) -> dict:
@@ -174,7 +175,8 @@ class BiEncoder(_Encoder):
 
     def batches(self, cache: TokenCache, sentence_ids: np.ndarray, batch_size: int) -> list[Batch]:
         lengths = np.minimum(cache.lengths[sentence_ids], self.max_length - cache.template.single_specials)
-        budget = _token_budget(batch_size, lengths.mean() + cache.template.single_specials if len(lengths) else 1)
+        budget = _token_budget(batch_size, lengths.mean() + cache.template.single_specials if len(lengths) else 1,
+                               self.max_length)
         return pack_sentences(cache, sentence_ids, self.max_length, budget)
 
     def encode(self, sentences: Sequence[str] | TokenCache, batch_size: int = 64, precision: str = "fp32",
@@ -234,7 +236,8 @@ class CrossEncoder(_Encoder):
 
     def batches(self, cache: TokenCache, pairs: np.ndarray, batch_size: int) -> list[Batch]:
         lengths = np.minimum(cache.lengths[pairs].sum(1), self.max_length - cache.template.pair_specials)
-        budget = _token_budget(batch_size, lengths.mean() + cache.template.pair_specials if len(lengths) else 1)
+        budget = _token_budget(batch_size, lengths.mean() + cache.template.pair_specials if len(lengths) else 1,
+                               self.max_length)
         return pack_pairs(cache, pairs, self.max_length, budget)
 
     def predict(self, sentences: Sequence[str] | TokenCache, pairs: np.ndarray, batch_size: int = 32,
