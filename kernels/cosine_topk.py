@@ -50,7 +50,10 @@ BLOCK_Q = BLOCK_C = 128, BLOCK_K = 64, 8 warps, 3 stages for fp16/bf16: the usua
 matmul tile, a 128 x 128 fp32 accumulator is 64 registers a thread at 8 warps, leaving room for
 the running top-k (2 x 16 slots x 128 queries = 16 registers a thread at k <= 16). For large
 K_PAD (> 32), BLOCK_Q drops to 64 to keep the running slots in registers. For fp32 "ieee" the
-dot runs on the CUDA cores: 64 x 64 tiles, BLOCK_K = 32.
+dot runs on the CUDA cores: 64 x 64 tiles, BLOCK_K = 32; fp32 on the tensor cores (tf32,
+tf32x3) takes BLOCK_K = 32 so that three stages of 4-byte tiles fit in shared memory.
+Compiled ahead of time for sm_90a (Triton 3.9, no GPU): the fp16/bf16 kernel uses wgmma with
+cp.async pipelining, 238 registers a thread and no spills, so one 8-warp program per SM.
 """
 from __future__ import annotations
 
@@ -163,6 +166,8 @@ def default_config(dtype: torch.dtype, k_pad: int, fp32_precision: str = "ieee")
     """Tile sizes for a launch; see the module docstring for the reasoning."""
     if dtype == torch.float32 and fp32_precision == "ieee":
         return dict(block_q=64, block_c=64, block_k=32, num_warps=4, num_stages=2)
+    if dtype == torch.float32:  # tf32 / tf32x3 on the tensor cores: 4-byte operands, so half the BLOCK_K
+        return dict(block_q=128 if k_pad <= 32 else 64, block_c=128, block_k=32, num_warps=8, num_stages=3)
     return dict(block_q=128 if k_pad <= 32 else 64, block_c=128, block_k=64, num_warps=8, num_stages=3)
 
 
@@ -237,7 +242,8 @@ def cosine_topk(queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude_sel
     )
 
     # Final merge of splits * k_pad candidates per query: by id, then stably by score.
-    cand_s = cand_s.permute(1, 0, 2).reshape(n_q, splits * k_pad)
+    # (+ 0.0 turns a -0.0 into +0.0, which a radix sort would otherwise order below +0.0.)
+    cand_s = cand_s.permute(1, 0, 2).reshape(n_q, splits * k_pad) + 0.0
     cand_i = cand_i.permute(1, 0, 2).reshape(n_q, splits * k_pad).long()
     by_id = torch.argsort(cand_i, dim=1)
     cand_s, cand_i = cand_s.gather(1, by_id), cand_i.gather(1, by_id)

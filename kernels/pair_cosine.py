@@ -9,9 +9,12 @@ loaded exactly once and the reductions are paid once per row, not per chunk.
 - BLOCK_D = 128 (fewer for small d, at least 16): a 128-wide chunk of an fp32 row is 512
   contiguous bytes, i.e. 32 lanes x 16-byte loads; d = 384 is exactly 3 chunks, d = 768 six,
   and d that are not multiples (1, 7, 1000) are handled by masks.
-- BLOCK_N = 4096 / BLOCK_D rows for fp32 (8192 / BLOCK_D for 16-bit types), so each loop step
-  has 2 x 16 KB of loads in flight per program; with ~60 registers a thread, several programs
-  share an SM, which is what hides DRAM latency here (the loop is only d / BLOCK_D steps long).
+- BLOCK_N = 4096 / BLOCK_D rows (32 at d >= 128), 8 warps: each loop step issues 16-byte loads
+  for 2 x 16 KB (fp32) per program. Compiled ahead of time for sm_90a (Triton 3.9, no GPU) the
+  fp32 kernel takes 124 registers a thread, no spills, 4 x 16-byte loads per tensor per step,
+  so two programs (16 warps) share an SM; that concurrency, not a deep loop (only d / BLOCK_D
+  steps long), is what hides DRAM latency. (8192 / BLOCK_D rows for fp16 compiled to 168
+  registers, one program per SM, so 16-bit inputs keep the same row count and move half the bytes.)
 - Row offsets are int64: 10M x 384 elements is past 2^31.
 - The indexed form loads the two int32 row ids of each pair and gathers the table rows inside
   the same loop, so E[idx[:, 0]] and E[idx[:, 1]] are never materialised.
@@ -65,12 +68,11 @@ def _pair_cosine_kernel(
     tl.store(out_ptr + rows, cos, mask=row_ok)
 
 
-def _blocks(d: int, dtype: torch.dtype, block_n: int | None, block_d: int | None):
+def _blocks(d: int, block_n: int | None, block_d: int | None):
     if block_d is None:
         block_d = min(128, max(16, triton.next_power_of_2(d)))
     if block_n is None:
-        elements = 4096 if dtype == torch.float32 else 8192
-        block_n = max(1, elements // block_d)
+        block_n = max(1, 4096 // block_d)
     return block_n, block_d
 
 
@@ -81,7 +83,7 @@ def _rows_contiguous(x: torch.Tensor) -> torch.Tensor:
 
 def _launch(a, b, idx, n, out, block_n, block_d, num_warps):
     d = a.shape[1]
-    block_n, block_d = _blocks(d, a.dtype, block_n, block_d)
+    block_n, block_d = _blocks(d, block_n, block_d)
     if out is None:
         out = torch.empty(n, dtype=torch.float32, device=a.device)
     if n == 0:
