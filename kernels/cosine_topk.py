@@ -37,13 +37,14 @@ Design.
    The Q x C score matrix exists only as one [BLOCK_Q, BLOCK_C] tile in registers per program.
 
 3. Each program writes its K_PAD candidates to a [splits, Q, K_PAD] buffer; a small final merge
-   (two stable torch sorts over splits * K_PAD candidates per query: by id, then by score
-   descending) gives the sorted top-k with the tie rule, then pads to k.
+   in torch over the splits * K_PAD candidates of each query (a sort by id, then a stable sort
+   by score descending) gives the sorted top-k with the tie rule, then pads to k.
 
 Memory: inputs (Q + C)·d, plus (Q + C) fp32 inverse norms, plus splits·Q·K_PAD·(4 + 4) bytes of
 candidates and the Q·k outputs. splits is chosen so that the grid has ~4 programs per SM (it is
-at most ceil(4·SMs / query blocks) and at most C / (16·BLOCK_C)), so the candidate buffer is
-O(Q·k) with a small constant: for 20k queries, k = 10 on an H200, 4 splits, 2.6 MB.
+at most ceil(4·SMs / query blocks) and at most C / (16·BLOCK_C)), so Q·splits <= Q + 4·SMs·BLOCK_Q
+and, with K_PAD < 2k, the candidate buffer is O((Q + SMs·BLOCK_Q)·k): for 20k queries, k = 10 on an
+H200, 4 splits x 16 slots, 10 MB (the merge's torch temporaries are a few times that).
 
 Tile sizes (defaults; reasoned, not yet tuned on a GPU — bench/gpu_bench.py sweeps a few):
 BLOCK_Q = BLOCK_C = 128, BLOCK_K = 64, 8 warps, 3 stages for fp16/bf16: the usual Hopper
