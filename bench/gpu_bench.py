@@ -1,0 +1,384 @@
+"""Times the Triton kernels on one GPU against what a user would otherwise run, side by side.
+
+Data, sizes and baselines (the DESIGN.md anchors):
+  pair_cosine   10M pairs x 384, fp32 (and fp16/bf16; and the indexed form over a 1M x 384
+                table) vs torch.nn.functional.cosine_similarity; effective GB/s = input bytes / time.
+  cosine_topk   corpus 1M x 384, 20k queries, k = 10, fp16 and bf16 vs
+                sentence_transformers.util.semantic_search (fp32) and torch chunked
+                mm + topk (fp16, 4,096-query chunks, inputs normalised beforehand, untimed);
+                torch.cuda.max_memory_allocated peaks above the inputs; id agreement with
+                torch, and an exact check against float64 on 256 sampled queries.
+Random normal data; a quarter of the queries are noisy copies of corpus rows. Timing: CUDA
+events, warm-up first, median of the repetitions. Also measured: the device-copy bandwidth and
+a bf16 8192^3 matmul, as ceilings for the same run. Results go to
+bench/results/gpu-<card>.md (and to --out); the last lines printed are the summary table.
+
+`--dry-run` runs every code path at tiny sizes on the CPU under TRITON_INTERPRET=1 (set here
+before anything imports triton); its numbers mean nothing and it writes to a temporary folder.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if "--dry-run" in sys.argv:
+    os.environ["TRITON_INTERPRET"] = "1"
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+from source_tree import use_source_tree  # noqa: E402
+
+use_source_tree()
+import triton  # noqa: E402
+
+from transenc.kernels import cosine_topk as ct  # noqa: E402
+from transenc.kernels import pair_cosine as pc  # noqa: E402
+
+FULL = dict(pair_n=10_000_000, d=384, table_rows=1_000_000, corpus=1_000_000, queries=20_000, k=10,
+            chunk=4096, exact_sample=256, reps=10, st_warm=256)
+DRY = dict(pair_n=300, d=24, table_rows=50, corpus=500, queries=40, k=5, chunk=16, exact_sample=8, reps=2, st_warm=4)
+# Block shapes to try next to the default (32 x 128, 8 warps: 124 registers, 2 programs per SM
+# in an sm_90a compile without a GPU); the 512-wide ones load a whole d <= 512 row at once.
+PAIR_SWEEP = [dict(block_n=16, num_warps=4), dict(block_n=64, num_warps=8),
+              dict(block_n=4, block_d=512, num_warps=4), dict(block_n=8, block_d=512, num_warps=8)]
+# Tile configs to try next to the default (register counts from an sm_90a compile without a GPU:
+# 128x128 and 64x128 take ~240 registers a thread, 64x64 at 4 warps 136, i.e. 3 programs per SM);
+# "splits" (corpus splits; None = the launcher's choice) is passed separately.
+TOPK_SWEEP = [dict(splits=16),
+              dict(block_q=64, block_c=128, block_k=64, num_warps=4, num_stages=3),
+              dict(block_q=64, block_c=64, block_k=64, num_warps=4, num_stages=3),
+              dict(block_q=64, block_c=64, block_k=64, num_warps=4, num_stages=3, splits=12),
+              dict(block_q=128, block_c=128, block_k=128, num_warps=8, num_stages=2),
+              dict(block_q=64, block_c=256, block_k=64, num_warps=8, num_stages=3)]
+DRY_TOPK_SWEEP = [dict(block_q=16, block_c=32, block_k=16, num_warps=4, num_stages=2, splits=3)]
+
+
+class Bench:
+    def __init__(self, device: torch.device, reps: int):
+        self.device, self.reps = device, reps
+        self.cuda = device.type == "cuda"
+        self.lines: list[str] = []
+
+    def sync(self):
+        if self.cuda:
+            torch.cuda.synchronize()
+
+    def time_ms(self, fn, reps: int | None = None, warmup: int = 2) -> float:
+        """Median milliseconds of fn() over reps runs, after warm-up."""
+        reps = reps or self.reps
+        for _ in range(warmup):
+            fn()
+        self.sync()
+        times = []
+        for _ in range(reps):
+            if self.cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                times.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t0) * 1e3)
+        return statistics.median(times)
+
+    def peak_extra_mib(self, fn) -> float | None:
+        """Peak device memory fn() allocates above what is allocated before it, in MiB."""
+        if not self.cuda:
+            return None
+        self.sync()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        fn()
+        self.sync()
+        return (torch.cuda.max_memory_allocated() - base) / 2**20
+
+    def say(self, line: str = ""):
+        print(line, flush=True)
+        self.lines.append(line)
+
+
+def fmt(x, digits=1):
+    return "n/a" if x is None else f"{x:,.{digits}f}"
+
+
+def ceilings(b: Bench):
+    if not b.cuda:
+        return
+    x = torch.empty(2 * 2**30 // 4, dtype=torch.float32, device=b.device).normal_()
+    y = torch.empty_like(x)
+    ms = b.time_ms(lambda: y.copy_(x), reps=10)
+    copy_tbs = 2 * x.numel() * 4 / ms / 1e9
+    del x, y
+    a = torch.randn(8192, 8192, device=b.device, dtype=torch.bfloat16)
+    c = torch.randn(8192, 8192, device=b.device, dtype=torch.bfloat16)
+    ms_mm = b.time_ms(lambda: a @ c, reps=10)
+    del a, c
+    b.say(f"Ceilings measured in this run: device copy {copy_tbs:.2f} TB/s (2 GiB, read + write); "
+          f"bf16 matmul 8192^3 {2 * 8192**3 / ms_mm / 1e9:.0f} TFLOP/s (random data).")
+    b.say()
+
+
+def bench_pair(b: Bench, sz: dict, rows: list):
+    n, d, dev = sz["pair_n"], sz["d"], b.device
+    gen = torch.Generator(device=dev).manual_seed(0)
+    a = torch.randn(n, d, device=dev, generator=gen)
+    c = torch.randn(n, d, device=dev, generator=gen)
+    a[0] = 0  # one zero row
+    in_bytes = 2 * n * d * 4
+
+    ours = pc.pair_cosine(a, c)
+    theirs = F.cosine_similarity(a, c, dim=1)
+    check = min(n, 100_000)
+    ref = pc.pair_cosine_reference(a[:check].cpu(), c[:check].cpu())
+    err_ref = (ours[:check].cpu() - ref).abs().max().item()
+    err_torch = (ours - theirs).abs().max().item()
+    finite = bool(torch.isfinite(ours).all())
+    b.say(f"pair_cosine fp32 {n:,} x {d}: max |ours - float64| (first {check:,} rows) {err_ref:.2e}, "
+          f"max |ours - F.cosine_similarity| {err_torch:.2e}, all finite {finite}, zero row -> {ours[0].item()}")
+    del theirs
+
+    t_torch = b.time_ms(lambda: F.cosine_similarity(a, c, dim=1))
+    rows.append(("pair_cosine fp32", f"torch F.cosine_similarity", t_torch, in_bytes / t_torch / 1e6,
+                 b.peak_extra_mib(lambda: F.cosine_similarity(a, c, dim=1)), ""))
+    t_ours = b.time_ms(lambda: pc.pair_cosine(a, c))
+    rows.append(("pair_cosine fp32", "triton (default blocks)", t_ours, in_bytes / t_ours / 1e6,
+                 b.peak_extra_mib(lambda: pc.pair_cosine(a, c)),
+                 f"{t_torch / t_ours:.1f}x torch" + (f"; target >= 3,200 GB/s: {'met' if in_bytes / t_ours / 1e6 >= 3200 else 'MISSED'}"
+                                                     if b.cuda else "")))
+    t_again = b.time_ms(lambda: pc.pair_cosine(a, c))
+    rows.append(("pair_cosine fp32", "triton (default blocks), timed again", t_again, in_bytes / t_again / 1e6, None,
+                 "run-to-run spread"))
+    for cfg in PAIR_SWEEP:
+        t = b.time_ms(lambda: pc.pair_cosine(a, c, **cfg))
+        rows.append(("pair_cosine fp32", f"triton {cfg}", t, in_bytes / t / 1e6, None, "sweep"))
+
+    for dtype in (torch.float16, torch.bfloat16):
+        a16, c16 = a.to(dtype), c.to(dtype)
+        t = b.time_ms(lambda: pc.pair_cosine(a16, c16))
+        rows.append((f"pair_cosine {str(dtype)[6:]}", "triton (default blocks)", t, in_bytes / 2 / t / 1e6, None, ""))
+        t_t = b.time_ms(lambda: F.cosine_similarity(a16, c16, dim=1))
+        rows.append((f"pair_cosine {str(dtype)[6:]}", "torch F.cosine_similarity", t_t, in_bytes / 2 / t_t / 1e6, None, ""))
+        del a16, c16
+    del a, c
+    if b.cuda:
+        torch.cuda.empty_cache()
+
+    # Indexed form: n pairs over a table of table_rows; bytes counted as the rows gathered.
+    table = torch.randn(sz["table_rows"], d, device=dev, generator=gen)
+    idx = torch.randint(0, sz["table_rows"], (n, 2), device=dev, generator=gen, dtype=torch.int32)
+    got = pc.pair_cosine_indexed(table, idx, check_bounds=False)
+    sample = torch.arange(0, n, max(1, n // 10_000), device=dev)
+    pairs = idx[sample].long()
+    ref = pc.pair_cosine_reference(table[pairs[:, 0]].cpu(), table[pairs[:, 1]].cpu())
+    err = (got[sample].cpu() - ref).abs().max().item()
+    b.say(f"pair_cosine_indexed fp32 {n:,} pairs over {sz['table_rows']:,} rows: max |ours - float64| "
+          f"({sample.numel():,} sampled pairs) {err:.2e}")
+    gathered = in_bytes + n * 2 * 4
+    t_idx = b.time_ms(lambda: pc.pair_cosine_indexed(table, idx, check_bounds=False))
+    rows.append(("pair_cosine_indexed fp32", "triton, gather fused (no bounds check)", t_idx, gathered / t_idx / 1e6,
+                 b.peak_extra_mib(lambda: pc.pair_cosine_indexed(table, idx, check_bounds=False)), ""))
+    t_chk = b.time_ms(lambda: pc.pair_cosine_indexed(table, idx))
+    rows.append(("pair_cosine_indexed fp32", "triton, with bounds check", t_chk, gathered / t_chk / 1e6, None, ""))
+    i0, i1 = idx[:, 0].long(), idx[:, 1].long()
+    t_tg = b.time_ms(lambda: F.cosine_similarity(table[i0], table[i1], dim=1))
+    rows.append(("pair_cosine_indexed fp32", "torch gather + F.cosine_similarity", t_tg, gathered / t_tg / 1e6,
+                 b.peak_extra_mib(lambda: F.cosine_similarity(table[i0], table[i1], dim=1)),
+                 f"fused is {t_tg / t_idx:.1f}x torch"))
+    del table, idx, i0, i1
+    if b.cuda:
+        torch.cuda.empty_cache()
+
+
+def torch_chunked_topk(qn: torch.Tensor, cn: torch.Tensor, k: int, chunk: int):
+    """The plain-torch way: (pre-normalised) query chunks times the corpus, then topk."""
+    scores, ids = [], []
+    for i in range(0, qn.shape[0], chunk):
+        s, j = torch.topk(qn[i:i + chunk] @ cn.T, k, dim=1)
+        scores.append(s)
+        ids.append(j)
+    return torch.cat(scores).float(), torch.cat(ids)
+
+
+def st_topk(q32: torch.Tensor, c32: torch.Tensor, k: int):
+    from sentence_transformers import util
+
+    hits = util.semantic_search(q32, c32, top_k=k)
+    return torch.tensor([[h["corpus_id"] for h in row] for row in hits], dtype=torch.int64)
+
+
+def exact_check(scores, ids, queries, corpus, sample, tol=2e-5):
+    """Against float64 on `sample` queries: (mismatched ids at non-tied ranks, ranks checked, max score error)."""
+    q = queries[sample].double()
+    c = corpus.double()
+    inv = lambda x: torch.where(x > 0, 1 / x.clamp_min(1e-300), torch.zeros_like(x))  # noqa: E731
+    full = (q @ c.T) * inv(q.norm(dim=1))[:, None] * inv(c.norm(dim=1))[None, :]
+    k = ids.shape[1]
+    top = torch.topk(full, k + 1, dim=1).values
+    ref_s = top[:, :k]
+    err = (scores[sample].double() - ref_s).abs().max().item()
+    gaps_prev = torch.cat([torch.full_like(top[:, :1], float("inf")), top[:, :-1] - top[:, 1:]], dim=1)
+    clear = (gaps_prev[:, :k] > 2 * tol) & (gaps_prev[:, 1:k + 1] > 2 * tol)
+    ref_i = torch.topk(full, k, dim=1).indices
+    bad = int(((ids[sample] != ref_i) & clear).sum())
+    return bad, int(clear.sum()), err
+
+
+def agreement(a: torch.Tensor, b: torch.Tensor):
+    """(same id at the same rank, fraction of b's ids found in a's row)."""
+    a, b = a.cpu(), b.cpu()
+    same_rank = (a == b).float().mean().item()
+    overlap = (a[:, :, None] == b[:, None, :]).any(dim=1).float().mean().item()
+    return same_rank, overlap
+
+
+def bench_topk(b: Bench, sz: dict, rows: list, sweep: list):
+    dev, d, k = b.device, sz["d"], sz["k"]
+    gen = torch.Generator(device=dev).manual_seed(1)
+    corpus32 = torch.randn(sz["corpus"], d, device=dev, generator=gen)
+    queries32 = torch.randn(sz["queries"], d, device=dev, generator=gen)
+    near = sz["queries"] // 4
+    pick = torch.randint(0, sz["corpus"], (near,), device=dev, generator=gen)
+    queries32[:near] = corpus32[pick] + 0.5 * torch.randn(near, d, device=dev, generator=gen)
+    flops = 2 * sz["queries"] * sz["corpus"] * d
+    sample = torch.randperm(sz["queries"], device=dev, generator=gen)[: sz["exact_sample"]]
+    what = f"cosine_topk {sz['corpus']:,} x {d}, {sz['queries']:,} q, k={k}"
+
+    ids_of, ms_of = {}, {}
+    for dtype in (torch.float16, torch.bfloat16):
+        name = str(dtype)[6:]
+        q, c = queries32.to(dtype), corpus32.to(dtype)
+        s, i = ct.cosine_topk(q, c, k)
+        bad, checked, err = exact_check(s, i, q, c, sample)
+        ids_of[name] = i
+        b.say(f"{what} {name}: vs float64 on {sample.numel()} queries: {bad} id mismatches at {checked} "
+              f"non-tied ranks, max score error {err:.1e}")
+        t = b.time_ms(lambda: ct.cosine_topk(q, c, k))
+        ms_of[name] = t
+        rows.append((f"{what} {name}", "triton (default tiles)", t, flops / t / 1e9,
+                     b.peak_extra_mib(lambda: ct.cosine_topk(q, c, k)),
+                     f"exact: {bad} bad / {checked}" + (f"; target <= 45 ms: {'met' if t <= 45 else 'MISSED'}" if b.cuda else "")))
+        if dtype == torch.float16:
+            t_again = b.time_ms(lambda: ct.cosine_topk(q, c, k))
+            rows.append((f"{what} {name}", "triton (default tiles), timed again", t_again, flops / t_again / 1e9, None,
+                         "run-to-run spread"))
+            for entry in sweep:
+                cfg = {key: v for key, v in entry.items() if key != "splits"}
+                run = lambda: ct.cosine_topk(q, c, k, config=cfg, splits=entry.get("splits"))  # noqa: E731
+                t = b.time_ms(run, reps=max(2, b.reps // 2))
+                s2, i2 = run()
+                bad2, _, _ = exact_check(s2, i2, q, c, sample)
+                same, _ = agreement(i2, i)
+                rows.append((f"{what} {name}", f"triton {entry}", t, flops / t / 1e9, None,
+                             f"sweep; exact: {bad2} bad; same ids as default {same:.4f}"))
+        del q, c
+    # fp32: exact fp32 dot ("ieee") and the tf32x3 option.
+    for prec in ("ieee", "tf32x3"):
+        s, i = ct.cosine_topk(queries32, corpus32, k, fp32_precision=prec)
+        bad, checked, err = exact_check(s, i, queries32, corpus32, sample, tol=5e-5 if prec == "tf32x3" else 2e-5)
+        t = b.time_ms(lambda: ct.cosine_topk(queries32, corpus32, k, fp32_precision=prec), reps=3, warmup=1)
+        rows.append((f"{what} float32", f"triton fp32_precision={prec}", t, flops / t / 1e9, None,
+                     f"exact: {bad} bad / {checked}, max err {err:.1e}"))
+
+    # Baselines.
+    qn = F.normalize(queries32, dim=1).half()
+    cn = F.normalize(corpus32, dim=1).half()
+    ts, ti = torch_chunked_topk(qn, cn, k, sz["chunk"])
+    t = b.time_ms(lambda: torch_chunked_topk(qn, cn, k, sz["chunk"]), reps=max(2, b.reps // 2))
+    rows.append((f"{what} float16", f"torch mm + topk, {sz['chunk']}-query chunks (pre-normalised)", t, flops / t / 1e9,
+                 b.peak_extra_mib(lambda: torch_chunked_topk(qn, cn, k, sz["chunk"])), ""))
+    for name in ("float16", "bfloat16"):
+        b.say(f"triton {name} is {t / ms_of[name]:.1f}x faster than torch chunked fp16")
+        same, overlap = agreement(ids_of[name], ti)
+        b.say(f"ids, triton {name} vs torch chunked fp16: same id at same rank {same:.4f}, "
+              f"torch's ids found in ours {overlap:.4f} (torch's fp16 scores are rounded to fp16, so ties)")
+    del qn, cn, ts, ti
+    if b.cuda:
+        torch.cuda.empty_cache()
+    try:
+        st_topk(queries32[: sz["st_warm"]], corpus32, k)  # warm-up
+        holder = {}
+        t = b.time_ms(lambda: holder.__setitem__("ids", st_topk(queries32, corpus32, k)), reps=1, warmup=0)
+        peak = b.peak_extra_mib(lambda: st_topk(queries32[: sz["queries"] // 4], corpus32, k))
+        rows.append((f"{what} float32", "sentence_transformers.util.semantic_search", t, flops / t / 1e9, peak,
+                     "one timed run; peak from a quarter of the queries"))
+        for name in ("float16", "bfloat16"):
+            b.say(f"triton {name} is {t / ms_of[name]:.1f}x faster than semantic_search fp32")
+            same, overlap = agreement(ids_of[name], holder["ids"])
+            b.say(f"ids, triton {name} vs semantic_search fp32: same id at same rank {same:.4f}, "
+                  f"its ids found in ours {overlap:.4f}")
+    except ImportError as e:
+        b.say(f"sentence-transformers not importable ({e}); semantic_search baseline skipped")
+    del corpus32, queries32
+
+
+def table(rows: list) -> list[str]:
+    out = ["| op | implementation | time ms | rate | peak extra MiB | note |", "|---|---|---|---|---|---|"]
+    for op, impl, ms, rate, peak, note in rows:
+        rate = f"{rate:,.1f} TFLOP/s" if "topk" in op else f"{rate:,.0f} GB/s"
+        out.append(f"| {op} | {impl} | {ms:.2f} | {rate} | {fmt(peak, 0)} | {note} |")
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU under TRITON_INTERPRET=1")
+    ap.add_argument("--out", default=None, help="also write the results file here (e.g. $OUT)")
+    ap.add_argument("--only", choices=["pair", "topk"], default=None)
+    args = ap.parse_args()
+
+    if args.dry_run:
+        device, sz, sweep = torch.device("cpu"), DRY, DRY_TOPK_SWEEP
+        card = "dry-run-interpreter"
+    else:
+        if not torch.cuda.is_available():
+            sys.exit("no CUDA device; use --dry-run to exercise the code paths on the CPU")
+        device, sz, sweep = torch.device("cuda"), FULL, TOPK_SWEEP
+        card = torch.cuda.get_device_name(device)
+    slug = re.sub(r"[^a-z0-9]+", "-", card.lower()).strip("-")
+    b = Bench(device, sz["reps"])
+    b.say(f"# transenc Triton kernels on {card}")
+    b.say()
+    b.say(f"{datetime.datetime.now().isoformat(timespec='seconds')}; torch {torch.__version__}, triton {triton.__version__}"
+          + (f", CUDA {torch.version.cuda}, {torch.cuda.get_device_properties(device).multi_processor_count} SMs"
+             if b.cuda else ", CPU interpreter (numbers meaningless)"))
+    b.say(f"Sizes: {sz}")
+    b.say()
+    ceilings(b)
+    rows: list = []
+    t0 = time.time()
+    if args.only in (None, "pair"):
+        bench_pair(b, sz, rows)
+        b.say(f"(pair benchmarks took {time.time() - t0:.0f} s)")
+    if args.only in (None, "topk"):
+        t1 = time.time()
+        bench_topk(b, sz, rows, sweep)
+        b.say(f"(top-k benchmarks took {time.time() - t1:.0f} s)")
+    b.say()
+    for line in table(rows):
+        b.say(line)
+
+    folders = [Path(tempfile.mkdtemp(prefix="transenc-dry-run-"))] if args.dry_run else [REPO / "bench" / "results"]
+    if args.out:
+        folders.append(Path(args.out))
+    for folder in dict.fromkeys(f.resolve() for f in folders):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"gpu-{slug}.md").write_text("\n".join(b.lines) + "\n")
+        print(f"wrote {folder / f'gpu-{slug}.md'}")
+
+
+if __name__ == "__main__":
+    main()
