@@ -37,7 +37,7 @@ def pairs_64(tmp_path):
 def args_for(out, pairs, models, dev=None, resume=False, cycles=2):
     return argparse.Namespace(pairs=str(pairs), out=str(out), model=[str(m) for m in models], cycles=cycles,
                               dev=str(dev) if dev else None, test=None, recipe="tiny", simcse=False, seed=7,
-                              device="cpu", precision="fp32", resume=resume, max_pairs=None)
+                              device="cpu", precision="auto", resume=resume, max_pairs=None)
 
 
 def weights(path):

@@ -14,8 +14,9 @@ def _add_model_args(p: argparse.ArgumentParser, batch_size: int) -> None:
     p.add_argument("--model", default=None, help="model directory or hub name (default: all-MiniLM-L6-v2)")
     p.add_argument("--batch-size", type=int, default=batch_size, help="rows per batch, on average (batches are length-sorted)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="fp32 is exact; bf16/fp16 use autocast (fast on GPUs and bf16-capable CPUs)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="auto: exact fp32 on a CPU, bf16 autocast on a GPU; bf16/fp16 pay off on CPUs with "
+                        "AVX512-BF16/AMX only")
 
 
 def build_parser() -> argparse.ArgumentParser:

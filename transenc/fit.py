@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from transenc.errors import TransencError
-from transenc.models import BiEncoder, CrossEncoder, autocast
+from transenc.models import BiEncoder, CrossEncoder, autocast, effective_precision
 from transenc.packing import pack_pairs, pack_sentences
 from transenc.progress import progress
 from transenc.tokens import TokenCache
@@ -25,7 +25,7 @@ class FitConfig:
     warmup: float  # fraction of all steps
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
-    precision: str = "fp32"
+    precision: str = "auto"
     eval_every: int = 0  # steps between dev checks (0: only at the end)
 
 
@@ -68,6 +68,8 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
     generator = torch.Generator().manual_seed(seed)
     batches = _batches_of(n, cfg, generator)
     opt, schedule = _optimizer(model, cfg, len(batches))
+    # fp16 gradients underflow without loss scaling; for fp32 and bf16 the scaler passes through.
+    scaler = torch.amp.GradScaler(device.type, enabled=effective_precision(device, cfg.precision) == "fp16")
     losses, best, best_step = [], None, -1
     model.train()
     with progress(len(batches), desc, "steps") as bar:
@@ -77,9 +79,11 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
             if not torch.isfinite(loss):
                 raise TransencError(f"{desc}: the loss became {loss.item()} at step {step}; stopping "
                                     "(the last finished stage's checkpoint is kept)")
-            loss.backward()
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
             schedule.step()
             opt.zero_grad(set_to_none=True)
             losses.append(loss.item())

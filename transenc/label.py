@@ -12,14 +12,14 @@ MODES = ("bi", "cross")
 
 
 def bi_scores(encoder: BiEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = 64,
-              precision: str = "fp32", show_progress: bool | None = None) -> np.ndarray:
+              precision: str = "auto", show_progress: bool | None = None) -> np.ndarray:
     """Each unique sentence encoded once, then one fused cosine pass over the pair indices."""
     embeddings = encoder.encode(cache or pairs.sentences, batch_size, precision, show_progress)
     return ops.pair_cosine_indexed(embeddings, pairs.pairs).numpy()
 
 
 def cross_scores(encoder: CrossEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = 32,
-                 precision: str = "fp32", show_progress: bool | None = None) -> np.ndarray:
+                 precision: str = "auto", show_progress: bool | None = None) -> np.ndarray:
     return encoder.predict(cache or pairs.sentences, pairs.pairs, batch_size, precision, show_progress)
 
 

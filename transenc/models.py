@@ -18,7 +18,7 @@ from transenc.tokens import TokenCache
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, "sentence-transformers/" + DEFAULT_MODEL}
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SIGMOID = "torch.nn.modules.activation.Sigmoid"
 
 
@@ -57,10 +57,20 @@ def resolve_device(device: str | None) -> torch.device:
     return torch.device(device)
 
 
-def autocast(device: torch.device, precision: str):
-    """fp32 runs exactly; bf16/fp16 run matmuls under autocast."""
+def effective_precision(device: torch.device, precision: str) -> str:
+    """'auto' is exact fp32 on a CPU and bf16 autocast on a GPU that has it."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    """fp32 runs exactly; bf16/fp16 run matmuls under autocast."""
+    precision = effective_precision(device, precision)
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
@@ -179,7 +189,7 @@ class BiEncoder(_Encoder):
                                self.max_length)
         return pack_sentences(cache, sentence_ids, self.max_length, budget)
 
-    def encode(self, sentences: Sequence[str] | TokenCache, batch_size: int = 64, precision: str = "fp32",
+    def encode(self, sentences: Sequence[str] | TokenCache, batch_size: int = 64, precision: str = "auto",
                show_progress: bool | None = None) -> torch.Tensor:
         """float32 [n, d] embeddings on the CPU, row i for sentence i (not normalised)."""
         cache = self._cache(sentences)
@@ -241,7 +251,7 @@ class CrossEncoder(_Encoder):
         return pack_pairs(cache, pairs, self.max_length, budget)
 
     def predict(self, sentences: Sequence[str] | TokenCache, pairs: np.ndarray, batch_size: int = 32,
-                precision: str = "fp32", show_progress: bool | None = None) -> np.ndarray:
+                precision: str = "auto", show_progress: bool | None = None) -> np.ndarray:
         """Sigmoid scores float32[N] for pairs (indices into sentences), in input order."""
         cache = self._cache(sentences)
         pairs = np.ascontiguousarray(pairs, dtype=np.int32)

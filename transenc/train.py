@@ -69,8 +69,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--simcse", action="store_true", help="SimCSE warm-up first (for a raw language model)")
     p.add_argument("--seed", type=int, default=2021)
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="autocast for training and labeling (bf16 pays off on GPUs and bf16-capable CPUs)")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="autocast for training and labeling; auto: fp32 on a CPU, bf16 on a GPU")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last finished stage")
     p.add_argument("--max-pairs", type=int, default=None, help="use only the first N pairs")
 
