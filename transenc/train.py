@@ -17,13 +17,13 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 
-from transenc import ops
 from transenc.errors import TransencError
 from transenc.evaluate import spearman100
 from transenc.fit import FitConfig, fit_bi, fit_cross, fit_simcse
@@ -43,6 +43,9 @@ class Recipe:
     cross_max_length: int
     bi_max_length: int
     pooling: str | None = None  # None: the start model's own pooling
+    # "raw": BCE targets are the bi-encoder cosines as they are (the reference);
+    # "rank": their percentile ranks in [0, 1] (Spearman-preserving, spreads the soft targets).
+    cross_targets: str = "raw"
 
 
 RECIPES = {
@@ -52,6 +55,14 @@ RECIPES = {
         bi=FitConfig(batch_size=128, epochs=10, lr=5e-5, warmup=0.0, eval_every=200),
         cross_max_length=64,
         bi_max_length=32,
+    ),
+    # Candidate improvements, measured against the reference in bench/results/recipes.md.
+    "transenc": Recipe(
+        cross=FitConfig(batch_size=32, epochs=2, lr=2e-5, warmup=0.1, eval_every=200),
+        bi=FitConfig(batch_size=128, epochs=2, lr=2e-5, warmup=0.1, eval_every=25),
+        cross_max_length=64,
+        bi_max_length=32,
+        cross_targets="rank",
     ),
 }
 DEFAULT_RECIPE = "reference"
@@ -86,6 +97,14 @@ def _seed(*parts) -> int:
 
 def _stats(labels: np.ndarray) -> dict:
     return {"mean": float(labels.mean()), "std": float(labels.std()), "min": float(labels.min()), "max": float(labels.max())}
+
+
+def cross_targets(labels: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "raw":
+        return labels
+    if kind == "rank":
+        return (rankdata(labels) / len(labels)).astype(np.float32)
+    raise ValueError(f"unknown cross-encoder target kind '{kind}'")
 
 
 def _check_finite(labels: np.ndarray, what: str) -> np.ndarray:
@@ -211,6 +230,7 @@ class Trainer:
                 key = f"cycle{cycle}.{stage}"
                 if self.run.done(key):
                     continue
+                print(f"cycle {cycle}: {stage.replace('_', ' ')} ...", file=sys.stderr, flush=True)
                 t0 = time.perf_counter()
                 info = getattr(self, stage)(cycle, folder)
                 info["seconds"] = round(time.perf_counter() - t0, 2)
@@ -250,7 +270,7 @@ class Trainer:
         return {"labels": _stats(labels), "dev": self.evaluate(encoders, self.dev), "test": self.evaluate(encoders, self.test)}
 
     def cross_train(self, cycle: int, folder: Path) -> dict:
-        labels = np.load(folder / "labels_bi.npy")
+        labels = cross_targets(np.load(folder / "labels_bi.npy"), self.recipe.cross_targets)
         both = self.pairs.both_orders()
         info = {"models": []}
         for k in range(len(self.models)):

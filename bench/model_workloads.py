@@ -1,0 +1,82 @@
+"""Model-level workloads on STS-B (train+dev+test, from ../shared or TRANSENC_STS_DIR), shared by
+test_bench_models.py and report_models.py: our packed encode/predict against sentence-transformers
+on the same weights."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transenc.models import BiEncoder, CrossEncoder, resolve_model
+from transenc.packing import padding_efficiency
+from transenc.pairset import PairSet, PairSetBuilder
+from transenc.readers import read_pairs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sts_dir() -> Path:
+    path = Path(os.environ.get("TRANSENC_STS_DIR", REPO.parent / "shared" / "data" / "stsbenchmark"))
+    if not (path / "sts-train.csv").is_file():
+        raise FileNotFoundError(f"STS-B not found in {path}; set TRANSENC_STS_DIR")
+    return path
+
+
+def sts_unique_pairs() -> PairSet:
+    """The 8,567 unique (sentence1, sentence2) pairs of STS-B train+dev+test, labels dropped."""
+    builder, seen = PairSetBuilder(), set()
+    for split in ("train", "dev", "test"):
+        ps, _ = read_pairs(sts_dir() / f"sts-{split}.csv")
+        for i in range(len(ps)):
+            pair = ps.pair_texts(i)
+            if pair not in seen:
+                seen.add(pair)
+                builder.add(*pair)
+    return builder.build()
+
+
+def cross_models(model=None):
+    """Our CrossEncoder (default weights, seeded fresh head) and sentence-transformers' on the same dir."""
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    torch.manual_seed(0)
+    ours = CrossEncoder.load(model, "cpu", max_length=128)
+    folder = tempfile.mkdtemp(prefix="transenc-bench-cross-")
+    ours.save(folder)
+    return ours, STCrossEncoder(folder, device="cpu", max_length=128)
+
+
+def bi_models(model=None):
+    from sentence_transformers import SentenceTransformer
+
+    return BiEncoder.load(model, "cpu"), SentenceTransformer(str(resolve_model(model)), device="cpu")
+
+
+def ours_predict(model: CrossEncoder, pairs: PairSet, batch_size: int, precision: str = "fp32") -> np.ndarray:
+    return model.predict(pairs.sentences, pairs.pairs, batch_size=batch_size, precision=precision, show_progress=False)
+
+
+def st_predict(model, pairs: PairSet, batch_size: int = 32) -> np.ndarray:
+    texts = [pairs.pair_texts(i) for i in range(len(pairs))]
+    return np.asarray(model.predict(texts, batch_size=batch_size, show_progress_bar=False))
+
+
+def ours_encode(model: BiEncoder, sentences: list[str], batch_size: int, precision: str = "fp32") -> torch.Tensor:
+    return model.encode(sentences, batch_size=batch_size, precision=precision, show_progress=False)
+
+
+def st_encode(model, sentences: list[str], batch_size: int = 32) -> torch.Tensor:
+    return model.encode(sentences, batch_size=batch_size, convert_to_tensor=True, show_progress_bar=False)
+
+
+def cross_padding(model: CrossEncoder, pairs: PairSet, batch_size: int) -> float:
+    cache = model.token_cache(pairs.sentences)
+    return padding_efficiency(model.batches(cache, pairs.pairs, batch_size))
+
+
+def bi_padding(model: BiEncoder, sentences: list[str], batch_size: int) -> float:
+    cache = model.token_cache(sentences)
+    return padding_efficiency(model.batches(cache, np.arange(len(sentences), dtype=np.int32), batch_size))
