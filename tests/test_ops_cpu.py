@@ -252,3 +252,17 @@ def test_cosine_topk_is_deterministic_and_symmetric():
     shared = [(a, b) for (a, b) in score if (b, a) in score]
     assert shared
     assert all(score[a, b] == score[b, a] for a, b in shared)
+
+
+@pytest.mark.parametrize("q", [1, 300])  # one query: threads split the corpus; 300: the queries
+def test_results_do_not_depend_on_the_thread_count(monkeypatch, q):
+    gen = torch.Generator().manual_seed(q)
+    queries, corpus = rand(gen, q, 200), rand(gen, 5000, 200)
+    a, b = rand(gen, 10000, 200), rand(gen, 10000, 200)
+    results = []
+    for threads in ("1", "3"):
+        monkeypatch.setenv("TRANSENC_THREADS", threads)
+        assert _C.threads() == int(threads)
+        results.append((*ops.cosine_topk(queries, corpus, 50), ops.pair_cosine(a, b)))
+    for x, y in zip(*results):
+        assert torch.equal(x, y)
