@@ -29,6 +29,7 @@ namespace {
 constexpr int kLanes = 32;  // queries per panel: two 16-float vectors
 constexpr int kRows = 14;   // corpus rows per tile: 14 x 2 accumulators + 2 query vectors
 constexpr int64_t kBlockBytes = 640 * 1024;  // packed corpus block, sized for a 1+ MB L2
+constexpr int64_t kChunkBytes = 3 << 20;     // query panels per pass over the corpus (L2/L3)
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
@@ -162,7 +163,7 @@ struct Problem {
   const void* corpus;
   const float* corpus_inv_norm;
   bool exclude_self;
-  int64_t tiles_per_block;
+  int64_t tiles_per_block, panels_per_chunk;
 };
 
 // Runs query panels [p0, p1) against corpus rows [c0, c1), feeding `sel`.
@@ -173,29 +174,34 @@ void run(const Problem& pb, int64_t p0, int64_t p1, int64_t c0, int64_t c1, Sele
   const T* corpus = static_cast<const T*>(pb.corpus);
   const int64_t d = pb.d, tile_floats = d * kRows;
   alignas(64) float tile[kRows * kLanes];
-  for (int64_t cb = c0; cb < c1; cb += pb.tiles_per_block * kRows) {
-    const int64_t ce = std::min(c1, cb + pb.tiles_per_block * kRows);
-    const int64_t tiles = (ce - cb + kRows - 1) / kRows;
-    for (int64_t t = 0; t < tiles; ++t) {
-      int64_t first = cb + t * kRows;
-      pack_tile<E>(corpus + first * d, std::min<int64_t>(kRows, ce - first), d,
-                   pb.corpus_inv_norm + first, row_buf, block + t * tile_floats);
-    }
-    for (int64_t p = p0; p < p1; ++p) {
-      const float* q = pb.query_panels + p * d * kLanes;
-      const float* thr = sel.threshold.get() + p * kLanes;
+  // Query panels in chunks that stay in cache while the corpus streams past them once per
+  // chunk: memory traffic stays bounded however many queries there are.
+  for (int64_t pc = p0; pc < p1; pc += pb.panels_per_chunk) {
+    const int64_t pe = std::min(p1, pc + pb.panels_per_chunk);
+    for (int64_t cb = c0; cb < c1; cb += pb.tiles_per_block * kRows) {
+      const int64_t ce = std::min(c1, cb + pb.tiles_per_block * kRows);
+      const int64_t tiles = (ce - cb + kRows - 1) / kRows;
       for (int64_t t = 0; t < tiles; ++t) {
-        const int64_t first = cb + t * kRows;
-        const int rows = int(std::min<int64_t>(kRows, ce - first));
-        score_tile(q, block + t * tile_floats, d, tile);
-        if (!any_candidate(tile, thr, rows)) continue;  // the common case once heaps are full
-        for (int r = 0; r < rows; ++r) {
-          const int64_t id = first + r;
-          for (int l = 0; l < kLanes; ++l) {
-            const int64_t qi = p * kLanes + l;
-            if (qi >= pb.nq) break;
-            if (pb.exclude_self && id == qi) continue;
-            if (tile[r * kLanes + l] > thr[l]) sel.offer(qi, tile[r * kLanes + l], id);
+        int64_t first = cb + t * kRows;
+        pack_tile<E>(corpus + first * d, std::min<int64_t>(kRows, ce - first), d,
+                     pb.corpus_inv_norm + first, row_buf, block + t * tile_floats);
+      }
+      for (int64_t p = pc; p < pe; ++p) {
+        const float* q = pb.query_panels + p * d * kLanes;
+        const float* thr = sel.threshold.get() + p * kLanes;
+        for (int64_t t = 0; t < tiles; ++t) {
+          const int64_t first = cb + t * kRows;
+          const int rows = int(std::min<int64_t>(kRows, ce - first));
+          score_tile(q, block + t * tile_floats, d, tile);
+          if (!any_candidate(tile, thr, rows)) continue;  // the common case once heaps are full
+          for (int r = 0; r < rows; ++r) {
+            const int64_t id = first + r;
+            for (int l = 0; l < kLanes; ++l) {
+              const int64_t qi = p * kLanes + l;
+              if (qi >= pb.nq) break;
+              if (pb.exclude_self && id == qi) continue;
+              if (tile[r * kLanes + l] > thr[l]) sel.offer(qi, tile[r * kLanes + l], id);
+            }
           }
         }
       }
@@ -259,12 +265,15 @@ void cosine_topk(const void* queries, Dtype query_type, int64_t nq, const void* 
     corpus_inverse_norms<E>(static_cast<const typename E::T*>(corpus), nc, d, inv_norm.get());
   });
 
+  const int64_t row_bytes = std::max<int64_t>(d, 1) * 4;
   Problem pb{query_panels.get(), nq, panels, d, corpus, inv_norm.get(), exclude_self,
-             std::max<int64_t>(1, kBlockBytes / (std::max<int64_t>(d, 1) * kRows * 4))};
+             std::max<int64_t>(1, kBlockBytes / (row_bytes * kRows)),
+             std::max<int64_t>(1, kChunkBytes / (row_bytes * kLanes))};
   const int threads = engine_threads();
-  // Threads split the queries when there are enough panels, else the corpus (one selection
-  // per corpus range, merged at the end). Either way each selection sees ids in order.
-  const bool split_corpus = panels < threads && nc >= 2 * kRows * threads;
+  // Threads split the queries when each gets at least a chunk of them, else the corpus (one
+  // selection per corpus range, merged at the end): either way a thread packs each corpus
+  // block once per chunk of queries. Each selection sees the ids of its range in order.
+  const bool split_corpus = panels < threads * pb.panels_per_chunk && nc >= 2 * kRows * threads;
   const int ranges = split_corpus ? threads : 1;
   std::vector<Selection> sels;
   for (int s = 0; s < ranges; ++s) sels.emplace_back(nq, panels * kLanes, k);

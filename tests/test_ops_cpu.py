@@ -151,7 +151,8 @@ def assert_topk_matches(queries, corpus, k, exclude_self=False):
         (1, 4099, 1000, 10),  # one query: threads split the corpus
         (37, 4099, 7, 100),
         (1000, 1000, 384, 1),
-        (4099, 1000, 384, 10),
+        (4099, 1000, 384, 10),  # threads split the queries, several chunks each
+        (3000, 1500, 384, 5),  # threads split the corpus, two query chunks each
         (100, 4099, 384, 4100),  # k > C on a corpus of several blocks
     ],
 )
