@@ -89,8 +89,10 @@ struct Selection {
   }
 };
 
-// One 14 x 32 tile of dot products: tile[r * 32 + lane] = sum_j c[j][r] * q[j][lane].
-inline void score_tile(const float* q, const float* c, int64_t d, float* tile) {
+// One 14 x 32 tile of dot products, tile[r * 32 + lane] = sum_j c[j][r] * q[j][lane], tested
+// against the 32 queries' thresholds while still in registers. Returns whether any score
+// beats its query's threshold; only then is the tile written out.
+inline bool score_tile(const float* q, const float* c, int64_t d, const float* threshold, float* tile) {
 #ifdef TRANSENC_AVX512
   __m512 acc[kRows][2];
 #pragma GCC unroll 14
@@ -105,32 +107,25 @@ inline void score_tile(const float* q, const float* c, int64_t d, float* tile) {
       acc[r][1] = _mm512_fmadd_ps(q1, b, acc[r][1]);
     }
   }
+  __m512 t0 = _mm512_load_ps(threshold), t1 = _mm512_load_ps(threshold + 16);
+  __mmask16 hit = 0;
+#pragma GCC unroll 14
+  for (int r = 0; r < kRows; ++r)
+    hit |= _mm512_cmp_ps_mask(acc[r][0], t0, _CMP_GT_OQ) | _mm512_cmp_ps_mask(acc[r][1], t1, _CMP_GT_OQ);
+  if (hit == 0) return false;
 #pragma GCC unroll 14
   for (int r = 0; r < kRows; ++r) {
     _mm512_store_ps(tile + r * kLanes, acc[r][0]);
     _mm512_store_ps(tile + r * kLanes + 16, acc[r][1]);
   }
+  return true;
 #else
   std::fill(tile, tile + kRows * kLanes, 0.f);
   for (int64_t j = 0; j < d; ++j)
     for (int r = 0; r < kRows; ++r)
       for (int l = 0; l < kLanes; ++l) tile[r * kLanes + l] += c[j * kRows + r] * q[j * kLanes + l];
-#endif
-}
-
-// Does any of the first `rows` rows of the tile beat its query's threshold?
-inline bool any_candidate(const float* tile, const float* threshold, int rows) {
-#ifdef TRANSENC_AVX512
-  __m512 t0 = _mm512_load_ps(threshold), t1 = _mm512_load_ps(threshold + 16);
-  __mmask16 hit = 0;
-  for (int r = 0; r < rows; ++r)
-    hit |= _mm512_cmp_ps_mask(_mm512_load_ps(tile + r * kLanes), t0, _CMP_GT_OQ) |
-           _mm512_cmp_ps_mask(_mm512_load_ps(tile + r * kLanes + 16), t1, _CMP_GT_OQ);
-  return hit != 0;
-#else
-  for (int r = 0; r < rows; ++r)
-    for (int l = 0; l < kLanes; ++l)
-      if (tile[r * kLanes + l] > threshold[l]) return true;
+  for (int i = 0; i < kRows * kLanes; ++i)
+    if (tile[i] > threshold[i % kLanes]) return true;
   return false;
 #endif
 }
@@ -190,10 +185,10 @@ void run(const Problem& pb, int64_t p0, int64_t p1, int64_t c0, int64_t c1, Sele
         const float* q = pb.query_panels + p * d * kLanes;
         const float* thr = sel.threshold.get() + p * kLanes;
         for (int64_t t = 0; t < tiles; ++t) {
+          // The common case once heaps are full: no score in the tile beats its threshold.
+          if (!score_tile(q, block + t * tile_floats, d, thr, tile)) continue;
           const int64_t first = cb + t * kRows;
-          const int rows = int(std::min<int64_t>(kRows, ce - first));
-          score_tile(q, block + t * tile_floats, d, tile);
-          if (!any_candidate(tile, thr, rows)) continue;  // the common case once heaps are full
+          const int rows = int(std::min<int64_t>(kRows, ce - first));  // padding rows score 0
           for (int r = 0; r < rows; ++r) {
             const int64_t id = first + r;
             for (int l = 0; l < kLanes; ++l) {
