@@ -4,7 +4,9 @@
 
 Every comparison runs its contenders round-robin in one process (so machine load hits them
 alike) and keeps each one's best round. Peak memory is measured in a fresh subprocess per
-contender: ru_maxrss after running it minus ru_maxrss once the input data exist.
+contender: peak RSS (VmHWM) after running it minus peak RSS once the input data exist. faiss runs
+with its OpenBLAS kernels pinned (workloads.pin_faiss_blas_kernels), and once more, in a
+subprocess, as it comes (OpenBLAS auto-detection) for the record.
 """
 from __future__ import annotations
 
@@ -39,7 +41,12 @@ def best_times(contenders: dict, rounds: int) -> dict:
 
 
 def maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    """Peak resident memory of this process so far. VmHWM rather than ru_maxrss: a child's
+    ru_maxrss starts from its parent's resident size at fork, which would swamp the probe."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 # ---- memory probes: each runs in its own process ---------------------------------------
@@ -131,7 +138,7 @@ def topk_rows(rounds: int) -> list[dict]:
     memory = {name: measure_memory(f"topk:{name}") for name in contenders}
 
     labels = {
-        "faiss": "faiss-cpu IndexFlatIP",
+        "faiss": f"faiss-cpu IndexFlatIP (OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', 'auto')})",
         "semantic_search": "sentence_transformers util.semantic_search",
         "torch": "torch mm + topk (4,096-query chunks)",
     }
@@ -156,7 +163,7 @@ def topk_rows(rounds: int) -> list[dict]:
         {
             "what": "exact cosine top-k, 1 thread each",
             "size": size,
-            "anchor": "faiss-cpu IndexFlatIP, omp 1 thread",
+            "anchor": "faiss-cpu IndexFlatIP as above, omp 1 thread; ours TRANSENC_THREADS=1",
             "anchor_s": best_1t["faiss"],
             "ours_s": best_1t["ours"],
             "extra": f"ours {w.QUERIES / best_1t['ours']:,.0f} q/s; anchor {w.QUERIES / best_1t['faiss']:,.0f} q/s",
@@ -165,6 +172,35 @@ def topk_rows(rounds: int) -> list[dict]:
         }
     )
     return rows
+
+
+def faiss_as_it_comes(rounds: int) -> dict:
+    """In this process OPENBLAS_CORETYPE is unset: faiss vs ours, round-robin."""
+    queries, corpus = w.topk_data()
+    index = w.faiss_index(corpus)
+    return best_times({"faiss": lambda: w.topk_faiss(index, queries), "ours": lambda: w.topk_ours(queries, corpus)}, rounds)
+
+
+def faiss_default_row(rounds: int) -> dict:
+    env = {key: value for key, value in os.environ.items() if key != "OPENBLAS_CORETYPE"}
+    env["OPENBLAS_VERBOSE"] = "2"  # each OpenBLAS (numpy's, faiss's) prints the core it picked
+    out = subprocess.run(
+        [sys.executable, __file__, "--faiss-as-it-comes", "--rounds", str(rounds)],
+        check=True, capture_output=True, text=True, env=env,
+    )
+    best = json.loads(out.stdout.strip().splitlines()[-1])
+    said = (out.stdout + out.stderr).splitlines()
+    cores = sorted({line.split(":", 1)[1].strip() for line in said if line.startswith("Core:")})
+    return {
+        "what": "exact cosine top-k",
+        "size": f"corpus {w.CORPUS:,} x {w.DIM}, {w.QUERIES:,} queries, k={w.K}, fp32",
+        "anchor": f"faiss-cpu IndexFlatIP as installed (OpenBLAS auto-detected cores: {', '.join(cores) or '?'})",
+        "anchor_s": best["faiss"],
+        "ours_s": best["ours"],
+        "extra": f"ours {w.QUERIES / best['ours']:,.0f} q/s; anchor {w.QUERIES / best['faiss']:,.0f} q/s (separate process)",
+        "ids": "",
+        "mem": "",
+    }
 
 
 def pair_rows(rounds: int) -> list[dict]:
@@ -229,10 +265,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--probe", help=argparse.SUPPRESS)
+    parser.add_argument("--faiss-as-it-comes", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.faiss_as_it_comes:
+        print(json.dumps(faiss_as_it_comes(args.rounds)))
+        return
     if args.probe:
         print(json.dumps(probe(args.probe)))
         return
+    blas_core = w.pin_faiss_blas_kernels()
 
     import faiss
     import sentence_transformers
@@ -243,7 +284,7 @@ def main() -> None:
     load_before = os.getloadavg()
     started = time.strftime("%Y-%m-%d %H:%M")
     mm = matmul_rates(args.rounds)
-    rows = topk_rows(args.rounds) + pair_rows(args.rounds)
+    rows = topk_rows(args.rounds) + [faiss_default_row(args.rounds)] + pair_rows(args.rounds)
     load_after = os.getloadavg()
 
     isa = " ".join(f for f in ("avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags)
@@ -261,6 +302,8 @@ def main() -> None:
         f"after: {load_after[0]:.1f} / {load_after[1]:.1f} / {load_after[2]:.1f}. The machine is shared: other "
         "jobs load it, and OpenMP-based anchors (faiss, torch) suffer more from that than the engine's plain threads.",
         "- Data: random normal rows (numpy seed 0 / 1); top-k rows L2-normalised so IndexFlatIP is cosine.",
+        f"- faiss: OPENBLAS_CORETYPE={blas_core} for its bundled OpenBLAS (see workloads.pin_faiss_blas_kernels); "
+        "the row 'as installed' lets OpenBLAS pick its kernels itself.",
         "",
         "| what | size | anchor | anchor ms | ours ms | speed-up | ids = faiss, % of queries (anchor / ours) | peak extra memory, MB (anchor / ours) | notes |",
         "|---|---|---|---:|---:|---:|---|---|---|",
@@ -273,8 +316,8 @@ def main() -> None:
     ratio = mm["bf16"] / mm["fp32"]
     lines += [
         "",
-        "Speed-up = anchor time / ours time. Peak extra memory = ru_maxrss after the call minus ru_maxrss once the "
-        "inputs exist (faiss's includes the copy of the corpus IndexFlatIP keeps).",
+        "Speed-up = anchor time / ours time. Peak extra memory = peak RSS (VmHWM) after the call minus peak RSS "
+        "once the inputs exist (faiss's includes the copy of the corpus IndexFlatIP keeps).",
         "",
         "## bf16 candidate pass",
         "",

@@ -5,7 +5,8 @@
 Top-k: corpus 100k x 384, 2k queries, k=10, fp32, random unit rows: faiss-cpu IndexFlatIP,
 sentence_transformers.util.semantic_search, torch mm+topk, ours. Pair cosine: 1M x 384 fp32,
 F.cosine_similarity vs ours. Ratios (anchor time / ours) go into extra_info; the anchors run
-first so that the `ours` entries can cite them.
+first so that the `ours` entries can cite them. faiss's bundled OpenBLAS gets its AVX-512
+kernels pinned (workloads.pin_faiss_blas_kernels) so that the anchor is faiss at its best.
 """
 import numpy as np
 import pytest
@@ -13,6 +14,7 @@ import torch
 
 import workloads as w
 
+w.pin_faiss_blas_kernels()  # before faiss loads: see workloads.py
 pytest.importorskip("pytest_benchmark")
 ROUNDS = 3
 best = {}  # name -> best seconds in this run, for the ratios
