@@ -1,9 +1,10 @@
 // Exact cosine top-k on the CPU.
 //
 // Shape of the computation (a GEMM with the selection fused into its micro-kernel):
-//   queries  -> normalised once, packed in panels of 32 queries, layout [d][32]
+//   queries  -> normalised once, packed in panels of 32 queries, layout [d][32], and taken
+//               in chunks of panels that stay in cache while the corpus streams past
 //   corpus   -> walked in L2-sized blocks; each block normalised and packed by the thread that
-//               uses it into tiles of 14 rows, layout [d][14]
+//               uses it into tiles of 14 rows, layout [d][14]: no copy of the whole corpus
 //   kernel   -> a 14 x 32 tile of scores in 28 AVX-512 registers, one FMA chain per score
 //   select   -> each of the 28 score vectors compared with the 32 queries' current k-th
 //               score; only a tile holding some candidate goes to the scalar heap update.
