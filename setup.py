@@ -8,6 +8,7 @@ engine = Pybind11Extension(
     "transenc._C",
     sorted(glob.glob("csrc/*.cpp")),
     include_dirs=["csrc"],
+    depends=sorted(glob.glob("csrc/*.h")),  # so that editing a header rebuilds the engine
     cxx_std=17,
     # The extension is always compiled on the machine that runs it (pip install),
     # so native vector instructions (AVX-512 here) are safe to use.

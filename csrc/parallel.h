@@ -3,12 +3,19 @@
 #pragma once
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 #include <thread>
 #include <vector>
 
 namespace transenc {
 
+// All hardware threads, or TRANSENC_THREADS when set (machines shared with other jobs, and
+// like-for-like benchmarks against single-threaded baselines). Read at every call: cheap.
 inline int engine_threads() {
+  if (const char* env = std::getenv("TRANSENC_THREADS")) {
+    int n = std::atoi(env);
+    if (n > 0) return n;
+  }
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
 }

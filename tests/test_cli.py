@@ -137,3 +137,53 @@ def test_the_compiled_engine_is_what_labels(tmp_path, tiny_bert, monkeypatch):
     (tmp_path / "p.tsv").write_text("a\tb\nb\tc\n")
     assert run(["label", "--pairs", str(tmp_path / "p.tsv"), "--model", str(tiny_bert), "--out", str(tmp_path / "o.tsv")]) == 0
     assert calls == [1]
+
+
+def test_mine_output_feeds_label_unchanged(tmp_path, tiny_bert):
+    words = ["cat", "dog", "bird", "fish", "horse", "cow", "sheep", "goat"]
+    (tmp_path / "s.txt").write_text("".join(f"the {a} sees the {b}\n" for a in words for b in words[:3]))
+    assert run(["mine", "--sentences", str(tmp_path / "s.txt"), "--k", "3", "--model", str(tiny_bert),
+                "--out", str(tmp_path / "mined.tsv")]) == 0
+    mined = [line.split("\t") for line in (tmp_path / "mined.tsv").read_text().splitlines()]
+    assert len(mined) >= 24 and all(a != b for a, b, _ in mined)
+    assert len({frozenset((a, b)) for a, b, _ in mined}) == len(mined)  # each unordered pair once
+    assert run(["label", "--pairs", str(tmp_path / "mined.tsv"), "--model", str(tiny_bert),
+                "--out", str(tmp_path / "scored.tsv")]) == 0
+    scored = [line.split("\t") for line in (tmp_path / "scored.tsv").read_text().splitlines()]
+    assert [r[:2] for r in scored] == [r[:2] for r in mined]
+    # label's bi-encoder cosine is the cosine mine ranked by
+    assert np.allclose([float(r[2]) for r in scored], [float(r[2]) for r in mined], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_mine_on_stsb_sentences_agrees_with_faiss(sts):
+    import faiss
+    import torch
+
+    from transenc.mine import mine_pairs
+    from transenc.models import BiEncoder
+
+    sentences = []
+    for split in ("train", "dev", "test"):
+        sentences += read_pairs(sts / f"sts-{split}.csv")[0].sentences
+    sentences = list(dict.fromkeys(sentences))
+    assert len(sentences) > 15000
+    embeddings = BiEncoder.load(None, "cpu").encode(sentences)
+    scores, ids = ops.cosine_topk(embeddings, embeddings, 5, exclude_self=True)
+    unit = torch.nn.functional.normalize(embeddings, dim=1).numpy()
+    index = faiss.IndexFlatIP(unit.shape[1])
+    index.add(unit)
+    f_scores, f_ids = index.search(unit, 6)
+    differing = 0
+    for i in range(len(sentences)):
+        keep = f_ids[i] != i
+        fs, fi = f_scores[i][keep][:5], f_ids[i][keep][:5]
+        assert np.allclose(scores[i].numpy(), fs, atol=1e-5)  # the same neighbour scores
+        if set(fi.tolist()) != set(ids[i].tolist()):
+            differing += 1  # only where the 5th and 6th neighbours tie (duplicate sentences' embeddings)
+            kth = scores[i, -1].item()
+            assert all(abs(f_scores[i][keep][j] - kth) < 1e-5 for j in range(5) if fi[j] not in ids[i].tolist())
+    assert differing <= 0.005 * len(sentences)
+    pairs, _ = mine_pairs(embeddings, 5)
+    expected = {(min(i, j), max(i, j)) for i, row in enumerate(ids.tolist()) for j in row}
+    assert {tuple(p) for p in pairs.tolist()} == expected

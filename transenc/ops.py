@@ -1,18 +1,38 @@
 """The single door to the scoring engine.
 
 Each op picks the Triton kernel (transenc.kernels) for CUDA tensors and the C++ engine
-(transenc._C) for CPU tensors. A plain-torch `*_reference` sits beside each op for tests.
+(transenc._C) for CPU tensors. A plain-torch float64 `*_reference` sits beside each op for tests.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from transenc import _C
+from transenc import _C  # no fallback: without the compiled engine, importing ops fails
+
+# CPU tensors of these dtypes reach the engine as they are; anything else is cast to fp32.
+_KINDS = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}
 
 
-def _cpu_float32(x: torch.Tensor) -> np.ndarray:
-    return x.detach().to("cpu", torch.float32).contiguous().numpy()
+def _engine_rows(x: torch.Tensor, dtype: torch.dtype | None = None) -> tuple[np.ndarray, str]:
+    """A zero-copy numpy view of a contiguous CPU float tensor and its kind for `_C`.
+
+    numpy has no bfloat16, so bf16 travels as its int16 bit pattern. Only dtypes the engine
+    does not read (fp64, integers) or non-contiguous tensors are copied.
+    """
+    x = x.detach()
+    dtype = dtype or x.dtype
+    if dtype not in _KINDS:
+        dtype = torch.float32
+    x = x.to(dtype).contiguous()
+    if dtype == torch.bfloat16:
+        return x.view(torch.int16).numpy(), "bf16"
+    return x.numpy(), _KINDS[dtype]
+
+
+def _common_dtype(a: torch.Tensor, b: torch.Tensor) -> torch.dtype:
+    # fp16 with bf16 promotes to fp32; one engine dtype per call keeps the kernels simple.
+    return torch.promote_types(a.dtype, b.dtype)
 
 
 def pair_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -23,7 +43,10 @@ def pair_cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         from transenc.kernels import pair_cosine as kernel
 
         return kernel.pair_cosine(a, b)
-    return torch.from_numpy(_C.pair_cosine(_cpu_float32(a), _cpu_float32(b)))
+    dtype = _common_dtype(a, b)
+    x, kind = _engine_rows(a, dtype)
+    y, _ = _engine_rows(b, dtype)
+    return torch.from_numpy(_C.pair_cosine(x, y, kind))
 
 
 def pair_cosine_indexed(table: torch.Tensor, idx: torch.Tensor | np.ndarray) -> torch.Tensor:
@@ -31,12 +54,43 @@ def pair_cosine_indexed(table: torch.Tensor, idx: torch.Tensor | np.ndarray) -> 
     idx = torch.as_tensor(idx)
     if table.dim() != 2 or idx.dim() != 2 or idx.shape[1] != 2:
         raise ValueError("pair_cosine_indexed needs table [R, d] and idx [N, 2]")
+    # Checked before the int32 cast, which would wrap large int64 indices silently.
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= table.shape[0]):
+        raise ValueError(f"pair_cosine_indexed: index out of range for a table of {table.shape[0]} rows")
     if table.is_cuda:
         from transenc.kernels import pair_cosine as kernel
 
         return kernel.pair_cosine_indexed(table, idx.to(table.device, torch.int32))
-    ids = idx.to(torch.int32).contiguous().numpy()
-    return torch.from_numpy(_C.pair_cosine_indexed(_cpu_float32(table), ids))
+    rows, kind = _engine_rows(table)
+    ids = idx.to("cpu", torch.int32).contiguous().numpy()
+    return torch.from_numpy(_C.pair_cosine_indexed(rows, kind, ids))
+
+
+def cosine_topk(
+    queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude_self: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact cosine top-k: (scores float32[Q, k], ids int64[Q, k]).
+
+    Rows are normalised (a zero row scores 0); each row is sorted by score descending, ties
+    by lower id; k beyond the corpus pads with -inf / -1; exclude_self drops id == query
+    index (for mining, where the queries are the corpus). The Q x C score matrix is never
+    materialised beyond one tile.
+    """
+    if queries.dim() != 2 or corpus.dim() != 2 or queries.shape[1] != corpus.shape[1]:
+        raise ValueError(f"cosine_topk needs queries [Q, d] and corpus [C, d], got {tuple(queries.shape)} and {tuple(corpus.shape)}")
+    if int(k) != k or k < 0:
+        raise ValueError(f"cosine_topk: k must be a non-negative integer, got {k!r}")
+    if queries.is_cuda:
+        from transenc.kernels import cosine_topk as kernel
+
+        return kernel.cosine_topk(queries, corpus, int(k), exclude_self)
+    q, q_kind = _engine_rows(queries)
+    c, c_kind = _engine_rows(corpus)
+    scores, ids = _C.cosine_topk(q, q_kind, c, c_kind, int(k), bool(exclude_self))
+    return torch.from_numpy(scores), torch.from_numpy(ids)
+
+
+# ---- float64 references, for tests ------------------------------------------------------
 
 
 def pair_cosine_reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -44,3 +98,33 @@ def pair_cosine_reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     dot = (a64 * b64).sum(-1)
     denom = a64.norm(dim=-1) * b64.norm(dim=-1)
     return torch.where(denom > 0, dot / denom.clamp_min(1e-300), torch.zeros_like(dot)).float()
+
+
+def pair_cosine_indexed_reference(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    idx = torch.as_tensor(idx).long()
+    return pair_cosine_reference(table[idx[:, 0]], table[idx[:, 1]])
+
+
+def _normalised64(x: torch.Tensor) -> torch.Tensor:
+    x = x.double()
+    norm = x.norm(dim=-1, keepdim=True)
+    return torch.where(norm > 0, x / norm.clamp_min(1e-300), torch.zeros_like(x))
+
+
+def cosine_topk_reference(
+    queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude_self: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The same contract in float64 with the full score matrix: (scores float64, ids int64)."""
+    scores = _normalised64(queries) @ _normalised64(corpus).T
+    if exclude_self:
+        n = min(scores.shape)
+        scores[torch.arange(n), torch.arange(n)] = float("-inf")
+    # A stable descending sort keeps equal scores in id order: ties go to the lower id.
+    scores, ids = torch.sort(scores, dim=1, descending=True, stable=True)
+    scores, ids = scores[:, :k], ids[:, :k]
+    ids = torch.where(torch.isinf(scores), torch.full_like(ids, -1), ids)  # excluded self
+    pad = k - scores.shape[1]
+    if pad > 0:
+        scores = torch.cat([scores, scores.new_full((scores.shape[0], pad), float("-inf"))], 1)
+        ids = torch.cat([ids, ids.new_full((ids.shape[0], pad), -1)], 1)
+    return scores, ids

@@ -1,0 +1,79 @@
+// Input element types of the engine (fp32, fp16, bf16) and how to widen them to fp32.
+// Every op accumulates in fp32 whatever the input type, so these are the only places
+// that know the storage formats.
+#pragma once
+#include <cstdint>
+#include <cstring>
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define TRANSENC_AVX512 1
+// gcc 12's AVX-512 intrinsics start from _mm512_undefined_*() and warn spuriously at every
+// use (gcc bug 105593); silence those warnings for the intrinsics header only.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#endif
+
+namespace transenc {
+
+enum class Dtype : int { f32 = 0, f16 = 1, bf16 = 2 };
+
+inline float bits_to_float(uint32_t bits) {
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+// IEEE half -> float, portable (subnormals, inf and NaN included).
+inline float half_to_float(uint16_t h) {
+  uint32_t sign = uint32_t(h & 0x8000u) << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+  if (exp == 0x1f) return bits_to_float(sign | 0x7f800000u | (man << 13));
+  if (exp == 0) {
+    float f = float(man) * (1.0f / 16777216.0f);  // man * 2^-24
+    return sign ? -f : f;
+  }
+  return bits_to_float(sign | ((exp + 112u) << 23) | (man << 13));
+}
+
+struct F32 {
+  using T = float;
+  static float scalar(const T* p) { return *p; }
+#ifdef TRANSENC_AVX512
+  static __m512 load(const T* p) { return _mm512_loadu_ps(p); }
+  static __m512 load(const T* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+#endif
+};
+
+struct F16 {
+  using T = uint16_t;
+  static float scalar(const T* p) { return half_to_float(*p); }
+#ifdef TRANSENC_AVX512
+  static __m512 load(const T* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static __m512 load(const T* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
+#endif
+};
+
+// bf16 is the top half of an fp32: widening is a 16-bit shift.
+struct BF16 {
+  using T = uint16_t;
+  static float scalar(const T* p) { return bits_to_float(uint32_t(*p) << 16); }
+#ifdef TRANSENC_AVX512
+  static __m512 widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+  static __m512 load(const T* p) { return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
+  static __m512 load(const T* p, __mmask16 m) { return widen(_mm256_maskz_loadu_epi16(m, p)); }
+#endif
+};
+
+// Calls f(E{}) with E the element struct for dtype t.
+template <typename F>
+auto with_elements(Dtype t, F f) {
+  switch (t) {
+    case Dtype::f16: return f(F16{});
+    case Dtype::bf16: return f(BF16{});
+    default: return f(F32{});
+  }
+}
+
+}  // namespace transenc

@@ -1,0 +1,156 @@
+"""Pair mining: mine_pairs semantics, agreement with faiss, and the `mine` command's I/O."""
+import os
+import sys
+import types
+
+import numpy as np
+import pytest
+import torch
+
+from transenc import ops
+from transenc.errors import InputError
+from transenc.mine import mine_command, mine_pairs
+
+
+def brute_force_pairs(emb, k, min_score=None):
+    """The contract spelt out with the float64 reference and a Python loop."""
+    scores, ids = ops.cosine_topk_reference(emb, emb, k, exclude_self=True)
+    seen, pairs, kept = set(), [], []
+    for i in range(emb.shape[0]):
+        for s, j in zip(scores[i].tolist(), ids[i].tolist()):
+            if j < 0 or (min_score is not None and s < min_score):
+                continue
+            key = (min(i, j), max(i, j))
+            if key not in seen:
+                seen.add(key)
+                pairs.append(key)
+                kept.append(s)
+    return pairs, kept
+
+
+@pytest.mark.parametrize("n,k", [(1, 3), (2, 1), (7, 10), (300, 5), (1000, 1)])
+def test_mine_pairs_matches_brute_force(n, k):
+    emb = torch.randn(n, 48, generator=torch.Generator().manual_seed(n + k))
+    pairs, scores = mine_pairs(emb, k, None)
+    assert pairs.dtype == np.int32 and scores.dtype == np.float32
+    assert pairs.shape == (len(scores), 2)
+    want_pairs, want_scores = brute_force_pairs(emb, k)
+    assert [tuple(p) for p in pairs.tolist()] == want_pairs
+    np.testing.assert_allclose(scores, want_scores, atol=1e-5)
+    assert (pairs[:, 0] < pairs[:, 1]).all()  # i < j: no self pairs, each pair once
+    assert len({tuple(p) for p in pairs.tolist()}) == len(pairs)
+
+
+def test_mine_pairs_min_score_filters():
+    emb = torch.randn(400, 32, generator=torch.Generator().manual_seed(3))
+    pairs, scores = mine_pairs(emb, 8, None)
+    kept_pairs, kept_scores = mine_pairs(emb, 8, 0.4)
+    assert (kept_scores >= 0.4).all() and 0 < len(kept_scores) < len(scores)
+    mask = scores >= 0.4  # a pair scores the same from either side, so filtering commutes with dedup
+    assert np.array_equal(kept_pairs, pairs[mask]) and np.array_equal(kept_scores, scores[mask])
+    want_pairs, _ = brute_force_pairs(emb, 8, 0.4)
+    assert [tuple(p) for p in kept_pairs.tolist()] == want_pairs
+    empty, none = mine_pairs(emb, 8, 1.5)
+    assert empty.shape == (0, 2) and none.shape == (0,)
+
+
+def test_mine_pairs_agrees_with_faiss():
+    faiss = pytest.importorskip("faiss")
+    emb = torch.nn.functional.normalize(torch.randn(2000, 64, generator=torch.Generator().manual_seed(4)), dim=1)
+    k = 5
+    index = faiss.IndexFlatIP(64)
+    index.add(emb.numpy())
+    _, ids = index.search(emb.numpy(), k + 1)
+    faiss_pairs = set()
+    for i, row in enumerate(ids.tolist()):
+        neighbours = [j for j in row if j != i][:k]
+        faiss_pairs.update((min(i, j), max(i, j)) for j in neighbours)
+    ours = {tuple(p) for p in mine_pairs(emb, k, None)[0].tolist()}
+    # exact fp32 on both sides: only a near-tie at rank k could differ
+    assert len(ours ^ faiss_pairs) <= 0.001 * len(faiss_pairs)
+
+
+# ---- the mine command ------------------------------------------------------------------
+
+
+class FakeBiEncoder:
+    """Bag-of-letters embeddings: sentences sharing letters are near. Records its inputs."""
+
+    calls = []
+
+    device = torch.device("cpu")
+
+    @classmethod
+    def load(cls, name, device=None):
+        assert name == "fake-model"
+        return cls()
+
+    def encode(self, sentences, batch_size):
+        FakeBiEncoder.calls.append((list(sentences), batch_size))
+        out = torch.zeros(len(sentences), 26)
+        for row, s in enumerate(sentences):
+            for ch in s.lower():
+                if "a" <= ch <= "z":
+                    out[row, ord(ch) - 97] += 1
+        return out
+
+
+@pytest.fixture
+def fake_models(monkeypatch):
+    module = types.ModuleType("transenc.models")
+    module.BiEncoder = FakeBiEncoder
+    monkeypatch.setitem(sys.modules, "transenc.models", module)
+    FakeBiEncoder.calls.clear()
+
+
+def args_for(path, out, k=2, min_score=None):
+    return types.SimpleNamespace(sentences=str(path), k=k, min_score=min_score, out=str(out) if out else None,
+                                 model="fake-model", batch_size=7, device=None)
+
+
+def test_mine_command_writes_pairs(tmp_path, fake_models):
+    src = tmp_path / "sentences.txt"
+    src.write_bytes("abc\nabd\nxyz\nabc\nxyw\r\nünï abc\n".encode("utf-8"))
+    out = tmp_path / "pairs.tsv"
+    out.write_text("old content\n")
+    mine_command(args_for(src, out, k=1))
+    (encoded, batch_size), = FakeBiEncoder.calls
+    assert encoded == ["abc", "abd", "xyz", "xyw", "ünï abc"]  # unique, first-seen order, \r dropped
+    assert batch_size == 7
+    lines = [line.split("\t") for line in out.read_text(encoding="utf-8").splitlines()]
+    assert all(len(line) == 3 for line in lines)
+    emb = FakeBiEncoder().encode(encoded, 1)
+    pairs, scores = mine_pairs(emb, 1, None)
+    assert lines == [[encoded[i], encoded[j], f"{s:.6f}"] for (i, j), s in zip(pairs.tolist(), scores.tolist())]
+    assert [line[:2] for line in lines] == [["abc", "ünï abc"], ["abc", "abd"], ["xyz", "xyw"]]
+    assert sorted(os.listdir(tmp_path)) == ["pairs.tsv", "sentences.txt"]  # no temp file left
+
+
+def test_mine_command_min_score_and_stdout(tmp_path, fake_models, capsys):
+    src = tmp_path / "s.txt"
+    src.write_text("abc\nabd\nxyz\nxyw\n", encoding="utf-8")
+    mine_command(args_for(src, None, k=3, min_score=0.6))
+    lines = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert lines and all(float(s) >= 0.6 for _, _, s in lines)
+    assert {tuple(line[:2]) for line in lines} == {("abc", "abd"), ("xyz", "xyw")}
+
+
+@pytest.mark.parametrize(
+    "content,line,reason",
+    [
+        (b"", 1, "empty file"),
+        (b"one\n\nthree\n", 2, "empty line"),
+        (b"one\ntwo\n   \n", 3, "empty line"),
+        (b"one\ntw\xffo\n", 2, "UTF-8"),
+        (b"ok\nok\n\xc3", 3, "UTF-8"),
+        (b"a\tb\n", 1, "tab"),
+    ],
+)
+def test_mine_command_rejects_bad_input(tmp_path, fake_models, content, line, reason):
+    src = tmp_path / "bad.txt"
+    src.write_bytes(content)
+    out = tmp_path / "out.tsv"
+    with pytest.raises(InputError) as err:
+        mine_command(args_for(src, out))
+    assert err.value.path == str(src) and err.value.line == line and reason in err.value.reason
+    assert not out.exists() and not FakeBiEncoder.calls

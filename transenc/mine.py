@@ -1,0 +1,84 @@
+"""Mining sentence pairs: each sentence's nearest neighbours by embedding cosine.
+
+`mine_pairs` works on an embedding table; `mine_command` is the `transenc mine` verb:
+sentences file -> unique sentences -> bi-encoder embeddings -> pairs TSV.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+
+import numpy as np
+import torch
+
+from transenc import ops
+from transenc.errors import InputError
+from transenc.writers import atomic_open
+
+
+def mine_pairs(embeddings: torch.Tensor, k: int, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest neighbours of every row, as unordered pairs.
+
+    Returns (pairs int32[M, 2] with pairs[:, 0] < pairs[:, 1], scores float32[M]): each pair
+    once, no self pairs, ordered by the first query row that found it, then by its rank there;
+    pairs scoring below min_score are dropped.
+    """
+    n = embeddings.shape[0]
+    scores, ids = ops.cosine_topk(embeddings, embeddings, k, exclude_self=True)
+    scores, ids = scores.cpu().numpy().reshape(-1), ids.cpu().numpy().reshape(-1)  # query, then rank
+    rows = np.repeat(np.arange(n, dtype=np.int64), k)
+    keep = ids >= 0
+    if min_score is not None:
+        keep &= scores >= min_score
+    rows, ids, scores = rows[keep], ids[keep], scores[keep]
+    lo, hi = np.minimum(rows, ids), np.maximum(rows, ids)
+    _, first = np.unique(lo * n + hi, return_index=True)
+    first.sort()  # back to query-then-rank order
+    pairs = np.stack([lo[first], hi[first]], axis=1).astype(np.int32)
+    return pairs, scores[first].astype(np.float32)
+
+
+def read_sentences(path: str) -> list[str]:
+    """One sentence per line, strict UTF-8; an empty file, an empty line or a tab (which would
+    break the TSV output) raises InputError with the 1-based line number."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InputError(path, line, f"invalid UTF-8 at byte {e.start}") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it does not start a new one
+    if not lines:
+        raise InputError(path, 1, "empty file: no sentences")
+    sentences = []
+    for number, line in enumerate(lines, 1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            raise InputError(path, number, "empty line")
+        if "\t" in line:
+            raise InputError(path, number, "tab character in a sentence (the output is TSV)")
+        sentences.append(line)
+    return sentences
+
+
+def mine_command(args) -> None:
+    """`transenc mine`: args has sentences, k, min_score, out, model, batch_size, device.
+
+    Writes `s1<TAB>s2<TAB>score` lines to args.out (stdout when it is None)."""
+    from transenc.models import BiEncoder  # imported here: the models pull in transformers
+
+    sentences = list(dict.fromkeys(read_sentences(args.sentences)))  # unique, first-seen order
+    encoder = BiEncoder.load(args.model, args.device)
+    embeddings = encoder.encode(sentences, batch_size=args.batch_size)
+    if encoder.device.type == "cuda":
+        embeddings = embeddings.to(encoder.device)  # ops.cosine_topk runs where the tensor lives
+    pairs, scores = mine_pairs(embeddings, args.k, args.min_score)
+    rows = ((sentences[i], sentences[j], f"{s:.6f}") for (i, j), s in zip(pairs.tolist(), scores.tolist()))
+    with contextlib.nullcontext(sys.stdout) if args.out is None else atomic_open(args.out) as f:
+        for row in rows:
+            f.write("\t".join(row) + "\n")
