@@ -252,29 +252,7 @@ def cosine_topk(queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude_sel
     return _pad(cand_s.gather(1, by_score), cand_i.gather(1, by_score), k)
 
 
-def cosine_topk_reference(queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude_self: bool = False):
-    """float64 reference: the full cosine matrix, sorted by (score desc, id asc). Small inputs only."""
-    scores = cosine_matrix_reference(queries, corpus)
-    if exclude_self:
-        n = min(scores.shape)
-        scores[torch.arange(n), torch.arange(n)] = float("-inf")
-    n_q, n_c = scores.shape
-    ids = torch.arange(n_c).expand(n_q, n_c)
-    # Columns are in id order, so a stable sort by score descending breaks ties by lower id.
-    order = torch.sort(scores, dim=1, descending=True, stable=True).indices[:, :k]
-    s, i = scores.gather(1, order), ids.gather(1, order)
-    i = i.masked_fill(s == float("-inf"), -1)  # excluded self ids sort last, as padding
-    s_out = torch.full((n_q, k), float("-inf"), dtype=torch.float64)
-    i_out = torch.full((n_q, k), -1, dtype=torch.int64)
-    s_out[:, :s.shape[1]], i_out[:, :i.shape[1]] = s, i
-    return s_out, i_out
+# The float64 reference lives beside the ops' door; re-exported here for the kernel tests.
+from transenc.ops import cosine_matrix_reference, cosine_topk_reference  # noqa: E402,F401
 
 
-def cosine_matrix_reference(queries: torch.Tensor, corpus: torch.Tensor) -> torch.Tensor:
-    """float64 [Q, C] cosines on the CPU (0 for a zero row): raw dot products, then divided by
-    the norms, so that exactly orthogonal rows give exactly 0."""
-    q, c = queries.detach().cpu().double(), corpus.detach().cpu().double()
-    inv_q, inv_c = q.norm(dim=1), c.norm(dim=1)
-    inv_q = torch.where(inv_q > 0, 1 / inv_q.clamp_min(1e-300), torch.zeros_like(inv_q))
-    inv_c = torch.where(inv_c > 0, 1 / inv_c.clamp_min(1e-300), torch.zeros_like(inv_c))
-    return (q @ c.T) * inv_q[:, None] * inv_c[None, :]

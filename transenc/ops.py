@@ -105,17 +105,21 @@ def pair_cosine_indexed_reference(table: torch.Tensor, idx: torch.Tensor) -> tor
     return pair_cosine_reference(table[idx[:, 0]], table[idx[:, 1]])
 
 
-def _normalised64(x: torch.Tensor) -> torch.Tensor:
-    x = x.double()
-    norm = x.norm(dim=-1, keepdim=True)
-    return torch.where(norm > 0, x / norm.clamp_min(1e-300), torch.zeros_like(x))
+def cosine_matrix_reference(queries: torch.Tensor, corpus: torch.Tensor) -> torch.Tensor:
+    """float64 [Q, C] cosines on the CPU (0 for a zero row): raw dot products, then divided by
+    the norms, so that exactly orthogonal rows give exactly 0 and duplicate rows tie exactly."""
+    q, c = queries.detach().cpu().double(), corpus.detach().cpu().double()
+    inv_q, inv_c = q.norm(dim=1), c.norm(dim=1)
+    inv_q = torch.where(inv_q > 0, 1 / inv_q.clamp_min(1e-300), torch.zeros_like(inv_q))
+    inv_c = torch.where(inv_c > 0, 1 / inv_c.clamp_min(1e-300), torch.zeros_like(inv_c))
+    return (q @ c.T) * inv_q[:, None] * inv_c[None, :]
 
 
 def cosine_topk_reference(
     queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude_self: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The same contract in float64 with the full score matrix: (scores float64, ids int64)."""
-    scores = _normalised64(queries) @ _normalised64(corpus).T
+    scores = cosine_matrix_reference(queries, corpus)
     if exclude_self:
         n = min(scores.shape)
         scores[torch.arange(n), torch.arange(n)] = float("-inf")
