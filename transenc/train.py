@@ -58,8 +58,8 @@ RECIPES = {
     ),
     # Candidate improvements, measured against the reference in bench/results/recipes.md.
     "transenc": Recipe(
-        cross=FitConfig(batch_size=32, epochs=2, lr=2e-5, warmup=0.1, eval_every=200),
-        bi=FitConfig(batch_size=128, epochs=2, lr=2e-5, warmup=0.1, eval_every=25),
+        cross=FitConfig(batch_size=32, epochs=1, lr=2e-5, warmup=0.1, eval_every=200),
+        bi=FitConfig(batch_size=128, epochs=1, lr=2e-5, warmup=0.1, eval_every=20),
         cross_max_length=64,
         bi_max_length=32,
         cross_targets="rank",
