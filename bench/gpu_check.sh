@@ -2,7 +2,8 @@
 # One call on the GPU machine: build the extension, run the kernel tests on CUDA, run the
 # benchmarks. Run from anywhere; it works in the repository root. Logs and the results file go
 # to $OUT when set (the device tool brings that folder back), else to bench/results.
-# Budget: about 5 minutes (build ~30 s, tests ~1-2 min of Triton compiles, benchmarks ~2 min);
+# Budget: about 8 minutes (build ~30 s, tests ~1-2 min of Triton compiles, benchmarks ~2 min,
+# models ~2-3 min; call it with timeout_s=600 and carry=[".device-data"]);
 # each stage has its own timeout so that a hang still leaves the other stages' logs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,8 +41,19 @@ timeout 280 "$PY" bench/gpu_bench.py --out "$OUT_DIR" >"$OUT_DIR/bench.log" 2>&1
 bench_rc=$?
 [ "$bench_rc" -eq 0 ] || { status=1; echo "bench FAILED (rc $bench_rc):"; tail -40 "$OUT_DIR/bench.log"; }
 
+echo "== models: packed predict/encode vs sentence-transformers (bench/gpu_models.py)"
+models_rc=0
+if [ -f .device-data/pairs.tsv ]; then
+  timeout 240 "$PY" bench/gpu_models.py --out "$OUT_DIR" >"$OUT_DIR/models.log" 2>&1
+  models_rc=$?
+  [ "$models_rc" -eq 0 ] || { status=1; echo "models FAILED (rc $models_rc):"; tail -30 "$OUT_DIR/models.log"; }
+else
+  echo "skipped: run bench/prepare_device_data.py here first and carry .device-data"
+fi
+
 echo "== summary"
 echo "build: $( [ -f "$OUT_DIR/build.log" ] && grep -c -i error "$OUT_DIR/build.log" ) error lines; tests rc $test_rc: $(tail -1 "$OUT_DIR/pytest-kernels.log"); bench rc $bench_rc"
 grep -v '^|' "$OUT_DIR/bench.log" | grep -E 'mismatch|max \||faster|Ceilings|all finite' || true
 grep '^|' "$OUT_DIR/bench.log" || true
+grep '^|' "$OUT_DIR/models.log" 2>/dev/null || true
 exit $status
