@@ -10,9 +10,10 @@ from transenc.errors import TransencError
 STSB_URL = "http://ixa2.si.ehu.eus/stswiki/images/4/48/Stsbenchmark.tar.gz"
 
 
-def _add_model_args(p: argparse.ArgumentParser, batch_size: int) -> None:
+def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model directory or hub name (default: all-MiniLM-L6-v2)")
-    p.add_argument("--batch-size", type=int, default=batch_size, help="rows per batch, on average (batches are length-sorted)")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="rows per batch, on average; batches are length-sorted (default: 128 bi, 64 cross)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="auto: exact fp32 on a CPU, bf16 autocast on a GPU; bf16/fp16 pay off on CPUs with "
@@ -29,20 +30,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("bi", "cross"), default="bi")
     p.add_argument("--out", help="output file (.tsv or .jsonl); default: standard output")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="skip bad input lines instead of stopping")
-    _add_model_args(p, 64)
+    _add_model_args(p)
 
     p = sub.add_parser("eval", help="Spearman x 100 on STS sets")
     p.add_argument("--data", required=True, help="folder with sts-dev.csv/sts-test.csv (STS-B) or SentEval STS12-16/SICK-R")
     p.add_argument("--mode", choices=("bi", "cross"), default="bi")
     p.add_argument("--json", help="also write the scores to this JSON file")
-    _add_model_args(p, 64)
+    _add_model_args(p)
 
     p = sub.add_parser("mine", help="candidate pairs from unpaired sentences by exact cosine top-k")
     p.add_argument("--sentences", required=True, help="text file, one sentence per line")
     p.add_argument("--k", type=int, default=5, help="neighbours per sentence")
     p.add_argument("--min-score", type=float, default=None, help="drop pairs under this cosine")
     p.add_argument("--out", required=True, help="pairs file to write (TSV: s1, s2, cosine)")
-    _add_model_args(p, 64)
+    _add_model_args(p)
 
     p = sub.add_parser("train", help="Trans-Encoder: bi->cross->bi distillation cycles without labels")
     from transenc.train import add_train_args

@@ -11,14 +11,14 @@ from transenc.tokens import TokenCache
 MODES = ("bi", "cross")
 
 
-def bi_scores(encoder: BiEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = 64,
+def bi_scores(encoder: BiEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = 128,
               precision: str = "auto", show_progress: bool | None = None) -> np.ndarray:
     """Each unique sentence encoded once, then one fused cosine pass over the pair indices."""
     embeddings = encoder.encode(cache or pairs.sentences, batch_size, precision, show_progress)
     return ops.pair_cosine_indexed(embeddings, pairs.pairs).numpy()
 
 
-def cross_scores(encoder: CrossEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = 32,
+def cross_scores(encoder: CrossEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = 64,
                  precision: str = "auto", show_progress: bool | None = None) -> np.ndarray:
     return encoder.predict(cache or pairs.sentences, pairs.pairs, batch_size, precision, show_progress)
 
@@ -30,5 +30,6 @@ def load_scorer(model, mode: str, device=None):
 
 
 def score(encoder: BiEncoder | CrossEncoder, pairs: PairSet, **kwargs) -> np.ndarray:
+    """bi_scores or cross_scores by the encoder's kind; options left as None take their defaults."""
     scorer = bi_scores if isinstance(encoder, BiEncoder) else cross_scores
-    return scorer(encoder, pairs, **kwargs)
+    return scorer(encoder, pairs, **{k: v for k, v in kwargs.items() if v is not None})

@@ -74,7 +74,7 @@ def mine_command(args) -> None:
 
     sentences = list(dict.fromkeys(read_sentences(args.sentences)))  # unique, first-seen order
     encoder = BiEncoder.load(args.model, args.device)
-    embeddings = encoder.encode(sentences, batch_size=args.batch_size)
+    embeddings = encoder.encode(sentences, batch_size=args.batch_size or 128)
     if encoder.device.type == "cuda":
         embeddings = embeddings.to(encoder.device)  # ops.cosine_topk runs where the tensor lives
     pairs, scores = mine_pairs(embeddings, args.k, args.min_score)

@@ -189,7 +189,7 @@ class BiEncoder(_Encoder):
                                self.max_length)
         return pack_sentences(cache, sentence_ids, self.max_length, budget)
 
-    def encode(self, sentences: Sequence[str] | TokenCache, batch_size: int = 64, precision: str = "auto",
+    def encode(self, sentences: Sequence[str] | TokenCache, batch_size: int = 128, precision: str = "auto",
                show_progress: bool | None = None) -> torch.Tensor:
         """float32 [n, d] embeddings on the CPU, row i for sentence i (not normalised)."""
         cache = self._cache(sentences)
@@ -250,7 +250,7 @@ class CrossEncoder(_Encoder):
                                self.max_length)
         return pack_pairs(cache, pairs, self.max_length, budget)
 
-    def predict(self, sentences: Sequence[str] | TokenCache, pairs: np.ndarray, batch_size: int = 32,
+    def predict(self, sentences: Sequence[str] | TokenCache, pairs: np.ndarray, batch_size: int = 64,
                 precision: str = "auto", show_progress: bool | None = None) -> np.ndarray:
         """Sigmoid scores float32[N] for pairs (indices into sentences), in input order."""
         cache = self._cache(sentences)
