@@ -193,7 +193,10 @@ class Trainer:
 
     def cache(self, encoder, pairs: PairSet):
         """One token cache per (tokenizer, sentence table), reused by every stage and cycle."""
-        key = (encoder.tokenizer.name_or_path, type(encoder.tokenizer).__name__, id(pairs))
+        tokenizer = encoder.tokenizer
+        backend = getattr(tokenizer, "backend_tokenizer", None)  # the same vocabulary saved anywhere
+        identity = hashlib.sha1(backend.to_str().encode()).hexdigest() if backend else tokenizer.name_or_path
+        key = (type(tokenizer).__name__, identity, id(pairs))
         if key not in self.caches:
             self.caches[key] = encoder.token_cache(pairs.sentences)
         return self.caches[key]
