@@ -314,8 +314,11 @@ class Trainer:
             d = stages.get(stage, {}).get("dev")
             return "-" if not d else " ".join(f"{x:.2f}" for x in d["models"])
 
+        labels = " ".join(f"{s.split('_')[0]} labels mean {stages[s]['labels']['mean']:.3f}"
+                          for s in ("bi_label", "cross_label") if s in stages)
         split = " ".join(f"{s}={stages[s]['seconds']:.0f}s" for s in STAGES if s in stages)
-        print(f"cycle {cycle}: dev cross {dev('cross_label')} | bi {dev('bi_train')} | {split}", file=sys.stderr)
+        print(f"cycle {cycle}: dev cross {dev('cross_label')} | bi {dev('bi_train')} | {labels} | {split} "
+              f"| {seconds:.0f}s", file=sys.stderr)
 
     def export_best(self) -> None:
         """Copy each model's best cycle (by dev Spearman, else the last) to out/bi and out/cross."""
