@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_packing import STS_DIR, bert_tokenizer, read_sts_pairs
+from tests.test_packing import bert_tokenizer, load_sts
 from transenc.packing import pack_pairs, padding_efficiency
 from transenc.tokens import TokenCache
 
@@ -35,12 +35,7 @@ def best_of(fn, rounds=3) -> float:
 
 @pytest.fixture(scope="module")
 def sts():
-    if not STS_DIR.is_dir():
-        pytest.skip(f"STS-B data not found at {STS_DIR} (set TRANSENC_STS_DIR)")
-    pairs = read_sts_pairs()
-    sentences = sorted({s for pair in pairs for s in pair})
-    index = {s: i for i, s in enumerate(sentences)}
-    idx = np.array([(index[a], index[b]) for a, b in pairs], dtype=np.int32)
+    pairs, sentences, idx = load_sts()
     tok = bert_tokenizer()
     first, second = [a for a, _ in pairs], [b for _, b in pairs]
 

@@ -56,8 +56,8 @@ def mpnet_tokenizer():
 TOKENIZERS = {"bert": bert_tokenizer, "mpnet": mpnet_tokenizer}
 
 
-@pytest.fixture(scope="module")
-def sts():
+def load_sts():
+    """(pairs as text, unique sentences, int32 pair indices) for every STS-B pair; skips without the data."""
     if not STS_DIR.is_dir():
         pytest.skip(f"STS-B data not found at {STS_DIR} (set TRANSENC_STS_DIR)")
     pairs = read_sts_pairs()
@@ -65,6 +65,11 @@ def sts():
     index = {s: i for i, s in enumerate(sentences)}
     idx = np.array([(index[a], index[b]) for a, b in pairs], dtype=np.int32)
     return pairs, sentences, idx
+
+
+@pytest.fixture(scope="module")
+def sts():
+    return load_sts()
 
 
 @pytest.fixture(scope="module", params=sorted(TOKENIZERS))
