@@ -80,3 +80,27 @@ def cross_padding(model: CrossEncoder, pairs: PairSet, batch_size: int) -> float
 def bi_padding(model: BiEncoder, sentences: list[str], batch_size: int) -> float:
     cache = model.token_cache(sentences)
     return padding_efficiency(model.batches(cache, np.arange(len(sentences), dtype=np.int32), batch_size))
+
+
+def training_batches(n: int, batch_size: int, steps: int, seed: int = 0) -> list[np.ndarray]:
+    """`steps` shuffled index batches over n rows, the same for every contender."""
+    order = np.random.default_rng(seed).permutation(n)
+    return [order[i * batch_size:(i + 1) * batch_size] for i in range(steps)]
+
+
+def train_steps(encoder, step_loss, batches: list[np.ndarray], targets: np.ndarray) -> float:
+    """Forward, backward, clip and AdamW step per batch; `step_loss(idx, targets)`. Returns seconds/step."""
+    import time
+
+    model = encoder.model
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-9)  # near-zero lr: every contender sees the same weights
+    t = torch.from_numpy(targets.astype(np.float32))
+    start = time.perf_counter()
+    for idx in batches:
+        loss = step_loss(idx, t[idx])
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    return (time.perf_counter() - start) / len(batches)

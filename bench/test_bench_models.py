@@ -21,14 +21,6 @@ def once(benchmark, name, fn, *args):
 
 
 @pytest.fixture(scope="module")
-def pairs():
-    try:
-        return w.sts_unique_pairs()
-    except FileNotFoundError as e:
-        pytest.skip(str(e))
-
-
-@pytest.fixture(scope="module")
 def cross():
     return w.cross_models()
 
@@ -38,27 +30,27 @@ def bi():
     return w.bi_models()
 
 
-def test_cross_sentence_transformers(benchmark, cross, pairs):
-    once(benchmark, "st_predict", w.st_predict, cross[1], pairs, 32)
+def test_cross_sentence_transformers(benchmark, cross, sts_pairs):
+    once(benchmark, "st_predict", w.st_predict, cross[1], sts_pairs, 32)
 
 
-def test_cross_ours_fp32(benchmark, cross, pairs):
-    ours = once(benchmark, "ours_predict", w.ours_predict, cross[0], pairs, 64)
-    assert np.abs(ours - w.st_predict(cross[1], pairs, 256)).max() < 1e-5
-    benchmark.extra_info["pairs_per_s"] = len(pairs) / best["ours_predict"]
-    benchmark.extra_info["padding_efficiency"] = w.cross_padding(cross[0], pairs, 64)
+def test_cross_ours_fp32(benchmark, cross, sts_pairs):
+    ours = once(benchmark, "ours_predict", w.ours_predict, cross[0], sts_pairs, 64)
+    assert np.abs(ours - w.st_predict(cross[1], sts_pairs, 256)).max() < 1e-5
+    benchmark.extra_info["pairs_per_s"] = len(sts_pairs) / best["ours_predict"]
+    benchmark.extra_info["padding_efficiency"] = w.cross_padding(cross[0], sts_pairs, 64)
     if "st_predict" in best:
         benchmark.extra_info["speedup_vs_st"] = best["st_predict"] / best["ours_predict"]
 
 
-def test_encode_sentence_transformers(benchmark, bi, pairs):
-    once(benchmark, "st_encode", w.st_encode, bi[1], pairs.sentences, 32)
+def test_encode_sentence_transformers(benchmark, bi, sts_pairs):
+    once(benchmark, "st_encode", w.st_encode, bi[1], sts_pairs.sentences, 32)
 
 
-def test_encode_ours_fp32(benchmark, bi, pairs):
-    ours = once(benchmark, "ours_encode", w.ours_encode, bi[0], pairs.sentences, 64)
-    reference = w.st_encode(bi[1], pairs.sentences[:500], 32)
+def test_encode_ours_fp32(benchmark, bi, sts_pairs):
+    ours = once(benchmark, "ours_encode", w.ours_encode, bi[0], sts_pairs.sentences, 64)
+    reference = w.st_encode(bi[1], sts_pairs.sentences[:500], 32)
     assert torch.allclose(torch.nn.functional.normalize(ours[:500], dim=1), reference, atol=1e-5)
-    benchmark.extra_info["sentences_per_s"] = len(pairs.sentences) / best["ours_encode"]
+    benchmark.extra_info["sentences_per_s"] = len(sts_pairs.sentences) / best["ours_encode"]
     if "st_encode" in best:
         benchmark.extra_info["speedup_vs_st"] = best["st_encode"] / best["ours_encode"]

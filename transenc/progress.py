@@ -1,12 +1,45 @@
-"""Progress bars on a terminal only, so logs and pipes stay clean."""
+"""Progress: a bar on a terminal; in logs and pipes, a plain line every half minute instead of
+carriage-return noise, so a long stage written to a file still shows it is moving."""
 from __future__ import annotations
 
 import sys
+import time
 
 from tqdm import tqdm
 
+LOG_EVERY_S = 30.0
 
-def progress(total: int, desc: str, unit: str = "it", enabled: bool | None = None) -> tqdm:
-    if enabled is None:
-        enabled = sys.stderr.isatty()
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, file=sys.stderr, dynamic_ncols=True)
+
+class LogLines:
+    """The part of tqdm's interface that transenc uses, printing `desc: done/total unit` lines."""
+
+    def __init__(self, total: int, desc: str, unit: str, every: float = LOG_EVERY_S):
+        self.total, self.desc, self.unit, self.every = total, desc, unit, every
+        self.done, self.postfix = 0, ""
+        self.started = self.last = time.monotonic()
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.monotonic()
+        if now - self.last >= self.every:
+            self.last = now
+            rate = self.done / (now - self.started)
+            print(f"{self.desc}: {self.done}/{self.total} {self.unit} ({rate:.2f}/s){self.postfix}",
+                  file=sys.stderr, flush=True)
+
+    def set_postfix(self, **values) -> None:
+        self.postfix = "".join(f", {k}={v}" for k, v in values.items())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def progress(total: int, desc: str, unit: str = "it", enabled: bool | None = None):
+    """enabled None: a bar on a terminal, log lines otherwise; False: silent."""
+    if enabled is None and not sys.stderr.isatty():
+        return LogLines(total, desc, unit)
+    return tqdm(total=total, desc=desc, unit=unit, disable=enabled is False, file=sys.stderr,
+                dynamic_ncols=True)

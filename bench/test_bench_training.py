@@ -1,0 +1,53 @@
+"""Training steps, ours (length-sorted sub-batches from the token cache) vs the plain path
+(a tokenizer call and one padded batch per step, as sentence-transformers' fit collates), on the
+same all-MiniLM-L6-v2 weights and the same shuffled STS-B batches, in one run.
+
+    python -m pytest bench/test_bench_training.py --benchmark-only -q
+
+Batches as the reference recipe: cross-encoder 32 pairs (both orders) at max length 64,
+bi-encoder 128 pairs at max length 32.
+"""
+import numpy as np
+import pytest
+import torch
+
+import model_workloads as w
+from transenc import fit
+from transenc.models import BiEncoder, CrossEncoder
+
+pytest.importorskip("pytest_benchmark")
+STEPS = {"cross": 24, "bi": 8}
+seconds = {}
+
+
+def setup(kind, sts_pairs):
+    torch.manual_seed(0)
+    if kind == "cross":
+        encoder, rows, batch = CrossEncoder.load(None, "cpu", 64), sts_pairs.both_orders(), 32
+    else:
+        encoder, rows, batch = BiEncoder.load(None, "cpu", None, 32), sts_pairs.pairs, 128
+    targets = np.random.default_rng(1).uniform(0, 1, len(rows))
+    return encoder, rows, w.training_batches(len(rows), batch, STEPS[kind]), targets
+
+
+@pytest.mark.parametrize("kind", ["cross", "bi"])
+def test_train_step_plain(benchmark, kind, sts_pairs):
+    encoder, rows, batches, targets = setup(kind, sts_pairs)
+    reference = fit.cross_step_loss_reference if kind == "cross" else fit.bi_step_loss_reference
+    texts = lambda idx: [(sts_pairs.sentences[a], sts_pairs.sentences[b]) for a, b in rows[idx]]  # noqa: E731
+    per_step = benchmark.pedantic(w.train_steps, args=(encoder, lambda idx, t: reference(encoder, texts(idx), t),
+                                                       batches, targets), rounds=1, iterations=1)
+    seconds[("plain", kind)] = per_step
+    benchmark.extra_info["seconds_per_step"] = per_step
+
+
+@pytest.mark.parametrize("kind", ["cross", "bi"])
+def test_train_step_ours(benchmark, kind, sts_pairs):
+    encoder, rows, batches, targets = setup(kind, sts_pairs)
+    step_loss = fit.cross_step_loss if kind == "cross" else fit.bi_step_loss
+    cache = encoder.token_cache(sts_pairs.sentences)
+    per_step = benchmark.pedantic(w.train_steps, args=(encoder, lambda idx, t: step_loss(encoder, cache, rows[idx], t),
+                                                       batches, targets), rounds=1, iterations=1)
+    benchmark.extra_info["seconds_per_step"] = per_step
+    if ("plain", kind) in seconds:
+        benchmark.extra_info["speedup_vs_plain"] = seconds[("plain", kind)] / per_step

@@ -1,0 +1,20 @@
+"""Progress in logs: plain lines, no carriage returns; silent when disabled."""
+from transenc.progress import LogLines, progress
+
+
+def test_log_lines_report_count_rate_and_loss(capsys):
+    with LogLines(3, "train cross-encoder", "steps", every=0) as bar:
+        bar.set_postfix(loss="0.5000")
+        bar.update(1)
+        bar.update(1)
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1].startswith("train cross-encoder: 2/3 steps (")
+    assert err.splitlines()[-1].endswith(", loss=0.5000")
+    assert "\r" not in err
+
+
+def test_progress_off_a_terminal_is_log_lines_and_can_be_silenced(capsys):
+    assert isinstance(progress(5, "encode"), LogLines)  # pytest's captured stderr is no terminal
+    with progress(5, "encode", enabled=False) as bar:
+        bar.update(5)
+    assert capsys.readouterr().err == ""
