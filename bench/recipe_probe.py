@@ -6,6 +6,8 @@ recipe ideas in minutes instead of running whole cycles; every figure lands in
 bench/results/recipes.md beside the full-cycle runs.
 
   python bench/recipe_probe.py --run runs/ref --stage bi --labels mean --lr 2e-5 --epochs 1
+  python bench/recipe_probe.py --run runs/ref --label-quality   # no training: each label mix's
+                                                                # Spearman on the dev/test pairs
 """
 from __future__ import annotations
 
@@ -34,12 +36,28 @@ def label_mix(run: str, name: str) -> np.ndarray:
     return {"cross": cross, "mean": (bi + cross) / 2}[name]
 
 
+def label_quality(run: str, pairs) -> None:
+    """How good a teacher each label mix is: its Spearman on the STS-B dev and test pairs among the
+    unlabeled pairs (dev may pick a mix; test is only reported)."""
+    from transenc.evaluate import spearman100
+
+    row_of = {pairs.pair_texts(i): i for i in range(len(pairs))}
+    for split in ("dev", "test"):
+        gold, _ = read_pairs(f"{STS}/sts-{split}.csv")
+        found = [(i, row_of[gold.pair_texts(i)]) for i in range(len(gold)) if gold.pair_texts(i) in row_of]
+        mine = np.array([r for _, r in found])
+        labels = gold.labels[[i for i, _ in found]]
+        figures = {name: round(spearman100(label_mix(run, name)[mine], labels), 2) for name in ("bi", "cross", "mean")}
+        print(json.dumps({"split": split, "pairs": len(found), **figures}))
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--run", required=True)
     p.add_argument("--pairs", default="runs/stsb_unlabeled.tsv")
-    p.add_argument("--stage", choices=("bi", "cross"), required=True)
-    p.add_argument("--labels", choices=("bi", "cross", "mean"), required=True)
+    p.add_argument("--label-quality", action="store_true", help="only score the run's label mixes on dev/test pairs")
+    p.add_argument("--stage", choices=("bi", "cross"))
+    p.add_argument("--labels", choices=("bi", "cross", "mean"))
     p.add_argument("--targets", choices=("raw", "rank"), default="raw")
     p.add_argument("--lr", type=float, default=2e-5)
     p.add_argument("--epochs", type=float, default=1)
@@ -50,6 +68,10 @@ def main() -> None:
     a = p.parse_args()
 
     pairs, _ = read_pairs(a.pairs)
+    if a.label_quality:
+        return label_quality(a.run, pairs)
+    if not (a.stage and a.labels):
+        p.error("--stage and --labels are needed to train")
     dev, _ = read_pairs(f"{STS}/sts-dev.csv")
     test, _ = read_pairs(f"{STS}/sts-test.csv")
     labels = cross_targets(label_mix(a.run, a.labels), a.targets)

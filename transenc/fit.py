@@ -107,7 +107,8 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
 def cross_step_loss(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray, targets: torch.Tensor,
                     min_efficiency: float = STEP_MIN_EFFICIENCY) -> torch.Tensor:
     """Mean BCE between each pair's logit and its soft target, over length-sorted sub-batches."""
-    batches = pack_pairs(cache, pairs, encoder.max_length, len(pairs) * encoder.max_length, min_efficiency=min_efficiency)
+    batches = pack_pairs(cache, pairs, encoder.max_length, len(pairs) * encoder.max_length,
+                         min_efficiency=min_efficiency)
     total = sum(F.binary_cross_entropy_with_logits(encoder.logits(b).float(), targets[b.rows].to(encoder.device),
                                                    reduction="sum") for b in batches)
     return total / len(pairs)
@@ -156,7 +157,8 @@ def _tokenized(encoder, *texts: list[str]) -> Batch:
     return Batch(t["input_ids"], t["attention_mask"], t.get("token_type_ids"), np.arange(len(texts[0])))
 
 
-def cross_step_loss_reference(encoder: CrossEncoder, texts: list[tuple[str, str]], targets: torch.Tensor) -> torch.Tensor:
+def cross_step_loss_reference(encoder: CrossEncoder, texts: list[tuple[str, str]],
+                              targets: torch.Tensor) -> torch.Tensor:
     a, b = (list(side) for side in zip(*texts))
     logits = encoder.logits(_tokenized(encoder, a, b)).float()
     return F.binary_cross_entropy_with_logits(logits, targets.to(encoder.device))
