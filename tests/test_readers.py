@@ -70,6 +70,15 @@ def test_shuffled_duplicates_keep_row_order(tmp_path):
     assert len(ps.sentences) == 55
 
 
+def test_head_keeps_the_first_pairs_and_only_their_sentences(tmp_path):
+    rows = [(f"s{i}", f"s{(i * 7) % 13}", i / 10) for i in range(30)]
+    ps, _ = read_pairs(write(tmp_path / "p.tsv", "".join(f"{a}\t{b}\t{y}\n" for a, b, y in rows)))
+    head = ps.head(6)
+    assert texts(head) == [(a, b) for a, b, _ in rows[:6]]
+    assert sorted(head.sentences) == sorted({s for a, b, _ in rows[:6] for s in (a, b)})
+    assert np.allclose(head.labels, [y for _, _, y in rows[:6]])
+
+
 @pytest.mark.parametrize("content, line, reason", [
     ("a\tb\nonly one field\n", 2, "expected at least 2"),
     (b"a\tb\nbad \xff byte\tx\n", 2, "invalid UTF-8"),

@@ -24,6 +24,13 @@ class PairSet:
         a, b = self.pairs[i]
         return self.sentences[a], self.sentences[b]
 
+    def head(self, n: int) -> "PairSet":
+        """The first n pairs with only the sentences they use, so nothing else is tokenized or encoded."""
+        pairs = self.pairs[:n]
+        used, renumbered = np.unique(pairs, return_inverse=True)
+        labels = None if self.labels is None else self.labels[:n]
+        return PairSet([self.sentences[i] for i in used], renumbered.reshape(pairs.shape).astype(np.int32), labels)
+
     def both_orders(self) -> np.ndarray:
         """Pairs followed by the same pairs swapped: cross-encoders train on both orders."""
         return np.concatenate([self.pairs, self.pairs[:, ::-1]]).astype(np.int32)

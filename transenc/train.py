@@ -183,9 +183,7 @@ class Trainer:
     @staticmethod
     def _read(path, max_pairs=None) -> PairSet:
         pairs, _ = read_pairs(path)
-        if max_pairs:
-            pairs = PairSet(pairs.sentences, pairs.pairs[:max_pairs], None)
-        return pairs
+        return pairs.head(max_pairs) if max_pairs else pairs
 
     def _read_labeled(self, path, flag) -> PairSet | None:
         if path is None:
