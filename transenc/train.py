@@ -179,6 +179,7 @@ class Trainer:
         config["models"] = self.models
         self.run = Run(Path(args.out), config, args.resume)
         self.caches = {}
+        self.vocabularies = {}
 
     @staticmethod
     def _read(path, max_pairs=None) -> PairSet:
@@ -207,13 +208,19 @@ class Trainer:
 
     def cache(self, encoder, pairs: PairSet):
         """One token cache per (tokenizer, sentence table), reused by every stage and cycle."""
-        tokenizer = encoder.tokenizer
-        backend = getattr(tokenizer, "backend_tokenizer", None)  # the same vocabulary saved anywhere
-        identity = hashlib.sha1(backend.to_str().encode()).hexdigest() if backend else tokenizer.name_or_path
-        key = (type(tokenizer).__name__, identity, id(pairs))
+        key = (self._vocabulary(encoder.tokenizer), id(pairs))
         if key not in self.caches:
             self.caches[key] = encoder.token_cache(pairs.sentences)
         return self.caches[key]
+
+    def _vocabulary(self, tokenizer) -> tuple[str, str]:
+        """The tokenizer's identity: a hash of its vocabulary and rules, the same wherever it is saved.
+        Computed once per tokenizer object (it is asked at every dev check)."""
+        if id(tokenizer) not in self.vocabularies:
+            backend = getattr(tokenizer, "backend_tokenizer", None)
+            identity = hashlib.sha1(backend.to_str().encode()).hexdigest() if backend else tokenizer.name_or_path
+            self.vocabularies[id(tokenizer)] = (tokenizer, (type(tokenizer).__name__, identity))  # keeps id valid
+        return self.vocabularies[id(tokenizer)][1]
 
     def score(self, encoder, pairs: PairSet) -> np.ndarray:
         scorer = bi_scores if isinstance(encoder, BiEncoder) else cross_scores
