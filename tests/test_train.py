@@ -148,3 +148,27 @@ def test_co_teacher_enters_every_label_mean_and_is_not_trained(tmp_path, tiny_be
     assert metrics["teachers"][0]["model"] == str(teacher) and len(metrics["teachers"][0]["dev"]["models"]) == 1
     for key, value in weights(teacher).items():
         assert torch.equal(value, teacher_weights[key])
+
+
+def test_mutual_distillation_across_architectures_and_tokenizers(tmp_path, tiny_bert, pairs_64):
+    """A BERT and an MPNet (no SDPA, `<s> a </s></s> b </s>`, no token types) side by side: each keeps
+    its own token cache, and every label is the mean of both models' labels."""
+    import transformers
+
+    from test_packing import mpnet_tokenizer
+
+    tokenizer = mpnet_tokenizer()
+    mpnet = tmp_path / "mpnet"
+    torch.manual_seed(3)
+    transformers.MPNetModel(transformers.MPNetConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        pad_token_id=tokenizer.pad_token_id)).save_pretrained(str(mpnet))
+    tokenizer.save_pretrained(str(mpnet))
+    pairs, dev = pairs_64
+    out = tmp_path / "mixed"
+    train.train_command(args_for(out, pairs, [tiny_bert, mpnet], dev=dev, cycles=1))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["cycles"][0]["stages"]["cross_label"]["dev"]["models"]) == 2
+    for name in ("bi-0", "bi-1", "cross-0", "cross-1"):
+        assert (out / name / "config.json").is_file()
+    assert json.loads((out / "bi-1" / "config.json").read_text())["model_type"] == "mpnet"
