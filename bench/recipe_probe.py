@@ -98,7 +98,7 @@ def main() -> None:
         return d
 
     t0 = time.perf_counter()
-    result = fit(enc, cache, train_pairs, labels, cfg, a.seed, evaluate, lambda: None)
+    result = fit(enc, cache, train_pairs, labels, cfg, a.seed, evaluate)
     best = max(range(len(curve)), key=lambda i: curve[i][0])
     print(json.dumps({**vars(a), "steps": len(result.losses), "best_check": best + 1,
                       "best_dev": round(curve[best][0], 2), "test_at_best_dev": round(curve[best][1], 2),

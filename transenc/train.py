@@ -316,15 +316,14 @@ class Trainer:
         return info
 
     def _fit(self, fit, encoder, pairs, labels, cfg: FitConfig, target: Path, seed: int) -> dict:
-        """Train one model; with --dev, keep its best checkpoint by dev Spearman, else the last."""
+        """Train one model and save it; with --dev, the weights of its best dev check (kept in
+        memory during the fit, written once here: the stage is done only once they are on disk)."""
         cfg = replace(cfg, precision=self.args.precision)
-        evaluate = keep = None
+        evaluate = None
         if self.dev is not None:
             evaluate = lambda: spearman100(self.score(encoder, self.dev), self.dev.labels)  # noqa: E731
-            keep = lambda: encoder.save(target)  # noqa: E731
-        result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, seed, evaluate, keep)
-        if self.dev is None:
-            encoder.save(target)
+        result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, seed, evaluate)
+        encoder.save(target)
         return {"loss_first": result.losses[0], "loss_last": result.losses[-1], "steps": len(result.losses),
                 "best_dev": result.best_dev, "best_step": result.best_step}
 
