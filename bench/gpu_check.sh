@@ -111,7 +111,7 @@ if [ -f .device-data/minilm/model.safetensors ]; then
     timed_stage "label-$mode" 90 "$PY" -m transenc label --pairs "$LABEL_PAIRS" --mode "$mode" \
       --model "$model" --device "$DEVICE" --out "$OUT_DIR/label-$mode.tsv"
   done
-  rm -f "$OUT_DIR"/label-*.tsv
+  rm -rf "$OUT_DIR"/label-*.tsv .device-data/minilm-fp32  # 91 MB: never carried back or along
   # each stage's seconds and the dev/test figures, from the run's own metrics
   "$PY" - "$RUN/metrics.json" >>"$RESULTS" 2>&1 <<'PYEOF' || true
 import json, sys

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 
 from transenc.errors import TransencError
 from transenc.evaluate import spearman100
@@ -110,6 +109,8 @@ def cross_targets(labels: np.ndarray, kind: str) -> np.ndarray:
     if kind == "raw":
         return labels
     if kind == "rank":
+        from scipy.stats import rankdata  # here: seconds to import, and every command imports this module
+
         return (rankdata(labels) / len(labels)).astype(np.float32)
     raise ValueError(f"unknown cross-encoder target kind '{kind}'")
 
