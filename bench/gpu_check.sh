@@ -8,12 +8,14 @@
 #   bash bench/gpu_check.sh env build train  # only these (each stage's timeout sums to <= 9 min)
 #
 # Budget: build ~30 s, tests ~1-2 min of Triton compiles, bench ~2 min, models ~2-3 min, train
-# ~3-4 min; all of them overrun one 10-minute call, so run `env build tests bench models` in one
+# <= 6 min (restore 60 s, cycle 240 s, labels 2 x 60 s at most); all of them overrun one 10-minute
+# call, so run `env build tests bench models` in one
 # call and `env build train` in another (timeout_s=600, carry=[".device-data"] after
 # `python bench/prepare_device_data.py` here). Each stage has its own timeout so that a hang still
 # leaves the other stages' logs.
 # CPU dry run of the training stage (checks that the commands start; figures mean nothing):
-#   DEVICE=cpu TRAIN_EXTRA="--max-pairs 64" LABEL_PAIRS=.device-data/sts/sts-test.csv bash bench/gpu_check.sh train
+#   DEVICE=cpu TRAIN_EXTRA="--max-pairs 64" TRAIN_TIMEOUT=90 LABEL_PAIRS=.device-data/sts/sts-test.csv \
+#     OUT=/tmp/dry bash bench/gpu_check.sh train
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR="${OUT:-bench/results}"
@@ -102,18 +104,18 @@ if [ -f .device-data/minilm/model.safetensors ]; then
   { echo; echo "### $(date -u +%F\ %H:%M) UTC, $(head -1 "$OUT_DIR/env.txt" 2>/dev/null || echo "$DEVICE")"
     echo "$("$PY" -c 'import torch; print("torch", torch.__version__)')"; echo
     echo "| process | wall s | rc | /usr/bin/time |"; echo "|---|---:|---:|---|"; } >>"$RESULTS"
-  timed_stage train-cycle 300 "$PY" -m transenc train --pairs .device-data/stsb_unlabeled.tsv \
+  timed_stage train-cycle "${TRAIN_TIMEOUT:-240}" "$PY" -m transenc train --pairs .device-data/stsb_unlabeled.tsv \
     --model .device-data/minilm-fp32 --dev .device-data/sts/sts-dev.csv --test .device-data/sts/sts-test.csv \
     --cycles 1 --device "$DEVICE" --out "$RUN" ${TRAIN_EXTRA:-}
   for mode in bi cross; do
     model=.device-data/minilm-fp32; [ "$mode" = cross ] && model="$RUN/cross"
     [ -d "$model" ] || model=.device-data/minilm-fp32  # no trained cross-encoder: fresh head, same speed
-    timed_stage "label-$mode" 90 "$PY" -m transenc label --pairs "$LABEL_PAIRS" --mode "$mode" \
+    timed_stage "label-$mode" 60 "$PY" -m transenc label --pairs "$LABEL_PAIRS" --mode "$mode" \
       --model "$model" --device "$DEVICE" --out "$OUT_DIR/label-$mode.tsv"
   done
   rm -rf "$OUT_DIR"/label-*.tsv .device-data/minilm-fp32  # 91 MB: never carried back or along
   # each stage's seconds and the dev/test figures, from the run's own metrics
-  "$PY" - "$RUN/metrics.json" >>"$RESULTS" 2>&1 <<'PYEOF' || true
+  [ -f "$RUN/metrics.json" ] && "$PY" - "$RUN/metrics.json" >>"$RESULTS" 2>&1 <<'PYEOF'
 import json, sys
 m = json.load(open(sys.argv[1]))
 for c in m["cycles"]:

@@ -38,6 +38,8 @@ CPU_POLICY = StepPolicy(min_efficiency=STEP_MIN_EFFICIENCY, token_multiple=1, ro
 # CUDA: a small encoder's step is a few ms of work, so launches, syncs and new shapes are the cost:
 # one batch per step from a small set of shapes (widths 16, 32, 48, 64; full batches), each seen in
 # the first steps and reused after (kernel choices, allocator blocks), and a fused AdamW.
+# Fixed shapes would also allow CUDA graphs or torch.compile; neither is used until measured faster
+# on a GPU (bench/gpu_check.sh train times a whole cycle).
 GPU_POLICY = StepPolicy(min_efficiency=0.0, token_multiple=16, row_multiple=32, optimizer="fused")
 
 
