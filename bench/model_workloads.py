@@ -104,3 +104,37 @@ def train_steps(encoder, step_loss, batches: list[np.ndarray], targets: np.ndarr
         opt.step()
         opt.zero_grad(set_to_none=True)
     return (time.perf_counter() - start) / len(batches)
+
+
+def two_layer_minilm() -> Path:
+    """all-MiniLM-L6-v2 cut to its first 2 layers (real weights), saved with its tokenizer: a
+    model whose training step is small enough that the loop's overhead shows."""
+    from transformers import AutoModel, AutoTokenizer
+
+    source = resolve_model(None)
+    folder = Path(tempfile.mkdtemp(prefix="transenc-bench-2layer-"))
+    AutoModel.from_pretrained(str(source), num_hidden_layers=2).save_pretrained(str(folder))
+    AutoTokenizer.from_pretrained(str(source)).save_pretrained(str(folder))
+    return folder
+
+
+def fit_steps_per_second(kind: str, model: Path, pairs: PairSet, steps: int, policy) -> float:
+    """Steps/s of a whole fit (fit_cross / fit_bi, no dev) over the first `steps` batches of the
+    default recipe's shape: cross 32 rows (both orders) at max length 64, bi 128 pairs at 32."""
+    import time
+
+    from transenc import fit
+
+    torch.manual_seed(0)
+    if kind == "cross":
+        encoder, rows, batch, run = CrossEncoder.load(model, "cpu", 64), pairs.both_orders(), 32, fit.fit_cross
+    else:
+        encoder, rows, batch, run = BiEncoder.load(model, "cpu", None, 32), pairs.pairs, 128, fit.fit_bi
+    rows = rows[np.random.default_rng(0).permutation(len(rows))[:steps * batch]]
+    labels = np.random.default_rng(1).uniform(0, 1, len(rows)).astype(np.float32)
+    cache = encoder.token_cache(pairs.sentences)
+    cfg = fit.FitConfig(batch_size=batch, epochs=1, lr=2e-5, warmup=0.1)
+    start = time.perf_counter()
+    result = run(encoder, cache, rows, labels, cfg, 0, None, policy)
+    assert len(result.losses) == steps
+    return steps / (time.perf_counter() - start)

@@ -118,7 +118,7 @@ def main() -> None:
         return figures["dev_mean"]
 
     t0 = time.perf_counter()
-    result = fit(enc, cache, train_pairs, labels, cfg, a.seed, evaluate, lambda: None)
+    result = fit(enc, cache, train_pairs, labels, cfg, a.seed, evaluate)
     best = max(range(len(curve)), key=lambda i: curve[i]["dev_mean"])
     print(json.dumps({**vars(a), "steps": len(result.losses), "best_check": best + 1,
                       **{k: round(v, 2) for k, v in curve[best].items()},

@@ -6,10 +6,19 @@ same all-MiniLM-L6-v2 weights and the same shuffled STS-B batches, in one run.
 
 Batches as the reference recipe: cross-encoder 32 pairs (both orders) at max length 64,
 bi-encoder 128 pairs at max length 32.
+
+The loop benchmarks (`test_fit_loop`) time whole fits of a 2-layer MiniLM, where the loop's own
+costs show, under three settings measured in the same run:
+- before: the loop as it was (length-sorted sub-batches, the loss read back and checked every
+  step, AdamW's plain per-tensor loop): CPU_POLICY with optimizer="plain", check_every=1;
+- cpu: today's CPU policy (the same sub-batches, foreach AdamW, losses read at checks only);
+- gpu: the CUDA policy run on the CPU (one fixed-shape batch per step, fused AdamW), for scale.
 """
 import numpy as np
 import pytest
 import torch
+
+from dataclasses import replace
 
 import model_workloads as w
 from transenc import fit
@@ -51,3 +60,28 @@ def test_train_step_ours(benchmark, kind, sts_pairs):
     benchmark.extra_info["seconds_per_step"] = per_step
     if ("plain", kind) in seconds:
         benchmark.extra_info["speedup_vs_plain"] = seconds[("plain", kind)] / per_step
+
+
+LOOPS = {"before": replace(fit.CPU_POLICY, optimizer="plain", check_every=1), "cpu": fit.CPU_POLICY,
+         "gpu": fit.GPU_POLICY}
+LOOP_STEPS = {"cross": 16, "bi": 6}
+loop_rate = {}
+
+
+@pytest.fixture(scope="module")
+def two_layer(sts_pairs):
+    path = w.two_layer_minilm()
+    for kind in ("cross", "bi"):  # warm-up (first-call costs of torch and the tokenizer), untimed
+        w.fit_steps_per_second(kind, path, sts_pairs, 2, fit.CPU_POLICY)
+    return path
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("kind", ["cross", "bi"])
+def test_fit_loop(benchmark, kind, loop, two_layer, sts_pairs):
+    rate = benchmark.pedantic(w.fit_steps_per_second, args=(kind, two_layer, sts_pairs, LOOP_STEPS[kind], LOOPS[loop]),
+                              rounds=1, iterations=1)
+    loop_rate[(kind, loop)] = rate
+    benchmark.extra_info["steps_per_second"] = rate
+    if loop != "before" and (kind, "before") in loop_rate:
+        benchmark.extra_info["speedup_vs_before"] = rate / loop_rate[(kind, "before")]

@@ -11,3 +11,15 @@ One file per op, each holding the kernel, its launcher and a float64 torch refer
 also run on CPU tensors under `TRITON_INTERPRET=1`, which is how the tests check them on a
 machine without a GPU.
 """
+
+import torch
+
+
+def capability(device: torch.device) -> tuple[int, int] | None:
+    """(major, minor) of a CUDA device; None elsewhere (the interpreter)."""
+    return torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+
+
+def measured(table: dict, cap: tuple[int, int] | None, d: int, dtype: torch.dtype) -> dict:
+    """The launch config measured best for (capability, d, dtype), or {}: the kernel's defaults."""
+    return table.get((*cap, d, dtype), {}) if cap else {}

@@ -1,14 +1,22 @@
-"""A training step cut into length-sorted sub-batches has the loss and gradient of the plain
-padded batch that sentence-transformers would build with the tokenizer, in input order."""
+"""The training step and loop: a step cut into sub-batches (CPU policy) or padded to a fixed shape
+(GPU policy, exercised here on the CPU) has the loss and gradient of the plain padded batch that
+sentence-transformers would build with the tokenizer; the GPU policy draws few shapes; the loop
+waits for the device only at checks; a non-finite loss stops it; the best dev step's weights win."""
+import math
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from transenc import fit
+from transenc.errors import TransencError
 from transenc.models import BiEncoder, CrossEncoder
-from transenc.packing import pack_pairs, pack_sentences
 from transenc.pairset import PairSetBuilder
+from transenc.readers import read_pairs
 from transenc.train import demo_pairs_path
+
+POLICIES = {"cpu": fit.CPU_POLICY, "gpu": fit.GPU_POLICY}
 
 
 def pairs_of_mixed_lengths(n: int, rng):
@@ -28,8 +36,10 @@ def loss_and_gradient(model, compute_loss):
     return loss.item(), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
 
 
+@pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("kind", ["cross", "bi"])
-def test_sub_batched_step_equals_one_plain_padded_batch(kind, tiny_bert):
+def test_step_equals_one_plain_padded_batch(kind, policy, tiny_bert):
+    policy = POLICIES[policy]
     torch.manual_seed(1)
     rng = np.random.default_rng(3)
     corpus = pairs_of_mixed_lengths(40, rng)
@@ -38,16 +48,151 @@ def test_sub_batched_step_equals_one_plain_padded_batch(kind, tiny_bert):
     if kind == "cross":
         encoder, step_loss, plain_loss = CrossEncoder.load(tiny_bert, "cpu", 48), fit.cross_step_loss, fit.cross_step_loss_reference
         cache = encoder.token_cache(corpus.sentences)
-        parts = pack_pairs(cache, corpus.pairs, 48, len(corpus) * 48, min_efficiency=fit.STEP_MIN_EFFICIENCY)
+        parts = fit.step_pair_batches(cache, corpus.pairs, 48, policy)
     else:
         encoder, step_loss, plain_loss = BiEncoder.load(tiny_bert, "cpu", "mean", 24), fit.bi_step_loss, fit.bi_step_loss_reference
         cache = encoder.token_cache(corpus.sentences)
-        parts = pack_sentences(cache, corpus.pairs.reshape(-1), 24, corpus.pairs.size * 24,
-                               min_efficiency=fit.STEP_MIN_EFFICIENCY)
-    assert len(parts) > 1  # the step really is cut into several sub-batches
+        parts = fit.step_sentence_batches(cache, corpus.pairs.reshape(-1), 24, policy)
+    if policy is fit.CPU_POLICY:
+        assert len(parts) > 1  # the step really is cut into several sub-batches
+    else:  # one batch with padding rows and padding tokens beyond the plain batch's
+        (part,) = parts
+        assert part.input_ids.shape[0] > len(part.rows) and part.input_ids.shape[0] % policy.row_multiple == 0
+        assert part.attention_mask.sum(0)[-1] == 0 or part.input_ids.shape[1] == encoder.max_length
     encoder.model.eval()  # no dropout: both ways must then agree to rounding
     loss_plain, grad_plain = loss_and_gradient(encoder.model, lambda: plain_loss(encoder, texts, targets))
-    loss_cut, grad_cut = loss_and_gradient(encoder.model, lambda: step_loss(encoder, cache, corpus.pairs, targets))
+    loss_cut, grad_cut = loss_and_gradient(encoder.model, lambda: step_loss(encoder, cache, corpus.pairs, targets, policy))
     assert loss_cut == pytest.approx(loss_plain, rel=1e-5)
     assert torch.allclose(grad_cut, grad_plain, rtol=1e-4, atol=1e-6)
     assert grad_plain.abs().max() > 0
+
+
+def epoch_shapes(cache, rows: np.ndarray, batch_size: int, max_length: int, policy, pairs: bool) -> set:
+    order = np.random.default_rng(0).permutation(len(rows))
+    shapes = set()
+    for i in range(0, len(rows), batch_size):
+        step = rows[order[i:i + batch_size]]
+        batches = (fit.step_pair_batches(cache, step, max_length, policy) if pairs else
+                   fit.step_sentence_batches(cache, np.concatenate([step[:, 0], step[:, 1]]), max_length, policy))
+        shapes.update(tuple(b.input_ids.shape) for b in batches)
+    return shapes
+
+
+def test_gpu_policy_draws_few_shapes_per_epoch(sts, default_model_path):
+    """One epoch of STS-B train at the default recipe's batches: the GPU policy sees a handful of
+    (rows, tokens) shapes, the CPU policy (cut for padding) a new one at nearly every forward."""
+    pairs, _ = read_pairs(sts / "sts-train.csv")
+    encoder = BiEncoder.load(default_model_path, "cpu")
+    cache = encoder.token_cache(pairs.sentences)
+    both = pairs.both_orders()
+    counts = {}
+    for name, policy in POLICIES.items():
+        counts[name] = (len(epoch_shapes(cache, both, 32, 64, policy, pairs=True)),
+                        len(epoch_shapes(cache, pairs.pairs, 128, 32, policy, pairs=False)))
+    print("distinct (rows, tokens) shapes per epoch, (cross, bi):", counts)
+    assert max(counts["gpu"]) <= 12
+    assert min(counts["cpu"]) > 3 * max(counts["gpu"])
+
+
+SYNCS = ("item", "tolist", "cpu", "numpy", "__bool__", "__float__", "__int__", "__index__")
+
+
+def sync_log(monkeypatch) -> list[str]:
+    """Every call that makes the host wait for a device tensor, as 'sync' entries (on the CPU, the
+    calls that would): wraps the Tensor methods that read a value back."""
+    log = []
+    for name in SYNCS:
+        original = getattr(torch.Tensor, name)
+
+        def counted(self, *args, _original=original, **kwargs):
+            log.append("sync")
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return log
+
+
+def tiny_fit(tiny_bert, kind, policy, evaluate_of, steps=12, eval_every=4):
+    """A short fit of a 2-layer BERT; evaluate_of(encoder) gives its dev check."""
+    torch.manual_seed(0)
+    corpus = pairs_of_mixed_lengths(8 * steps, np.random.default_rng(0))
+    labels = np.random.default_rng(1).uniform(0, 1, len(corpus)).astype(np.float32)
+    cfg = fit.FitConfig(batch_size=8, epochs=1, lr=1e-3, warmup=0.1, eval_every=eval_every)
+    if kind == "cross":
+        encoder, run = CrossEncoder.load(tiny_bert, "cpu", 32), fit.fit_cross
+    else:
+        encoder, run = BiEncoder.load(tiny_bert, "cpu", "mean", 16), fit.fit_bi
+    cache = encoder.token_cache(corpus.sentences)
+    return encoder, run(encoder, cache, corpus.pairs, labels, cfg, 5, evaluate_of(encoder), policy)
+
+
+def syncs_between_checks(tiny_bert, kind, policy, monkeypatch) -> list[int]:
+    log = sync_log(monkeypatch)
+    draw = fit._batches_of
+    # drawing the epoch's shuffled batches on the host comes before the first step: not counted
+    monkeypatch.setattr(fit, "_batches_of", lambda *a: (draw(*a), log.clear())[0])
+    try:
+        tiny_fit(tiny_bert, kind, policy, lambda encoder: lambda: log.append("check") or 0.0)
+    finally:
+        monkeypatch.undo()
+    counts, count = [], 0
+    for entry in log:
+        if entry == "check":
+            counts.append(count)
+            count = 0
+        else:
+            count += 1
+    return counts
+
+
+@pytest.mark.parametrize("kind", ["cross", "bi"])
+def test_no_host_sync_between_checks(kind, tiny_bert, monkeypatch):
+    """Under the GPU policy the loop reads from the device once per check (the losses since the
+    last one); the old loop (a check every step, the plain AdamW) is caught by the same counter."""
+    new = syncs_between_checks(tiny_bert, kind, fit.GPU_POLICY, monkeypatch)
+    assert new == [1, 1, 1]  # 12 steps, a dev check every 4: one read per check, none per step
+    old = syncs_between_checks(tiny_bert, kind, replace(fit.CPU_POLICY, optimizer="plain", check_every=1), monkeypatch)
+    assert len(old) == 3 and all(n >= 4 for n in old), old
+
+
+def test_non_finite_loss_stops_naming_the_step():
+    model = torch.nn.Linear(2, 1)
+    x = torch.ones(1, 2)
+
+    def step_loss(idx):
+        loss = model(x).sum() ** 2
+        return loss * math.nan if 7 in idx else loss
+
+    cfg = fit.FitConfig(batch_size=1, epochs=1, lr=1e-3, warmup=0.0)
+    n = 30
+    # batches are a seeded permutation: the step that holds row 7
+    step = 1 + [b.tolist() for b in fit._batches_of(n, cfg, torch.Generator().manual_seed(0))].index([7])
+    first = (step - 1) // 10 * 10 + 1
+    with pytest.raises(TransencError, match=rf"loss became nan at step {step} \(checked at steps {first}-{first + 9}\)"):
+        fit._train(model, torch.device("cpu"), n, cfg, step_loss, 0, "toy", None, replace(fit.CPU_POLICY, check_every=10))
+
+
+@pytest.mark.parametrize("kind", ["cross", "bi"])
+def test_best_dev_weights_are_restored_and_saved(kind, tiny_bert, tmp_path):
+    """The model ends with the weights of its best dev check (the 2nd of 3), and saves exactly those."""
+    from safetensors.torch import load_file
+
+    scores, states = iter([1.0, 3.0, 2.0]), []
+
+    def evaluate_of(encoder):
+        def evaluate():
+            states.append({k: v.clone() for k, v in encoder.model.state_dict().items()})
+            return next(scores)
+        return evaluate
+
+    encoder, result = tiny_fit(tiny_bert, kind, fit.GPU_POLICY, evaluate_of)
+    assert result.checks == [(4, 1.0), (8, 3.0), (12, 2.0)]
+    assert (result.best_step, result.best_dev) == (8, 3.0)
+    assert len(result.losses) == 12 and all(isinstance(x, float) for x in result.losses)
+    best, last = states[1], states[2]
+    assert any(not torch.equal(best[k], last[k]) for k in best)  # training moved on after the best check
+    encoder.save(tmp_path / "m")
+    saved = load_file(str(tmp_path / "m" / "model.safetensors"))
+    assert saved and set(saved) <= set(best)
+    for key, value in saved.items():
+        assert torch.equal(value, best[key]), key

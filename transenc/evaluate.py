@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
 
 from transenc.errors import InputError
 from transenc.pairset import PairSet, PairSetBuilder
@@ -16,6 +15,8 @@ from transenc.readers import read_pairs, text_lines, Problems
 
 
 def spearman100(predicted: np.ndarray, gold: np.ndarray) -> float:
+    from scipy.stats import spearmanr  # here: scipy.stats takes seconds to import, and only eval and train need it
+
     if len(predicted) < 2:
         return float("nan")
     return float(spearmanr(predicted, gold).statistic * 100)

@@ -3,7 +3,7 @@ and the SimCSE warm-up (contrastive, dropout noise). Each reads token ids from a
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -12,14 +12,39 @@ import torch.nn.functional as F
 
 from transenc.errors import TransencError
 from transenc.models import BiEncoder, CrossEncoder, autocast, effective_precision
-from transenc.packing import Batch, pack_pairs, pack_sentences
+from transenc.packing import Batch, pack_pairs, pack_sentences, to_device
 from transenc.progress import progress
 from transenc.tokens import TokenCache
 
 # A shuffled training batch padded to its longest row is about half padding on STS-like data.
-# Each step's batch is cut into length-sorted sub-batches instead, at least this full: the same
-# loss and gradient (padding is masked out) for ~1.8x fewer tokens (see bench/results/training-cpu.md).
+# On a CPU each step's batch is cut into length-sorted sub-batches instead, at least this full: the
+# same loss and gradient (padding is masked out) for ~1.8x fewer tokens (bench/results/training-cpu.md).
 STEP_MIN_EFFICIENCY = 0.8
+
+
+@dataclass(frozen=True)
+class StepPolicy:
+    """How a training step is cut into forwards, and how often the loop waits for the device."""
+
+    min_efficiency: float  # sub-batches at least this full (0: one batch per step)
+    token_multiple: int  # batch width rounded up to a multiple of this (capped at max length)
+    row_multiple: int  # batch rows rounded up to a multiple of this (padding rows are dropped)
+    optimizer: str  # AdamW implementation: "fused", "foreach" or "plain" (a loop over tensors)
+    check_every: int = 100  # steps between loss checks (host syncs), besides dev checks and the end
+
+
+# CPU: FLOPs dominate and a forward of any shape costs little more than its work, so cut padding.
+CPU_POLICY = StepPolicy(min_efficiency=STEP_MIN_EFFICIENCY, token_multiple=1, row_multiple=1, optimizer="foreach")
+# CUDA: a small encoder's step is a few ms of work, so launches, syncs and new shapes are the cost:
+# one batch per step from a small set of shapes (widths 16, 32, 48, 64; full batches), each seen in
+# the first steps and reused after (kernel choices, allocator blocks), and a fused AdamW.
+# Fixed shapes would also allow CUDA graphs or torch.compile; neither is used until measured faster
+# on a GPU (bench/gpu_check.sh train times a whole cycle).
+GPU_POLICY = StepPolicy(min_efficiency=0.0, token_multiple=16, row_multiple=32, optimizer="fused")
+
+
+def step_policy(device: torch.device) -> StepPolicy:
+    return GPU_POLICY if torch.device(device).type == "cuda" else CPU_POLICY
 
 
 @dataclass
@@ -36,18 +61,20 @@ class FitConfig:
 
 @dataclass
 class FitResult:
-    losses: list[float]
+    losses: list[float]  # per step
     best_dev: float | None
     best_step: int
+    checks: list[tuple[int, float]] = field(default_factory=list)  # (step, dev score) of every dev check
 
 
-def _optimizer(model: torch.nn.Module, cfg: FitConfig, steps: int):
+def _optimizer(model: torch.nn.Module, cfg: FitConfig, steps: int, implementation: str):
     """AdamW without weight decay on biases and LayerNorm, linear warm-up then linear decay."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+    kind = {"fused": {"fused": True}, "foreach": {"foreach": True}, "plain": {"foreach": False}}[implementation]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+                             {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, **kind)
     warm = math.ceil(steps * cfg.warmup)
 
     def factor(step: int) -> float:
@@ -69,21 +96,22 @@ def _batches_of(n: int, cfg: FitConfig, generator: torch.Generator):
 
 
 def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Callable, seed: int,
-           desc: str, evaluate: Callable[[], float] | None, keep_best: Callable[[], None] | None) -> FitResult:
+           desc: str, evaluate: Callable[[], float] | None, policy: StepPolicy) -> FitResult:
+    """The loop. Losses stay on the device until a check (a dev check, every policy.check_every
+    steps, the end): one host sync reads them all and stops on a non-finite one. With `evaluate`,
+    the best weights by dev are kept in host memory and put back into the model at the end."""
     generator = torch.Generator().manual_seed(seed)
     batches = _batches_of(n, cfg, generator)
-    opt, schedule = _optimizer(model, cfg, len(batches))
+    opt, schedule = _optimizer(model, cfg, len(batches), policy.optimizer)
     # fp16 gradients underflow without loss scaling; for fp32 and bf16 the scaler passes through.
     scaler = torch.amp.GradScaler(device.type, enabled=effective_precision(device, cfg.precision) == "fp16")
-    losses, best, best_step = [], None, -1
+    losses, pending, checks = [], [], []
+    best, best_step, best_state = None, -1, None
     model.train()
     with progress(len(batches), desc, "steps") as bar:
         for step, idx in enumerate(batches, start=1):
             with autocast(device, cfg.precision):
                 loss = step_loss(idx)
-            if not torch.isfinite(loss):
-                raise TransencError(f"{desc}: the loss became {loss.item()} at step {step}; stopping "
-                                    "(the last finished stage's checkpoint is kept)")
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
@@ -91,63 +119,99 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
             scaler.update()
             schedule.step()
             opt.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+            pending.append(loss.detach())
             bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.4f}")
-            at_check = cfg.eval_every and step % cfg.eval_every == 0
-            if evaluate is not None and (at_check or step == len(batches)):
+            dev_check = evaluate is not None and ((cfg.eval_every and step % cfg.eval_every == 0) or step == len(batches))
+            if dev_check or step % policy.check_every == 0 or step == len(batches):
+                losses += _finite_losses(pending, step, desc)
+                pending = []
+                bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if dev_check:
                 score = evaluate()
                 model.train()
+                checks.append((step, score))
                 if best is None or score > best:
                     best, best_step = score, step
-                    keep_best()
-    return FitResult(losses, best, best_step)
+                    best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    return FitResult(losses, best, best_step, checks)
+
+
+def _finite_losses(pending: list[torch.Tensor], last_step: int, desc: str) -> list[float]:
+    """The losses of the steps since the last check as floats (the check's one host sync)."""
+    values = torch.stack(pending).float().tolist()
+    first = last_step - len(values) + 1
+    for step, value in enumerate(values, start=first):
+        if not math.isfinite(value):
+            raise TransencError(f"{desc}: the loss became {value} at step {step} (checked at steps {first}-{last_step}); "
+                                "stopping (the last finished stage's checkpoint is kept)")
+    return values
+
+
+def step_pair_batches(cache: TokenCache, pairs: np.ndarray, max_length: int, policy: StepPolicy) -> list[Batch]:
+    """One training step's pair rows as the policy's batches."""
+    packed = pack_pairs(cache, pairs, max_length, len(pairs) * max_length, min_efficiency=policy.min_efficiency)
+    return _shaped(packed, policy, max_length, cache.pad_id)
+
+
+def step_sentence_batches(cache: TokenCache, ids: np.ndarray, max_length: int, policy: StepPolicy) -> list[Batch]:
+    """One training step's single-sentence rows as the policy's batches."""
+    packed = pack_sentences(cache, ids, max_length, len(ids) * max_length, min_efficiency=policy.min_efficiency)
+    return _shaped(packed, policy, max_length, cache.pad_id)
+
+
+def _shaped(batches: list[Batch], policy: StepPolicy, max_length: int, pad_id: int) -> list[Batch]:
+    def up(x: int, multiple: int) -> int:
+        return -(-x // multiple) * multiple
+
+    return [b.padded(up(len(b.rows), policy.row_multiple),
+                     min(up(b.input_ids.shape[1], policy.token_multiple), max_length), pad_id) for b in batches]
 
 
 def cross_step_loss(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray, targets: torch.Tensor,
-                    min_efficiency: float = STEP_MIN_EFFICIENCY) -> torch.Tensor:
-    """Mean BCE between each pair's logit and its soft target, over length-sorted sub-batches."""
-    batches = pack_pairs(cache, pairs, encoder.max_length, len(pairs) * encoder.max_length,
-                         min_efficiency=min_efficiency)
-    total = sum(F.binary_cross_entropy_with_logits(encoder.logits(b).float(), targets[b.rows].to(encoder.device),
-                                                   reduction="sum") for b in batches)
-    return total / len(pairs)
+                    policy: StepPolicy | None = None) -> torch.Tensor:
+    """Mean BCE between each pair's logit and its soft target, over the policy's sub-batches."""
+    batches = step_pair_batches(cache, pairs, encoder.max_length, policy or step_policy(encoder.device))
+    logits = torch.cat([encoder.logits(b)[:len(b.rows)] for b in batches])
+    ordered = to_device(targets[np.concatenate([b.rows for b in batches])], encoder.device)
+    return F.binary_cross_entropy_with_logits(logits.float(), ordered)
 
 
 def fit_cross(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray, labels: np.ndarray, cfg: FitConfig,
-              seed: int, evaluate=None, keep_best=None) -> FitResult:
+              seed: int, evaluate=None, policy: StepPolicy | None = None) -> FitResult:
     """BCE on soft labels; pairs should already hold both orders."""
     targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
+    policy = policy or step_policy(encoder.device)
     return _train(encoder.model, encoder.device, len(pairs), cfg,
-                  lambda idx: cross_step_loss(encoder, cache, pairs[idx], targets[idx]), seed, "train cross-encoder",
-                  evaluate, keep_best)
+                  lambda idx: cross_step_loss(encoder, cache, pairs[idx], targets[idx], policy), seed,
+                  "train cross-encoder", evaluate, policy)
 
 
-def _pair_embeddings(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray,
-                     min_efficiency: float = STEP_MIN_EFFICIENCY):
-    """Embeddings of both sides of a batch of pairs, from length-sorted sub-batches, in pair order."""
+def _pair_embeddings(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, policy: StepPolicy | None = None):
+    """Embeddings of both sides of a batch of pairs, from the policy's sub-batches, in pair order."""
     ids = np.concatenate([pairs[:, 0], pairs[:, 1]]).astype(np.int32)
-    batches = pack_sentences(cache, ids, encoder.max_length, len(ids) * encoder.max_length,
-                             min_efficiency=min_efficiency)
-    embedded = torch.cat([encoder.embed(b) for b in batches])
-    rows = torch.from_numpy(np.concatenate([b.rows for b in batches])).to(embedded.device)
+    batches = step_sentence_batches(cache, ids, encoder.max_length, policy or step_policy(encoder.device))
+    embedded = torch.cat([encoder.embed(b)[:len(b.rows)] for b in batches])
+    rows = to_device(torch.from_numpy(np.concatenate([b.rows for b in batches])), encoder.device)
     ordered = torch.empty_like(embedded).index_copy(0, rows, embedded)  # differentiable scatter
     return ordered[:len(pairs)], ordered[len(pairs):]
 
 
 def bi_step_loss(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, targets: torch.Tensor,
-                 min_efficiency: float = STEP_MIN_EFFICIENCY) -> torch.Tensor:
+                 policy: StepPolicy | None = None) -> torch.Tensor:
     """MSE between cos(u, v) and the target (sentence-transformers' CosineSimilarityLoss)."""
-    u, v = _pair_embeddings(encoder, cache, pairs, min_efficiency)
-    return F.mse_loss(F.cosine_similarity(u.float(), v.float()), targets.to(encoder.device))
+    u, v = _pair_embeddings(encoder, cache, pairs, policy)
+    return F.mse_loss(F.cosine_similarity(u.float(), v.float()), to_device(targets, encoder.device))
 
 
 def fit_bi(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, labels: np.ndarray, cfg: FitConfig,
-           seed: int, evaluate=None, keep_best=None) -> FitResult:
+           seed: int, evaluate=None, policy: StepPolicy | None = None) -> FitResult:
     targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
+    policy = policy or step_policy(encoder.device)
     return _train(encoder.model, encoder.device, len(pairs), cfg,
-                  lambda idx: bi_step_loss(encoder, cache, pairs[idx], targets[idx]), seed, "train bi-encoder",
-                  evaluate, keep_best)
+                  lambda idx: bi_step_loss(encoder, cache, pairs[idx], targets[idx], policy), seed,
+                  "train bi-encoder", evaluate, policy)
 
 
 # ---- references: one padded batch from a tokenizer call per step, as sentence-transformers'
@@ -170,13 +234,15 @@ def bi_step_loss_reference(encoder: BiEncoder, texts: list[tuple[str, str]], tar
     return F.mse_loss(F.cosine_similarity(u.float(), v.float()), targets.to(encoder.device))
 
 
-def fit_simcse(encoder: BiEncoder, cache: TokenCache, cfg: FitConfig, seed: int, temperature: float = 0.05) -> FitResult:
+def fit_simcse(encoder: BiEncoder, cache: TokenCache, cfg: FitConfig, seed: int, temperature: float = 0.05,
+               policy: StepPolicy | None = None) -> FitResult:
     """Unsupervised SimCSE: each sentence twice through dropout; the other copy is its positive."""
     sentences = np.arange(len(cache), dtype=np.int32)
+    policy = policy or step_policy(encoder.device)
 
     def step_loss(idx):
-        u, v = _pair_embeddings(encoder, cache, np.stack([sentences[idx], sentences[idx]], 1))
+        u, v = _pair_embeddings(encoder, cache, np.stack([sentences[idx], sentences[idx]], 1), policy)
         sim = F.cosine_similarity(u.float().unsqueeze(1), v.float().unsqueeze(0), dim=-1) / temperature
         return F.cross_entropy(sim, torch.arange(len(idx), device=sim.device))
 
-    return _train(encoder.model, encoder.device, len(sentences), cfg, step_loss, seed, "SimCSE warm-up", None, None)
+    return _train(encoder.model, encoder.device, len(sentences), cfg, step_loss, seed, "SimCSE warm-up", None, policy)

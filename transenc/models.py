@@ -126,6 +126,16 @@ class _Encoder:
     def _cache(self, sentences: Sequence[str] | TokenCache) -> TokenCache:
         return sentences if isinstance(sentences, TokenCache) else self.token_cache(sentences)
 
+    def _forward(self, batch: Batch):
+        """The model's output on one packed batch, and the batch's [B, T] mask on the device."""
+        inputs = batch.model_inputs(self.device)
+        mask = inputs["attention_mask"]
+        if getattr(self.model.config, "_attn_implementation", None) == "sdpa":
+            # Given a 2-D mask, transformers asks the host whether anything is padded (mask.all(): a
+            # device sync every forward) to drop it; a 4-D boolean mask goes to SDPA as it is.
+            inputs["attention_mask"] = mask.bool()[:, None, None, :]
+        return self.model(**inputs), mask
+
     def _run(self, batches: list[Batch], forward, n: int, precision: str, desc: str, show: bool | None):
         """forward(batch) for every batch, scattered back to request order."""
         out = None
@@ -187,11 +197,11 @@ class BiEncoder(_Encoder):
 
     def embed(self, batch: Batch) -> torch.Tensor:
         """Pooled embeddings of one packed batch (with gradients when training)."""
-        inputs = batch.model_inputs(self.device)
-        hidden = self.model(**inputs).last_hidden_state
+        output, mask = self._forward(batch)
+        hidden = output.last_hidden_state
         if self.pooling == "cls":
             return hidden[:, 0]
-        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        mask = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
 
     def batches(self, cache: TokenCache, sentence_ids: np.ndarray, batch_size: int) -> list[Batch]:
@@ -252,7 +262,7 @@ class CrossEncoder(_Encoder):
         return cls(model, tokenizer, max_length or min(tokenizer.model_max_length, 512), resolve_device(device))
 
     def logits(self, batch: Batch) -> torch.Tensor:
-        return self.model(**batch.model_inputs(self.device)).logits[:, 0]
+        return self._forward(batch)[0].logits[:, 0]
 
     def batches(self, cache: TokenCache, pairs: np.ndarray, batch_size: int) -> list[Batch]:
         lengths = np.minimum(cache.lengths[pairs].sum(1), self.max_length - cache.template.pair_specials)

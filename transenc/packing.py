@@ -34,10 +34,38 @@ class Batch:
     rows: np.ndarray  # int64 [B]: request row of each batch row
 
     def model_inputs(self, device) -> dict:
-        inputs = {"input_ids": self.input_ids.to(device), "attention_mask": self.attention_mask.to(device)}
+        inputs = {"input_ids": self.input_ids, "attention_mask": self.attention_mask}
         if self.token_type_ids is not None:
-            inputs["token_type_ids"] = self.token_type_ids.to(device)
-        return inputs
+            inputs["token_type_ids"] = self.token_type_ids
+        return {k: to_device(v, device) for k, v in inputs.items()}
+
+    def padded(self, rows: int, width: int, pad_id: int) -> "Batch":
+        """This batch grown to [rows, width] (a fixed shape, for devices that pay per new shape).
+        Extra tokens are masked pads, so the real rows' outputs do not change; extra rows are one
+        attended pad token each (a fully masked row could give NaN, and NaN leaks into gradients)
+        and are not in `rows`: callers keep out[:len(batch.rows)]."""
+        r, w = self.input_ids.shape
+        if (r, w) == (rows, width):
+            return self
+        ids = self.input_ids.new_full((rows, width), pad_id)
+        ids[:r, :w] = self.input_ids
+        mask = self.attention_mask.new_zeros((rows, width))
+        mask[:r, :w] = self.attention_mask
+        mask[r:, 0] = 1
+        types = None
+        if self.token_type_ids is not None:
+            types = self.token_type_ids.new_zeros((rows, width))
+            types[:r, :w] = self.token_type_ids
+        return Batch(ids, mask, types, self.rows)
+
+
+def to_device(x: torch.Tensor, device) -> torch.Tensor:
+    """Host to device without stalling the host: from pinned memory, asynchronously, on CUDA
+    (a copy from pageable memory waits for the device's queue to drain)."""
+    device = torch.device(device)
+    if device.type == "cuda" and x.device.type == "cpu":
+        return x.pin_memory().to(device, non_blocking=True)
+    return x.to(device)
 
 
 def truncate_longest_first(len_a: int, len_b: int, budget: int) -> tuple[int, int]:

@@ -22,7 +22,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 
 from transenc.errors import TransencError
 from transenc.evaluate import spearman100
@@ -113,6 +112,8 @@ def cross_targets(labels: np.ndarray, kind: str) -> np.ndarray:
     if kind == "raw":
         return labels
     if kind == "rank":
+        from scipy.stats import rankdata  # here: seconds to import, and every command imports this module
+
         return (rankdata(labels) / len(labels)).astype(np.float32)
     raise ValueError(f"unknown cross-encoder target kind '{kind}'")
 
@@ -343,15 +344,14 @@ class Trainer:
         return info
 
     def _fit(self, fit, encoder, pairs, labels, cfg: FitConfig, target: Path, seed: int) -> dict:
-        """Train one model; with --dev, keep its best checkpoint by dev Spearman, else the last."""
+        """Train one model and save it; with --dev, the weights of its best dev check (kept in
+        memory during the fit, written once here: the stage is done only once they are on disk)."""
         cfg = replace(cfg, precision=self.args.precision)
-        evaluate = keep = None
+        evaluate = None
         if self.dev is not None:
             evaluate = lambda: spearman100(self.score(encoder, self.dev), self.dev.labels)  # noqa: E731
-            keep = lambda: encoder.save(target)  # noqa: E731
-        result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, seed, evaluate, keep)
-        if self.dev is None:
-            encoder.save(target)
+        result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, seed, evaluate)
+        encoder.save(target)
         return {"loss_first": result.losses[0], "loss_last": result.losses[-1], "steps": len(result.losses),
                 "best_dev": result.best_dev, "best_step": result.best_step}
 
