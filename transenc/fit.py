@@ -39,6 +39,7 @@ class FitResult:
     losses: list[float]
     best_dev: float | None
     best_step: int
+    checks: list[tuple[int, float]]  # (step, dev score) of every dev check
 
 
 def _optimizer(model: torch.nn.Module, cfg: FitConfig, steps: int):
@@ -75,7 +76,7 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
     opt, schedule = _optimizer(model, cfg, len(batches))
     # fp16 gradients underflow without loss scaling; for fp32 and bf16 the scaler passes through.
     scaler = torch.amp.GradScaler(device.type, enabled=effective_precision(device, cfg.precision) == "fp16")
-    losses, best, best_step = [], None, -1
+    losses, best, best_step, checks = [], None, -1, []
     model.train()
     with progress(len(batches), desc, "steps") as bar:
         for step, idx in enumerate(batches, start=1):
@@ -97,11 +98,12 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
             at_check = cfg.eval_every and step % cfg.eval_every == 0
             if evaluate is not None and (at_check or step == len(batches)):
                 score = evaluate()
+                checks.append((step, score))
                 model.train()
                 if best is None or score > best:
                     best, best_step = score, step
                     keep_best()
-    return FitResult(losses, best, best_step)
+    return FitResult(losses, best, best_step, checks)
 
 
 def cross_step_loss(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray, targets: torch.Tensor,
