@@ -14,12 +14,12 @@ from transenc.pairset import PairSet
 
 
 @contextmanager
-def atomic_open(path: str | Path):
+def atomic_open(path: str | Path, binary: bool = False):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="\n")) as f:
             yield f
         os.replace(tmp, path)
     except BaseException:
