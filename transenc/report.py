@@ -123,9 +123,11 @@ def _grid(plt, metrics: dict, title: str):
     return fig, axes
 
 
-def _steps_axis(ax) -> None:
+def _steps_axis(ax, steps: int) -> None:
+    """Steps 0 to the stage's last, in whole numbers: a stage with one check still reads as a stage."""
     from matplotlib.ticker import MaxNLocator
 
+    ax.set_xlim(0, steps * 1.05 + 0.5)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("step")
 
@@ -156,13 +158,14 @@ def dev_figure(plt, metrics: dict):
             steps = [s for s, _ in fit["checks"]]
             by_set = fit.get("checks_by_set") or {}
             for name, scores in by_set.items():
-                ax.plot(steps, scores, marker=".", label=f"{who}{name}")
+                ax.plot(steps, scores, marker="o", ms=4, label=f"{who}{name}")
             if len(by_set) != 1:
                 ax.plot(steps, [v for _, v in fit["checks"]], color="black", lw=2, label=f"{who}mean")
-            ax.plot([fit["best_step"]], [fit["best_dev"]], marker="*", ms=14, color="gold", mec="black", ls="none")
+            ax.plot([fit["best_step"]], [fit["best_dev"]], marker="*", ms=14, color="gold", mec="black", ls="none",
+                    alpha=0.8, zorder=3)
             if start:
                 ax.axhline(start["models"][k], ls=":", color="gray", label=f"{who}start model")
-        _steps_axis(ax)
+        _steps_axis(ax, max(fit["steps"] for fit in models))
         ax.set_ylabel("dev score")
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -179,8 +182,9 @@ def loss_figure(plt, metrics: dict):
         ax.set_title(title + (" (BCE)" if col == 0 else " (cosine MSE)"), fontsize=10)
         for k, fit in enumerate(models):
             curve = np.asarray(fit.get("loss_curve") or [[1, fit["loss_first"]], [fit["steps"], fit["loss_last"]]])
-            ax.plot(curve[:, 0], curve[:, 1], label=f"model {k}" if len(models) > 1 else None)
-        _steps_axis(ax)
+            ax.plot(curve[:, 0], curve[:, 1], marker="o" if len(curve) < 30 else None, ms=4,
+                    label=f"model {k}" if len(models) > 1 else None)
+        _steps_axis(ax, max(fit["steps"] for fit in models))
         ax.set_ylabel("loss")
         if len(models) > 1:
             ax.legend(fontsize=7)
@@ -204,8 +208,8 @@ def label_figure(plt, metrics: dict, run: Path):
         cross = np.load(run / f"cycle{cycle}" / "labels_cross.npy")
         bins = np.linspace(min(bi.min(), cross.min(), 0.0), max(bi.max(), cross.max(), 1.0), 41)
         ax = axes[0][i]
-        ax.hist(bi, bins, alpha=0.6, label=f"bi (mean {bi.mean():.2f})")
-        ax.hist(cross, bins, alpha=0.6, label=f"cross (mean {cross.mean():.2f})")
+        ax.hist(bi, bins, alpha=0.6, label=f"bi (mean {bi.mean():.2f}, std {bi.std():.3f})")
+        ax.hist(cross, bins, alpha=0.6, label=f"cross (mean {cross.mean():.2f}, std {cross.std():.3f})")
         ax.set_title(f"cycle {cycle}: label distributions", fontsize=10)
         ax.set_xlabel("label")
         ax.set_ylabel("pairs")
