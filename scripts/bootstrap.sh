@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up .venv with everything transenc needs, on a fresh machine: the CPU wheel of torch
 # (never a free torch choice, which would pull a multi-GB CUDA build), then transenc itself,
-# compiled from csrc/, with its test and benchmark extras.
+# compiled from csrc/, with its test, benchmark and report (matplotlib) extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
@@ -9,5 +9,5 @@ python=${PYTHON:-python3}
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/pip install --quiet "torch==2.13.0"
 fi
-.venv/bin/pip install --quiet -e ".[test]"
+.venv/bin/pip install --quiet -e ".[test,report]"
 .venv/bin/python -c "import transenc._C, torch; print('transenc ready: torch', torch.__version__)"

@@ -32,9 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="skip bad input lines instead of stopping")
     _add_model_args(p)
 
-    p = sub.add_parser("eval", help="Spearman x 100 on STS sets")
-    p.add_argument("--data", required=True, help="folder with sts-dev.csv/sts-test.csv (STS-B) or SentEval STS12-16/SICK-R")
+    p = sub.add_parser("eval", help="Spearman x 100 on STS sets, or ROC AUC x 100 on 0/1-labeled pairs")
+    p.add_argument("--data", required=True, help="a labeled pairs file, or a folder with sts-dev.csv/sts-test.csv "
+                                                 "(STS-B) or SentEval STS12-16/SICK-R")
     p.add_argument("--mode", choices=("bi", "cross"), default="bi")
+    p.add_argument("--metric", choices=("spearman", "auc", "auto"), default="spearman",
+                   help="auc: ROC AUC x 100 for 0/1 gold labels; auto: AUC where every label is 0 or 1, else Spearman")
     p.add_argument("--json", help="also write the scores to this JSON file")
     _add_model_args(p)
 
@@ -50,21 +53,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_args(p)
 
+    p = sub.add_parser("report", help="RUN_DIR/report.html: curves, label plots and scores of a training run")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a transenc train --out folder")
+
     p = sub.add_parser("data", help="download STS-B (needs network access)")
     p.add_argument("--out", default="data", help="folder to put stsbenchmark/ in")
     return parser
 
 
 def cmd_label(args) -> None:
-    from transenc.label import load_scorer, score
-    from transenc.readers import read_pairs
+    from transenc import api
     from transenc.writers import write_scores
 
-    pairs, skipped = read_pairs(args.pairs, args.format, args.on_error)
-    if skipped:
-        print(f"transenc: skipped {skipped} bad line(s) in {args.pairs}", file=sys.stderr)
-    encoder = load_scorer(args.model, args.mode, args.device)
-    scores = score(encoder, pairs, batch_size=args.batch_size, precision=args.precision)
+    pairs = api.read_pairs(args.pairs, args.format, args.on_error)
+    scores = api.label(pairs, args.model, args.mode, args.device, args.batch_size, args.precision)
     if args.out:
         write_scores(args.out, pairs, scores)
         print(f"transenc: wrote {len(scores)} scores to {args.out}", file=sys.stderr)
@@ -74,19 +76,29 @@ def cmd_label(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from transenc.evaluate import find_sets, spearman100
+    from transenc.evaluate import find_sets, resolve_metric, score100
     from transenc.label import load_scorer, score
     from transenc.writers import atomic_open
 
     sets = find_sets(args.data)
+    metrics = {name: resolve_metric(args.metric, pairs.labels, args.data) for name, pairs in sets.items()}
     encoder = load_scorer(args.model, args.mode, args.device)
     results = {}
     for name, pairs in sets.items():
-        results[name] = spearman100(score(encoder, pairs, batch_size=args.batch_size, precision=args.precision), pairs.labels)
+        scores = score(encoder, pairs, batch_size=args.batch_size, precision=args.precision)
+        results[name] = score100(metrics[name], scores, pairs.labels)
         print(f"{name}\t{results[name]:.2f}")
+    if args.metric == "auto":
+        print("transenc: metrics: " + ", ".join(f"{n} {m}" for n, m in metrics.items()), file=sys.stderr)
     if args.json:
         with atomic_open(args.json) as f:
             json.dump(results, f, indent=2)
+
+
+def cmd_report(args) -> None:
+    from transenc.report import write_report
+
+    print(f"transenc: wrote {write_report(args.run_dir)}", file=sys.stderr)
 
 
 def cmd_mine(args) -> None:
@@ -96,9 +108,11 @@ def cmd_mine(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from transenc.train import train_command
+    from transenc import api
 
-    train_command(args)
+    api.train(args.pairs, args.out, models=args.model, dev=args.dev, test=args.test, recipe=args.recipe,
+              cycles=args.cycles, seed=args.seed, device=args.device, precision=args.precision,
+              max_pairs=args.max_pairs, simcse=args.simcse, resume=args.resume)
 
 
 def cmd_data(args) -> None:
@@ -118,7 +132,8 @@ def cmd_data(args) -> None:
     print(f"transenc: STS-B is in {Path(args.out) / 'stsbenchmark'}", file=sys.stderr)
 
 
-COMMANDS = {"label": cmd_label, "eval": cmd_eval, "mine": cmd_mine, "train": cmd_train, "data": cmd_data}
+COMMANDS = {"label": cmd_label, "eval": cmd_eval, "mine": cmd_mine, "train": cmd_train, "report": cmd_report,
+            "data": cmd_data}
 
 
 def main(argv: list[str] | None = None) -> int:

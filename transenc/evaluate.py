@@ -1,4 +1,5 @@
-"""STS evaluation: Spearman x 100 between model scores and gold scores.
+"""Evaluation: Spearman x 100 between model scores and graded gold scores (STS), or ROC AUC x 100
+against 0/1 gold labels (binary pair tasks: QQP, MRPC, QNLI-style files).
 
 Understands the STS-B csv layout (sts-dev.csv, sts-test.csv) and a SentEval-style folder
 (STS12-16 as STS.input.*.txt + STS.gs.*.txt, SICK-R as SICK_test_annotated.txt).
@@ -22,11 +23,54 @@ def spearman100(predicted: np.ndarray, gold: np.ndarray) -> float:
     return float(spearmanr(predicted, gold).statistic * 100)
 
 
-def find_sets(data_dir: str | Path) -> dict[str, PairSet]:
-    """Every labeled STS set under data_dir, by name."""
-    root = Path(data_dir)
+def auc(predicted: np.ndarray, gold: np.ndarray) -> float:
+    """ROC AUC by the Mann-Whitney U statistic: the chance that a random positive pair scores above a
+    random negative one, ties counting one half (average ranks)."""
+    gold = np.asarray(gold)
+    positive = gold == 1
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    from scipy.stats import rankdata
+
+    ranks = rankdata(np.asarray(predicted, dtype=np.float64))  # ties get their average rank
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+METRICS = ("spearman", "auc", "auto")
+
+
+def is_binary(gold: np.ndarray) -> bool:
+    return bool(np.isin(gold, (0, 1)).all())
+
+
+def resolve_metric(metric: str, gold: np.ndarray, where: str | Path) -> str:
+    """`auto`: AUC when every gold label is 0 or 1, else Spearman. AUC on graded labels is an error."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {METRICS}")
+    if metric == "auto":
+        metric = "auc" if is_binary(gold) and len(np.unique(gold)) == 2 else "spearman"
+    if metric == "auc":
+        if not is_binary(gold):
+            bad = int(np.flatnonzero(~np.isin(gold, (0, 1)))[0])
+            raise InputError(where, 0, f"--metric auc needs 0/1 gold labels; pair {bad + 1} has {gold[bad]:g}")
+        if len(np.unique(gold)) < 2:
+            raise InputError(where, 0, "--metric auc needs both 0 and 1 gold labels")
+    return metric
+
+
+def score100(metric: str, predicted: np.ndarray, gold: np.ndarray) -> float:
+    """Spearman x 100 or AUC x 100: one scale, so scores of several dev sets can be averaged."""
+    return spearman100(predicted, gold) if metric == "spearman" else auc(predicted, gold) * 100
+
+
+def find_sets(data: str | Path) -> dict[str, PairSet]:
+    """Every labeled set in `data`, by name: a labeled pairs file (its stem), or a folder of STS sets."""
+    root = Path(data)
+    if root.is_file():
+        return {root.stem: read_labeled(root)}
     if not root.is_dir():
-        raise InputError(root, 0, "no such directory")
+        raise InputError(root, 0, "no such file or directory")
     sets = {}
     for split in ("dev", "test"):
         path = root / f"sts-{split}.csv"
@@ -68,3 +112,11 @@ def _sick(path: Path) -> PairSet:
             raise InputError(path, number, "expected pair_ID, sentence_A, sentence_B, relatedness_score")
         builder.add(fields[1], fields[2], float(fields[3]))
     return builder.build()
+
+
+def read_labeled(path: str | Path) -> PairSet:
+    """A pairs file in which every pair carries a gold score or 0/1 label."""
+    pairs = read_pairs(path)[0]
+    if pairs.labels is None:
+        raise InputError(path, 0, "every pair needs a gold score or 0/1 label (a third column) to evaluate on")
+    return pairs

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from transenc import ops
+from transenc.api import make_verb
 from transenc.models import BiEncoder, CrossEncoder
 from transenc.pairset import PairSet
 from transenc.tokens import TokenCache
@@ -33,3 +34,6 @@ def score(encoder: BiEncoder | CrossEncoder, pairs: PairSet, **kwargs) -> np.nda
     """bi_scores or cross_scores by the encoder's kind; options left as None take their defaults."""
     scorer = bi_scores if isinstance(encoder, BiEncoder) else cross_scores
     return scorer(encoder, pairs, **{k: v for k, v in kwargs.items() if v is not None})
+
+
+make_verb(__name__)  # transenc.label(...) calls transenc.api.label

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from transenc import ops
+from transenc.api import make_verb
 from transenc.errors import InputError
 from transenc.writers import atomic_open
 
@@ -70,15 +71,12 @@ def mine_command(args) -> None:
     """`transenc mine`: args has sentences, k, min_score, out, model, batch_size, device.
 
     Writes `s1<TAB>s2<TAB>score` lines to args.out (stdout when it is None)."""
-    from transenc.models import BiEncoder  # imported here: the models pull in transformers
+    from transenc import api
 
-    sentences = list(dict.fromkeys(read_sentences(args.sentences)))  # unique, first-seen order
-    encoder = BiEncoder.load(args.model, args.device)
-    embeddings = encoder.encode(sentences, batch_size=args.batch_size or 128)
-    if encoder.device.type == "cuda":
-        embeddings = embeddings.to(encoder.device)  # ops.cosine_topk runs where the tensor lives
-    pairs, scores = mine_pairs(embeddings, args.k, args.min_score)
-    rows = ((sentences[i], sentences[j], f"{s:.6f}") for (i, j), s in zip(pairs.tolist(), scores.tolist()))
+    rows = api.mine(args.sentences, args.k, args.model, args.min_score, args.device, args.batch_size)
     with contextlib.nullcontext(sys.stdout) if args.out is None else atomic_open(args.out) as f:
-        for row in rows:
-            f.write("\t".join(row) + "\n")
+        for a, b, score in rows:
+            f.write(f"{a}\t{b}\t{score:.6f}\n")
+
+
+make_verb(__name__)  # transenc.mine(...) calls transenc.api.mine

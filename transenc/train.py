@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from transenc.api import DEMO_DEV, DEMO_PAIRS, make_verb
 from transenc.errors import TransencError
-from transenc.evaluate import spearman100
+from transenc.evaluate import read_labeled, resolve_metric, score100
 from transenc.fit import FitConfig, fit_bi, fit_cross, fit_simcse
 from transenc.label import bi_scores, cross_scores
 from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_device, resolve_model
@@ -83,8 +84,12 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="frozen co-teacher (a sentence-transformers bi-encoder, e.g. all-mpnet-base-v2): its cosines "
                         "enter every label mean beside the trained models'; it is never trained; repeatable")
     p.add_argument("--cycles", type=int, default=3)
-    p.add_argument("--dev", help="labeled dev pairs (STS-B csv or a pairs file with a score column)")
-    p.add_argument("--test", help="labeled test pairs, reported per cycle, never used for selection")
+    p.add_argument("--dev", action="append", metavar="[NAME=]FILE",
+                   help="labeled dev pairs (STS-B csv, or a pairs file with a score or 0/1 label column); repeat "
+                        "for several sets (selection on their mean score); default with the demo corpus: the "
+                        "bundled demo dev set")
+    p.add_argument("--test", action="append", metavar="[NAME=]FILE",
+                   help="labeled test pairs, reported per cycle, never used for selection; repeatable")
     p.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE)
     p.add_argument("--simcse", action="store_true", help="SimCSE warm-up first (for a raw language model)")
     p.add_argument("--seed", type=int, default=2021)
@@ -96,7 +101,33 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
 
 
 def demo_pairs_path() -> Path:
-    return Path(__file__).parent / "data" / "demo_pairs.tsv"
+    return DEMO_PAIRS
+
+
+def demo_dev_path() -> Path:
+    """Hand-written pairs graded 0-5, so that a run on the demo corpus has dev figures to show."""
+    return DEMO_DEV
+
+
+def labeled_sets(specs: list[str] | None) -> dict[str, tuple[PairSet, str]]:
+    """`[NAME=]FILE` specs -> {name: (pairs, metric)}; the name defaults to the file's stem, the metric
+    is AUC for 0/1 labels and Spearman otherwise."""
+    sets = {}
+    for spec in [specs] if isinstance(specs, (str, Path)) else specs or ():  # one set given as a plain path
+        name, sep, path = str(spec).partition("=")
+        if not sep or not name or "/" in name or Path(spec).exists():
+            name, path = Path(spec).stem, spec
+        if name in sets:
+            raise TransencError(f"two evaluation sets are named '{name}'; name them apart with NAME=FILE")
+        pairs = read_labeled(path)
+        sets[name] = (pairs, resolve_metric("auto", pairs.labels, path))
+    return sets
+
+
+def loss_curve(losses: list[float], points: int = 200) -> list[list[float]]:
+    """[step, mean loss] over at most `points` windows of consecutive steps: a plot's worth of a long run."""
+    windows = np.array_split(np.arange(len(losses)), min(points, len(losses)))
+    return [[int(w[-1]) + 1, float(np.mean(np.asarray(losses)[w]))] for w in windows]
 
 
 def _seed(*parts) -> int:
@@ -125,6 +156,12 @@ def bi_targets(folder: Path, kind: str) -> np.ndarray:
     if kind == "mean":
         return (cross + np.load(folder / "labels_bi.npy")) / 2
     raise ValueError(f"unknown bi-encoder target kind '{kind}'")
+
+
+def _digest(pairs: PairSet) -> str:
+    h = hashlib.sha1(json.dumps(pairs.sentences).encode())
+    h.update(np.ascontiguousarray(pairs.pairs).tobytes())
+    return h.hexdigest()
 
 
 def _check_finite(labels: np.ndarray, what: str) -> np.ndarray:
@@ -175,12 +212,16 @@ class Trainer:
         self.args = args
         self.recipe = RECIPES[args.recipe]
         self.device = resolve_device(args.device)
+        on_demo = args.pairs is None or (isinstance(args.pairs, (str, Path))
+                                         and Path(args.pairs).resolve() == demo_pairs_path().resolve())
         self.pairs = self._read(args.pairs or demo_pairs_path(), args.max_pairs)
-        self.dev = self._read_labeled(args.dev, "--dev")
-        self.test = self._read_labeled(args.test, "--test")
+        self.dev = labeled_sets(args.dev or ([f"demo-dev={demo_dev_path()}"] if on_demo else None))
+        self.test = labeled_sets(args.test)
         self.models = [str(resolve_model(m)) for m in (args.model or [DEFAULT_MODEL])]
         self.teachers = [str(resolve_model(t)) for t in (args.teacher or [])]
         config = {k: v for k, v in vars(args).items() if k not in ("resume", "device", "command")}
+        if isinstance(args.pairs, PairSet):  # pairs from the Python API: known by their content
+            config["pairs"] = "sha1:" + _digest(args.pairs)
         config["models"] = self.models
         config["teachers"] = self.teachers
         self.run = Run(Path(args.out), config, args.resume)
@@ -188,17 +229,9 @@ class Trainer:
         self.vocabularies = {}
 
     @staticmethod
-    def _read(path, max_pairs=None) -> PairSet:
-        pairs, _ = read_pairs(path)
+    def _read(source, max_pairs=None) -> PairSet:
+        pairs = source if isinstance(source, PairSet) else read_pairs(source)[0]
         return pairs.head(max_pairs) if max_pairs else pairs
-
-    def _read_labeled(self, path, flag) -> PairSet | None:
-        if path is None:
-            return None
-        pairs = self._read(path)
-        if pairs.labels is None:
-            raise TransencError(f"{flag} {path}: every pair needs a gold score to evaluate on")
-        return pairs
 
     # ---- models, fresh from their start weights -------------------------------------------
     def _seed_for(self, *stage) -> int:
@@ -232,13 +265,20 @@ class Trainer:
         scorer = bi_scores if isinstance(encoder, BiEncoder) else cross_scores
         return scorer(encoder, pairs, self.cache(encoder, pairs), precision=self.args.precision)
 
-    def evaluate(self, encoders, pairs: PairSet | None) -> dict | None:
-        if pairs is None:
+    def evaluate(self, encoders, sets: dict[str, tuple[PairSet, str]]) -> dict | None:
+        """Per set: each model's score and the ensemble's (K > 1); at the top, their means over the
+        sets, which is what selects checkpoints and cycles."""
+        if not sets:
             return None
-        scores = [self.score(e, pairs) for e in encoders]
-        result = {"models": [spearman100(s, pairs.labels) for s in scores]}
-        if len(scores) > 1:
-            result["ensemble"] = spearman100(np.mean(scores, 0), pairs.labels)
+        per_set = {}
+        for name, (pairs, metric) in sets.items():
+            scores = [self.score(e, pairs) for e in encoders]
+            per_set[name] = {"metric": metric, "models": [score100(metric, s, pairs.labels) for s in scores]}
+            if len(scores) > 1:
+                per_set[name]["ensemble"] = score100(metric, np.mean(scores, 0), pairs.labels)
+        result = {"models": np.mean([r["models"] for r in per_set.values()], 0).tolist(), "sets": per_set}
+        if len(encoders) > 1:
+            result["ensemble"] = float(np.mean([r["ensemble"] for r in per_set.values()]))
         return result
 
     # ---- the loop --------------------------------------------------------------------------
@@ -269,6 +309,7 @@ class Trainer:
                 self.run.finish(key)
             self.summarise(cycle, time.perf_counter() - started)
         self.export_best()
+        self.write_report()
 
     def simcse(self, k: int) -> str:
         target = self.run.out / f"simcse-{k}"
@@ -344,29 +385,39 @@ class Trainer:
         return info
 
     def _fit(self, fit, encoder, pairs, labels, cfg: FitConfig, target: Path, seed: int) -> dict:
-        """Train one model and save it; with --dev, the weights of its best dev check (kept in
-        memory during the fit, written once here: the stage is done only once they are on disk)."""
+        """Train one model and save it; with dev sets, the weights of its best check by their mean score
+        (kept in memory during the fit, written once here: the stage is done only once they are on disk)."""
         cfg = replace(cfg, precision=self.args.precision)
-        evaluate = None
-        if self.dev is not None:
-            evaluate = lambda: spearman100(self.score(encoder, self.dev), self.dev.labels)  # noqa: E731
-        result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, seed, evaluate)
+        by_set = {name: [] for name in self.dev}  # every dev set's score at every check
+
+        def evaluate():
+            result = self.evaluate([encoder], self.dev)
+            for name, r in result["sets"].items():
+                by_set[name].append(r["models"][0])
+            return result["models"][0]
+
+        result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, seed, evaluate if self.dev else None)
         encoder.save(target)
         return {"loss_first": result.losses[0], "loss_last": result.losses[-1], "steps": len(result.losses),
-                "best_dev": result.best_dev, "best_step": result.best_step}
+                "best_dev": result.best_dev, "best_step": result.best_step,
+                "checks": [list(c) for c in result.checks], "checks_by_set": by_set,
+                "loss_curve": loss_curve(result.losses)}
 
     def summarise(self, cycle: int, seconds: float) -> None:
+        """One line: the start models' dev score against this cycle's cross- and bi-encoders'."""
         stages = self.run.cycle_metrics(cycle)["stages"]
 
-        def dev(stage):
-            d = stages.get(stage, {}).get("dev")
+        def dev(d):
             return "-" if not d else " ".join(f"{x:.2f}" for x in d["models"])
 
         labels = " ".join(f"{s.split('_')[0]} labels mean {stages[s]['labels']['mean']:.3f}"
                           for s in ("bi_label", "cross_label") if s in stages)
         split = " ".join(f"{s}={stages[s]['seconds']:.0f}s" for s in STAGES if s in stages)
-        print(f"cycle {cycle}: dev cross {dev('cross_label')} | bi {dev('bi_train')} | {labels} | {split} "
-              f"| {seconds:.0f}s", file=sys.stderr)
+        names = ", ".join(f"{n} {m}" for n, (_, m) in self.dev.items()) or "none"
+        print(f"cycle {cycle}: dev ({names}{', mean' if len(self.dev) > 1 else ''}): start "
+              f"{dev(self.run.state['metrics']['start']['dev'])} -> this cycle cross "
+              f"{dev(stages.get('cross_label', {}).get('dev'))}, bi {dev(stages.get('bi_train', {}).get('dev'))} "
+              f"| {labels} | {split} | {seconds:.0f}s", file=sys.stderr)
 
     def export_best(self) -> None:
         """Copy each model's best cycle (by dev Spearman, else the last) to out/bi and out/cross."""
@@ -388,6 +439,20 @@ class Trainer:
         self.run.save()
         print(f"best cycles: {chosen}; models in {self.run.out}", file=sys.stderr)
 
+    def write_report(self) -> None:
+        """report.html beside metrics.json; a missing matplotlib costs the report, not the run."""
+        from transenc.report import ReportUnavailable, write_report
+
+        try:
+            path = write_report(self.run.out)
+        except ReportUnavailable as e:
+            print(f"transenc: no report: {e}", file=sys.stderr)
+            return
+        print(f"report: {path}", file=sys.stderr)
+
 
 def train_command(args) -> None:
     Trainer(args).train()
+
+
+make_verb(__name__)  # transenc.train(...) calls transenc.api.train

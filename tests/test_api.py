@@ -1,0 +1,91 @@
+"""The Python API: `import transenc` stays light, pairs come as paths, PairSets or tuples, and the
+README's example runs as written."""
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import transenc
+from transenc.errors import TransencError
+from transenc.pairset import PairSet
+
+from conftest import REPO
+
+ROWS = [("a cat sits on the mat", "a kitten rests on a rug"), ("a cat sits on the mat", "stocks fell today"),
+        ("rain is expected", "the forecast says rain")]
+
+
+def test_import_transenc_does_not_import_torch():
+    code = ("import sys, transenc\n"
+            "assert 'torch' not in sys.modules\n"
+            "transenc.read_pairs([('a', 'b')]); transenc.DEMO_PAIRS\n"
+            "assert 'torch' not in sys.modules, 'read_pairs pulled in torch'\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_read_pairs_takes_a_path_a_pairset_or_tuples(tmp_path):
+    path = tmp_path / "p.tsv"
+    path.write_text("".join(f"{a}\t{b}\n" for a, b in ROWS))
+    from_file, from_tuples = transenc.read_pairs(path), transenc.read_pairs(ROWS)
+    assert from_file.sentences == from_tuples.sentences and np.array_equal(from_file.pairs, from_tuples.pairs)
+    assert transenc.read_pairs(from_file) is from_file
+    scored = transenc.read_pairs([(a, b, i) for i, (a, b) in enumerate(ROWS)])
+    assert scored.labels.tolist() == [0, 1, 2]
+    with pytest.raises(TransencError, match="pair 2: expected"):
+        transenc.read_pairs([("a", "b"), ("only one",)])
+    with pytest.raises(TransencError, match="pair 1: expected"):
+        transenc.read_pairs([("a", " ")])
+
+
+def test_verbs_are_callable_whichever_way_they_are_reached(tiny_bert):
+    import transenc.label as label_module  # the library module, rebinding transenc.label
+
+    assert callable(transenc.label) and transenc.label is label_module and callable(label_module.score)
+    bi = transenc.label(ROWS, model=tiny_bert)
+    assert bi.shape == (3,) and bi.dtype == np.float32
+    assert np.array_equal(bi, transenc.label(transenc.read_pairs(ROWS), model=str(tiny_bert)))
+    cross = transenc.label(ROWS, model=tiny_bert, mode="cross")
+    assert ((cross > 0) & (cross < 1)).all() and not np.allclose(cross, bi)
+
+
+def test_mine_then_train_in_memory_and_resume(tmp_path, tiny_bert, monkeypatch):
+    from transenc import train as train_module
+
+    monkeypatch.setitem(train_module.RECIPES, "tiny", train_module.Recipe(
+        cross=train_module.FitConfig(batch_size=8, epochs=1, lr=1e-3, warmup=0.0),
+        bi=train_module.FitConfig(batch_size=8, epochs=1, lr=1e-3, warmup=0.0), cross_max_length=32, bi_max_length=16))
+    sentences = transenc.read_pairs(transenc.DEMO_PAIRS).sentences[:20]
+    mined = transenc.mine(sentences, k=2, model=tiny_bert)
+    assert len({frozenset(p[:2]) for p in mined}) == len(mined) and all(a != b for a, b, _ in mined)
+    assert all(isinstance(s, float) for _, _, s in mined)
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("".join(f"{a}\t{b}\t{i % 2}\n" for i, (a, b, _) in enumerate(mined[:10])))
+    run = transenc.train(mined, tmp_path / "run", models=tiny_bert, dev=dev, recipe="tiny", cycles=1)
+    assert isinstance(run, transenc.Run) and run.bi == [tmp_path / "run" / "bi"] and run.cross == [tmp_path / "run" / "cross"]
+    assert (run.bi[0] / "config.json").is_file() and run.report == tmp_path / "run" / "report.html"
+    assert run.metrics["cycles"][0]["stages"]["bi_train"]["dev"]["sets"]["dev"]["metric"] == "auc"
+    assert transenc.Run.load(tmp_path / "run").metrics == run.metrics
+    # the same in-memory pairs resume; other pairs are another run
+    again = transenc.train(mined, tmp_path / "run", models=tiny_bert, dev=dev, recipe="tiny", cycles=1, resume=True)
+    assert again.metrics == run.metrics
+    with pytest.raises(TransencError, match="other settings"):
+        transenc.train(mined[1:], tmp_path / "run", models=tiny_bert, dev=dev, recipe="tiny", cycles=1, resume=True)
+
+
+def readme_api_example() -> str:
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"<!-- api-example -->\n```python\n(.*?)```", text, re.S)
+    assert found, "README.md lost its <!-- api-example --> python block"
+    return found.group(1)
+
+
+@pytest.mark.slow
+def test_the_readme_api_example_runs(tmp_path, monkeypatch):
+    """As written, with the default model, in a fresh folder (it trains into runs/notebook)."""
+    result = subprocess.run([sys.executable, "-c", readme_api_example()], cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pairs over" in result.stdout and "dev:" in result.stdout
+    assert (tmp_path / "runs" / "notebook" / "report.html").is_file()
+    assert isinstance(transenc.read_pairs(transenc.DEMO_PAIRS), PairSet)

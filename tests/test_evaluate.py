@@ -1,0 +1,83 @@
+"""Binary pair tasks: ROC AUC by ranks (ties included), `transenc eval --metric`, metric choice."""
+import json
+
+import numpy as np
+import pytest
+
+from transenc import cli
+from transenc.errors import InputError
+from transenc.evaluate import auc, resolve_metric, score100
+
+
+def auc_by_counting(predicted, gold):
+    """The definition: over every (positive, negative) pair, 1 if the positive scores higher, 1/2 on a tie."""
+    pos = [p for p, g in zip(predicted, gold) if g == 1]
+    neg = [p for p, g in zip(predicted, gold) if g == 0]
+    return sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg) / (len(pos) * len(neg))
+
+
+def test_auc_of_a_hand_made_case_with_ties():
+    # positives 0.35, 0.8, 0.4; negatives 0.1, 0.4, 0.4 -> wins 1 + 3 + (1 + 1/2 + 1/2) = 6 of 9 pairs
+    predicted = [0.1, 0.4, 0.35, 0.8, 0.4, 0.4]
+    gold = [0, 0, 1, 1, 1, 0]
+    assert abs(auc(np.array(predicted), np.array(gold)) - 6 / 9) < 1e-12
+    assert auc(np.array([0.2, 0.2, 0.2]), np.array([1, 0, 1])) == 0.5  # all tied: chance
+    assert auc(np.array([0.9, 0.1]), np.array([1, 0])) == 1.0
+    assert auc(np.array([0.9, 0.1]), np.array([0, 1])) == 0.0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_auc_equals_the_pairwise_definition_on_tied_random_scores(seed):
+    rng = np.random.default_rng(seed)
+    predicted = rng.integers(0, 6, 200) / 5  # six values only: many ties
+    gold = rng.integers(0, 2, 200).astype(np.float32)
+    assert abs(auc(predicted, gold) - auc_by_counting(predicted, gold)) < 1e-12
+
+
+def test_metric_choice():
+    binary, graded = np.array([0, 1, 1, 0], np.float32), np.array([0, 1.5, 5, 3], np.float32)
+    assert resolve_metric("auto", binary, "f") == "auc"
+    assert resolve_metric("auto", graded, "f") == "spearman"
+    assert resolve_metric("spearman", binary, "f") == "spearman"
+    with pytest.raises(InputError, match="f: --metric auc needs 0/1 gold labels; pair 2 has 1.5"):
+        resolve_metric("auc", graded, "f")
+    with pytest.raises(InputError, match="both 0 and 1"):
+        resolve_metric("auc", np.ones(3, np.float32), "f")
+    assert score100("auc", np.array([0.1, 0.9]), np.array([0, 1])) == 100.0
+
+
+def binary_pairs(path, n=24):
+    rows = [(f"the {w} sat on the mat", f"a {w} is sitting on a rug", 1) for w in ("cat", "dog", "man", "child")]
+    rows += [(f"the {w} sat on the mat", f"stock prices fell on {d}", 0) for w in ("cat", "dog") for d in ("monday", "friday")]
+    rows += [(f"{w} rain is expected", f"the forecast says {w} rain", 1) for w in ("heavy", "light", "no")]
+    rows += [(f"{w} rain is expected", "the team won the final", 0) for w in ("heavy", "light", "no")]
+    path.write_text("".join(f"{a}\t{b}\t{g}\n" for a, b, g in rows[:n]))
+    return rows[:n]
+
+
+def test_eval_cli_reports_auc_of_a_binary_pairs_file(tmp_path, tiny_bert, capsys):
+    rows = binary_pairs(tmp_path / "para.tsv")
+    assert cli.main(["label", "--pairs", str(tmp_path / "para.tsv"), "--model", str(tiny_bert),
+                     "--out", str(tmp_path / "scores.tsv")]) == 0
+    scores = [float(line.rsplit("\t", 1)[1]) for line in (tmp_path / "scores.tsv").read_text().splitlines()]
+    expected = auc_by_counting(scores, [g for _, _, g in rows]) * 100
+    for metric in ("auc", "auto"):
+        capsys.readouterr()
+        assert cli.main(["eval", "--data", str(tmp_path / "para.tsv"), "--metric", metric, "--model", str(tiny_bert),
+                         "--json", str(tmp_path / "r.json")]) == 0
+        assert capsys.readouterr().out == f"para\t{expected:.2f}\n"
+        assert abs(json.loads((tmp_path / "r.json").read_text())["para"] - expected) < 1e-9
+
+
+def test_eval_cli_auc_on_graded_labels_is_a_clear_error(tmp_path, tiny_bert, capsys):
+    (tmp_path / "graded.tsv").write_text("a b\tc d\t0\ne f\tg h\t3.5\n")
+    assert cli.main(["eval", "--data", str(tmp_path / "graded.tsv"), "--metric", "auc", "--model", str(tiny_bert),
+                     "--json", str(tmp_path / "r.json")]) == 2
+    assert "graded.tsv: --metric auc needs 0/1 gold labels; pair 2 has 3.5" in capsys.readouterr().err
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_eval_cli_needs_gold_labels(tmp_path, tiny_bert, capsys):
+    (tmp_path / "plain.tsv").write_text("a b\tc d\n")
+    assert cli.main(["eval", "--data", str(tmp_path / "plain.tsv"), "--model", str(tiny_bert)]) == 2
+    assert "plain.tsv: every pair needs a gold score" in capsys.readouterr().err

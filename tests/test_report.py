@@ -1,0 +1,171 @@
+"""Several dev sets (graded and 0/1) select checkpoints by their mean, every one reported by name;
+the run report: files, HTML, images, and a table that says what metrics.json says."""
+import argparse
+import base64
+import json
+import shutil
+from html.parser import HTMLParser
+from io import BytesIO
+
+import numpy as np
+import pytest
+
+from transenc import cli, train
+from transenc.fit import FitConfig
+from transenc.label import bi_scores
+from transenc.models import BiEncoder
+
+from test_evaluate import auc_by_counting
+
+CHECKED = train.Recipe(
+    cross=FitConfig(batch_size=16, epochs=2, lr=1e-3, warmup=0.1, eval_every=2),
+    bi=FitConfig(batch_size=16, epochs=2, lr=1e-3, warmup=0.0, eval_every=1),
+    cross_max_length=32,
+    bi_max_length=16,
+)
+
+
+@pytest.fixture(scope="module")
+def two_dev_run(tmp_path_factory, tiny_bert):
+    """Two cycles of a tiny BERT on 32 demo pairs, with a graded and a binary dev set."""
+    root = tmp_path_factory.mktemp("two-dev")
+    lines = train.demo_pairs_path().read_text().splitlines()
+    (root / "pairs.tsv").write_text("\n".join(lines[:32]) + "\n")
+    (root / "graded.tsv").write_text("".join(f"{line}\t{(i * 7) % 6}\n" for i, line in enumerate(lines[40:60])))
+    (root / "binary.tsv").write_text("".join(f"{line}\t{1 - i % 2}\n" for i, line in enumerate(lines[60:76])))
+    args = argparse.Namespace(pairs=str(root / "pairs.tsv"), out=str(root / "run"), model=[str(tiny_bert)], cycles=2,
+                              dev=[str(root / "graded.tsv"), f"binary={root / 'binary.tsv'}"],
+                              test=[str(root / "graded.tsv")], recipe="checked", simcse=False, seed=3,
+                              device="cpu", precision="auto", resume=False, max_pairs=None)
+    train.RECIPES["checked"] = CHECKED
+    try:
+        train.train_command(args)
+    finally:
+        del train.RECIPES["checked"]
+    return root
+
+
+def test_dev_sets_are_reported_by_name_and_select_by_their_mean(two_dev_run, tiny_bert):
+    metrics = json.loads((two_dev_run / "run" / "metrics.json").read_text())
+    start = metrics["start"]["dev"]
+    assert {n: s["metric"] for n, s in start["sets"].items()} == {"graded": "spearman", "binary": "auc"}
+    for cycle in metrics["cycles"]:
+        for stage in ("cross_train", "bi_train"):
+            fit = cycle["stages"][stage]["models"][0]
+            steps = [s for s, _ in fit["checks"]]
+            assert steps == sorted(set(steps)) and steps[-1] == fit["steps"] and len(steps) >= 3
+            by_set = fit["checks_by_set"]
+            for i, (_, mean) in enumerate(fit["checks"]):
+                assert mean == pytest.approx((by_set["graded"][i] + by_set["binary"][i]) / 2, abs=1e-9)
+            scores = [v for _, v in fit["checks"]]
+            assert fit["best_dev"] == max(scores) and fit["best_step"] == steps[int(np.argmax(scores))]
+            assert len(fit["loss_curve"]) == fit["steps"] and fit["loss_curve"][-1][0] == fit["steps"]
+        dev = cycle["stages"]["bi_train"]["dev"]
+        assert dev["models"][0] == pytest.approx(np.mean([s["models"][0] for s in dev["sets"].values()]), abs=1e-9)
+        # the kept bi-encoder's reported binary score is its AUC on the binary dev file, counted by hand
+        from transenc.readers import read_pairs
+
+        binary = read_pairs(two_dev_run / "binary.tsv")[0]
+        scores = bi_scores(BiEncoder.load(two_dev_run / "run" / f"cycle{cycle['cycle']}" / "bi-0", "cpu"), binary)
+        assert dev["sets"]["binary"]["models"][0] == pytest.approx(auc_by_counting(scores, binary.labels) * 100, abs=1e-9)
+    best = metrics["best_cycle"]["bi"]
+    means = [c["stages"]["bi_train"]["dev"]["models"][0] for c in metrics["cycles"]]
+    assert best == int(np.argmax(means)) + 1
+
+
+class Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.rows, self.images, self._cell = [], [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+        elif tag == "img":
+            self.images.append(dict(attrs))
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.rows[-1].append(self._cell)
+            self._cell = None
+
+
+def test_report_files_images_and_table_equal_metrics(two_dev_run):
+    from PIL import Image
+
+    run = two_dev_run / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    page = Page()
+    page.feed((run / "report.html").read_text(encoding="utf-8"))
+    names = ("dev_curves.png", "losses.png", "labels.png", "stage_times.png")
+    assert [img["alt"] for img in page.images] == list(names)
+    for img in page.images:
+        data = base64.b64decode(img["src"].removeprefix("data:image/png;base64,"))
+        assert data == (run / img["alt"]).read_bytes()  # the same PNG inline and beside the page
+        width, height = Image.open(BytesIO(data)).size
+        assert width > 300 and height > 100
+    header, *rows = page.rows
+    assert header == ["", "dev graded (spearman)", "dev binary (auc)", "dev mean", "test graded"]
+
+    def expected(label, stage):
+        dev, test = stage["dev"], stage["test"]
+        return [label, *(f"{dev['sets'][n]['models'][0]:.2f}" for n in ("graded", "binary")),
+                f"{dev['models'][0]:.2f}", f"{test['sets']['graded']['models'][0]:.2f}"]
+
+    want = [expected("start", metrics["start"])]
+    for c in metrics["cycles"]:
+        want.append(expected(f"cycle {c['cycle']} cross-encoder", c["stages"]["cross_label"]))
+        want.append(expected(f"cycle {c['cycle']} bi-encoder", c["stages"]["bi_train"]))
+    for name, stage in (("bi", "bi_train"), ("cross", "cross_label")):
+        best = metrics["best_cycle"][name]
+        want.append(expected(f"best {name} (cycle {best})", metrics["cycles"][best - 1]["stages"][stage]))
+    assert rows == want
+
+
+def test_report_command_rewrites_the_report(two_dev_run, tmp_path):
+    run = tmp_path / "copy"
+    shutil.copytree(two_dev_run / "run", run, ignore=shutil.ignore_patterns("*.png", "report.html", "bi*", "cross*"))
+    assert cli.main(["report", str(run)]) == 0
+    assert (run / "report.html").is_file() and (run / "labels.png").is_file()
+
+
+def test_report_without_matplotlib_says_what_to_install(two_dev_run, tmp_path, capsys, monkeypatch):
+    run = tmp_path / "copy"
+    shutil.copytree(two_dev_run / "run", run, ignore=shutil.ignore_patterns("*.png", "report.html", "bi*", "cross*"))
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)  # import matplotlib now fails
+    assert cli.main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("transenc: error: ") and "pip install 'transenc[report]'" in err
+    assert not any(p.suffix in (".png", ".html", ".tmp") for p in run.iterdir())
+
+
+def test_report_of_a_folder_that_is_no_run(tmp_path, capsys):
+    assert cli.main(["report", str(tmp_path)]) == 2
+    assert f"{tmp_path / 'metrics.json'}: no such file" in capsys.readouterr().err
+    (tmp_path / "metrics.json").write_text('{"cycles": [\n oops')
+    assert cli.main(["report", str(tmp_path)]) == 2
+    assert "metrics.json:2: invalid JSON" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_the_demo_corpus_gets_the_bundled_dev_set(tmp_path):
+    from transenc.evaluate import read_labeled
+
+    dev = read_labeled(train.demo_dev_path())
+    assert 200 <= len(dev) <= 300
+    assert dev.labels.min() == 0 and dev.labels.max() == 5 and len(np.unique(dev.labels)) >= 15
+    corpus = set(train.Trainer._read(train.demo_pairs_path()).sentences)
+    assert not corpus & set(dev.sentences)  # dev sentences never appear in the training corpus
+    args = argparse.Namespace(pairs=None, out=str(tmp_path / "r"), model=None, cycles=1, dev=None, test=None,
+                              recipe="transenc", simcse=False, seed=1, device="cpu", precision="auto",
+                              resume=False, max_pairs=None)
+    assert list(train.Trainer(args).dev) == ["demo-dev"]
+    args.pairs, args.out = str(tmp_path / "p.tsv"), str(tmp_path / "r2")
+    (tmp_path / "p.tsv").write_text("a b\tc d\n")
+    assert train.Trainer(args).dev == {}  # other training data: no dev set unless asked for

@@ -1,0 +1,133 @@
+"""The Python API, for notebooks: the CLI's verbs as functions (the CLI is a thin layer over them).
+
+    import transenc
+    pairs = transenc.read_pairs("pairs.tsv")                  # a PairSet
+    cosines = transenc.label(pairs)                           # np.ndarray, one score per pair
+    mined = transenc.mine(sentences, k=5)                     # [(s1, s2, cosine), ...]
+    run = transenc.train(mined, "runs/x", dev="sts-dev.csv")  # a Run: metrics, best model folders
+
+Wherever pairs are taken, a path, a PairSet or a list of (s1, s2) or (s1, s2, score) tuples will do.
+torch and transformers are imported inside the functions, so `import transenc` stays light.
+"""
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass
+from pathlib import Path
+
+from transenc.errors import TransencError
+from transenc.pairset import PairSet, PairSetBuilder
+
+DEMO_PAIRS = Path(__file__).parent / "data" / "demo_pairs.tsv"  # the bundled unlabeled demo corpus
+DEMO_DEV = Path(__file__).parent / "data" / "demo_dev.tsv"  # 246 hand-written pairs graded 0-5
+
+
+def read_pairs(pairs, fmt: str | None = None, on_error: str = "raise") -> PairSet:
+    """A pairs file (any format `transenc label` reads), a PairSet, or (s1, s2[, score]) tuples -> PairSet."""
+    if isinstance(pairs, PairSet):
+        return pairs
+    if isinstance(pairs, (str, Path)):
+        from transenc.readers import read_pairs as read_file
+
+        result, skipped = read_file(pairs, fmt, on_error)
+        if skipped:
+            print(f"transenc: skipped {skipped} bad line(s) in {pairs}", file=sys.stderr)
+        return result
+    builder = PairSetBuilder()
+    for i, row in enumerate(pairs, start=1):
+        if (not isinstance(row, (tuple, list)) or len(row) not in (2, 3)
+                or not all(isinstance(s, str) and s.strip() for s in row[:2])):
+            raise TransencError(f"pair {i}: expected (sentence1, sentence2) or (sentence1, sentence2, score) "
+                                f"with non-empty sentences, got {str(row)[:80]}")
+        builder.add(row[0], row[1], float(row[2]) if len(row) == 3 else None)
+    if not len(builder):
+        raise TransencError("no sentence pairs given")
+    return builder.build()
+
+
+def label(pairs, model=None, mode: str = "bi", device=None, batch_size: int | None = None,
+          precision: str = "auto") -> "np.ndarray":  # noqa: F821
+    """One score per pair, in input order: bi-encoder cosine, or cross-encoder score in [0, 1]."""
+    from transenc.label import load_scorer, score
+
+    pairs = read_pairs(pairs)
+    return score(load_scorer(model, mode, device), pairs, batch_size=batch_size, precision=precision)
+
+
+def mine(sentences, k: int = 5, model=None, min_score: float | None = None, device=None,
+         batch_size: int | None = None) -> list[tuple[str, str, float]]:
+    """Each unique sentence's k nearest neighbours by exact cosine, as unordered pairs (s1, s2, cosine),
+    each once, no self-pairs. `sentences`: a list of strings or a file with one sentence per line."""
+    from transenc.mine import mine_pairs, read_sentences
+    from transenc.models import BiEncoder
+
+    if isinstance(sentences, (str, Path)):
+        sentences = read_sentences(sentences)
+    sentences = list(dict.fromkeys(sentences))  # unique, first-seen order
+    encoder = BiEncoder.load(model, device)
+    embeddings = encoder.encode(sentences, batch_size=batch_size or 128)
+    if encoder.device.type == "cuda":
+        embeddings = embeddings.to(encoder.device)  # ops.cosine_topk runs where the tensor lives
+    pairs, scores = mine_pairs(embeddings, k, min_score)
+    return [(sentences[i], sentences[j], s) for (i, j), s in zip(pairs.tolist(), scores.tolist())]
+
+
+@dataclass
+class Run:
+    """A finished `transenc train` folder."""
+    out: Path
+    metrics: dict  # metrics.json
+    bi: list[Path]  # the best bi-encoder of each start model (sentence-transformers folders)
+    cross: list[Path]  # the best cross-encoder of each start model
+    report: Path | None  # report.html, when matplotlib was there to draw it
+
+    @classmethod
+    def load(cls, out: str | Path) -> "Run":
+        from transenc.report import load_metrics
+
+        out = Path(out)
+        metrics = load_metrics(out)
+        best = metrics.get("best_cycle", {})
+        report = out / "report.html"
+        return cls(out, metrics, [out / n for n in best if n.startswith("bi")],
+                   [out / n for n in best if n.startswith("cross")], report if report.is_file() else None)
+
+
+def train(pairs=None, out: str | Path = "runs/transenc", *, models=None, teachers=None, dev=None, test=None, recipe=None,
+          cycles=None, seed=None, device=None, precision=None, max_pairs=None, simcse=False,
+          resume=False) -> Run:
+    """Trans-Encoder cycles, as `transenc train` runs them; options left as None take its defaults.
+
+    pairs: None (the bundled demo corpus, with the bundled demo dev set), a path, a PairSet or tuples;
+    models: a model or a list of them (mutual distillation); teachers: frozen co-teachers (`--teacher`);
+    dev/test: a path, `NAME=PATH`, or a list."""
+    import argparse
+
+    from transenc.train import Trainer, add_train_args
+
+    parser = argparse.ArgumentParser()
+    add_train_args(parser)
+    args = parser.parse_args(["--out", str(out)])  # the CLI's defaults, from their one place
+    as_list = lambda x: None if x is None else [str(v) for v in ([x] if isinstance(x, (str, Path)) else x)]  # noqa: E731
+    given = {"pairs": pairs if pairs is None or isinstance(pairs, (str, Path)) else read_pairs(pairs),
+             "model": as_list(models), "teacher": as_list(teachers), "dev": as_list(dev), "test": as_list(test), "recipe": recipe,
+             "cycles": cycles, "seed": seed, "device": device, "precision": precision, "max_pairs": max_pairs}
+    for key, value in given.items():
+        if value is not None:
+            setattr(args, key, str(value) if isinstance(value, Path) else value)
+    args.simcse, args.resume = simcse, resume
+    Trainer(args).train()
+    return Run.load(out)
+
+
+class _Verb(types.ModuleType):
+    """transenc.label, .mine and .train are modules (the library) and verbs (this API) at once: a
+    submodule import rebinds the package attribute to the module, so the module itself is callable."""
+
+    def __call__(self, *args, **kwargs):
+        return globals()[self.__name__.rsplit(".", 1)[1]](*args, **kwargs)
+
+
+def make_verb(module_name: str) -> None:
+    sys.modules[module_name].__class__ = _Verb
