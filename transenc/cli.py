@@ -55,11 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _refuse_overwriting_input(pairs: str, out: str | None) -> None:
+    import os
+
+    if out and os.path.exists(out) and os.path.exists(pairs) and os.path.samefile(pairs, out):
+        raise TransencError(f"--out {out} is the input file --pairs {pairs}; it would be replaced by the "
+                            "scores: choose another --out")
+
+
 def cmd_label(args) -> None:
     from transenc.label import load_scorer, score
     from transenc.readers import read_pairs
     from transenc.writers import write_scores
 
+    _refuse_overwriting_input(args.pairs, args.out)
     pairs, skipped = read_pairs(args.pairs, args.format, args.on_error)
     if skipped:
         print(f"transenc: skipped {skipped} bad line(s) in {args.pairs}", file=sys.stderr)

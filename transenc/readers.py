@@ -83,6 +83,8 @@ def read_pairs(path: str | Path, fmt: str | None = None, on_error: str = "raise"
     for number, a, b, label in records:
         if not a.strip() or not b.strip():
             problems.bad(number, "empty sentence")
+        elif "\x00" in a or "\x00" in b:  # a binary file or a broken export, never text
+            problems.bad(number, "NUL byte in a sentence")
         elif label is not None and not math.isfinite(label):
             problems.bad(number, f"score is not a finite number ({label})")
         else:

@@ -130,6 +130,20 @@ def _check_finite(labels: np.ndarray, what: str) -> np.ndarray:
     return labels
 
 
+def _read_state(path: Path) -> dict:
+    """state.json as Run writes it, or a clear error (a damaged file must not end in a traceback)."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TransencError(f"{path}: cannot resume, the run's state is damaged ({e}); "
+                            "start again with another --out") from None
+    fields = {"config": dict, "done": list, "metrics": dict}
+    if not isinstance(state, dict) or any(not isinstance(state.get(k), t) for k, t in fields.items()):
+        raise TransencError(f"{path}: cannot resume, the run's state is damaged (expected an object with "
+                            "'config', 'done' and 'metrics'); start again with another --out")
+    return state
+
+
 class Run:
     """The state of one training run folder: finished stages, metrics, model paths."""
 
@@ -139,7 +153,7 @@ class Run:
         if self.state_path.is_file() and not resume:
             raise TransencError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         if resume and self.state_path.is_file():
-            self.state = json.loads(self.state_path.read_text())
+            self.state = _read_state(self.state_path)
             if self.state["config"] != config:
                 raise TransencError(f"{out} holds a run with other settings; --resume needs the same arguments")
         else:
