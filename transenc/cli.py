@@ -75,15 +75,23 @@ def _refuse_overwriting_input(pairs: str, out: str | None) -> None:
 def cmd_label(args) -> None:
     import contextlib
 
+    from transenc import distributed
     from transenc.label import CHUNK_PAIRS, load_scorer, stream_scores
+    from transenc.models import resolve_device
     from transenc.readers import PairReader
     from transenc.writers import atomic_open, is_jsonl, score_line
 
     _refuse_overwriting_input(args.pairs, args.out)
     reader = PairReader(args.pairs, args.format, args.on_error)
-    encoder = load_scorer(args.model, args.mode, args.device)
+    device = distributed.setup(resolve_device(args.device))  # under torchrun: every rank labels a share
+    encoder = load_scorer(args.model, args.mode, device)
     as_json, written = is_jsonl(args.out), 0
-    chunks = stream_scores(encoder, reader, args.chunk_pairs or CHUNK_PAIRS, args.batch_size, args.precision)
+    chunks = stream_scores(encoder, reader, args.chunk_pairs or CHUNK_PAIRS, args.batch_size, args.precision,
+                           distributed.world())
+    if not distributed.is_main():
+        for _ in chunks:  # the other ranks score their shares; rank 0 alone writes
+            pass
+        return
     with atomic_open(args.out) if args.out else contextlib.nullcontext(sys.stdout) as f:
         for records, scores in chunks:
             f.writelines(score_line(a, b, s, as_json) for (a, b, _), s in zip(records, scores.tolist()))

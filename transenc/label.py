@@ -6,7 +6,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from transenc import ops
+from transenc import distributed, ops
 from transenc.models import BiEncoder, CrossEncoder
 from transenc.pairset import PairSet, PairSetBuilder
 from transenc.readers import PairReader
@@ -20,15 +20,17 @@ CHUNK_PAIRS = 65536
 
 
 def bi_scores(encoder: BiEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = BI_BATCH,
-              precision: str = "auto", show_progress: bool | None = None) -> np.ndarray:
-    """Each unique sentence encoded once, then one fused cosine pass over the pair indices."""
-    embeddings = encoder.encode(cache or pairs.sentences, batch_size, precision, show_progress)
+              precision: str = "auto", show_progress: bool | None = None, group=None) -> np.ndarray:
+    """Each unique sentence encoded once (by the group's ranks, each a share), then one fused cosine
+    pass over the pair indices."""
+    embeddings = encoder.encode(cache or pairs.sentences, batch_size, precision, show_progress, group)
     return ops.pair_cosine_indexed(embeddings, pairs.pairs).numpy()
 
 
 def cross_scores(encoder: CrossEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = CROSS_BATCH,
-                 precision: str = "auto", show_progress: bool | None = None) -> np.ndarray:
-    return encoder.predict(cache or pairs.sentences, pairs.pairs, batch_size, precision, show_progress)
+                 precision: str = "auto", show_progress: bool | None = None, group=None) -> np.ndarray:
+    """The cross-encoder's score of every pair (the group's ranks scoring a share each)."""
+    return encoder.predict(cache or pairs.sentences, pairs.pairs, batch_size, precision, show_progress, group)
 
 
 def load_scorer(model, mode: str, device=None):
@@ -50,19 +52,23 @@ def _chunks(records: Iterable, size: int) -> Iterator[list]:
 
 
 def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_pairs: int = CHUNK_PAIRS,
-                  batch_size: int | None = None, precision: str = "auto") -> Iterator[tuple[list, np.ndarray]]:
+                  batch_size: int | None = None, precision: str = "auto", group=None) -> Iterator[tuple[list, np.ndarray]]:
     """(records, scores) chunk by chunk, in input order, for a file of any length.
 
     bi: a first pass collects the unique sentences (first-appearance order, as PairSetBuilder numbers
     them) and encodes each once; a second pass scores chunks against that table. The scores equal
     bi_scores' on the whole file bit for bit. cross: each chunk is a PairSet of its own, scored alone.
+    With a process group the ranks share the encoding (bi) or each chunk's pairs (cross); only
+    the group's rank 0 gets chunks to write.
     """
     if isinstance(encoder, BiEncoder):
         ids: dict[str, int] = {}
         for a, b, _ in reader:
             ids.setdefault(a, len(ids))
             ids.setdefault(b, len(ids))
-        table = encoder.encode(list(ids), batch_size or BI_BATCH, precision)
+        table = encoder.encode(list(ids), batch_size or BI_BATCH, precision, group=group)
+        if not distributed.is_main(group):
+            return  # the cosine pass is cheap next to reading the file again: rank 0 alone does it
         for chunk in _chunks(reader, chunk_pairs):
             idx = np.array([(ids[a], ids[b]) for a, b, _ in chunk], dtype=np.int32)
             yield chunk, ops.pair_cosine_indexed(table, idx).numpy()
@@ -71,5 +77,7 @@ def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_p
             builder = PairSetBuilder()
             for a, b, _ in chunk:
                 builder.add(a, b)
-            yield chunk, cross_scores(encoder, builder.build(), batch_size=batch_size or CROSS_BATCH,
-                                      precision=precision)
+            scores = cross_scores(encoder, builder.build(), batch_size=batch_size or CROSS_BATCH,
+                                  precision=precision, group=group)
+            if distributed.is_main(group):
+                yield chunk, scores

@@ -1,0 +1,87 @@
+"""Scale-out on torch.distributed, on the CPU with gloo: 2 ranks launched by torchrun label exactly
+what one process labels, in input order, each rank computing a share."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from transenc.label import bi_scores, cross_scores
+from transenc.models import BiEncoder, CrossEncoder
+from transenc.readers import read_pairs
+
+from test_label_stream import shuffled_pairs_with_duplicates
+
+HERE = Path(__file__).parent
+
+
+def one_thread_env():
+    # Exact equality needs equal intra-op thread counts too: a matmul's sums may be split by thread.
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE))
+
+
+def torchrun(*args, nproc=2, timeout=240):
+    """`python -m torch.distributed.run` on this machine, one thread per rank."""
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+                           *map(str, args)], env=one_thread_env(), capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def bi_model(tiny_bert, tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-bi")
+    BiEncoder.load(tiny_bert, "cpu", max_length=8).save(path)  # short rows: many batches to share out
+    return path
+
+
+@pytest.fixture(scope="module")
+def cross_model(tiny_bert, tmp_path_factory):
+    path = tmp_path_factory.mktemp("tiny-cross")
+    CrossEncoder.load(tiny_bert, "cpu", max_length=12).save(path)  # saved once: a fresh head is random at each load
+    return path
+
+
+@pytest.fixture(scope="module")
+def odd_pairs(tmp_path_factory):
+    rows = shuffled_pairs_with_duplicates(n=28, seed=5)
+    assert len(rows) % 2 == 1
+    path = tmp_path_factory.mktemp("pairs") / "pairs.tsv"
+    path.write_text("".join(f"{a}\t{b}\n" for a, b in rows))
+    return path
+
+
+def test_sharded_labels_equal_one_process_labels_exactly(tmp_path, bi_model, cross_model, odd_pairs):
+    for nproc in (1, 2):
+        (tmp_path / str(nproc)).mkdir()
+        done = torchrun(HERE / "dist_label_worker.py", bi_model, cross_model, odd_pairs, tmp_path / str(nproc),
+                        nproc=nproc)
+        assert done.returncode == 0, done.stderr[-3000:]
+    pairs, _ = read_pairs(odd_pairs)
+    rows = [json.loads((tmp_path / "2" / f"rows-{r}.json").read_text()) for r in range(2)]
+    for kind, total in (("bi", len(pairs.sentences)), ("cross", len(pairs))):
+        one = np.load(tmp_path / "1" / f"{kind}-0.npy")
+        assert one.shape == (len(pairs),) and np.isfinite(one).all()
+        for r in range(2):
+            assert np.array_equal(np.load(tmp_path / "2" / f"{kind}-{r}.npy"), one), (kind, r)
+        assert [x[kind] > 0 for x in rows] == [True, True] and sum(x[kind] for x in rows) == total, rows
+    # and the one-rank labels are the library's plain labels (to rounding: this process has its own threads)
+    assert np.allclose(np.load(tmp_path / "1" / "bi-0.npy"),
+                       bi_scores(BiEncoder.load(bi_model, "cpu"), pairs, batch_size=2), atol=1e-6)
+    assert np.allclose(np.load(tmp_path / "1" / "cross-0.npy"),
+                       cross_scores(CrossEncoder.load(cross_model, "cpu"), pairs, batch_size=2), atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["bi", "cross"])
+def test_label_under_torchrun_writes_the_plain_run_file(tmp_path, bi_model, cross_model, odd_pairs, mode):
+    model = bi_model if mode == "bi" else cross_model
+    common = ["label", "--pairs", odd_pairs, "--mode", mode, "--model", model, "--batch-size", "2", "--chunk-pairs", "5"]
+    plain = subprocess.run([sys.executable, "-m", "transenc", *map(str, common), "--out", str(tmp_path / "one.tsv")],
+                           env=one_thread_env(), capture_output=True, text=True, timeout=240)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    done = torchrun("-m", "transenc", *common, "--out", tmp_path / "two.tsv")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "two.tsv").read_bytes() == (tmp_path / "one.tsv").read_bytes()
+    assert len((tmp_path / "two.tsv").read_text().splitlines()) == len(read_pairs(odd_pairs)[0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.tsv", "two.tsv"]

@@ -1,0 +1,111 @@
+"""Scale-out on torch.distributed: one process per device, launched by torchrun.
+
+A plain run (no torchrun: WORLD_SIZE unset or 1) never creates a process group, and every helper
+here then answers as for a single process. Under torchrun the group is NCCL on GPUs and gloo on
+CPUs. Work is split into contiguous shares by rank, and results come back by row index, so row i
+of a result is row i of the input whatever the number of ranks.
+"""
+from __future__ import annotations
+
+import atexit
+import datetime
+import os
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+# How long a collective waits for the other ranks: a rank that dies makes the others stop with an
+# error after this, instead of hanging for ever. TRANSENC_DIST_TIMEOUT (seconds) overrides it.
+TIMEOUT_S = 1800
+
+
+def launched() -> bool:
+    """Started by torchrun with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def setup(device: torch.device) -> torch.device:
+    """Join torchrun's process group (env://) if launched by it; returns this rank's device
+    (cuda:LOCAL_RANK on a GPU machine). A plain run returns `device` unchanged."""
+    if not launched() or dist.is_initialized():
+        return device
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    timeout = datetime.timedelta(seconds=float(os.environ.get("TRANSENC_DIST_TIMEOUT", TIMEOUT_S)))
+    dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
+    atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
+    return device
+
+
+def world():
+    """The group of all ranks under torchrun, None in a plain run: what to pass as `group` to share
+    a job among all ranks (library calls without a group run whole on the calling rank)."""
+    return dist.group.WORLD if active() else None
+
+
+def active(group=None) -> bool:
+    """A process group with more than one rank is in use."""
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size(group) > 1
+
+
+def rank(group=None) -> int:
+    return dist.get_rank(group) if active(group) else 0
+
+
+def size(group=None) -> int:
+    return dist.get_world_size(group) if active(group) else 1
+
+
+def is_main(group=None) -> bool:
+    """Rank 0 of the group: the one that writes files."""
+    return rank(group) == 0
+
+
+def share(n: int, group=None) -> slice:
+    """This rank's contiguous share of n items; shares differ by at most one item."""
+    r, w = rank(group), size(group)
+    return slice(n * r // w, n * (r + 1) // w)
+
+
+def _comm_device() -> torch.device:
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def _all_gather(tensor: torch.Tensor, group) -> list[torch.Tensor]:
+    parts = [torch.empty_like(tensor) for _ in range(dist.get_world_size(group))]
+    dist.all_gather(parts, tensor, group=group)
+    return parts
+
+
+def gather_rows(values: torch.Tensor, rows: np.ndarray, n: int, group=None) -> torch.Tensor:
+    """Every rank's (values, rows) put together on every rank as a CPU table: out[rows_r] = values_r.
+
+    Shares may be uneven (or empty): each rank's part is padded to the longest for all_gather.
+    """
+    dev = _comm_device()
+    counts = [int(c) for c in _all_gather(torch.tensor([len(rows)], device=dev), group)]
+    longest = max(counts)
+    padded = torch.zeros((longest, *values.shape[1:]), dtype=values.dtype, device=dev)
+    padded[:len(rows)] = values.to(dev)
+    padded_rows = torch.zeros(longest, dtype=torch.int64, device=dev)
+    padded_rows[:len(rows)] = torch.as_tensor(rows, dtype=torch.int64, device=dev)
+    out = torch.empty((n, *values.shape[1:]), dtype=values.dtype)
+    for part, part_rows, count in zip(_all_gather(padded, group), _all_gather(padded_rows, group), counts):
+        out[part_rows[:count].cpu()] = part[:count].cpu()
+    return out
+
+
+def broadcast(value: float | None, group=None) -> float | None:
+    """Rank 0's number on every rank (None stays None): one decision, taken once."""
+    if not active(group):
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=dist.get_global_rank(group, 0) if group is not None else 0, group=group)
+    return box[0]
+
+
+def barrier(group=None) -> None:
+    if active(group):
+        dist.barrier(group=group)
