@@ -85,3 +85,47 @@ def test_label_under_torchrun_writes_the_plain_run_file(tmp_path, bi_model, cros
     assert (tmp_path / "two.tsv").read_bytes() == (tmp_path / "one.tsv").read_bytes()
     assert len((tmp_path / "two.tsv").read_text().splitlines()) == len(read_pairs(odd_pairs)[0])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["one.tsv", "two.tsv"]
+
+
+@pytest.fixture(scope="module")
+def no_dropout_bert(tiny_bert, tmp_path_factory):
+    """The tiny BERT without dropout: each rank draws its own masks, so only then can a 2-rank step
+    equal a 1-rank step number for number."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny-bert-no-dropout")
+    config = BertConfig.from_pretrained(str(tiny_bert), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(str(path))
+    for f in tiny_bert.iterdir():
+        if "token" in f.name or f.name == "vocab.txt":
+            (path / f.name).write_bytes(f.read_bytes())
+    return path
+
+
+def test_two_rank_fits_end_with_the_one_rank_weights(tmp_path, no_dropout_bert, odd_pairs):
+    import torch
+    from safetensors.torch import load_file
+
+    for nproc in (1, 2):
+        (tmp_path / str(nproc)).mkdir()
+        done = torchrun(HERE / "dist_fit_worker.py", no_dropout_bert, odd_pairs, tmp_path / str(nproc), nproc=nproc)
+        assert done.returncode == 0, done.stderr[-3000:]
+    for kind in ("cross", "bi"):
+        one = torch.load(tmp_path / "1" / f"{kind}-0.pt")
+        for r in range(2):
+            two = torch.load(tmp_path / "2" / f"{kind}-{r}.pt")
+            assert one.keys() == two.keys()
+            worst = max((one[k] - two[k]).abs().max().item() for k in one)
+            assert worst < 1e-5, (kind, r, worst)
+        runs = [json.loads((tmp_path / n / f"{kind}-0.json").read_text()) for n in ("1", "2")]
+        assert np.allclose(runs[0]["losses"], runs[1]["losses"], rtol=1e-5)
+        assert runs[0]["best_step"] == runs[1]["best_step"]
+        # the weights really moved (1e-3 lr), so agreeing to 1e-5 says the steps agree
+        start = load_file(str(no_dropout_bert / "model.safetensors"))
+        prefix = "bert." if kind == "cross" else ""
+        assert max((one[prefix + k] - start[k]).abs().max().item() for k in start if prefix + k in one) > 1e-3
+    # the dev checks kept the best on rank 0 only, as often as the one process did
+    kept = [json.loads((tmp_path / n / f"kept-{r}.json").read_text()) for n, r in (("1", 0), ("2", 0), ("2", 1))]
+    assert kept[0] == kept[1] and kept[0] and kept[2] == []

@@ -109,3 +109,55 @@ def broadcast(value: float | None, group=None) -> float | None:
 def barrier(group=None) -> None:
     if active(group):
         dist.barrier(group=group)
+
+
+class DataParallel:
+    """Data-parallel training of one model over a group: the rank's contiguous share of every global
+    batch, and gradients summed over the ranks, so each step is the one-process step.
+
+    Not torch's DistributedDataParallel wrapper: a transenc step runs several length-sorted
+    sub-batch forwards before its one backward, and a rank's share of a short last batch may be
+    empty; one all-reduce of the flattened gradients after backward covers both, with the same
+    arithmetic (DDP also all-reduces flat gradient buckets).
+    """
+
+    def __init__(self, model: torch.nn.Module, group=None):
+        self.model, self.group = model, group
+        for tensor in [*model.parameters(), *model.buffers()]:  # start from rank 0's weights, as DDP does
+            dist.broadcast(tensor.data, src=self._root(), group=group)
+
+    def _root(self) -> int:
+        return dist.get_global_rank(self.group, 0) if self.group is not None else 0
+
+    def share(self, idx: np.ndarray) -> tuple[np.ndarray, float]:
+        """This rank's rows of a global batch, and the weight of its mean loss: rows / global rows.
+        Summed over the ranks, the weighted means are the global batch's mean loss."""
+        mine = idx[share(len(idx), self.group)]
+        return mine, len(mine) / len(idx)
+
+    def sum(self, value: torch.Tensor) -> torch.Tensor:
+        """The sum over the ranks of a (detached) scalar: the global loss, the same on every rank."""
+        total = value.detach().float().reshape(1).to(_comm_device()).clone()
+        dist.all_reduce(total, group=self.group)
+        return total[0].to(value.device)
+
+    def reduce_gradients(self) -> None:
+        """Sum every parameter's gradient over the ranks. A parameter no rank has a gradient for (an
+        unused pooler) keeps none, as in one process, so the optimizer leaves it alone; a rank
+        with no rows contributes zeros."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        dev = _comm_device()
+        used = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=dev)
+        dist.all_reduce(used, group=self.group)
+        params = [p for p, u in zip(params, used.tolist()) if u]
+        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
+        flat = flat.to(dev)
+        dist.all_reduce(flat, group=self.group)
+        at = 0
+        for p in params:
+            grad = flat[at:at + p.numel()].view_as(p).to(p.device)
+            at += p.numel()
+            if p.grad is None:
+                p.grad = grad.clone()
+            else:
+                p.grad.copy_(grad)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from transenc import distributed
 from transenc.errors import TransencError
 from transenc.models import BiEncoder, CrossEncoder, autocast, effective_precision
 from transenc.packing import Batch, pack_pairs, pack_sentences
@@ -69,7 +70,12 @@ def _batches_of(n: int, cfg: FitConfig, generator: torch.Generator):
 
 
 def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Callable, seed: int,
-           desc: str, evaluate: Callable[[], float] | None, keep_best: Callable[[], None] | None) -> FitResult:
+           desc: str, evaluate: Callable[[], float] | None, keep_best: Callable[[], None] | None,
+           group=None) -> FitResult:
+    """With a process group (torchrun), data-parallel: every rank draws the same global batches
+    and trains on its share (transenc.distributed.DataParallel); dev scores are rank 0's, and only
+    rank 0 calls keep_best."""
+    parallel = distributed.DataParallel(model, group) if group is not None and distributed.active(group) else None
     generator = torch.Generator().manual_seed(seed)
     batches = _batches_of(n, cfg, generator)
     opt, schedule = _optimizer(model, cfg, len(batches))
@@ -79,12 +85,21 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
     model.train()
     with progress(len(batches), desc, "steps") as bar:
         for step, idx in enumerate(batches, start=1):
-            with autocast(device, cfg.precision):
-                loss = step_loss(idx)
+            if parallel is None:
+                with autocast(device, cfg.precision):
+                    loss = step_loss(idx)
+                scaler.scale(loss).backward()
+            else:
+                mine, weight = parallel.share(idx)
+                with autocast(device, cfg.precision):
+                    local = step_loss(mine) * weight if len(mine) else torch.zeros((), device=device)
+                if local.requires_grad:
+                    scaler.scale(local).backward()
+                parallel.reduce_gradients()
+                loss = parallel.sum(local)  # the global batch's loss, the same on every rank
             if not torch.isfinite(loss):
                 raise TransencError(f"{desc}: the loss became {loss.item()} at step {step}; stopping "
                                     "(the last finished stage's checkpoint is kept)")
-            scaler.scale(loss).backward()
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             scaler.step(opt)
@@ -96,11 +111,12 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
             bar.set_postfix(loss=f"{losses[-1]:.4f}")
             at_check = cfg.eval_every and step % cfg.eval_every == 0
             if evaluate is not None and (at_check or step == len(batches)):
-                score = evaluate()
+                score = distributed.broadcast(evaluate(), group)  # one decision for every rank
                 model.train()
                 if best is None or score > best:
                     best, best_step = score, step
-                    keep_best()
+                    if distributed.is_main(group):
+                        keep_best()
     return FitResult(losses, best, best_step)
 
 
@@ -115,12 +131,12 @@ def cross_step_loss(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray,
 
 
 def fit_cross(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray, labels: np.ndarray, cfg: FitConfig,
-              seed: int, evaluate=None, keep_best=None) -> FitResult:
-    """BCE on soft labels; pairs should already hold both orders."""
+              seed: int, evaluate=None, keep_best=None, group=None) -> FitResult:
+    """BCE on soft labels; pairs should already hold both orders. group: data-parallel (see _train)."""
     targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
     return _train(encoder.model, encoder.device, len(pairs), cfg,
                   lambda idx: cross_step_loss(encoder, cache, pairs[idx], targets[idx]), seed, "train cross-encoder",
-                  evaluate, keep_best)
+                  evaluate, keep_best, group)
 
 
 def _pair_embeddings(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray,
@@ -143,11 +159,12 @@ def bi_step_loss(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, targe
 
 
 def fit_bi(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, labels: np.ndarray, cfg: FitConfig,
-           seed: int, evaluate=None, keep_best=None) -> FitResult:
+           seed: int, evaluate=None, keep_best=None, group=None) -> FitResult:
+    """Cosine regression on the labels. group: data-parallel (see _train)."""
     targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
     return _train(encoder.model, encoder.device, len(pairs), cfg,
                   lambda idx: bi_step_loss(encoder, cache, pairs[idx], targets[idx]), seed, "train bi-encoder",
-                  evaluate, keep_best)
+                  evaluate, keep_best, group)
 
 
 # ---- references: one padded batch from a tokenizer call per step, as sentence-transformers'
