@@ -36,6 +36,7 @@ def main(model, pairs_path, out):
         torch.save(encoder.model.state_dict(), out / f"{kind}-{rank}.pt")
         (out / f"{kind}-{rank}.json").write_text(json.dumps({"losses": result.losses, "best_step": result.best_step}))
     (out / f"kept-{rank}.json").write_text(json.dumps(kept))
+    distributed.teardown()
 
 
 if __name__ == "__main__":

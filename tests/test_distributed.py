@@ -129,3 +129,47 @@ def test_two_rank_fits_end_with_the_one_rank_weights(tmp_path, no_dropout_bert, 
     # the dev checks kept the best on rank 0 only, as often as the one process did
     kept = [json.loads((tmp_path / n / f"kept-{r}.json").read_text()) for n, r in (("1", 0), ("2", 0), ("2", 1))]
     assert kept[0] == kept[1] and kept[0] and kept[2] == []
+
+
+def test_resume_on_two_ranks_continues_a_one_process_run(tmp_path, no_dropout_bert, monkeypatch):
+    """A run killed in cycle 2 and resumed under torchrun with 2 ranks (sharded labels, data-parallel
+    fits with dev checks) ends with the weights of an uninterrupted one-process run."""
+    import torch
+    from safetensors.torch import load_file
+
+    from test_train import TINY, args_for
+    from transenc import train
+
+    monkeypatch.setitem(train.RECIPES, "tiny", TINY)
+    torch.set_num_threads(1)  # as the ranks run, so that the two runs round alike
+    lines = train.demo_pairs_path().read_text().splitlines()[:41]  # 41 pairs: uneven shards
+    (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "dev.tsv").write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:15])))
+    args = dict(pairs=tmp_path / "pairs.tsv", models=[no_dropout_bert], dev=tmp_path / "dev.tsv")
+    train.train_command(args_for(tmp_path / "whole", **args))
+
+    real = train.Trainer.cross_label
+
+    def killed(self, cycle, folder):
+        if cycle == 2:
+            raise KeyboardInterrupt
+        return real(self, cycle, folder)
+
+    monkeypatch.setattr(train.Trainer, "cross_label", killed)
+    with pytest.raises(KeyboardInterrupt):
+        train.train_command(args_for(tmp_path / "split", **args))
+    a = args_for(tmp_path / "split", **args, resume=True)
+    done = torchrun(HERE / "dist_train_worker.py", "train", "--pairs", a.pairs, "--out", a.out, "--model", a.model[0],
+                    "--cycles", a.cycles, "--dev", a.dev, "--recipe", a.recipe, "--seed", a.seed, "--device", "cpu",
+                    "--resume")
+    assert done.returncode == 0, done.stderr[-3000:]
+    state = json.loads((tmp_path / "split" / "state.json").read_text())
+    assert state["done"][-1] == "cycle2.bi_train"
+    for name in ("bi", "cross"):
+        whole, split = load_file(str(tmp_path / "whole" / name / "model.safetensors")), \
+            load_file(str(tmp_path / "split" / name / "model.safetensors"))
+        worst = max((whole[k] - split[k]).abs().max().item() for k in whole)
+        assert worst < 1e-4, (name, worst)
+    metrics = [json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("whole", "split")]
+    dev = [m["cycles"][1]["stages"]["bi_train"]["dev"]["models"][0] for m in metrics]
+    assert dev[0] == pytest.approx(dev[1], abs=1e-3)

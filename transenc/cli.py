@@ -154,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
+        if args.command in ("label", "train"):
+            from transenc import distributed
+
+            distributed.teardown()  # under torchrun: leave the process group once the work is done
     except TransencError as e:
         print(f"transenc: error: {e}", file=sys.stderr)
         return 2

@@ -7,7 +7,6 @@ of a result is row i of the input whatever the number of ranks.
 """
 from __future__ import annotations
 
-import atexit
 import datetime
 import os
 
@@ -35,8 +34,16 @@ def setup(device: torch.device) -> torch.device:
         torch.cuda.set_device(device)
     timeout = datetime.timedelta(seconds=float(os.environ.get("TRANSENC_DIST_TIMEOUT", TIMEOUT_S)))
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
-    atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
     return device
+
+
+def teardown() -> None:
+    """Leave the process group: call it when the work is done, before the interpreter exits.
+    (Left to interpreter exit, gloo's threads can abort the process: "terminate called without an
+    active exception".) After an error, skip it: the other ranks may be inside a collective."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def world():

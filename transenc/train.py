@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
+from transenc import distributed
 from transenc.errors import TransencError
 from transenc.evaluate import spearman100
 from transenc.fit import FitConfig, fit_bi, fit_cross, fit_simcse
@@ -144,6 +145,16 @@ def _read_state(path: Path) -> dict:
     return state
 
 
+def _save(encoder, target: Path) -> None:
+    if distributed.is_main():
+        encoder.save(target)
+
+
+def _save_array(path: Path, values: np.ndarray) -> None:
+    if distributed.is_main():
+        np.save(path, values)
+
+
 class Run:
     """The state of one training run folder: finished stages, metrics, model paths."""
 
@@ -168,6 +179,8 @@ class Run:
         self.save()
 
     def save(self) -> None:
+        if not distributed.is_main():  # under torchrun every rank keeps the state, rank 0 writes it
+            return
         with atomic_open(self.state_path) as f:
             json.dump(self.state, f, indent=2)
         with atomic_open(self.out / "metrics.json") as f:
@@ -184,7 +197,10 @@ class Trainer:
     def __init__(self, args):
         self.args = args
         self.recipe = RECIPES[args.recipe]
-        self.device = resolve_device(args.device)
+        # Under torchrun every rank runs this loop: labeling is sharded over the ranks, fits are
+        # data-parallel, and rank 0 alone writes (labels, checkpoints, state); see transenc.distributed.
+        self.device = distributed.setup(resolve_device(args.device))
+        self.group = distributed.world()
         self.pairs = self._read(args.pairs or demo_pairs_path(), args.max_pairs)
         self.dev = self._read_labeled(args.dev, "--dev")
         self.test = self._read_labeled(args.test, "--test")
@@ -192,6 +208,7 @@ class Trainer:
         config = {k: v for k, v in vars(args).items() if k not in ("resume", "device", "command")}
         config["models"] = self.models
         self.run = Run(Path(args.out), config, args.resume)
+        distributed.barrier()  # every rank has read the state before rank 0 writes it
         self.caches = {}
         self.vocabularies = {}
 
@@ -238,7 +255,7 @@ class Trainer:
 
     def score(self, encoder, pairs: PairSet) -> np.ndarray:
         scorer = bi_scores if isinstance(encoder, BiEncoder) else cross_scores
-        return scorer(encoder, pairs, self.cache(encoder, pairs), precision=self.args.precision)
+        return scorer(encoder, pairs, self.cache(encoder, pairs), precision=self.args.precision, group=self.group)
 
     def evaluate(self, encoders, pairs: PairSet | None) -> dict | None:
         if pairs is None:
@@ -274,6 +291,7 @@ class Trainer:
                 info["seconds"] = round(time.perf_counter() - t0, 2)
                 self.run.cycle_metrics(cycle)["stages"][stage] = info
                 self.run.finish(key)
+                distributed.barrier()  # rank 0's files of this stage are there for every rank
             self.summarise(cycle, time.perf_counter() - started)
         self.export_best()
 
@@ -284,10 +302,11 @@ class Trainer:
             seed = self._seed_for("simcse", k)
             encoder = BiEncoder.load(self.models[k], self.device, self.recipe.pooling, self.recipe.bi_max_length)
             cfg = FitConfig(batch_size=64, epochs=1, lr=3e-5, warmup=0.0, precision=self.args.precision)
-            result = fit_simcse(encoder, self.cache(encoder, self.pairs), cfg, seed)
-            encoder.save(target)
+            result = fit_simcse(encoder, self.cache(encoder, self.pairs), cfg, seed)  # every rank alike
+            _save(encoder, target)
             self.run.state["metrics"][key] = {"loss_first": result.losses[0], "loss_last": result.losses[-1]}
             self.run.finish(key)
+            distributed.barrier()
         return str(target)
 
     def bi_encoders_for_labeling(self, cycle: int) -> list[BiEncoder]:
@@ -298,13 +317,13 @@ class Trainer:
 
     def bi_label(self, cycle: int, folder: Path) -> dict:
         labels = np.mean([self.score(e, self.pairs) for e in self.bi_encoders_for_labeling(cycle)], 0)
-        np.save(folder / "labels_bi.npy", _check_finite(labels.astype(np.float32), "bi-encoder labels"))
+        _save_array(folder / "labels_bi.npy", _check_finite(labels.astype(np.float32), "bi-encoder labels"))
         return {"labels": _stats(labels)}
 
     def cross_label(self, cycle: int, folder: Path) -> dict:
         encoders = [CrossEncoder.load(folder / f"cross-{k}", self.device) for k in range(len(self.models))]
         labels = np.mean([self.score(e, self.pairs) for e in encoders], 0)
-        np.save(folder / "labels_cross.npy", _check_finite(labels.astype(np.float32), "cross-encoder labels"))
+        _save_array(folder / "labels_cross.npy", _check_finite(labels.astype(np.float32), "cross-encoder labels"))
         return {"labels": _stats(labels), "dev": self.evaluate(encoders, self.dev), "test": self.evaluate(encoders, self.test)}
 
     def cross_train(self, cycle: int, folder: Path) -> dict:
@@ -336,9 +355,10 @@ class Trainer:
         if self.dev is not None:
             evaluate = lambda: spearman100(self.score(encoder, self.dev), self.dev.labels)  # noqa: E731
             keep = lambda: encoder.save(target)  # noqa: E731
-        result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, seed, evaluate, keep)
+        result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, seed, evaluate, keep, self.group)
         if self.dev is None:
-            encoder.save(target)
+            _save(encoder, target)
+        distributed.barrier()  # rank 0's checkpoint is complete before any rank loads it
         return {"loss_first": result.losses[0], "loss_last": result.losses[-1], "steps": len(result.losses),
                 "best_dev": result.best_dev, "best_step": result.best_step}
 
@@ -357,6 +377,8 @@ class Trainer:
 
     def export_best(self) -> None:
         """Copy each model's best cycle (by dev Spearman, else the last) to out/bi and out/cross."""
+        if not distributed.is_main():
+            return
         cycles = self.run.state["metrics"]["cycles"]
         chosen = {}
         for kind, stage in (("bi", "bi_train"), ("cross", "cross_label")):
