@@ -173,3 +173,44 @@ def test_resume_on_two_ranks_continues_a_one_process_run(tmp_path, no_dropout_be
     metrics = [json.loads((tmp_path / run / "metrics.json").read_text()) for run in ("whole", "split")]
     dev = [m["cycles"][1]["stages"]["bi_train"]["dev"]["models"][0] for m in metrics]
     assert dev[0] == pytest.approx(dev[1], abs=1e-3)
+
+
+def test_mutual_models_train_at_once_on_their_own_ranks(tmp_path, no_dropout_bert):
+    """K=2 on 2 ranks: each model's fits run on its own rank at the same time; the labels are still
+    the mean of both models' labels, so the run ends as the one-process run does."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+    from transformers import BertConfig, BertModel
+
+    from test_train import TINY, args_for
+    from transenc import train
+
+    second = tmp_path / "second"
+    shutil.copytree(no_dropout_bert, second)
+    torch.manual_seed(1)
+    BertModel(BertConfig.from_pretrained(str(no_dropout_bert))).save_pretrained(str(second))
+    lines = train.demo_pairs_path().read_text().splitlines()[:48]
+    (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "dev.tsv").write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:15])))
+    a = args_for(tmp_path / "two", tmp_path / "pairs.tsv", [no_dropout_bert, second], dev=tmp_path / "dev.tsv",
+                 cycles=1)
+    done = torchrun(HERE / "dist_train_worker.py", "train", "--pairs", a.pairs, "--out", a.out, "--model", a.model[0],
+                    "--model", a.model[1], "--cycles", 1, "--dev", a.dev, "--recipe", a.recipe, "--seed", a.seed,
+                    "--device", "cpu")
+    assert done.returncode == 0, done.stderr[-3000:]
+    stages = json.loads((tmp_path / "two" / "metrics.json").read_text())["cycles"][0]["stages"]
+    for stage in ("cross_train", "bi_train"):
+        (s0, e0), (s1, e1) = ((m["started"], m["ended"]) for m in stages[stage]["models"])
+        assert max(s0, s1) < min(e0, e1), (stage, s0, e0, s1, e1)  # the two fits overlap in time
+    for stage in ("cross_label", "bi_train"):
+        assert len(stages[stage]["dev"]["models"]) == 2 and "ensemble" in stages[stage]["dev"]
+    # the same run in one process, the models one after another, ends with the same weights
+    pytest.MonkeyPatch().setitem(train.RECIPES, "tiny", TINY)
+    torch.set_num_threads(1)
+    train.train_command(args_for(tmp_path / "one", tmp_path / "pairs.tsv", [no_dropout_bert, second],
+                                 dev=tmp_path / "dev.tsv", cycles=1))
+    for name in ("bi-0", "bi-1", "cross-0", "cross-1"):
+        one, two = (load_file(str(tmp_path / run / name / "model.safetensors")) for run in ("one", "two"))
+        assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-4, name

@@ -168,3 +168,24 @@ class DataParallel:
                 p.grad = grad.clone()
             else:
                 p.grad.copy_(grad)
+
+
+def split(parts: int):
+    """Cut the ranks into `parts` equal contiguous groups, for `parts` jobs at once (mutual models on
+    their own devices): returns (this rank's part, its group), or None where the ranks are fewer
+    than the parts or do not divide evenly (the jobs then run one after another on all ranks)."""
+    w = size()
+    if parts < 2 or w < parts or w % parts:
+        return None
+    per = w // parts
+    groups = [dist.new_group(list(range(p * per, (p + 1) * per))) for p in range(parts)]  # every rank makes every group
+    return rank() // per, groups[rank() // per]
+
+
+def gather_objects(value) -> list:
+    """Every rank's picklable value, in rank order, on every rank."""
+    if not active():
+        return [value]
+    values = [None] * size()
+    dist.all_gather_object(values, value)
+    return values

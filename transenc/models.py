@@ -110,6 +110,19 @@ class _Encoder:
         self.max_length = max_length
         self.device = device
 
+    def _save_model(self, directory: Path) -> None:
+        """The transformer's config and weights, as save_pretrained writes them, from any rank.
+        (transformers 5 writes nothing from a rank other than 0 once torch.distributed is up; the
+        rank 0 of a mutual model's own group is another rank.)"""
+        if distributed.rank() == 0:
+            self.model.save_pretrained(str(directory))
+            return
+        from safetensors.torch import save_model
+
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        self.model.config.save_pretrained(str(directory))
+        save_model(self.model, str(Path(directory) / "model.safetensors"), metadata={"format": "pt"})
+
     def token_cache(self, sentences: Sequence[str]) -> TokenCache:
         return TokenCache(self.tokenizer, sentences)
 
@@ -211,7 +224,7 @@ class BiEncoder(_Encoder):
         """The sentence-transformers layout: Transformer at the root, then Pooling and Normalize."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(directory))
+        self._save_model(directory)
         self.tokenizer.save_pretrained(str(directory))
         modules = [
             {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -275,6 +288,6 @@ class CrossEncoder(_Encoder):
         """A plain HF directory that sentence-transformers' CrossEncoder loads with a sigmoid."""
         directory = Path(directory)
         self.model.config.sentence_transformers = {"activation_fn": SIGMOID}
-        self.model.save_pretrained(str(directory))
+        self._save_model(directory)
         self.tokenizer.model_max_length = self.max_length
         self.tokenizer.save_pretrained(str(directory))

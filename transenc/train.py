@@ -209,6 +209,8 @@ class Trainer:
         config["models"] = self.models
         self.run = Run(Path(args.out), config, args.resume)
         distributed.barrier()  # every rank has read the state before rank 0 writes it
+        # With at least K ranks (a multiple of K), the K models train at once, each on its own ranks.
+        self.split = distributed.split(len(self.models))
         self.caches = {}
         self.vocabularies = {}
 
@@ -253,9 +255,11 @@ class Trainer:
             self.vocabularies[id(tokenizer)] = (tokenizer, (type(tokenizer).__name__, identity))  # keeps id valid
         return self.vocabularies[id(tokenizer)][1]
 
-    def score(self, encoder, pairs: PairSet) -> np.ndarray:
+    def score(self, encoder, pairs: PairSet, group="all") -> np.ndarray:
+        """Labels from one encoder, shared out over the group's ranks (default: all ranks)."""
         scorer = bi_scores if isinstance(encoder, BiEncoder) else cross_scores
-        return scorer(encoder, pairs, self.cache(encoder, pairs), precision=self.args.precision, group=self.group)
+        group = self.group if group == "all" else group
+        return scorer(encoder, pairs, self.cache(encoder, pairs), precision=self.args.precision, group=group)
 
     def evaluate(self, encoders, pairs: PairSet | None) -> dict | None:
         if pairs is None:
@@ -329,38 +333,55 @@ class Trainer:
     def cross_train(self, cycle: int, folder: Path) -> dict:
         labels = cross_targets(np.load(folder / "labels_bi.npy"), self.recipe.cross_targets)
         both = self.pairs.both_orders()
-        info = {"models": []}
-        for k in range(len(self.models)):
+
+        def train_one(k, group):
             seed = self._seed_for("cross", cycle, k)  # before loading: the new head's init is seeded too
-            info["models"].append(self._fit(fit_cross, self.cross_start(k), both, np.concatenate([labels, labels]),
-                                            self.recipe.cross, folder / f"cross-{k}", seed))
-        return info
+            return self._fit(fit_cross, self.cross_start(k), both, np.concatenate([labels, labels]),
+                             self.recipe.cross, folder / f"cross-{k}", seed, group)
+
+        return {"models": self.train_models(train_one)}
 
     def bi_train(self, cycle: int, folder: Path) -> dict:
         labels = bi_targets(folder, self.recipe.bi_targets)
-        info = {"models": []}
-        for k in range(len(self.models)):
+
+        def train_one(k, group):
             seed = self._seed_for("bi", cycle, k)
-            info["models"].append(self._fit(fit_bi, self.bi_start(k), self.pairs.pairs, labels,
-                                            self.recipe.bi, folder / f"bi-{k}", seed))
+            return self._fit(fit_bi, self.bi_start(k), self.pairs.pairs, labels, self.recipe.bi,
+                             folder / f"bi-{k}", seed, group)
+
+        info = {"models": self.train_models(train_one)}
         encoders = [BiEncoder.load(folder / f"bi-{k}", self.device) for k in range(len(self.models))]
         info["dev"] = self.evaluate(encoders, self.dev)
         info["test"] = self.evaluate(encoders, self.test)
         return info
 
-    def _fit(self, fit, encoder, pairs, labels, cfg: FitConfig, target: Path, seed: int) -> dict:
-        """Train one model; with --dev, keep its best checkpoint by dev Spearman, else the last."""
+    def train_models(self, train_one) -> list[dict]:
+        """train_one(k, group) for every model k: one after another on all ranks, or under a split
+        all at once, model k data-parallel on its own ranks. Returns each model's fit info."""
+        if self.split is None:
+            infos = [train_one(k, self.group) for k in range(len(self.models))]
+        else:
+            mine, group = self.split
+            infos = dict(distributed.gather_objects((mine, train_one(mine, group))))
+            infos = [infos[k] for k in range(len(self.models))]
+        distributed.barrier()  # every checkpoint is complete before any rank loads it
+        return infos
+
+    def _fit(self, fit, encoder, pairs, labels, cfg: FitConfig, target: Path, seed: int, group) -> dict:
+        """Train one model on the group's ranks; with --dev, keep its best checkpoint by dev Spearman,
+        else the last."""
         cfg = replace(cfg, precision=self.args.precision)
         evaluate = keep = None
+        started = time.time()
         if self.dev is not None:
-            evaluate = lambda: spearman100(self.score(encoder, self.dev), self.dev.labels)  # noqa: E731
+            evaluate = lambda: spearman100(self.score(encoder, self.dev, group), self.dev.labels)  # noqa: E731
             keep = lambda: encoder.save(target)  # noqa: E731
-        result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, seed, evaluate, keep, self.group)
-        if self.dev is None:
-            _save(encoder, target)
-        distributed.barrier()  # rank 0's checkpoint is complete before any rank loads it
+        result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, seed, evaluate, keep, group)
+        if self.dev is None and distributed.is_main(group):
+            encoder.save(target)
         return {"loss_first": result.losses[0], "loss_last": result.losses[-1], "steps": len(result.losses),
-                "best_dev": result.best_dev, "best_step": result.best_step}
+                "best_dev": result.best_dev, "best_step": result.best_step,
+                "started": round(started, 3), "ended": round(time.time(), 3)}  # wall clock, seconds since 1970
 
     def summarise(self, cycle: int, seconds: float) -> None:
         stages = self.run.cycle_metrics(cycle)["stages"]
