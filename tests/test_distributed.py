@@ -214,3 +214,33 @@ def test_mutual_models_train_at_once_on_their_own_ranks(tmp_path, no_dropout_ber
     for name in ("bi-0", "bi-1", "cross-0", "cross-1"):
         one, two = (load_file(str(tmp_path / run / name / "model.safetensors")) for run in ("one", "two"))
         assert max((one[k] - two[k]).abs().max().item() for k in one) < 1e-4, name
+
+
+@pytest.mark.parametrize("how", ["die", "hang"])
+def test_a_lost_rank_stops_the_others_with_a_clear_error(tmp_path, bi_model, odd_pairs, how):
+    """Two ranks started by hand (as on two machines, with no torchrun agent to stop the survivors):
+    rank 1 dies or stops answering; rank 0 exits 2 with one clear line, within the group's timeout."""
+    import socket
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = ["label", "--pairs", odd_pairs, "--model", bi_model, "--out", tmp_path / "o.tsv"]
+    ranks = []
+    for rank in (0, 1):
+        env = dict(one_thread_env(), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port), TRANSENC_DIST_TIMEOUT="10")
+        ranks.append(subprocess.Popen([sys.executable, str(HERE / "dist_kill_worker.py"), how, *map(str, argv)],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    started = time.monotonic()
+    try:
+        _, err = ranks[0].communicate(timeout=120)
+    finally:
+        ranks[1].kill()
+        ranks[1].wait()
+    assert ranks[0].returncode == 2, err[-2000:]
+    lines = [line for line in err.splitlines() if line.startswith("transenc: error:")]
+    assert len(lines) == 1 and "rank 0: lost the other ranks" in lines[0], err[-2000:]
+    assert time.monotonic() - started < 100
+    assert not (tmp_path / "o.tsv").exists()

@@ -8,15 +8,39 @@ of a result is row i of the input whatever the number of ranks.
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
+from transenc.errors import TransencError
+
 # How long a collective waits for the other ranks: a rank that dies makes the others stop with an
 # error after this, instead of hanging for ever. TRANSENC_DIST_TIMEOUT (seconds) overrides it.
 TIMEOUT_S = 1800
+
+
+class RankLost(TransencError):
+    """A collective failed: another rank died, or did not answer within the timeout."""
+
+
+def collective(fn):
+    """Turn a failed collective into one clear error instead of a gloo/NCCL traceback (or a hang:
+    a rank that stops answering fails the collective after the group's timeout)."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (RuntimeError, dist.DistError) as e:
+            where = f"rank {dist.get_rank()}" if dist.is_initialized() else "this rank"
+            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            if dist.is_initialized():
+                dist.destroy_process_group()  # the group is broken; leave it before exiting
+            raise RankLost(f"{where}: lost the other ranks in {fn.__qualname__} (a rank died or stopped "
+                           f"answering; see its log): {reason}") from None
+    return run
 
 
 def launched() -> bool:
@@ -37,6 +61,7 @@ def setup(device: torch.device) -> torch.device:
     return device
 
 
+@collective
 def teardown() -> None:
     """Leave the process group: call it when the work is done, before the interpreter exits.
     (Left to interpreter exit, gloo's threads can abort the process: "terminate called without an
@@ -86,6 +111,7 @@ def _all_gather(tensor: torch.Tensor, group) -> list[torch.Tensor]:
     return parts
 
 
+@collective
 def gather_rows(values: torch.Tensor, rows: np.ndarray, n: int, group=None) -> torch.Tensor:
     """Every rank's (values, rows) put together on every rank as a CPU table: out[rows_r] = values_r.
 
@@ -104,6 +130,7 @@ def gather_rows(values: torch.Tensor, rows: np.ndarray, n: int, group=None) -> t
     return out
 
 
+@collective
 def broadcast(value: float | None, group=None) -> float | None:
     """Rank 0's number on every rank (None stays None): one decision, taken once."""
     if not active(group):
@@ -113,6 +140,7 @@ def broadcast(value: float | None, group=None) -> float | None:
     return box[0]
 
 
+@collective
 def barrier(group=None) -> None:
     if active(group):
         dist.barrier(group=group)
@@ -128,6 +156,7 @@ class DataParallel:
     arithmetic (DDP also all-reduces flat gradient buckets).
     """
 
+    @collective
     def __init__(self, model: torch.nn.Module, group=None):
         self.model, self.group = model, group
         for tensor in [*model.parameters(), *model.buffers()]:  # start from rank 0's weights, as DDP does
@@ -142,12 +171,14 @@ class DataParallel:
         mine = idx[share(len(idx), self.group)]
         return mine, len(mine) / len(idx)
 
+    @collective
     def sum(self, value: torch.Tensor) -> torch.Tensor:
         """The sum over the ranks of a (detached) scalar: the global loss, the same on every rank."""
         total = value.detach().float().reshape(1).to(_comm_device()).clone()
         dist.all_reduce(total, group=self.group)
         return total[0].to(value.device)
 
+    @collective
     def reduce_gradients(self) -> None:
         """Sum every parameter's gradient over the ranks. A parameter no rank has a gradient for (an
         unused pooler) keeps none, as in one process, so the optimizer leaves it alone; a rank
@@ -182,6 +213,7 @@ def split(parts: int):
     return rank() // per, groups[rank() // per]
 
 
+@collective
 def gather_objects(value) -> list:
     """Every rank's picklable value, in rank order, on every rank."""
     if not active():
