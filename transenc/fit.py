@@ -73,8 +73,8 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
            desc: str, evaluate: Callable[[], float] | None, keep_best: Callable[[], None] | None,
            group=None) -> FitResult:
     """With a process group (torchrun), data-parallel: every rank draws the same global batches
-    and trains on its share (transenc.distributed.DataParallel); dev scores are rank 0's, and only
-    rank 0 calls keep_best."""
+    and trains on its share (transenc.distributed.DataParallel). Every rank calls evaluate (which
+    may share the scoring out over the group), rank 0's score decides, and rank 0 alone calls keep_best."""
     parallel = distributed.DataParallel(model, group) if group is not None and distributed.active(group) else None
     generator = torch.Generator().manual_seed(seed)
     batches = _batches_of(n, cfg, generator)
