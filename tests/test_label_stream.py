@@ -54,14 +54,14 @@ def test_streamed_output_equals_the_whole_file_output(tmp_path, models, mode, fm
     path = write_as(fmt, rows, tmp_path)
     pairs, _ = read_pairs(path, fmt)
     assert [pairs.pair_texts(i) for i in range(len(pairs))] == rows
-    for suffix in ("tsv", "jsonl"):
+    scores = score(load_scorer(models[mode], mode, "cpu"), pairs)
+    for suffix, chunk in (("tsv", 1), ("jsonl", 7), ("tsv", 1000)):  # a pair, uneven chunks, one chunk
         whole = tmp_path / f"whole.{suffix}"
-        write_scores(whole, pairs, score(load_scorer(models[mode], mode, "cpu"), pairs))
-        for chunk in (1, 4, 7, 1000):
-            streamed = tmp_path / f"streamed-{chunk}.{suffix}"
-            assert cli.main(["label", "--pairs", str(path), "--format", fmt, "--mode", mode, "--model", str(models[mode]),
-                             "--chunk-pairs", str(chunk), "--out", str(streamed)]) == 0
-            assert streamed.read_bytes() == whole.read_bytes(), (mode, fmt, suffix, chunk)
+        write_scores(whole, pairs, scores)
+        streamed = tmp_path / f"streamed-{chunk}.{suffix}"
+        assert cli.main(["label", "--pairs", str(path), "--format", fmt, "--mode", mode, "--model", str(models[mode]),
+                         "--chunk-pairs", str(chunk), "--out", str(streamed)]) == 0
+        assert streamed.read_bytes() == whole.read_bytes(), (mode, fmt, suffix, chunk)
 
 
 def test_a_bad_line_after_the_first_chunks_leaves_no_output(tmp_path, capsys, tiny_bert):
