@@ -44,3 +44,13 @@ def tiny_bert(tmp_path_factory, default_model_path):
     BertModel(config).save_pretrained(str(path))
     tokenizer.save_pretrained(str(path))
     return path
+
+
+@pytest.fixture(scope="session")
+def mpnet_path():
+    """all-mpnet-base-v2, a 470 MB download kept out of CI: `bash scripts/get_mpnet.sh` puts it in
+    models/; TRANSENC_MPNET_DIR points elsewhere."""
+    for c in (os.environ.get("TRANSENC_MPNET_DIR"), REPO / "models" / "all-mpnet-base-v2"):
+        if c and (Path(c) / "config.json").is_file():
+            return Path(c)
+    pytest.skip("all-mpnet-base-v2 not found (bash scripts/get_mpnet.sh, or TRANSENC_MPNET_DIR)")

@@ -34,8 +34,9 @@ def pairs_64(tmp_path):
     return path, dev
 
 
-def args_for(out, pairs, models, dev=None, resume=False, cycles=2):
+def args_for(out, pairs, models, dev=None, resume=False, cycles=2, teachers=None):
     return argparse.Namespace(pairs=str(pairs), out=str(out), model=[str(m) for m in models], cycles=cycles,
+                              teacher=[str(t) for t in teachers] if teachers else None,
                               dev=str(dev) if dev else None, test=None, recipe="tiny", simcse=False, seed=7,
                               device="cpu", precision="auto", resume=resume, max_pairs=None)
 
@@ -95,14 +96,19 @@ def test_kill_and_resume_gives_identical_weights(tmp_path, tiny_bert, pairs_64, 
             assert torch.equal(whole[key], split[key]), (name, key)
 
 
-def test_mutual_distillation_of_two_models(tmp_path, tiny_bert, pairs_64):
+def other_tiny_bert(tiny_bert, folder):
+    """tiny_bert's architecture and tokenizer with other random weights."""
     import shutil
     from transformers import BertConfig, BertModel
 
-    second = tmp_path / "second"
-    shutil.copytree(tiny_bert, second)
+    shutil.copytree(tiny_bert, folder)
     torch.manual_seed(1)
-    BertModel(BertConfig.from_pretrained(str(tiny_bert))).save_pretrained(str(second))
+    BertModel(BertConfig.from_pretrained(str(tiny_bert))).save_pretrained(str(folder))
+    return folder
+
+
+def test_mutual_distillation_of_two_models(tmp_path, tiny_bert, pairs_64):
+    second = other_tiny_bert(tiny_bert, tmp_path / "second")
     pairs, dev = pairs_64
     out = tmp_path / "mutual"
     train.train_command(args_for(out, pairs, [tiny_bert, second], dev=dev, cycles=1))
@@ -119,3 +125,50 @@ def test_non_finite_labels_stop_with_a_clear_message(tmp_path, tiny_bert, pairs_
     with pytest.raises(TransencError, match="not finite"):
         train.train_command(args_for(tmp_path / "nan", pairs, [tiny_bert], cycles=1))
     assert not (tmp_path / "nan" / "cycle1" / "labels_bi.npy").exists()
+
+
+def test_co_teacher_enters_every_label_mean_and_is_not_trained(tmp_path, tiny_bert, pairs_64):
+    from transenc.label import bi_scores, cross_scores
+    from transenc.models import BiEncoder, CrossEncoder
+    from transenc.readers import read_pairs
+
+    teacher = other_tiny_bert(tiny_bert, tmp_path / "teacher")
+    teacher_weights = weights(teacher)
+    pairs, dev = pairs_64
+    out = tmp_path / "taught"
+    train.train_command(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1, teachers=[teacher]))
+    ps, _ = read_pairs(pairs)
+    taught = bi_scores(BiEncoder.load(teacher, "cpu"), ps)
+    np.testing.assert_allclose(np.load(out / "teacher-0.npy"), taught, atol=1e-6)
+    student = bi_scores(BiEncoder.load(tiny_bert, "cpu", None, TINY.bi_max_length), ps)
+    np.testing.assert_allclose(np.load(out / "cycle1" / "labels_bi.npy"), (student + taught) / 2, atol=1e-6)
+    cross = cross_scores(CrossEncoder.load(out / "cycle1" / "cross-0", "cpu"), ps)
+    np.testing.assert_allclose(np.load(out / "cycle1" / "labels_cross.npy"), (cross + taught) / 2, atol=1e-6)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["teachers"][0]["model"] == str(teacher) and len(metrics["teachers"][0]["dev"]["models"]) == 1
+    for key, value in weights(teacher).items():
+        assert torch.equal(value, teacher_weights[key])
+
+
+def test_mutual_distillation_across_architectures_and_tokenizers(tmp_path, tiny_bert, pairs_64):
+    """A BERT and an MPNet (no SDPA, `<s> a </s></s> b </s>`, no token types) side by side: each keeps
+    its own token cache, and every label is the mean of both models' labels."""
+    import transformers
+
+    from test_packing import mpnet_tokenizer
+
+    tokenizer = mpnet_tokenizer()
+    mpnet = tmp_path / "mpnet"
+    torch.manual_seed(3)
+    transformers.MPNetModel(transformers.MPNetConfig(
+        vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        pad_token_id=tokenizer.pad_token_id)).save_pretrained(str(mpnet))
+    tokenizer.save_pretrained(str(mpnet))
+    pairs, dev = pairs_64
+    out = tmp_path / "mixed"
+    train.train_command(args_for(out, pairs, [tiny_bert, mpnet], dev=dev, cycles=1))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["cycles"][0]["stages"]["cross_label"]["dev"]["models"]) == 2
+    for name in ("bi-0", "bi-1", "cross-0", "cross-1"):
+        assert (out / name / "config.json").is_file()
+    assert json.loads((out / "bi-1" / "config.json").read_text())["model_type"] == "mpnet"

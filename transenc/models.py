@@ -84,6 +84,17 @@ def _load_tokenizer(path: Path):
     return AutoTokenizer.from_pretrained(str(path))
 
 
+def _from_pretrained(auto_class, path: Path, **kwargs):
+    """SDPA attention where the architecture has it (BERT, RoBERTa, DistilBERT, XLM-R, ELECTRA),
+    the architecture's own attention where it has not (MPNet, DeBERTa-v2), as sentence-transformers does."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(path), **kwargs)
+    model_class = auto_class._model_mapping[type(config)]
+    attention = "sdpa" if getattr(model_class, "_supports_sdpa", False) else "eager"
+    return auto_class.from_pretrained(str(path), config=config, attn_implementation=attention)
+
+
 def _quiet_transformers():
     from transformers.utils import logging
 
@@ -179,7 +190,7 @@ class BiEncoder(_Encoder):
         saved_pooling = "cls" if pool_config.get("pooling_mode_cls_token") else "mean"
         st_config = _read_json(path / sub / "sentence_bert_config.json")
         try:
-            model = AutoModel.from_pretrained(str(path / sub), attn_implementation="sdpa")
+            model = _from_pretrained(AutoModel, path / sub)
             tokenizer = _load_tokenizer(path / sub)
         except Exception as e:
             raise ModelError(f"cannot load a transformer from '{path}': {e}") from None
@@ -258,8 +269,7 @@ class CrossEncoder(_Encoder):
         path = resolve_model(name)
         _quiet_transformers()
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                str(path), num_labels=1, attn_implementation="sdpa")
+            model = _from_pretrained(AutoModelForSequenceClassification, path, num_labels=1)
             tokenizer = _load_tokenizer(path)
         except Exception as e:
             raise ModelError(f"cannot load a transformer from '{path}': {e}") from None

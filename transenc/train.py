@@ -81,6 +81,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output folder: out/bi, out/cross, out/metrics.json")
     p.add_argument("--model", action="append", default=None,
                    help="start model; repeat for mutual distillation (default: all-MiniLM-L6-v2)")
+    p.add_argument("--teacher", action="append", default=None,
+                   help="frozen co-teacher (a sentence-transformers bi-encoder, e.g. all-mpnet-base-v2): its cosines "
+                        "enter every label mean beside the trained models'; it is never trained; repeatable")
     p.add_argument("--cycles", type=int, default=3)
     p.add_argument("--dev", help="labeled dev pairs (STS-B csv or a pairs file with a score column)")
     p.add_argument("--test", help="labeled test pairs, reported per cycle, never used for selection")
@@ -205,8 +208,10 @@ class Trainer:
         self.dev = self._read_labeled(args.dev, "--dev")
         self.test = self._read_labeled(args.test, "--test")
         self.models = [str(resolve_model(m)) for m in (args.model or [DEFAULT_MODEL])]
+        self.teachers = [str(resolve_model(t)) for t in (args.teacher or [])]
         config = {k: v for k, v in vars(args).items() if k not in ("resume", "device", "command")}
         config["models"] = self.models
+        config["teachers"] = self.teachers
         self.run = Run(Path(args.out), config, args.resume)
         distributed.barrier()  # every rank has read the state before rank 0 writes it
         # With at least K ranks (a multiple of K), the K models train at once, each on its own ranks.
@@ -281,6 +286,7 @@ class Trainer:
             starts = [BiEncoder.load(m, self.device) for m in self.start]  # at their own max length
             metrics["start"] = {"dev": self.evaluate(starts, self.dev), "test": self.evaluate(starts, self.test)}
             self.run.save()
+        self.teacher_scores = self.teacher_labels()
         for cycle in range(1, self.args.cycles + 1):
             folder = out / f"cycle{cycle}"
             folder.mkdir(exist_ok=True)
@@ -313,6 +319,27 @@ class Trainer:
             distributed.barrier()
         return str(target)
 
+    def teacher_labels(self) -> list[np.ndarray]:
+        """Each co-teacher's cosines on the pairs, computed once (out/teacher-K.npy) and reused by every
+        cycle; its dev/test figures go to metrics.json["teachers"]."""
+        labels = []
+        for k, path in enumerate(self.teachers):
+            target, key = self.run.out / f"teacher-{k}.npy", f"teacher.{k}"
+            if not self.run.done(key):
+                print(f"co-teacher {k}: labeling with {path} ...", file=sys.stderr, flush=True)
+                teacher = BiEncoder.load(path, self.device)
+                _save_array(target, _check_finite(self.score(teacher, self.pairs).astype(np.float32), "co-teacher labels"))
+                self.run.state["metrics"].setdefault("teachers", []).append(
+                    {"model": path, "dev": self.evaluate([teacher], self.dev), "test": self.evaluate([teacher], self.test)})
+                self.run.finish(key)
+                distributed.barrier()  # rank 0's file is there for every rank
+            labels.append(np.load(target))
+        return labels
+
+    def label_mean(self, scores: list[np.ndarray], what: str) -> np.ndarray:
+        """The mean of the trained models' labels and the co-teachers' (every teacher is one more member)."""
+        return _check_finite(np.mean(scores + self.teacher_scores, 0).astype(np.float32), what)
+
     def bi_encoders_for_labeling(self, cycle: int) -> list[BiEncoder]:
         if cycle == 1:
             return [self.bi_start(k) for k in range(len(self.models))]
@@ -320,14 +347,15 @@ class Trainer:
         return [BiEncoder.load(prev / f"bi-{k}", self.device) for k in range(len(self.models))]
 
     def bi_label(self, cycle: int, folder: Path) -> dict:
-        labels = np.mean([self.score(e, self.pairs) for e in self.bi_encoders_for_labeling(cycle)], 0)
-        _save_array(folder / "labels_bi.npy", _check_finite(labels.astype(np.float32), "bi-encoder labels"))
+        labels = self.label_mean([self.score(e, self.pairs) for e in self.bi_encoders_for_labeling(cycle)],
+                                 "bi-encoder labels")
+        _save_array(folder / "labels_bi.npy", labels)
         return {"labels": _stats(labels)}
 
     def cross_label(self, cycle: int, folder: Path) -> dict:
         encoders = [CrossEncoder.load(folder / f"cross-{k}", self.device) for k in range(len(self.models))]
-        labels = np.mean([self.score(e, self.pairs) for e in encoders], 0)
-        _save_array(folder / "labels_cross.npy", _check_finite(labels.astype(np.float32), "cross-encoder labels"))
+        labels = self.label_mean([self.score(e, self.pairs) for e in encoders], "cross-encoder labels")
+        _save_array(folder / "labels_cross.npy", labels)
         return {"labels": _stats(labels), "dev": self.evaluate(encoders, self.dev), "test": self.evaluate(encoders, self.test)}
 
     def cross_train(self, cycle: int, folder: Path) -> dict:
