@@ -187,3 +187,37 @@ def test_mine_on_stsb_sentences_agrees_with_faiss(sts):
     pairs, _ = mine_pairs(embeddings, 5)
     expected = {(min(i, j), max(i, j)) for i, row in enumerate(ids.tolist()) for j in row}
     assert {tuple(p) for p in pairs.tolist()} == expected
+
+
+def test_nul_byte_in_a_sentence_is_refused_with_file_and_line(tmp_path, capsys, tiny_bert):
+    for name, content in (("bad.tsv", b"a\tb\nc\x00d\te\n"), ("bad.jsonl", b'{"sentence1": "a", "sentence2": "b"}\n'
+                                                                      b'{"sentence1": "c\\u0000", "sentence2": "d"}\n')):
+        (tmp_path / name).write_bytes(content)
+        out = tmp_path / "out.tsv"
+        assert run(["label", "--pairs", str(tmp_path / name), "--model", str(tiny_bert), "--out", str(out)]) == 2
+        assert f"{name}:2: NUL byte in a sentence" in capsys.readouterr().err
+        assert not out.exists()
+
+
+def test_label_refuses_to_write_over_its_input(tmp_path, capsys, tiny_bert):
+    pairs = tmp_path / "x.tsv"
+    pairs.write_text("a\tb\n")
+    (tmp_path / "link.tsv").symlink_to(pairs)
+    for out in (pairs, tmp_path / "link.tsv", tmp_path / "." / "x.tsv"):
+        assert run(["label", "--pairs", str(pairs), "--model", str(tiny_bert), "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("transenc: error: --out") and str(pairs) in err and str(out) in err
+        assert pairs.read_text() == "a\tb\n"
+
+
+@pytest.mark.parametrize("state", [b'{"config": {', b"\xff\xfe", b"[]", b'{"config": {}, "done": 3, "metrics": {}}'])
+def test_resume_from_a_damaged_state_file_exits_2(tmp_path, capsys, tiny_bert, state):
+    (tmp_path / "p.tsv").write_text("a\tb\nc\td\n")
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "state.json").write_bytes(state)
+    assert run(["train", "--pairs", str(tmp_path / "p.tsv"), "--model", str(tiny_bert), "--out", str(out),
+                "--device", "cpu", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"transenc: error: {out / 'state.json'}: cannot resume") and err.count("\n") == 1
+    assert (out / "state.json").read_bytes() == state

@@ -10,6 +10,13 @@ from transenc.errors import TransencError
 STSB_URL = "http://ixa2.si.ehu.eus/stswiki/images/4/48/Stsbenchmark.tar.gz"
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model directory or hub name (default: all-MiniLM-L6-v2)")
     p.add_argument("--batch-size", type=int, default=None,
@@ -30,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=("bi", "cross"), default="bi")
     p.add_argument("--out", help="output file (.tsv or .jsonl); default: standard output")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="skip bad input lines instead of stopping")
+    p.add_argument("--chunk-pairs", type=_positive, default=None,
+                   help="pairs read, scored and written at a time (default 65536): memory does not grow with the file")
     _add_model_args(p)
 
     p = sub.add_parser("eval", help="Spearman x 100 on STS sets, or ROC AUC x 100 on 0/1-labeled pairs")
@@ -61,18 +70,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_label(args) -> None:
-    from transenc import api
-    from transenc.writers import write_scores
+def _refuse_overwriting_input(pairs: str, out: str | None) -> None:
+    import os
 
-    pairs = api.read_pairs(args.pairs, args.format, args.on_error)
-    scores = api.label(pairs, args.model, args.mode, args.device, args.batch_size, args.precision)
+    if out and os.path.exists(out) and os.path.exists(pairs) and os.path.samefile(pairs, out):
+        raise TransencError(f"--out {out} is the input file --pairs {pairs}; it would be replaced by the "
+                            "scores: choose another --out")
+
+
+def cmd_label(args) -> None:
+    import contextlib
+
+    from transenc import distributed
+    from transenc.label import CHUNK_PAIRS, load_scorer, stream_scores
+    from transenc.models import resolve_device
+    from transenc.readers import PairReader
+    from transenc.writers import atomic_open, is_jsonl, score_line
+
+    _refuse_overwriting_input(args.pairs, args.out)
+    reader = PairReader(args.pairs, args.format, args.on_error)
+    device = distributed.setup(resolve_device(args.device))  # under torchrun: every rank labels a share
+    encoder = load_scorer(args.model, args.mode, device)
+    as_json, written = is_jsonl(args.out), 0
+    chunks = stream_scores(encoder, reader, args.chunk_pairs or CHUNK_PAIRS, args.batch_size, args.precision,
+                           distributed.world())
+    if not distributed.is_main():
+        for _ in chunks:  # the other ranks score their shares; rank 0 alone writes
+            pass
+        return
+    with atomic_open(args.out) if args.out else contextlib.nullcontext(sys.stdout) as f:
+        for records, scores in chunks:
+            f.writelines(score_line(a, b, s, as_json) for (a, b, _), s in zip(records, scores.tolist()))
+            written += len(records)
+    if reader.skipped:
+        print(f"transenc: skipped {reader.skipped} bad line(s) in {args.pairs}", file=sys.stderr)
     if args.out:
-        write_scores(args.out, pairs, scores)
-        print(f"transenc: wrote {len(scores)} scores to {args.out}", file=sys.stderr)
-    else:
-        for (a, b), s in zip(pairs.pairs.tolist(), scores.tolist()):
-            sys.stdout.write(f"{pairs.sentences[a]}\t{pairs.sentences[b]}\t{s:.9g}\n")
+        print(f"transenc: wrote {written} scores to {args.out}", file=sys.stderr)
 
 
 def cmd_eval(args) -> None:
@@ -110,7 +143,7 @@ def cmd_mine(args) -> None:
 def cmd_train(args) -> None:
     from transenc import api
 
-    api.train(args.pairs, args.out, models=args.model, dev=args.dev, test=args.test, recipe=args.recipe,
+    api.train(args.pairs, args.out, models=args.model, teachers=args.teacher, dev=args.dev, test=args.test, recipe=args.recipe,
               cycles=args.cycles, seed=args.seed, device=args.device, precision=args.precision,
               max_pairs=args.max_pairs, simcse=args.simcse, resume=args.resume)
 
@@ -140,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         COMMANDS[args.command](args)
+        if args.command in ("label", "train"):
+            from transenc import distributed
+
+            distributed.teardown()  # under torchrun: leave the process group once the work is done
     except TransencError as e:
         print(f"transenc: error: {e}", file=sys.stderr)
         return 2

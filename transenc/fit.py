@@ -10,6 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from transenc import distributed
 from transenc.errors import TransencError
 from transenc.models import BiEncoder, CrossEncoder, autocast, effective_precision
 from transenc.packing import Batch, pack_pairs, pack_sentences, to_device
@@ -96,10 +97,14 @@ def _batches_of(n: int, cfg: FitConfig, generator: torch.Generator):
 
 
 def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Callable, seed: int,
-           desc: str, evaluate: Callable[[], float] | None, policy: StepPolicy) -> FitResult:
+           desc: str, evaluate: Callable[[], float] | None, policy: StepPolicy, group=None) -> FitResult:
     """The loop. Losses stay on the device until a check (a dev check, every policy.check_every
     steps, the end): one host sync reads them all and stops on a non-finite one. With `evaluate`,
-    the best weights by dev are kept in host memory and put back into the model at the end."""
+    the best weights by dev are kept in host memory and put back into the model at the end.
+    With a process group (torchrun), data-parallel: every rank draws the same global batches and
+    trains on its share (transenc.distributed.DataParallel); every rank calls evaluate (which may
+    share the scoring out over the group) and rank 0's score decides, so all ranks keep the same weights."""
+    parallel = distributed.DataParallel(model, group) if group is not None and distributed.active(group) else None
     generator = torch.Generator().manual_seed(seed)
     batches = _batches_of(n, cfg, generator)
     opt, schedule = _optimizer(model, cfg, len(batches), policy.optimizer)
@@ -110,9 +115,18 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
     model.train()
     with progress(len(batches), desc, "steps") as bar:
         for step, idx in enumerate(batches, start=1):
-            with autocast(device, cfg.precision):
-                loss = step_loss(idx)
-            scaler.scale(loss).backward()
+            if parallel is None:
+                with autocast(device, cfg.precision):
+                    loss = step_loss(idx)
+                scaler.scale(loss).backward()
+            else:
+                mine, weight = parallel.share(idx)
+                with autocast(device, cfg.precision):
+                    local = step_loss(mine) * weight if len(mine) else torch.zeros((), device=device)
+                if local.requires_grad:
+                    scaler.scale(local).backward()
+                parallel.reduce_gradients()
+                loss = parallel.sum(local)  # the global batch's loss, the same on every rank
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             scaler.step(opt)
@@ -127,7 +141,7 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
                 pending = []
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
             if dev_check:
-                score = evaluate()
+                score = distributed.broadcast(evaluate(), group)  # one decision for every rank
                 model.train()
                 checks.append((step, score))
                 if best is None or score > best:
@@ -179,13 +193,13 @@ def cross_step_loss(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray,
 
 
 def fit_cross(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray, labels: np.ndarray, cfg: FitConfig,
-              seed: int, evaluate=None, policy: StepPolicy | None = None) -> FitResult:
-    """BCE on soft labels; pairs should already hold both orders."""
+              seed: int, evaluate=None, policy: StepPolicy | None = None, group=None) -> FitResult:
+    """BCE on soft labels; pairs should already hold both orders. group: data-parallel (see _train)."""
     targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
     policy = policy or step_policy(encoder.device)
     return _train(encoder.model, encoder.device, len(pairs), cfg,
                   lambda idx: cross_step_loss(encoder, cache, pairs[idx], targets[idx], policy), seed,
-                  "train cross-encoder", evaluate, policy)
+                  "train cross-encoder", evaluate, policy, group)
 
 
 def _pair_embeddings(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, policy: StepPolicy | None = None):
@@ -206,12 +220,13 @@ def bi_step_loss(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, targe
 
 
 def fit_bi(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, labels: np.ndarray, cfg: FitConfig,
-           seed: int, evaluate=None, policy: StepPolicy | None = None) -> FitResult:
+           seed: int, evaluate=None, policy: StepPolicy | None = None, group=None) -> FitResult:
+    """Cosine regression on the labels. group: data-parallel (see _train)."""
     targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
     policy = policy or step_policy(encoder.device)
     return _train(encoder.model, encoder.device, len(pairs), cfg,
                   lambda idx: bi_step_loss(encoder, cache, pairs[idx], targets[idx], policy), seed,
-                  "train bi-encoder", evaluate, policy)
+                  "train bi-encoder", evaluate, policy, group)
 
 
 # ---- references: one padded batch from a tokenizer call per step, as sentence-transformers'

@@ -1,27 +1,37 @@
 """Scoring pairs: cosine of a bi-encoder's embeddings, or a cross-encoder's sigmoid score."""
 from __future__ import annotations
 
+import itertools
+from typing import Iterable, Iterator
+
 import numpy as np
 
-from transenc import ops
+from transenc import distributed, ops
 from transenc.api import make_verb
 from transenc.models import BiEncoder, CrossEncoder
-from transenc.pairset import PairSet
+from transenc.pairset import PairSet, PairSetBuilder
+from transenc.readers import PairReader
 from transenc.tokens import TokenCache
 
 MODES = ("bi", "cross")
+BI_BATCH, CROSS_BATCH = 128, 64
+# Pairs per chunk when streaming a file: a chunk's records and scores are all that is held per
+# pair (~16 MiB at this size), so a file of any length labels in bounded memory.
+CHUNK_PAIRS = 65536
 
 
-def bi_scores(encoder: BiEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = 128,
-              precision: str = "auto", show_progress: bool | None = None) -> np.ndarray:
-    """Each unique sentence encoded once, then one fused cosine pass over the pair indices."""
-    embeddings = encoder.encode(cache or pairs.sentences, batch_size, precision, show_progress)
+def bi_scores(encoder: BiEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = BI_BATCH,
+              precision: str = "auto", show_progress: bool | None = None, group=None) -> np.ndarray:
+    """Each unique sentence encoded once (by the group's ranks, each a share), then one fused cosine
+    pass over the pair indices."""
+    embeddings = encoder.encode(cache or pairs.sentences, batch_size, precision, show_progress, group)
     return ops.pair_cosine_indexed(embeddings, pairs.pairs).numpy()
 
 
-def cross_scores(encoder: CrossEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = 64,
-                 precision: str = "auto", show_progress: bool | None = None) -> np.ndarray:
-    return encoder.predict(cache or pairs.sentences, pairs.pairs, batch_size, precision, show_progress)
+def cross_scores(encoder: CrossEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = CROSS_BATCH,
+                 precision: str = "auto", show_progress: bool | None = None, group=None) -> np.ndarray:
+    """The cross-encoder's score of every pair (the group's ranks scoring a share each)."""
+    return encoder.predict(cache or pairs.sentences, pairs.pairs, batch_size, precision, show_progress, group)
 
 
 def load_scorer(model, mode: str, device=None):
@@ -34,6 +44,44 @@ def score(encoder: BiEncoder | CrossEncoder, pairs: PairSet, **kwargs) -> np.nda
     """bi_scores or cross_scores by the encoder's kind; options left as None take their defaults."""
     scorer = bi_scores if isinstance(encoder, BiEncoder) else cross_scores
     return scorer(encoder, pairs, **{k: v for k, v in kwargs.items() if v is not None})
+
+
+def _chunks(records: Iterable, size: int) -> Iterator[list]:
+    records = iter(records)
+    while chunk := list(itertools.islice(records, size)):
+        yield chunk
+
+
+def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_pairs: int = CHUNK_PAIRS,
+                  batch_size: int | None = None, precision: str = "auto", group=None) -> Iterator[tuple[list, np.ndarray]]:
+    """(records, scores) chunk by chunk, in input order, for a file of any length.
+
+    bi: a first pass collects the unique sentences (first-appearance order, as PairSetBuilder numbers
+    them) and encodes each once; a second pass scores chunks against that table. The scores equal
+    bi_scores' on the whole file bit for bit. cross: each chunk is a PairSet of its own, scored alone.
+    With a process group the ranks share the encoding (bi) or each chunk's pairs (cross); only
+    the group's rank 0 gets chunks to write.
+    """
+    if isinstance(encoder, BiEncoder):
+        ids: dict[str, int] = {}
+        for a, b, _ in reader:
+            ids.setdefault(a, len(ids))
+            ids.setdefault(b, len(ids))
+        table = encoder.encode(list(ids), batch_size or BI_BATCH, precision, group=group)
+        if not distributed.is_main(group):
+            return  # the cosine pass is cheap next to reading the file again: rank 0 alone does it
+        for chunk in _chunks(reader, chunk_pairs):
+            idx = np.array([(ids[a], ids[b]) for a, b, _ in chunk], dtype=np.int32)
+            yield chunk, ops.pair_cosine_indexed(table, idx).numpy()
+    else:
+        for chunk in _chunks(reader, chunk_pairs):
+            builder = PairSetBuilder()
+            for a, b, _ in chunk:
+                builder.add(a, b)
+            scores = cross_scores(encoder, builder.build(), batch_size=batch_size or CROSS_BATCH,
+                                  precision=precision, group=group)
+            if distributed.is_main(group):
+                yield chunk, scores
 
 
 make_verb(__name__)  # transenc.label(...) calls transenc.api.label

@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from transenc import distributed
 from transenc.errors import ModelError
 from transenc.packing import Batch, pack_pairs, pack_sentences
 from transenc.progress import progress
@@ -120,6 +121,19 @@ class _Encoder:
         self.max_length = max_length
         self.device = device
 
+    def _save_model(self, directory: Path) -> None:
+        """The transformer's config and weights, as save_pretrained writes them, from any rank.
+        (transformers 5 writes nothing from a rank other than 0 once torch.distributed is up; the
+        rank 0 of a mutual model's own group is another rank.)"""
+        if distributed.rank() == 0:
+            self.model.save_pretrained(str(directory))
+            return
+        from safetensors.torch import save_model
+
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        self.model.config.save_pretrained(str(directory))
+        save_model(self.model, str(Path(directory) / "model.safetensors"), metadata={"format": "pt"})
+
     def token_cache(self, sentences: Sequence[str]) -> TokenCache:
         return TokenCache(self.tokenizer, sentences)
 
@@ -136,21 +150,29 @@ class _Encoder:
             inputs["attention_mask"] = mask.bool()[:, None, None, :]
         return self.model(**inputs), mask
 
-    def _run(self, batches: list[Batch], forward, n: int, precision: str, desc: str, show: bool | None):
-        """forward(batch) for every batch, scattered back to request order."""
-        out = None
+    def _run(self, batches: list[Batch], forward, n: int, width: tuple, precision: str, desc: str,
+             show: bool | None, group=None) -> torch.Tensor:
+        """forward(batch) for every batch, scattered back to request order: float32 [n, *width].
+
+        Under a process group each rank runs its contiguous share of the batches (the batches a
+        single process would run, so every row comes out bit for bit the same) and the rows are
+        gathered on every rank.
+        """
+        sharded = group is not None and distributed.active(group)
+        if sharded:
+            batches = batches[distributed.share(len(batches), group)]
+        out = torch.empty((n, *width), dtype=torch.float32)
         was_training = self.model.training
         self.model.eval()
-        with torch.inference_mode(), autocast(self.device, precision), progress(n, desc, "rows", show) as bar:
+        with torch.inference_mode(), autocast(self.device, precision), \
+                progress(sum(len(b.rows) for b in batches), desc, "rows", show) as bar:
             for batch in batches:
-                values = forward(batch).float().cpu()
-                if out is None:
-                    out = torch.empty((n, *values.shape[1:]), dtype=torch.float32)
-                out[torch.from_numpy(batch.rows)] = values
+                out[torch.from_numpy(batch.rows)] = forward(batch).float().cpu()
                 bar.update(len(batch.rows))
         self.model.train(was_training)
-        if out is None:
-            out = torch.empty(0)
+        if sharded:
+            rows = np.concatenate([b.rows for b in batches]) if batches else np.zeros(0, dtype=np.int64)
+            out = distributed.gather_rows(out[torch.from_numpy(rows)], rows, n, group)
         return out
 
 
@@ -211,17 +233,19 @@ class BiEncoder(_Encoder):
         return pack_sentences(cache, sentence_ids, self.max_length, budget)
 
     def encode(self, sentences: Sequence[str] | TokenCache, batch_size: int = 128, precision: str = "auto",
-               show_progress: bool | None = None) -> torch.Tensor:
-        """float32 [n, d] embeddings on the CPU, row i for sentence i (not normalised)."""
+               show_progress: bool | None = None, group=None) -> torch.Tensor:
+        """float32 [n, d] embeddings on the CPU, row i for sentence i (not normalised).
+        With a process group, its ranks share the work (see _run)."""
         cache = self._cache(sentences)
         ids = np.arange(len(cache), dtype=np.int32)
-        return self._run(self.batches(cache, ids, batch_size), self.embed, len(cache), precision, "encode", show_progress)
+        return self._run(self.batches(cache, ids, batch_size), self.embed, len(cache), (self.dimension,), precision,
+                         "encode", show_progress, group)
 
     def save(self, directory: str | Path) -> None:
         """The sentence-transformers layout: Transformer at the root, then Pooling and Normalize."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(str(directory))
+        self._save_model(directory)
         self.tokenizer.save_pretrained(str(directory))
         modules = [
             {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
@@ -271,18 +295,19 @@ class CrossEncoder(_Encoder):
         return pack_pairs(cache, pairs, self.max_length, budget)
 
     def predict(self, sentences: Sequence[str] | TokenCache, pairs: np.ndarray, batch_size: int = 64,
-                precision: str = "auto", show_progress: bool | None = None) -> np.ndarray:
-        """Sigmoid scores float32[N] for pairs (indices into sentences), in input order."""
+                precision: str = "auto", show_progress: bool | None = None, group=None) -> np.ndarray:
+        """Sigmoid scores float32[N] for pairs (indices into sentences), in input order.
+        With a process group, its ranks share the work (see _run)."""
         cache = self._cache(sentences)
         pairs = np.ascontiguousarray(pairs, dtype=np.int32)
         scores = self._run(self.batches(cache, pairs, batch_size), lambda b: torch.sigmoid(self.logits(b)),
-                           len(pairs), precision, "predict", show_progress)
+                           len(pairs), (), precision, "predict", show_progress, group)
         return scores.numpy()
 
     def save(self, directory: str | Path) -> None:
         """A plain HF directory that sentence-transformers' CrossEncoder loads with a sigmoid."""
         directory = Path(directory)
         self.model.config.sentence_transformers = {"activation_fn": SIGMOID}
-        self.model.save_pretrained(str(directory))
+        self._save_model(directory)
         self.tokenizer.model_max_length = self.max_length
         self.tokenizer.save_pretrained(str(directory))

@@ -63,33 +63,55 @@ def detect_format(path: Path, first_line: str) -> str:
     return fmt
 
 
-def read_pairs(path: str | Path, fmt: str | None = None, on_error: str = "raise") -> tuple[PairSet, int]:
-    """Read a pairs file into a PairSet. Returns (pairs, number of skipped bad lines)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, 0, "no such file")
-    if fmt is not None and fmt not in FORMATS:
-        raise InputError(path, 0, f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
-    problems = Problems(path, on_error)
-    lines = text_lines(path, problems)
-    first = next(lines, None)
-    if first is None:
-        raise InputError(path, 0, "file is empty" if not problems.skipped else "no readable lines")
-    fmt = fmt or detect_format(path, first[1])
-    lines = itertools.chain([first], lines)
-    records = _csv_records(lines, problems) if fmt == "csv" else _line_records(_PARSERS[fmt], lines, problems)
+class PairReader:
+    """The validated (sentence1, sentence2, label or None) records of a pairs file, streamed.
 
+    Iterating reads the file again from the start, so a consumer may make several passes;
+    `skipped` counts the bad lines skipped by the last pass (on_error="skip").
+    """
+
+    def __init__(self, path: str | Path, fmt: str | None = None, on_error: str = "raise"):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise InputError(self.path, 0, "no such file")
+        if fmt is not None and fmt not in FORMATS:
+            raise InputError(self.path, 0, f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
+        self.fmt, self.on_error, self.skipped = fmt, on_error, 0
+        Problems(self.path, on_error)  # checks on_error now, not at the first pass
+
+    def __iter__(self) -> Iterator[tuple[str, str, float | None]]:
+        path, problems = self.path, Problems(self.path, self.on_error)
+        lines = text_lines(path, problems)
+        first = next(lines, None)
+        if first is None:
+            raise InputError(path, 0, "file is empty" if not problems.skipped else "no readable lines")
+        fmt = self.fmt or detect_format(path, first[1])
+        lines = itertools.chain([first], lines)
+        records = _csv_records(lines, problems) if fmt == "csv" else _line_records(_PARSERS[fmt], lines, problems)
+        good = 0
+        for number, a, b, label in records:
+            if not a.strip() or not b.strip():
+                problems.bad(number, "empty sentence")
+            elif "\x00" in a or "\x00" in b:  # a binary file or a broken export, never text
+                problems.bad(number, "NUL byte in a sentence")
+            elif label is not None and not math.isfinite(label):
+                problems.bad(number, f"score is not a finite number ({label})")
+            else:
+                good += 1
+                self.skipped = problems.skipped
+                yield a, b, label
+        self.skipped = problems.skipped
+        if good == 0:
+            raise InputError(path, 0, "no valid sentence pairs" if problems.skipped else "file holds no sentence pairs")
+
+
+def read_pairs(path: str | Path, fmt: str | None = None, on_error: str = "raise") -> tuple[PairSet, int]:
+    """Read a whole pairs file into a PairSet. Returns (pairs, number of skipped bad lines)."""
+    reader = PairReader(path, fmt, on_error)
     builder = PairSetBuilder()
-    for number, a, b, label in records:
-        if not a.strip() or not b.strip():
-            problems.bad(number, "empty sentence")
-        elif label is not None and not math.isfinite(label):
-            problems.bad(number, f"score is not a finite number ({label})")
-        else:
-            builder.add(a, b, label)
-    if len(builder) == 0:
-        raise InputError(path, 0, "no valid sentence pairs" if problems.skipped else "file holds no sentence pairs")
-    return builder.build(), problems.skipped
+    for a, b, label in reader:
+        builder.add(a, b, label)
+    return builder.build(), reader.skipped
 
 
 def _line_records(parse, lines, problems: Problems):

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from transenc import distributed
 from transenc.api import DEMO_DEV, DEMO_PAIRS, make_verb
 from transenc.errors import TransencError
 from transenc.evaluate import read_labeled, resolve_metric, score100
@@ -171,6 +172,30 @@ def _check_finite(labels: np.ndarray, what: str) -> np.ndarray:
     return labels
 
 
+def _read_state(path: Path) -> dict:
+    """state.json as Run writes it, or a clear error (a damaged file must not end in a traceback)."""
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TransencError(f"{path}: cannot resume, the run's state is damaged ({e}); "
+                            "start again with another --out") from None
+    fields = {"config": dict, "done": list, "metrics": dict}
+    if not isinstance(state, dict) or any(not isinstance(state.get(k), t) for k, t in fields.items()):
+        raise TransencError(f"{path}: cannot resume, the run's state is damaged (expected an object with "
+                            "'config', 'done' and 'metrics'); start again with another --out")
+    return state
+
+
+def _save(encoder, target: Path) -> None:
+    if distributed.is_main():
+        encoder.save(target)
+
+
+def _save_array(path: Path, values: np.ndarray) -> None:
+    if distributed.is_main():
+        np.save(path, values)
+
+
 class Run:
     """The state of one training run folder: finished stages, metrics, model paths."""
 
@@ -180,7 +205,7 @@ class Run:
         if self.state_path.is_file() and not resume:
             raise TransencError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         if resume and self.state_path.is_file():
-            self.state = json.loads(self.state_path.read_text())
+            self.state = _read_state(self.state_path)
             if self.state["config"] != config:
                 raise TransencError(f"{out} holds a run with other settings; --resume needs the same arguments")
         else:
@@ -195,6 +220,8 @@ class Run:
         self.save()
 
     def save(self) -> None:
+        if not distributed.is_main():  # under torchrun every rank keeps the state, rank 0 writes it
+            return
         with atomic_open(self.state_path) as f:
             json.dump(self.state, f, indent=2)
         with atomic_open(self.out / "metrics.json") as f:
@@ -211,7 +238,10 @@ class Trainer:
     def __init__(self, args):
         self.args = args
         self.recipe = RECIPES[args.recipe]
-        self.device = resolve_device(args.device)
+        # Under torchrun every rank runs this loop: labeling is sharded over the ranks, fits are
+        # data-parallel, and rank 0 alone writes (labels, checkpoints, state); see transenc.distributed.
+        self.device = distributed.setup(resolve_device(args.device))
+        self.group = distributed.world()
         on_demo = args.pairs is None or (isinstance(args.pairs, (str, Path))
                                          and Path(args.pairs).resolve() == demo_pairs_path().resolve())
         self.pairs = self._read(args.pairs or demo_pairs_path(), args.max_pairs)
@@ -225,6 +255,9 @@ class Trainer:
         config["models"] = self.models
         config["teachers"] = self.teachers
         self.run = Run(Path(args.out), config, args.resume)
+        distributed.barrier()  # every rank has read the state before rank 0 writes it
+        # With at least K ranks (a multiple of K), the K models train at once, each on its own ranks.
+        self.split = distributed.split(len(self.models))
         self.caches = {}
         self.vocabularies = {}
 
@@ -261,18 +294,20 @@ class Trainer:
             self.vocabularies[id(tokenizer)] = (tokenizer, (type(tokenizer).__name__, identity))  # keeps id valid
         return self.vocabularies[id(tokenizer)][1]
 
-    def score(self, encoder, pairs: PairSet) -> np.ndarray:
+    def score(self, encoder, pairs: PairSet, group="all") -> np.ndarray:
+        """Labels from one encoder, shared out over the group's ranks (default: all ranks)."""
         scorer = bi_scores if isinstance(encoder, BiEncoder) else cross_scores
-        return scorer(encoder, pairs, self.cache(encoder, pairs), precision=self.args.precision)
+        group = self.group if group == "all" else group
+        return scorer(encoder, pairs, self.cache(encoder, pairs), precision=self.args.precision, group=group)
 
-    def evaluate(self, encoders, sets: dict[str, tuple[PairSet, str]]) -> dict | None:
+    def evaluate(self, encoders, sets: dict[str, tuple[PairSet, str]], group="all") -> dict | None:
         """Per set: each model's score and the ensemble's (K > 1); at the top, their means over the
-        sets, which is what selects checkpoints and cycles."""
+        sets, which is what selects checkpoints and cycles. Scoring is shared out over the group."""
         if not sets:
             return None
         per_set = {}
         for name, (pairs, metric) in sets.items():
-            scores = [self.score(e, pairs) for e in encoders]
+            scores = [self.score(e, pairs, group) for e in encoders]
             per_set[name] = {"metric": metric, "models": [score100(metric, s, pairs.labels) for s in scores]}
             if len(scores) > 1:
                 per_set[name]["ensemble"] = score100(metric, np.mean(scores, 0), pairs.labels)
@@ -307,6 +342,7 @@ class Trainer:
                 info["seconds"] = round(time.perf_counter() - t0, 2)
                 self.run.cycle_metrics(cycle)["stages"][stage] = info
                 self.run.finish(key)
+                distributed.barrier()  # rank 0's files of this stage are there for every rank
             self.summarise(cycle, time.perf_counter() - started)
         self.export_best()
         self.write_report()
@@ -318,10 +354,11 @@ class Trainer:
             seed = self._seed_for("simcse", k)
             encoder = BiEncoder.load(self.models[k], self.device, self.recipe.pooling, self.recipe.bi_max_length)
             cfg = FitConfig(batch_size=64, epochs=1, lr=3e-5, warmup=0.0, precision=self.args.precision)
-            result = fit_simcse(encoder, self.cache(encoder, self.pairs), cfg, seed)
-            encoder.save(target)
+            result = fit_simcse(encoder, self.cache(encoder, self.pairs), cfg, seed)  # every rank alike
+            _save(encoder, target)
             self.run.state["metrics"][key] = {"loss_first": result.losses[0], "loss_last": result.losses[-1]}
             self.run.finish(key)
+            distributed.barrier()
         return str(target)
 
     def teacher_labels(self) -> list[np.ndarray]:
@@ -333,10 +370,11 @@ class Trainer:
             if not self.run.done(key):
                 print(f"co-teacher {k}: labeling with {path} ...", file=sys.stderr, flush=True)
                 teacher = BiEncoder.load(path, self.device)
-                np.save(target, _check_finite(self.score(teacher, self.pairs).astype(np.float32), "co-teacher labels"))
+                _save_array(target, _check_finite(self.score(teacher, self.pairs).astype(np.float32), "co-teacher labels"))
                 self.run.state["metrics"].setdefault("teachers", []).append(
                     {"model": path, "dev": self.evaluate([teacher], self.dev), "test": self.evaluate([teacher], self.test)})
                 self.run.finish(key)
+                distributed.barrier()  # rank 0's file is there for every rank
             labels.append(np.load(target))
         return labels
 
@@ -353,55 +391,75 @@ class Trainer:
     def bi_label(self, cycle: int, folder: Path) -> dict:
         labels = self.label_mean([self.score(e, self.pairs) for e in self.bi_encoders_for_labeling(cycle)],
                                  "bi-encoder labels")
-        np.save(folder / "labels_bi.npy", labels)
+        _save_array(folder / "labels_bi.npy", labels)
         return {"labels": _stats(labels)}
 
     def cross_label(self, cycle: int, folder: Path) -> dict:
         encoders = [CrossEncoder.load(folder / f"cross-{k}", self.device) for k in range(len(self.models))]
         labels = self.label_mean([self.score(e, self.pairs) for e in encoders], "cross-encoder labels")
-        np.save(folder / "labels_cross.npy", labels)
+        _save_array(folder / "labels_cross.npy", labels)
         return {"labels": _stats(labels), "dev": self.evaluate(encoders, self.dev), "test": self.evaluate(encoders, self.test)}
 
     def cross_train(self, cycle: int, folder: Path) -> dict:
         labels = cross_targets(np.load(folder / "labels_bi.npy"), self.recipe.cross_targets)
         both = self.pairs.both_orders()
-        info = {"models": []}
-        for k in range(len(self.models)):
+
+        def train_one(k, group):
             seed = self._seed_for("cross", cycle, k)  # before loading: the new head's init is seeded too
-            info["models"].append(self._fit(fit_cross, self.cross_start(k), both, np.concatenate([labels, labels]),
-                                            self.recipe.cross, folder / f"cross-{k}", seed))
-        return info
+            return self._fit(fit_cross, self.cross_start(k), both, np.concatenate([labels, labels]),
+                             self.recipe.cross, folder / f"cross-{k}", seed, group)
+
+        return {"models": self.train_models(train_one)}
 
     def bi_train(self, cycle: int, folder: Path) -> dict:
         labels = bi_targets(folder, self.recipe.bi_targets)
-        info = {"models": []}
-        for k in range(len(self.models)):
+
+        def train_one(k, group):
             seed = self._seed_for("bi", cycle, k)
-            info["models"].append(self._fit(fit_bi, self.bi_start(k), self.pairs.pairs, labels,
-                                            self.recipe.bi, folder / f"bi-{k}", seed))
+            return self._fit(fit_bi, self.bi_start(k), self.pairs.pairs, labels, self.recipe.bi,
+                             folder / f"bi-{k}", seed, group)
+
+        info = {"models": self.train_models(train_one)}
         encoders = [BiEncoder.load(folder / f"bi-{k}", self.device) for k in range(len(self.models))]
         info["dev"] = self.evaluate(encoders, self.dev)
         info["test"] = self.evaluate(encoders, self.test)
         return info
 
-    def _fit(self, fit, encoder, pairs, labels, cfg: FitConfig, target: Path, seed: int) -> dict:
-        """Train one model and save it; with dev sets, the weights of its best check by their mean score
-        (kept in memory during the fit, written once here: the stage is done only once they are on disk)."""
+    def train_models(self, train_one) -> list[dict]:
+        """train_one(k, group) for every model k: one after another on all ranks, or under a split
+        all at once, model k data-parallel on its own ranks. Returns each model's fit info."""
+        if self.split is None:
+            infos = [train_one(k, self.group) for k in range(len(self.models))]
+        else:
+            mine, group = self.split
+            infos = dict(distributed.gather_objects((mine, train_one(mine, group))))
+            infos = [infos[k] for k in range(len(self.models))]
+        distributed.barrier()  # every checkpoint is complete before any rank loads it
+        return infos
+
+    def _fit(self, fit, encoder, pairs, labels, cfg: FitConfig, target: Path, seed: int, group) -> dict:
+        """Train one model on the group's ranks and save it (rank 0 of the group); with dev sets, the
+        weights of its best check by their mean score (kept in memory during the fit, written once
+        here: the stage is done only once they are on disk)."""
         cfg = replace(cfg, precision=self.args.precision)
         by_set = {name: [] for name in self.dev}  # every dev set's score at every check
+        started = time.time()
 
         def evaluate():
-            result = self.evaluate([encoder], self.dev)
+            result = self.evaluate([encoder], self.dev, group)
             for name, r in result["sets"].items():
                 by_set[name].append(r["models"][0])
             return result["models"][0]
 
-        result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, seed, evaluate if self.dev else None)
-        encoder.save(target)
+        result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, seed,
+                     evaluate if self.dev else None, group=group)
+        if distributed.is_main(group):
+            encoder.save(target)
         return {"loss_first": result.losses[0], "loss_last": result.losses[-1], "steps": len(result.losses),
                 "best_dev": result.best_dev, "best_step": result.best_step,
                 "checks": [list(c) for c in result.checks], "checks_by_set": by_set,
-                "loss_curve": loss_curve(result.losses)}
+                "loss_curve": loss_curve(result.losses),
+                "started": round(started, 3), "ended": round(time.time(), 3)}  # wall clock, seconds since 1970
 
     def summarise(self, cycle: int, seconds: float) -> None:
         """One line: the start models' dev score against this cycle's cross- and bi-encoders'."""
@@ -421,6 +479,8 @@ class Trainer:
 
     def export_best(self) -> None:
         """Copy each model's best cycle (by dev Spearman, else the last) to out/bi and out/cross."""
+        if not distributed.is_main():
+            return
         cycles = self.run.state["metrics"]["cycles"]
         chosen = {}
         for kind, stage in (("bi", "bi_train"), ("cross", "cross_label")):

@@ -39,16 +39,23 @@ def _tsv_field(text: str) -> str:
     return text.replace("\t", " ").replace("\r", " ").replace("\n", " ")
 
 
+def score_line(s1: str, s2: str, score: float, as_json: bool) -> str:
+    """One output row: TSV `s1 s2 score`, or a JSON object."""
+    if as_json:
+        return json.dumps({"sentence1": s1, "sentence2": s2, "score": score}, ensure_ascii=False) + "\n"
+    return f"{_tsv_field(s1)}\t{_tsv_field(s2)}\t{score:.9g}\n"
+
+
+def is_jsonl(path: str | Path | None) -> bool:
+    return path is not None and Path(path).suffix.lower() in (".jsonl", ".json")
+
+
 def write_scores(path: str | Path, pairs: PairSet, scores: np.ndarray) -> None:
     """One row per input pair, in input order: TSV `s1 s2 score`, or JSONL for *.jsonl."""
     scores = np.asarray(scores, dtype=np.float32)
     if len(scores) != len(pairs):
         raise ValueError(f"{len(scores)} scores for {len(pairs)} pairs")
-    as_json = Path(path).suffix.lower() in (".jsonl", ".json")
+    as_json = is_jsonl(path)
     with atomic_open(path) as f:
         for (a, b), score in zip(pairs.pairs.tolist(), scores.tolist()):
-            s1, s2 = pairs.sentences[a], pairs.sentences[b]
-            if as_json:
-                f.write(json.dumps({"sentence1": s1, "sentence2": s2, "score": score}, ensure_ascii=False) + "\n")
-            else:
-                f.write(f"{_tsv_field(s1)}\t{_tsv_field(s2)}\t{score:.9g}\n")
+            f.write(score_line(pairs.sentences[a], pairs.sentences[b], score, as_json))

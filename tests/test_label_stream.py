@@ -1,0 +1,81 @@
+"""Streaming `transenc label` writes what the whole-file path writes, byte for byte, whatever the
+chunk size, the format, the duplicates and the order of the pairs."""
+import json
+
+import numpy as np
+import pytest
+
+from transenc import cli
+from transenc.label import load_scorer, score
+from transenc.models import CrossEncoder
+from transenc.readers import read_pairs
+from transenc.writers import write_scores
+
+WORDS = ["a cat sits on the mat", "the dog runs", "birds fly south in winter", "a man plays a guitar",
+         "two kids eat ice cream", "rain falls", "the market closed higher today"]
+
+
+def shuffled_pairs_with_duplicates(n=23, seed=0):
+    rng = np.random.default_rng(seed)
+    pairs = [(WORDS[i], WORDS[j]) for i, j in rng.integers(0, len(WORDS), (n - 3, 2)) if i != j]
+    pairs += pairs[:3]  # the same pairs again, later in the file
+    return [pairs[i] for i in rng.permutation(len(pairs))]
+
+
+def write_as(fmt, rows, folder):
+    """The same pairs in each input format, with a gold score the reader may or may not use."""
+    if fmt == "tsv":
+        text = "".join(f"{a}\t{b}\t{i % 5}\n" for i, (a, b) in enumerate(rows))
+    elif fmt == "bars":
+        text = "".join(f"{a}||{b}\n" for a, b in rows)
+    elif fmt == "csv":
+        text = "score,sentence1,sentence2\n" + "".join(f'{i % 5},"{a}","{b}"\n' for i, (a, b) in enumerate(rows))
+    elif fmt == "jsonl":
+        text = "".join(json.dumps({"text_a": a, "text_b": b}) + "\n" for a, b in rows)
+    else:  # sts
+        text = "".join(f"main-captions\tMSRvid\t2012test\t{i:04d}\t{i % 5}.000\t{a}\t{b}\n" for i, (a, b) in enumerate(rows))
+    path = folder / f"pairs.{ {'bars': 'txt', 'sts': 'csv'}.get(fmt, fmt) }"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def models(tiny_bert, tmp_path_factory):
+    """The tiny BERT as a bi-encoder, and as a saved cross-encoder (a fresh head is random at each load)."""
+    cross = tmp_path_factory.mktemp("tiny-cross")
+    CrossEncoder.load(tiny_bert, "cpu").save(cross)
+    return {"bi": tiny_bert, "cross": cross}
+
+
+@pytest.mark.parametrize("mode", ["bi", "cross"])
+@pytest.mark.parametrize("fmt", ["tsv", "csv", "jsonl", "bars", "sts"])
+def test_streamed_output_equals_the_whole_file_output(tmp_path, models, mode, fmt):
+    rows = shuffled_pairs_with_duplicates()
+    path = write_as(fmt, rows, tmp_path)
+    pairs, _ = read_pairs(path, fmt)
+    assert [pairs.pair_texts(i) for i in range(len(pairs))] == rows
+    scores = score(load_scorer(models[mode], mode, "cpu"), pairs)
+    for suffix, chunk in (("tsv", 1), ("jsonl", 7), ("tsv", 1000)):  # a pair, uneven chunks, one chunk
+        whole = tmp_path / f"whole.{suffix}"
+        write_scores(whole, pairs, scores)
+        streamed = tmp_path / f"streamed-{chunk}.{suffix}"
+        assert cli.main(["label", "--pairs", str(path), "--format", fmt, "--mode", mode, "--model", str(models[mode]),
+                         "--chunk-pairs", str(chunk), "--out", str(streamed)]) == 0
+        assert streamed.read_bytes() == whole.read_bytes(), (mode, fmt, suffix, chunk)
+
+
+def test_a_bad_line_after_the_first_chunks_leaves_no_output(tmp_path, capsys, tiny_bert):
+    rows = shuffled_pairs_with_duplicates()
+    (tmp_path / "p.tsv").write_text("".join(f"{a}\t{b}\n" for a, b in rows) + "no tab\n")
+    out = tmp_path / "o.tsv"
+    for mode in ("bi", "cross"):
+        assert cli.main(["label", "--pairs", str(tmp_path / "p.tsv"), "--mode", mode, "--model", str(tiny_bert),
+                         "--chunk-pairs", "2", "--out", str(out)]) == 2
+        assert f"p.tsv:{len(rows) + 1}: expected at least 2 tab-separated fields" in capsys.readouterr().err
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["p.tsv"]
+
+
+def test_chunk_size_must_be_positive(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["label", "--pairs", "x.tsv", "--chunk-pairs", "0"])
+    assert e.value.code == 2 and "must be a positive integer" in capsys.readouterr().err
