@@ -160,7 +160,7 @@ def test_resume_on_two_ranks_continues_a_one_process_run(tmp_path, no_dropout_be
         train.train_command(args_for(tmp_path / "split", **args))
     a = args_for(tmp_path / "split", **args, resume=True)
     done = torchrun(HERE / "dist_train_worker.py", "train", "--pairs", a.pairs, "--out", a.out, "--model", a.model[0],
-                    "--cycles", a.cycles, "--dev", a.dev, "--recipe", a.recipe, "--seed", a.seed, "--device", "cpu",
+                    "--cycles", a.cycles, "--dev", a.dev[0], "--recipe", a.recipe, "--seed", a.seed, "--device", "cpu",
                     "--resume")
     assert done.returncode == 0, done.stderr[-3000:]
     state = json.loads((tmp_path / "split" / "state.json").read_text())

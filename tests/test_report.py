@@ -1,6 +1,5 @@
 """Several dev sets (graded and 0/1) select checkpoints by their mean, every one reported by name;
 the run report: files, HTML, images, and a table that says what metrics.json says."""
-import argparse
 import base64
 import json
 import shutil
@@ -16,6 +15,7 @@ from transenc.label import bi_scores
 from transenc.models import BiEncoder
 
 from test_evaluate import auc_by_counting
+from test_train import train_args
 
 CHECKED = train.Recipe(
     cross=FitConfig(batch_size=16, epochs=2, lr=1e-3, warmup=0.1, eval_every=2),
@@ -33,10 +33,9 @@ def two_dev_run(tmp_path_factory, tiny_bert):
     (root / "pairs.tsv").write_text("\n".join(lines[:32]) + "\n")
     (root / "graded.tsv").write_text("".join(f"{line}\t{(i * 7) % 6}\n" for i, line in enumerate(lines[40:60])))
     (root / "binary.tsv").write_text("".join(f"{line}\t{1 - i % 2}\n" for i, line in enumerate(lines[60:76])))
-    args = argparse.Namespace(pairs=str(root / "pairs.tsv"), out=str(root / "run"), model=[str(tiny_bert)], cycles=2,
-                              dev=[str(root / "graded.tsv"), f"binary={root / 'binary.tsv'}"],
-                              test=[str(root / "graded.tsv")], recipe="checked", simcse=False, seed=3,
-                              device="cpu", precision="auto", resume=False, max_pairs=None)
+    args = train_args(root / "run", pairs=str(root / "pairs.tsv"), model=[str(tiny_bert)], cycles=2,
+                      dev=[str(root / "graded.tsv"), f"binary={root / 'binary.tsv'}"],
+                      test=[str(root / "graded.tsv")], recipe="checked", seed=3, device="cpu")
     train.RECIPES["checked"] = CHECKED
     try:
         train.train_command(args)
@@ -162,9 +161,7 @@ def test_the_demo_corpus_gets_the_bundled_dev_set(tmp_path):
     assert dev.labels.min() == 0 and dev.labels.max() == 5 and len(np.unique(dev.labels)) >= 15
     corpus = set(train.Trainer._read(train.demo_pairs_path()).sentences)
     assert not corpus & set(dev.sentences)  # dev sentences never appear in the training corpus
-    args = argparse.Namespace(pairs=None, out=str(tmp_path / "r"), model=None, cycles=1, dev=None, test=None,
-                              recipe="transenc", simcse=False, seed=1, device="cpu", precision="auto",
-                              resume=False, max_pairs=None)
+    args = train_args(tmp_path / "r", cycles=1, seed=1, device="cpu")
     assert list(train.Trainer(args).dev) == ["demo-dev"]
     args.pairs, args.out = str(tmp_path / "p.tsv"), str(tmp_path / "r2")
     (tmp_path / "p.tsv").write_text("a b\tc d\n")

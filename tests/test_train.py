@@ -34,11 +34,20 @@ def pairs_64(tmp_path):
     return path, dev
 
 
+def train_args(out, **given) -> argparse.Namespace:
+    """`transenc train`'s arguments as its parser gives them (every default in its one place), then `given`."""
+    parser = argparse.ArgumentParser()
+    train.add_train_args(parser)
+    args = parser.parse_args(["--out", str(out)])
+    for key, value in given.items():
+        setattr(args, key, value)
+    return args
+
+
 def args_for(out, pairs, models, dev=None, resume=False, cycles=2, teachers=None):
-    return argparse.Namespace(pairs=str(pairs), out=str(out), model=[str(m) for m in models], cycles=cycles,
-                              teacher=[str(t) for t in teachers] if teachers else None,
-                              dev=str(dev) if dev else None, test=None, recipe="tiny", simcse=False, seed=7,
-                              device="cpu", precision="auto", resume=resume, max_pairs=None)
+    return train_args(out, pairs=str(pairs), model=[str(m) for m in models], cycles=cycles,
+                      teacher=[str(t) for t in teachers] if teachers else None,
+                      dev=[str(dev)] if dev else None, recipe="tiny", seed=7, device="cpu", resume=resume)
 
 
 def weights(path):
