@@ -197,7 +197,7 @@ def test_mutual_models_train_at_once_on_their_own_ranks(tmp_path, no_dropout_ber
     a = args_for(tmp_path / "two", tmp_path / "pairs.tsv", [no_dropout_bert, second], dev=tmp_path / "dev.tsv",
                  cycles=1)
     done = torchrun(HERE / "dist_train_worker.py", "train", "--pairs", a.pairs, "--out", a.out, "--model", a.model[0],
-                    "--model", a.model[1], "--cycles", 1, "--dev", a.dev, "--recipe", a.recipe, "--seed", a.seed,
+                    "--model", a.model[1], "--cycles", 1, "--dev", a.dev[0], "--recipe", a.recipe, "--seed", a.seed,
                     "--device", "cpu")
     assert done.returncode == 0, done.stderr[-3000:]
     stages = json.loads((tmp_path / "two" / "metrics.json").read_text())["cycles"][0]["stages"]
@@ -230,7 +230,7 @@ def test_a_lost_rank_stops_the_others_with_a_clear_error(tmp_path, bi_model, odd
     ranks = []
     for rank in (0, 1):
         env = dict(one_thread_env(), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=str(port), TRANSENC_DIST_TIMEOUT="10")
+                   MASTER_PORT=str(port), TRANSENC_DIST_TIMEOUT="20")
         ranks.append(subprocess.Popen([sys.executable, str(HERE / "dist_kill_worker.py"), how, *map(str, argv)],
                                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
     started = time.monotonic()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from transenc.errors import TransencError
@@ -179,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             distributed.teardown()  # under torchrun: leave the process group once the work is done
     except TransencError as e:
         print(f"transenc: error: {e}", file=sys.stderr)
+        if getattr(e, "exit_at_once", False):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(2)
         return 2
     except KeyboardInterrupt:
         print("transenc: interrupted", file=sys.stderr)

@@ -25,6 +25,10 @@ TIMEOUT_S = 1800
 class RankLost(TransencError):
     """A collective failed: another rank died, or did not answer within the timeout."""
 
+    # A broken group's gloo threads can abort the interpreter's exit ("terminate called without an
+    # active exception", exit -6): the CLI leaves at once after printing this error instead.
+    exit_at_once = True
+
 
 def collective(fn):
     """Turn a failed collective into one clear error instead of a gloo/NCCL traceback (or a hang:
