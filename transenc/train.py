@@ -500,7 +500,10 @@ class Trainer:
         print(f"best cycles: {chosen}; models in {self.run.out}", file=sys.stderr)
 
     def write_report(self) -> None:
-        """report.html beside metrics.json; a missing matplotlib costs the report, not the run."""
+        """report.html beside metrics.json (rank 0 alone, as every file); a missing matplotlib costs
+        the report, not the run."""
+        if not distributed.is_main():
+            return
         from transenc.report import ReportUnavailable, write_report
 
         try:
