@@ -118,23 +118,32 @@ def two_layer_minilm() -> Path:
     return folder
 
 
-def fit_steps_per_second(kind: str, model: Path, pairs: PairSet, steps: int, policy) -> float:
-    """Steps/s of a whole fit (fit_cross / fit_bi, no dev) over the first `steps` batches of the
-    default recipe's shape: cross 32 rows (both orders) at max length 64, bi 128 pairs at 32."""
-    import time
-
+def prepared_fit(kind: str, model: Path, pairs: PairSet, steps: int, policy, device: str = "cpu"):
+    """A whole fit (fit_cross / fit_bi, no dev) over the first `steps` batches of the default
+    recipe's shape (cross 32 rows (both orders) at max length 64, bi 128 pairs at 32), loaded and
+    ready: returns the call that runs it."""
     from transenc import fit
 
     torch.manual_seed(0)
     if kind == "cross":
-        encoder, rows, batch, run = CrossEncoder.load(model, "cpu", 64), pairs.both_orders(), 32, fit.fit_cross
+        encoder, rows, batch, run = CrossEncoder.load(model, device, 64), pairs.both_orders(), 32, fit.fit_cross
     else:
-        encoder, rows, batch, run = BiEncoder.load(model, "cpu", None, 32), pairs.pairs, 128, fit.fit_bi
+        encoder, rows, batch, run = BiEncoder.load(model, device, None, 32), pairs.pairs, 128, fit.fit_bi
     rows = rows[np.random.default_rng(0).permutation(len(rows))[:steps * batch]]
     labels = np.random.default_rng(1).uniform(0, 1, len(rows)).astype(np.float32)
     cache = encoder.token_cache(pairs.sentences)
     cfg = fit.FitConfig(batch_size=batch, epochs=1, lr=2e-5, warmup=0.1)
+    return lambda: run(encoder, cache, rows, labels, cfg, 0, None, policy)  # ends with a loss check
+
+
+def fit_steps_per_second(kind: str, model: Path, pairs: PairSet, steps: int, policy, device: str = "cpu") -> float:
+    """Steps/s of prepared_fit's fit (loading and tokenizing not counted)."""
+    import time
+
+    fit_call = prepared_fit(kind, model, pairs, steps, policy, device)
+    if device != "cpu":
+        torch.cuda.synchronize()
     start = time.perf_counter()
-    result = run(encoder, cache, rows, labels, cfg, 0, None, policy)
+    result = fit_call()
     assert len(result.losses) == steps
     return steps / (time.perf_counter() - start)

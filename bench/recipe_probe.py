@@ -56,16 +56,18 @@ def gold_rows(pairs, labeled) -> tuple[np.ndarray, np.ndarray]:
 
 
 def label_quality(pairs, sources: list[str], run: str | None) -> None:
-    """Each source and each mean of two or more of them, scored on every dev and test set's pairs."""
+    """Each source and each mean of two or more of them (of the labels as they are, and of their
+    percentile ranks: a mix that no source's scale dominates), scored on every dev and test set's pairs."""
     arrays = {s: load_source(s, run) for s in sources}
+    ranked = {s: cross_targets(a, "rank") for s, a in arrays.items()}
     mixes = [c for n in range(1, len(sources) + 1) for c in itertools.combinations(sources, n)]
     sets = {name: gold_rows(pairs, read_pairs(path)[0]) for name, path in {**DEV, **TEST}.items()}
-    for mix in mixes:
-        labels = np.mean([arrays[s] for s in mix], 0)
+    for mix, scale in [(m, "raw") for m in mixes] + [(m, "rank") for m in mixes if len(m) > 1]:
+        labels = np.mean([(arrays if scale == "raw" else ranked)[s] for s in mix], 0)
         figures = {name: round(spearman100(labels[rows], gold), 2) for name, (rows, gold) in sets.items()}
         dev_mean = round(float(np.mean([figures[name] for name in DEV])), 2)
-        print(json.dumps({"mix": " + ".join(Path(s).stem for s in mix), "dev_mean": dev_mean, **figures,
-                          "pairs": {name: len(rows) for name, (rows, _) in sets.items()}}), flush=True)
+        print(json.dumps({"mix": " + ".join(Path(s).stem for s in mix), "scale": scale, "dev_mean": dev_mean,
+                          **figures, "pairs": {name: len(rows) for name, (rows, _) in sets.items()}}), flush=True)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from transenc.train import demo_pairs_path
+from transenc.api import DEMO_PAIRS
 
 pytest.importorskip("pytest_benchmark")
 PAIRS = int(os.environ.get("TRANSENC_BENCH_LABEL_PAIRS", 10_000_000))
@@ -28,7 +28,7 @@ _MEASURE = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], chec
 def write_pairs_file(path, n, seed=0):
     """n pairs drawn uniformly over UNIQUE distinct demo-corpus snippets, written in 1M-pair blocks."""
     rng = np.random.default_rng(seed)
-    words = demo_pairs_path().read_text().split()
+    words = DEMO_PAIRS.read_text().split()
     starts, lengths = rng.integers(0, len(words) - 16, UNIQUE), rng.integers(4, 16, UNIQUE)
     sentences = [" ".join(words[s:s + k]) + f" #{i}" for i, (s, k) in enumerate(zip(starts, lengths))]
     with open(path, "w", encoding="utf-8") as f:

@@ -142,7 +142,7 @@ def test_resume_on_two_ranks_continues_a_one_process_run(tmp_path, no_dropout_be
 
     monkeypatch.setitem(train.RECIPES, "tiny", TINY)
     torch.set_num_threads(1)  # as the ranks run, so that the two runs round alike
-    lines = train.demo_pairs_path().read_text().splitlines()[:41]  # 41 pairs: uneven shards
+    lines = train.DEMO_PAIRS.read_text().splitlines()[:41]  # 41 pairs: uneven shards
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
     (tmp_path / "dev.tsv").write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:15])))
     args = dict(pairs=tmp_path / "pairs.tsv", models=[no_dropout_bert], dev=tmp_path / "dev.tsv")
@@ -175,6 +175,63 @@ def test_resume_on_two_ranks_continues_a_one_process_run(tmp_path, no_dropout_be
     assert dev[0] == pytest.approx(dev[1], abs=1e-3)
 
 
+def test_a_two_rank_run_killed_mid_stage_resumes_on_two_ranks_or_on_one(tmp_path, no_dropout_bert, monkeypatch):
+    """Two ranks started by hand; rank 1 dies in the middle of cycle 2's cross-encoder fit. Rank 0
+    stops with one clear line (exit 2) and the run keeps its finished stages. Resumed under torchrun
+    with 2 ranks, and a copy of it in one process, both end with an uninterrupted run's weights."""
+    import shutil
+    import socket
+
+    import torch
+    from safetensors.torch import load_file
+
+    from test_train import TINY, args_for
+    from transenc import train
+
+    monkeypatch.setitem(train.RECIPES, "tiny", TINY)
+    torch.set_num_threads(1)  # as the ranks run, so that the runs round alike
+    lines = train.DEMO_PAIRS.read_text().splitlines()[:41]  # 41 pairs: uneven shards
+    (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "dev.tsv").write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:15])))
+    a = args_for(tmp_path / "killed", tmp_path / "pairs.tsv", [no_dropout_bert], dev=tmp_path / "dev.tsv")
+    train.train_command(args_for(tmp_path / "whole", tmp_path / "pairs.tsv", [no_dropout_bert], dev=tmp_path / "dev.tsv"))
+
+    argv = ["train", "--pairs", a.pairs, "--out", a.out, "--model", a.model[0], "--cycles", a.cycles, "--dev", a.dev[0],
+            "--recipe", a.recipe, "--seed", a.seed, "--device", "cpu"]
+    steps_per_fit = -(-2 * len(lines) // TINY.cross.batch_size) * TINY.cross.epochs
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ranks = []
+    for rank in (0, 1):
+        env = dict(one_thread_env(), RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                   MASTER_PORT=str(port), TRANSENC_DIST_TIMEOUT="20", TRANSENC_TEST_DIE_AT_STEP=str(steps_per_fit + 3))
+        ranks.append(subprocess.Popen([sys.executable, str(HERE / "dist_train_worker.py"), *map(str, argv)],
+                                      env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    try:
+        _, err = ranks[0].communicate(timeout=180)
+    finally:
+        ranks[1].kill()
+        ranks[1].wait()
+    assert ranks[1].returncode == 9  # it died where it was told to, not earlier
+    assert ranks[0].returncode == 2, err[-2000:]
+    errors = [line for line in err.splitlines() if line.startswith("transenc: error:")]
+    assert len(errors) == 1 and "lost the other ranks" in errors[0], err[-2000:]
+    done = json.loads((tmp_path / "killed" / "state.json").read_text())["done"]
+    assert "cycle2.bi_label" in done and "cycle2.cross_train" not in done, done
+
+    shutil.copytree(tmp_path / "killed", tmp_path / "one-rank")
+    resumed = torchrun(HERE / "dist_train_worker.py", *argv, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    train.train_command(args_for(tmp_path / "one-rank", tmp_path / "pairs.tsv", [no_dropout_bert],
+                                 dev=tmp_path / "dev.tsv", resume=True))
+    for run in ("killed", "one-rank"):
+        assert json.loads((tmp_path / run / "state.json").read_text())["done"][-1] == "cycle2.bi_train"
+        for name in ("bi", "cross"):
+            whole, other = (load_file(str(tmp_path / r / name / "model.safetensors")) for r in ("whole", run))
+            assert max((whole[k] - other[k]).abs().max().item() for k in whole) < 1e-4, (run, name)
+
+
 def test_mutual_models_train_at_once_on_their_own_ranks(tmp_path, no_dropout_bert):
     """K=2 on 2 ranks: each model's fits run on its own rank at the same time; the labels are still
     the mean of both models' labels, so the run ends as the one-process run does."""
@@ -191,7 +248,7 @@ def test_mutual_models_train_at_once_on_their_own_ranks(tmp_path, no_dropout_ber
     shutil.copytree(no_dropout_bert, second)
     torch.manual_seed(1)
     BertModel(BertConfig.from_pretrained(str(no_dropout_bert))).save_pretrained(str(second))
-    lines = train.demo_pairs_path().read_text().splitlines()[:48]
+    lines = train.DEMO_PAIRS.read_text().splitlines()[:48]
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
     (tmp_path / "dev.tsv").write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:15])))
     a = args_for(tmp_path / "two", tmp_path / "pairs.tsv", [no_dropout_bert, second], dev=tmp_path / "dev.tsv",

@@ -14,14 +14,14 @@ from transenc.errors import TransencError
 from transenc.models import BiEncoder, CrossEncoder
 from transenc.pairset import PairSetBuilder
 from transenc.readers import read_pairs
-from transenc.train import demo_pairs_path
+from transenc.api import DEMO_PAIRS
 
 POLICIES = {"cpu": fit.CPU_POLICY, "gpu": fit.GPU_POLICY}
 
 
 def pairs_of_mixed_lengths(n: int, rng):
     """Pairs of demo-corpus words cut to 2..20 words, so a padded batch is far from full."""
-    words = demo_pairs_path().read_text().split()
+    words = DEMO_PAIRS.read_text().split()
     builder = PairSetBuilder()
     for _ in range(n):
         a, b = (" ".join(words[(s := rng.integers(0, len(words) - 20)):s + rng.integers(2, 21)]) for _ in range(2))

@@ -1,4 +1,4 @@
-"""Progress in logs: plain lines, no carriage returns; silent when disabled."""
+"""Progress in logs: plain lines, no carriage returns; silent when disabled and on ranks other than 0."""
 from transenc.progress import LogLines, progress
 
 
@@ -17,4 +17,13 @@ def test_progress_off_a_terminal_is_log_lines_and_can_be_silenced(capsys):
     assert isinstance(progress(5, "encode"), LogLines)  # pytest's captured stderr is no terminal
     with progress(5, "encode", enabled=False) as bar:
         bar.update(5)
+    assert capsys.readouterr().err == ""
+
+
+def test_under_torchrun_only_rank_0_shows_progress(capsys, monkeypatch):
+    monkeypatch.setenv("RANK", "1")
+    with progress(5, "encode") as bar:
+        bar.update(5)
+    monkeypatch.setenv("RANK", "0")
+    assert isinstance(progress(5, "encode"), LogLines)
     assert capsys.readouterr().err == ""

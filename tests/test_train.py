@@ -26,7 +26,7 @@ def tiny_recipe(monkeypatch):
 
 @pytest.fixture
 def pairs_64(tmp_path):
-    lines = train.demo_pairs_path().read_text().splitlines()[:64]
+    lines = train.DEMO_PAIRS.read_text().splitlines()[:64]
     path = tmp_path / "pairs.tsv"
     path.write_text("\n".join(lines) + "\n")
     dev = tmp_path / "dev.tsv"

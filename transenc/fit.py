@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from transenc import distributed
 from transenc.errors import TransencError
 from transenc.models import BiEncoder, CrossEncoder, autocast, effective_precision
-from transenc.packing import Batch, pack_pairs, pack_sentences, to_device
+from transenc.packing import Batch, pack_pairs, pack_sentences, padded_to_multiples, to_device
 from transenc.progress import progress
 from transenc.tokens import TokenCache
 
@@ -166,21 +166,13 @@ def _finite_losses(pending: list[torch.Tensor], last_step: int, desc: str) -> li
 def step_pair_batches(cache: TokenCache, pairs: np.ndarray, max_length: int, policy: StepPolicy) -> list[Batch]:
     """One training step's pair rows as the policy's batches."""
     packed = pack_pairs(cache, pairs, max_length, len(pairs) * max_length, min_efficiency=policy.min_efficiency)
-    return _shaped(packed, policy, max_length, cache.pad_id)
+    return padded_to_multiples(packed, policy.row_multiple, policy.token_multiple, max_length, cache.pad_id)
 
 
 def step_sentence_batches(cache: TokenCache, ids: np.ndarray, max_length: int, policy: StepPolicy) -> list[Batch]:
     """One training step's single-sentence rows as the policy's batches."""
     packed = pack_sentences(cache, ids, max_length, len(ids) * max_length, min_efficiency=policy.min_efficiency)
-    return _shaped(packed, policy, max_length, cache.pad_id)
-
-
-def _shaped(batches: list[Batch], policy: StepPolicy, max_length: int, pad_id: int) -> list[Batch]:
-    def up(x: int, multiple: int) -> int:
-        return -(-x // multiple) * multiple
-
-    return [b.padded(up(len(b.rows), policy.row_multiple),
-                     min(up(b.input_ids.shape[1], policy.token_multiple), max_length), pad_id) for b in batches]
+    return padded_to_multiples(packed, policy.row_multiple, policy.token_multiple, max_length, cache.pad_id)
 
 
 def cross_step_loss(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray, targets: torch.Tensor,

@@ -59,6 +59,17 @@ class Batch:
         return Batch(ids, mask, types, self.rows)
 
 
+def padded_to_multiples(batches: list[Batch], row_multiple: int, token_multiple: int, max_length: int,
+                        pad_id: int) -> list[Batch]:
+    """Each batch grown to rows and width rounded up to these multiples (width capped at max_length):
+    a few shapes instead of one per batch, for devices that pay for every new shape."""
+    def up(x: int, multiple: int) -> int:
+        return -(-x // multiple) * multiple
+
+    return [b.padded(up(len(b.rows), row_multiple), min(up(b.input_ids.shape[1], token_multiple), max_length), pad_id)
+            for b in batches]
+
+
 def to_device(x: torch.Tensor, device) -> torch.Tensor:
     """Host to device without stalling the host: from pinned memory, asynchronously, on CUDA
     (a copy from pageable memory waits for the device's queue to drain)."""

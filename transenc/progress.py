@@ -2,6 +2,7 @@
 carriage-return noise, so a long stage written to a file still shows it is moving."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -38,7 +39,10 @@ class LogLines:
 
 
 def progress(total: int, desc: str, unit: str = "it", enabled: bool | None = None):
-    """enabled None: a bar on a terminal, log lines otherwise; False: silent."""
+    """enabled None: a bar on a terminal, log lines otherwise, and under torchrun on rank 0 alone
+    (every rank runs the same stages: N copies of each line tell nothing more); False: silent."""
+    if enabled is None and os.environ.get("RANK", "0") != "0":
+        enabled = False
     if enabled is None and not sys.stderr.isatty():
         return LogLines(total, desc, unit)
     return tqdm(total=total, desc=desc, unit=unit, disable=enabled is False, file=sys.stderr,

@@ -101,15 +101,6 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pairs", type=int, default=None, help="use only the first N pairs")
 
 
-def demo_pairs_path() -> Path:
-    return DEMO_PAIRS
-
-
-def demo_dev_path() -> Path:
-    """Hand-written pairs graded 0-5, so that a run on the demo corpus has dev figures to show."""
-    return DEMO_DEV
-
-
 def labeled_sets(specs: list[str] | None) -> dict[str, tuple[PairSet, str]]:
     """`[NAME=]FILE` specs -> {name: (pairs, metric)}; the name defaults to the file's stem, the metric
     is AUC for 0/1 labels and Spearman otherwise."""
@@ -206,6 +197,7 @@ class Run:
             raise TransencError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
         if resume and self.state_path.is_file():
             self.state = _read_state(self.state_path)
+            self.state["config"].pop("out", None)  # recorded by earlier versions: no setting
             if self.state["config"] != config:
                 raise TransencError(f"{out} holds a run with other settings; --resume needs the same arguments")
         else:
@@ -243,13 +235,14 @@ class Trainer:
         self.device = distributed.setup(resolve_device(args.device))
         self.group = distributed.world()
         on_demo = args.pairs is None or (isinstance(args.pairs, (str, Path))
-                                         and Path(args.pairs).resolve() == demo_pairs_path().resolve())
-        self.pairs = self._read(args.pairs or demo_pairs_path(), args.max_pairs)
-        self.dev = labeled_sets(args.dev or ([f"demo-dev={demo_dev_path()}"] if on_demo else None))
+                                         and Path(args.pairs).resolve() == DEMO_PAIRS.resolve())
+        self.pairs = self._read(args.pairs or DEMO_PAIRS, args.max_pairs)
+        self.dev = labeled_sets(args.dev or ([f"demo-dev={DEMO_DEV}"] if on_demo else None))
         self.test = labeled_sets(args.test)
         self.models = [str(resolve_model(m)) for m in (args.model or [DEFAULT_MODEL])]
         self.teachers = [str(resolve_model(t)) for t in (args.teacher or [])]
-        config = {k: v for k, v in vars(args).items() if k not in ("resume", "device", "command")}
+        # where the run lives and what runs it are no settings: a run folder can be moved, or resumed on other devices
+        config = {k: v for k, v in vars(args).items() if k not in ("out", "resume", "device", "command")}
         if isinstance(args.pairs, PairSet):  # pairs from the Python API: known by their content
             config["pairs"] = "sha1:" + _digest(args.pairs)
         config["models"] = self.models
