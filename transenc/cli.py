@@ -72,8 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _refuse_overwriting_input(pairs: str, out: str | None) -> None:
-    import os
-
     if out and os.path.exists(out) and os.path.exists(pairs) and os.path.samefile(pairs, out):
         raise TransencError(f"--out {out} is the input file --pairs {pairs}; it would be replaced by the "
                             "scores: choose another --out")
