@@ -10,7 +10,7 @@ import torch
 import model_workloads as w
 from transenc import distributed
 from transenc.fit import FitConfig, fit_cross
-from transenc.label import cross_scores
+from transenc.labeling import cross_scores
 
 if __name__ == "__main__":
     steps, label_pairs, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]

@@ -21,7 +21,7 @@ from scipy.stats import spearmanr
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from transenc.label import bi_scores  # noqa: E402
+from transenc.labeling import bi_scores  # noqa: E402
 from transenc.models import BiEncoder, CrossEncoder  # noqa: E402
 from transenc.packing import padding_efficiency  # noqa: E402
 from transenc.readers import read_pairs  # noqa: E402

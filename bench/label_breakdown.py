@@ -5,9 +5,9 @@
 Each run is a fresh interpreter that imports transenc.cli, wraps the library's own functions with
 timers and calls `transenc.cli.main(["label", ...])`, so the phases are those of the real command:
 interpreter start (to the first line of the script), imports (the modules `transenc label`
-uses), argparse (building the parser: it imports transenc.train for the train command), reading
-and writing (only where whole files are read or written; `transenc label` streams them, so for it
-they fall under rest), model load (including the transformers import it triggers, and on a GPU
+uses), argparse (building the parser: it imports transenc.training for the train command), reading
+(the streaming pair reader's iterations: both passes over the file in bi mode), writing (formatting
+each output row; the buffered file writes fall under rest), model load (including the transformers import it triggers, and on a GPU
 the CUDA start, also shown on its own), tokenizing (TokenCache: every tokenizer call over the
 sentences), model work (batched forwards, with the copy back), scoring (bi: the fused pair
 cosine), and what is left (exit). A plain `transenc label` process is timed beside it for the
@@ -31,7 +31,7 @@ CHILD = r"""
 import json, sys, time
 t_first = time.time()
 t0 = time.perf_counter()
-import transenc.cli, transenc.label, transenc.readers, transenc.writers, transenc.tokens, transenc.models, transenc.ops
+import transenc.cli, transenc.labeling, transenc.readers, transenc.writers, transenc.tokens, transenc.models, transenc.ops
 times = {"imports": time.perf_counter() - t0}
 calls = {}
 
@@ -46,13 +46,30 @@ def timed(owner, name, phase):
             calls[phase] = calls.get(phase, 0) + 1
     setattr(owner, name, wrapper)
 
+def timed_iteration(owner, name, phase):
+    # a generator's time is spent in its next() calls, between the consumer's own work
+    original = getattr(owner, name)
+    def wrapper(*args, **kwargs):
+        items = original(*args, **kwargs)
+        calls[phase] = calls.get(phase, 0) + 1
+        while True:
+            start = time.perf_counter()
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            finally:
+                times[phase] = times.get(phase, 0.0) + time.perf_counter() - start
+            yield item
+    setattr(owner, name, wrapper)
+
 timed(transenc.cli, "build_parser", "argparse")
-timed(transenc.readers, "read_pairs", "reading")
-timed(transenc.label, "load_scorer", "model load")
+timed_iteration(transenc.readers.PairReader, "__iter__", "reading")
+timed(transenc.labeling, "load_scorer", "model load")
 timed(transenc.tokens.TokenCache, "__init__", "tokenizing")
 timed(transenc.models._Encoder, "_run", "model work")
 timed(transenc.ops, "pair_cosine_indexed", "scoring")
-timed(transenc.writers, "write_scores", "writing")
+timed(transenc.writers, "score_line", "writing")  # per row: calls counts rows
 import torch.cuda  # its lazy start (context, libraries) happens inside model load: timed apart
 timed(torch.cuda, "_lazy_init", "cuda start")
 t_main = time.perf_counter()
@@ -72,7 +89,7 @@ def one_run(argv: list[str]) -> dict:
     for name in ("argparse", "reading", "model load", "tokenizing", "model work", "scoring", "writing"):
         phases[name] = t.get(name, 0.0)
     # streamed files (transenc label reads and writes chunk by chunk) count under rest
-    phases["rest (streamed reading and writing, exit)"] = total - sum(phases.values())
+    phases["rest (file writes, exit)"] = total - sum(phases.values())
     phases["of model load: cuda start"] = t.get("cuda start", 0.0)
     return {"phases": phases, "total": total, "calls": report["calls"]}
 

@@ -10,6 +10,7 @@ Selection is on the mean of the dev sets; test is only reported.
 
   python bench/recipe_probe.py --pairs P --label-quality --labels minilm.tsv mpnet.tsv
   python bench/recipe_probe.py --pairs P --stage bi --labels minilm.tsv mpnet.tsv --lr 2e-5 --epochs 1
+  python bench/recipe_probe.py --pairs P --stage cross --labels minilm.tsv --epochs 2 --save-labels cross.npy
 """
 from __future__ import annotations
 
@@ -24,10 +25,10 @@ import torch
 
 from transenc.evaluate import spearman100
 from transenc.fit import FitConfig, fit_bi, fit_cross
-from transenc.label import bi_scores, cross_scores
+from transenc.labeling import bi_scores, cross_scores
 from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_model
 from transenc.readers import read_pairs
-from transenc.train import cross_targets
+from transenc.training import cross_targets
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEV = {"sts-b-dev": DATA / "stsbenchmark" / "sts-dev.csv", "sick-r-trial": DATA / "sick-r" / "sick-trial.tsv"}
@@ -85,6 +86,8 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, default=20)
     p.add_argument("--precision", default="auto")
     p.add_argument("--seed", type=int, default=2021)
+    p.add_argument("--save-labels", metavar="NPY",
+                   help="after training, the best check's labels of every pair (a source for --label-quality)")
     a = p.parse_args()
 
     pairs, _ = read_pairs(a.pairs)
@@ -122,6 +125,8 @@ def main() -> None:
     t0 = time.perf_counter()
     result = fit(enc, cache, train_pairs, labels, cfg, a.seed, evaluate)
     best = max(range(len(curve)), key=lambda i: curve[i]["dev_mean"])
+    if a.save_labels:  # fit has put the best check's weights back
+        np.save(a.save_labels, score(enc, pairs, cache, show_progress=False).astype(np.float32))
     print(json.dumps({**vars(a), "steps": len(result.losses), "best_check": best + 1,
                       **{k: round(v, 2) for k, v in curve[best].items()},
                       "seconds": round(time.perf_counter() - t0)}))

@@ -11,7 +11,9 @@ The loop benchmarks (`test_fit_loop`) time whole fits of a 2-layer MiniLM, where
 costs show, under three settings measured in the same run:
 - before: the loop as it was (length-sorted sub-batches, the loss read back and checked every
   step, AdamW's plain per-tensor loop): CPU_POLICY with optimizer="plain", check_every=1;
-- cpu: today's CPU policy (the same sub-batches, foreach AdamW, losses read at checks only);
+- cpu foreach: the CPU policy as it was until fused AdamW ran on the CPU (the same sub-batches,
+  foreach AdamW, losses read at checks only);
+- cpu: today's CPU policy (the same, with fused AdamW);
 - gpu: the CUDA policy run on the CPU (one fixed-shape batch per step, fused AdamW), for scale.
 """
 import numpy as np
@@ -62,8 +64,8 @@ def test_train_step_ours(benchmark, kind, sts_pairs):
         benchmark.extra_info["speedup_vs_plain"] = seconds[("plain", kind)] / per_step
 
 
-LOOPS = {"before": replace(fit.CPU_POLICY, optimizer="plain", check_every=1), "cpu": fit.CPU_POLICY,
-         "gpu": fit.GPU_POLICY}
+LOOPS = {"before": replace(fit.CPU_POLICY, optimizer="plain", check_every=1),
+         "cpu foreach": replace(fit.CPU_POLICY, optimizer="foreach"), "cpu": fit.CPU_POLICY, "gpu": fit.GPU_POLICY}
 LOOP_STEPS = {"cross": 16, "bi": 6}
 loop_rate = {}
 

@@ -10,7 +10,7 @@ import torch
 from transenc import distributed
 from transenc.evaluate import spearman100
 from transenc.fit import FitConfig, fit_bi, fit_cross
-from transenc.label import score
+from transenc.labeling import score
 from transenc.models import BiEncoder, CrossEncoder
 from transenc.readers import read_pairs
 

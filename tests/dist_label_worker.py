@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from transenc import distributed
-from transenc.label import bi_scores, cross_scores
+from transenc.labeling import bi_scores, cross_scores
 from transenc.models import BiEncoder, CrossEncoder
 from transenc.readers import read_pairs
 

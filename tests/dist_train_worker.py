@@ -5,7 +5,7 @@ import os
 import sys
 
 from test_train import TINY
-from transenc import cli, fit, train
+from transenc import cli, fit, training
 
 
 def die_at_cross_step(n: int) -> None:
@@ -20,7 +20,7 @@ def die_at_cross_step(n: int) -> None:
 
 
 if __name__ == "__main__":
-    train.RECIPES["tiny"] = TINY
+    training.RECIPES["tiny"] = TINY
     if os.environ.get("TRANSENC_TEST_DIE_AT_STEP") and os.environ.get("RANK") == "1":
         die_at_cross_step(int(os.environ["TRANSENC_TEST_DIE_AT_STEP"]))
     sys.exit(cli.main(sys.argv[1:]))

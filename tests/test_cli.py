@@ -160,7 +160,7 @@ def test_mine_on_stsb_sentences_agrees_with_faiss(sts):
     import faiss
     import torch
 
-    from transenc.mine import mine_pairs
+    from transenc.mining import mine_pairs
     from transenc.models import BiEncoder
 
     sentences = []

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transenc.label import bi_scores, cross_scores
+from transenc.labeling import bi_scores, cross_scores
 from transenc.models import BiEncoder, CrossEncoder
 from transenc.readers import read_pairs
 
@@ -138,26 +138,26 @@ def test_resume_on_two_ranks_continues_a_one_process_run(tmp_path, no_dropout_be
     from safetensors.torch import load_file
 
     from test_train import TINY, args_for
-    from transenc import train
+    from transenc import training
 
-    monkeypatch.setitem(train.RECIPES, "tiny", TINY)
+    monkeypatch.setitem(training.RECIPES, "tiny", TINY)
     torch.set_num_threads(1)  # as the ranks run, so that the two runs round alike
-    lines = train.DEMO_PAIRS.read_text().splitlines()[:41]  # 41 pairs: uneven shards
+    lines = training.DEMO_PAIRS.read_text().splitlines()[:41]  # 41 pairs: uneven shards
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
     (tmp_path / "dev.tsv").write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:15])))
     args = dict(pairs=tmp_path / "pairs.tsv", models=[no_dropout_bert], dev=tmp_path / "dev.tsv")
-    train.train_command(args_for(tmp_path / "whole", **args))
+    training.train_command(args_for(tmp_path / "whole", **args))
 
-    real = train.Trainer.cross_label
+    real = training.Trainer.cross_label
 
     def killed(self, cycle, folder):
         if cycle == 2:
             raise KeyboardInterrupt
         return real(self, cycle, folder)
 
-    monkeypatch.setattr(train.Trainer, "cross_label", killed)
+    monkeypatch.setattr(training.Trainer, "cross_label", killed)
     with pytest.raises(KeyboardInterrupt):
-        train.train_command(args_for(tmp_path / "split", **args))
+        training.train_command(args_for(tmp_path / "split", **args))
     a = args_for(tmp_path / "split", **args, resume=True)
     done = torchrun(HERE / "dist_train_worker.py", "train", "--pairs", a.pairs, "--out", a.out, "--model", a.model[0],
                     "--cycles", a.cycles, "--dev", a.dev[0], "--recipe", a.recipe, "--seed", a.seed, "--device", "cpu",
@@ -186,15 +186,15 @@ def test_a_two_rank_run_killed_mid_stage_resumes_on_two_ranks_or_on_one(tmp_path
     from safetensors.torch import load_file
 
     from test_train import TINY, args_for
-    from transenc import train
+    from transenc import training
 
-    monkeypatch.setitem(train.RECIPES, "tiny", TINY)
+    monkeypatch.setitem(training.RECIPES, "tiny", TINY)
     torch.set_num_threads(1)  # as the ranks run, so that the runs round alike
-    lines = train.DEMO_PAIRS.read_text().splitlines()[:41]  # 41 pairs: uneven shards
+    lines = training.DEMO_PAIRS.read_text().splitlines()[:41]  # 41 pairs: uneven shards
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
     (tmp_path / "dev.tsv").write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:15])))
     a = args_for(tmp_path / "killed", tmp_path / "pairs.tsv", [no_dropout_bert], dev=tmp_path / "dev.tsv")
-    train.train_command(args_for(tmp_path / "whole", tmp_path / "pairs.tsv", [no_dropout_bert], dev=tmp_path / "dev.tsv"))
+    training.train_command(args_for(tmp_path / "whole", tmp_path / "pairs.tsv", [no_dropout_bert], dev=tmp_path / "dev.tsv"))
 
     argv = ["train", "--pairs", a.pairs, "--out", a.out, "--model", a.model[0], "--cycles", a.cycles, "--dev", a.dev[0],
             "--recipe", a.recipe, "--seed", a.seed, "--device", "cpu"]
@@ -223,7 +223,7 @@ def test_a_two_rank_run_killed_mid_stage_resumes_on_two_ranks_or_on_one(tmp_path
     shutil.copytree(tmp_path / "killed", tmp_path / "one-rank")
     resumed = torchrun(HERE / "dist_train_worker.py", *argv, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    train.train_command(args_for(tmp_path / "one-rank", tmp_path / "pairs.tsv", [no_dropout_bert],
+    training.train_command(args_for(tmp_path / "one-rank", tmp_path / "pairs.tsv", [no_dropout_bert],
                                  dev=tmp_path / "dev.tsv", resume=True))
     for run in ("killed", "one-rank"):
         assert json.loads((tmp_path / run / "state.json").read_text())["done"][-1] == "cycle2.bi_train"
@@ -242,13 +242,13 @@ def test_mutual_models_train_at_once_on_their_own_ranks(tmp_path, no_dropout_ber
     from transformers import BertConfig, BertModel
 
     from test_train import TINY, args_for
-    from transenc import train
+    from transenc import training
 
     second = tmp_path / "second"
     shutil.copytree(no_dropout_bert, second)
     torch.manual_seed(1)
     BertModel(BertConfig.from_pretrained(str(no_dropout_bert))).save_pretrained(str(second))
-    lines = train.DEMO_PAIRS.read_text().splitlines()[:48]
+    lines = training.DEMO_PAIRS.read_text().splitlines()[:48]
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
     (tmp_path / "dev.tsv").write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:15])))
     a = args_for(tmp_path / "two", tmp_path / "pairs.tsv", [no_dropout_bert, second], dev=tmp_path / "dev.tsv",
@@ -264,9 +264,9 @@ def test_mutual_models_train_at_once_on_their_own_ranks(tmp_path, no_dropout_ber
     for stage in ("cross_label", "bi_train"):
         assert len(stages[stage]["dev"]["models"]) == 2 and "ensemble" in stages[stage]["dev"]
     # the same run in one process, the models one after another, ends with the same weights
-    pytest.MonkeyPatch().setitem(train.RECIPES, "tiny", TINY)
+    pytest.MonkeyPatch().setitem(training.RECIPES, "tiny", TINY)
     torch.set_num_threads(1)
-    train.train_command(args_for(tmp_path / "one", tmp_path / "pairs.tsv", [no_dropout_bert, second],
+    training.train_command(args_for(tmp_path / "one", tmp_path / "pairs.tsv", [no_dropout_bert, second],
                                  dev=tmp_path / "dev.tsv", cycles=1))
     for name in ("bi-0", "bi-1", "cross-0", "cross-1"):
         one, two = (load_file(str(tmp_path / run / name / "model.safetensors")) for run in ("one", "two"))

@@ -7,7 +7,7 @@ import torch
 import transformers
 
 from transenc.fit import FitConfig, fit_bi, fit_cross
-from transenc.label import bi_scores, cross_scores
+from transenc.labeling import bi_scores, cross_scores
 from transenc.models import BiEncoder, CrossEncoder
 from transenc.pairset import PairSet
 

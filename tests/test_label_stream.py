@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from transenc import cli
-from transenc.label import load_scorer, score
+from transenc.labeling import load_scorer, score
 from transenc.models import CrossEncoder
 from transenc.readers import read_pairs
-from transenc.writers import write_scores
+from transenc.writers import is_jsonl, score_line
 
 WORDS = ["a cat sits on the mat", "the dog runs", "birds fly south in winter", "a man plays a guitar",
          "two kids eat ice cream", "rain falls", "the market closed higher today"]
@@ -20,6 +20,12 @@ def shuffled_pairs_with_duplicates(n=23, seed=0):
     pairs = [(WORDS[i], WORDS[j]) for i, j in rng.integers(0, len(WORDS), (n - 3, 2)) if i != j]
     pairs += pairs[:3]  # the same pairs again, later in the file
     return [pairs[i] for i in rng.permutation(len(pairs))]
+
+
+def write_whole(path, pairs, scores):
+    """The reference: every row at once from a PairSet, as the whole-file path wrote it."""
+    rows = [(*pairs.pair_texts(i), s) for i, s in enumerate(np.asarray(scores, dtype=np.float32).tolist())]
+    path.write_text("".join(score_line(a, b, s, is_jsonl(path)) for a, b, s in rows), encoding="utf-8")
 
 
 def write_as(fmt, rows, folder):
@@ -57,7 +63,7 @@ def test_streamed_output_equals_the_whole_file_output(tmp_path, models, mode, fm
     scores = score(load_scorer(models[mode], mode, "cpu"), pairs)
     for suffix, chunk in (("tsv", 1), ("jsonl", 7), ("tsv", 1000)):  # a pair, uneven chunks, one chunk
         whole = tmp_path / f"whole.{suffix}"
-        write_scores(whole, pairs, scores)
+        write_whole(whole, pairs, scores)
         streamed = tmp_path / f"streamed-{chunk}.{suffix}"
         assert cli.main(["label", "--pairs", str(path), "--format", fmt, "--mode", mode, "--model", str(models[mode]),
                          "--chunk-pairs", str(chunk), "--out", str(streamed)]) == 0

@@ -9,7 +9,7 @@ import torch
 
 from transenc import ops
 from transenc.errors import InputError
-from transenc.mine import mine_command, mine_pairs
+from transenc.mining import mine_command, mine_pairs
 
 
 def brute_force_pairs(emb, k, min_score=None):

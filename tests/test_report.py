@@ -9,15 +9,15 @@ from io import BytesIO
 import numpy as np
 import pytest
 
-from transenc import cli, train
+from transenc import cli, training
 from transenc.fit import FitConfig
-from transenc.label import bi_scores
+from transenc.labeling import bi_scores
 from transenc.models import BiEncoder
 
 from test_evaluate import auc_by_counting
 from test_train import train_args
 
-CHECKED = train.Recipe(
+CHECKED = training.Recipe(
     cross=FitConfig(batch_size=16, epochs=2, lr=1e-3, warmup=0.1, eval_every=2),
     bi=FitConfig(batch_size=16, epochs=2, lr=1e-3, warmup=0.0, eval_every=1),
     cross_max_length=32,
@@ -29,18 +29,18 @@ CHECKED = train.Recipe(
 def two_dev_run(tmp_path_factory, tiny_bert):
     """Two cycles of a tiny BERT on 32 demo pairs, with a graded and a binary dev set."""
     root = tmp_path_factory.mktemp("two-dev")
-    lines = train.DEMO_PAIRS.read_text().splitlines()
+    lines = training.DEMO_PAIRS.read_text().splitlines()
     (root / "pairs.tsv").write_text("\n".join(lines[:32]) + "\n")
     (root / "graded.tsv").write_text("".join(f"{line}\t{(i * 7) % 6}\n" for i, line in enumerate(lines[40:60])))
     (root / "binary.tsv").write_text("".join(f"{line}\t{1 - i % 2}\n" for i, line in enumerate(lines[60:76])))
     args = train_args(root / "run", pairs=str(root / "pairs.tsv"), model=[str(tiny_bert)], cycles=2,
                       dev=[str(root / "graded.tsv"), f"binary={root / 'binary.tsv'}"],
                       test=[str(root / "graded.tsv")], recipe="checked", seed=3, device="cpu")
-    train.RECIPES["checked"] = CHECKED
+    training.RECIPES["checked"] = CHECKED
     try:
-        train.train_command(args)
+        training.train_command(args)
     finally:
-        del train.RECIPES["checked"]
+        del training.RECIPES["checked"]
     return root
 
 
@@ -156,13 +156,13 @@ def test_report_of_a_folder_that_is_no_run(tmp_path, capsys):
 def test_the_demo_corpus_gets_the_bundled_dev_set(tmp_path):
     from transenc.evaluate import read_labeled
 
-    dev = read_labeled(train.DEMO_DEV)
+    dev = read_labeled(training.DEMO_DEV)
     assert 200 <= len(dev) <= 300
     assert dev.labels.min() == 0 and dev.labels.max() == 5 and len(np.unique(dev.labels)) >= 15
-    corpus = set(train.Trainer._read(train.DEMO_PAIRS).sentences)
+    corpus = set(training.Trainer._read(training.DEMO_PAIRS).sentences)
     assert not corpus & set(dev.sentences)  # dev sentences never appear in the training corpus
     args = train_args(tmp_path / "r", cycles=1, seed=1, device="cpu")
-    assert list(train.Trainer(args).dev) == ["demo-dev"]
+    assert list(training.Trainer(args).dev) == ["demo-dev"]
     args.pairs, args.out = str(tmp_path / "p.tsv"), str(tmp_path / "r2")
     (tmp_path / "p.tsv").write_text("a b\tc d\n")
-    assert train.Trainer(args).dev == {}  # other training data: no dev set unless asked for
+    assert training.Trainer(args).dev == {}  # other training data: no dev set unless asked for

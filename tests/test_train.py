@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from transenc import train
+from transenc import training
 from transenc.errors import TransencError
 from transenc.fit import FitConfig
 
-TINY = train.Recipe(
+TINY = training.Recipe(
     cross=FitConfig(batch_size=16, epochs=6, lr=1e-3, warmup=0.1),
     bi=FitConfig(batch_size=16, epochs=6, lr=1e-3, warmup=0.0),
     cross_max_length=32,
@@ -21,12 +21,12 @@ TINY = train.Recipe(
 
 @pytest.fixture(autouse=True)
 def tiny_recipe(monkeypatch):
-    monkeypatch.setitem(train.RECIPES, "tiny", TINY)
+    monkeypatch.setitem(training.RECIPES, "tiny", TINY)
 
 
 @pytest.fixture
 def pairs_64(tmp_path):
-    lines = train.DEMO_PAIRS.read_text().splitlines()[:64]
+    lines = training.DEMO_PAIRS.read_text().splitlines()[:64]
     path = tmp_path / "pairs.tsv"
     path.write_text("\n".join(lines) + "\n")
     dev = tmp_path / "dev.tsv"
@@ -37,7 +37,7 @@ def pairs_64(tmp_path):
 def train_args(out, **given) -> argparse.Namespace:
     """`transenc train`'s arguments as its parser gives them (every default in its one place), then `given`."""
     parser = argparse.ArgumentParser()
-    train.add_train_args(parser)
+    training.add_train_args(parser)
     args = parser.parse_args(["--out", str(out)])
     for key, value in given.items():
         setattr(args, key, value)
@@ -61,14 +61,14 @@ def test_two_cycles_learn_and_save_sentence_transformers_models(tmp_path, tiny_b
 
     pairs, dev = pairs_64
     out = tmp_path / "run"
-    train.train_command(args_for(out, pairs, [tiny_bert], dev=dev))
+    training.train_command(args_for(out, pairs, [tiny_bert], dev=dev))
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["cycles"]) == 2
     for cycle in metrics["cycles"]:
         for stage in ("cross_train", "bi_train"):
             fit = cycle["stages"][stage]["models"][0]
             assert fit["loss_last"] < fit["loss_first"], (stage, fit)
-        for stage in train.STAGES:
+        for stage in training.STAGES:
             assert cycle["stages"][stage]["seconds"] >= 0
     st = SentenceTransformer(str(out / "bi"), device="cpu")
     ce = CrossEncoder(str(out / "cross"), device="cpu")
@@ -80,24 +80,24 @@ def test_two_cycles_learn_and_save_sentence_transformers_models(tmp_path, tiny_b
 
 def test_kill_and_resume_gives_identical_weights(tmp_path, tiny_bert, pairs_64, monkeypatch):
     pairs, _ = pairs_64
-    train.train_command(args_for(tmp_path / "whole", pairs, [tiny_bert]))
+    training.train_command(args_for(tmp_path / "whole", pairs, [tiny_bert]))
 
-    real = train.Trainer.cross_label
+    real = training.Trainer.cross_label
 
     def killed(self, cycle, folder):
         if cycle == 2:
             raise KeyboardInterrupt  # the run dies in cycle 2, after the cross-encoder was trained
         return real(self, cycle, folder)
 
-    monkeypatch.setattr(train.Trainer, "cross_label", killed)
+    monkeypatch.setattr(training.Trainer, "cross_label", killed)
     with pytest.raises(KeyboardInterrupt):
-        train.train_command(args_for(tmp_path / "split", pairs, [tiny_bert]))
-    monkeypatch.setattr(train.Trainer, "cross_label", real)
+        training.train_command(args_for(tmp_path / "split", pairs, [tiny_bert]))
+    monkeypatch.setattr(training.Trainer, "cross_label", real)
     state = json.loads((tmp_path / "split" / "state.json").read_text())
     assert state["done"][-1] == "cycle2.cross_train"
     with pytest.raises(TransencError, match="--resume"):
-        train.train_command(args_for(tmp_path / "split", pairs, [tiny_bert]))
-    train.train_command(args_for(tmp_path / "split", pairs, [tiny_bert], resume=True))
+        training.train_command(args_for(tmp_path / "split", pairs, [tiny_bert]))
+    training.train_command(args_for(tmp_path / "split", pairs, [tiny_bert], resume=True))
     for name in ("bi", "cross"):
         whole, split = weights(tmp_path / "whole" / name), weights(tmp_path / "split" / name)
         assert whole.keys() == split.keys()
@@ -120,7 +120,7 @@ def test_mutual_distillation_of_two_models(tmp_path, tiny_bert, pairs_64):
     second = other_tiny_bert(tiny_bert, tmp_path / "second")
     pairs, dev = pairs_64
     out = tmp_path / "mutual"
-    train.train_command(args_for(out, pairs, [tiny_bert, second], dev=dev, cycles=1))
+    training.train_command(args_for(out, pairs, [tiny_bert, second], dev=dev, cycles=1))
     metrics = json.loads((out / "metrics.json").read_text())
     dev_bi = metrics["cycles"][0]["stages"]["bi_train"]["dev"]
     assert len(dev_bi["models"]) == 2 and "ensemble" in dev_bi
@@ -130,14 +130,14 @@ def test_mutual_distillation_of_two_models(tmp_path, tiny_bert, pairs_64):
 
 def test_non_finite_labels_stop_with_a_clear_message(tmp_path, tiny_bert, pairs_64, monkeypatch):
     pairs, _ = pairs_64
-    monkeypatch.setattr(train.Trainer, "score", lambda self, e, p: np.full(len(p), np.nan, dtype=np.float32))
+    monkeypatch.setattr(training.Trainer, "score", lambda self, e, p: np.full(len(p), np.nan, dtype=np.float32))
     with pytest.raises(TransencError, match="not finite"):
-        train.train_command(args_for(tmp_path / "nan", pairs, [tiny_bert], cycles=1))
+        training.train_command(args_for(tmp_path / "nan", pairs, [tiny_bert], cycles=1))
     assert not (tmp_path / "nan" / "cycle1" / "labels_bi.npy").exists()
 
 
 def test_co_teacher_enters_every_label_mean_and_is_not_trained(tmp_path, tiny_bert, pairs_64):
-    from transenc.label import bi_scores, cross_scores
+    from transenc.labeling import bi_scores, cross_scores
     from transenc.models import BiEncoder, CrossEncoder
     from transenc.readers import read_pairs
 
@@ -145,7 +145,7 @@ def test_co_teacher_enters_every_label_mean_and_is_not_trained(tmp_path, tiny_be
     teacher_weights = weights(teacher)
     pairs, dev = pairs_64
     out = tmp_path / "taught"
-    train.train_command(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1, teachers=[teacher]))
+    training.train_command(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1, teachers=[teacher]))
     ps, _ = read_pairs(pairs)
     taught = bi_scores(BiEncoder.load(teacher, "cpu"), ps)
     np.testing.assert_allclose(np.load(out / "teacher-0.npy"), taught, atol=1e-6)
@@ -175,7 +175,7 @@ def test_mutual_distillation_across_architectures_and_tokenizers(tmp_path, tiny_
     tokenizer.save_pretrained(str(mpnet))
     pairs, dev = pairs_64
     out = tmp_path / "mixed"
-    train.train_command(args_for(out, pairs, [tiny_bert, mpnet], dev=dev, cycles=1))
+    training.train_command(args_for(out, pairs, [tiny_bert, mpnet], dev=dev, cycles=1))
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["cycles"][0]["stages"]["cross_label"]["dev"]["models"]) == 2
     for name in ("bi-0", "bi-1", "cross-0", "cross-1"):

@@ -7,13 +7,10 @@ import importlib
 
 __version__ = "0.1.0"
 
-_VERBS = ("label", "mine", "train")  # also submodules: the module is callable (see transenc.api)
-_API = ("read_pairs", "Run", "DEMO_PAIRS", "DEMO_DEV")
+_API = ("read_pairs", "label", "mine", "train", "Run", "DEMO_PAIRS", "DEMO_DEV")
 
 
 def __getattr__(name: str):
-    if name in _VERBS:
-        return importlib.import_module(f"transenc.{name}")
     if name in _API:
         return getattr(importlib.import_module("transenc.api"), name)
     raise AttributeError(f"module 'transenc' has no attribute '{name}'")

@@ -12,7 +12,6 @@ torch and transformers are imported inside the functions, so `import transenc` s
 from __future__ import annotations
 
 import sys
-import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def read_pairs(pairs, fmt: str | None = None, on_error: str = "raise") -> PairSe
 def label(pairs, model=None, mode: str = "bi", device=None, batch_size: int | None = None,
           precision: str = "auto") -> "np.ndarray":  # noqa: F821
     """One score per pair, in input order: bi-encoder cosine, or cross-encoder score in [0, 1]."""
-    from transenc.label import load_scorer, score
+    from transenc.labeling import load_scorer, score
 
     pairs = read_pairs(pairs)
     return score(load_scorer(model, mode, device), pairs, batch_size=batch_size, precision=precision)
@@ -59,7 +58,7 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
          batch_size: int | None = None) -> list[tuple[str, str, float]]:
     """Each unique sentence's k nearest neighbours by exact cosine, as unordered pairs (s1, s2, cosine),
     each once, no self-pairs. `sentences`: a list of strings or a file with one sentence per line."""
-    from transenc.mine import mine_pairs, read_sentences
+    from transenc.mining import mine_pairs, read_sentences
     from transenc.models import BiEncoder
 
     if isinstance(sentences, (str, Path)):
@@ -104,7 +103,7 @@ def train(pairs=None, out: str | Path = "runs/transenc", *, models=None, teacher
     dev/test: a path, `NAME=PATH`, or a list."""
     import argparse
 
-    from transenc.train import Trainer, add_train_args
+    from transenc.training import Trainer, add_train_args
 
     parser = argparse.ArgumentParser()
     add_train_args(parser)
@@ -119,15 +118,3 @@ def train(pairs=None, out: str | Path = "runs/transenc", *, models=None, teacher
     args.simcse, args.resume = simcse, resume
     Trainer(args).train()
     return Run.load(out)
-
-
-class _Verb(types.ModuleType):
-    """transenc.label, .mine and .train are modules (the library) and verbs (this API) at once: a
-    submodule import rebinds the package attribute to the module, so the module itself is callable."""
-
-    def __call__(self, *args, **kwargs):
-        return globals()[self.__name__.rsplit(".", 1)[1]](*args, **kwargs)
-
-
-def make_verb(module_name: str) -> None:
-    sys.modules[module_name].__class__ = _Verb

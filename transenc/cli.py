@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
 
     p = sub.add_parser("train", help="Trans-Encoder: bi->cross->bi distillation cycles without labels")
-    from transenc.train import add_train_args
+    from transenc.training import add_train_args
 
     add_train_args(p)
 
@@ -81,7 +81,7 @@ def cmd_label(args) -> None:
     import contextlib
 
     from transenc import distributed
-    from transenc.label import CHUNK_PAIRS, load_scorer, stream_scores
+    from transenc.labeling import CHUNK_PAIRS, load_scorer, stream_scores
     from transenc.models import resolve_device
     from transenc.readers import PairReader
     from transenc.writers import atomic_open, is_jsonl, score_line
@@ -109,7 +109,7 @@ def cmd_label(args) -> None:
 
 def cmd_eval(args) -> None:
     from transenc.evaluate import find_sets, resolve_metric, score100
-    from transenc.label import load_scorer, score
+    from transenc.labeling import load_scorer, score
     from transenc.writers import atomic_open
 
     sets = find_sets(args.data)
@@ -134,7 +134,7 @@ def cmd_report(args) -> None:
 
 
 def cmd_mine(args) -> None:
-    from transenc.mine import mine_command
+    from transenc.mining import mine_command
 
     mine_command(args)
 

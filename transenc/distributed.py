@@ -150,6 +150,11 @@ def barrier(group=None) -> None:
         dist.barrier(group=group)
 
 
+# Embedding tables at least this long travel row-sparse: a step's batch touches a few hundred of a
+# vocabulary's rows, and the untouched rows' gradients are zero on every rank.
+ROW_SPARSE_MIN_ROWS = 4096
+
+
 class DataParallel:
     """Data-parallel training of one model over a group: the rank's contiguous share of every global
     batch, and gradients summed over the ranks, so each step is the one-process step.
@@ -157,14 +162,18 @@ class DataParallel:
     Not torch's DistributedDataParallel wrapper: a transenc step runs several length-sorted
     sub-batch forwards before its one backward, and a rank's share of a short last batch may be
     empty; one all-reduce of the flattened gradients after backward covers both, with the same
-    arithmetic (DDP also all-reduces flat gradient buckets).
-    """
+    arithmetic (DDP also all-reduces flat gradient buckets), and it leaves out the embedding rows
+    that no rank touched (see reduce)."""
 
     @collective
     def __init__(self, model: torch.nn.Module, group=None):
         self.model, self.group = model, group
         for tensor in [*model.parameters(), *model.buffers()]:  # start from rank 0's weights, as DDP does
             dist.broadcast(tensor.data, src=self._root(), group=group)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        tables = {id(m.weight) for m in model.modules()
+                  if isinstance(m, torch.nn.Embedding) and m.num_embeddings >= ROW_SPARSE_MIN_ROWS}
+        self.row_sparse = [p for p in self.params if id(p) in tables]
 
     def _root(self) -> int:
         return dist.get_global_rank(self.group, 0) if self.group is not None else 0
@@ -176,33 +185,41 @@ class DataParallel:
         return mine, len(mine) / len(idx)
 
     @collective
-    def sum(self, value: torch.Tensor) -> torch.Tensor:
-        """The sum over the ranks of a (detached) scalar: the global loss, the same on every rank."""
-        total = value.detach().float().reshape(1).to(_comm_device()).clone()
-        dist.all_reduce(total, group=self.group)
-        return total[0].to(value.device)
-
-    @collective
-    def reduce_gradients(self) -> None:
-        """Sum every parameter's gradient over the ranks. A parameter no rank has a gradient for (an
-        unused pooler) keeps none, as in one process, so the optimizer leaves it alone; a rank
-        with no rows contributes zeros."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
+    def reduce(self, loss: torch.Tensor) -> torch.Tensor:
+        """Sum every parameter's gradient and the step's (detached) loss over the ranks; returns the
+        global loss, the same on every rank. A parameter no rank has a gradient for (an unused
+        pooler) keeps none, as in one process, so the optimizer leaves it alone; a rank with no
+        rows contributes zeros. Two collectives: a small one saying which parameters and embedding
+        rows any rank has a gradient for, then one of those gradients and the loss."""
         dev = _comm_device()
-        used = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=dev)
-        dist.all_reduce(used, group=self.group)
-        params = [p for p, u in zip(params, used.tolist()) if u]
-        flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1) for p in params])
-        flat = flat.to(dev)
+        used = torch.tensor([p.grad is not None for p in self.params], dtype=torch.int32)
+        rows = [p.grad.ne(0).any(1).cpu() if p.grad is not None else torch.zeros(len(p), dtype=torch.bool)
+                for p in self.row_sparse]
+        who = torch.cat([used, *[r.int() for r in rows]]).to(dev)
+        dist.all_reduce(who, group=self.group)
+        who = who.cpu()
+        touched, at = {}, len(self.params)
+        for p in self.row_sparse:
+            touched[id(p)] = who[at:at + len(p)].nonzero().squeeze(1).to(p.device)
+            at += len(p)
+        params = [p for p, u in zip(self.params, who[:len(self.params)].tolist()) if u]
+        parts = []
+        for p in params:
+            grad = p.grad if p.grad is not None else torch.zeros_like(p)
+            parts.append((grad[touched[id(p)]] if id(p) in touched else grad).reshape(-1))
+        flat = torch.cat([*[t.to(dev) for t in parts], loss.detach().float().reshape(1).to(dev)])
         dist.all_reduce(flat, group=self.group)
         at = 0
-        for p in params:
-            grad = flat[at:at + p.numel()].view_as(p).to(p.device)
-            at += p.numel()
+        for p, part in zip(params, parts):
+            summed = flat[at:at + part.numel()].to(p.device)
+            at += part.numel()
             if p.grad is None:
-                p.grad = grad.clone()
+                p.grad = torch.zeros_like(p)
+            if id(p) in touched:  # rows outside `touched` are zero here already
+                p.grad[touched[id(p)]] = summed.view(-1, *p.shape[1:]).to(p.grad.dtype)
             else:
-                p.grad.copy_(grad)
+                p.grad.copy_(summed.view_as(p))
+        return flat[-1].to(loss.device)
 
 
 def split(parts: int):

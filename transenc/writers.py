@@ -8,10 +8,6 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-import numpy as np
-
-from transenc.pairset import PairSet
-
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -48,14 +44,3 @@ def score_line(s1: str, s2: str, score: float, as_json: bool) -> str:
 
 def is_jsonl(path: str | Path | None) -> bool:
     return path is not None and Path(path).suffix.lower() in (".jsonl", ".json")
-
-
-def write_scores(path: str | Path, pairs: PairSet, scores: np.ndarray) -> None:
-    """One row per input pair, in input order: TSV `s1 s2 score`, or JSONL for *.jsonl."""
-    scores = np.asarray(scores, dtype=np.float32)
-    if len(scores) != len(pairs):
-        raise ValueError(f"{len(scores)} scores for {len(pairs)} pairs")
-    as_json = is_jsonl(path)
-    with atomic_open(path) as f:
-        for (a, b), score in zip(pairs.pairs.tolist(), scores.tolist()):
-            f.write(score_line(pairs.sentences[a], pairs.sentences[b], score, as_json))

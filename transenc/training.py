@@ -24,11 +24,11 @@ import numpy as np
 import torch
 
 from transenc import distributed
-from transenc.api import DEMO_DEV, DEMO_PAIRS, make_verb
+from transenc.api import DEMO_DEV, DEMO_PAIRS
 from transenc.errors import TransencError
 from transenc.evaluate import read_labeled, resolve_metric, score100
 from transenc.fit import FitConfig, fit_bi, fit_cross, fit_simcse
-from transenc.label import bi_scores, cross_scores
+from transenc.labeling import bi_scores, cross_scores
 from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_device, resolve_model
 from transenc.pairset import PairSet
 from transenc.readers import read_pairs
@@ -511,4 +511,3 @@ def train_command(args) -> None:
     Trainer(args).train()
 
 
-make_verb(__name__)  # transenc.train(...) calls transenc.api.train

@@ -7,7 +7,6 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from transenc import distributed, ops
-from transenc.api import make_verb
 from transenc.models import BiEncoder, CrossEncoder
 from transenc.pairset import PairSet, PairSetBuilder
 from transenc.readers import PairReader
@@ -84,4 +83,3 @@ def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_p
                 yield chunk, scores
 
 
-make_verb(__name__)  # transenc.label(...) calls transenc.api.label

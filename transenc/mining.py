@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from transenc import ops
-from transenc.api import make_verb
 from transenc.errors import InputError
 from transenc.writers import atomic_open
 
@@ -79,4 +78,3 @@ def mine_command(args) -> None:
             f.write(f"{a}\t{b}\t{score:.6f}\n")
 
 
-make_verb(__name__)  # transenc.mine(...) calls transenc.api.mine
