@@ -4,7 +4,6 @@ import json
 import sys
 import time
 
-import numpy as np
 import torch
 
 import model_workloads as w
@@ -16,12 +15,7 @@ if __name__ == "__main__":
     steps, label_pairs, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     distributed.setup(torch.device("cpu"))
     group = distributed.world()
-    pairs = w.sts_unique_pairs()
-    torch.manual_seed(0)
-    encoder = w.CrossEncoder.load(None, "cpu", max_length=64)
-    cache = encoder.token_cache(pairs.sentences)
-    rows = pairs.both_orders()[:32 * steps]  # the reference recipe's batch: 32 pairs, both orders
-    labels = np.random.default_rng(1).uniform(0, 1, len(rows)).astype(np.float32)
+    pairs, encoder, cache, rows, labels = w.sts_cross_fit(steps)
     distributed.barrier()
     t0 = time.perf_counter()
     fit_cross(encoder, cache, rows, labels, FitConfig(batch_size=32, epochs=1, lr=2e-5, warmup=0.1), 5, group=group)

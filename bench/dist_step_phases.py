@@ -26,12 +26,8 @@ STEPS, WARM, BATCH = 20, 4, 32
 def main() -> None:
     distributed.setup(torch.device("cpu"))
     group = distributed.world()
-    pairs = w.sts_unique_pairs()
-    torch.manual_seed(0)
-    encoder = w.CrossEncoder.load(None, "cpu", max_length=64)
-    cache = encoder.token_cache(pairs.sentences)
-    rows = pairs.both_orders()[:BATCH * STEPS]
-    targets = torch.from_numpy(np.random.default_rng(1).uniform(0, 1, len(rows)).astype(np.float32))
+    _, encoder, cache, rows, labels = w.sts_cross_fit(STEPS, BATCH)
+    targets = torch.from_numpy(labels)
     parallel = distributed.DataParallel(encoder.model, group) if distributed.active(group) else None
     opt, schedule = _optimizer(encoder.model, FitConfig(batch_size=BATCH, epochs=1, lr=2e-5, warmup=0.1), STEPS,
                                CPU_POLICY.optimizer)

@@ -38,6 +38,19 @@ def sts_unique_pairs() -> PairSet:
     return builder.build()
 
 
+def sts_cross_fit(steps: int, batch: int = 32):
+    """A cross-encoder fit's inputs on STS-B: the unique pairs, all-MiniLM-L6-v2 (max length 64, a
+    fresh head from seed 0) with its token cache, `steps` batches of both-order rows (the reference
+    recipe's 32) and random soft labels."""
+    pairs = sts_unique_pairs()
+    torch.manual_seed(0)
+    encoder = CrossEncoder.load(None, "cpu", max_length=64)
+    cache = encoder.token_cache(pairs.sentences)
+    rows = pairs.both_orders()[:batch * steps]
+    labels = np.random.default_rng(1).uniform(0, 1, len(rows)).astype(np.float32)
+    return pairs, encoder, cache, rows, labels
+
+
 def cross_models(model=None):
     """Our CrossEncoder (default weights, seeded fresh head) and sentence-transformers' on the same dir."""
     from sentence_transformers import CrossEncoder as STCrossEncoder

@@ -81,5 +81,3 @@ def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_p
                                   precision=precision, group=group)
             if distributed.is_main(group):
                 yield chunk, scores
-
-

@@ -509,5 +509,3 @@ class Trainer:
 
 def train_command(args) -> None:
     Trainer(args).train()
-
-
