@@ -1,7 +1,8 @@
 """Where a data-parallel cross-encoder step's time goes, per rank: compute (forward and backward
 of the rank's share), wait (for the slowest rank, read off a barrier), reduce (DataParallel.reduce:
-gradients and loss summed), clip, AdamW. all-MiniLM-L6-v2, STS-B pairs both orders, batch 32,
-max length 64, fp32, the CPU step policy; mean ms over steps 5-20 (the first 4 warm up).
+gradients and loss summed), clip, AdamW. The fit is transenc's own `fit_cross` (all-MiniLM-L6-v2,
+STS-B pairs both orders, batch 32, max length 64, fp32, the CPU step policy) with those calls
+wrapped in timers; mean ms over steps 5-20 (the first 4 warm up).
 
     OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 bench/dist_step_phases.py
     OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 1 bench/dist_step_phases.py   # one process
@@ -12,50 +13,70 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import model_workloads as w  # noqa: E402
 from transenc import distributed  # noqa: E402
-from transenc.fit import CPU_POLICY, FitConfig, _optimizer, cross_step_loss  # noqa: E402
+from transenc.fit import FitConfig, fit_cross  # noqa: E402
 
-STEPS, WARM, BATCH = 20, 4, 32
+STEPS, WARM = 20, 4
+PHASES = ("compute", "wait", "reduce", "clip", "adamw")
+
+
+class StepClock:
+    """Timers around the fit's own calls. A step runs compute, [wait, reduce,] clip, AdamW in that
+    order; compute is what is left of the step before clip once wait and reduce are taken out."""
+
+    def __init__(self):
+        self.ms = dict.fromkeys(PHASES, 0.0)
+        self.step, self.step_start = 0, time.perf_counter()
+        self.current = dict.fromkeys(PHASES, 0.0)
+
+    def wrap(self, owner, name, phase, before=None):
+        original = getattr(owner, name)
+
+        def timed(*args, **kwargs):
+            if phase == "clip":  # the step's compute ends here
+                self.current["compute"] = self._since(self.step_start) - self.current["wait"] - self.current["reduce"]
+            if before:
+                start = time.perf_counter()
+                before()
+                self.current["wait"] += self._since(start)
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                self.current[phase] += self._since(start)
+                if phase == "adamw":
+                    self._end_step()
+
+        setattr(owner, name, timed)
+
+    def _since(self, start: float) -> float:
+        return (time.perf_counter() - start) * 1000
+
+    def _end_step(self) -> None:
+        self.step += 1
+        if self.step > WARM:
+            for name, value in self.current.items():
+                self.ms[name] += value / (STEPS - WARM)
+        self.current = dict.fromkeys(PHASES, 0.0)
+        self.step_start = time.perf_counter()
 
 
 def main() -> None:
     distributed.setup(torch.device("cpu"))
     group = distributed.world()
-    _, encoder, cache, rows, labels = w.sts_cross_fit(STEPS, BATCH)
-    targets = torch.from_numpy(labels)
-    parallel = distributed.DataParallel(encoder.model, group) if distributed.active(group) else None
-    opt, schedule = _optimizer(encoder.model, FitConfig(batch_size=BATCH, epochs=1, lr=2e-5, warmup=0.1), STEPS,
-                               CPU_POLICY.optimizer)
-    encoder.model.train()
-    phases = dict.fromkeys(("compute", "wait", "reduce", "clip", "adamw"), 0.0)
-    for step in range(STEPS):
-        idx = np.arange(step * BATCH, (step + 1) * BATCH)
-        mine, weight = parallel.share(idx) if parallel else (idx, 1.0)
-        marks = [time.perf_counter()]
-        loss = cross_step_loss(encoder, cache, rows[mine], targets[mine], CPU_POLICY) * weight
-        loss.backward()
-        marks.append(time.perf_counter())
-        distributed.barrier(group)
-        marks.append(time.perf_counter())
-        if parallel:
-            parallel.reduce(loss)
-        marks.append(time.perf_counter())
-        torch.nn.utils.clip_grad_norm_(encoder.model.parameters(), 1.0)
-        marks.append(time.perf_counter())
-        opt.step()
-        schedule.step()
-        opt.zero_grad(set_to_none=True)
-        marks.append(time.perf_counter())
-        if step >= WARM:
-            for name, start, end in zip(phases, marks, marks[1:]):
-                phases[name] += (end - start) * 1000 / (STEPS - WARM)
+    _, encoder, cache, rows, labels = w.sts_cross_fit(STEPS)
+    clock = StepClock()
+    clock.wrap(distributed.DataParallel, "reduce", "reduce", before=lambda: distributed.barrier(group))
+    clock.wrap(torch.nn.utils, "clip_grad_norm_", "clip")
+    clock.wrap(torch.optim.AdamW, "step", "adamw")
+    clock.step_start = time.perf_counter()
+    fit_cross(encoder, cache, rows, labels, FitConfig(batch_size=32, epochs=1, lr=2e-5, warmup=0.1), 5, group=group)
     print(f"rank {distributed.rank()} of {distributed.size()}: ms per step "
-          + ", ".join(f"{name} {ms:.0f}" for name, ms in phases.items()) + f", step {sum(phases.values()):.0f}",
+          + ", ".join(f"{name} {ms:.0f}" for name, ms in clock.ms.items()) + f", step {sum(clock.ms.values()):.0f}",
           flush=True)
     distributed.teardown()
 

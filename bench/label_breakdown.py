@@ -7,8 +7,8 @@ timers and calls `transenc.cli.main(["label", ...])`, so the phases are those of
 interpreter start (to the first line of the script), imports (the modules `transenc label`
 uses), argparse (building the parser: it imports transenc.training for the train command), reading
 (the streaming pair reader's iterations: both passes over the file in bi mode), writing (formatting
-each output row; the buffered file writes fall under rest), model load (including the transformers import it triggers, and on a GPU
-the CUDA start, also shown on its own), tokenizing (TokenCache: every tokenizer call over the
+each output row; the buffered file writes fall under rest), model load (including the transformers
+import it triggers, and on a GPU the CUDA start, also shown on its own), tokenizing (TokenCache: every tokenizer call over the
 sentences), model work (batched forwards, with the copy back), scoring (bi: the fused pair
 cosine), and what is left (exit). A plain `transenc label` process is timed beside it for the
 total. Default input: STS-B test (1,379 pairs), so the fixed costs are not buried under model work.
@@ -88,7 +88,7 @@ def one_run(argv: list[str]) -> dict:
     phases = {"interpreter start": report["first_line"] - start, "imports": t["imports"]}
     for name in ("argparse", "reading", "model load", "tokenizing", "model work", "scoring", "writing"):
         phases[name] = t.get(name, 0.0)
-    # streamed files (transenc label reads and writes chunk by chunk) count under rest
+    # what no phase covers: the buffered file writes and the interpreter's exit
     phases["rest (file writes, exit)"] = total - sum(phases.values())
     phases["of model load: cuda start"] = t.get("cuda start", 0.0)
     return {"phases": phases, "total": total, "calls": report["calls"]}

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from transenc.api import DEMO_PAIRS
 from transenc.labeling import bi_scores, cross_scores
 from transenc.models import BiEncoder, CrossEncoder
 from transenc.readers import read_pairs
@@ -142,7 +143,7 @@ def test_resume_on_two_ranks_continues_a_one_process_run(tmp_path, no_dropout_be
 
     monkeypatch.setitem(training.RECIPES, "tiny", TINY)
     torch.set_num_threads(1)  # as the ranks run, so that the two runs round alike
-    lines = training.DEMO_PAIRS.read_text().splitlines()[:41]  # 41 pairs: uneven shards
+    lines = DEMO_PAIRS.read_text().splitlines()[:41]  # 41 pairs: uneven shards
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
     (tmp_path / "dev.tsv").write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:15])))
     args = dict(pairs=tmp_path / "pairs.tsv", models=[no_dropout_bert], dev=tmp_path / "dev.tsv")
@@ -190,7 +191,7 @@ def test_a_two_rank_run_killed_mid_stage_resumes_on_two_ranks_or_on_one(tmp_path
 
     monkeypatch.setitem(training.RECIPES, "tiny", TINY)
     torch.set_num_threads(1)  # as the ranks run, so that the runs round alike
-    lines = training.DEMO_PAIRS.read_text().splitlines()[:41]  # 41 pairs: uneven shards
+    lines = DEMO_PAIRS.read_text().splitlines()[:41]  # 41 pairs: uneven shards
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
     (tmp_path / "dev.tsv").write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:15])))
     a = args_for(tmp_path / "killed", tmp_path / "pairs.tsv", [no_dropout_bert], dev=tmp_path / "dev.tsv")
@@ -248,7 +249,7 @@ def test_mutual_models_train_at_once_on_their_own_ranks(tmp_path, no_dropout_ber
     shutil.copytree(no_dropout_bert, second)
     torch.manual_seed(1)
     BertModel(BertConfig.from_pretrained(str(no_dropout_bert))).save_pretrained(str(second))
-    lines = training.DEMO_PAIRS.read_text().splitlines()[:48]
+    lines = DEMO_PAIRS.read_text().splitlines()[:48]
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
     (tmp_path / "dev.tsv").write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:15])))
     a = args_for(tmp_path / "two", tmp_path / "pairs.tsv", [no_dropout_bert, second], dev=tmp_path / "dev.tsv",

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from transenc import cli, training
+from transenc.api import DEMO_DEV, DEMO_PAIRS
 from transenc.fit import FitConfig
 from transenc.labeling import bi_scores
 from transenc.models import BiEncoder
@@ -29,7 +30,7 @@ CHECKED = training.Recipe(
 def two_dev_run(tmp_path_factory, tiny_bert):
     """Two cycles of a tiny BERT on 32 demo pairs, with a graded and a binary dev set."""
     root = tmp_path_factory.mktemp("two-dev")
-    lines = training.DEMO_PAIRS.read_text().splitlines()
+    lines = DEMO_PAIRS.read_text().splitlines()
     (root / "pairs.tsv").write_text("\n".join(lines[:32]) + "\n")
     (root / "graded.tsv").write_text("".join(f"{line}\t{(i * 7) % 6}\n" for i, line in enumerate(lines[40:60])))
     (root / "binary.tsv").write_text("".join(f"{line}\t{1 - i % 2}\n" for i, line in enumerate(lines[60:76])))
@@ -156,10 +157,10 @@ def test_report_of_a_folder_that_is_no_run(tmp_path, capsys):
 def test_the_demo_corpus_gets_the_bundled_dev_set(tmp_path):
     from transenc.evaluate import read_labeled
 
-    dev = read_labeled(training.DEMO_DEV)
+    dev = read_labeled(DEMO_DEV)
     assert 200 <= len(dev) <= 300
     assert dev.labels.min() == 0 and dev.labels.max() == 5 and len(np.unique(dev.labels)) >= 15
-    corpus = set(training.Trainer._read(training.DEMO_PAIRS).sentences)
+    corpus = set(training.Trainer._read(DEMO_PAIRS).sentences)
     assert not corpus & set(dev.sentences)  # dev sentences never appear in the training corpus
     args = train_args(tmp_path / "r", cycles=1, seed=1, device="cpu")
     assert list(training.Trainer(args).dev) == ["demo-dev"]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from transenc import training
+from transenc.api import DEMO_PAIRS
 from transenc.errors import TransencError
 from transenc.fit import FitConfig
 
@@ -26,7 +27,7 @@ def tiny_recipe(monkeypatch):
 
 @pytest.fixture
 def pairs_64(tmp_path):
-    lines = training.DEMO_PAIRS.read_text().splitlines()[:64]
+    lines = DEMO_PAIRS.read_text().splitlines()[:64]
     path = tmp_path / "pairs.tsv"
     path.write_text("\n".join(lines) + "\n")
     dev = tmp_path / "dev.tsv"
