@@ -2,6 +2,7 @@
 kill-and-resume ends with the same weights, mutual distillation runs."""
 import argparse
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -99,11 +100,17 @@ def test_kill_and_resume_gives_identical_weights(tmp_path, tiny_bert, pairs_64, 
     with pytest.raises(TransencError, match="--resume"):
         training.train_command(args_for(tmp_path / "split", pairs, [tiny_bert]))
     training.train_command(args_for(tmp_path / "split", pairs, [tiny_bert], resume=True))
-    for name in ("bi", "cross"):
-        whole, split = weights(tmp_path / "whole" / name), weights(tmp_path / "split" / name)
-        assert whole.keys() == split.keys()
-        for key in whole:
-            assert torch.equal(whole[key], split[key]), (name, key)
+    # a finished 1-cycle run continued with --cycles 2 ends as the 2-cycle run; fewer cycles are refused
+    training.train_command(args_for(tmp_path / "extended", pairs, [tiny_bert], cycles=1))
+    training.train_command(args_for(tmp_path / "extended", pairs, [tiny_bert], cycles=2, resume=True))
+    with pytest.raises(TransencError, match="2 cycles"):
+        training.train_command(args_for(tmp_path / "extended", pairs, [tiny_bert], cycles=1, resume=True))
+    for run in ("split", "extended"):
+        for name in ("bi", "cross"):
+            whole, other = weights(tmp_path / "whole" / name), weights(tmp_path / run / name)
+            assert whole.keys() == other.keys()
+            for key in whole:
+                assert torch.equal(whole[key], other[key]), (run, name, key)
 
 
 def other_tiny_bert(tiny_bert, folder):
@@ -137,7 +144,7 @@ def test_non_finite_labels_stop_with_a_clear_message(tmp_path, tiny_bert, pairs_
     assert not (tmp_path / "nan" / "cycle1" / "labels_bi.npy").exists()
 
 
-def test_co_teacher_enters_every_label_mean_and_is_not_trained(tmp_path, tiny_bert, pairs_64):
+def test_co_teacher_enters_every_label_mean_and_is_not_trained(tmp_path, tiny_bert, pairs_64, monkeypatch):
     from transenc.labeling import bi_scores, cross_scores
     from transenc.models import BiEncoder, CrossEncoder
     from transenc.readers import read_pairs
@@ -146,6 +153,9 @@ def test_co_teacher_enters_every_label_mean_and_is_not_trained(tmp_path, tiny_be
     teacher_weights = weights(teacher)
     pairs, dev = pairs_64
     out = tmp_path / "taught"
+    # the student's own fit with a co-teacher: 2 epochs of 64 pairs at batch 16 (without one: 6)
+    monkeypatch.setitem(training.RECIPES, "tiny", replace(
+        TINY, bi_with_teacher=FitConfig(batch_size=16, epochs=2, lr=1e-3, warmup=0.0)))
     training.train_command(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1, teachers=[teacher]))
     ps, _ = read_pairs(pairs)
     taught = bi_scores(BiEncoder.load(teacher, "cpu"), ps)
@@ -156,6 +166,7 @@ def test_co_teacher_enters_every_label_mean_and_is_not_trained(tmp_path, tiny_be
     np.testing.assert_allclose(np.load(out / "cycle1" / "labels_cross.npy"), (cross + taught) / 2, atol=1e-6)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["teachers"][0]["model"] == str(teacher) and len(metrics["teachers"][0]["dev"]["models"]) == 1
+    assert metrics["cycles"][0]["stages"]["bi_train"]["models"][0]["steps"] == 8
     for key, value in weights(teacher).items():
         assert torch.equal(value, teacher_weights[key])
 
