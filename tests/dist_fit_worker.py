@@ -35,6 +35,7 @@ def main(model, pairs_path, out):
         (out / f"{kind}-{rank}.json").write_text(json.dumps({"losses": result.losses, "best_step": result.best_step,
                                                                  "checks": result.checks}))
     distributed.teardown()
+    distributed.exit_now(0)  # see exit_now: gloo can abort the interpreter's own exit
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ def main(bi_model, cross_model, pairs_path, out):
     np.save(out / f"cross-{rank}.npy", cross_scores(cross, pairs, batch_size=2, group=distributed.world()))
     (out / f"rows-{rank}.json").write_text(json.dumps({k: v[0] for k, v in seen.items()}))
     distributed.teardown()
+    distributed.exit_now(0)  # see exit_now: gloo can abort the interpreter's own exit
 
 
 if __name__ == "__main__":

@@ -176,12 +176,14 @@ def main(argv: list[str] | None = None) -> int:
             from transenc import distributed
 
             distributed.teardown()  # under torchrun: leave the process group once the work is done
+            if distributed.launched():
+                distributed.exit_now(0)
     except TransencError as e:
         print(f"transenc: error: {e}", file=sys.stderr)
         if getattr(e, "exit_at_once", False):
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(2)
+            from transenc import distributed
+
+            distributed.exit_now(2)
         return 2
     except KeyboardInterrupt:
         print("transenc: interrupted", file=sys.stderr)

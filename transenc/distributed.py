@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import functools
 import os
+import sys
 
 import numpy as np
 import torch
@@ -25,8 +26,8 @@ TIMEOUT_S = 1800
 class RankLost(TransencError):
     """A collective failed: another rank died, or did not answer within the timeout."""
 
-    # A broken group's gloo threads can abort the interpreter's exit ("terminate called without an
-    # active exception", exit -6): the CLI leaves at once after printing this error instead.
+    # A broken group's gloo threads can abort the interpreter's exit (see exit_now): the CLI leaves
+    # at once after printing this error instead.
     exit_at_once = True
 
 
@@ -73,6 +74,16 @@ def teardown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def exit_now(code: int) -> None:
+    """Flush stdout and stderr and leave the process without the interpreter's finalization. Under
+    torchrun, gloo's threads can abort that finalization ("terminate called without an active
+    exception", exit -6, which torchrun reports as a failed rank), now and then even after
+    teardown(): a rank whose work and files are complete leaves this way."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def world():
