@@ -15,4 +15,4 @@ if __name__ == "__main__":
         if how == "die":
             os._exit(9)
         time.sleep(120)
-    sys.exit(cli.main(argv))
+    cli.run(argv)

@@ -23,4 +23,4 @@ if __name__ == "__main__":
     training.RECIPES["tiny"] = TINY
     if os.environ.get("TRANSENC_TEST_DIE_AT_STEP") and os.environ.get("RANK") == "1":
         die_at_cross_step(int(os.environ["TRANSENC_TEST_DIE_AT_STEP"]))
-    sys.exit(cli.main(sys.argv[1:]))
+    cli.run(sys.argv[1:])

@@ -1,5 +1,3 @@
-import sys
+from transenc.cli import run
 
-from transenc.cli import main
-
-sys.exit(main())
+run()

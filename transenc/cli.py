@@ -176,8 +176,6 @@ def main(argv: list[str] | None = None) -> int:
             from transenc import distributed
 
             distributed.teardown()  # under torchrun: leave the process group once the work is done
-            if distributed.launched():
-                distributed.exit_now(0)
     except TransencError as e:
         print(f"transenc: error: {e}", file=sys.stderr)
         if getattr(e, "exit_at_once", False):
@@ -191,5 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run(argv: list[str] | None = None) -> None:
+    """The `transenc` command: main, then leave without the interpreter's finalization. Every file is
+    complete by then; what is skipped is torch's teardown, ~1 s of every process on the CPU
+    (bench/results/label-breakdown-cpu.md), which under torchrun gloo's threads can also abort."""
+    from transenc import distributed
+
+    distributed.exit_now(main(argv))
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
