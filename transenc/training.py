@@ -90,17 +90,21 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", action="append", default=None,
                    help="frozen co-teacher (a sentence-transformers bi-encoder, e.g. all-mpnet-base-v2): its cosines "
                         "enter every label mean beside the trained models'; it is never trained; repeatable")
-    p.add_argument("--cycles", type=int, default=3)
+    p.add_argument("--cycles", type=int, default=3,
+                   help="bi->cross->bi cycles; the best cycle by dev is kept (default 3; with --resume a finished "
+                        "run may take more)")
     p.add_argument("--dev", action="append", metavar="[NAME=]FILE",
                    help="labeled dev pairs (STS-B csv, or a pairs file with a score or 0/1 label column); repeat "
                         "for several sets (selection on their mean score); default with the demo corpus: the "
                         "bundled demo dev set")
     p.add_argument("--test", action="append", metavar="[NAME=]FILE",
                    help="labeled test pairs, reported per cycle, never used for selection; repeatable")
-    p.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE)
+    p.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
+                   help="stage settings: transenc (chosen on dev, bench/results/recipes.md) or reference "
+                        f"(amzn/trans-encoder's) (default: {DEFAULT_RECIPE})")
     p.add_argument("--simcse", action="store_true", help="SimCSE warm-up first (for a raw language model)")
-    p.add_argument("--seed", type=int, default=2021)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=2021, help="batch order, dropout and head initialisation")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="autocast for training and labeling; auto: fp32 on a CPU, bf16 on a GPU")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last finished stage")
