@@ -1,4 +1,7 @@
 """`transenc label` and `transenc eval` end to end, and the CLI's handling of bad input."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -221,3 +224,17 @@ def test_resume_from_a_damaged_state_file_exits_2(tmp_path, capsys, tiny_bert, s
     err = capsys.readouterr().err
     assert err.startswith(f"transenc: error: {out / 'state.json'}: cannot resume") and err.count("\n") == 1
     assert (out / "state.json").read_bytes() == state
+
+
+def test_label_into_a_pipe_closed_early_stops_quietly(tmp_path, tiny_bert):
+    """`transenc label ... | head -1`: no traceback, and the shell's exit code for a closed pipe."""
+    pairs = tmp_path / "p.tsv"  # its scores are ~3x a pipe's 64 KiB buffer: the writer must meet the closed end
+    pairs.write_text("".join(f"sentence number {i} of the file\tanother sentence, number {i + 1}\n" for i in range(3000)),
+                     encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "transenc", "label", "--pairs", str(pairs), "--model", str(tiny_bert),
+                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    errors = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141
+    assert first.startswith(b"sentence number 0 of the file\t") and "Traceback" not in errors

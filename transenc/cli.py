@@ -186,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("transenc: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # stdout's reader left (`transenc label ... | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the closing flush has somewhere to go
+        return 141  # 128 + SIGPIPE, a shell's code for a writer whose pipe closed
     return 0
 
 
