@@ -238,3 +238,24 @@ def test_label_into_a_pipe_closed_early_stops_quietly(tmp_path, tiny_bert):
     errors = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == 141
     assert first.startswith(b"sentence number 0 of the file\t") and "Traceback" not in errors
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--cycles", "0"], "--cycles must be at least 1, got 0"),
+    (["train", "--cycles", "-1"], "--cycles must be at least 1, got -1"),
+    (["train", "--max-pairs", "0"], "--max-pairs must be at least 1, got 0"),
+    (["mine", "--sentences", "DEMO", "--k", "0"], "k (neighbours per sentence) must be at least 1, got 0"),
+])
+def test_counts_below_one_exit_2_before_any_work(tmp_path, capsys, argv, message):
+    from transenc.api import DEMO_PAIRS
+
+    argv = [str(DEMO_PAIRS) if a == "DEMO" else a for a in argv] + ["--out", str(tmp_path / "out")]
+    assert run(argv) == 2
+    assert f"transenc: error: {message}" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_batch_size_must_be_positive(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["label", "--pairs", "x.tsv", "--batch-size", "0"])
+    assert e.value.code == 2 and "must be a positive integer" in capsys.readouterr().err

@@ -61,6 +61,8 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
     from transenc.mining import mine_pairs, read_sentences
     from transenc.models import BiEncoder
 
+    if k < 1:
+        raise TransencError(f"k (neighbours per sentence) must be at least 1, got {k}")
     if isinstance(sentences, (str, Path)):
         sentences = read_sentences(sentences)
     sentences = list(dict.fromkeys(sentences))  # unique, first-seen order

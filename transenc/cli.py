@@ -20,7 +20,7 @@ def _positive(text: str) -> int:
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model directory or hub name (default: all-MiniLM-L6-v2)")
-    p.add_argument("--batch-size", type=int, default=None,
+    p.add_argument("--batch-size", type=_positive, default=None,
                    help="rows per batch, on average; batches are length-sorted (default: 128 bi, 64 cross)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",

@@ -243,6 +243,9 @@ class Run:
 
 class Trainer:
     def __init__(self, args):
+        for flag, value in (("--cycles", args.cycles), ("--max-pairs", args.max_pairs)):
+            if value is not None and value < 1:
+                raise TransencError(f"{flag} must be at least 1, got {value}")
         self.args = args
         self.recipe = RECIPES[args.recipe]
         # Under torchrun every rank runs this loop: labeling is sharded over the ranks, fits are
