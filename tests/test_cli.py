@@ -213,6 +213,20 @@ def test_label_refuses_to_write_over_its_input(tmp_path, capsys, tiny_bert):
         assert pairs.read_text() == "a\tb\n"
 
 
+@pytest.mark.parametrize("command", ["label --pairs IN --out OUT", "mine --sentences IN --out OUT",
+                                     "eval --data IN --json OUT"])
+def test_an_output_that_is_a_folder_or_the_input_is_refused_before_any_work(tmp_path, capsys, tiny_bert, command):
+    source = tmp_path / "in.tsv"
+    source.write_text("a\tb\t1\nc\td\t2\ne\tf\t3\n")
+    flag = command.split()[-2]
+    for out in (tmp_path, tmp_path / "in.tsv") if command.startswith(("label", "mine")) else (tmp_path,):
+        argv = command.replace("IN", str(source)).replace("OUT", str(out)).split() + ["--model", str(tiny_bert)]
+        assert run(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"transenc: error: {flag} {out} is ") and ("folder" in err or str(source) in err)
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tsv"] and source.read_text().startswith("a\tb")
+
+
 @pytest.mark.parametrize("state", [b'{"config": {', b"\xff\xfe", b"[]", b'{"config": {}, "done": 3, "metrics": {}}'])
 def test_resume_from_a_damaged_state_file_exits_2(tmp_path, capsys, tiny_bert, state):
     (tmp_path / "p.tsv").write_text("a\tb\nc\td\n")

@@ -81,3 +81,12 @@ def test_eval_cli_needs_gold_labels(tmp_path, tiny_bert, capsys):
     (tmp_path / "plain.tsv").write_text("a b\tc d\n")
     assert cli.main(["eval", "--data", str(tmp_path / "plain.tsv"), "--model", str(tiny_bert)]) == 2
     assert "plain.tsv: every pair needs a gold score" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["eval --data SET", "train --dev SET --out RUN"])
+def test_a_set_whose_gold_scores_are_all_equal_is_a_clear_error(tmp_path, tiny_bert, capsys, command):
+    (tmp_path / "same.tsv").write_text("a b\tc d\t3\ne f\tg h\t3\ni j\tk l\t3\n")  # Spearman with it: NaN
+    argv = command.replace("SET", str(tmp_path / "same.tsv")).replace("RUN", str(tmp_path / "run")).split()
+    assert cli.main(argv + ["--model", str(tiny_bert)]) == 2
+    assert "same.tsv: Spearman needs at least two different gold scores; every pair here has 3" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

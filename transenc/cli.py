@@ -71,12 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _refuse_overwriting_input(pairs: str, out: str | None) -> None:
-    if out and os.path.exists(out) and os.path.exists(pairs) and os.path.samefile(pairs, out):
-        raise TransencError(f"--out {out} is the input file --pairs {pairs}; it would be replaced by the "
-                            "scores: choose another --out")
-
-
 def cmd_label(args) -> None:
     import contextlib
 
@@ -84,9 +78,9 @@ def cmd_label(args) -> None:
     from transenc.labeling import CHUNK_PAIRS, load_scorer, stream_scores
     from transenc.models import resolve_device
     from transenc.readers import PairReader
-    from transenc.writers import atomic_open, is_jsonl, score_line
+    from transenc.writers import atomic_open, check_output_file, is_jsonl, score_line
 
-    _refuse_overwriting_input(args.pairs, args.out)
+    check_output_file(args.out, "--out", args.pairs)
     reader = PairReader(args.pairs, args.format, args.on_error)
     device = distributed.setup(resolve_device(args.device))  # under torchrun: every rank labels a share
     encoder = load_scorer(args.model, args.mode, device)
@@ -110,8 +104,9 @@ def cmd_label(args) -> None:
 def cmd_eval(args) -> None:
     from transenc.evaluate import find_sets, resolve_metric, score100
     from transenc.labeling import load_scorer, score
-    from transenc.writers import atomic_open
+    from transenc.writers import atomic_open, check_output_file
 
+    check_output_file(args.json, "--json")
     sets = find_sets(args.data)
     metrics = {name: resolve_metric(args.metric, pairs.labels, args.data) for name, pairs in sets.items()}
     encoder = load_scorer(args.model, args.mode, args.device)

@@ -56,6 +56,9 @@ def resolve_metric(metric: str, gold: np.ndarray, where: str | Path) -> str:
             raise InputError(where, 0, f"--metric auc needs 0/1 gold labels; pair {bad + 1} has {gold[bad]:g}")
         if len(np.unique(gold)) < 2:
             raise InputError(where, 0, "--metric auc needs both 0 and 1 gold labels")
+    elif len(np.unique(gold)) < 2:  # a rank correlation with a constant is undefined (NaN)
+        raise InputError(where, 0, f"Spearman needs at least two different gold scores; every pair here has "
+                                   f"{gold[0]:g}" if len(gold) else "no labeled pairs")
     return metric
 
 

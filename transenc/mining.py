@@ -13,7 +13,7 @@ import torch
 
 from transenc import ops
 from transenc.errors import InputError
-from transenc.writers import atomic_open
+from transenc.writers import atomic_open, check_output_file
 
 
 def mine_pairs(embeddings: torch.Tensor, k: int, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -72,6 +72,7 @@ def mine_command(args) -> None:
     Writes `s1<TAB>s2<TAB>score` lines to args.out (stdout when it is None)."""
     from transenc import api
 
+    check_output_file(args.out, "--out", args.sentences)
     rows = api.mine(args.sentences, args.k, args.model, args.min_score, args.device, args.batch_size)
     with contextlib.nullcontext(sys.stdout) if args.out is None else atomic_open(args.out) as f:
         for a, b, score in rows:

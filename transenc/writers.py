@@ -8,11 +8,25 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from transenc.errors import TransencError
+
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def check_output_file(path: str | Path | None, flag: str, source: str | Path | None = None) -> None:
+    """Refuse, before any work, an output path that is a folder or that is the input file `source`
+    (the output would replace it)."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise TransencError(f"{flag} {path} is a folder; name the file to write")
+    if source is not None and os.path.exists(path) and os.path.exists(source) and os.path.samefile(source, path):
+        raise TransencError(f"{flag} {path} is the input file {source}; it would be replaced by the "
+                            f"output: choose another {flag}")
 
 
 @contextmanager
