@@ -259,14 +259,18 @@ def test_label_into_a_pipe_closed_early_stops_quietly(tmp_path, tiny_bert):
     (["train", "--cycles", "-1"], "--cycles must be at least 1, got -1"),
     (["train", "--max-pairs", "0"], "--max-pairs must be at least 1, got 0"),
     (["mine", "--sentences", "DEMO", "--k", "0"], "k (neighbours per sentence) must be at least 1, got 0"),
+    (["train", "--out", "FILE"], "--out FILE is a file; a run is written to a folder"),
 ])
-def test_counts_below_one_exit_2_before_any_work(tmp_path, capsys, argv, message):
+def test_bad_counts_and_a_file_as_run_folder_exit_2_before_any_work(tmp_path, capsys, argv, message):
     from transenc.api import DEMO_PAIRS
 
-    argv = [str(DEMO_PAIRS) if a == "DEMO" else a for a in argv] + ["--out", str(tmp_path / "out")]
+    (tmp_path / "file").write_text("not a folder")
+    argv = [str(DEMO_PAIRS) if a == "DEMO" else a for a in argv]
+    argv += [] if "--out" in argv else ["--out", str(tmp_path / "out")]
+    argv = [str(tmp_path / "file") if a == "FILE" else a for a in argv]
     assert run(argv) == 2
-    assert f"transenc: error: {message}" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []
+    assert f"transenc: error: {message.replace('FILE', str(tmp_path / 'file'))}" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
 def test_batch_size_must_be_positive(capsys):

@@ -202,6 +202,8 @@ class Run:
 
     def __init__(self, out: Path, config: dict, resume: bool):
         self.out = out
+        if out.exists() and not out.is_dir():
+            raise TransencError(f"--out {out} is a file; a run is written to a folder")
         self.state_path = out / "state.json"
         if self.state_path.is_file() and not resume:
             raise TransencError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
