@@ -260,7 +260,7 @@ def test_label_into_a_pipe_closed_early_stops_quietly(tmp_path, tiny_bert):
     (["train", "--max-pairs", "0"], "--max-pairs must be at least 1, got 0"),
     (["mine", "--sentences", "DEMO", "--k", "0"], "k (neighbours per sentence) must be at least 1, got 0"),
     (["train", "--out", "FILE"], "--out FILE is a file; a run is written to a folder"),
-    (["train", "--dev", "sts="], "sts=: NAME=FILE names no file after the '='"),
+    (["train", "--dev", "sts="], "sts=: a name but no file after the '='"),
 ])
 def test_bad_settings_exit_2_before_any_work(tmp_path, capsys, argv, message):
     from transenc.api import DEMO_PAIRS

@@ -120,7 +120,7 @@ def labeled_sets(specs: list[str] | None) -> dict[str, tuple[PairSet, str]]:
         if not sep or not name or "/" in name or Path(spec).exists():
             name, path = Path(spec).stem, spec
         elif not path:
-            raise TransencError(f"{spec}: NAME=FILE names no file after the '='")
+            raise TransencError(f"{spec}: a name but no file after the '='")
         if name in sets:
             raise TransencError(f"two evaluation sets are named '{name}'; name them apart with NAME=FILE")
         pairs = read_labeled(path)
