@@ -261,6 +261,8 @@ def test_label_into_a_pipe_closed_early_stops_quietly(tmp_path, tiny_bert):
     (["mine", "--sentences", "DEMO", "--k", "0"], "k (neighbours per sentence) must be at least 1, got 0"),
     (["train", "--out", "FILE"], "--out FILE is a file; a run is written to a folder"),
     (["train", "--dev", "sts="], "sts=: a name but no file after the '='"),
+    (["label", "--pairs", "DEMO", "--device", "tpu"], "--device tpu: not a device name (cpu, cuda, cuda:1, ...)"),
+    (["train", "--device", "cuda:99"], "--device cuda:99: this machine has "),  # none, or fewer than 100
 ])
 def test_bad_settings_exit_2_before_any_work(tmp_path, capsys, argv, message):
     from transenc.api import DEMO_PAIRS

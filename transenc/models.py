@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from transenc import distributed
-from transenc.errors import ModelError
+from transenc.errors import ModelError, TransencError
 from transenc.packing import Batch, pack_pairs, pack_sentences, padded_to_multiples, to_device
 from transenc.progress import progress
 from transenc.tokens import TokenCache
@@ -52,10 +52,23 @@ def resolve_model(name: str | os.PathLike | None) -> Path:
         ) from None
 
 
-def resolve_device(device: str | None) -> torch.device:
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """'auto'/None: the first GPU when there is one, else the CPU. A device this machine does not
+    have is an error here, not a torch traceback at the first tensor moved."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise TransencError(f"--device {device}: not a device name (cpu, cuda, cuda:1, ...)") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count()
+        if not count:
+            raise TransencError(f"--device {device}: this machine has no CUDA device"
+                                + ("" if torch.version.cuda else " (this torch is a CPU build)"))
+        if (resolved.index or 0) >= count:
+            raise TransencError(f"--device {device}: this machine has {count} CUDA device(s)")
+    return resolved
 
 
 def effective_precision(device: torch.device, precision: str) -> str:
