@@ -142,6 +142,19 @@ def test_the_compiled_engine_is_what_labels(tmp_path, tiny_bert, monkeypatch):
     assert calls == [1]
 
 
+def test_mine_writes_to_standard_output_without_out(tmp_path, tiny_bert, capsys):
+    (tmp_path / "s.txt").write_text("".join(f"sentence {i} about topic {i % 3}\n" for i in range(12)))
+    argv = ["mine", "--sentences", str(tmp_path / "s.txt"), "--k", "2", "--model", str(tiny_bert)]
+    assert run(argv + ["--out", str(tmp_path / "mined.tsv")]) == 0
+    assert capsys.readouterr().err.endswith(f"transenc: wrote {len((tmp_path / 'mined.tsv').read_text().splitlines())} "
+                                            f"pairs to {tmp_path / 'mined.tsv'}\n")
+    assert run(argv) == 0
+    assert capsys.readouterr().out == (tmp_path / "mined.tsv").read_text()
+    (tmp_path / "one.txt").write_text("the same sentence\nthe same sentence\n")
+    assert run(["mine", "--sentences", str(tmp_path / "one.txt"), "--model", str(tiny_bert)]) == 2
+    assert "mining needs at least two different sentences; got 1" in capsys.readouterr().err
+
+
 def test_mine_output_feeds_label_unchanged(tmp_path, tiny_bert):
     words = ["cat", "dog", "bird", "fish", "horse", "cow", "sheep", "goat"]
     (tmp_path / "s.txt").write_text("".join(f"the {a} sees the {b}\n" for a in words for b in words[:3]))

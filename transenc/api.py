@@ -66,6 +66,8 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
     if isinstance(sentences, (str, Path)):
         sentences = read_sentences(sentences)
     sentences = list(dict.fromkeys(sentences))  # unique, first-seen order
+    if len(sentences) < 2:
+        raise TransencError(f"mining needs at least two different sentences; got {len(sentences)}")
     encoder = BiEncoder.load(model, device)
     embeddings = encoder.encode(sentences, batch_size=batch_size or 128)
     if encoder.device.type == "cuda":

@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sentences", required=True, help="text file, one sentence per line")
     p.add_argument("--k", type=int, default=5, help="neighbours per sentence")
     p.add_argument("--min-score", type=float, default=None, help="drop pairs under this cosine")
-    p.add_argument("--out", required=True, help="pairs file to write (TSV: s1, s2, cosine)")
+    p.add_argument("--out", help="pairs file to write (TSV: s1, s2, cosine); default: standard output")
     _add_model_args(p)
 
     p = sub.add_parser("train", help="Trans-Encoder: bi->cross->bi distillation cycles without labels")

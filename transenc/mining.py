@@ -77,3 +77,5 @@ def mine_command(args) -> None:
     with contextlib.nullcontext(sys.stdout) if args.out is None else atomic_open(args.out) as f:
         for a, b, score in rows:
             f.write(f"{a}\t{b}\t{score:.6f}\n")
+    if args.out:
+        print(f"transenc: wrote {len(rows)} pairs to {args.out}", file=sys.stderr)
