@@ -289,7 +289,8 @@ def test_bad_settings_exit_2_before_any_work(tmp_path, capsys, argv, message):
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
-def test_batch_size_must_be_positive(capsys):
+@pytest.mark.parametrize("value", ["0", "-3", "many", "2.5"])
+def test_batch_size_must_be_a_positive_integer(capsys, value):
     with pytest.raises(SystemExit) as e:
-        cli.main(["label", "--pairs", "x.tsv", "--batch-size", "0"])
-    assert e.value.code == 2 and "must be a positive integer" in capsys.readouterr().err
+        cli.main(["label", "--pairs", "x.tsv", "--batch-size", value])
+    assert e.value.code == 2 and f"argument --batch-size: must be a positive integer, got {value}" in capsys.readouterr().err
