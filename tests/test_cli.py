@@ -294,3 +294,13 @@ def test_batch_size_must_be_a_positive_integer(capsys, value):
     with pytest.raises(SystemExit) as e:
         cli.main(["label", "--pairs", "x.tsv", "--batch-size", value])
     assert e.value.code == 2 and f"argument --batch-size: must be a positive integer, got {value}" in capsys.readouterr().err
+
+
+def test_cross_mode_on_a_model_without_a_pair_head_warns(tmp_path, tiny_bert, capsys):
+    (tmp_path / "p.tsv").write_text("a b\tc d\ne f\tg h\n")
+    argv = ["label", "--pairs", str(tmp_path / "p.tsv"), "--mode", "cross", "--out", str(tmp_path / "s.tsv")]
+    assert run(argv + ["--model", str(tiny_bert)]) == 0  # a plain encoder: scores from a random head
+    assert f"transenc: warning: {tiny_bert} has no cross-encoder head" in capsys.readouterr().err
+    CrossEncoder.load(tiny_bert, "cpu").save(tmp_path / "cross")  # saved with its head: a cross-encoder
+    assert run(argv + ["--model", str(tmp_path / "cross")]) == 0
+    assert "warning" not in capsys.readouterr().err

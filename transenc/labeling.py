@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import itertools
+import sys
 from typing import Iterable, Iterator
 
 import numpy as np
 
 from transenc import distributed, ops
-from transenc.models import BiEncoder, CrossEncoder
+from transenc.models import BiEncoder, CrossEncoder, resolve_model
 from transenc.pairset import PairSet, PairSetBuilder
 from transenc.readers import PairReader
 from transenc.tokens import TokenCache
@@ -36,7 +37,14 @@ def cross_scores(encoder: CrossEncoder, pairs: PairSet, cache: TokenCache | None
 def load_scorer(model, mode: str, device=None):
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}")
-    return BiEncoder.load(model, device) if mode == "bi" else CrossEncoder.load(model, device)
+    if mode == "bi":
+        return BiEncoder.load(model, device)
+    encoder = CrossEncoder.load(model, device)
+    if encoder.fresh_head:
+        print(f"transenc: warning: {resolve_model(model)} has no cross-encoder head (it is a bi-encoder or a plain "
+              "encoder): its scores come from a random head; score with --mode bi, or train a cross-encoder "
+              "(transenc train)", file=sys.stderr)
+    return encoder
 
 
 def score(encoder: BiEncoder | CrossEncoder, pairs: PairSet, **kwargs) -> np.ndarray:

@@ -311,7 +311,11 @@ class CrossEncoder(_Encoder):
             tokenizer = _load_tokenizer(path)
         except Exception as e:
             raise ModelError(f"cannot load a transformer from '{path}': {e}") from None
-        return cls(model, tokenizer, max_length or min(tokenizer.model_max_length, 512), resolve_device(device))
+        encoder = cls(model, tokenizer, max_length or min(tokenizer.model_max_length, 512), resolve_device(device))
+        # Saved without a pair head (a bi-encoder, a plain encoder): the head is random, which is
+        # where training starts, but scores from it mean nothing.
+        encoder.fresh_head = not any(a.endswith("ForSequenceClassification") for a in model.config.architectures or [])
+        return encoder
 
     def logits(self, batch: Batch) -> torch.Tensor:
         return self._forward(batch)[0].logits[:, 0]
