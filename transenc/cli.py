@@ -176,10 +176,6 @@ def main(argv: list[str] | None = None) -> int:
             distributed.teardown()  # under torchrun: leave the process group once the work is done
     except TransencError as e:
         print(f"transenc: error: {e}", file=sys.stderr)
-        if getattr(e, "exit_at_once", False):
-            from transenc import distributed
-
-            distributed.exit_now(2)
         return 2
     except KeyboardInterrupt:
         print("transenc: interrupted", file=sys.stderr)

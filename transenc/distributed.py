@@ -24,11 +24,9 @@ TIMEOUT_S = 1800
 
 
 class RankLost(TransencError):
-    """A collective failed: another rank died, or did not answer within the timeout."""
-
-    # A broken group's gloo threads can abort the interpreter's exit (see exit_now): the CLI leaves
-    # at once after printing this error instead.
-    exit_at_once = True
+    """A collective failed: another rank died, or did not answer within the timeout. (A broken
+    group's gloo threads can abort the interpreter's exit: the command leaves through exit_now,
+    transenc.cli.run, after printing it.)"""
 
 
 def collective(fn):
