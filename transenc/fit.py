@@ -188,11 +188,8 @@ def cross_step_loss(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray,
 def fit_cross(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray, labels: np.ndarray, cfg: FitConfig,
               seed: int, evaluate=None, policy: StepPolicy | None = None, group=None) -> FitResult:
     """BCE on soft labels; pairs should already hold both orders. group: data-parallel (see _train)."""
-    targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
-    policy = policy or step_policy(encoder.device)
-    return _train(encoder.model, encoder.device, len(pairs), cfg,
-                  lambda idx: cross_step_loss(encoder, cache, pairs[idx], targets[idx], policy), seed,
-                  "train cross-encoder", evaluate, policy, group)
+    return _fit_on_labels(cross_step_loss, "train cross-encoder", encoder, cache, pairs, labels, cfg, seed,
+                          evaluate, policy, group)
 
 
 def _pair_embeddings(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, policy: StepPolicy | None = None):
@@ -215,11 +212,18 @@ def bi_step_loss(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, targe
 def fit_bi(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, labels: np.ndarray, cfg: FitConfig,
            seed: int, evaluate=None, policy: StepPolicy | None = None, group=None) -> FitResult:
     """Cosine regression on the labels. group: data-parallel (see _train)."""
+    return _fit_on_labels(bi_step_loss, "train bi-encoder", encoder, cache, pairs, labels, cfg, seed,
+                          evaluate, policy, group)
+
+
+def _fit_on_labels(step_loss, desc: str, encoder, cache: TokenCache, pairs: np.ndarray, labels: np.ndarray,
+                   cfg: FitConfig, seed: int, evaluate, policy: StepPolicy | None, group) -> FitResult:
+    """_train with each step's loss = step_loss over the batch's pairs and their labels."""
     targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
     policy = policy or step_policy(encoder.device)
     return _train(encoder.model, encoder.device, len(pairs), cfg,
-                  lambda idx: bi_step_loss(encoder, cache, pairs[idx], targets[idx], policy), seed,
-                  "train bi-encoder", evaluate, policy, group)
+                  lambda idx: step_loss(encoder, cache, pairs[idx], targets[idx], policy), seed,
+                  desc, evaluate, policy, group)
 
 
 # ---- references: one padded batch from a tokenizer call per step, as sentence-transformers'
