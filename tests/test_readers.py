@@ -114,3 +114,5 @@ def test_skip_mode_counts_bad_lines(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         read_pairs(tmp_path / "nope.tsv")
+    with pytest.raises(InputError, match="is a folder, not a pairs file"):
+        read_pairs(tmp_path)

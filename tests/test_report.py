@@ -135,6 +135,24 @@ def test_report_command_rewrites_the_report(two_dev_run, tmp_path):
     assert (run / "report.html").is_file() and (run / "labels.png").is_file()
 
 
+def test_report_of_constant_labels_says_so_without_a_warning(two_dev_run, tmp_path):
+    import warnings
+
+    from transenc.report import label_figure, _pyplot
+
+    run = tmp_path / "copy"
+    shutil.copytree(two_dev_run / "run", run, ignore=shutil.ignore_patterns("*.png", "report.html", "bi*", "cross*"))
+    labels = run / "cycle1" / "labels_bi.npy"
+    np.save(labels, np.ones_like(np.load(labels)))  # e.g. pairs of identical sentences: every cosine 1
+    plt = _pyplot()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # scipy's ConstantInputWarning would be one
+        fig = label_figure(plt, json.loads((run / "metrics.json").read_text()), run)
+    titles = [ax.get_title() for ax in fig.axes]
+    plt.close(fig)
+    assert "cycle 1: agreement, no Spearman (constant labels)" in titles
+
+
 def test_report_without_matplotlib_says_what_to_install(two_dev_run, tmp_path, capsys, monkeypatch):
     run = tmp_path / "copy"
     shutil.copytree(two_dev_run / "run", run, ignore=shutil.ignore_patterns("*.png", "report.html", "bi*", "cross*"))
@@ -151,6 +169,10 @@ def test_report_of_a_folder_that_is_no_run(tmp_path, capsys):
     (tmp_path / "metrics.json").write_text('{"cycles": [\n oops')
     assert cli.main(["report", str(tmp_path)]) == 2
     assert "metrics.json:2: invalid JSON" in capsys.readouterr().err
+    for other in ('{}', '[1, 2]', '{"cycles": 5}', '{"cycles": [{"cycle": 1}]}'):  # valid JSON, no run's
+        (tmp_path / "metrics.json").write_text(other)
+        assert cli.main(["report", str(tmp_path)]) == 2
+        assert "metrics.json: not a transenc run's metrics" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
 
 

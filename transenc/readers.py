@@ -73,7 +73,7 @@ class PairReader:
     def __init__(self, path: str | Path, fmt: str | None = None, on_error: str = "raise"):
         self.path = Path(path)
         if not self.path.is_file():
-            raise InputError(self.path, 0, "no such file")
+            raise InputError(self.path, 0, "is a folder, not a pairs file" if self.path.is_dir() else "no such file")
         if fmt is not None and fmt not in FORMATS:
             raise InputError(self.path, 0, f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
         self.fmt, self.on_error, self.skipped = fmt, on_error, 0

@@ -46,9 +46,16 @@ def load_metrics(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise InputError(path, 0, "no such file (is this a transenc train --out folder?)")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        metrics = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise InputError(path, e.lineno, f"invalid JSON ({e.msg})") from None
+    # another program's JSON would otherwise end in a traceback deep in the drawing code
+    cycles = metrics.get("cycles") if isinstance(metrics, dict) else None
+    if not (isinstance(cycles, list) and all(isinstance(c, dict) and isinstance(c.get("stages"), dict)
+                                             for c in cycles)):
+        raise InputError(path, 0, "not a transenc run's metrics (expected an object whose 'cycles' "
+                                  "is a list of cycles, each with its 'stages')")
+    return metrics
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -217,8 +224,9 @@ def label_figure(plt, metrics: dict, run: Path):
         ax = axes[1][i]
         ax.scatter(bi, cross, s=6, alpha=0.5)
         ax.ticklabel_format(useOffset=False)
-        rho = spearmanr(bi, cross).statistic * 100 if len(bi) > 1 else float("nan")
-        ax.set_title(f"cycle {cycle}: agreement, Spearman {rho:.1f}", fontsize=10)
+        defined = len(bi) > 1 and np.ptp(bi) > 0 and np.ptp(cross) > 0  # no rank order in constant labels
+        agreement = f"Spearman {spearmanr(bi, cross).statistic * 100:.1f}" if defined else "no Spearman (constant labels)"
+        ax.set_title(f"cycle {cycle}: agreement, {agreement}", fontsize=10)
         ax.set_xlabel("bi-encoder label")
         ax.set_ylabel("cross-encoder label")
     fig.tight_layout()
