@@ -37,6 +37,30 @@ def test_read_pairs_takes_a_path_a_pairset_or_tuples(tmp_path):
         transenc.read_pairs([("a", "b"), ("only one",)])
     with pytest.raises(TransencError, match="pair 1: expected"):
         transenc.read_pairs([("a", " ")])
+    as_array = transenc.read_pairs(np.array(ROWS))  # rows of a numpy array of strings
+    assert as_array.sentences == from_tuples.sentences and np.array_equal(as_array.pairs, from_tuples.pairs)
+    assert transenc.read_pairs([("a", "b", None)]).labels is None  # None: no score, as an empty column
+    for bad in ("x", float("nan"), float("inf"), [1]):
+        with pytest.raises(TransencError, match="pair 1: score .* is not a finite number"):
+            transenc.read_pairs([("a", "b", bad)])
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda out: transenc.label(ROWS, batch_size=0), "batch_size must be a whole number of at least 1, got 0"),
+    (lambda out: transenc.mine(["a", "b", "c"], batch_size=2.5), "batch_size must be .* got 2.5"),
+    (lambda out: transenc.mine(["a", "b", "c"], k=0), "k .* must be a whole number of at least 1, got 0"),
+    (lambda out: transenc.train(ROWS, out, models=[]), "models: name at least one model"),
+    (lambda out: transenc.train(ROWS, out, recipe="nope"), "--recipe: invalid choice: 'nope'"),
+    (lambda out: transenc.train(ROWS, out, precision="fp8"), "--precision: invalid choice: 'fp8'"),
+    (lambda out: transenc.train(ROWS, out, cycles=1.5), "--cycles: invalid int value: '1.5'"),
+    (lambda out: transenc.train(ROWS, out, cycles=0), "--cycles must be at least 1, got 0"),
+])
+def test_keywords_are_checked_as_the_command_checks_its_options(tmp_path, call, message):
+    """A bad keyword is a TransencError before any model loads or folder is made, never a KeyError, a
+    silent default (batch_size=0 once meant 'the default') or argparse's exit out of the notebook."""
+    with pytest.raises(TransencError, match=message):
+        call(tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_verbs_stay_verbs_when_the_library_modules_are_imported(tiny_bert):

@@ -5,6 +5,8 @@ on first use, so that `import transenc` does not import torch.
 """
 import importlib
 
+from transenc.errors import InputError, TransencError  # noqa: F401  (what the API raises; no torch)
+
 __version__ = "0.1.0"
 
 _API = ("read_pairs", "label", "mine", "train", "Run", "DEMO_PAIRS", "DEMO_DEV")

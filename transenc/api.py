@@ -11,6 +11,8 @@ torch and transformers are imported inside the functions, so `import transenc` s
 """
 from __future__ import annotations
 
+import argparse
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,15 +36,34 @@ def read_pairs(pairs, fmt: str | None = None, on_error: str = "raise") -> PairSe
             print(f"transenc: skipped {skipped} bad line(s) in {pairs}", file=sys.stderr)
         return result
     builder = PairSetBuilder()
-    for i, row in enumerate(pairs, start=1):
-        if (not isinstance(row, (tuple, list)) or len(row) not in (2, 3)
+    for i, row in enumerate(pairs, start=1):  # tuples, lists, rows of a numpy array of strings
+        if (isinstance(row, (str, bytes)) or not hasattr(row, "__len__") or len(row) not in (2, 3)
                 or not all(isinstance(s, str) and s.strip() for s in row[:2])):
             raise TransencError(f"pair {i}: expected (sentence1, sentence2) or (sentence1, sentence2, score) "
                                 f"with non-empty sentences, got {str(row)[:80]}")
-        builder.add(row[0], row[1], float(row[2]) if len(row) == 3 else None)
+        builder.add(row[0], row[1], _score(row[2], i) if len(row) == 3 else None)
     if not len(builder):
         raise TransencError("no sentence pairs given")
     return builder.build()
+
+
+def _score(value, i: int) -> float | None:
+    """A tuple's third item: a finite number, or None for no score (as a file's empty column)."""
+    if value is None:
+        return None
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        score = math.nan
+    if not math.isfinite(score):
+        raise TransencError(f"pair {i}: score {value!r} is not a finite number")
+    return score
+
+
+def _at_least_one(name: str, value: int | None) -> None:
+    """The CLI's count check for keyword arguments: None takes the default, anything else must be >= 1."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise TransencError(f"{name} must be a whole number of at least 1, got {value!r}")
 
 
 def label(pairs, model=None, mode: str = "bi", device=None, batch_size: int | None = None,
@@ -50,6 +71,7 @@ def label(pairs, model=None, mode: str = "bi", device=None, batch_size: int | No
     """One score per pair, in input order: bi-encoder cosine, or cross-encoder score in [0, 1]."""
     from transenc.labeling import load_scorer, score
 
+    _at_least_one("batch_size", batch_size)
     pairs = read_pairs(pairs)
     return score(load_scorer(model, mode, device), pairs, batch_size=batch_size, precision=precision)
 
@@ -61,8 +83,8 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
     from transenc.mining import mine_pairs, read_sentences
     from transenc.models import BiEncoder
 
-    if k < 1:
-        raise TransencError(f"k (neighbours per sentence) must be at least 1, got {k}")
+    _at_least_one("k (neighbours per sentence)", k)
+    _at_least_one("batch_size", batch_size)
     if isinstance(sentences, (str, Path)):
         sentences = read_sentences(sentences)
     sentences = list(dict.fromkeys(sentences))  # unique, first-seen order
@@ -105,20 +127,33 @@ def train(pairs=None, out: str | Path = "runs/transenc", *, models=None, teacher
     pairs: None (the bundled demo corpus, with the bundled demo dev set), a path, a PairSet or tuples;
     models: a model or a list of them (mutual distillation); teachers: frozen co-teachers (`--teacher`);
     dev/test: a path, `NAME=PATH`, or a list."""
-    import argparse
-
     from transenc.training import Trainer, add_train_args
 
-    parser = argparse.ArgumentParser()
-    add_train_args(parser)
-    args = parser.parse_args(["--out", str(out)])  # the CLI's defaults, from their one place
-    as_list = lambda x: None if x is None else [str(v) for v in ([x] if isinstance(x, (str, Path)) else x)]  # noqa: E731
-    given = {"pairs": pairs if pairs is None or isinstance(pairs, (str, Path)) else read_pairs(pairs),
-             "model": as_list(models), "teacher": as_list(teachers), "dev": as_list(dev), "test": as_list(test), "recipe": recipe,
-             "cycles": cycles, "seed": seed, "device": device, "precision": precision, "max_pairs": max_pairs}
-    for key, value in given.items():
+    as_list = lambda x: [] if x is None else [str(v) for v in ([x] if isinstance(x, (str, Path)) else x)]  # noqa: E731
+    if models is not None and not as_list(models):
+        raise TransencError("models: name at least one model (or leave it None for the default)")
+    # The keywords become the command's arguments, so the CLI's defaults and checks (choices, types,
+    # counts) apply from their one place; a PairSet or tuples cannot travel as text and are set after.
+    argv = ["--out", str(out)] + (["--pairs", str(pairs)] if isinstance(pairs, (str, Path)) else [])
+    for flag, values in (("--model", models), ("--teacher", teachers), ("--dev", dev), ("--test", test)):
+        for value in as_list(values):
+            argv += [flag, value]
+    for flag, value in (("--recipe", recipe), ("--cycles", cycles), ("--seed", seed), ("--device", device),
+                        ("--precision", precision), ("--max-pairs", max_pairs)):
         if value is not None:
-            setattr(args, key, str(value) if isinstance(value, Path) else value)
-    args.simcse, args.resume = simcse, resume
+            argv += [flag, str(value)]
+    argv += ["--simcse"] * bool(simcse) + ["--resume"] * bool(resume)
+    parser = _RaisingParser(prog="transenc.train")
+    add_train_args(parser)
+    args = parser.parse_args(argv)
+    if pairs is not None and not isinstance(pairs, (str, Path)):
+        args.pairs = read_pairs(pairs)
     Trainer(args).train()
     return Run.load(out)
+
+
+class _RaisingParser(argparse.ArgumentParser):
+    """argparse that raises its message instead of printing usage and exiting the notebook's Python."""
+
+    def error(self, message: str):
+        raise TransencError(f"{self.prog}: {message}")
