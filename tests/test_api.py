@@ -9,6 +9,7 @@ import pytest
 
 import transenc
 from transenc.errors import TransencError
+from transenc.api import DEMO_PAIRS
 from transenc.pairset import PairSet
 
 from conftest import REPO
@@ -47,6 +48,9 @@ def test_read_pairs_takes_a_path_a_pairset_or_tuples(tmp_path):
 
 @pytest.mark.parametrize("call, message", [
     (lambda out: transenc.label(ROWS, batch_size=0), "batch_size must be a whole number of at least 1, got 0"),
+    (lambda out: transenc.label(ROWS, mode="bl"), "mode must be one of .* got 'bl'"),
+    (lambda out: transenc.label(ROWS, precision="fp8"), "precision must be one of .* got 'fp8'"),
+    (lambda out: transenc.read_pairs(DEMO_PAIRS, on_error="ignore"), "on_error must be 'raise' or 'skip', got 'ignore'"),
     (lambda out: transenc.mine(["a", "b", "c"], batch_size=2.5), "batch_size must be .* got 2.5"),
     (lambda out: transenc.mine(["a", "b", "c"], k=0), "k .* must be a whole number of at least 1, got 0"),
     (lambda out: transenc.train(ROWS, out, models=[]), "models: name at least one model"),

@@ -271,7 +271,7 @@ def test_label_into_a_pipe_closed_early_stops_quietly(tmp_path, tiny_bert):
     (["train", "--cycles", "0"], "--cycles must be at least 1, got 0"),
     (["train", "--cycles", "-1"], "--cycles must be at least 1, got -1"),
     (["train", "--max-pairs", "0"], "--max-pairs must be at least 1, got 0"),
-    (["mine", "--sentences", "DEMO", "--k", "0"], "k (neighbours per sentence) must be at least 1, got 0"),
+    (["mine", "--sentences", "DEMO", "--k", "0"], "k (neighbours per sentence) must be a whole number of at least 1, got 0"),
     (["train", "--out", "FILE"], "--out FILE is a file; a run is written to a folder"),
     (["train", "--dev", "sts="], "sts=: a name but no file after the '='"),
     (["label", "--pairs", "DEMO", "--device", "tpu"], "--device tpu: not a device name (cpu, cuda, cuda:1, ...)"),

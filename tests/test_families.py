@@ -1,6 +1,8 @@
 """Every encoder family people start from loads, labels and trains: tiny random models built from
 each family's config with a tokenizer of that family's own kind (its own special-token template),
 scored against sentence-transformers, which loads the same folders its own way."""
+import importlib
+
 import numpy as np
 import pytest
 import torch
@@ -29,7 +31,10 @@ def _mpnet():
 
 def _roberta():
     # byte-level BPE with no merges: every byte of the alphabet is a token
-    alphabet = sorted(transformers.convert_slow_tokenizer.bytes_to_unicode().values())
+    # the module by its full name: transformers' lazy top level answers `convert_slow_tokenizer` with the
+    # function of that name until something has imported the module
+    slow = importlib.import_module("transformers.convert_slow_tokenizer")
+    alphabet = sorted(slow.bytes_to_unicode().values())
     vocab = ["<s>", "<pad>", "</s>", "<unk>", "<mask>", *alphabet]
     return transformers.RobertaTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, merges=[])
 

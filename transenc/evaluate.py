@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transenc.errors import InputError
+from transenc.errors import InputError, TransencError
 from transenc.pairset import PairSet, PairSetBuilder
 from transenc.readers import read_pairs, text_lines, Problems
 
@@ -47,7 +47,7 @@ def is_binary(gold: np.ndarray) -> bool:
 def resolve_metric(metric: str, gold: np.ndarray, where: str | Path) -> str:
     """`auto`: AUC when every gold label is 0 or 1, else Spearman. AUC on graded labels is an error."""
     if metric not in METRICS:
-        raise ValueError(f"metric must be one of {METRICS}")
+        raise TransencError(f"metric must be one of {METRICS}, got {metric!r}")
     if metric == "auto":
         metric = "auc" if is_binary(gold) and len(np.unique(gold)) == 2 else "spearman"
     if metric == "auc":

@@ -8,6 +8,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from transenc import distributed, ops
+from transenc.errors import TransencError
 from transenc.models import BiEncoder, CrossEncoder, resolve_model
 from transenc.pairset import PairSet, PairSetBuilder
 from transenc.readers import PairReader
@@ -36,7 +37,7 @@ def cross_scores(encoder: CrossEncoder, pairs: PairSet, cache: TokenCache | None
 
 def load_scorer(model, mode: str, device=None):
     if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}")
+        raise TransencError(f"mode must be one of {MODES}, got {mode!r}")
     if mode == "bi":
         return BiEncoder.load(model, device)
     encoder = CrossEncoder.load(model, device)

@@ -74,7 +74,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 def effective_precision(device: torch.device, precision: str) -> str:
     """'auto' is exact fp32 on a CPU and bf16 autocast on a GPU that has it."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}")
+        raise TransencError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if precision != "auto":
         return precision
     if device.type == "cuda":

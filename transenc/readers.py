@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 from typing import Iterator
 
-from transenc.errors import InputError
+from transenc.errors import InputError, TransencError
 from transenc.pairset import PairSet, PairSetBuilder
 
 FORMATS = ("tsv", "csv", "jsonl", "bars", "sts")
@@ -29,7 +29,7 @@ class Problems:
 
     def __init__(self, path: Path, on_error: str):
         if on_error not in ("raise", "skip"):
-            raise ValueError("on_error must be 'raise' or 'skip'")
+            raise TransencError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self.path, self.skip, self.skipped = path, on_error == "skip", 0
 
     def bad(self, number: int, reason: str) -> None:
