@@ -57,7 +57,7 @@ def test_read_pairs_takes_a_path_a_pairset_or_tuples(tmp_path):
     (lambda out: transenc.train(ROWS, out, recipe="nope"), "--recipe: invalid choice: 'nope'"),
     (lambda out: transenc.train(ROWS, out, precision="fp8"), "--precision: invalid choice: 'fp8'"),
     (lambda out: transenc.train(ROWS, out, cycles=1.5), "--cycles: invalid int value: '1.5'"),
-    (lambda out: transenc.train(ROWS, out, cycles=0), "--cycles must be at least 1, got 0"),
+    (lambda out: transenc.train(ROWS, out, cycles=0), "--cycles must be a whole number of at least 1, got 0"),
 ])
 def test_keywords_are_checked_as_the_command_checks_its_options(tmp_path, call, message):
     """A bad keyword is a TransencError before any model loads or folder is made, never a KeyError, a

@@ -268,9 +268,9 @@ def test_label_into_a_pipe_closed_early_stops_quietly(tmp_path, tiny_bert):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["train", "--cycles", "0"], "--cycles must be at least 1, got 0"),
-    (["train", "--cycles", "-1"], "--cycles must be at least 1, got -1"),
-    (["train", "--max-pairs", "0"], "--max-pairs must be at least 1, got 0"),
+    (["train", "--cycles", "0"], "--cycles must be a whole number of at least 1, got 0"),
+    (["train", "--cycles", "-1"], "--cycles must be a whole number of at least 1, got -1"),
+    (["train", "--max-pairs", "0"], "--max-pairs must be a whole number of at least 1, got 0"),
     (["mine", "--sentences", "DEMO", "--k", "0"], "k (neighbours per sentence) must be a whole number of at least 1, got 0"),
     (["train", "--out", "FILE"], "--out FILE is a file; a run is written to a folder"),
     (["train", "--dev", "sts="], "sts=: a name but no file after the '='"),
@@ -293,7 +293,7 @@ def test_bad_settings_exit_2_before_any_work(tmp_path, capsys, argv, message):
 def test_batch_size_must_be_a_positive_integer(capsys, value):
     with pytest.raises(SystemExit) as e:
         cli.main(["label", "--pairs", "x.tsv", "--batch-size", value])
-    assert e.value.code == 2 and f"argument --batch-size: must be a positive integer, got {value}" in capsys.readouterr().err
+    assert e.value.code == 2 and f"argument --batch-size: must be a whole number of at least 1, got {value}" in capsys.readouterr().err
 
 
 def test_cross_mode_on_a_model_without_a_pair_head_warns(tmp_path, tiny_bert, capsys):

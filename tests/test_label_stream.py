@@ -84,4 +84,4 @@ def test_a_bad_line_after_the_first_chunks_leaves_no_output(tmp_path, capsys, ti
 def test_chunk_size_must_be_positive(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["label", "--pairs", "x.tsv", "--chunk-pairs", "0"])
-    assert e.value.code == 2 and "must be a positive integer" in capsys.readouterr().err
+    assert e.value.code == 2 and "must be a whole number of at least 1" in capsys.readouterr().err

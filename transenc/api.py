@@ -17,7 +17,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from transenc.errors import TransencError
+from transenc.errors import TransencError, require_count
 from transenc.pairset import PairSet, PairSetBuilder
 
 DEMO_PAIRS = Path(__file__).parent / "data" / "demo_pairs.tsv"  # the bundled unlabeled demo corpus
@@ -60,18 +60,12 @@ def _score(value, i: int) -> float | None:
     return score
 
 
-def _at_least_one(name: str, value: int | None) -> None:
-    """The CLI's count check for keyword arguments: None takes the default, anything else must be >= 1."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise TransencError(f"{name} must be a whole number of at least 1, got {value!r}")
-
-
 def label(pairs, model=None, mode: str = "bi", device=None, batch_size: int | None = None,
           precision: str = "auto") -> "np.ndarray":  # noqa: F821
     """One score per pair, in input order: bi-encoder cosine, or cross-encoder score in [0, 1]."""
     from transenc.labeling import load_scorer, score
 
-    _at_least_one("batch_size", batch_size)
+    require_count("batch_size", batch_size)
     pairs = read_pairs(pairs)
     return score(load_scorer(model, mode, device), pairs, batch_size=batch_size, precision=precision)
 
@@ -83,8 +77,8 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
     from transenc.mining import mine_pairs, read_sentences
     from transenc.models import BiEncoder
 
-    _at_least_one("k (neighbours per sentence)", k)
-    _at_least_one("batch_size", batch_size)
+    require_count("k (neighbours per sentence)", k)
+    require_count("batch_size", batch_size)
     if isinstance(sentences, (str, Path)):
         sentences = read_sentences(sentences)
     sentences = list(dict.fromkeys(sentences))  # unique, first-seen order

@@ -19,3 +19,9 @@ class InputError(TransencError):
 
 class ModelError(TransencError):
     """A model that cannot be found, read or downloaded."""
+
+
+def require_count(name: str, value) -> None:
+    """A count option: None (its default) or a whole number of at least 1, else a TransencError naming it."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise TransencError(f"{name} must be a whole number of at least 1, got {value!r}")

@@ -25,7 +25,7 @@ import torch
 
 from transenc import distributed
 from transenc.api import DEMO_DEV, DEMO_PAIRS
-from transenc.errors import TransencError
+from transenc.errors import TransencError, require_count
 from transenc.evaluate import read_labeled, resolve_metric, score100
 from transenc.fit import FitConfig, fit_bi, fit_cross, fit_simcse
 from transenc.labeling import bi_scores, cross_scores
@@ -247,9 +247,8 @@ class Run:
 
 class Trainer:
     def __init__(self, args):
-        for flag, value in (("--cycles", args.cycles), ("--max-pairs", args.max_pairs)):
-            if value is not None and value < 1:
-                raise TransencError(f"{flag} must be at least 1, got {value}")
+        require_count("--cycles", args.cycles)
+        require_count("--max-pairs", args.max_pairs)
         self.args = args
         self.recipe = RECIPES[args.recipe]
         # Under torchrun every rank runs this loop: labeling is sharded over the ranks, fits are
