@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import transenc
-from transenc.errors import TransencError
 from transenc.api import DEMO_PAIRS
+from transenc.errors import TransencError
 from transenc.pairset import PairSet
 
 from conftest import REPO
@@ -59,9 +59,16 @@ def test_read_pairs_takes_a_path_a_pairset_or_tuples(tmp_path):
     (lambda out: transenc.train(ROWS, out, cycles=1.5), "--cycles: invalid int value: '1.5'"),
     (lambda out: transenc.train(ROWS, out, cycles=0), "--cycles must be a whole number of at least 1, got 0"),
 ])
-def test_keywords_are_checked_as_the_command_checks_its_options(tmp_path, call, message):
+def test_keywords_are_checked_as_the_command_checks_its_options(tmp_path, monkeypatch, call, message):
     """A bad keyword is a TransencError before any model loads or folder is made, never a KeyError, a
     silent default (batch_size=0 once meant 'the default') or argparse's exit out of the notebook."""
+    from transenc.models import BiEncoder, CrossEncoder
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded before the keywords were checked")
+
+    for cls in (BiEncoder, CrossEncoder):
+        monkeypatch.setattr(cls, "load", no_model)
     with pytest.raises(TransencError, match=message):
         call(tmp_path / "run")
     assert not (tmp_path / "run").exists()

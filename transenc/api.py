@@ -64,8 +64,10 @@ def label(pairs, model=None, mode: str = "bi", device=None, batch_size: int | No
           precision: str = "auto") -> "np.ndarray":  # noqa: F821
     """One score per pair, in input order: bi-encoder cosine, or cross-encoder score in [0, 1]."""
     from transenc.labeling import load_scorer, score
+    from transenc.models import check_precision
 
     require_count("batch_size", batch_size)
+    check_precision(precision)
     pairs = read_pairs(pairs)
     return score(load_scorer(model, mode, device), pairs, batch_size=batch_size, precision=precision)
 

@@ -71,10 +71,14 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
-def effective_precision(device: torch.device, precision: str) -> str:
-    """'auto' is exact fp32 on a CPU and bf16 autocast on a GPU that has it."""
+def check_precision(precision: str) -> None:
     if precision not in PRECISIONS:
         raise TransencError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+
+
+def effective_precision(device: torch.device, precision: str) -> str:
+    """'auto' is exact fp32 on a CPU and bf16 autocast on a GPU that has it."""
+    check_precision(precision)
     if precision != "auto":
         return precision
     if device.type == "cuda":
