@@ -6,18 +6,20 @@ import json
 import os
 import sys
 
-from transenc.errors import TransencError
+from transenc.errors import TransencError, count_problem
 
 STSB_URL = "http://ixa2.si.ehu.eus/stswiki/images/4/48/Stsbenchmark.tar.gz"
 
 
 def _positive(text: str) -> int:
+    """argparse type for a count: errors.count_problem's rule on the number the text holds."""
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, got {text}")
+        value = text
+    problem = count_problem(value)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return value
 
 

@@ -21,7 +21,15 @@ class ModelError(TransencError):
     """A model that cannot be found, read or downloaded."""
 
 
-def require_count(name: str, value) -> None:
-    """A count option: None (its default) or a whole number of at least 1, else a TransencError naming it."""
+def count_problem(value) -> str | None:
+    """What is wrong with a count option's value (None is its default), or None when nothing is."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise TransencError(f"{name} must be a whole number of at least 1, got {value!r}")
+        return f"must be a whole number of at least 1, got {value}"
+    return None
+
+
+def require_count(name: str, value) -> None:
+    """A count keyword or option: a TransencError naming it when count_problem finds one."""
+    problem = count_problem(value)
+    if problem:
+        raise TransencError(f"{name} {problem}")

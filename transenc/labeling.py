@@ -9,7 +9,7 @@ import numpy as np
 
 from transenc import distributed, ops
 from transenc.errors import TransencError
-from transenc.models import BiEncoder, CrossEncoder, resolve_model
+from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder
 from transenc.pairset import PairSet, PairSetBuilder
 from transenc.readers import PairReader
 from transenc.tokens import TokenCache
@@ -42,7 +42,7 @@ def load_scorer(model, mode: str, device=None):
         return BiEncoder.load(model, device)
     encoder = CrossEncoder.load(model, device)
     if encoder.fresh_head:
-        print(f"transenc: warning: {resolve_model(model)} has no cross-encoder head (it is a bi-encoder or a plain "
+        print(f"transenc: warning: {model or DEFAULT_MODEL} has no cross-encoder head (it is a bi-encoder or a plain "
               "encoder): its scores come from a random head; score with --mode bi, or train a cross-encoder "
               "(transenc train)", file=sys.stderr)
     return encoder

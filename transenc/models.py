@@ -303,6 +303,8 @@ class BiEncoder(_Encoder):
 class CrossEncoder(_Encoder):
     """A pair classifier with one logit; its score is the sigmoid of that logit."""
 
+    fresh_head = False  # True when load found no trained pair head (see load)
+
     @classmethod
     def load(cls, name=None, device=None, max_length: int | None = None) -> "CrossEncoder":
         """From a cross-encoder, or from any encoder checkpoint (the head then starts fresh)."""
