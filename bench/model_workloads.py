@@ -160,3 +160,33 @@ def fit_steps_per_second(kind: str, model: Path, pairs: PairSet, steps: int, pol
     result = fit_call()
     assert len(result.losses) == steps
     return steps / (time.perf_counter() - start)
+
+
+def sts_test_rows(pairs: PairSet) -> tuple[np.ndarray, np.ndarray]:
+    """Where STS-B test's 1,379 pairs sit among sts_unique_pairs' rows, and their gold scores."""
+    row = {pairs.pair_texts(i): i for i in range(len(pairs))}
+    test, _ = read_pairs(sts_dir() / "sts-test.csv")
+    return np.array([row[test.pair_texts(i)] for i in range(len(test))]), test.labels
+
+
+def trained_cross_encoder(steps: int = 600) -> Path:
+    """A MiniLM cross-encoder trained the Trans-Encoder way: all-MiniLM-L6-v2's cosines on STS-B
+    train's pairs as labels, `steps` batches of 32 (both orders; ~7 min on a 2-core CPU), saved once
+    under .benchmarks/ and reused. A model whose scores mean something, for agreement figures
+    (a fresh head's scores all sit near 0.5)."""
+    from transenc import fit, ops
+
+    folder = REPO / ".benchmarks" / f"minilm-cross-{steps}"
+    if (folder / "config.json").is_file():
+        return folder
+    train, _ = read_pairs(sts_dir() / "sts-train.csv")
+    embeddings = BiEncoder.load(None, "cpu").encode(train.sentences, precision="fp32", show_progress=False)
+    labels = ops.pair_cosine_indexed(embeddings, train.pairs).numpy().clip(0, 1)
+    torch.manual_seed(0)
+    encoder = CrossEncoder.load(None, "cpu", max_length=64)
+    rows = train.both_orders()
+    cfg = fit.FitConfig(batch_size=32, epochs=steps * 32 / len(rows), lr=2e-5, warmup=0.1)
+    fit.fit_cross(encoder, encoder.token_cache(train.sentences), rows, np.concatenate([labels, labels]), cfg, 0)
+    encoder.max_length = 128
+    encoder.save(folder)
+    return folder

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pytest
 
-from transenc.api import DEMO_PAIRS
+from transenc.bundled import DEMO_PAIRS
 
 pytest.importorskip("pytest_benchmark")
 PAIRS = int(os.environ.get("TRANSENC_BENCH_LABEL_PAIRS", 10_000_000))

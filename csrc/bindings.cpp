@@ -9,6 +9,7 @@
 #include "cosine.h"
 #include "packer.h"
 #include "parallel.h"
+#include "quantize.h"
 #include "topk.h"
 
 namespace py = pybind11;
@@ -216,9 +217,53 @@ static void def_packer(py::module_& m) {
 
 // ---- end of packer ---------------------------------------------------------------------------
 
+// ---- int8 inference: per-row activation quantization and the matmul's epilogue ----------------
+template <typename T>
+using rows_of = py::array_t<T, py::array::c_style>;
+
+static py::tuple py_quantize_rows(const rows_of<float>& x) {
+  require(x.ndim() == 2, "quantize_rows: x must be float32[N, d]");
+  const int64_t n = x.shape(0), d = x.shape(1);
+  py::array_t<int8_t> q({n, d});
+  py::array_t<float> scale(n), offset(n);
+  int8_t* qd = q.mutable_data();
+  float *sd = scale.mutable_data(), *od = offset.mutable_data();
+  {
+    py::gil_scoped_release release;
+    quantize_rows(x.data(), n, d, qd, sd, od);
+  }
+  return py::make_tuple(q, scale, offset);
+}
+
+static void py_dequantize_rows(py::array acc, const rows_of<float>& row_scale, const rows_of<float>& row_offset,
+                               const rows_of<float>& col_scale, const rows_of<float>& col_sum, py::object bias) {
+  require(acc.ndim() == 2 && (acc.flags() & py::array::c_style) && acc.dtype().kind() == 'i' &&
+              acc.itemsize() == 4 && acc.writeable(),
+          "dequantize_rows: acc must be a writeable C-contiguous int32[N, d]");
+  const int64_t n = acc.shape(0), d = acc.shape(1);
+  for (auto* rows : {&row_scale, &row_offset})
+    require(rows->ndim() == 1 && rows->shape(0) == n, "dequantize_rows: row_scale and row_offset must be float32[N]");
+  for (auto* cols : {&col_scale, &col_sum})
+    require(cols->ndim() == 1 && cols->shape(0) == d, "dequantize_rows: col_scale and col_sum must be float32[d]");
+  rows_of<float> b;
+  if (!bias.is_none()) {
+    b = bias.cast<rows_of<float>>();
+    require(b.ndim() == 1 && b.shape(0) == d, "dequantize_rows: bias must be float32[d] or None");
+  }
+  void* data = acc.mutable_data();
+  py::gil_scoped_release release;
+  dequantize_rows(data, n, d, row_scale.data(), row_offset.data(), col_scale.data(), col_sum.data(),
+                  bias.is_none() ? nullptr : b.data());
+}
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "transenc C++ CPU engine";
   m.def("threads", &engine_threads, "Worker threads the engine uses");
   scoring::bind(m);
   def_packer(m);
+  m.def("quantize_rows", &py_quantize_rows, py::arg("x"),
+        "(q int8[N, d], scale float32[N], offset float32[N]): x ~ q * scale + offset, per row");
+  m.def("dequantize_rows", &py_dequantize_rows, py::arg("acc"), py::arg("row_scale"), py::arg("row_offset"),
+        py::arg("col_scale"), py::arg("col_sum"), py::arg("bias"),
+        "in place: int32 acc -> float acc * row_scale * col_scale + row_offset * col_sum + bias");
 }

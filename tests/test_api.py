@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import transenc
-from transenc.api import DEMO_PAIRS
+from transenc.bundled import DEMO_PAIRS
 from transenc.errors import TransencError
 from transenc.pairset import PairSet
 

@@ -30,7 +30,8 @@ def test_label_bi_matches_sentence_transformers_pair_by_pair(sts, tmp_path, defa
     from sentence_transformers import SentenceTransformer
 
     ps = write_sts_as_tsv(sts, tmp_path / "test.tsv")
-    assert run(["label", "--pairs", str(tmp_path / "test.tsv"), "--out", str(tmp_path / "s.tsv"), "--device", "cpu"]) == 0
+    assert run(["label", "--pairs", str(tmp_path / "test.tsv"), "--out", str(tmp_path / "s.tsv"), "--device", "cpu",
+                "--precision", "fp32"]) == 0
     ours = read_scores(tmp_path / "s.tsv")
     st = SentenceTransformer(str(default_model_path), device="cpu")
     texts = [ps.pair_texts(i) for i in range(len(ps))]
@@ -43,7 +44,7 @@ def test_label_bi_matches_sentence_transformers_pair_by_pair(sts, tmp_path, defa
 
 @pytest.mark.slow
 def test_eval_reproduces_the_published_stsb_figure(sts, capsys):
-    assert run(["eval", "--data", str(sts), "--device", "cpu"]) == 0
+    assert run(["eval", "--data", str(sts), "--device", "cpu", "--precision", "fp32"]) == 0
     lines = dict(line.split("\t") for line in capsys.readouterr().out.strip().splitlines())
     assert abs(float(lines["sts-b-test"]) - 82.03) <= 0.05  # MTEB's figure for all-MiniLM-L6-v2
 
@@ -56,7 +57,7 @@ def test_saved_cross_encoder_loads_in_sentence_transformers_with_the_same_scores
     model = CrossEncoder.load(default_model_path, "cpu", max_length=128)  # head starts fresh: any weights do
     model.save(tmp_path / "cross")
     assert run(["label", "--mode", "cross", "--model", str(tmp_path / "cross"), "--pairs", str(tmp_path / "test.tsv"),
-                "--out", str(tmp_path / "c.tsv"), "--device", "cpu"]) == 0
+                "--out", str(tmp_path / "c.tsv"), "--device", "cpu", "--precision", "fp32"]) == 0
     ours = read_scores(tmp_path / "c.tsv")
     theirs = STCrossEncoder(str(tmp_path / "cross"), device="cpu").predict([ps.pair_texts(i) for i in range(len(ps))])
     assert np.abs(ours - np.asarray(theirs)).max() < 1e-5
@@ -278,7 +279,7 @@ def test_label_into_a_pipe_closed_early_stops_quietly(tmp_path, tiny_bert):
     (["train", "--device", "cuda:99"], "--device cuda:99: this machine has "),  # none, or fewer than 100
 ])
 def test_bad_settings_exit_2_before_any_work(tmp_path, capsys, argv, message):
-    from transenc.api import DEMO_PAIRS
+    from transenc.bundled import DEMO_PAIRS
 
     (tmp_path / "file").write_text("not a folder")
     argv = [str(DEMO_PAIRS) if a == "DEMO" else a for a in argv]

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from transenc.api import DEMO_PAIRS
+from transenc.bundled import DEMO_PAIRS
 from transenc.labeling import bi_scores, cross_scores
 from transenc.models import BiEncoder, CrossEncoder
 from transenc.readers import read_pairs

@@ -90,3 +90,19 @@ def test_a_set_whose_gold_scores_are_all_equal_is_a_clear_error(tmp_path, tiny_b
     assert cli.main(argv + ["--model", str(tiny_bert)]) == 2
     assert "same.tsv: Spearman needs at least two different gold scores; every pair here has 3" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_paired_gain_tells_a_real_gain_from_noise():
+    from transenc.evaluate import paired_gain
+
+    rng = np.random.default_rng(0)
+    gold = rng.uniform(0, 5, 300)
+    noisy = gold + rng.normal(0, 3, 300)
+    sets = [("spearman", gold)]
+    gain, low = paired_gain(sets, [noisy], [noisy.copy()])
+    assert gain == 0 and low <= 0  # the same scores: no gain
+    gain, low = paired_gain(sets, [noisy], [gold + rng.normal(0, 0.5, 300)])
+    assert gain > 20 and low > 0  # far better scores: a gain beyond the noise
+    binary = (gold > 2.5).astype(np.float32)
+    gain, low = paired_gain(sets + [("auc", binary)], [noisy, noisy], [noisy + rng.normal(0, 0.05, 300), noisy])
+    assert abs(gain) < 1 and low < 0  # a jitter of the scores: inside the noise

@@ -93,7 +93,7 @@ def test_family_loads_with_its_attention_and_labels_like_sentence_transformers(f
     name, path, attention = family_model
     encoder = BiEncoder.load(path, "cpu")
     assert encoder.model.config._attn_implementation == attention
-    ours = bi_scores(encoder, _pairset())
+    ours = bi_scores(encoder, _pairset(), precision="fp32")
     st = SentenceTransformer(str(path), device="cpu")
     emb = st.encode(SENTENCES, convert_to_tensor=True, normalize_embeddings=True)
     theirs = np.array([float(emb[a] @ emb[b]) for a, b in PAIRS])
@@ -106,7 +106,7 @@ def test_family_cross_encoder_labels_like_sentence_transformers(family_model, tm
     name, path, _ = family_model
     torch.manual_seed(1)
     CrossEncoder.load(path, "cpu").save(tmp_path)  # a fresh head, saved as a cross-encoder
-    ours = cross_scores(CrossEncoder.load(tmp_path, "cpu"), _pairset())
+    ours = cross_scores(CrossEncoder.load(tmp_path, "cpu"), _pairset(), precision="fp32")
     theirs = STCrossEncoder(str(tmp_path), device="cpu").predict([(SENTENCES[a], SENTENCES[b]) for a, b in PAIRS])
     np.testing.assert_allclose(ours, theirs, atol=1e-5, err_msg=name)
 

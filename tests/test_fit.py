@@ -14,7 +14,7 @@ from transenc.errors import TransencError
 from transenc.models import BiEncoder, CrossEncoder
 from transenc.pairset import PairSetBuilder
 from transenc.readers import read_pairs
-from transenc.api import DEMO_PAIRS
+from transenc.bundled import DEMO_PAIRS
 
 POLICIES = {"cpu": fit.CPU_POLICY, "gpu": fit.GPU_POLICY}
 

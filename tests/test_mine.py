@@ -9,7 +9,8 @@ import torch
 
 from transenc import ops
 from transenc.errors import InputError
-from transenc.mining import mine_command, mine_pairs
+from transenc.cli import cmd_mine as mine_command
+from transenc.mining import mine_pairs
 
 
 def brute_force_pairs(emb, k, min_score=None):
@@ -85,7 +86,7 @@ class FakeBiEncoder:
         assert name == "fake-model"
         return cls()
 
-    def encode(self, sentences, batch_size):
+    def encode(self, sentences, batch_size, precision="auto"):
         FakeBiEncoder.calls.append((list(sentences), batch_size))
         out = torch.zeros(len(sentences), 26)
         for row, s in enumerate(sentences):
@@ -104,7 +105,7 @@ def fake_models(monkeypatch):
 
 
 def args_for(path, out, k=2, min_score=None):
-    return types.SimpleNamespace(sentences=str(path), k=k, min_score=min_score, out=str(out) if out else None,
+    return types.SimpleNamespace(sentences=str(path), k=k, min_score=min_score, precision="auto", out=str(out) if out else None,
                                  model="fake-model", batch_size=7, device=None)
 
 

@@ -12,7 +12,7 @@ def test_mpnet_labels_stsb_test_like_sentence_transformers(sts, tmp_path, mpnet_
 
     ps = write_sts_as_tsv(sts, tmp_path / "test.tsv")
     assert run(["label", "--pairs", str(tmp_path / "test.tsv"), "--model", str(mpnet_path),
-                "--out", str(tmp_path / "s.tsv"), "--device", "cpu"]) == 0
+                "--out", str(tmp_path / "s.tsv"), "--device", "cpu", "--precision", "fp32"]) == 0
     ours = read_scores(tmp_path / "s.tsv")
     st = SentenceTransformer(str(mpnet_path), device="cpu")
     emb = st.encode(list(ps.sentences), normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
@@ -23,6 +23,6 @@ def test_mpnet_labels_stsb_test_like_sentence_transformers(sts, tmp_path, mpnet_
 
 @pytest.mark.slow
 def test_mpnet_eval_gives_its_published_stsb_figure(sts, mpnet_path, capsys):
-    assert run(["eval", "--data", str(sts), "--model", str(mpnet_path), "--device", "cpu"]) == 0
+    assert run(["eval", "--data", str(sts), "--model", str(mpnet_path), "--device", "cpu", "--precision", "fp32"]) == 0
     lines = dict(line.split("\t") for line in capsys.readouterr().out.strip().splitlines())
     assert abs(float(lines["sts-b-test"]) - 83.42) <= 0.05  # MTEB's figure for all-mpnet-base-v2

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from transenc import cli, training
-from transenc.api import DEMO_DEV, DEMO_PAIRS
+from transenc.bundled import DEMO_DEV, DEMO_PAIRS
 from transenc.fit import FitConfig
 from transenc.labeling import bi_scores
 from transenc.models import BiEncoder
@@ -36,7 +36,8 @@ def two_dev_run(tmp_path_factory, tiny_bert):
     (root / "binary.tsv").write_text("".join(f"{line}\t{1 - i % 2}\n" for i, line in enumerate(lines[60:76])))
     args = train_args(root / "run", pairs=str(root / "pairs.tsv"), model=[str(tiny_bert)], cycles=2,
                       dev=[str(root / "graded.tsv"), f"binary={root / 'binary.tsv'}"],
-                      test=[str(root / "graded.tsv")], recipe="checked", seed=3, device="cpu")
+                      test=[str(root / "graded.tsv")], recipe="checked", seed=3, device="cpu",
+                      precision="fp32")  # exact: a 32-wide tiny BERT's scores differ below bf16's steps
     training.RECIPES["checked"] = CHECKED
     try:
         training.train_command(args)
@@ -124,7 +125,11 @@ def test_report_files_images_and_table_equal_metrics(two_dev_run):
         want.append(expected(f"cycle {c['cycle']} bi-encoder", c["stages"]["bi_train"]))
     for name, stage in (("bi", "bi_train"), ("cross", "cross_label")):
         best = metrics["best_cycle"][name]
-        want.append(expected(f"best {name} (cycle {best})", metrics["cycles"][best - 1]["stages"][stage]))
+        if metrics.get("exported", {}).get(name, {}).get("model") == "start":  # a gain inside dev's noise
+            want.append(expected(f"exported {name}: the start model", metrics["start"]))
+        else:
+            want.append(expected(f"best {name} (cycle {best})", metrics["cycles"][best - 1]["stages"][stage]))
+    assert metrics["exported"]["bi"]["model"] in ("start", "trained") and "cross" not in metrics["exported"]
     assert rows == want
 
 

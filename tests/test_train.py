@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from transenc import training
-from transenc.api import DEMO_PAIRS
+from transenc.bundled import DEMO_PAIRS
 from transenc.errors import TransencError
 from transenc.fit import FitConfig
 
@@ -193,3 +193,73 @@ def test_mutual_distillation_across_architectures_and_tokenizers(tmp_path, tiny_
     for name in ("bi-0", "bi-1", "cross-0", "cross-1"):
         assert (out / name / "config.json").is_file()
     assert json.loads((out / "bi-1" / "config.json").read_text())["model_type"] == "mpnet"
+
+
+def scripted_dev(monkeypatch, gains: dict[int, float]):
+    """Each cycle's dev mean set to the start's plus gains[cycle]; the stop rule reads only these."""
+    def cycle_dev(self, cycle):
+        return float(np.mean(self.run.state["metrics"]["start"]["dev"]["models"])) + gains[cycle]
+
+    monkeypatch.setattr(training.Trainer, "cycle_dev", cycle_dev)
+
+
+def test_a_cycle_that_does_not_improve_stops_the_run(tmp_path, tiny_bert, pairs_64, monkeypatch, capsys):
+    pairs, dev = pairs_64
+    scripted_dev(monkeypatch, {1: 5.0, 2: 4.0, 3: 9.0, 4: 1.0})
+    out = tmp_path / "run"
+    training.train_command(args_for(out, pairs, [tiny_bert], dev=dev, cycles=3))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["cycles"]) == 2 and not (out / "cycle3").exists()
+    assert metrics["stopped"]["cycle"] == 2 and "did not beat the best dev mean so far" in metrics["stopped"]["reason"]
+    assert "cycle 1" in metrics["stopped"]["reason"]
+    assert "stopping after cycle 2 of 3" in capsys.readouterr().err
+    # resumed with more cycles, the stopped run goes on: cycle 3 improves, cycle 4 does not
+    training.train_command(args_for(out, pairs, [tiny_bert], dev=dev, cycles=5, resume=True))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["cycles"]) == 4 and metrics["stopped"]["cycle"] == 4 and "cycle 3" in metrics["stopped"]["reason"]
+    assert "Ended after cycle 4 of 5" in (out / "report.html").read_text()
+
+
+def test_patience_zero_runs_every_cycle_and_a_first_cycle_below_the_start_stops(tmp_path, tiny_bert, pairs_64,
+                                                                                  monkeypatch):
+    pairs, dev = pairs_64
+    scripted_dev(monkeypatch, {1: -1.0, 2: -2.0, 3: -3.0})
+    args = args_for(tmp_path / "all", pairs, [tiny_bert], dev=dev, cycles=3)
+    args.patience = 0
+    training.train_command(args)
+    metrics = json.loads((tmp_path / "all" / "metrics.json").read_text())
+    assert len(metrics["cycles"]) == 3 and metrics["stopped"]["reason"] == "ran the 3 cycle(s) asked (--patience 0)"
+    training.train_command(args_for(tmp_path / "one", pairs, [tiny_bert], dev=dev, cycles=3))
+    metrics = json.loads((tmp_path / "one" / "metrics.json").read_text())
+    assert len(metrics["cycles"]) == 1 and "the start models" in metrics["stopped"]["reason"]
+
+
+def test_without_dev_sets_every_cycle_runs(tmp_path, tiny_bert, pairs_64):
+    pairs, _ = pairs_64
+    training.train_command(args_for(tmp_path / "run", pairs, [tiny_bert], cycles=2))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert len(metrics["cycles"]) == 2 and "no dev set" in metrics["stopped"]["reason"]
+
+
+def test_negative_patience_is_refused(tmp_path, tiny_bert, pairs_64):
+    args = args_for(tmp_path / "run", pairs_64[0], [tiny_bert], cycles=2)
+    args.patience = -1
+    with pytest.raises(TransencError, match="--patience must be 0"):
+        training.train_command(args)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_gain_inside_dev_noise_exports_the_start_model(tmp_path, tiny_bert, pairs_64, monkeypatch, capsys):
+    """A bi-encoder that learns nothing (lr 0) scores dev as its start does: the start goes out."""
+    monkeypatch.setitem(training.RECIPES, "tiny", replace(TINY, bi=FitConfig(batch_size=16, epochs=1, lr=0.0,
+                                                                             warmup=0.0)))
+    pairs, dev = pairs_64
+    out = tmp_path / "run"
+    training.train_command(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1))
+    metrics = json.loads((out / "metrics.json").read_text())
+    verdict = metrics["exported"]["bi"]
+    assert verdict["model"] == "start" and abs(verdict["gain"]) < 1e-6 and verdict["gain_5th_percentile"] <= 0
+    start = weights(tiny_bert)
+    assert all(torch.equal(v, start[k]) for k, v in weights(out / "bi").items())
+    assert "start model is exported in its place" in capsys.readouterr().err
+    assert "exported bi: the start model" in (out / "report.html").read_text()

@@ -17,11 +17,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from transenc.bundled import DEMO_DEV, DEMO_PAIRS  # noqa: F401  (part of the API)
 from transenc.errors import TransencError, require_count
 from transenc.pairset import PairSet, PairSetBuilder
 
-DEMO_PAIRS = Path(__file__).parent / "data" / "demo_pairs.tsv"  # the bundled unlabeled demo corpus
-DEMO_DEV = Path(__file__).parent / "data" / "demo_dev.tsv"  # 246 hand-written pairs graded 0-5
 
 
 def read_pairs(pairs, fmt: str | None = None, on_error: str = "raise") -> PairSet:
@@ -64,30 +63,32 @@ def label(pairs, model=None, mode: str = "bi", device=None, batch_size: int | No
           precision: str = "auto") -> "np.ndarray":  # noqa: F821
     """One score per pair, in input order: bi-encoder cosine, or cross-encoder score in [0, 1]."""
     from transenc.labeling import load_scorer, score
-    from transenc.models import check_precision
+    from transenc.precision import check_precision
 
     require_count("batch_size", batch_size)
     check_precision(precision)
     pairs = read_pairs(pairs)
-    return score(load_scorer(model, mode, device), pairs, batch_size=batch_size, precision=precision)
+    return score(load_scorer(model, mode, device, precision), pairs, batch_size=batch_size, precision=precision)
 
 
 def mine(sentences, k: int = 5, model=None, min_score: float | None = None, device=None,
-         batch_size: int | None = None) -> list[tuple[str, str, float]]:
+         batch_size: int | None = None, precision: str = "auto") -> list[tuple[str, str, float]]:
     """Each unique sentence's k nearest neighbours by exact cosine, as unordered pairs (s1, s2, cosine),
     each once, no self-pairs. `sentences`: a list of strings or a file with one sentence per line."""
     from transenc.mining import mine_pairs, read_sentences
     from transenc.models import BiEncoder
+    from transenc.precision import check_precision
 
     require_count("k (neighbours per sentence)", k)
     require_count("batch_size", batch_size)
+    check_precision(precision, device)
     if isinstance(sentences, (str, Path)):
         sentences = read_sentences(sentences)
     sentences = list(dict.fromkeys(sentences))  # unique, first-seen order
     if len(sentences) < 2:
         raise TransencError(f"mining needs at least two different sentences; got {len(sentences)}")
     encoder = BiEncoder.load(model, device)
-    embeddings = encoder.encode(sentences, batch_size=batch_size or 128)
+    embeddings = encoder.encode(sentences, batch_size=batch_size or 128, precision=precision)
     if encoder.device.type == "cuda":
         embeddings = embeddings.to(encoder.device)  # ops.cosine_topk runs where the tensor lives
     pairs, scores = mine_pairs(embeddings, k, min_score)
@@ -116,7 +117,7 @@ class Run:
 
 
 def train(pairs=None, out: str | Path = "runs/transenc", *, models=None, teachers=None, dev=None, test=None, recipe=None,
-          cycles=None, seed=None, device=None, precision=None, max_pairs=None, simcse=False,
+          cycles=None, patience=None, seed=None, device=None, precision=None, max_pairs=None, simcse=False,
           resume=False) -> Run:
     """Trans-Encoder cycles, as `transenc train` runs them; options left as None take its defaults.
 
@@ -134,7 +135,8 @@ def train(pairs=None, out: str | Path = "runs/transenc", *, models=None, teacher
     for flag, values in (("--model", models), ("--teacher", teachers), ("--dev", dev), ("--test", test)):
         for value in as_list(values):
             argv += [flag, value]
-    for flag, value in (("--recipe", recipe), ("--cycles", cycles), ("--seed", seed), ("--device", device),
+    for flag, value in (("--recipe", recipe), ("--cycles", cycles), ("--patience", patience), ("--seed", seed),
+                        ("--device", device),
                         ("--precision", precision), ("--max-pairs", max_pairs)):
         if value is not None:
             argv += [flag, str(value)]

@@ -7,6 +7,7 @@ import os
 import sys
 
 from transenc.errors import TransencError, count_problem
+from transenc.precision import PRECISIONS
 
 STSB_URL = "http://ixa2.si.ehu.eus/stswiki/images/4/48/Stsbenchmark.tar.gz"
 
@@ -28,9 +29,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive, default=None,
                    help="rows per batch, on average; batches are length-sorted (default: 128 bi, 64 cross)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                   help="auto: exact fp32 on a CPU, bf16 autocast on a GPU; bf16/fp16 pay off on CPUs with "
-                        "AVX512-BF16/AMX only")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="auto: bf16 on a GPU; on a CPU bf16 where it has AMX or AVX512-BF16, else int8 where it "
+                        "has VNNI, else fp32 (each measured to agree with fp32); fp32 is exact")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,12 +83,14 @@ def cmd_label(args) -> None:
     from transenc import distributed
     from transenc.labeling import CHUNK_PAIRS, load_scorer, stream_scores
     from transenc.models import resolve_device
+    from transenc.precision import check_precision, inference_precision
     from transenc.readers import PairReader
     from transenc.writers import atomic_open, check_output_file, is_jsonl, score_line
 
     check_output_file(args.out, "--out", args.pairs)
     reader = PairReader(args.pairs, args.format, args.on_error)
     device = distributed.setup(resolve_device(args.device))  # under torchrun: every rank labels a share
+    check_precision(args.precision, device)
     encoder = load_scorer(args.model, args.mode, device)
     as_json, written = is_jsonl(args.out), 0
     chunks = stream_scores(encoder, reader, args.chunk_pairs or CHUNK_PAIRS, args.batch_size, args.precision,
@@ -102,19 +105,23 @@ def cmd_label(args) -> None:
             written += len(records)
     if reader.skipped:
         print(f"transenc: skipped {reader.skipped} bad line(s) in {args.pairs}", file=sys.stderr)
-    if args.out:
-        print(f"transenc: wrote {written} scores to {args.out}", file=sys.stderr)
+    ran = f"{args.mode}-encoder, {inference_precision(device, args.precision)} on {device}"
+    print(f"transenc: wrote {written} scores to {args.out} ({ran})" if args.out else f"transenc: scored {written} pairs ({ran})",
+          file=sys.stderr)
 
 
 def cmd_eval(args) -> None:
     from transenc.evaluate import find_sets, resolve_metric, score100
     from transenc.labeling import load_scorer, score
+    from transenc.precision import inference_precision
     from transenc.writers import atomic_open, check_output_file
 
     check_output_file(args.json, "--json")
     sets = find_sets(args.data)
     metrics = {name: resolve_metric(args.metric, pairs.labels, args.data) for name, pairs in sets.items()}
-    encoder = load_scorer(args.model, args.mode, args.device)
+    encoder = load_scorer(args.model, args.mode, args.device, args.precision)
+    print(f"transenc: {args.mode}-encoder, {inference_precision(encoder.device, args.precision)} on {encoder.device}",
+          file=sys.stderr)
     results = {}
     for name, pairs in sets.items():
         scores = score(encoder, pairs, batch_size=args.batch_size, precision=args.precision)
@@ -134,16 +141,26 @@ def cmd_report(args) -> None:
 
 
 def cmd_mine(args) -> None:
-    from transenc.mining import mine_command
+    """Writes `s1<TAB>s2<TAB>score` lines to --out (standard output when it is not given)."""
+    import contextlib
 
-    mine_command(args)
+    from transenc import api
+    from transenc.writers import atomic_open, check_output_file
+
+    check_output_file(args.out, "--out", args.sentences)
+    rows = api.mine(args.sentences, args.k, args.model, args.min_score, args.device, args.batch_size, args.precision)
+    with contextlib.nullcontext(sys.stdout) if args.out is None else atomic_open(args.out) as f:
+        for a, b, score in rows:
+            f.write(f"{a}\t{b}\t{score:.6f}\n")
+    if args.out:
+        print(f"transenc: wrote {len(rows)} pairs to {args.out}", file=sys.stderr)
 
 
 def cmd_train(args) -> None:
     from transenc import api
 
     api.train(args.pairs, args.out, models=args.model, teachers=args.teacher, dev=args.dev, test=args.test, recipe=args.recipe,
-              cycles=args.cycles, seed=args.seed, device=args.device, precision=args.precision,
+              cycles=args.cycles, patience=args.patience, seed=args.seed, device=args.device, precision=args.precision,
               max_pairs=args.max_pairs, simcse=args.simcse, resume=args.resume)
 
 

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 
 from transenc import distributed
 from transenc.errors import TransencError
-from transenc.models import BiEncoder, CrossEncoder, autocast, effective_precision
+from transenc.models import BiEncoder, CrossEncoder
+from transenc.precision import autocast, training_precision
 from transenc.packing import Batch, pack_pairs, pack_sentences, padded_to_multiples, to_device
 from transenc.progress import progress
 from transenc.tokens import TokenCache
@@ -111,19 +112,20 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
     batches = _batches_of(n, cfg, generator)
     opt, schedule = _optimizer(model, cfg, len(batches), policy.optimizer)
     # fp16 gradients underflow without loss scaling; for fp32 and bf16 the scaler passes through.
-    scaler = torch.amp.GradScaler(device.type, enabled=effective_precision(device, cfg.precision) == "fp16")
+    precision = training_precision(device, cfg.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     losses, pending, checks = [], [], []
     best, best_step, best_state = None, -1, None
     model.train()
     with progress(len(batches), desc, "steps") as bar:
         for step, idx in enumerate(batches, start=1):
             if parallel is None:
-                with autocast(device, cfg.precision):
+                with autocast(device, precision):
                     loss = step_loss(idx)
                 scaler.scale(loss).backward()
             else:
                 mine, weight = parallel.share(idx)
-                with autocast(device, cfg.precision):
+                with autocast(device, precision):
                     local = step_loss(mine) * weight if len(mine) else torch.zeros((), device=device)
                 if local.requires_grad:
                     scaler.scale(local).backward()

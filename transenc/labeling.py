@@ -9,8 +9,9 @@ import numpy as np
 
 from transenc import distributed, ops
 from transenc.errors import TransencError
-from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder
+from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_device
 from transenc.pairset import PairSet, PairSetBuilder
+from transenc.precision import check_precision
 from transenc.readers import PairReader
 from transenc.tokens import TokenCache
 
@@ -35,9 +36,12 @@ def cross_scores(encoder: CrossEncoder, pairs: PairSet, cache: TokenCache | None
     return encoder.predict(cache or pairs.sentences, pairs.pairs, batch_size, precision, show_progress, group)
 
 
-def load_scorer(model, mode: str, device=None):
+def load_scorer(model, mode: str, device=None, precision: str = "auto"):
+    """The model for `mode`, after the mode and the precision on this device are checked."""
     if mode not in MODES:
         raise TransencError(f"mode must be one of {MODES}, got {mode!r}")
+    device = resolve_device(device)
+    check_precision(precision, device)
     if mode == "bi":
         return BiEncoder.load(model, device)
     encoder = CrossEncoder.load(model, device)

@@ -1,19 +1,15 @@
 """Mining sentence pairs: each sentence's nearest neighbours by embedding cosine.
 
-`mine_pairs` works on an embedding table; `mine_command` is the `transenc mine` verb:
-sentences file -> unique sentences -> bi-encoder embeddings -> pairs TSV.
+`mine_pairs` works on an embedding table; `read_sentences` reads a sentences file. The verb
+(transenc.api.mine, `transenc mine`) puts them together: sentences -> embeddings -> pairs.
 """
 from __future__ import annotations
-
-import contextlib
-import sys
 
 import numpy as np
 import torch
 
 from transenc import ops
 from transenc.errors import InputError
-from transenc.writers import atomic_open, check_output_file
 
 
 def mine_pairs(embeddings: torch.Tensor, k: int, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -64,18 +60,3 @@ def read_sentences(path: str) -> list[str]:
             raise InputError(path, number, "tab character in a sentence (the output is TSV)")
         sentences.append(line)
     return sentences
-
-
-def mine_command(args) -> None:
-    """`transenc mine`: args has sentences, k, min_score, out, model, batch_size, device.
-
-    Writes `s1<TAB>s2<TAB>score` lines to args.out (stdout when it is None)."""
-    from transenc import api
-
-    check_output_file(args.out, "--out", args.sentences)
-    rows = api.mine(args.sentences, args.k, args.model, args.min_score, args.device, args.batch_size)
-    with contextlib.nullcontext(sys.stdout) if args.out is None else atomic_open(args.out) as f:
-        for a, b, score in rows:
-            f.write(f"{a}\t{b}\t{score:.6f}\n")
-    if args.out:
-        print(f"transenc: wrote {len(rows)} pairs to {args.out}", file=sys.stderr)

@@ -2,8 +2,9 @@
 (encode, predict, save) and on-disk layout, fed by the token cache and the C++ packer."""
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
+from contextlib import contextmanager
 import os
 from pathlib import Path
 from typing import Sequence
@@ -13,13 +14,13 @@ import torch
 
 from transenc import distributed
 from transenc.errors import ModelError, TransencError
+from transenc.precision import autocast, inference_precision
 from transenc.packing import Batch, pack_pairs, pack_sentences, padded_to_multiples, to_device
 from transenc.progress import progress
 from transenc.tokens import TokenCache
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = {DEFAULT_MODEL, "sentence-transformers/" + DEFAULT_MODEL}
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SIGMOID = "torch.nn.modules.activation.Sigmoid"
 
 
@@ -71,30 +72,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
-def check_precision(precision: str) -> None:
-    if precision not in PRECISIONS:
-        raise TransencError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-
-
-def effective_precision(device: torch.device, precision: str) -> str:
-    """'auto' is exact fp32 on a CPU and bf16 autocast on a GPU that has it."""
-    check_precision(precision)
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "fp32"
-
-
-def autocast(device: torch.device, precision: str):
-    """fp32 runs exactly; bf16/fp16 run matmuls under autocast."""
-    precision = effective_precision(device, precision)
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype)
-
-
 def _load_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
@@ -130,6 +107,14 @@ def _token_budget(batch_size: int, mean_row_tokens: float, max_length: int) -> i
 # (rows, width) shape costs there (kernel choices, allocator and pinned blocks), and the packer
 # makes nearly one shape per batch. On a CPU a shape costs nothing and padding is pure work.
 INFERENCE_MULTIPLES = {"cuda": (32, 16)}
+
+
+@functools.lru_cache(maxsize=1)
+def _four_d_masks() -> bool:
+    """transformers 5 takes a 4-D boolean attention mask as it is; 4.x's BERT refuses one."""
+    import transformers
+
+    return int(transformers.__version__.split(".")[0]) >= 5
 
 
 def _read_json(path: Path) -> dict:
@@ -173,11 +158,29 @@ class _Encoder:
         """The model's output on one packed batch, and the batch's [B, T] mask on the device."""
         inputs = batch.model_inputs(self.device)
         mask = inputs["attention_mask"]
-        if getattr(self.model.config, "_attn_implementation", None) == "sdpa":
+        if getattr(self.model.config, "_attn_implementation", None) == "sdpa" and _four_d_masks():
             # Given a 2-D mask, transformers asks the host whether anything is padded (mask.all(): a
-            # device sync every forward) to drop it; a 4-D boolean mask goes to SDPA as it is.
+            # device sync every forward) to drop it; a 4-D boolean mask goes to SDPA as it is (on a CPU
+            # no slower: an A/B on 3,000 STS-B pairs, fp32 and bf16, was within noise).
             inputs["attention_mask"] = mask.bool()[:, None, None, :]
         return self.model(**inputs), mask
+
+    @contextmanager
+    def _inference_weights(self, precision: str):
+        """The model in eval mode for one pass; for int8, an int8 copy of its Linear layers made from
+        the current fp32 weights (sharing the rest), so that training, which changes them, and the
+        saved model stay fp32."""
+        fp32, was_training = self.model, self.model.training
+        fp32.eval()
+        if precision == "int8":
+            from transenc.quantize import int8_model
+
+            self.model = int8_model(fp32)
+        try:
+            yield
+        finally:
+            self.model = fp32
+            fp32.train(was_training)
 
     def _run(self, batches: list[Batch], forward, n: int, width: tuple, precision: str, desc: str,
              show: bool | None, group=None) -> torch.Tensor:
@@ -193,15 +196,13 @@ class _Encoder:
         # Rows are scattered on the device and copied back once: a copy back per batch would make
         # the host wait for every batch, leaving the device idle while the next one is packed.
         out = torch.empty((n, *width), dtype=torch.float32, device=self.device)
-        was_training = self.model.training
-        self.model.eval()
-        with torch.inference_mode(), autocast(self.device, precision), \
+        precision = inference_precision(self.device, precision)
+        with self._inference_weights(precision), torch.inference_mode(), autocast(self.device, precision), \
                 progress(sum(len(b.rows) for b in batches), desc, "rows", show) as bar:
             for batch in batches:
                 out[to_device(torch.from_numpy(batch.rows), self.device)] = forward(batch)[:len(batch.rows)].float()
                 bar.update(len(batch.rows))
         out = out.cpu()
-        self.model.train(was_training)
         if sharded:
             rows = np.concatenate([b.rows for b in batches]) if batches else np.zeros(0, dtype=np.int64)
             out = distributed.gather_rows(out[torch.from_numpy(rows)], rows, n, group)
@@ -252,7 +253,7 @@ class BiEncoder(_Encoder):
     def embed(self, batch: Batch) -> torch.Tensor:
         """Pooled embeddings of one packed batch (with gradients when training)."""
         output, mask = self._forward(batch)
-        hidden = output.last_hidden_state
+        hidden = output.last_hidden_state.float()  # pooled in fp32: a bf16 sum over tokens loses digits
         if self.pooling == "cls":
             return hidden[:, 0]
         mask = mask.unsqueeze(-1).to(hidden.dtype)
@@ -324,7 +325,8 @@ class CrossEncoder(_Encoder):
         return encoder
 
     def logits(self, batch: Batch) -> torch.Tensor:
-        return self._forward(batch)[0].logits[:, 0]
+        """float32 logits (a bf16 sigmoid would round scores near 0.5 to steps of 1/256)."""
+        return self._forward(batch)[0].logits[:, 0].float()
 
     def batches(self, cache: TokenCache, pairs: np.ndarray, batch_size: int) -> list[Batch]:
         lengths = np.minimum(cache.lengths[pairs].sum(1), self.max_length - cache.template.pair_specials)

@@ -90,6 +90,28 @@ def cosine_topk(
     return torch.from_numpy(scores), torch.from_numpy(ids)
 
 
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Asymmetric per-row int8: (q int8[N, d], scale float32[N], offset float32[N]) with
+    x ~ q * scale[:, None] + offset[:, None], q in [-128, 127] spanning each row's [min, max],
+    rounded half to even. CPU only (the int8 inference path)."""
+    if x.dim() != 2 or x.is_cuda:
+        raise ValueError(f"quantize_rows needs a CPU tensor [N, d], got {tuple(x.shape)} on {x.device}")
+    q, scale, offset = _C.quantize_rows(x.detach().to(torch.float32).contiguous().numpy())
+    return torch.from_numpy(q), torch.from_numpy(scale), torch.from_numpy(offset)
+
+
+def dequantize_rows_(acc: torch.Tensor, row_scale: torch.Tensor, row_offset: torch.Tensor, col_scale: torch.Tensor,
+                     col_sum: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The int8 matmul's epilogue in one pass, in place: int32 acc[i, j] (sum_k q[i, k] wq[k, j]) ->
+    acc * row_scale[i] * col_scale[j] + row_offset[i] * col_sum[j] + bias[j], returned as a float32
+    view of the same memory. col_sum[j] = col_scale[j] * sum_k wq[k, j] carries the rows' offsets."""
+    if acc.dtype != torch.int32 or acc.dim() != 2 or not acc.is_contiguous() or acc.is_cuda:
+        raise ValueError("dequantize_rows_ needs a contiguous CPU int32 [N, d] tensor")
+    _C.dequantize_rows(acc.numpy(), row_scale.numpy(), row_offset.numpy(), col_scale.numpy(), col_sum.numpy(),
+                       None if bias is None else bias.numpy())
+    return acc.view(torch.float32)
+
+
 # ---- float64 references, for tests ------------------------------------------------------
 
 
@@ -132,3 +154,12 @@ def cosine_topk_reference(
         scores = torch.cat([scores, scores.new_full((scores.shape[0], pad), float("-inf"))], 1)
         ids = torch.cat([ids, ids.new_full((ids.shape[0], pad), -1)], 1)
     return scores, ids
+
+
+def quantize_rows_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """quantize_rows in float64: (q as float64, scale, offset); a constant row: scale 0, q -128."""
+    x64 = x.double()
+    low, high = x64.amin(1), x64.amax(1)
+    scale = (high - low) / 255
+    steps = (x64 - low[:, None]) / torch.where(scale > 0, scale, torch.ones_like(scale))[:, None]
+    return torch.round(steps).clamp(0, 255) - 128, scale, low + 128 * scale

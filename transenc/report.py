@@ -118,7 +118,10 @@ def table(metrics: dict) -> tuple[list[str], list[list[str]]]:
         stage = "bi_train" if name.startswith("bi") else "cross_label"
         s = cycles[cycle - 1]["stages"][stage]
         k = int(name.split("-")[1]) if "-" in name else 0
-        rows += [cells(f"best {name} (cycle {cycle})", s.get("dev"), s.get("test"))[k]]
+        if metrics.get("exported", {}).get(name, {}).get("model") == "start":  # do no harm: the start went out
+            rows += [cells(f"exported {name}: the start model", start.get("dev"), start.get("test"))[k]]
+        else:
+            rows += [cells(f"best {name} (cycle {cycle})", s.get("dev"), s.get("test"))[k]]
     return header, rows
 
 
@@ -259,6 +262,11 @@ def render_html(run: Path, metrics: dict, images: dict[str, bytes]) -> str:
     body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows)
     captions = {"dev_curves.png": "Dev score during training", "losses.png": "Training loss",
                 "labels.png": "Labels", "stage_times.png": "Time"}
+    stopped = metrics.get("stopped")
+    stop = (f"<p id=\"stopped\">Ended after cycle {stopped['cycle']} of {stopped['cycles']}: "
+            f"{html.escape(stopped['reason'])}.</p>") if stopped else ""
+    stop += "".join(f"<p class=\"exported\">{html.escape(name)}: {html.escape(v['reason'])}.</p>"
+                    for name, v in metrics.get("exported", {}).items())
     figures = "".join(f"<h2>{captions[name]}</h2><img alt=\"{name}\" src=\"data:image/png;base64,"
                       f"{base64.b64encode(data).decode()}\">" for name, data in images.items())
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>transenc run {html.escape(run.name)}"
@@ -267,4 +275,4 @@ def render_html(run: Path, metrics: dict, images: dict[str, bytes]) -> str:
             "td:first-child{text-align:left}img{max-width:100%}</style></head><body>"
             f"<h1>transenc run {html.escape(str(run))}</h1>"
             "<p>Scores are Spearman &times; 100 (graded dev sets) or ROC AUC &times; 100 (0/1 dev sets).</p>"
-            f"<h2>Scores</h2><table id=\"scores\"><tr>{head}</tr>{body}</table>{figures}</body></html>\n")
+            f"<h2>Scores</h2>{stop}<table id=\"scores\"><tr>{head}</tr>{body}</table>{figures}</body></html>\n")

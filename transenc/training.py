@@ -24,13 +24,14 @@ import numpy as np
 import torch
 
 from transenc import distributed
-from transenc.api import DEMO_DEV, DEMO_PAIRS
+from transenc.bundled import DEMO_DEV, DEMO_PAIRS
 from transenc.errors import TransencError, require_count
 from transenc.evaluate import read_labeled, resolve_metric, score100
 from transenc.fit import FitConfig, fit_bi, fit_cross, fit_simcse
 from transenc.labeling import bi_scores, cross_scores
 from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_device, resolve_model
 from transenc.pairset import PairSet
+from transenc.precision import PRECISIONS, check_precision
 from transenc.readers import read_pairs
 from transenc.writers import atomic_open
 
@@ -91,8 +92,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="frozen co-teacher (a sentence-transformers bi-encoder, e.g. all-mpnet-base-v2): its cosines "
                         "enter every label mean beside the trained models'; it is never trained; repeatable")
     p.add_argument("--cycles", type=int, default=3,
-                   help="bi->cross->bi cycles; the best cycle by dev is kept (default 3; with --resume a finished "
-                        "run may take more)")
+                   help="at most this many bi->cross->bi cycles; the best cycle by dev is kept (default 3; with "
+                        "--resume a finished or stopped run may take more)")
+    p.add_argument("--patience", type=int, default=1,
+                   help="with dev sets, stop after this many cycles in a row whose models do not beat the best dev "
+                        "mean so far (the start model's included); 0: run all --cycles (default 1)")
     p.add_argument("--dev", action="append", metavar="[NAME=]FILE",
                    help="labeled dev pairs (STS-B csv, or a pairs file with a score or 0/1 label column); repeat "
                         "for several sets (selection on their mean score); default with the demo corpus: the "
@@ -105,8 +109,10 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--simcse", action="store_true", help="SimCSE warm-up first (for a raw language model)")
     p.add_argument("--seed", type=int, default=2021, help="batch order, dropout and head initialisation")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
-                   help="autocast for training and labeling; auto: fp32 on a CPU, bf16 on a GPU")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="labeling and dev checks: as `transenc label --precision` (auto: bf16 on a GPU; on a CPU "
+                        "bf16 with AMX/AVX512-BF16, else int8 with VNNI, else fp32); training steps: fp32 on a CPU "
+                        "unless bf16/fp16 is asked for, bf16 on a GPU")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last finished stage")
     p.add_argument("--max-pairs", type=int, default=None, help="use only the first N pairs")
 
@@ -248,12 +254,15 @@ class Run:
 class Trainer:
     def __init__(self, args):
         require_count("--cycles", args.cycles)
+        if args.patience < 0:
+            raise TransencError(f"--patience must be 0 (run every cycle) or more, got {args.patience}")
         require_count("--max-pairs", args.max_pairs)
         self.args = args
         self.recipe = RECIPES[args.recipe]
         # Under torchrun every rank runs this loop: labeling is sharded over the ranks, fits are
         # data-parallel, and rank 0 alone writes (labels, checkpoints, state); see transenc.distributed.
         self.device = distributed.setup(resolve_device(args.device))
+        check_precision(args.precision, self.device)
         self.group = distributed.world()
         on_demo = args.pairs is None or (isinstance(args.pairs, (str, Path))
                                          and Path(args.pairs).resolve() == DEMO_PAIRS.resolve())
@@ -342,6 +351,9 @@ class Trainer:
             metrics["start"] = {"dev": self.evaluate(starts, self.dev), "test": self.evaluate(starts, self.test)}
             self.run.save()
         self.teacher_scores = self.teacher_labels()
+        # A run stopped early and resumed with more --cycles goes on past its stop.
+        stopped = metrics.get("stopped") or {}
+        resumed_past = stopped.get("cycle", 0) if self.args.cycles > stopped.get("cycles", self.args.cycles) else 0
         for cycle in range(1, self.args.cycles + 1):
             folder = out / f"cycle{cycle}"
             folder.mkdir(exist_ok=True)
@@ -358,6 +370,13 @@ class Trainer:
                 self.run.finish(key)
                 distributed.barrier()  # rank 0's files of this stage are there for every rank
             self.summarise(cycle, time.perf_counter() - started)
+            reason = self.stop_reason(cycle) if cycle > resumed_past else None
+            metrics["stopped"] = {"cycle": cycle, "cycles": self.args.cycles,
+                                  "reason": reason or self.finish_reason()}
+            self.run.save()
+            if reason:
+                print(f"stopping after cycle {cycle} of {self.args.cycles}: {reason}", file=sys.stderr)
+                break
         self.export_best()
         self.write_report()
 
@@ -480,6 +499,35 @@ class Trainer:
                 "loss_curve": loss_curve(result.losses),
                 "started": round(started, 3), "ended": round(time.time(), 3)}  # wall clock, seconds since 1970
 
+    # ---- when to stop ------------------------------------------------------------------------
+    def cycle_dev(self, cycle: int) -> float | None:
+        """A cycle's dev mean: its better kind (bi-encoders or cross-encoders), averaged over the models."""
+        stages = self.run.cycle_metrics(cycle)["stages"]
+        scores = [float(np.mean(d["models"])) for d in
+                  (stages.get("bi_train", {}).get("dev"), stages.get("cross_label", {}).get("dev")) if d]
+        return max(scores) if scores else None
+
+    def stop_reason(self, cycle: int) -> str | None:
+        """Why the run stops after `cycle`, or None: `--patience` cycles in a row (this one last) did
+        not beat the best dev mean before them, the start models' included. Without dev sets: None."""
+        start = self.run.state["metrics"]["start"]["dev"]
+        if not self.args.patience or not start:
+            return None
+        history = [float(np.mean(start["models"]))] + [self.cycle_dev(c) for c in range(1, cycle + 1)]
+        best = int(np.argmax(history))  # the first of equal scores: a tie is no gain
+        if cycle - best < self.args.patience:
+            return None
+        where = "the start models" if best == 0 else f"cycle {best}"
+        return (f"{'cycle' if self.args.patience == 1 else f'{self.args.patience} cycles up to'} {cycle} did not beat "
+                f"the best dev mean so far ({history[best]:.2f}, {where}); --patience {self.args.patience}")
+
+    def finish_reason(self) -> str:
+        if not self.dev:
+            return f"ran the {self.args.cycles} cycle(s) asked (no dev set to stop on)"
+        if not self.args.patience:
+            return f"ran the {self.args.cycles} cycle(s) asked (--patience 0)"
+        return f"reached --cycles {self.args.cycles}"
+
     def summarise(self, cycle: int, seconds: float) -> None:
         """One line: the start models' dev score against this cycle's cross- and bi-encoders'."""
         stages = self.run.cycle_metrics(cycle)["stages"]
@@ -497,11 +545,12 @@ class Trainer:
               f"| {labels} | {split} | {seconds:.0f}s", file=sys.stderr)
 
     def export_best(self) -> None:
-        """Copy each model's best cycle (by dev Spearman, else the last) to out/bi and out/cross."""
+        """Copy each model's best cycle (by dev, else the last) to out/bi and out/cross; a bi-encoder
+        whose dev gain over its start model is inside dev's noise is replaced by the start (do no harm)."""
         if not distributed.is_main():
             return
-        cycles = self.run.state["metrics"]["cycles"]
-        chosen = {}
+        metrics = self.run.state["metrics"]
+        cycles, chosen, kept = metrics["cycles"], {}, {}
         for kind, stage in (("bi", "bi_train"), ("cross", "cross_label")):
             for k in range(len(self.models)):
                 def dev_of(c):
@@ -512,11 +561,35 @@ class Trainer:
                 target = self.run.out / name
                 if target.exists():
                     shutil.rmtree(target)
-                shutil.copytree(self.run.out / f"cycle{best}" / f"{kind}-{k}", target)
+                trained = self.run.out / f"cycle{best}" / f"{kind}-{k}"
                 chosen[name] = best
-        self.run.state["metrics"]["best_cycle"] = chosen
+                if kind == "bi" and self.dev:
+                    kept[name] = self.harm_check(k, trained)
+                    if kept[name]["model"] == "start":
+                        BiEncoder.load(self.start[k], "cpu").save(target)
+                        continue
+                shutil.copytree(trained, target)
+        metrics["best_cycle"] = chosen
+        if kept:
+            metrics["exported"] = kept
         self.run.save()
         print(f"best cycles: {chosen}; models in {self.run.out}", file=sys.stderr)
+        for name, verdict in kept.items():
+            print(f"{name}: {verdict['reason']}", file=sys.stderr)
+
+    def harm_check(self, k: int, trained: Path) -> dict:
+        """Start model k against its trained bi-encoder on the dev sets, by evaluate.paired_gain."""
+        from transenc.evaluate import paired_gain
+
+        sets = [(metric, pairs.labels) for pairs, metric in self.dev.values()]
+        scores = [[self.score(model, pairs, group=None) for pairs, _ in self.dev.values()]
+                  for model in (BiEncoder.load(self.start[k], self.device), BiEncoder.load(trained, self.device))]
+        gain, low = paired_gain(sets, *scores)
+        verdict = {"gain": gain, "gain_5th_percentile": low, "model": "trained" if low > 0 else "start"}
+        verdict["reason"] = (f"dev mean {gain:+.2f} over the start model (bootstrap 5th percentile {low:+.2f}): "
+                             + ("the trained bi-encoder is exported" if low > 0 else
+                                "inside dev's noise, so the start model is exported in its place (do no harm)"))
+        return verdict
 
     def write_report(self) -> None:
         """report.html beside metrics.json (rank 0 alone, as every file); a missing matplotlib costs

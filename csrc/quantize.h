@@ -1,0 +1,22 @@
+// Per-row int8 quantization and its fp32 epilogue, for the engine's int8 inference path
+// (transenc.quantize). Kept free of Python: bindings.cpp adapts numpy buffers.
+// Both run on the calling thread: they sit between torch ops, whose OpenMP workers still spin
+// there, and a second set of threads beside them slowed the whole int8 forward by a fifth.
+#pragma once
+#include <cstdint>
+
+namespace transenc {
+
+// Asymmetric, one scale and offset per row (per token): x[i, j] ~ q[i, j] * scale[i] + offset[i],
+// q in [-128, 127] spanning the row's [min, max] (rounded half to even). A row's own range keeps
+// one outlier token from flattening the others, and the offset gives skewed rows (a GELU's output
+// runs from -0.17 up) all 256 steps. A constant row gets scale 0 and offset its value.
+void quantize_rows(const float* x, int64_t n, int64_t d, int8_t* q, float* scale, float* offset);
+
+// The int8 matmul's epilogue, in place: acc[i, j] (int32, sum_k q[i, k] * wq[k, j]) becomes the float
+// acc * row_scale[i] * col_scale[j] + row_offset[i] * col_sum[j] + bias[j] in the same 4-byte slot,
+// where col_sum[j] = sum_k wq[k, j] * col_scale[j] carries the rows' offsets. bias may be null.
+void dequantize_rows(void* acc, int64_t n, int64_t d, const float* row_scale, const float* row_offset,
+                     const float* col_scale, const float* col_sum, const float* bias);
+
+}  // namespace transenc

@@ -1,0 +1,157 @@
+"""The int8 path (engine ops, Int8Linear, int8 copies of models) against float64, the precision
+policy, and agreement of int8 / bf16 with fp32 on the real default model."""
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+
+from transenc import ops
+from transenc.errors import TransencError
+from transenc.precision import check_precision, cpu_auto_precision, inference_precision, training_precision
+from transenc.quantize import Int8Linear, int8_model
+
+SHAPES = [(1, 1), (3, 5), (17, 33), (64, 384), (129, 1537)]  # rows x width: odd, below and above a vector
+
+
+@pytest.mark.parametrize("n,d", SHAPES)
+def test_quantize_rows_matches_float64(n, d):
+    g = torch.Generator().manual_seed(n * 1000 + d)
+    x = torch.randn(n, d, generator=g) * torch.logspace(-3, 3, n)[:, None] + torch.randn(n, 1, generator=g)
+    if n > 2:
+        x[1] = 0.25  # a constant row: scale 0, offset the value
+    q, scale, offset = ops.quantize_rows(x)
+    q_ref, scale_ref, offset_ref = ops.quantize_rows_reference(x)
+    assert q.dtype == torch.int8 and scale.dtype == offset.dtype == torch.float32
+    np.testing.assert_allclose(scale.double(), scale_ref, rtol=1e-6)
+    # offset = min + 128 * scale in float32: off by ulps of each term
+    assert ((offset.double() - offset_ref).abs() <= 1e-4 * scale_ref + 1e-6 * offset_ref.abs()).all()
+    diff = (q.double() - q_ref).abs()
+    assert diff.max() <= 1
+    # a one-step difference only where (x - min) / scale lies within float32 rounding of a half
+    steps = (x.double() - x.double().amin(1, keepdim=True)) / scale_ref.clamp_min(1e-300)[:, None]
+    assert ((steps - steps.floor() - 0.5).abs()[diff > 0] < 1e-3).all()
+    # and what comes back is within half a step (plus that rounding) of x
+    error = (q.double() * scale.double()[:, None] + offset.double()[:, None] - x.double()).abs()
+    assert (error <= scale.double()[:, None] * 0.5001 + 1e-6 * x.double().abs()).all()
+
+
+@pytest.mark.parametrize("n,d", SHAPES)
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_dequantize_rows_matches_float64(n, d, with_bias):
+    g = torch.Generator().manual_seed(n + d)
+    acc = torch.randint(-(2 ** 20), 2 ** 20, (n, d), generator=g, dtype=torch.int32)
+    rows, offsets = torch.rand(n, generator=g), torch.randn(n, generator=g)
+    cols, sums, bias = torch.rand(d, generator=g), torch.randn(d, generator=g), torch.randn(d, generator=g)
+    want = (acc.double() * rows.double()[:, None] * cols.double() + offsets.double()[:, None] * sums.double()
+            + (bias.double() if with_bias else 0))
+    got = ops.dequantize_rows_(acc.clone(), rows, offsets, cols, sums, bias if with_bias else None)
+    assert got.dtype == torch.float32
+    np.testing.assert_allclose(got.double(), want, rtol=1e-6, atol=1e-6)
+
+
+def test_int8_linear_is_exact_on_int8_representable_inputs():
+    """Rows of integers spanning exactly [-128, 127], weights of integers whose largest magnitude is
+    127, quantize without loss: the int8 matmul must then give the float64 product to fp32 rounding."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(-128, 128, (37, 70), generator=g).float()
+    x[:, 0], x[:, 1] = -128, 127
+    linear = torch.nn.Linear(70, 45)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randint(-127, 128, (45, 70), generator=g).float())
+        linear.weight[:, 0] = 127
+    with torch.inference_mode():
+        got = Int8Linear(linear)(x.reshape(37, 1, 70)).reshape(37, 45)
+    want = (x.double() @ linear.weight.double().T + linear.bias.double()).detach()
+    np.testing.assert_allclose(got.double(), want, rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 8), (5, 3, 8), (2, 7, 9, 8)])
+def test_int8_linear_is_close_on_random_inputs(shape):
+    g = torch.Generator().manual_seed(len(shape))
+    x = torch.randn(*shape, generator=g).double()
+    linear = torch.nn.Linear(8, 13).double()
+    with torch.inference_mode():
+        got = Int8Linear(linear)(x.float()).double()
+        w = linear.weight
+        want = x @ w.T + linear.bias
+        # each product is off by at most half an activation step times |w| plus half a weight step times |x|
+        half_x = (x.amax(-1, keepdim=True) - x.amin(-1, keepdim=True)) / 255 / 2
+        half_w = w.abs().amax(1) / 127 / 2
+        bound = half_x * (w.abs() + half_w[:, None]).sum(1) + x.abs() @ half_w.expand(8, 13)
+    assert got.shape == (*shape[:-1], 13)
+    assert ((got - want).abs() <= bound * 1.001 + 1e-5).all()
+
+
+def test_int8_model_shares_the_rest_and_leaves_the_model_alone(tiny_bert):
+    from transenc.models import BiEncoder
+
+    encoder = BiEncoder.load(tiny_bert, "cpu")
+    before = {k: v.clone() for k, v in encoder.model.state_dict().items()}
+    quantized = int8_model(encoder.model)
+    linears = [m for m in quantized.modules() if isinstance(m, torch.nn.Linear)]
+    assert not linears and any(isinstance(m, Int8Linear) for m in quantized.modules())
+    assert quantized.embeddings.word_embeddings.weight is encoder.model.embeddings.word_embeddings.weight
+    assert all(isinstance(m, Int8Linear) is False for m in encoder.model.modules())
+    assert all(torch.equal(v, before[k]) for k, v in encoder.model.state_dict().items())
+
+
+def test_int8_encode_keeps_the_model_fp32_and_its_train_mode(tiny_bert):
+    from transenc.models import BiEncoder
+
+    encoder = BiEncoder.load(tiny_bert, "cpu")
+    encoder.model.train()
+    fp32 = encoder.encode(["a cat", "a dog sleeps", "rain"], precision="fp32", show_progress=False)
+    int8 = encoder.encode(["a cat", "a dog sleeps", "rain"], precision="int8", show_progress=False)
+    assert encoder.model.training and not any(isinstance(m, Int8Linear) for m in encoder.model.modules())
+    assert not torch.equal(fp32, int8)  # int8 really ran
+    assert torch.nn.functional.cosine_similarity(fp32, int8).min() > 0.99
+
+
+def test_auto_precision_by_cpu_flags():
+    assert cpu_auto_precision(frozenset({"avx2", "amx_bf16", "avx512_vnni"})) == "bf16"
+    assert cpu_auto_precision(frozenset({"avx512f", "avx512_bf16"})) == "bf16"
+    assert cpu_auto_precision(frozenset({"avx512f", "avx512_vnni"})) == "int8"
+    assert cpu_auto_precision(frozenset({"avx2", "avx_vnni"})) == "int8"
+    assert cpu_auto_precision(frozenset({"avx2", "fma"})) == "fp32"
+    cpu = torch.device("cpu")
+    assert inference_precision(cpu, "auto") == cpu_auto_precision()
+    assert inference_precision(cpu, "fp32") == "fp32" and inference_precision(cpu, "int8") == "int8"
+    assert training_precision(cpu, "auto") == "fp32" and training_precision(cpu, "int8") == "fp32"
+    assert training_precision(cpu, "bf16") == "bf16"
+
+
+def test_int8_is_refused_off_the_cpu_before_any_work():
+    with pytest.raises(TransencError, match="int8 runs on the CPU only"):
+        check_precision("int8", "cuda:0")
+    check_precision("int8", "cpu")
+
+
+def test_label_says_which_precision_ran(tiny_bert, tmp_path, capsys):
+    from transenc.cli import main
+
+    (tmp_path / "p.tsv").write_text("a cat sleeps\ta kitten naps\nrain falls\tthe sun shines\n")
+    assert main(["label", "--pairs", str(tmp_path / "p.tsv"), "--model", str(tiny_bert), "--precision", "int8",
+                 "--out", str(tmp_path / "o.tsv")]) == 0
+    assert "(bi-encoder, int8 on cpu)" in capsys.readouterr().err
+    assert len((tmp_path / "o.tsv").read_text().splitlines()) == 2
+
+
+# Measured on STS-B (bench/results/precision-cpu.md): the bounds auto's choice rests on.
+AGREEMENT = 0.999
+STSB_TOLERANCE = 0.3
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_real_minilm_agrees_with_fp32(sts, precision):
+    """The bi-encoder (a trained cross-encoder's agreement is measured in bench/: none ships here)."""
+    from transenc.evaluate import score100
+    from transenc.labeling import bi_scores
+    from transenc.models import BiEncoder
+    from transenc.readers import read_pairs
+
+    test, _ = read_pairs(sts / "sts-test.csv")
+    bi = BiEncoder.load(None, "cpu")
+    fp32, fast = (bi_scores(bi, test, precision=p) for p in ("fp32", precision))
+    assert spearmanr(fp32, fast).statistic >= AGREEMENT
+    assert abs(score100("spearman", fast, test.labels) - score100("spearman", fp32, test.labels)) <= STSB_TOLERANCE

@@ -1,0 +1,81 @@
+"""Which arithmetic runs a model: the --precision choice, resolved per device and per use.
+
+Inference (label, eval, mine, and train's labeling stages and dev checks) may run int8 (CPU,
+transenc.quantize), bf16 or fp16 (autocast) or exact fp32. Training steps run fp32 or bf16/fp16
+autocast, never int8.
+
+`auto` picks a faster precision on a CPU only where it was measured to agree with fp32
+(Spearman >= 0.999 of the scores on STS-B's pairs, STS-B test within 0.3; MiniLM and mpnet, see
+bench/results/precision-cpu.md) and to run faster: bf16 where the CPU has bf16 arithmetic
+(AMX or AVX512-BF16), else int8 where it has int8 dot products (VNNI), else fp32.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from pathlib import Path
+
+from transenc.errors import TransencError
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+# torch is imported inside the functions: the CLI's parser reads PRECISIONS without it.
+
+
+def check_precision(precision: str, device=None) -> None:
+    if precision not in PRECISIONS:
+        raise TransencError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "int8" and device is not None and str(device).split(":")[0] != "cpu":
+        raise TransencError(f"--precision int8 runs on the CPU only; on {device} use bf16 or fp16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux names them (empty elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_auto_precision(flags: frozenset[str] | None = None) -> str:
+    flags = cpu_flags() if flags is None else flags
+    if {"amx_bf16", "avx512_bf16"} & flags:
+        return "bf16"
+    if {"avx512_vnni", "avx_vnni"} & flags:
+        return "int8"
+    return "fp32"
+
+
+def inference_precision(device: "torch.device", precision: str) -> str:
+    """What a labeling or evaluation pass runs: fp32, bf16, fp16 or int8."""
+    check_precision(precision, device)
+    if precision != "auto":
+        return precision
+    return _gpu_precision() if device.type == "cuda" else cpu_auto_precision()
+
+
+def training_precision(device: "torch.device", precision: str) -> str:
+    """What a training step runs: exact fp32 on a CPU unless bf16/fp16 is asked for (int8 too is
+    fp32 there: it is an inference path), bf16 autocast on a GPU that has it."""
+    check_precision(precision)
+    if precision == "int8" or (precision == "auto" and device.type != "cuda"):
+        return "fp32"
+    return _gpu_precision() if precision == "auto" else precision
+
+
+def _gpu_precision() -> str:
+    import torch
+
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def autocast(device: "torch.device", precision: str):
+    """An already resolved precision's context: nothing for fp32 and int8, autocast for bf16/fp16."""
+    if precision in ("fp32", "int8"):
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
