@@ -263,3 +263,14 @@ def test_a_gain_inside_dev_noise_exports_the_start_model(tmp_path, tiny_bert, pa
     assert all(torch.equal(v, start[k]) for k, v in weights(out / "bi").items())
     assert "start model is exported in its place" in capsys.readouterr().err
     assert "exported bi: the start model" in (out / "report.html").read_text()
+
+
+def test_a_corpus_too_small_for_the_cross_encoder_gets_more_steps_and_a_warning(tmp_path, tiny_bert, pairs_64,
+                                                                                 monkeypatch, capsys):
+    monkeypatch.setitem(training.RECIPES, "tiny", replace(TINY, cross_min_steps=60))
+    pairs, _ = pairs_64
+    training.train_command(args_for(tmp_path / "run", pairs, [tiny_bert], cycles=1))
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["cycles"][0]["stages"]["cross_train"]["models"][0]["steps"] == 60  # 8 batches x 6 epochs: 48
+    assert "64 pairs give the cross-encoder 48 steps in 6 epochs" in capsys.readouterr().err
+    assert metrics["cycles"][0]["stages"]["bi_train"]["models"][0]["steps"] == 24  # the bi-encoder as it was

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-from contextlib import contextmanager
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -14,8 +14,8 @@ import torch
 
 from transenc import distributed
 from transenc.errors import ModelError, TransencError
-from transenc.precision import autocast, inference_precision
 from transenc.packing import Batch, pack_pairs, pack_sentences, padded_to_multiples, to_device
+from transenc.precision import autocast, inference_precision
 from transenc.progress import progress
 from transenc.tokens import TokenCache
 

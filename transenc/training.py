@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import shutil
 import sys
 import time
@@ -56,6 +57,10 @@ class Recipe:
     # co-teacher's mix is far above the start (+1.9 dev mean with all-mpnet-base-v2), so the student
     # has more to learn than from its own ensemble (+0.1), and a longer, faster fit closes more of it.
     bi_with_teacher: FitConfig | None = None
+    # At least this many cross-encoder steps, by more epochs over a small corpus: with too few the
+    # cross-encoder collapses (the 102 demo pairs: 14 steps gave demo dev 35.9, 100 steps 79.3 and
+    # 300 steps 80.3, start 91.6; bench/results/small-corpus-cpu.md).
+    cross_min_steps: int = 0
 
 
 RECIPES = {
@@ -78,6 +83,7 @@ RECIPES = {
         bi_targets="mean",
         # chosen on STS-B dev + SICK-R trial in bench/results/quality-paper.md (the student table)
         bi_with_teacher=FitConfig(batch_size=128, epochs=3, lr=5e-5, warmup=0.1, eval_every=31),
+        cross_min_steps=100,
     ),
 }
 DEFAULT_RECIPE = "transenc"
@@ -351,6 +357,7 @@ class Trainer:
             metrics["start"] = {"dev": self.evaluate(starts, self.dev), "test": self.evaluate(starts, self.test)}
             self.run.save()
         self.teacher_scores = self.teacher_labels()
+        self.cross_cfg = self.cross_fit_config(2 * len(self.pairs))  # both pair orders
         # A run stopped early and resumed with more --cycles goes on past its stop.
         stopped = metrics.get("stopped") or {}
         resumed_past = stopped.get("cycle", 0) if self.args.cycles > stopped.get("cycles", self.args.cycles) else 0
@@ -437,12 +444,27 @@ class Trainer:
         labels = cross_targets(np.load(folder / "labels_bi.npy"), self.recipe.cross_targets)
         both = self.pairs.both_orders()
 
+
         def train_one(k, group):
             seed = self._seed_for("cross", cycle, k)  # before loading: the new head's init is seeded too
             return self._fit(fit_cross, self.cross_start(k), both, np.concatenate([labels, labels]),
-                             self.recipe.cross, folder / f"cross-{k}", seed, group)
+                             self.cross_cfg, folder / f"cross-{k}", seed, group)
 
         return {"models": self.train_models(train_one)}
+
+    def cross_fit_config(self, rows: int) -> FitConfig:
+        """The recipe's cross-encoder fit, with more epochs where a small corpus would give it fewer
+        than recipe.cross_min_steps steps (and a warning naming the pairs and steps)."""
+        cfg, least = self.recipe.cross, self.recipe.cross_min_steps
+        per_epoch = math.ceil(rows / cfg.batch_size)
+        steps = math.ceil(per_epoch * cfg.epochs)  # as fit counts them
+        if steps >= least:
+            return cfg
+        if distributed.is_main():
+            print(f"transenc: warning: {rows // 2} pairs give the cross-encoder {steps} steps in {cfg.epochs:g} "
+                  f"epochs, too few to learn from (it collapses); it trains {least} steps instead "
+                  f"({least / per_epoch:.1f} epochs). The method is meant for thousands of pairs", file=sys.stderr)
+        return replace(cfg, epochs=least / per_epoch, eval_every=max(1, least // 4))
 
     def bi_train(self, cycle: int, folder: Path) -> dict:
         labels = bi_targets(folder, self.recipe.bi_targets)
