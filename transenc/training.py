@@ -58,8 +58,8 @@ class Recipe:
     # has more to learn than from its own ensemble (+0.1), and a longer, faster fit closes more of it.
     bi_with_teacher: FitConfig | None = None
     # At least this many cross-encoder steps, by more epochs over a small corpus: with too few the
-    # cross-encoder collapses (the 102 demo pairs: 14 steps gave demo dev 35.9, 100 steps 79.3 and
-    # 300 steps 80.3, start 91.6; bench/results/small-corpus-cpu.md).
+    # cross-encoder collapses (the 102 demo pairs: 14 steps gave demo dev 35.9, 110 steps 79.3 and
+    # 330 steps 80.3, start 91.6; bench/results/small-corpus-cpu.md).
     cross_min_steps: int = 0
 
 
