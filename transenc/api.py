@@ -22,7 +22,6 @@ from transenc.errors import TransencError, require_count
 from transenc.pairset import PairSet, PairSetBuilder
 
 
-
 def read_pairs(pairs, fmt: str | None = None, on_error: str = "raise") -> PairSet:
     """A pairs file (any format `transenc label` reads), a PairSet, or (s1, s2[, score]) tuples -> PairSet."""
     if isinstance(pairs, PairSet):
@@ -136,8 +135,7 @@ def train(pairs=None, out: str | Path = "runs/transenc", *, models=None, teacher
         for value in as_list(values):
             argv += [flag, value]
     for flag, value in (("--recipe", recipe), ("--cycles", cycles), ("--patience", patience), ("--seed", seed),
-                        ("--device", device),
-                        ("--precision", precision), ("--max-pairs", max_pairs)):
+                        ("--device", device), ("--precision", precision), ("--max-pairs", max_pairs)):
         if value is not None:
             argv += [flag, str(value)]
     argv += ["--simcse"] * bool(simcse) + ["--resume"] * bool(resume)

@@ -5,8 +5,8 @@ transenc.quantize), bf16 or fp16 (autocast) or exact fp32. Training steps run fp
 autocast, never int8.
 
 `auto` picks a faster precision on a CPU only where it was measured to agree with fp32
-(Spearman >= 0.999 of the scores on STS-B's pairs, STS-B test within 0.3; MiniLM and mpnet, see
-bench/results/precision-cpu.md) and to run faster: bf16 where the CPU has bf16 arithmetic
+(Spearman >= 0.999 of the scores on STS-B's pairs, STS-B test within 0.3; MiniLM, see
+bench/results/precision-*.md) and to run faster: bf16 where the CPU has bf16 arithmetic
 (AMX or AVX512-BF16), else int8 where it has int8 dot products (VNNI), else fp32.
 """
 from __future__ import annotations
@@ -14,17 +14,22 @@ from __future__ import annotations
 import contextlib
 import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from transenc.errors import TransencError
+
+if TYPE_CHECKING:
+    import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 # torch is imported inside the functions: the CLI's parser reads PRECISIONS without it.
 
 
 def check_precision(precision: str, device=None) -> None:
+    """A known precision, and int8 only on a CPU (a device of None or "auto" is checked once resolved)."""
     if precision not in PRECISIONS:
         raise TransencError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "int8" and device is not None and str(device).split(":")[0] != "cpu":
+    if precision == "int8" and device not in (None, "auto") and str(device).split(":")[0] != "cpu":
         raise TransencError(f"--precision int8 runs on the CPU only; on {device} use bf16 or fp16")
 
 
@@ -49,7 +54,7 @@ def cpu_auto_precision(flags: frozenset[str] | None = None) -> str:
     return "fp32"
 
 
-def inference_precision(device: "torch.device", precision: str) -> str:
+def inference_precision(device: torch.device, precision: str) -> str:
     """What a labeling or evaluation pass runs: fp32, bf16, fp16 or int8."""
     check_precision(precision, device)
     if precision != "auto":
@@ -57,7 +62,7 @@ def inference_precision(device: "torch.device", precision: str) -> str:
     return _gpu_precision() if device.type == "cuda" else cpu_auto_precision()
 
 
-def training_precision(device: "torch.device", precision: str) -> str:
+def training_precision(device: torch.device, precision: str) -> str:
     """What a training step runs: exact fp32 on a CPU unless bf16/fp16 is asked for (int8 too is
     fp32 there: it is an inference path), bf16 autocast on a GPU that has it."""
     check_precision(precision)
@@ -72,7 +77,7 @@ def _gpu_precision() -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def autocast(device: "torch.device", precision: str):
+def autocast(device: torch.device, precision: str):
     """An already resolved precision's context: nothing for fp32 and int8, autocast for bf16/fp16."""
     if precision in ("fp32", "int8"):
         return contextlib.nullcontext()

@@ -4,8 +4,10 @@ Every nn.Linear becomes an Int8Linear: weights int8 per output channel (symmetri
 int8 per row (per token, asymmetric: each row's [min, max]) at run time, one int8 x int8 -> int32
 matmul (torch._int_mm: VNNI / AMX-INT8 where the CPU has them), then the engine's one-pass
 epilogue back to fp32. A scale per token matters: one per batch, as torch's dynamic quantization
-has, lets a single outlier token flatten every other row (Spearman 0.983 against fp32 on a MiniLM
-cross-encoder; bench/results/precision-cpu.md). Attention, LayerNorm, embeddings and GELU stay fp32.
+has, lets a single outlier token flatten every other row (Spearman 0.983 against fp32 on a trained
+MiniLM cross-encoder, measured when this was chosen; per token: 0.9997, bench/results/precision-*.md).
+A row's own range matters too: symmetric per-token int8 cost STS-B test 0.31, asymmetric 0.15.
+Attention, LayerNorm, embeddings and GELU stay fp32.
 """
 from __future__ import annotations
 
