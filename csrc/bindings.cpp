@@ -8,6 +8,7 @@
 
 #include "cosine.h"
 #include "packer.h"
+#include "pairscan.h"
 #include "parallel.h"
 #include "quantize.h"
 #include "topk.h"
@@ -256,11 +257,69 @@ static void py_dequantize_rows(py::array acc, const rows_of<float>& row_scale, c
                   bias.is_none() ? nullptr : b.data());
 }
 
+// ---- the pairs-file reader's per-line work (transenc.readers' fast formats) ---------------------
+static py::tuple py_scan_pairs(const py::bytes& buffer, int64_t start, int64_t line, int64_t max_rows, bool final,
+                               const std::string& format, bool stop_at_bad, SentenceTable& table) {
+  const PairFormat f = format == "tsv" ? PairFormat::tsv : format == "bars" ? PairFormat::bars
+                     : format == "sts" ? PairFormat::sts : throw std::invalid_argument("scan_pairs: format must be tsv, bars or sts");
+  char* data;
+  Py_ssize_t n;
+  PyBytes_AsStringAndSize(buffer.ptr(), &data, &n);
+  require(start >= 0 && start <= n && max_rows >= 0, "scan_pairs: start must be inside the buffer, max_rows >= 0");
+  ScanResult r;
+  {
+    py::gil_scoped_release release;
+    r = scan_pairs(data, n, start, line, max_rows, final, f, stop_at_bad, table);
+  }
+  const auto rows = static_cast<int64_t>(r.labels.size());
+  py::array_t<int32_t> ids({rows, int64_t{2}});
+  std::copy(r.ids.begin(), r.ids.end(), ids.mutable_data());
+  py::array_t<double> labels(rows, r.labels.data());
+  py::list bad;
+  for (auto& b : r.bad) bad.append(py::make_tuple(b.line, b.reason));
+  py::object deferred = r.deferred_line ? py::object(py::make_tuple(r.deferred_line, py::str(r.deferred_text)))
+                                        : py::object(py::none());
+  return py::make_tuple(ids, labels, bad, deferred, r.end, r.line);
+}
+
+static py::bytes py_format_tsv(const SentenceTable& table, const carray<int32_t>& ids, const carray<float>& scores) {
+  require(ids.ndim() == 2 && ids.shape(1) == 2 && scores.ndim() == 1 && scores.shape(0) == ids.shape(0),
+          "format_tsv: ids must be int32[N, 2] and scores float32[N]");
+  const int32_t* id = ids.data();
+  for (int64_t i = 0; i < 2 * ids.shape(0); ++i)
+    require(id[i] >= 0 && id[i] < table.size(), "format_tsv: sentence id out of range");
+  std::string out;
+  {
+    py::gil_scoped_release release;
+    format_tsv_rows(table, id, scores.data(), ids.shape(0), out);
+  }
+  return py::bytes(out);
+}
+
+static void def_pairscan(py::module_& m) {
+  py::class_<SentenceTable>(m, "SentenceTable", "unique sentences in first-appearance order; ids are positions")
+      .def(py::init<>())
+      .def("intern", [](SentenceTable& t, const std::string& s) { return t.intern(s); }, py::arg("text"))
+      .def("__len__", &SentenceTable::size)
+      .def("texts", [](const SentenceTable& t, int64_t start) {
+             py::list out;
+             for (int64_t i = start; i < t.size(); ++i) out.append(py::str(t.text(i)));
+             return out;
+           }, py::arg("start") = 0, "the sentences from id `start` on, as str")
+      .def("format_tsv", &py_format_tsv, py::arg("ids"), py::arg("scores"),
+           "bytes of the rows s1<TAB>s2<TAB>score (%.9g) as the Python writer makes them");
+  m.def("scan_pairs", &py_scan_pairs, py::arg("buffer"), py::arg("start"), py::arg("line"), py::arg("max_rows"),
+        py::arg("final"), py::arg("format"), py::arg("stop_at_bad"), py::arg("table"),
+        "(ids int32[R, 2], labels float64[R] (NaN: none), bad [(line, reason)], deferred (line, text) or None, "
+        "end offset, last line)");
+}
+
 PYBIND11_MODULE(_C, m) {
   m.doc() = "transenc C++ CPU engine";
   m.def("threads", &engine_threads, "Worker threads the engine uses");
   scoring::bind(m);
   def_packer(m);
+  def_pairscan(m);
   m.def("quantize_rows", &py_quantize_rows, py::arg("x"),
         "(q int8[N, d], scale float32[N], offset float32[N]): x ~ q * scale + offset, per row");
   m.def("dequantize_rows", &py_dequantize_rows, py::arg("acc"), py::arg("row_scale"), py::arg("row_offset"),

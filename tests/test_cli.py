@@ -256,11 +256,12 @@ def test_resume_from_a_damaged_state_file_exits_2(tmp_path, capsys, tiny_bert, s
 
 def test_label_into_a_pipe_closed_early_stops_quietly(tmp_path, tiny_bert):
     """`transenc label ... | head -1`: no traceback, and the shell's exit code for a closed pipe."""
-    pairs = tmp_path / "p.tsv"  # its scores are ~3x a pipe's 64 KiB buffer: the writer must meet the closed end
+    pairs = tmp_path / "p.tsv"  # its scores are ~3x a pipe's 64 KiB buffer, written a chunk (~7 KiB) at a time:
+    # the writer meets the closed end (one write of it all may land whole before the reader leaves)
     pairs.write_text("".join(f"sentence number {i} of the file\tanother sentence, number {i + 1}\n" for i in range(3000)),
                      encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "transenc", "label", "--pairs", str(pairs), "--model", str(tiny_bert),
-                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                             "--device", "cpu", "--chunk-pairs", "100"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     first = proc.stdout.readline()
     proc.stdout.close()
     errors = proc.stderr.read().decode()

@@ -5,8 +5,9 @@ import random
 import numpy as np
 import pytest
 
+from transenc import readers
 from transenc.errors import InputError
-from transenc.readers import read_pairs
+from transenc.readers import PairReader, read_pairs
 
 PAIRS = [("a cat sits", "a dog runs"), ("rain falls", "a cat sits"), ("a cat sits", "a dog runs"), ("x, \"quoted\"", "y")]
 
@@ -116,3 +117,75 @@ def test_missing_file(tmp_path):
         read_pairs(tmp_path / "nope.tsv")
     with pytest.raises(InputError, match="is a folder, not a pairs file"):
         read_pairs(tmp_path)
+
+
+# ---- the engine's scanner (tsv, bars, sts) against the Python parsers, line by line ----------
+PIECES = ["a cat", " dog ", "\x1c", "\x0b", "é café", "\u3000", "\xa0", "", " ", "\x00", "x\ry", "\u2003b", "1.5", " 2 ", "-0",
+          "+3", ".5", "5.", "1e5", "e5", "inf", "NaN", "1_0", "1e999", "abc", "٣", "|", "||"]
+BYTES = [b"\xff", b"\xe2\x28", b"\xed\xa0\x80", b"\xf0\x9f\x98\x80", b"\xef\xbb\xbf", b"\r", b"\r\n"]
+
+
+def random_line(rng, sep):
+    fields = [rng.choice(PIECES) for _ in range(rng.choice([1, 2, 3, 3, 3, 5, 7, 7, 8]))]
+    line = sep.join(fields).encode()
+    if rng.random() < 0.15:
+        at = rng.randrange(len(line) + 1)
+        line = line[:at] + rng.choice(BYTES) + line[at:]
+    return line
+
+
+def python_reading(path, fmt, on_error):
+    """The Python parsers' records (the reference) or their error."""
+    reader = PairReader(path, fmt, on_error)
+    try:
+        return [(a, b, None if label is None else float(label)) for a, b, label in reader], reader.skipped
+    except InputError as e:
+        return str(e)
+
+
+def scanned_reading(path, fmt, on_error, chunk_pairs, shared):
+    from transenc._C import SentenceTable
+
+    reader, table = PairReader(path, fmt, on_error), SentenceTable() if shared else None
+    records = []
+    try:
+        for chunk in reader.chunks(chunk_pairs, table):
+            assert 0 < len(chunk.ids) <= chunk_pairs
+            texts = chunk.table.texts()
+            records += [(texts[a], texts[b], None if np.isnan(y) else float(y)) for (a, b), y in zip(chunk.ids, chunk.labels)]
+    except InputError as e:
+        return str(e)
+    return records, reader.skipped
+
+
+@pytest.mark.parametrize("fmt, sep", [("tsv", "\t"), ("bars", "||"), ("sts", "\t")])
+def test_the_scanner_reads_what_the_python_parsers_read(tmp_path, monkeypatch, fmt, sep):
+    """Fresh random files of awkward lines (Unicode whitespace, NUL, bad UTF-8, BOMs, \\r, odd
+    numbers, too few fields): the same records, skip counts and first error, whatever the chunk
+    and block sizes (blocks of 7 bytes cut lines everywhere)."""
+    monkeypatch.setattr(readers, "BLOCK_BYTES", 7)
+    rng = random.Random()
+    for trial in range(60):
+        lines = [random_line(rng, sep) for _ in range(rng.randrange(1, 40))]
+        end = b"" if rng.random() < 0.3 else b"\n"
+        path = write(tmp_path / f"{trial}.{fmt}", b"\n".join(lines) + end)
+        for on_error in ("raise", "skip"):
+            want = python_reading(path, fmt, on_error)
+            for chunk_pairs, shared in ((1, False), (3, True), (1000, False)):
+                assert scanned_reading(path, fmt, on_error, chunk_pairs, shared) == want, (lines, on_error)
+
+
+def test_scanner_and_python_agree_on_a_real_file_and_the_writer_bytes(sts):
+    from transenc._C import SentenceTable
+    from transenc.writers import score_line
+
+    path = sts / "sts-dev.csv"
+    want = python_reading(path, "sts", "raise")
+    assert scanned_reading(path, "sts", "raise", 500, True) == want
+    table = SentenceTable()
+    chunk = next(PairReader(path, "sts").chunks(10**6, table))
+    scales = 10.0 ** np.arange(-6, 3).repeat(200)[:len(chunk.ids)]  # fixed and exponent notation, and -0, nan, inf
+    scores = (np.random.default_rng().standard_normal(len(chunk.ids)) * scales).astype(np.float32)
+    scores[:4] = [-0.0, np.nan, -np.nan, np.inf]
+    expected = "".join(score_line(a, b, s, False) for (a, b, _), s in zip(want[0], scores.tolist()))
+    assert table.format_tsv(chunk.ids, scores) == expected.encode()

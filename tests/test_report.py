@@ -1,7 +1,10 @@
 """Several dev sets (graded and 0/1) select checkpoints by their mean, every one reported by name;
 the run report: files, HTML, images, and a table that says what metrics.json says."""
 import base64
+import contextlib
+import io
 import json
+import re
 import shutil
 from html.parser import HTMLParser
 from io import BytesIO
@@ -40,9 +43,11 @@ def two_dev_run(tmp_path_factory, tiny_bert):
                       precision="fp32")  # exact: a 32-wide tiny BERT's scores differ below bf16's steps
     training.RECIPES["checked"] = CHECKED
     try:
-        training.train_command(args)
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            training.train_command(args)
     finally:
         del training.RECIPES["checked"]
+    (root / "stderr.txt").write_text(err.getvalue())
     return root
 
 
@@ -131,6 +136,26 @@ def test_report_files_images_and_table_equal_metrics(two_dev_run):
             want.append(expected(f"best {name} (cycle {best})", metrics["cycles"][best - 1]["stages"][stage]))
     assert metrics["exported"]["bi"]["model"] in ("start", "trained") and "cross" not in metrics["exported"]
     assert rows == want
+
+
+def test_closing_lines_give_each_model_start_and_best_as_metrics_say(two_dev_run):
+    run = two_dev_run / "run"
+    metrics = json.loads((run / "metrics.json").read_text())
+    printed = (two_dev_run / "stderr.txt").read_text().splitlines()
+    for name, stage in (("bi", "bi_train"), ("cross", "cross_label")):
+        best = metrics["best_cycle"][name]
+        line = next(x for x in printed if x.startswith(f"{name}: start -> cycle {best}: "))
+        after = metrics["cycles"][best - 1]["stages"][stage]
+        want = [(f"{kind} {n}", f"{metrics['start'][kind]['sets'][n]['models'][0]:.2f}",
+                 f"{after[kind]['sets'][n]['models'][0]:.2f}")
+                for kind, names in (("dev", ("graded", "binary")), ("test", ("graded",))) for n in names]
+        assert re.findall(r"((?:dev|test) \w+) (-?[\d.]+) -> (-?[\d.]+)", line) == want
+        if metrics.get("exported", {}).get(name, {}).get("model") == "start":
+            assert line.endswith(f"inside dev's noise: {run / name} is the start model")
+        elif name == "cross" and after["dev"]["models"][0] < metrics["start"]["dev"]["models"][0]:
+            assert line.endswith(f"{run / name} (below the start model's level on dev: prefer the bi-encoder)")
+        else:
+            assert line.endswith(f"; {run / name}")
 
 
 def test_report_command_rewrites_the_report(two_dev_run, tmp_path):

@@ -144,7 +144,7 @@ def test_non_finite_labels_stop_with_a_clear_message(tmp_path, tiny_bert, pairs_
     assert not (tmp_path / "nan" / "cycle1" / "labels_bi.npy").exists()
 
 
-def test_co_teacher_enters_every_label_mean_and_is_not_trained(tmp_path, tiny_bert, pairs_64, monkeypatch):
+def test_co_teacher_enters_every_label_mean_and_is_not_trained(tmp_path, tiny_bert, pairs_64, monkeypatch, capsys):
     from transenc.labeling import bi_scores, cross_scores
     from transenc.models import BiEncoder, CrossEncoder
     from transenc.readers import read_pairs
@@ -165,7 +165,10 @@ def test_co_teacher_enters_every_label_mean_and_is_not_trained(tmp_path, tiny_be
     cross = cross_scores(CrossEncoder.load(out / "cycle1" / "cross-0", "cpu"), ps)
     np.testing.assert_allclose(np.load(out / "cycle1" / "labels_cross.npy"), (cross + taught) / 2, atol=1e-6)
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["teachers"][0]["model"] == str(teacher) and len(metrics["teachers"][0]["dev"]["models"]) == 1
+    own = metrics["teachers"][0]
+    assert own["model"] == str(teacher) and len(own["dev"]["models"]) == 1 and own["seconds"] > 0
+    closing = f"co-teacher {teacher}: dev dev {own['dev']['models'][0]:.2f}, labels in {own['seconds']:.1f} s"
+    assert closing in capsys.readouterr().err
     assert metrics["cycles"][0]["stages"]["bi_train"]["models"][0]["steps"] == 8
     for key, value in weights(teacher).items():
         assert torch.equal(value, teacher_weights[key])

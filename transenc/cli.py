@@ -85,7 +85,7 @@ def cmd_label(args) -> None:
     from transenc.models import resolve_device
     from transenc.precision import inference_precision
     from transenc.readers import PairReader
-    from transenc.writers import atomic_open, check_output_file, is_jsonl, score_line
+    from transenc.writers import atomic_open, check_output_file, is_jsonl, score_rows
 
     check_output_file(args.out, "--out", args.pairs)
     reader = PairReader(args.pairs, args.format, args.on_error)
@@ -98,10 +98,10 @@ def cmd_label(args) -> None:
         for _ in chunks:  # the other ranks score their shares; rank 0 alone writes
             pass
         return
-    with atomic_open(args.out) if args.out else contextlib.nullcontext(sys.stdout) as f:
-        for records, scores in chunks:
-            f.writelines(score_line(a, b, s, as_json) for (a, b, _), s in zip(records, scores.tolist()))
-            written += len(records)
+    with atomic_open(args.out, binary=True) if args.out else contextlib.nullcontext(sys.stdout.buffer) as f:
+        for chunk, scores in chunks:
+            f.write(score_rows(chunk, scores, as_json))
+            written += len(scores)
     if reader.skipped:
         print(f"transenc: skipped {reader.skipped} bad line(s) in {args.pairs}", file=sys.stderr)
     ran = f"{args.mode}-encoder, {inference_precision(device, args.precision)} on {device}"

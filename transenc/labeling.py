@@ -1,18 +1,17 @@
 """Scoring pairs: cosine of a bi-encoder's embeddings, or a cross-encoder's sigmoid score."""
 from __future__ import annotations
 
-import itertools
 import sys
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from transenc import distributed, ops
 from transenc.errors import TransencError
 from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_device
-from transenc.pairset import PairSet, PairSetBuilder
+from transenc.pairset import PairSet
 from transenc.precision import check_precision, inference_precision
-from transenc.readers import PairReader
+from transenc.readers import PairChunk, PairReader
 from transenc.tokens import TokenCache
 
 MODES = ("bi", "cross")
@@ -65,39 +64,30 @@ def score(encoder: BiEncoder | CrossEncoder, pairs: PairSet, **kwargs) -> np.nda
     return scorer(encoder, pairs, **{k: v for k, v in kwargs.items() if v is not None})
 
 
-def _chunks(records: Iterable, size: int) -> Iterator[list]:
-    records = iter(records)
-    while chunk := list(itertools.islice(records, size)):
-        yield chunk
-
-
 def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_pairs: int = CHUNK_PAIRS,
-                  batch_size: int | None = None, precision: str = "auto", group=None) -> Iterator[tuple[list, np.ndarray]]:
-    """(records, scores) chunk by chunk, in input order, for a file of any length.
+                  batch_size: int | None = None, precision: str = "auto", group=None) -> Iterator[tuple[PairChunk, np.ndarray]]:
+    """(chunk, scores) chunk by chunk, in input order, for a file of any length.
 
-    bi: a first pass collects the unique sentences (first-appearance order, as PairSetBuilder numbers
+    bi: a first pass interns the unique sentences (first-appearance order, as read_pairs numbers
     them) and encodes each once; a second pass scores chunks against that table. The scores equal
-    bi_scores' on the whole file bit for bit. cross: each chunk is a PairSet of its own, scored alone.
-    With a process group the ranks share the encoding (bi) or each chunk's pairs (cross); only
-    the group's rank 0 gets chunks to write.
+    bi_scores' on the whole file bit for bit. cross: each chunk has a sentence table of its own and
+    is scored alone. With a process group the ranks share the encoding (bi) or each chunk's pairs
+    (cross); only the group's rank 0 gets chunks to write.
     """
     if isinstance(encoder, BiEncoder):
-        ids: dict[str, int] = {}
-        for a, b, _ in reader:
-            ids.setdefault(a, len(ids))
-            ids.setdefault(b, len(ids))
-        table = encoder.encode(list(ids), batch_size or BI_BATCH, precision, group=group)
+        from transenc._C import SentenceTable
+
+        table = SentenceTable()
+        for _ in reader.chunks(chunk_pairs, table):
+            pass
+        embeddings = encoder.encode(table.texts(), batch_size or BI_BATCH, precision, group=group)
         if not distributed.is_main(group):
             return  # the cosine pass is cheap next to reading the file again: rank 0 alone does it
-        for chunk in _chunks(reader, chunk_pairs):
-            idx = np.array([(ids[a], ids[b]) for a, b, _ in chunk], dtype=np.int32)
-            yield chunk, ops.pair_cosine_indexed(table, idx).numpy()
+        for chunk in reader.chunks(chunk_pairs, table):
+            yield chunk, ops.pair_cosine_indexed(embeddings, chunk.ids).numpy()
     else:
-        for chunk in _chunks(reader, chunk_pairs):
-            builder = PairSetBuilder()
-            for a, b, _ in chunk:
-                builder.add(a, b)
-            scores = cross_scores(encoder, builder.build(), batch_size=batch_size,
+        for chunk in reader.chunks(chunk_pairs):
+            scores = cross_scores(encoder, PairSet(chunk.table.texts(), chunk.ids), batch_size=batch_size,
                                   precision=precision, group=group)
             if distributed.is_main(group):
                 yield chunk, scores

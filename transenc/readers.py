@@ -1,7 +1,9 @@
 """Streaming readers for pair files: TSV, CSV, JSONL, `s1||s2` lines and the STS-B csv layout.
 
 Every problem is reported as an InputError naming file and line. With on_error="skip" bad
-lines are counted and skipped instead.
+lines are counted and skipped instead. The line formats (tsv, bars, sts) are read by the engine's
+scanner (csrc/pairscan.cpp: a 10M-pair file at disk speed); it hands back the rare line whose
+reading needs Python's rules, which the parsers below then read, so both accept the same lines.
 """
 from __future__ import annotations
 
@@ -9,13 +11,18 @@ import csv
 import itertools
 import json
 import math
+from array import array
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
+
+import numpy as np
 
 from transenc.errors import InputError, TransencError
-from transenc.pairset import PairSet, PairSetBuilder
+from transenc.pairset import PairSet
 
 FORMATS = ("tsv", "csv", "jsonl", "bars", "sts")
+SCANNED = ("tsv", "bars", "sts")  # the line formats the engine's scanner reads
+BLOCK_BYTES = 1 << 23  # read at a time by the scanner
 _BY_SUFFIX = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 _JSON_KEYS = (("sentence1", "sentence2"), ("text_a", "text_b"))
 
@@ -63,10 +70,28 @@ def detect_format(path: Path, first_line: str) -> str:
     return fmt
 
 
-class PairReader:
-    """The validated (sentence1, sentence2, label or None) records of a pairs file, streamed.
+def record_problem(a: str, b: str, label: float | None) -> str | None:
+    """Why a parsed record is refused, or None."""
+    if not a.strip() or not b.strip():
+        return "empty sentence"
+    if "\x00" in a or "\x00" in b:  # a binary file or a broken export, never text
+        return "NUL byte in a sentence"
+    if label is not None and not math.isfinite(label):
+        return f"score is not a finite number ({label})"
+    return None
 
-    Iterating reads the file again from the start, so a consumer may make several passes;
+
+class PairChunk(NamedTuple):
+    table: object  # the engine's SentenceTable: the sentences `ids` point into
+    ids: np.ndarray  # int32 [n, 2], in input order
+    labels: np.ndarray  # float64 [n]; NaN where the line has no score
+
+
+class PairReader:
+    """The validated pairs of a pairs file, streamed: as (sentence1, sentence2, label or None)
+    records, or as PairChunks of interned sentence ids.
+
+    Every pass reads the file again from the start, so a consumer may make several;
     `skipped` counts the bad lines skipped by the last pass (on_error="skip").
     """
 
@@ -79,39 +104,155 @@ class PairReader:
         self.fmt, self.on_error, self.skipped = fmt, on_error, 0
         Problems(self.path, on_error)  # checks on_error now, not at the first pass
 
-    def __iter__(self) -> Iterator[tuple[str, str, float | None]]:
-        path, problems = self.path, Problems(self.path, self.on_error)
-        lines = text_lines(path, problems)
+    def _lines(self, problems: Problems) -> tuple[str, Iterator[tuple[int, str]]]:
+        """The format (given, or from the first readable line) and the (number, text) lines."""
+        lines = text_lines(self.path, problems)
         first = next(lines, None)
         if first is None:
-            raise InputError(path, 0, "file is empty" if not problems.skipped else "no readable lines")
-        fmt = self.fmt or detect_format(path, first[1])
-        lines = itertools.chain([first], lines)
+            raise InputError(self.path, 0, "file is empty" if not problems.skipped else "no readable lines")
+        return self.fmt or detect_format(self.path, first[1]), itertools.chain([first], lines)
+
+    def _no_pairs(self, problems: Problems) -> InputError:
+        return InputError(self.path, 0, "no valid sentence pairs" if problems.skipped else "file holds no sentence pairs")
+
+    def __iter__(self) -> Iterator[tuple[str, str, float | None]]:
+        problems = Problems(self.path, self.on_error)
+        fmt, lines = self._lines(problems)
         records = _csv_records(lines, problems) if fmt == "csv" else _line_records(_PARSERS[fmt], lines, problems)
         good = 0
         for number, a, b, label in records:
-            if not a.strip() or not b.strip():
-                problems.bad(number, "empty sentence")
-            elif "\x00" in a or "\x00" in b:  # a binary file or a broken export, never text
-                problems.bad(number, "NUL byte in a sentence")
-            elif label is not None and not math.isfinite(label):
-                problems.bad(number, f"score is not a finite number ({label})")
-            else:
-                good += 1
-                self.skipped = problems.skipped
-                yield a, b, label
+            reason = record_problem(a, b, label)
+            if reason:
+                problems.bad(number, reason)
+                continue
+            good += 1
+            self.skipped = problems.skipped
+            yield a, b, label
         self.skipped = problems.skipped
         if good == 0:
-            raise InputError(path, 0, "no valid sentence pairs" if problems.skipped else "file holds no sentence pairs")
+            raise self._no_pairs(problems)
+
+    def chunks(self, chunk_pairs: int, table=None) -> Iterator[PairChunk]:
+        """The pairs in chunks of chunk_pairs (the last one shorter), in input order. Sentences are
+        interned into `table`, one for the whole file (ids that hold across chunks and passes), or,
+        when None, into a new table per chunk (memory bounded by the chunk)."""
+        fmt, _ = self._lines(Problems(self.path, self.on_error))  # the empty-file errors
+        chunker = _Chunker(chunk_pairs, table)
+        if fmt not in SCANNED:
+            yield from self._parsed(chunker)
+            return
+        problems, good = Problems(self.path, self.on_error), 0
+        for chunk in _scanned(self.path, fmt, problems, chunker):
+            good += len(chunk.ids)
+            self.skipped = problems.skipped
+            yield chunk
+        self.skipped = problems.skipped
+        if good == 0:
+            raise self._no_pairs(problems)
+
+    def _parsed(self, chunker: "_Chunker") -> Iterator[PairChunk]:
+        for a, b, label in self:  # the records' own checks, counts and errors
+            chunker.add_row(chunker.table.intern(a), chunker.table.intern(b), label)
+            if chunker.full():
+                yield chunker.take()
+        if chunker.rows:
+            yield chunker.take()
 
 
 def read_pairs(path: str | Path, fmt: str | None = None, on_error: str = "raise") -> tuple[PairSet, int]:
     """Read a whole pairs file into a PairSet. Returns (pairs, number of skipped bad lines)."""
-    reader = PairReader(path, fmt, on_error)
-    builder = PairSetBuilder()
-    for a, b, label in reader:
-        builder.add(a, b, label)
-    return builder.build(), reader.skipped
+    from transenc._C import SentenceTable
+
+    reader, table = PairReader(path, fmt, on_error), SentenceTable()
+    chunks = list(reader.chunks(1 << 20, table))
+    ids = np.concatenate([c.ids for c in chunks])
+    labels = np.concatenate([c.labels for c in chunks])
+    labeled = len(labels) and not np.isnan(labels).any()
+    return PairSet(table.texts(), ids, labels.astype(np.float32) if labeled else None), reader.skipped
+
+
+class _Chunker:
+    """Rows (two sentence ids and a label) gathered into PairChunks of `size`."""
+
+    def __init__(self, size: int, table=None):
+        from transenc._C import SentenceTable
+
+        self.size, self.shared, self.new_table = size, table, SentenceTable
+        self._start()
+
+    def _start(self) -> None:
+        self.table = self.shared if self.shared is not None else self.new_table()
+        self.pieces, self.rows = [], 0
+        self.ids, self.labels = array("i"), array("d")  # single rows since the last piece
+
+    def room(self) -> int:
+        return self.size - self.rows
+
+    def full(self) -> bool:
+        return self.rows >= self.size
+
+    def _flush_single_rows(self) -> None:
+        if self.labels:
+            self.pieces.append((np.frombuffer(self.ids, np.int32).reshape(-1, 2), np.frombuffer(self.labels)))
+            self.ids, self.labels = array("i"), array("d")
+
+    def add_rows(self, ids: np.ndarray, labels: np.ndarray) -> None:
+        if len(labels):
+            self._flush_single_rows()
+            self.pieces.append((ids, labels))
+            self.rows += len(labels)
+
+    def add_row(self, a: int, b: int, label: float | None) -> None:
+        self.ids.extend((a, b))
+        self.labels.append(math.nan if label is None else label)
+        self.rows += 1
+
+    def take(self) -> PairChunk:
+        self._flush_single_rows()
+        ids, labels = zip(*self.pieces)
+        chunk = PairChunk(self.table, np.concatenate(ids), np.concatenate(labels))
+        self._start()
+        return chunk
+
+
+def _scanned(path: Path, fmt: str, problems: Problems, chunker: _Chunker) -> Iterator[PairChunk]:
+    """The engine's scanner over the file, a block at a time; a deferred line is read here."""
+    from transenc._C import scan_pairs
+
+    with open(path, "rb") as f:
+        buf, start, line, eof = b"", 0, 0, False
+        while True:
+            ids, labels, bad, deferred, start, line = scan_pairs(buf, start, line, chunker.room(), eof, fmt,
+                                                                 not problems.skip, chunker.table)
+            chunker.add_rows(ids, labels)
+            for number, reason in bad:
+                problems.bad(number, reason)
+            if deferred:
+                _read_deferred(fmt, *deferred, problems, chunker)
+            if chunker.full():
+                yield chunker.take()
+            elif not deferred:  # the scan read every complete line of the block
+                if eof:
+                    break
+                more = f.read(BLOCK_BYTES)
+                buf, start, eof = buf[start:] + more, 0, not more
+    if chunker.rows:
+        yield chunker.take()
+
+
+def _read_deferred(fmt: str, number: int, text: str, problems: Problems, chunker: _Chunker) -> None:
+    if not text.strip():
+        return  # Unicode whitespace only: a blank line
+    try:
+        _, a, b, label = _PARSERS[fmt](number, text)
+    except BadLine as e:
+        problems.bad(*e.args)
+        return
+    reason = record_problem(a, b, label)
+    if reason:
+        problems.bad(number, reason)
+    else:
+        chunker.add_row(chunker.table.intern(a), chunker.table.intern(b), label)
 
 
 def _line_records(parse, lines, problems: Problems):

@@ -97,18 +97,19 @@ def table(metrics: dict) -> tuple[list[str], list[list[str]]]:
     header = ["", *(f"dev {n} ({_sets(start['dev'])[n]['metric']})" for n in dev_names)]
     header += ["dev mean"] * (len(dev_names) > 1) + [f"test {n}" for n in test_names]
 
+    def row(label: str, dev: dict | None, test: dict | None, key: int | str) -> list[str]:
+        def pick(d):
+            return "-" if d is None else f"{d['models'][key] if key != 'ensemble' else d['ensemble']:.2f}"
+        cols = [label, *(pick(_sets(dev).get(n)) for n in dev_names)]
+        return cols + [pick(dev)] * (len(dev_names) > 1) + [pick(_sets(test).get(n)) for n in test_names]
+
     def cells(label: str, dev: dict | None, test: dict | None) -> list[list[str]]:
         who = [(i, f" #{i}" if k_models > 1 else "") for i in range(k_models)] + [("ensemble", " ensemble")] * (k_models > 1)
-        rows = []
-        for key, suffix in who:
-            def pick(d):
-                return "-" if d is None else f"{d['models'][key] if key != 'ensemble' else d['ensemble']:.2f}"
-            row = [label + suffix, *(pick(_sets(dev).get(n)) for n in dev_names)]
-            row += [pick(dev)] * (len(dev_names) > 1) + [pick(_sets(test).get(n)) for n in test_names]
-            rows.append(row)
-        return rows
+        return [row(label + suffix, dev, test, key) for key, suffix in who]
 
     rows = cells("start", start.get("dev"), start.get("test"))
+    for i, teacher in enumerate(metrics.get("teachers", [])):  # frozen, one model: its own figures
+        rows.append(row(f"co-teacher {i}: {Path(teacher['model']).name}", teacher.get("dev"), teacher.get("test"), 0))
     cycles = metrics.get("cycles", [])
     for c in cycles:
         for stage, what in EVAL_STAGES:
@@ -123,6 +124,36 @@ def table(metrics: dict) -> tuple[list[str], list[list[str]]]:
         else:
             rows += [cells(f"best {name} (cycle {cycle})", s.get("dev"), s.get("test"))[k]]
     return header, rows
+
+
+def gain_lines(metrics: dict, out: str | Path) -> list[str]:
+    """The run's closing lines: per exported model, start -> its best cycle on every dev and test set
+    and where it went (or that the start went out in its place); per co-teacher, its own figures."""
+    start, cycles = metrics.get("start", {}), metrics.get("cycles", [])
+
+    def figures(before: dict | None, after: dict | None, k: int, what: str) -> list[str]:
+        return [f"{what} {n} {s['models'][k]:.2f} -> {_sets(after)[n]['models'][k]:.2f}"
+                for n, s in _sets(before).items() if n in _sets(after)]
+
+    lines = []
+    for name, cycle in metrics.get("best_cycle", {}).items():
+        k = int(name.split("-")[1]) if "-" in name else 0
+        best = cycles[cycle - 1]["stages"]["bi_train" if name.startswith("bi") else "cross_label"]
+        gains = figures(start.get("dev"), best.get("dev"), k, "dev") + figures(start.get("test"), best.get("test"), k, "test")
+        where = f"{Path(out) / name}"
+        if metrics.get("exported", {}).get(name, {}).get("model") == "start":
+            verdict = f"the gain is inside dev's noise: {where} is the start model"
+        elif name.startswith("cross") and best.get("dev") and start.get("dev") and \
+                best["dev"]["models"][k] < start["dev"]["models"][k]:
+            verdict = f"{where} (below the start model's level on dev: prefer the bi-encoder)"
+        else:
+            verdict = where
+        lines.append(f"{name}: start -> cycle {cycle}: {', '.join(gains) or 'no dev or test set'}; {verdict}")
+    for teacher in metrics.get("teachers", []):
+        own = [f"{w} {n} {s['models'][0]:.2f}" for w in ("dev", "test") for n, s in _sets(teacher.get(w)).items()]
+        cost = f", labels in {teacher['seconds']:.1f} s" if "seconds" in teacher else ""
+        lines.append(f"co-teacher {teacher['model']}: {', '.join(own) or 'no dev or test set'}{cost}")
+    return lines
 
 
 # ---- the figures ---------------------------------------------------------------------------

@@ -409,10 +409,13 @@ class Trainer:
             target, key = self.run.out / f"teacher-{k}.npy", f"teacher.{k}"
             if not self.run.done(key):
                 print(f"co-teacher {k}: labeling with {path} ...", file=sys.stderr, flush=True)
+                t0 = time.perf_counter()
                 teacher = BiEncoder.load(path, self.device)
                 _save_array(target, _check_finite(self.score(teacher, self.pairs).astype(np.float32), "co-teacher labels"))
+                seconds = round(time.perf_counter() - t0, 2)  # its cost: load and label, not the dev checks
                 self.run.state["metrics"].setdefault("teachers", []).append(
-                    {"model": path, "dev": self.evaluate([teacher], self.dev), "test": self.evaluate([teacher], self.test)})
+                    {"model": path, "seconds": seconds, "dev": self.evaluate([teacher], self.dev),
+                     "test": self.evaluate([teacher], self.test)})
                 self.run.finish(key)
                 distributed.barrier()  # rank 0's file is there for every rank
             labels.append(np.load(target))
@@ -595,9 +598,12 @@ class Trainer:
         if kept:
             metrics["exported"] = kept
         self.run.save()
-        print(f"best cycles: {chosen}; models in {self.run.out}", file=sys.stderr)
+        from transenc.report import gain_lines
+
         for name, verdict in kept.items():
             print(f"{name}: {verdict['reason']}", file=sys.stderr)
+        for line in gain_lines(metrics, self.run.out):
+            print(line, file=sys.stderr)
 
     def harm_check(self, k: int, trained: Path) -> dict:
         """Start model k against its trained bi-encoder on the dev sets, by evaluate.paired_gain."""

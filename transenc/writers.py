@@ -56,5 +56,13 @@ def score_line(s1: str, s2: str, score: float, as_json: bool) -> str:
     return f"{_tsv_field(s1)}\t{_tsv_field(s2)}\t{score:.9g}\n"
 
 
+def score_rows(chunk, scores, as_json: bool) -> bytes:
+    """A PairChunk's output rows (score_line's, every one), as bytes: TSV by the engine."""
+    if not as_json:
+        return chunk.table.format_tsv(chunk.ids, scores)
+    texts = chunk.table.texts()
+    return "".join(score_line(texts[a], texts[b], s, True) for (a, b), s in zip(chunk.ids.tolist(), scores.tolist())).encode()
+
+
 def is_jsonl(path: str | Path | None) -> bool:
     return path is not None and Path(path).suffix.lower() in (".jsonl", ".json")
