@@ -1,18 +1,20 @@
 """Builds transenc._C (the C++ CPU engine in csrc/) and installs kernels/ as transenc.kernels."""
 import glob
+import platform
 
 from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import setup
 
+x86_64 = platform.machine().lower() in ("x86_64", "amd64")
 engine = Pybind11Extension(
     "transenc._C",
     sorted(glob.glob("csrc/*.cpp")),
     include_dirs=["csrc"],
-    depends=sorted(glob.glob("csrc/*.h")),  # so that editing a header rebuilds the engine
+    depends=sorted(glob.glob("csrc/*.h") + glob.glob("csrc/*.inc")),  # editing one rebuilds the engine
     cxx_std=17,
-    # The extension is always compiled on the machine that runs it (pip install),
-    # so native vector instructions (AVX-512 here) are safe to use.
-    extra_compile_args=["-O3", "-march=native", "-fno-math-errno"],
+    # One build for any x86-64 it is copied to: a baseline target here, and the vector kernels
+    # compiled once more for AVX-512 and chosen at run time (csrc/variants.h).
+    extra_compile_args=["-O3", "-fno-math-errno", "-Wall", *(["-march=x86-64-v2"] if x86_64 else [])],
     extra_link_args=["-pthread"],
 )
 

@@ -1,5 +1,7 @@
-"""Streaming `transenc label`: peak memory of a 10M-pair file against a 1,000-pair file over the same
-2,000 unique sentences, each labeled by a child process with all-MiniLM-L6-v2 in bi mode.
+"""Streaming `transenc label`: speed and peak memory of a 10M-pair file against a 1,000-pair file
+over the same 2,000 unique sentences, each labeled by a child process with all-MiniLM-L6-v2 in bi
+mode; and, in process, one reading of the big file by the Python parsers (the reference) against the
+engine's scanner. Writes bench/results/label-stream-<cpu>.md.
 
     python -m pytest bench/test_bench_label_stream.py --benchmark-only -q -s
 
@@ -15,7 +17,9 @@ import time
 import numpy as np
 import pytest
 
+from results_writer import write_table
 from transenc.bundled import DEMO_PAIRS
+from transenc.readers import PairReader
 
 pytest.importorskip("pytest_benchmark")
 PAIRS = int(os.environ.get("TRANSENC_BENCH_LABEL_PAIRS", 10_000_000))
@@ -46,7 +50,18 @@ def label_peak(pairs, out):
     return time.perf_counter() - t0, int(done.stdout.strip()) / 1024
 
 
-def test_label_10m_pairs_in_bounded_memory(benchmark, tmp_path):
+def reading_seconds(path):
+    """One pass over the file: the Python parsers' records, and the engine scanner's chunks."""
+    t0 = time.perf_counter()
+    for _ in PairReader(path):
+        pass
+    t1 = time.perf_counter()
+    for _ in PairReader(path).chunks(65536):
+        pass
+    return t1 - t0, time.perf_counter() - t1
+
+
+def test_label_10m_pairs_fast_in_bounded_memory(benchmark, tmp_path):
     small, big = tmp_path / "small.tsv", tmp_path / "big.tsv"
     write_pairs_file(small, 1000)
     write_pairs_file(big, PAIRS)
@@ -55,8 +70,19 @@ def test_label_10m_pairs_in_bounded_memory(benchmark, tmp_path):
     with open(tmp_path / "big.out.tsv", "rb") as f:
         rows = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
     assert rows == PAIRS
+    python_s, scanner_s = reading_seconds(big)
     benchmark.extra_info.update(pairs=PAIRS, seconds=round(big_s, 1), peak_rss_mib=round(big_rss),
                                 small_seconds=round(small_s, 1), small_peak_rss_mib=round(small_rss))
-    print(f"\n1,000 pairs: {small_s:.1f} s, peak RSS {small_rss:.0f} MiB; {PAIRS:,} pairs: {big_s:.1f} s "
-          f"({PAIRS / big_s:,.0f} pairs/s), peak RSS {big_rss:.0f} MiB")
+    mib = big.stat().st_size / 2**20
+    rows = [["`transenc label`, 1,000 pairs (process)", f"{small_s:.1f}", "-", f"{small_rss:.0f}"],
+            [f"`transenc label`, {PAIRS:,} pairs (process)", f"{big_s:.1f}", f"{PAIRS / big_s:,.0f}", f"{big_rss:.0f}"],
+            ["reading alone, Python parsers (in process)", f"{python_s:.1f}", f"{PAIRS / python_s:,.0f}", "-"],
+            ["reading alone, engine scanner (in process)", f"{scanner_s:.1f}", f"{PAIRS / scanner_s:,.0f}", "-"]]
+    notes = [f"{PAIRS:,} pairs over {UNIQUE:,} unique sentences, {mib:,.0f} MiB of TSV; bi mode, all-MiniLM-L6-v2, "
+             "default precision; output to a file on the same disk",
+             f"big run's peak RSS {big_rss - small_rss:+.0f} MiB over the 1,000-pair run's (bound: {SLACK_MIB})",
+             "regenerate: `python -m pytest bench/test_bench_label_stream.py --benchmark-only -q -s` (idle machine)"]
+    print("\n" + "\n".join(f"{r[0]}: {r[1]} s, {r[2]} pairs/s, peak RSS {r[3]} MiB" for r in rows))
+    print(write_table("label-stream", "A huge pairs file through `transenc label`", notes,
+                      ["run", "seconds", "pairs/s", "peak RSS MiB"], rows))
     assert big_rss - small_rss < SLACK_MIB

@@ -12,6 +12,7 @@
 #include "parallel.h"
 #include "quantize.h"
 #include "topk.h"
+#include "variants.h"
 
 namespace py = pybind11;
 using namespace transenc;
@@ -317,6 +318,16 @@ static void def_pairscan(py::module_& m) {
 PYBIND11_MODULE(_C, m) {
   m.doc() = "transenc C++ CPU engine";
   m.def("threads", &engine_threads, "Worker threads the engine uses");
+  m.def("variant", [] { return std::string(isa_name(engine_isa())); },
+        "the vector kernels' variant in use: avx512 or baseline (csrc/variants.h)");
+  m.def("variants", [] {
+    py::list out;
+    for (Isa isa : {Isa::baseline, Isa::avx512})
+      if (isa_supported(isa)) out.append(isa_name(isa));
+    return out;
+  }, "the variants this CPU runs");
+  m.def("set_variant", &set_engine_isa, py::arg("name"),
+        "auto, baseline or avx512 (ValueError where this CPU cannot run it); TRANSENC_ENGINE_ISA sets it at load");
   scoring::bind(m);
   def_packer(m);
   def_pairscan(m);

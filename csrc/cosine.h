@@ -4,6 +4,7 @@
 #include <cstdint>
 
 #include "elements.h"
+#include "variants.h"
 
 namespace transenc {
 

@@ -1,20 +1,9 @@
 // Input element types of the engine (fp32, fp16, bf16) and how to widen them to fp32.
-// Every op accumulates in fp32 whatever the input type, so these are the only places
-// that know the storage formats.
+// Every op accumulates in fp32 whatever the input type, so these (and their vector loads in
+// cosine_kernels.inc) are the only places that know the storage formats.
 #pragma once
 #include <cstdint>
 #include <cstring>
-
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-#define TRANSENC_AVX512 1
-// gcc 12's AVX-512 intrinsics start from _mm512_undefined_*() and warn spuriously at every
-// use (gcc bug 105593); silence those warnings for the intrinsics header only.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
 
 namespace transenc {
 
@@ -40,30 +29,17 @@ inline float half_to_float(uint16_t h) {
 struct F32 {
   using T = float;
   static float scalar(const T* p) { return *p; }
-#ifdef TRANSENC_AVX512
-  static __m512 load(const T* p) { return _mm512_loadu_ps(p); }
-  static __m512 load(const T* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
-#endif
 };
 
 struct F16 {
   using T = uint16_t;
   static float scalar(const T* p) { return half_to_float(*p); }
-#ifdef TRANSENC_AVX512
-  static __m512 load(const T* p) { return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
-  static __m512 load(const T* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
-#endif
 };
 
 // bf16 is the top half of an fp32: widening is a 16-bit shift.
 struct BF16 {
   using T = uint16_t;
   static float scalar(const T* p) { return bits_to_float(uint32_t(*p) << 16); }
-#ifdef TRANSENC_AVX512
-  static __m512 widen(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
-  static __m512 load(const T* p) { return widen(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))); }
-  static __m512 load(const T* p, __mmask16 m) { return widen(_mm256_maskz_loadu_epi16(m, p)); }
-#endif
 };
 
 // Calls f(E{}) with E the element struct for dtype t.

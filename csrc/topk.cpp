@@ -6,6 +6,7 @@
 //   corpus   -> walked in L2-sized blocks; each block normalised and packed by the thread that
 //               uses it into tiles of 14 rows, layout [d][14]: no copy of the whole corpus
 //   kernel   -> a 14 x 32 tile of scores in 28 AVX-512 registers, one FMA chain per score
+//               (a plain loop in the baseline variant, see variants.h)
 //   select   -> each of the 28 score vectors compared with the 32 queries' current k-th
 //               score; only a tile holding some candidate goes to the scalar heap update.
 // Every score is the same sequential fp32 FMA chain over d, whatever its place in a tile,
@@ -92,9 +93,24 @@ struct Selection {
 
 // One 14 x 32 tile of dot products, tile[r * 32 + lane] = sum_j c[j][r] * q[j][lane], tested
 // against the 32 queries' thresholds while still in registers. Returns whether any score
-// beats its query's threshold; only then is the tile written out.
-inline bool score_tile(const float* q, const float* c, int64_t d, const float* threshold, float* tile) {
-#ifdef TRANSENC_AVX512
+// beats its query's threshold; only then is the tile written out. One per engine variant
+// (variants.h): a call per tile is nothing beside its 14 * 32 * d multiply-adds.
+using ScoreTile = bool (*)(const float* q, const float* c, int64_t d, const float* threshold, float* tile);
+
+bool score_tile_baseline(const float* q, const float* c, int64_t d, const float* threshold, float* tile) {
+  std::fill(tile, tile + kRows * kLanes, 0.f);
+  for (int64_t j = 0; j < d; ++j)
+    for (int r = 0; r < kRows; ++r)
+      for (int l = 0; l < kLanes; ++l) tile[r * kLanes + l] += c[j * kRows + r] * q[j * kLanes + l];
+  for (int i = 0; i < kRows * kLanes; ++i)
+    if (tile[i] > threshold[i % kLanes]) return true;
+  return false;
+}
+
+#ifdef TRANSENC_X86_VARIANTS
+#pragma GCC push_options
+#pragma GCC target("arch=x86-64-v4")
+bool score_tile_avx512(const float* q, const float* c, int64_t d, const float* threshold, float* tile) {
   __m512 acc[kRows][2];
 #pragma GCC unroll 14
   for (int r = 0; r < kRows; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -120,15 +136,15 @@ inline bool score_tile(const float* q, const float* c, int64_t d, const float* t
     _mm512_store_ps(tile + r * kLanes + 16, acc[r][1]);
   }
   return true;
-#else
-  std::fill(tile, tile + kRows * kLanes, 0.f);
-  for (int64_t j = 0; j < d; ++j)
-    for (int r = 0; r < kRows; ++r)
-      for (int l = 0; l < kLanes; ++l) tile[r * kLanes + l] += c[j * kRows + r] * q[j * kLanes + l];
-  for (int i = 0; i < kRows * kLanes; ++i)
-    if (tile[i] > threshold[i % kLanes]) return true;
-  return false;
+}
+#pragma GCC pop_options
 #endif
+
+ScoreTile variant_score_tile() {
+#ifdef TRANSENC_X86_VARIANTS
+  if (engine_isa() == Isa::avx512) return score_tile_avx512;
+#endif
+  return score_tile_baseline;
 }
 
 // Packs `count` corpus rows (count <= 14) normalised into a [d][14] tile; missing rows are 0.
@@ -160,6 +176,7 @@ struct Problem {
   const float* corpus_inv_norm;
   bool exclude_self;
   int64_t tiles_per_block, panels_per_chunk;
+  ScoreTile score_tile;
 };
 
 // Runs query panels [p0, p1) against corpus rows [c0, c1), feeding `sel`.
@@ -187,7 +204,7 @@ void run(const Problem& pb, int64_t p0, int64_t p1, int64_t c0, int64_t c1, Sele
         const float* thr = sel.threshold.get() + p * kLanes;
         for (int64_t t = 0; t < tiles; ++t) {
           // The common case once heaps are full: no score in the tile beats its threshold.
-          if (!score_tile(q, block + t * tile_floats, d, thr, tile)) continue;
+          if (!pb.score_tile(q, block + t * tile_floats, d, thr, tile)) continue;
           const int64_t first = cb + t * kRows;
           const int rows = int(std::min<int64_t>(kRows, ce - first));  // padding rows score 0
           for (int r = 0; r < rows; ++r) {
@@ -264,7 +281,7 @@ void cosine_topk(const void* queries, Dtype query_type, int64_t nq, const void* 
   const int64_t row_bytes = std::max<int64_t>(d, 1) * 4;
   Problem pb{query_panels.get(), nq, panels, d, corpus, inv_norm.get(), exclude_self,
              std::max<int64_t>(1, kBlockBytes / (row_bytes * kRows)),
-             std::max<int64_t>(1, kChunkBytes / (row_bytes * kLanes))};
+             std::max<int64_t>(1, kChunkBytes / (row_bytes * kLanes)), variant_score_tile()};
   const int threads = engine_threads();
   // Threads split the queries when each gets at least a chunk of them, else the corpus (one
   // selection per corpus range, merged at the end): either way a thread packs each corpus

@@ -15,6 +15,22 @@ def sts_dir() -> Path | None:
     return None
 
 
+def _engine_variants() -> list[str]:
+    from transenc import _C
+
+    return _C.variants()
+
+
+@pytest.fixture(params=_engine_variants())
+def engine_variant(request):
+    """Each engine variant this CPU runs (baseline, avx512: csrc/variants.h), forced in turn."""
+    from transenc import _C
+
+    _C.set_variant(request.param)
+    yield request.param
+    _C.set_variant("auto")
+
+
 @pytest.fixture(scope="session")
 def sts():
     path = sts_dir()

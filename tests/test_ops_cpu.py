@@ -7,6 +7,7 @@ import transenc
 from transenc import _C, ops
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+pytestmark = pytest.mark.usefixtures("engine_variant")  # every check, on every variant this CPU runs
 
 
 def rand(gen, *shape, dtype=torch.float32):
@@ -50,6 +51,40 @@ def test_half_inputs_reach_the_engine_without_a_copy(dtype):
     assert arr.__array_interface__["data"][0] == x.data_ptr()
     assert arr.itemsize == x.element_size()
     assert kind == {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}[dtype]
+
+
+# ---- the engine's variants (csrc/variants.h) ----------------------------------------------
+
+
+def cpu_flags():
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+def test_the_widest_variant_this_cpu_runs_is_the_default():
+    x86_64_v4 = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"}
+    _C.set_variant("auto")
+    assert _C.variants() == (["baseline", "avx512"] if x86_64_v4 <= cpu_flags() else ["baseline"])
+    assert _C.variant() == _C.variants()[-1]
+    with pytest.raises(ValueError, match="must be auto, baseline or avx512"):
+        _C.set_variant("sse9")
+
+
+def test_forcing_a_variant_switches_the_kernels():
+    """The variants sum in different orders: their fp32 results differ in the last bits, each
+    within the float64 checks below. Without a second variant, there is nothing to switch."""
+    if len(_C.variants()) < 2:
+        pytest.skip("this CPU runs the baseline variant only")
+    gen = torch.Generator().manual_seed(5)
+    a, b = rand(gen, 2000, 384), rand(gen, 2000, 384)
+    scores = {}
+    for variant in _C.variants():
+        _C.set_variant(variant)
+        scores[variant] = ops.pair_cosine(a, b)
+    assert not torch.equal(scores["baseline"], scores["avx512"])
+    torch.testing.assert_close(scores["baseline"], scores["avx512"], rtol=0, atol=1e-5)
 
 
 # ---- pair cosine -----------------------------------------------------------------------

@@ -14,7 +14,7 @@ SHAPES = [(1, 1), (3, 5), (17, 33), (64, 384), (129, 1537)]  # rows x width: odd
 
 
 @pytest.mark.parametrize("n,d", SHAPES)
-def test_quantize_rows_matches_float64(n, d):
+def test_quantize_rows_matches_float64(n, d, engine_variant):
     g = torch.Generator().manual_seed(n * 1000 + d)
     x = torch.randn(n, d, generator=g) * torch.logspace(-3, 3, n)[:, None] + torch.randn(n, 1, generator=g)
     if n > 2:
@@ -37,7 +37,7 @@ def test_quantize_rows_matches_float64(n, d):
 
 @pytest.mark.parametrize("n,d", SHAPES)
 @pytest.mark.parametrize("with_bias", [True, False])
-def test_dequantize_rows_matches_float64(n, d, with_bias):
+def test_dequantize_rows_matches_float64(n, d, with_bias, engine_variant):
     g = torch.Generator().manual_seed(n + d)
     acc = torch.randint(-(2 ** 20), 2 ** 20, (n, d), generator=g, dtype=torch.int32)
     rows, offsets = torch.rand(n, generator=g), torch.randn(n, generator=g)

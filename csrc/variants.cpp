@@ -1,0 +1,47 @@
+#include "variants.h"
+
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+
+namespace transenc {
+
+namespace {
+
+Isa widest() {
+#ifdef TRANSENC_X86_VARIANTS
+  if (__builtin_cpu_supports("x86-64-v4")) return Isa::avx512;
+#endif
+  return Isa::baseline;
+}
+
+Isa parse(const std::string& name) {
+  if (name == "auto") return widest();
+  for (Isa isa : {Isa::baseline, Isa::avx512}) {
+    if (name != isa_name(isa)) continue;
+    if (!isa_supported(isa))
+      throw std::invalid_argument("engine variant '" + name + "' does not run on this CPU or was not built");
+    return isa;
+  }
+  throw std::invalid_argument("engine variant must be auto, baseline or avx512, got '" + name + "'");
+}
+
+std::atomic<int>& current() {
+  static std::atomic<int> isa{static_cast<int>([] {
+    const char* forced = std::getenv("TRANSENC_ENGINE_ISA");
+    return forced ? parse(forced) : widest();
+  }())};
+  return isa;
+}
+
+}  // namespace
+
+Isa engine_isa() { return static_cast<Isa>(current().load(std::memory_order_relaxed)); }
+
+bool isa_supported(Isa isa) { return isa == Isa::baseline || widest() == Isa::avx512; }
+
+const char* isa_name(Isa isa) { return isa == Isa::avx512 ? "avx512" : "baseline"; }
+
+void set_engine_isa(const std::string& name) { current().store(static_cast<int>(parse(name))); }
+
+}  // namespace transenc
