@@ -4,7 +4,8 @@
 
 Top-k: corpus 100k x 384, 2k queries, k=10, fp32, random unit rows: faiss-cpu IndexFlatIP,
 sentence_transformers.util.semantic_search, torch mm+topk, ours. Pair cosine: 1M x 384 fp32,
-F.cosine_similarity vs ours. Ratios (anchor time / ours) go into extra_info; the anchors run
+F.cosine_similarity vs ours. int8 activations: per-token quantization of 1,792 x 1,536, torch ops
+vs ours. Ratios (anchor time / ours) go into extra_info; the anchors run
 first so that the `ours` entries can cite them. faiss's bundled OpenBLAS gets its AVX-512
 kernels pinned (workloads.pin_faiss_blas_kernels) so that the anchor is faiss at its best.
 """
@@ -20,8 +21,8 @@ ROUNDS = 3
 best = {}  # name -> best seconds in this run, for the ratios
 
 
-def run(benchmark, name, fn, *args):
-    result = benchmark.pedantic(fn, args=args, rounds=ROUNDS, iterations=1, warmup_rounds=0)
+def run(benchmark, name, fn, *args, rounds=ROUNDS):
+    result = benchmark.pedantic(fn, args=args, rounds=rounds, iterations=1, warmup_rounds=0)
     best[name] = benchmark.stats.stats.min
     return result
 
@@ -88,3 +89,15 @@ def test_pair_cosine_ours(benchmark, pairs, dtype):
             info["speedup_vs_F_cosine_similarity"] = best["torch_pair"] / best[f"ours_pair_{dtype}"]
         if "read_floor" in best:
             info["time_vs_read_floor"] = best[f"ours_pair_{dtype}"] / best["read_floor"]
+
+
+def test_quantize_rows_torch(benchmark):
+    run(benchmark, "torch_quantize", w.quantize_torch, w.activation_data(), rounds=50)  # milliseconds each
+
+
+def test_quantize_rows_ours(benchmark):
+    x = w.activation_data()
+    q, _, _ = run(benchmark, "ours_quantize", w.quantize_ours, x, rounds=50)
+    assert (q.int() - w.quantize_torch(x)[0].int()).abs().max() <= 1  # the same rows, up to a rounding step
+    if "torch_quantize" in best:
+        benchmark.extra_info["speedup_vs_torch"] = best["torch_quantize"] / best["ours_quantize"]

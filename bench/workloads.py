@@ -14,6 +14,8 @@ from transenc import ops
 CORPUS, QUERIES, DIM, K = 100_000, 2_000, 384, 10
 # Pair cosine: 1M pairs of 384-d rows.
 PAIRS = 1_000_000
+# int8 activations: a MiniLM FFN's input for a batch of 32 pairs of ~56 tokens.
+TOKENS, FFN = 32 * 56, 1536
 
 
 def pin_faiss_blas_kernels() -> str:
@@ -106,3 +108,22 @@ def read_floor(a: torch.Tensor, b: torch.Tensor) -> None:
     """Reads both inputs once (torch's vectorised sum): the memory-bandwidth floor."""
     a.sum()
     b.sum()
+
+
+# ---- int8 activations: per-token quantization ------------------------------------------------
+
+
+def activation_data(seed: int = 2) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal((TOKENS, FFN), dtype=np.float32))
+
+
+def quantize_torch(x: torch.Tensor):
+    """The same per-token asymmetric int8 in plain torch ops."""
+    low, high = torch.aminmax(x, dim=1)
+    scale = (high - low) / 255
+    q = (torch.round((x - low[:, None]) / scale.clamp_min(1e-30)[:, None]).clamp_(0, 255) - 128).to(torch.int8)
+    return q, scale, low + 128 * scale
+
+
+def quantize_ours(x: torch.Tensor):
+    return ops.quantize_rows(x)
