@@ -2,7 +2,6 @@
 
 #include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <cstring>
 #include <limits>
 
@@ -30,10 +29,14 @@ void format_tsv_rows(const SentenceTable& table, const int32_t* ids, const float
     append_field(out, table.text(ids[2 * i + 1]));
     out.push_back('\t');
     const double s = scores[i];
-    // Python writes float('nan') as 'nan' whatever its sign bit; glibc would write '-nan'
-    const int len = std::isnan(s) ? std::snprintf(number, sizeof number, "nan")
-                                  : std::snprintf(number, sizeof number, "%.9g", s);
-    out.append(number, len);
+    // to_chars' general format at precision 9 is printf's %.9g, as Python's '.9g' (several times
+    // faster than snprintf); Python writes float('nan') as 'nan' whatever its sign bit
+    if (std::isnan(s)) {
+      out.append("nan");
+    } else {
+      const auto written = std::to_chars(number, number + sizeof number, s, std::chars_format::general, 9);
+      out.append(number, written.ptr - number);
+    }
     out.push_back('\n');
   }
 }
@@ -61,6 +64,11 @@ int64_t invalid_utf8(std::string_view s) {
   const int64_t n = static_cast<int64_t>(s.size());
   int64_t i = 0;
   while (i < n) {
+    uint64_t eight;
+    if (i + 8 <= n && (std::memcpy(&eight, p + i, 8), (eight & 0x8080808080808080ull) == 0)) {
+      i += 8;  // eight ASCII bytes at once: most text
+      continue;
+    }
     const unsigned char c = p[i];
     if (c < 0x80) { ++i; continue; }
     int more;

@@ -184,7 +184,7 @@ def test_scanner_and_python_agree_on_a_real_file_and_the_writer_bytes(sts):
     assert scanned_reading(path, "sts", "raise", 500, True) == want
     table = SentenceTable()
     chunk = next(PairReader(path, "sts").chunks(10**6, table))
-    scales = 10.0 ** np.arange(-6, 3).repeat(200)[:len(chunk.ids)]  # fixed and exponent notation, and -0, nan, inf
+    scales = 10.0 ** np.arange(-8, 12).repeat(75)[:len(chunk.ids)]  # fixed and exponent notation, and -0, nan, inf
     scores = (np.random.default_rng().standard_normal(len(chunk.ids)) * scales).astype(np.float32)
     scores[:4] = [-0.0, np.nan, -np.nan, np.inf]
     expected = "".join(score_line(a, b, s, False) for (a, b, _), s in zip(want[0], scores.tolist()))

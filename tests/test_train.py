@@ -169,6 +169,9 @@ def test_co_teacher_enters_every_label_mean_and_is_not_trained(tmp_path, tiny_be
     assert own["model"] == str(teacher) and len(own["dev"]["models"]) == 1 and own["seconds"] > 0
     closing = f"co-teacher {teacher}: dev dev {own['dev']['models'][0]:.2f}, labels in {own['seconds']:.1f} s"
     assert closing in capsys.readouterr().err
+    from transenc.report import table
+
+    assert [f"co-teacher 0: {teacher.name}", f"{own['dev']['models'][0]:.2f}"] in table(metrics)[1]
     assert metrics["cycles"][0]["stages"]["bi_train"]["models"][0]["steps"] == 8
     for key, value in weights(teacher).items():
         assert torch.equal(value, teacher_weights[key])

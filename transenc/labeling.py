@@ -21,9 +21,12 @@ BI_BATCH, CROSS_BATCH = 128, 64
 # cache. MiniLM cross-encoder, STS-B's 8,567 pairs, Intel Xeon with AMX, two rounds: 453 and 498
 # pairs/s at 32 against 435 and 457 at 64.
 INT8_CROSS_BATCH = 32
-# Pairs per chunk when streaming a file: a chunk's records and scores are all that is held per
-# pair (~16 MiB at this size), so a file of any length labels in bounded memory.
+# Pairs per chunk when streaming a file: a chunk's ids, labels and scores are all that is held per
+# pair (~1.3 MiB at this size), so a file of any length labels in bounded memory.
 CHUNK_PAIRS = 65536
+# bi mode keeps the first pass's sentence ids (8 bytes a pair) for up to this many pairs (128 MiB),
+# so that a file of up to 16M pairs is read once; a longer one is read again for its pairs.
+KEEP_IDS_PAIRS = 1 << 24
 
 
 def bi_scores(encoder: BiEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = BI_BATCH,
@@ -69,21 +72,25 @@ def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_p
     """(chunk, scores) chunk by chunk, in input order, for a file of any length.
 
     bi: a first pass interns the unique sentences (first-appearance order, as read_pairs numbers
-    them) and encodes each once; a second pass scores chunks against that table. The scores equal
-    bi_scores' on the whole file bit for bit. cross: each chunk has a sentence table of its own and
-    is scored alone. With a process group the ranks share the encoding (bi) or each chunk's pairs
-    (cross); only the group's rank 0 gets chunks to write.
+    them) and encodes each once; the chunks of pair ids are then scored against that table: kept
+    from the first pass (up to KEEP_IDS_PAIRS pairs), else read again. The scores equal bi_scores'
+    on the whole file bit for bit. cross: each chunk has a sentence table of its own and is scored
+    alone. With a process group the ranks share the encoding (bi) or each chunk's pairs (cross);
+    only the group's rank 0 gets chunks to write.
     """
     if isinstance(encoder, BiEncoder):
         from transenc._C import SentenceTable
 
-        table = SentenceTable()
-        for _ in reader.chunks(chunk_pairs, table):
-            pass
+        table, kept, pairs = SentenceTable(), [], 0
+        for chunk in reader.chunks(chunk_pairs, table):
+            pairs += len(chunk.ids)
+            kept = kept if kept is not None and pairs <= KEEP_IDS_PAIRS else None
+            if kept is not None:
+                kept.append(chunk._replace(labels=None))
         embeddings = encoder.encode(table.texts(), batch_size or BI_BATCH, precision, group=group)
         if not distributed.is_main(group):
             return  # the cosine pass is cheap next to reading the file again: rank 0 alone does it
-        for chunk in reader.chunks(chunk_pairs, table):
+        for chunk in kept if kept is not None else reader.chunks(chunk_pairs, table):
             yield chunk, ops.pair_cosine_indexed(embeddings, chunk.ids).numpy()
     else:
         for chunk in reader.chunks(chunk_pairs):
