@@ -41,13 +41,27 @@ def write_pairs_file(path, n, seed=0):
             f.writelines(f"{sentences[a]}\t{sentences[b]}\n" for a, b in idx)
 
 
-def label_peak(pairs, out):
-    """(seconds, peak RSS in MiB) of `transenc label` as its own process."""
+def label_peak(pairs, out=None):
+    """(seconds, peak RSS in MiB) of `transenc label` as its own process; without `out`, its
+    standard output is discarded (the run without the disk's writes)."""
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _MEASURE, sys.executable, "-m", "transenc", "label",
-                           "--pairs", str(pairs), "--out", str(out), "--device", "cpu"],
+                           "--pairs", str(pairs), *(["--out", str(out)] if out else []), "--device", "cpu"],
                           check=True, capture_output=True, text=True)
     return time.perf_counter() - t0, int(done.stdout.strip()) / 1024
+
+
+def disk_write_seconds(path, size):
+    """Writing `size` bytes to `path` in 8 MiB blocks, synced: the disk's floor for the output."""
+    block = b"x" * (8 << 20)
+    t0 = time.perf_counter()
+    with open(path, "wb") as f:
+        for _ in range(0, size, len(block)):
+            f.write(block)
+        os.fsync(f.fileno())
+    seconds = time.perf_counter() - t0
+    os.unlink(path)
+    return seconds
 
 
 def reading_seconds(path):
@@ -70,12 +84,18 @@ def test_label_10m_pairs_fast_in_bounded_memory(benchmark, tmp_path):
     with open(tmp_path / "big.out.tsv", "rb") as f:
         rows = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
     assert rows == PAIRS
+    out_bytes = (tmp_path / "big.out.tsv").stat().st_size
+    (tmp_path / "big.out.tsv").unlink()
+    discarded_s, _ = label_peak(big)
+    disk_s = disk_write_seconds(tmp_path / "floor.bin", out_bytes)
     python_s, scanner_s = reading_seconds(big)
     benchmark.extra_info.update(pairs=PAIRS, seconds=round(big_s, 1), peak_rss_mib=round(big_rss),
                                 small_seconds=round(small_s, 1), small_peak_rss_mib=round(small_rss))
     mib = big.stat().st_size / 2**20
     rows = [["`transenc label`, 1,000 pairs (process)", f"{small_s:.1f}", "-", f"{small_rss:.0f}"],
             [f"`transenc label`, {PAIRS:,} pairs (process)", f"{big_s:.1f}", f"{PAIRS / big_s:,.0f}", f"{big_rss:.0f}"],
+            [f"the same, output to standard output, discarded", f"{discarded_s:.1f}", f"{PAIRS / discarded_s:,.0f}", "-"],
+            [f"the disk alone: writing the output's {out_bytes / 2**20:,.0f} MiB (synced)", f"{disk_s:.1f}", "-", "-"],
             ["reading alone, Python parsers (in process)", f"{python_s:.1f}", f"{PAIRS / python_s:,.0f}", "-"],
             ["reading alone, engine scanner (in process)", f"{scanner_s:.1f}", f"{PAIRS / scanner_s:,.0f}", "-"]]
     notes = [f"{PAIRS:,} pairs over {UNIQUE:,} unique sentences, {mib:,.0f} MiB of TSV; bi mode, all-MiniLM-L6-v2, "

@@ -12,21 +12,31 @@ int32_t SentenceTable::intern(std::string_view text) {
   if (found != ids_.end()) return found->second;
   const auto id = static_cast<int32_t>(texts_.size());
   texts_.emplace_back(text);
+  breaks_rows_.push_back(text.find_first_of("\t\r\n") != std::string_view::npos);
   ids_.emplace(std::string_view(texts_.back()), id);
   return id;
 }
 
-static void append_field(std::string& out, const std::string& text) {
-  for (char c : text) out.push_back(c == '\t' || c == '\r' || c == '\n' ? ' ' : c);
+// A sentence as a field of a TSV row: tabs and line breaks become spaces (rare: copied as is else).
+static void append_field(std::string& out, const SentenceTable& table, int32_t id) {
+  const std::string& text = table.text(id);
+  const size_t at = out.size();
+  out.append(text);
+  if (table.breaks_rows(id))
+    for (size_t i = at; i < out.size(); ++i)
+      if (out[i] == '\t' || out[i] == '\r' || out[i] == '\n') out[i] = ' ';
 }
 
 void format_tsv_rows(const SentenceTable& table, const int32_t* ids, const float* scores, int64_t n,
                      std::string& out) {
+  size_t bytes = out.size();
+  for (int64_t i = 0; i < 2 * n; ++i) bytes += table.text(ids[i]).size();
+  out.reserve(bytes + 20 * n);  // the sentences, two tabs, a score of at most 16 bytes, a newline
   char number[32];
   for (int64_t i = 0; i < n; ++i) {
-    append_field(out, table.text(ids[2 * i]));
+    append_field(out, table, ids[2 * i]);
     out.push_back('\t');
-    append_field(out, table.text(ids[2 * i + 1]));
+    append_field(out, table, ids[2 * i + 1]);
     out.push_back('\t');
     const double s = scores[i];
     // to_chars' general format at precision 9 is printf's %.9g, as Python's '.9g' (several times

@@ -21,9 +21,12 @@ class SentenceTable {
   int32_t intern(std::string_view text);
   int64_t size() const { return static_cast<int64_t>(texts_.size()); }
   const std::string& text(int64_t id) const { return texts_[id]; }
+  // Whether the sentence holds a tab or a line break (which an output row must not).
+  bool breaks_rows(int64_t id) const { return breaks_rows_[id]; }
 
  private:
   std::deque<std::string> texts_;  // a deque never moves its strings: the map's views stay valid
+  std::vector<bool> breaks_rows_;
   std::unordered_map<std::string_view, int32_t> ids_;
 };
 

@@ -56,10 +56,10 @@ def models(tiny_bert, tmp_path_factory):
 @pytest.mark.parametrize("mode, keep_ids", [("bi", True), ("bi", False), ("cross", True)])
 @pytest.mark.parametrize("fmt", ["tsv", "csv", "jsonl", "bars", "sts"])
 def test_streamed_output_equals_the_whole_file_output(tmp_path, models, mode, keep_ids, fmt, monkeypatch):
-    from transenc import labeling
+    from transenc import readers
 
     if not keep_ids:  # bi mode past its kept ids: the pairs are read a second time
-        monkeypatch.setattr(labeling, "KEEP_IDS_PAIRS", 5)
+        monkeypatch.setattr(readers, "KEEP_IDS_PAIRS", 5)
     rows = shuffled_pairs_with_duplicates()
     path = write_as(fmt, rows, tmp_path)
     pairs, _ = read_pairs(path, fmt)

@@ -189,3 +189,7 @@ def test_scanner_and_python_agree_on_a_real_file_and_the_writer_bytes(sts):
     scores[:4] = [-0.0, np.nan, -np.nan, np.inf]
     expected = "".join(score_line(a, b, s, False) for (a, b, _), s in zip(want[0], scores.tolist()))
     assert table.format_tsv(chunk.ids, scores) == expected.encode()
+    odd = [table.intern(t) for t in ("tab\there", "line\r\nbreak", "plain")]  # as JSONL or CSV may carry
+    ids = np.array([odd[:2], odd[1:]], dtype=np.int32)
+    expected = score_line("tab\there", "line\r\nbreak", 0.5, False) + score_line("line\r\nbreak", "plain", 0.25, False)
+    assert table.format_tsv(ids, np.array([0.5, 0.25], dtype=np.float32)) == expected.encode()

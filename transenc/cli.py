@@ -79,28 +79,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_label(args) -> None:
     import contextlib
+    from concurrent.futures import ThreadPoolExecutor
 
-    from transenc import distributed
-    from transenc.labeling import CHUNK_PAIRS, load_scorer, stream_scores
-    from transenc.models import resolve_device
-    from transenc.precision import inference_precision
-    from transenc.readers import PairReader
-    from transenc.writers import atomic_open, check_output_file, is_jsonl, score_rows
+    from transenc.readers import CHUNK_PAIRS, PairReader
+    from transenc.writers import atomic_open, background_writes, check_output_file, is_jsonl, score_rows
 
     check_output_file(args.out, "--out", args.pairs)
     reader = PairReader(args.pairs, args.format, args.on_error)
+    chunk_pairs = args.chunk_pairs or CHUNK_PAIRS
+    # bi mode: the file's first pass (its sentences) runs while torch is imported and the model loads
+    first_pass = ThreadPoolExecutor(1).submit(reader.sentence_table, chunk_pairs) if args.mode == "bi" else None
+
+    from transenc import distributed
+    from transenc.labeling import load_scorer, stream_scores
+    from transenc.models import resolve_device
+    from transenc.precision import inference_precision
+
     device = distributed.setup(resolve_device(args.device))  # under torchrun: every rank labels a share
     encoder = load_scorer(args.model, args.mode, device, args.precision)
     as_json, written = is_jsonl(args.out), 0
-    chunks = stream_scores(encoder, reader, args.chunk_pairs or CHUNK_PAIRS, args.batch_size, args.precision,
-                           distributed.world())
+    chunks = stream_scores(encoder, reader, chunk_pairs, args.batch_size, args.precision, distributed.world(),
+                           first_pass)
     if not distributed.is_main():
         for _ in chunks:  # the other ranks score their shares; rank 0 alone writes
             pass
         return
-    with atomic_open(args.out, binary=True) if args.out else contextlib.nullcontext(sys.stdout.buffer) as f:
+    with atomic_open(args.out, binary=True) if args.out else contextlib.nullcontext(sys.stdout.buffer) as f, \
+            background_writes(f) as write:  # the disk writes one chunk while the next is scored
         for chunk, scores in chunks:
-            f.write(score_rows(chunk, scores, as_json))
+            write(score_rows(chunk, scores, as_json))
             written += len(scores)
     if reader.skipped:
         print(f"transenc: skipped {reader.skipped} bad line(s) in {args.pairs}", file=sys.stderr)

@@ -11,7 +11,7 @@ from transenc.errors import TransencError
 from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_device
 from transenc.pairset import PairSet
 from transenc.precision import check_precision, inference_precision
-from transenc.readers import PairChunk, PairReader
+from transenc.readers import CHUNK_PAIRS, PairChunk, PairReader
 from transenc.tokens import TokenCache
 
 MODES = ("bi", "cross")
@@ -21,12 +21,6 @@ BI_BATCH, CROSS_BATCH = 128, 64
 # cache. MiniLM cross-encoder, STS-B's 8,567 pairs, Intel Xeon with AMX, two rounds: 453 and 498
 # pairs/s at 32 against 435 and 457 at 64.
 INT8_CROSS_BATCH = 32
-# Pairs per chunk when streaming a file: a chunk's ids, labels and scores are all that is held per
-# pair (~1.3 MiB at this size), so a file of any length labels in bounded memory.
-CHUNK_PAIRS = 65536
-# bi mode keeps the first pass's sentence ids (8 bytes a pair) for up to this many pairs (128 MiB),
-# so that a file of up to 16M pairs is read once; a longer one is read again for its pairs.
-KEEP_IDS_PAIRS = 1 << 24
 
 
 def bi_scores(encoder: BiEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = BI_BATCH,
@@ -68,25 +62,20 @@ def score(encoder: BiEncoder | CrossEncoder, pairs: PairSet, **kwargs) -> np.nda
 
 
 def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_pairs: int = CHUNK_PAIRS,
-                  batch_size: int | None = None, precision: str = "auto", group=None) -> Iterator[tuple[PairChunk, np.ndarray]]:
+                  batch_size: int | None = None, precision: str = "auto", group=None,
+                  first_pass=None) -> Iterator[tuple[PairChunk, np.ndarray]]:
     """(chunk, scores) chunk by chunk, in input order, for a file of any length.
 
     bi: a first pass interns the unique sentences (first-appearance order, as read_pairs numbers
     them) and encodes each once; the chunks of pair ids are then scored against that table: kept
-    from the first pass (up to KEEP_IDS_PAIRS pairs), else read again. The scores equal bi_scores'
+    from the first pass (up to readers.KEEP_IDS_PAIRS pairs), else read again. The scores equal bi_scores'
     on the whole file bit for bit. cross: each chunk has a sentence table of its own and is scored
     alone. With a process group the ranks share the encoding (bi) or each chunk's pairs (cross);
-    only the group's rank 0 gets chunks to write.
+    only the group's rank 0 gets chunks to write. `first_pass`: a future of the bi first pass
+    (reader.sentence_table), started while the model loads.
     """
     if isinstance(encoder, BiEncoder):
-        from transenc._C import SentenceTable
-
-        table, kept, pairs = SentenceTable(), [], 0
-        for chunk in reader.chunks(chunk_pairs, table):
-            pairs += len(chunk.ids)
-            kept = kept if kept is not None and pairs <= KEEP_IDS_PAIRS else None
-            if kept is not None:
-                kept.append(chunk._replace(labels=None))
+        table, kept = first_pass.result() if first_pass else reader.sentence_table(chunk_pairs)
         embeddings = encoder.encode(table.texts(), batch_size or BI_BATCH, precision, group=group)
         if not distributed.is_main(group):
             return  # the cosine pass is cheap next to reading the file again: rank 0 alone does it

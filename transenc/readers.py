@@ -23,6 +23,12 @@ from transenc.pairset import PairSet
 FORMATS = ("tsv", "csv", "jsonl", "bars", "sts")
 SCANNED = ("tsv", "bars", "sts")  # the line formats the engine's scanner reads
 BLOCK_BYTES = 1 << 23  # read at a time by the scanner
+# Pairs per chunk when streaming a file: a chunk's ids, labels and scores are all that is held per
+# pair (~1.3 MiB at this size), so a file of any length labels in bounded memory.
+CHUNK_PAIRS = 65536
+# A first pass keeps the sentence ids (8 bytes a pair) of up to this many pairs (128 MiB), so that
+# `transenc label` reads a file of up to 16M pairs once; a longer one is read again for its pairs.
+KEEP_IDS_PAIRS = 1 << 24
 _BY_SUFFIX = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 _JSON_KEYS = (("sentence1", "sentence2"), ("text_a", "text_b"))
 
@@ -149,6 +155,19 @@ class PairReader:
         self.skipped = problems.skipped
         if good == 0:
             raise self._no_pairs(problems)
+
+    def sentence_table(self, chunk_pairs: int):
+        """One pass: (the table of the file's unique sentences, and its chunks of pair ids without
+        labels, or None past KEEP_IDS_PAIRS pairs, where a consumer must read the pairs again)."""
+        from transenc._C import SentenceTable
+
+        table, kept, pairs = SentenceTable(), [], 0
+        for chunk in self.chunks(chunk_pairs, table):
+            pairs += len(chunk.ids)
+            kept = kept if kept is not None and pairs <= KEEP_IDS_PAIRS else None
+            if kept is not None:
+                kept.append(chunk._replace(labels=None))
+        return table, kept
 
     def _parsed(self, chunker: "_Chunker") -> Iterator[PairChunk]:
         for a, b, label in self:  # the records' own checks, counts and errors

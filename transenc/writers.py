@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import tempfile
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -54,6 +56,38 @@ def score_line(s1: str, s2: str, score: float, as_json: bool) -> str:
     if as_json:
         return json.dumps({"sentence1": s1, "sentence2": s2, "score": score}, ensure_ascii=False) + "\n"
     return f"{_tsv_field(s1)}\t{_tsv_field(s2)}\t{score:.9g}\n"
+
+
+@contextmanager
+def background_writes(f):
+    """A write(data) function whose writes to `f` happen on a thread of their own, in order, at most
+    two waiting: the disk works while the caller makes the next chunk. An error of a write (a pipe
+    closed early) is raised by the next write() or at the end."""
+    pending, errors = queue.Queue(maxsize=2), []
+
+    def drain():
+        while (data := pending.get()) is not None:
+            if not errors:
+                try:
+                    f.write(data)
+                except BaseException as e:  # noqa: B036 - handed to the caller's thread
+                    errors.append(e)
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+
+    def write(data: bytes) -> None:
+        if errors:
+            raise errors[0]
+        pending.put(data)
+
+    try:
+        yield write
+    finally:
+        pending.put(None)
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 def score_rows(chunk, scores, as_json: bool) -> bytes:
