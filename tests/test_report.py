@@ -151,7 +151,7 @@ def test_closing_lines_give_each_model_start_and_best_as_metrics_say(two_dev_run
                 for kind, names in (("dev", ("graded", "binary")), ("test", ("graded",))) for n in names]
         assert re.findall(r"((?:dev|test) \w+) (-?[\d.]+) -> (-?[\d.]+)", line) == want
         if metrics.get("exported", {}).get(name, {}).get("model") == "start":
-            assert line.endswith(f"inside dev's noise: {run / name} is the start model")
+            assert line.endswith(f"no gain beyond dev's noise: {run / name} is the start model")
         elif name == "cross" and after["dev"]["models"][0] < metrics["start"]["dev"]["models"][0]:
             assert line.endswith(f"{run / name} (below the start model's level on dev: prefer the bi-encoder)")
         else:

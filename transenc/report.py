@@ -142,7 +142,7 @@ def gain_lines(metrics: dict, out: str | Path) -> list[str]:
         gains = figures(start.get("dev"), best.get("dev"), k, "dev") + figures(start.get("test"), best.get("test"), k, "test")
         where = f"{Path(out) / name}"
         if metrics.get("exported", {}).get(name, {}).get("model") == "start":
-            verdict = f"the gain is inside dev's noise: {where} is the start model"
+            verdict = f"no gain beyond dev's noise: {where} is the start model"
         elif name.startswith("cross") and best.get("dev") and start.get("dev") and \
                 best["dev"]["models"][k] < start["dev"]["models"][k]:
             verdict = f"{where} (below the start model's level on dev: prefer the bi-encoder)"

@@ -614,9 +614,11 @@ class Trainer:
                   for model in (BiEncoder.load(self.start[k], self.device), BiEncoder.load(trained, self.device))]
         gain, low = paired_gain(sets, *scores)
         verdict = {"gain": gain, "gain_5th_percentile": low, "model": "trained" if low > 0 else "start"}
-        verdict["reason"] = (f"dev mean {gain:+.2f} over the start model (bootstrap 5th percentile {low:+.2f}): "
-                             + ("the trained bi-encoder is exported" if low > 0 else
-                                "inside dev's noise, so the start model is exported in its place (do no harm)"))
+        kept = "the trained bi-encoder is exported"
+        if low <= 0:
+            why = "inside dev's noise" if gain > 0 else "no gain"
+            kept = f"{why}, so the start model is exported in its place (do no harm)"
+        verdict["reason"] = f"dev mean {gain:+.2f} over the start model (bootstrap 5th percentile {low:+.2f}): {kept}"
         return verdict
 
     def write_report(self) -> None:
