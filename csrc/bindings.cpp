@@ -302,11 +302,15 @@ static void def_pairscan(py::module_& m) {
       .def(py::init<>())
       .def("intern", [](SentenceTable& t, const std::string& s) { return t.intern(s); }, py::arg("text"))
       .def("__len__", &SentenceTable::size)
-      .def("texts", [](const SentenceTable& t, int64_t start) {
+      .def("texts", [](const SentenceTable& t) {
              py::list out;
-             for (int64_t i = start; i < t.size(); ++i) out.append(py::str(t.text(i)));
+             for (int64_t i = 0; i < t.size(); ++i) out.append(py::str(t.text(i)));
              return out;
-           }, py::arg("start") = 0, "the sentences from id `start` on, as str")
+           }, "every sentence, in id order, as str")
+      .def("__getitem__", [](const SentenceTable& t, int64_t id) {
+             if (id < 0 || id >= t.size()) throw py::index_error("sentence id out of range");
+             return py::str(t.text(id));
+           }, py::arg("id"))
       .def("format_tsv", &py_format_tsv, py::arg("ids"), py::arg("scores"),
            "bytes of the rows s1<TAB>s2<TAB>score (%.9g) as the Python writer makes them");
   m.def("scan_pairs", &py_scan_pairs, py::arg("buffer"), py::arg("start"), py::arg("line"), py::arg("max_rows"),

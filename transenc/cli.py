@@ -88,7 +88,9 @@ def cmd_label(args) -> None:
     reader = PairReader(args.pairs, args.format, args.on_error)
     chunk_pairs = args.chunk_pairs or CHUNK_PAIRS
     # bi mode: the file's first pass (its sentences) runs while torch is imported and the model loads
-    first_pass = ThreadPoolExecutor(1).submit(reader.sentence_table, chunk_pairs) if args.mode == "bi" else None
+    pool = ThreadPoolExecutor(1)
+    first_pass = pool.submit(reader.sentence_table, chunk_pairs) if args.mode == "bi" else None
+    pool.shutdown(wait=False)  # the pass runs on; its thread ends with it
 
     from transenc import distributed
     from transenc.labeling import load_scorer, stream_scores

@@ -87,6 +87,16 @@ def record_problem(a: str, b: str, label: float | None) -> str | None:
     return None
 
 
+def _valid_records(records, problems: "Problems") -> Iterator[tuple[str, str, float | None]]:
+    """The (a, b, label) of the parsed records that record_problem passes; the others go to problems."""
+    for number, a, b, label in records:
+        reason = record_problem(a, b, label)
+        if reason:
+            problems.bad(number, reason)
+        else:
+            yield a, b, label
+
+
 class PairChunk(NamedTuple):
     table: object  # the engine's SentenceTable: the sentences `ids` point into
     ids: np.ndarray  # int32 [n, 2], in input order
@@ -126,14 +136,10 @@ class PairReader:
         fmt, lines = self._lines(problems)
         records = _csv_records(lines, problems) if fmt == "csv" else _line_records(_PARSERS[fmt], lines, problems)
         good = 0
-        for number, a, b, label in records:
-            reason = record_problem(a, b, label)
-            if reason:
-                problems.bad(number, reason)
-                continue
+        for record in _valid_records(records, problems):
             good += 1
             self.skipped = problems.skipped
-            yield a, b, label
+            yield record
         self.skipped = problems.skipped
         if good == 0:
             raise self._no_pairs(problems)
@@ -262,15 +268,7 @@ def _scanned(path: Path, fmt: str, problems: Problems, chunker: _Chunker) -> Ite
 def _read_deferred(fmt: str, number: int, text: str, problems: Problems, chunker: _Chunker) -> None:
     if not text.strip():
         return  # Unicode whitespace only: a blank line
-    try:
-        _, a, b, label = _PARSERS[fmt](number, text)
-    except BadLine as e:
-        problems.bad(*e.args)
-        return
-    reason = record_problem(a, b, label)
-    if reason:
-        problems.bad(number, reason)
-    else:
+    for a, b, label in _valid_records(_line_records(_PARSERS[fmt], [(number, text)], problems), problems):
         chunker.add_row(chunker.table.intern(a), chunker.table.intern(b), label)
 
 

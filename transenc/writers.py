@@ -94,8 +94,8 @@ def score_rows(chunk, scores, as_json: bool) -> bytes:
     """A PairChunk's output rows (score_line's, every one), as bytes: TSV by the engine."""
     if not as_json:
         return chunk.table.format_tsv(chunk.ids, scores)
-    texts = chunk.table.texts()
-    return "".join(score_line(texts[a], texts[b], s, True) for (a, b), s in zip(chunk.ids.tolist(), scores.tolist())).encode()
+    table = chunk.table  # bi mode's table is the whole file's: look up this chunk's rows only
+    return "".join(score_line(table[a], table[b], s, True) for (a, b), s in zip(chunk.ids.tolist(), scores.tolist())).encode()
 
 
 def is_jsonl(path: str | Path | None) -> bool:
