@@ -105,6 +105,14 @@ def test_nan_score_and_bad_json(tmp_path):
         read_pairs(path)
 
 
+def test_an_unpaired_surrogate_is_a_bad_line(tmp_path):
+    """JSON can spell a lone surrogate ("\\ud800"), which has no UTF-8 form: refused by file and line."""
+    path = write(tmp_path / "s.jsonl", '{"sentence1": "a", "sentence2": "b"}\n{"sentence1": "a \\ud800 b", "sentence2": "c"}\n')
+    with pytest.raises(InputError, match=r"s.jsonl:2: a sentence holds an unpaired surrogate"):
+        read_pairs(path)
+    assert read_pairs(path, on_error="skip")[1] == 1
+
+
 def test_skip_mode_counts_bad_lines(tmp_path):
     path = write(tmp_path / "p.tsv", b"a\tb\nnope\nc\t\xfe\n\tz\nd\te\n")
     ps, skipped = read_pairs(path, on_error="skip")

@@ -82,9 +82,19 @@ def record_problem(a: str, b: str, label: float | None) -> str | None:
         return "empty sentence"
     if "\x00" in a or "\x00" in b:  # a binary file or a broken export, never text
         return "NUL byte in a sentence"
+    if not (a + b).isascii() and not _encodable(a + b):  # JSON's "\ud800": not text, no UTF-8 form
+        return "a sentence holds an unpaired surrogate (\\ud800-\\udfff)"
     if label is not None and not math.isfinite(label):
         return f"score is not a finite number ({label})"
     return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _valid_records(records, problems: "Problems") -> Iterator[tuple[str, str, float | None]]:
