@@ -25,6 +25,12 @@ def sts_dir() -> Path:
     return path
 
 
+def mpnet_path() -> Path | None:
+    """all-mpnet-base-v2 where scripts/get_mpnet.sh put it (or TRANSENC_MPNET_DIR); None elsewhere."""
+    path = Path(os.environ.get("TRANSENC_MPNET_DIR", REPO / "models" / "all-mpnet-base-v2"))
+    return path if (path / "config.json").is_file() else None
+
+
 def sts_unique_pairs() -> PairSet:
     """The 8,567 unique (sentence1, sentence2) pairs of STS-B train+dev+test, labels dropped."""
     builder, seen = PairSetBuilder(), set()

@@ -41,6 +41,7 @@ def data(sts_pairs):
     models = {"cross": w.trained_cross_encoder(), "bi": w.resolve_model(None)}
     for kind, path in list(models.items()):  # ONNX exports write into the model folder: work on copies
         models[kind] = Path(shutil.copytree(path, folder / kind))
+    models["bi-base"] = w.mpnet_path()  # a BERT-base-sized model's agreement; None where it is not at hand
     yield {"pairs": sts_pairs, "test_rows": rows, "gold": gold, "folder": folder, "models": models}
     write_results(sts_pairs, rows, gold)
 
@@ -93,24 +94,30 @@ def test_st_cross(benchmark, data, backend):
     record(benchmark, "cross", ST_PATHS[backend], lambda: model.predict(texts, batch_size=32, show_progress_bar=False))
 
 
-@pytest.mark.parametrize("backend", list(ST_PATHS))
-def test_st_bi(benchmark, data, backend):
+def model_for(data, kind: str) -> Path:
+    if data["models"][kind] is None:
+        pytest.skip("all-mpnet-base-v2 not found (bash scripts/get_mpnet.sh)")
+    return data["models"][kind]
+
+
+@pytest.mark.parametrize("kind, backend", [("bi", b) for b in ST_PATHS] + [("bi-base", "torch")])
+def test_st_bi(benchmark, data, kind, backend):
     pytest.importorskip("onnxruntime") if backend != "torch" else None
-    model = st_bi(data["models"]["bi"], backend)
+    model = st_bi(model_for(data, kind), backend)
     pairs = data["pairs"]
     model.encode(pairs.sentences[:64], batch_size=32, show_progress_bar=False)
-    record(benchmark, "bi", ST_PATHS[backend], lambda: bi_pair_scores(
+    record(benchmark, kind, ST_PATHS[backend], lambda: bi_pair_scores(
         model.encode(pairs.sentences, batch_size=32, show_progress_bar=False), pairs))
 
 
 # ---- transenc ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kind", ["cross", "bi"])
+@pytest.mark.parametrize("kind", ["cross", "bi", "bi-base"])
 @pytest.mark.parametrize("precision", OURS_IN_PROCESS)
 def test_ours_in_process(benchmark, data, kind, precision):
     from transenc.labeling import load_scorer, score
 
-    model, pairs = load_scorer(str(data["models"][kind]), kind, "cpu", precision), data["pairs"]
+    model, pairs = load_scorer(str(model_for(data, kind)), kind.split("-")[0], "cpu", precision), data["pairs"]
     score(model, pairs.head(64), precision=precision, show_progress=False)  # warm-up
     record(benchmark, kind, f"transenc {precision}, in process",
            lambda: score(model, pairs, precision=precision, show_progress=False))
@@ -136,7 +143,7 @@ def write_results(pairs, test_rows, gold) -> None:
     from transenc.precision import cpu_auto_precision
 
     table = []
-    for kind in ("cross", "bi"):
+    for kind in ("cross", "bi", "bi-base"):
         reference = ROWS.get((kind, "transenc fp32, in process"))
         anchors = {name: ROWS.get((kind, ST_PATHS[b])) for name, b in (("onnx8", "int8"), ("torch", "torch"))}
         for (k, path), row in ROWS.items():
@@ -151,7 +158,8 @@ def write_results(pairs, test_rows, gold) -> None:
     notes = [f"Data: STS-B train+dev+test, {len(pairs):,} unique pairs over {len(pairs.sentences):,} sentences; "
              "bi-encoder rows score every pair by the cosine of its sentences' embeddings (each sentence encoded once)",
              "Cross-encoder: all-MiniLM-L6-v2 trained 600 steps on its own cosines over STS-B train's pairs "
-             "(bench/model_workloads.trained_cross_encoder); bi-encoder: all-MiniLM-L6-v2",
+             "(bench/model_workloads.trained_cross_encoder); bi-encoder: all-MiniLM-L6-v2; bi-base: "
+             "all-mpnet-base-v2 (BERT-base-sized, 12 layers of 768; scripts/get_mpnet.sh), in process only",
              "sentence-transformers at batch 32, its default; transenc at its defaults (length-sorted token-budget "
              "batches, ~64 pairs / ~128 sentences)",
              "vs X: X's seconds over this row's (above 1: this row is faster); agreement: Spearman with transenc fp32's "

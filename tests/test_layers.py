@@ -12,7 +12,7 @@ LAYERS = [
     ["cli"],
     ["api"],
     ["training", "labeling", "mining", "evaluate", "report"],
-    ["models", "fit", "distributed", "quantize"],
+    ["models", "fit", "distributed", "quantize", "bert"],
     ["ops", "packing", "readers", "writers"],
     ["pairset", "tokens", "errors", "precision", "progress", "bundled"],
     ["_C", "kernels"],

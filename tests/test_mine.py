@@ -82,7 +82,7 @@ class FakeBiEncoder:
     device = torch.device("cpu")
 
     @classmethod
-    def load(cls, name, device=None):
+    def load(cls, name, device=None, inference=False):
         assert name == "fake-model"
         return cls()
 

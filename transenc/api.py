@@ -86,7 +86,7 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
     sentences = list(dict.fromkeys(sentences))  # unique, first-seen order
     if len(sentences) < 2:
         raise TransencError(f"mining needs at least two different sentences; got {len(sentences)}")
-    encoder = BiEncoder.load(model, device)
+    encoder = BiEncoder.load(model, device, inference=True)
     embeddings = encoder.encode(sentences, batch_size=batch_size or 128, precision=precision)
     if encoder.device.type == "cuda":
         embeddings = embeddings.to(encoder.device)  # ops.cosine_topk runs where the tensor lives

@@ -46,8 +46,8 @@ def load_scorer(model, mode: str, device=None, precision: str = "auto"):
     device = resolve_device(device)
     check_precision(precision, device)
     if mode == "bi":
-        return BiEncoder.load(model, device)
-    encoder = CrossEncoder.load(model, device)
+        return BiEncoder.load(model, device, inference=True)
+    encoder = CrossEncoder.load(model, device, inference=True)
     if encoder.fresh_head:
         print(f"transenc: warning: {model or DEFAULT_MODEL} has no cross-encoder head (it is a bi-encoder or a plain "
               "encoder): its scores come from a random head; score with --mode bi, or train a cross-encoder "

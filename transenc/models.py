@@ -75,14 +75,25 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 def _load_tokenizer(path: Path):
     from transformers import AutoTokenizer
 
+    _quiet_transformers()
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def _from_pretrained(auto_class, path: Path, **kwargs):
-    """SDPA attention where the architecture has it (BERT, RoBERTa, DistilBERT, XLM-R, ELECTRA),
-    the architecture's own attention where it has not (MPNet, DeBERTa-v2), as sentence-transformers does."""
+def _load_model(path: Path, auto_class: str, inference: bool, device: torch.device, **kwargs):
+    """For inference, a checkpoint transenc.bert covers is built there, its weights read straight onto
+    the device; every other model, and every model to train, through transformers. There: SDPA
+    attention where the architecture has it (BERT, RoBERTa, DistilBERT, XLM-R, ELECTRA), the
+    architecture's own attention where it has not (MPNet, DeBERTa-v2), as sentence-transformers does."""
+    from transenc import bert
+
+    cross = auto_class == "AutoModelForSequenceClassification"
+    if inference and bert.supported(path, cross):
+        return bert.load(path, cross, device)
+    import transformers
     from transformers import AutoConfig
 
+    _quiet_transformers()
+    auto_class = getattr(transformers, auto_class)
     config = AutoConfig.from_pretrained(str(path), **kwargs)
     model_class = auto_class._model_mapping[type(config)]
     attention = "sdpa" if getattr(model_class, "_supports_sdpa", False) else "eager"
@@ -134,6 +145,9 @@ class _Encoder:
         """The transformer's config and weights, as save_pretrained writes them, from any rank.
         (transformers 5 writes nothing from a rank other than 0 once torch.distributed is up; the
         rank 0 of a mutual model's own group is another rank.)"""
+        if not hasattr(self.model, "save_pretrained"):
+            raise TransencError("this encoder was loaded for inference only (transenc.bert); load it without "
+                                "inference=True to train or save it")
         if distributed.rank() == 0:
             self.model.save_pretrained(str(directory))
             return
@@ -221,11 +235,11 @@ class BiEncoder(_Encoder):
         self.normalize = normalize
 
     @classmethod
-    def load(cls, name=None, device=None, pooling: str | None = None, max_length: int | None = None) -> "BiEncoder":
-        from transformers import AutoModel
-
+    def load(cls, name=None, device=None, pooling: str | None = None, max_length: int | None = None,
+             inference: bool = False) -> "BiEncoder":
+        """`inference`: for scoring only (label, eval, mine): a BERT checkpoint then runs on transenc.bert."""
         path = resolve_model(name)
-        _quiet_transformers()
+        device = resolve_device(device)
         modules = _read_json(path / "modules.json") if (path / "modules.json").is_file() else []
         sub = next((m.get("path", "") for m in modules if m.get("type", "").endswith("Transformer")), "")
         pool_dir = next((m["path"] for m in modules if m.get("type", "").endswith("Pooling")), None)
@@ -233,7 +247,7 @@ class BiEncoder(_Encoder):
         saved_pooling = "cls" if pool_config.get("pooling_mode_cls_token") else "mean"
         st_config = _read_json(path / sub / "sentence_bert_config.json")
         try:
-            model = _from_pretrained(AutoModel, path / sub)
+            model = _load_model(path / sub, "AutoModel", inference, device)
             tokenizer = _load_tokenizer(path / sub)
         except Exception as e:
             raise ModelError(f"cannot load a transformer from '{path}': {e}") from None
@@ -243,7 +257,7 @@ class BiEncoder(_Encoder):
             pooling=pooling or saved_pooling,
             max_length=max_length or st_config.get("max_seq_length") or min(tokenizer.model_max_length, 256),
             normalize=any(m.get("type", "").endswith("Normalize") for m in modules) or not modules,
-            device=resolve_device(device),
+            device=device,
         )
 
     @property
@@ -307,18 +321,17 @@ class CrossEncoder(_Encoder):
     fresh_head = False  # True when load found no trained pair head (see load)
 
     @classmethod
-    def load(cls, name=None, device=None, max_length: int | None = None) -> "CrossEncoder":
-        """From a cross-encoder, or from any encoder checkpoint (the head then starts fresh)."""
-        from transformers import AutoModelForSequenceClassification
-
+    def load(cls, name=None, device=None, max_length: int | None = None, inference: bool = False) -> "CrossEncoder":
+        """From a cross-encoder, or from any encoder checkpoint (the head then starts fresh).
+        `inference`: as BiEncoder.load's."""
         path = resolve_model(name)
-        _quiet_transformers()
+        device = resolve_device(device)
         try:
-            model = _from_pretrained(AutoModelForSequenceClassification, path, num_labels=1)
+            model = _load_model(path, "AutoModelForSequenceClassification", inference, device, num_labels=1)
             tokenizer = _load_tokenizer(path)
         except Exception as e:
             raise ModelError(f"cannot load a transformer from '{path}': {e}") from None
-        encoder = cls(model, tokenizer, max_length or min(tokenizer.model_max_length, 512), resolve_device(device))
+        encoder = cls(model, tokenizer, max_length or min(tokenizer.model_max_length, 512), device)
         # Saved without a pair head (a bi-encoder, a plain encoder): the head is random, which is
         # where training starts, but scores from it mean nothing.
         encoder.fresh_head = not any(a.endswith("ForSequenceClassification") for a in model.config.architectures or [])

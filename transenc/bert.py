@@ -1,0 +1,156 @@
+"""BERT-family inference without transformers' modeling code: the encoder of label, eval and mine.
+
+`transformers.models.bert` costs ~1.8 s of imports per process on a 2-core CPU (it pulls in
+torch._dynamo, torch.distributed.tensor, generation and loss code), more than reading, loading
+and scoring a small file together. This module is the same network in plain torch ops (the same
+ops, in the same order, so fp32 scores equal transformers' to float rounding and autocast treats
+both alike), its weights read straight from model.safetensors onto the device (no fp32 detour on
+a GPU, no random initialisation first). Query, key and value run as one matmul.
+
+Only checkpoints it fully covers are built here (`supported`): a BertModel, or a
+BertForSequenceClassification with one logit, absolute positions, GELU, weights in safetensors.
+Everything else (other families, training) goes through transformers, as before.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+WEIGHTS = "model.safetensors"
+CROSS_ARCHITECTURE = "BertForSequenceClassification"
+
+
+def supported(path: Path, cross: bool) -> bool:
+    """Whether the checkpoint at `path` is one this module builds (as a bi- or a cross-encoder)."""
+    config_file = path / "config.json"
+    if not (config_file.is_file() and (path / WEIGHTS).is_file()):
+        return False
+    config = json.loads(config_file.read_text())
+    plain = (config.get("model_type") == "bert" and config.get("hidden_act") == "gelu"
+             and config.get("position_embedding_type", "absolute") == "absolute"
+             and not config.get("is_decoder") and not config.get("add_cross_attention"))
+    if not cross:
+        return plain
+    # a trained pair head with one logit; a bi-encoder loaded as a cross-encoder (fresh head) is not
+    return (plain and CROSS_ARCHITECTURE in (config.get("architectures") or [])
+            and len(config.get("id2label") or {"0": None}) == 1)
+
+
+@dataclass
+class Output:
+    """What the encoders read off a transformers output: last_hidden_state, or logits."""
+
+    last_hidden_state: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+
+
+def _unset_embedding(rows: int, width: int) -> nn.Embedding:
+    """An embedding whose weight the checkpoint sets: no random init (on the meta device, torch's
+    normal_ would import torch._dynamo, ~1 s)."""
+    return nn.Embedding(rows, width, _weight=torch.empty(rows, width))
+
+
+class Embeddings(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.word_embeddings = _unset_embedding(c.vocab_size, c.hidden_size)
+        self.position_embeddings = _unset_embedding(c.max_position_embeddings, c.hidden_size)
+        self.token_type_embeddings = _unset_embedding(c.type_vocab_size, c.hidden_size)
+        self.LayerNorm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+
+    def forward(self, input_ids, token_type_ids):
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        if token_type_ids is None:
+            token_type_ids = torch.zeros_like(input_ids)
+        x = self.word_embeddings(input_ids) + self.token_type_embeddings(token_type_ids)
+        return self.LayerNorm(x + self.position_embeddings(positions))
+
+
+class Layer(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.heads = c.num_attention_heads
+        self.qkv = nn.Linear(c.hidden_size, 3 * c.hidden_size)
+        self.attention_out = nn.Linear(c.hidden_size, c.hidden_size)
+        self.attention_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.intermediate = nn.Linear(c.hidden_size, c.intermediate_size)
+        self.output = nn.Linear(c.intermediate_size, c.hidden_size)
+        self.output_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+
+    def forward(self, x, mask):
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = self.attention_norm(self.attention_out(attended.transpose(1, 2).reshape(b, t, d)) + x)
+        return self.output_norm(self.output(F.gelu(self.intermediate(x))) + x)
+
+
+class Bert(nn.Module):
+    """BertModel's last_hidden_state, or with `cross` BertForSequenceClassification's one logit."""
+
+    def __init__(self, config: dict, cross: bool):
+        super().__init__()
+        # what _Encoder reads off a transformers config; "sdpa": it takes a 4-D boolean mask as it is
+        self.config = SimpleNamespace(**config, _attn_implementation="sdpa")
+        c = self.config
+        self.embeddings = Embeddings(c)
+        self.layers = nn.ModuleList(Layer(c) for _ in range(c.num_hidden_layers))
+        self.pooler = nn.Linear(c.hidden_size, c.hidden_size) if cross else None
+        self.classifier = nn.Linear(c.hidden_size, 1) if cross else None
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None) -> Output:
+        mask = attention_mask if attention_mask.dim() == 4 else attention_mask.bool()[:, None, None, :]
+        x = self.embeddings(input_ids, token_type_ids)
+        for layer in self.layers:
+            x = layer(x, mask)
+        if self.classifier is None:
+            return Output(last_hidden_state=x)
+        return Output(logits=self.classifier(torch.tanh(self.pooler(x[:, 0]))))
+
+
+def _renamed(name: str) -> str | None:
+    """A transformers weight name as this module names it; None for one it does not use."""
+    name = name.removeprefix("bert.")
+    if name.endswith("position_ids"):  # a buffer of 0..max_position-1, made afresh per batch here
+        return None
+    renames = (("encoder.layer.", "layers."), ("attention.output.dense", "attention_out"),
+               ("attention.output.LayerNorm", "attention_norm"), ("intermediate.dense", "intermediate"),
+               ("output.dense", "output"), ("output.LayerNorm", "output_norm"), ("pooler.dense", "pooler"))
+    for old, new in renames:
+        name = name.replace(old, new)
+    return name
+
+
+def load(path: Path, cross: bool, device: torch.device, dtype: torch.dtype = torch.float32) -> Bert:
+    """The checkpoint at `path` (see `supported`), its weights read from safetensors onto `device` in `dtype`."""
+    from safetensors import safe_open
+
+    with torch.device("meta"):
+        model = Bert(json.loads((path / "config.json").read_text()), cross)
+    wanted = model.state_dict().keys()
+    weights, qkv = {}, {}
+    with safe_open(str(path / WEIGHTS), framework="pt", device=str(device)) as f:
+        for name in f.keys():
+            ours = _renamed(name)
+            if ours is None:
+                continue
+            for part in ("query", "key", "value"):
+                if f".attention.self.{part}." in ours:
+                    qkv[ours.replace(f"attention.self.{part}", "qkv"), part] = f.get_tensor(name)
+                    break
+            else:
+                if ours in wanted:
+                    weights[ours] = f.get_tensor(name).to(dtype)
+    for name in {n for n, _ in qkv}:
+        weights[name] = torch.cat([qkv[name, part] for part in ("query", "key", "value")]).to(dtype)
+    missing = sorted(set(wanted) - weights.keys())
+    if missing:
+        raise ValueError(f"'{path / WEIGHTS}' lacks {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
+    model.load_state_dict(weights, assign=True)
+    return model.eval()
