@@ -1,7 +1,7 @@
 """Fixtures shared by the benchmarks."""
 import pytest
 
-import model_workloads as w
+import workloads as w
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-import model_workloads as w
+import workloads as w
 from transenc import distributed
 from transenc.fit import FitConfig, fit_cross
 from transenc.labeling import cross_scores

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-import model_workloads as w  # noqa: E402
+import workloads as w  # noqa: E402
 from transenc import distributed  # noqa: E402
 from transenc.fit import FitConfig, fit_cross  # noqa: E402
 

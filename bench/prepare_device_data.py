@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-import model_workloads as w  # noqa: E402
+import workloads as w  # noqa: E402
 
 OUT = w.REPO / ".device-data"
 MINILM_FILES = ("config.json", "config_sentence_transformers.json", "modules.json", "sentence_bert_config.json",

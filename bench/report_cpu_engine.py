@@ -13,21 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import re
 import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import workloads as w
-
-HERE = Path(__file__).resolve().parent
-
+from results_writer import write_table
 
 def best_times(contenders: dict, rounds: int) -> dict:
     """Round-robin timing: name -> best seconds over `rounds`."""
@@ -80,20 +75,6 @@ def measure_memory(name: str) -> dict:
 
 
 # ---- the comparisons -------------------------------------------------------------------
-
-
-def cpu_model() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown-cpu"
-
-
-def cpu_flags() -> set:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def matmul_rates(rounds: int) -> dict:
@@ -256,11 +237,6 @@ def pair_rows(rounds: int) -> list[dict]:
     ]
 
 
-def slug(text: str) -> str:
-    text = re.sub(r"\((R|TM)\)", "", text, flags=re.I)
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
@@ -280,63 +256,27 @@ def main() -> None:
 
     from transenc import _C
 
-    model, flags = cpu_model(), cpu_flags()
-    load_before = os.getloadavg()
-    started = time.strftime("%Y-%m-%d %H:%M")
     mm = matmul_rates(args.rounds)
     rows = topk_rows(args.rounds) + [faiss_default_row(args.rounds)] + pair_rows(args.rounds)
-    load_after = os.getloadavg()
-
-    isa = " ".join(f for f in ("avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in flags)
-    missing = " ".join(f for f in ("avx512_bf16", "amx_bf16") if f not in flags)
-    lines = [
-        f"# CPU engine: `transenc._C` vs anchors on {model}",
-        "",
-        f"Measured {started} by `bench/report_cpu_engine.py --rounds {args.rounds}` (best of {args.rounds} "
-        "round-robin rounds per contender, one process; peak memory in a fresh process per contender).",
-        "",
-        f"- Hardware: {model}, {os.cpu_count()} logical CPUs; ISA: {isa}" + (f" (no {missing})" if missing else ""),
-        f"- Software: Python {platform.python_version()}, torch {torch.__version__}, faiss-cpu {faiss.__version__}, "
-        f"sentence-transformers {sentence_transformers.__version__}; engine threads: {_C.threads()}",
-        f"- Load average (1/5/15 min) before: {load_before[0]:.1f} / {load_before[1]:.1f} / {load_before[2]:.1f}, "
-        f"after: {load_after[0]:.1f} / {load_after[1]:.1f} / {load_after[2]:.1f}. The machine is shared: other "
-        "jobs load it, and OpenMP-based anchors (faiss, torch) suffer more from that than the engine's plain threads.",
-        "- Data: random normal rows (numpy seed 0 / 1); top-k rows L2-normalised so IndexFlatIP is cosine.",
-        f"- faiss: OPENBLAS_CORETYPE={blas_core} for its bundled OpenBLAS (see workloads.pin_faiss_blas_kernels); "
-        "the row 'as installed' lets OpenBLAS pick its kernels itself.",
-        "",
-        "| what | size | anchor | anchor ms | ours ms | speed-up | ids = faiss, % of queries (anchor / ours) | peak extra memory, MB (anchor / ours) | notes |",
-        "|---|---|---|---:|---:|---:|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['what']} | {r['size']} | {r['anchor']} | {r['anchor_s'] * 1e3:,.0f} | {r['ours_s'] * 1e3:,.0f} "
-            f"| {r['anchor_s'] / r['ours_s']:.2f}x | {r['ids']} | {r['mem']} | {r['extra']} |"
-        )
     ratio = mm["bf16"] / mm["fp32"]
-    lines += [
-        "",
-        "Speed-up = anchor time / ours time. Peak extra memory = peak RSS (VmHWM) after the call minus peak RSS "
-        "once the inputs exist (faiss's includes the copy of the corpus IndexFlatIP keeps).",
-        "",
-        "## bf16 candidate pass",
-        "",
-        f"torch.mm 4096 x 384 x 1536: fp32 {mm['fp32']:.0f} GFLOP/s, bf16 {mm['bf16']:.0f} GFLOP/s "
-        f"(bf16 / fp32 = {ratio:.2f}).",
-        (
-            "bf16 matmul is not faster than fp32 on this CPU, so the opt-in bf16 candidate pass + fp32 re-rank was "
-            "not built: it could not beat the exact fp32 pass here."
-            if ratio <= 1.0
-            else "bf16 matmul is faster here: a bf16 candidate pass with an exact fp32 re-rank is worth building."
-        ),
-        "",
+    notes = [
+        f"`python bench/report_cpu_engine.py --rounds {args.rounds}`: best of {args.rounds} round-robin rounds per "
+        "contender in one process; peak extra memory in a fresh process per contender: peak RSS (VmHWM) after the "
+        "call minus peak RSS once the inputs exist (faiss's includes the copy of the corpus IndexFlatIP keeps)",
+        f"faiss-cpu {faiss.__version__}, sentence-transformers {sentence_transformers.__version__}; engine threads "
+        f"{_C.threads()}, variant {_C.variant()}; faiss's bundled OpenBLAS with OPENBLAS_CORETYPE={blas_core} "
+        "(workloads.pin_faiss_blas_kernels); the row 'as installed' lets OpenBLAS pick its kernels itself",
+        "Data: random normal rows (numpy seed 0 / 1); top-k rows L2-normalised so IndexFlatIP is cosine",
+        "speed-up: anchor time / ours time",
+        f"torch.mm 4096 x 384 x 1536: fp32 {mm['fp32']:.0f} GFLOP/s, bf16 {mm['bf16']:.0f} GFLOP/s (bf16 / fp32 = "
+        f"{ratio:.2f}): " + ("a bf16 candidate pass with an exact fp32 re-rank could not beat the exact fp32 pass here"
+                             if ratio <= 1.0 else "a bf16 candidate pass with an exact fp32 re-rank is worth building"),
     ]
-    out = HERE / "results" / f"cpu-engine-{slug(model)}.md"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text("\n".join(lines))
-    print("\n".join(lines))
-    print(f"\nwritten to {out}")
-
+    header = ["what", "size", "anchor", "anchor ms", "ours ms", "speed-up", "ids = faiss, % of queries (anchor / ours)",
+              "peak extra memory, MB (anchor / ours)", "notes"]
+    table = [[r["what"], r["size"], r["anchor"], f"{r['anchor_s'] * 1e3:,.0f}", f"{r['ours_s'] * 1e3:,.0f}",
+              f"{r['anchor_s'] / r['ours_s']:.2f}x", r["ids"], r["mem"], r["extra"]] for r in rows]
+    print(write_table("cpu-engine", "CPU engine: `transenc._C` against its anchors", notes, header, table))
 
 if __name__ == "__main__":
     main()

@@ -94,7 +94,7 @@ def test_label_10m_pairs_fast_in_bounded_memory(benchmark, tmp_path):
     mib = big.stat().st_size / 2**20
     rows = [["`transenc label`, 1,000 pairs (process)", f"{small_s:.1f}", "-", f"{small_rss:.0f}"],
             [f"`transenc label`, {PAIRS:,} pairs (process)", f"{big_s:.1f}", f"{PAIRS / big_s:,.0f}", f"{big_rss:.0f}"],
-            [f"the same, output to standard output, discarded", f"{discarded_s:.1f}", f"{PAIRS / discarded_s:,.0f}", "-"],
+            ["the same, output to standard output, discarded", f"{discarded_s:.1f}", f"{PAIRS / discarded_s:,.0f}", "-"],
             [f"the disk alone: writing the output's {out_bytes / 2**20:,.0f} MiB (synced)", f"{disk_s:.1f}", "-", "-"],
             ["reading alone, Python parsers (in process)", f"{python_s:.1f}", f"{PAIRS / python_s:,.0f}", "-"],
             ["reading alone, engine scanner (in process)", f"{scanner_s:.1f}", f"{PAIRS / scanner_s:,.0f}", "-"]]

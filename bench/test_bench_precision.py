@@ -23,7 +23,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-import model_workloads as w
+import workloads as w
 from results_writer import write_table
 
 pytest.importorskip("pytest_benchmark")
@@ -158,7 +158,7 @@ def write_results(pairs, test_rows, gold) -> None:
     notes = [f"Data: STS-B train+dev+test, {len(pairs):,} unique pairs over {len(pairs.sentences):,} sentences; "
              "bi-encoder rows score every pair by the cosine of its sentences' embeddings (each sentence encoded once)",
              "Cross-encoder: all-MiniLM-L6-v2 trained 600 steps on its own cosines over STS-B train's pairs "
-             "(bench/model_workloads.trained_cross_encoder); bi-encoder: all-MiniLM-L6-v2; bi-base: "
+             "(bench/workloads.trained_cross_encoder); bi-encoder: all-MiniLM-L6-v2; bi-base: "
              "all-mpnet-base-v2 (BERT-base-sized, 12 layers of 768; scripts/get_mpnet.sh), in process only",
              "sentence-transformers at batch 32, its default; transenc at its defaults (length-sorted token-budget "
              "batches, ~64 pairs / ~128 sentences)",

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-import model_workloads as w
+import workloads as w
 
 pytest.importorskip("pytest_benchmark")
 HERE = Path(__file__).parent

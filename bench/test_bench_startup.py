@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import model_workloads as w
+import workloads as w
 from results_writer import write_table
 from transenc.bundled import DEMO_PAIRS
 

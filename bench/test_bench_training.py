@@ -22,7 +22,7 @@ import torch
 
 from dataclasses import replace
 
-import model_workloads as w
+import workloads as w
 from transenc import fit
 from transenc.models import BiEncoder, CrossEncoder
 
