@@ -5,9 +5,10 @@ transenc.quantize), bf16 or fp16 (autocast) or exact fp32. Training steps run fp
 autocast, never int8.
 
 `auto` picks a faster precision on a CPU only where it was measured to agree with fp32
-(Spearman >= 0.999 of the scores on STS-B's pairs, STS-B test within 0.3; MiniLM, see
-bench/results/precision-*.md) and to run faster: bf16 where the CPU has bf16 arithmetic
-(AMX or AVX512-BF16), else int8 where it has int8 dot products (VNNI), else fp32.
+(Spearman >= 0.999 of the scores on STS-B's pairs, STS-B test within 0.3; MiniLM's cross- and
+bi-encoder and the BERT-base-sized all-mpnet-base-v2, see bench/results/precision-*.md) and to run
+faster: bf16 where the CPU has bf16 arithmetic (AMX or AVX512-BF16), else int8 where it has int8
+dot products (VNNI), else fp32.
 """
 from __future__ import annotations
 
