@@ -89,8 +89,9 @@ def test_encoders_load_bert_for_inference_and_score_as_transformers_does(tiny_be
                                plain.predict(sentences, pairs, precision="fp32"), atol=1e-6)
 
 
-def _edited_config(tmp_path, tiny_bert, **changes):
-    folder = tmp_path / "edited"
+def _edited_config(tmp_path, tiny_bert, name="edited", **changes):
+    """tiny_bert's weights under a config.json with `changes`."""
+    folder = tmp_path / name
     folder.mkdir()
     (folder / "model.safetensors").symlink_to(tiny_bert / "model.safetensors")
     config = json.loads((tiny_bert / "config.json").read_text())
@@ -111,12 +112,8 @@ def test_cross_needs_a_trained_one_logit_head(tmp_path, tiny_bert):
     assert not bert.supported(tiny_bert, cross=True)  # a BertModel: its head would be random
     head = {"architectures": ["BertForSequenceClassification"]}
     assert bert.supported(_edited_config(tmp_path, tiny_bert, **head), cross=True)
-    two = tmp_path / "two"
-    two.mkdir()
-    (two / "model.safetensors").symlink_to(tiny_bert / "model.safetensors")
-    (two / "config.json").write_text(json.dumps({**json.loads((tiny_bert / "config.json").read_text()), **head,
-                                                 "id2label": {"0": "a", "1": "b"}}))
-    assert not bert.supported(two, cross=True)
+    two_logits = _edited_config(tmp_path, tiny_bert, "two", **head, id2label={"0": "a", "1": "b"})
+    assert not bert.supported(two_logits, cross=True)
 
 
 def test_missing_weights_are_named(tmp_path, tiny_bert):

@@ -114,11 +114,9 @@ class Bert(nn.Module):
         return Output(logits=self.classifier(torch.tanh(self.pooler(x[:, 0]))))
 
 
-def _renamed(name: str) -> str | None:
-    """A transformers weight name as this module names it; None for one it does not use."""
+def _renamed(name: str) -> str:
+    """A transformers weight name as this module names it."""
     name = name.removeprefix("bert.")
-    if name.endswith("position_ids"):  # a buffer of 0..max_position-1, made afresh per batch here
-        return None
     renames = (("encoder.layer.", "layers."), ("attention.output.dense", "attention_out"),
                ("attention.output.LayerNorm", "attention_norm"), ("intermediate.dense", "intermediate"),
                ("output.dense", "output"), ("output.LayerNorm", "output_norm"), ("pooler.dense", "pooler"))
@@ -127,8 +125,10 @@ def _renamed(name: str) -> str | None:
     return name
 
 
-def load(path: Path, cross: bool, device: torch.device, dtype: torch.dtype = torch.float32) -> Bert:
-    """The checkpoint at `path` (see `supported`), its weights read from safetensors onto `device` in `dtype`."""
+def load(path: Path, cross: bool, device: torch.device) -> Bert:
+    """The checkpoint at `path` (see `supported`), its weights read from safetensors onto `device` in
+    fp32 (the exact path; autocast makes bf16/fp16 of them, int8 copies are made from them). Weights
+    it does not use (position_ids, a pretraining head) are left unread."""
     from safetensors import safe_open
 
     with torch.device("meta"):
@@ -138,17 +138,15 @@ def load(path: Path, cross: bool, device: torch.device, dtype: torch.dtype = tor
     with safe_open(str(path / WEIGHTS), framework="pt", device=str(device)) as f:
         for name in f.keys():
             ours = _renamed(name)
-            if ours is None:
-                continue
             for part in ("query", "key", "value"):
                 if f".attention.self.{part}." in ours:
                     qkv[ours.replace(f"attention.self.{part}", "qkv"), part] = f.get_tensor(name)
                     break
             else:
                 if ours in wanted:
-                    weights[ours] = f.get_tensor(name).to(dtype)
+                    weights[ours] = f.get_tensor(name).float()
     for name in {n for n, _ in qkv}:
-        weights[name] = torch.cat([qkv[name, part] for part in ("query", "key", "value")]).to(dtype)
+        weights[name] = torch.cat([qkv[name, part] for part in ("query", "key", "value")]).float()
     missing = sorted(set(wanted) - weights.keys())
     if missing:
         raise ValueError(f"'{path / WEIGHTS}' lacks {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))

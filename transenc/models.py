@@ -79,22 +79,21 @@ def _load_tokenizer(path: Path):
     return AutoTokenizer.from_pretrained(str(path))
 
 
-def _load_model(path: Path, auto_class: str, inference: bool, device: torch.device, **kwargs):
-    """For inference, a checkpoint transenc.bert covers is built there, its weights read straight onto
-    the device; every other model, and every model to train, through transformers. There: SDPA
-    attention where the architecture has it (BERT, RoBERTa, DistilBERT, XLM-R, ELECTRA), the
-    architecture's own attention where it has not (MPNet, DeBERTa-v2), as sentence-transformers does."""
+def _load_model(path: Path, cross: bool, inference: bool, device: torch.device):
+    """The transformer at `path`: with `cross`, with a one-logit pair head. For inference, a
+    checkpoint transenc.bert covers is built there, its weights read straight onto the device; every
+    other model, and every model to train, through transformers. There: SDPA attention where the
+    architecture has it (BERT, RoBERTa, DistilBERT, XLM-R, ELECTRA), the architecture's own attention
+    where it has not (MPNet, DeBERTa-v2), as sentence-transformers does."""
     from transenc import bert
 
-    cross = auto_class == "AutoModelForSequenceClassification"
     if inference and bert.supported(path, cross):
         return bert.load(path, cross, device)
-    import transformers
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
     _quiet_transformers()
-    auto_class = getattr(transformers, auto_class)
-    config = AutoConfig.from_pretrained(str(path), **kwargs)
+    auto_class = AutoModelForSequenceClassification if cross else AutoModel
+    config = AutoConfig.from_pretrained(str(path), **({"num_labels": 1} if cross else {}))
     model_class = auto_class._model_mapping[type(config)]
     attention = "sdpa" if getattr(model_class, "_supports_sdpa", False) else "eager"
     return auto_class.from_pretrained(str(path), config=config, attn_implementation=attention)
@@ -247,7 +246,7 @@ class BiEncoder(_Encoder):
         saved_pooling = "cls" if pool_config.get("pooling_mode_cls_token") else "mean"
         st_config = _read_json(path / sub / "sentence_bert_config.json")
         try:
-            model = _load_model(path / sub, "AutoModel", inference, device)
+            model = _load_model(path / sub, False, inference, device)
             tokenizer = _load_tokenizer(path / sub)
         except Exception as e:
             raise ModelError(f"cannot load a transformer from '{path}': {e}") from None
@@ -327,7 +326,7 @@ class CrossEncoder(_Encoder):
         path = resolve_model(name)
         device = resolve_device(device)
         try:
-            model = _load_model(path, "AutoModelForSequenceClassification", inference, device, num_labels=1)
+            model = _load_model(path, True, inference, device)
             tokenizer = _load_tokenizer(path)
         except Exception as e:
             raise ModelError(f"cannot load a transformer from '{path}': {e}") from None
