@@ -110,6 +110,7 @@ def test_int8_encode_keeps_the_model_fp32_and_its_train_mode(tiny_bert):
 def test_auto_precision_by_cpu_flags():
     assert cpu_auto_precision(frozenset({"avx2", "amx_bf16", "avx512_vnni"})) == "bf16"
     assert cpu_auto_precision(frozenset({"avx512f", "avx512_bf16"})) == "bf16"
+    assert cpu_auto_precision(frozenset({"avx512f", "avx512_bf16", "avx512_vnni"})) == "int8"  # AMD EPYC: int8 faster
     assert cpu_auto_precision(frozenset({"avx512f", "avx512_vnni"})) == "int8"
     assert cpu_auto_precision(frozenset({"avx2", "avx_vnni"})) == "int8"
     assert cpu_auto_precision(frozenset({"avx2", "fma"})) == "fp32"
@@ -156,3 +157,38 @@ def test_real_minilm_agrees_with_fp32(sts, precision):
     fp32, fast = (bi_scores(bi, test, precision=p) for p in ("fp32", precision))
     assert spearmanr(fp32, fast).statistic >= AGREEMENT
     assert abs(score100("spearman", fast, test.labels) - score100("spearman", fp32, test.labels)) <= STSB_TOLERANCE
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8", "bf16"])
+def test_cpu_streams_give_one_stream_s_rows_in_order(tiny_bert, precision):
+    """On a CPU, batches run as one stream per torch thread (each single-threaded): the rows come back
+    in request order, equal to one stream's, and torch's thread count is restored."""
+    import threading
+
+    from transenc.models import BiEncoder, CrossEncoder
+
+    sentences = [("word " * (i % 7 + 1)) + f"number {i}" for i in range(40)]
+    pairs = np.array([[i, (i * 7 + 3) % 40] for i in range(40)])
+    bi, cross = BiEncoder.load(tiny_bert, "cpu"), CrossEncoder.load(tiny_bert, "cpu")
+    seen = set()
+    forward = bi.model.forward
+
+    def recording(*args, **kwargs):
+        seen.add(threading.current_thread().name)
+        return forward(*args, **kwargs)
+
+    bi.model.forward = recording
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)  # one stream
+        one = (bi.encode(sentences, batch_size=4, precision=precision, show_progress=False),
+               cross.predict(sentences, pairs, batch_size=4, precision=precision, show_progress=False))
+        assert len(seen) == 1
+        torch.set_num_threads(3)  # three streams, whatever the cores
+        three = (bi.encode(sentences, batch_size=4, precision=precision, show_progress=False),
+                 cross.predict(sentences, pairs, batch_size=4, precision=precision, show_progress=False))
+        assert torch.get_num_threads() == 3
+        assert len({name for name in seen if name.startswith("transenc-stream")}) > 1
+    finally:
+        torch.set_num_threads(threads)
+    assert np.array_equal(np.asarray(one[0]), np.asarray(three[0])) and np.array_equal(one[1], three[1])

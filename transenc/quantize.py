@@ -12,17 +12,19 @@ Attention, LayerNorm, embeddings and GELU stay fp32.
 from __future__ import annotations
 
 import copy
+import threading
 
 import torch
 
 from transenc import ops
 
 
-class _LastInput:
-    """The last input quantized in a model, and its int8 rows. Attention's query, key and value
-    layers read the same tensor object: they quantize it once. (Held here, the tensor cannot be
-    freed and its memory reused by another; inference tensors have no version counter, so an
-    in-place change between two calls would go unseen: no encoder layer makes one.)"""
+class _LastInput(threading.local):
+    """The last input quantized in a model, and its int8 rows, per thread (the CPU runs one stream of
+    batches per core through the same model). Attention's query, key and value layers read the same
+    tensor object: they quantize it once. (Held here, the tensor cannot be freed and its memory
+    reused by another; inference tensors have no version counter, so an in-place change between
+    two calls would go unseen: no encoder layer makes one.)"""
 
     def __init__(self):
         self.x, self.rows = None, None
