@@ -198,12 +198,14 @@ class _Encoder:
     def _forward_all(self, batches: list[Batch], forward, precision: str):
         """forward(batch) of every batch's rows as float32, in the batches' order.
 
-        On a CPU, one stream of batches per core, each running torch single-threaded: a batch's
-        ops are too small to split across cores well (every op forks and joins the cores), and the
-        engine's int8 kernels (transenc.quantize) run on the calling thread, which left the other
-        core idle. On a 2-core AMD EPYC this scored 20% more cross-encoder pairs a second at int8,
-        11% at bf16 and the same at fp32, with the same scores (each batch's arithmetic does not
-        depend on the thread count). torch's thread count is set to 1 for the pass and restored."""
+        On a CPU, one stream of batches per torch thread (one per core by default), each running
+        torch single-threaded: a batch's ops are too small to split across cores well (every op
+        forks and joins the cores), and the engine's int8 kernels (transenc.quantize) run on the
+        calling thread, which left the other cores idle. On a 2-core AMD EPYC it scored 39% more
+        cross-encoder pairs a second at int8, 20% at bf16 and 3% at fp32 (bench/results/
+        precision-amd-epyc.md against the run before); `transenc label`'s outputs on STS-B test came
+        out byte-identical at every precision (a test compares one stream with three). torch's
+        thread count is 1 for the pass, then restored."""
         def run(batch: Batch) -> torch.Tensor:
             with torch.inference_mode(), autocast(self.device, precision):  # both are per thread
                 return forward(batch)[:len(batch.rows)].float()

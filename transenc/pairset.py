@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from transenc._C import SentenceTable
+
 
 @dataclass
 class PairSet:
@@ -37,25 +39,18 @@ class PairSet:
 
 
 class PairSetBuilder:
-    """Interns sentences while a reader streams pairs in, without a Python object per pair."""
+    """Gathers pairs given one by one (tuples, SentEval and SICK files) without a Python object per
+    pair, their sentences interned in the engine's SentenceTable, as the pairs-file readers do."""
 
     def __init__(self):
-        self._ids: dict[str, int] = {}
-        self.sentences: list[str] = []
+        self._table = SentenceTable()
         self._flat = array("i")
         self._labels = array("f")
         self._all_labeled = True
 
-    def intern(self, sentence: str) -> int:
-        sid = self._ids.get(sentence)
-        if sid is None:
-            sid = self._ids[sentence] = len(self.sentences)
-            self.sentences.append(sentence)
-        return sid
-
     def add(self, a: str, b: str, label: float | None = None) -> None:
-        self._flat.append(self.intern(a))
-        self._flat.append(self.intern(b))
+        self._flat.append(self._table.intern(a))
+        self._flat.append(self._table.intern(b))
         if label is None:
             self._all_labeled = False
         else:
@@ -69,4 +64,4 @@ class PairSetBuilder:
         labels = None
         if self._all_labeled and len(pairs):
             labels = np.frombuffer(self._labels, dtype=np.float32).copy()
-        return PairSet(self.sentences, pairs, labels)
+        return PairSet(self._table.texts(), pairs, labels)
