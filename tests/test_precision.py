@@ -1,5 +1,7 @@
 """The int8 path (engine ops, Int8Linear, int8 copies of models) against float64, the precision
 policy, and agreement of int8 / bf16 with fp32 on the real default model."""
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -163,8 +165,6 @@ def test_real_minilm_agrees_with_fp32(sts, precision):
 def test_cpu_streams_give_one_stream_s_rows_in_order(tiny_bert, precision):
     """On a CPU, batches run as one stream per torch thread (each single-threaded): the rows come back
     in request order, equal to one stream's, and torch's thread count is restored."""
-    import threading
-
     from transenc.models import BiEncoder, CrossEncoder
 
     sentences = [("word " * (i % 7 + 1)) + f"number {i}" for i in range(40)]
