@@ -1,4 +1,5 @@
-"""Times the Triton kernels on one GPU against what a user would otherwise run, side by side.
+"""On one GPU, side by side with what a user would otherwise run: the Triton kernels (`kernels`), and
+cross-encoder predict / bi-encoder encode against sentence-transformers (`models`).
 
 Data, sizes and baselines (the DESIGN.md anchors):
   pair_cosine   10M pairs x 384, fp32 (and fp16/bf16; and the indexed form over a 1M x 384
@@ -10,18 +11,20 @@ Data, sizes and baselines (the DESIGN.md anchors):
                 torch, and an exact check against float64 on 256 sampled queries.
 Random normal data; a quarter of the queries are noisy copies of corpus rows. Timing: CUDA
 events, warm-up first, median of the repetitions. Also measured: the device-copy bandwidth and
-a bf16 8192^3 matmul, as ceilings for the same run. Results go to
-bench/results/gpu-<card>.md (and to --out); the last lines printed are the summary table.
+a bf16 8192^3 matmul, as ceilings for the same run. Results: gpu-kernels-<card>.md in --out.
+
+models: predict and encode on .device-data/pairs.tsv (`workloads.py device-data`), MiniLM-L6-sized
+and BERT-base-sized BERTs with random weights, against CrossEncoder.predict (batch 128) and
+SentenceTransformer.encode (batch 32, its default), fp32 as they run by default; ours at precision
+auto. One timed run each after a 2,048-row warm-up. Results: gpu-models-<card>.md in --out.
 
 `--dry-run` runs every code path at tiny sizes on the CPU under TRITON_INTERPRET=1 (set here
-before anything imports triton); its numbers mean nothing and it writes to a temporary folder.
+before anything imports triton); its numbers mean nothing (and say so in the files' titles).
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import re
 import statistics
 import sys
 import tempfile
@@ -39,8 +42,8 @@ sys.path.insert(0, str(REPO / "tests"))
 from source_tree import use_source_tree  # noqa: E402
 
 use_source_tree()
-import triton  # noqa: E402
-
+import workloads as w  # noqa: E402
+from results_writer import write_table  # noqa: E402
 from transenc.kernels import cosine_topk as ct  # noqa: E402
 from transenc.kernels import pair_cosine as pc  # noqa: E402
 
@@ -69,16 +72,12 @@ class Bench:
         self.cuda = device.type == "cuda"
         self.lines: list[str] = []
 
-    def sync(self):
-        if self.cuda:
-            torch.cuda.synchronize()
-
     def time_ms(self, fn, reps: int | None = None, warmup: int = 2) -> float:
         """Median milliseconds of fn() over reps runs, after warm-up."""
         reps = reps or self.reps
         for _ in range(warmup):
             fn()
-        self.sync()
+        w.sync()
         times = []
         for _ in range(reps):
             if self.cuda:
@@ -98,15 +97,16 @@ class Bench:
         """Peak device memory fn() allocates above what is allocated before it, in MiB."""
         if not self.cuda:
             return None
-        self.sync()
+        w.sync()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
         fn()
-        self.sync()
+        w.sync()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
 
-    def say(self, line: str = ""):
+    def say(self, line: str):
+        """A finding: printed now, and one of the results file's notes."""
         print(line, flush=True)
         self.lines.append(line)
 
@@ -129,7 +129,6 @@ def ceilings(b: Bench):
     del a, c
     b.say(f"Ceilings measured in this run: device copy {copy_tbs:.2f} TB/s (2 GiB, read + write); "
           f"bf16 matmul 8192^3 {2 * 8192**3 / ms_mm / 1e9:.0f} TFLOP/s (random data).")
-    b.say()
 
 
 def bench_pair(b: Bench, sz: dict, rows: list):
@@ -325,59 +324,113 @@ def bench_topk(b: Bench, sz: dict, rows: list, sweep: list):
     del corpus32, queries32
 
 
-def table(rows: list) -> list[str]:
-    out = ["| op | implementation | time ms | rate | peak extra MiB | note |", "|---|---|---|---|---|---|"]
+def kernel_rows(rows: list) -> list[list]:
+    out = []
     for op, impl, ms, rate, peak, note in rows:
         rate = f"{rate:,.1f} TFLOP/s" if "topk" in op else f"{rate:,.0f} GB/s"
-        out.append(f"| {op} | {impl} | {ms:.2f} | {rate} | {fmt(peak, 0)} | {note} |")
+        out.append([op, impl, f"{ms:.2f}", rate, fmt(peak, 0), note])
     return out
+
+
+def bench_kernels(b: Bench, sz: dict, sweep: list, only: str | None) -> list[list]:
+    b.say(f"Sizes: {sz}")
+    ceilings(b)
+    rows: list = []
+    for name, run in (("pair", lambda: bench_pair(b, sz, rows)), ("topk", lambda: bench_topk(b, sz, rows, sweep))):
+        if only in (None, "kernels", name):
+            t0 = time.time()
+            run()
+            b.say(f"({name} benchmarks took {time.time() - t0:.0f} s)")
+    return kernel_rows(rows)
+
+
+# ---- models: predict and encode against sentence-transformers ---------------------------------
+
+def timed_once(fn, warm_rows: int = 2048):
+    """Seconds of one fn(None) (every row), after fn(warm_rows) (a slice) has warmed the CUDA
+    context, the kernels and the allocator: one full run each keeps the stage inside its budget."""
+    fn(warm_rows)
+    w.sync()
+    t = time.perf_counter()
+    result = fn(None)
+    w.sync()
+    return time.perf_counter() - t, result
+
+
+def bench_models(b: Bench, dry: bool) -> list[list]:
+    import numpy as np
+    from scipy.stats import spearmanr
+    from sentence_transformers import CrossEncoder as STCrossEncoder, SentenceTransformer
+
+    from transenc.labeling import bi_scores
+    from transenc.models import BiEncoder, CrossEncoder
+    from transenc.packing import padding_efficiency
+    from transenc.pairset import PairSet
+    from transenc.readers import read_pairs
+
+    device = str(b.device)
+    pairs, _ = read_pairs(w.DEVICE_DATA / "pairs.tsv")
+    if dry:
+        pairs = PairSet(pairs.sentences[:400], pairs.pairs[(pairs.pairs < 400).all(1)][:200])
+    texts = [pairs.pair_texts(i) for i in range(len(pairs))]
+    b.say(f"Models: {len(pairs):,} pairs over {len(pairs.sentences):,} sentences (.device-data/pairs.tsv); random "
+          "weights. Ours counts tokenizing, as the anchors do (in brackets: from a ready token cache).")
+    rows, folder = [], Path(tempfile.mkdtemp(prefix="transenc-gpu-models-"))
+    for size in ("minilm-l6", "bert-base"):
+        bi_dir, cross_dir = w.random_bert(size, folder, tiny=dry)
+        st_ce = STCrossEncoder(str(cross_dir), device=device, max_length=128)
+        ours_ce = CrossEncoder.load(cross_dir, device, max_length=128)
+        t_a, s_a = timed_once(lambda n: np.asarray(st_ce.predict(texts[:n], batch_size=128, show_progress_bar=False)))
+        t_o, s_o = timed_once(lambda n: ours_ce.predict(pairs.sentences, pairs.pairs[:n], batch_size=256,
+                                                        show_progress=False))
+        cache = ours_ce.token_cache(pairs.sentences)
+        t_m, _ = timed_once(lambda n: ours_ce.predict(cache, pairs.pairs[:n], batch_size=256, show_progress=False))
+        eff = padding_efficiency(ours_ce.batches(cache, pairs.pairs, 256))
+        rows.append([size, "cross-encoder predict", f"{t_a:.2f}", f"{t_o:.2f} ({t_m:.2f})", f"{len(pairs) / t_o:,.0f} pairs",
+                     f"{t_a / t_o:.1f}x", f"Spearman vs anchor {spearmanr(s_a, s_o).statistic:.4f}", f"{eff:.3f}"])
+        del st_ce, ours_ce
+        st_bi, ours_bi = SentenceTransformer(str(bi_dir), device=device), BiEncoder.load(bi_dir, device)
+        t_a, e_a = timed_once(lambda n: st_bi.encode(pairs.sentences[:n], batch_size=32, convert_to_tensor=True,
+                                                     show_progress_bar=False))
+        t_o, e_o = timed_once(lambda n: ours_bi.encode(pairs.sentences[:n], batch_size=256, show_progress=False))
+        cos = F.cosine_similarity(e_a.float().cpu(), e_o, dim=1).min().item()
+        rows.append([size, "bi-encoder encode", f"{t_a:.2f}", f"{t_o:.2f}", f"{len(pairs.sentences) / t_o:,.0f} sentences",
+                     f"{t_a / t_o:.1f}x", f"min cosine vs anchor {cos:.4f}", ""])
+        t_l, _ = timed_once(lambda n: bi_scores(ours_bi, pairs if n is None else pairs.head(n), batch_size=256,
+                                                show_progress=False))
+        rows.append([size, "bi-label (encode + fused pair cosine)", "", f"{t_l:.2f}", f"{len(pairs) / t_l:,.0f} pairs",
+                     "", "", ""])
+        del st_bi, ours_bi
+    return rows
+
+
+def show(path: Path) -> None:
+    print(path.read_text() + f"(written to {path})", flush=True)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dry-run", action="store_true", help="tiny sizes on the CPU under TRITON_INTERPRET=1")
-    ap.add_argument("--out", default=None, help="also write the results file here (e.g. $OUT)")
-    ap.add_argument("--only", choices=["pair", "topk"], default=None)
+    ap.add_argument("--out", help="folder of the results files (default: bench/results; a dry run's: a temporary one)")
+    ap.add_argument("--only", choices=["kernels", "pair", "topk", "models"], default=None)
     args = ap.parse_args()
-
-    if args.dry_run:
-        device, sz, sweep = torch.device("cpu"), DRY, DRY_TOPK_SWEEP
-        card = "dry-run-interpreter"
-    else:
-        if not torch.cuda.is_available():
-            sys.exit("no CUDA device; use --dry-run to exercise the code paths on the CPU")
-        device, sz, sweep = torch.device("cuda"), FULL, TOPK_SWEEP
-        card = torch.cuda.get_device_name(device)
-    slug = re.sub(r"[^a-z0-9]+", "-", card.lower()).strip("-")
-    b = Bench(device, sz["reps"])
-    b.say(f"# transenc Triton kernels on {card}")
-    b.say()
-    b.say(f"{datetime.datetime.now().isoformat(timespec='seconds')}; torch {torch.__version__}, triton {triton.__version__}"
-          + (f", CUDA {torch.version.cuda}, {torch.cuda.get_device_properties(device).multi_processor_count} SMs"
-             if b.cuda else ", CPU interpreter (numbers meaningless)"))
-    b.say(f"Sizes: {sz}")
-    b.say()
-    ceilings(b)
-    rows: list = []
-    t0 = time.time()
-    if args.only in (None, "pair"):
-        bench_pair(b, sz, rows)
-        b.say(f"(pair benchmarks took {time.time() - t0:.0f} s)")
-    if args.only in (None, "topk"):
-        t1 = time.time()
-        bench_topk(b, sz, rows, sweep)
-        b.say(f"(top-k benchmarks took {time.time() - t1:.0f} s)")
-    b.say()
-    for line in table(rows):
-        b.say(line)
-
-    folders = [Path(tempfile.mkdtemp(prefix="transenc-dry-run-"))] if args.dry_run else [REPO / "bench" / "results"]
-    if args.out:
-        folders.append(Path(args.out))
-    for folder in dict.fromkeys(f.resolve() for f in folders):
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / f"gpu-{slug}.md").write_text("\n".join(b.lines) + "\n")
-        print(f"wrote {folder / f'gpu-{slug}.md'}")
+    if not args.dry_run and not torch.cuda.is_available():
+        sys.exit("no CUDA device; use --dry-run to exercise the code paths on the CPU")
+    device = torch.device("cpu" if args.dry_run else "cuda")
+    out = Path(args.out or (tempfile.mkdtemp(prefix="transenc-dry-run-") if args.dry_run else w.REPO / "bench" / "results"))
+    dry = " (dry run: numbers meaningless)" * args.dry_run
+    if args.only in (None, "kernels", "pair", "topk"):
+        b = Bench(device, (DRY if args.dry_run else FULL)["reps"])
+        rows = bench_kernels(b, DRY if args.dry_run else FULL, DRY_TOPK_SWEEP if args.dry_run else TOPK_SWEEP, args.only)
+        show(write_table("gpu-kernels", "transenc Triton kernels" + dry,
+                          b.lines, ["op", "implementation", "time ms", "rate", "peak extra MiB", "note"], rows,
+                          str(device), out))
+    if args.only in (None, "models"):
+        b = Bench(device, 1)
+        rows = bench_models(b, args.dry_run)
+        show(write_table("gpu-models", "Cross-encoder predict and encode against sentence-transformers" + dry, b.lines,
+                          ["model", "what", "anchor s", "ours s", "ours per s", "speed-up", "agreement", "padding eff."],
+                          rows, str(device), out))
 
 
 if __name__ == "__main__":

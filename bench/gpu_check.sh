@@ -4,7 +4,7 @@
 # kernels against their anchors, the kernel tests on CUDA, and the cycle under torchrun. Run from
 # anywhere; it works in the repository root.
 #
-#   python bench/prepare_device_data.py        # here, first: real MiniLM (fp16) and STS-B into .device-data/
+#   python bench/workloads.py device-data      # here, first: real MiniLM (fp16) and STS-B into .device-data/
 #   bash bench/gpu_check.sh                    # there (device run, carry=[".device-data"], timeout_s=600)
 #   bash bench/gpu_check.sh env build train    # only these stages
 #
@@ -15,9 +15,9 @@
 # Everything lands in $WORK (default /tmp/gpu-check); at the end the one results file
 # gpu-check-<card>.md and logs.tar.gz go to $OUT when set (the device tool brings back 8 files at
 # most), else to bench/results.
-# CPU dry run of the process stages (checks that the commands start; figures mean nothing):
+# CPU dry run (checks that the commands start; figures mean nothing; steps and tests need CUDA):
 #   DEVICE=cpu TRAIN_EXTRA="--max-pairs 64" LABEL_PAIRS=.device-data/sts/sts-test.csv \
-#     OUT=/tmp/dry bash bench/gpu_check.sh env train dist
+#     OUT=/tmp/dry bash bench/gpu_check.sh env train models bench dist
 set -uo pipefail
 cd "$(dirname "$0")/.."
 START=$(date +%s)
@@ -34,6 +34,7 @@ MODEL=.device-data/minilm-fp32
 LABEL_PAIRS="${LABEL_PAIRS:-.device-data/pairs.tsv}"
 CARD=$( { nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo "$DEVICE"; } | head -1 \
         | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '-' | sed 's/-$//')
+DRY_RUN=(); [ "$DEVICE" = cpu ] && DRY_RUN=(--dry-run)  # gpu_bench.py on a CPU: tiny sizes, Triton's interpreter
 TIMER=(); [ -x /usr/bin/time ] && TIMER=(/usr/bin/time -f "%e s wall, %M KB max RSS")
 
 want() { [[ "$STAGES" == *" $1 "* ]]; }
@@ -53,8 +54,8 @@ run() {
   [ "$rc" -eq 0 ] || { status=1; echo "$name FAILED (rc $rc):"; tail -25 "$WORK/$name.log"; }
   return $rc
 }
-has_data() { [ -f .device-data/minilm/model.safetensors ] || { echo "skipped: run bench/prepare_device_data.py here first and carry .device-data"; return 1; }; }
-restore() { [ -f "$MODEL/model.safetensors" ] || run restore 60 "$PY" bench/prepare_device_data.py --restore; }
+has_data() { [ -f .device-data/minilm/model.safetensors ] || { echo "skipped: run 'python bench/workloads.py device-data' here first and carry .device-data"; return 1; }; }
+restore() { [ -f "$MODEL/model.safetensors" ] || run restore 60 "$PY" bench/workloads.py device-data --restore; }
 # timed NAME MAX CMD...: run, then one row (wall seconds, rc, /usr/bin/time's line) of $WORK/processes.md
 timed() {
   local name=$1 max=$2 t0 t1 rc; shift 2
@@ -112,15 +113,16 @@ if want train && stage train 320 && has_data && restore; then
 fi
 
 if want steps && [ "$DEVICE" = cuda ] && stage steps 120 && has_data && restore; then
-  run steps 120 "$PY" bench/gpu_steps.py --model "$MODEL" --pairs .device-data/stsb_unlabeled.tsv && cat "$WORK/steps.log"
+  run steps 120 "$PY" -m pytest bench/test_bench_training.py -k cuda --benchmark-only -q -s -p no:cacheprovider \
+    && grep -E "steps/s|syncs per step" "$WORK/steps.log"
 fi
 
 if want models && stage models 150; then
-  run models 150 "$PY" bench/gpu_models.py --out "$WORK" && grep '^|' "$WORK/models.log"
+  run models 150 "$PY" bench/gpu_bench.py --only models --out "$WORK" ${DRY_RUN[@]+"${DRY_RUN[@]}"} && grep '^|' "$WORK/models.log"
 fi
 
 if want bench && stage bench 200; then
-  run bench 200 "$PY" bench/gpu_bench.py --out "$WORK"
+  run bench 200 "$PY" bench/gpu_bench.py --only kernels --out "$WORK" ${DRY_RUN[@]+"${DRY_RUN[@]}"}
   grep -v '^|' "$WORK/bench.log" | grep -E 'mismatch|max \||faster|Ceilings|all finite|bad' | head -20
   grep '^|' "$WORK/bench.log"
 fi
@@ -146,7 +148,7 @@ mkdir -p "$WORK/results"; RESULTS="$WORK/results/gpu-check-$CARD.md"
   echo '```'; cat "$WORK/env.txt" 2>/dev/null; echo '```'
   for part in "processes.md:Whole processes (a default-recipe cycle on 8,567 STS-B pairs; transenc label on $LABEL_PAIRS)" \
               "train-summary.txt:The cycle's own metrics.json" "label-breakdown.log:transenc label, where the time goes" \
-              "steps.log:Training steps (bench/gpu_steps.py)" "models-*.md:" "gpu-*.md:" \
+              "steps.log:Training steps (bench/test_bench_training.py -k cuda)" "gpu-models-*.md:" "gpu-kernels-*.md:" \
               "pytest-kernels.log:Kernel tests on CUDA (last lines)" "torchrun-summary.txt:The cycle under torchrun --nproc-per-node 1"; do
     file=${part%%:*}; title=${part#*:}
     for f in "$WORK"/$file; do

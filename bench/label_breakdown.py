@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+import workloads as w
 
 CHILD = r"""
 import json, sys, time
@@ -111,8 +110,7 @@ def main() -> None:
     p.add_argument("--model", default=None, help="model directory (default: all-MiniLM-L6-v2)")
     p.add_argument("--device", default="cpu")
     a = p.parse_args()
-    sts = Path(os.environ.get("TRANSENC_STS_DIR", REPO.parent / "shared" / "data" / "stsbenchmark"))
-    pairs = a.pairs or str(sts / "sts-test.csv")
+    pairs = a.pairs or str(w.sts_dir() / "sts-test.csv")
     lines = [f"### `transenc label` {a.label} ({Path(pairs).name}, {a.device}, {a.runs} runs each, median s)", "",
              "| phase | bi | cross |", "|---|---:|---:|"]
     results = {}

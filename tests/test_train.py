@@ -280,3 +280,18 @@ def test_a_corpus_too_small_for_the_cross_encoder_gets_more_steps_and_a_warning(
     assert metrics["cycles"][0]["stages"]["cross_train"]["models"][0]["steps"] == 60  # 8 batches x 6 epochs: 48
     assert "64 pairs give the cross-encoder 48 steps in 6 epochs" in capsys.readouterr().err
     assert metrics["cycles"][0]["stages"]["bi_train"]["models"][0]["steps"] == 24  # the bi-encoder as it was
+
+
+def test_bi_targets_mean_order_keeps_the_cosines_and_takes_the_teachers_order(tmp_path):
+    rng = np.random.default_rng(3)
+    bi = rng.uniform(0.3, 0.9, 257).astype(np.float32)
+    cross = (bi + rng.normal(0.1, 0.2, 257)).astype(np.float32)  # another scale, skewed up; no ties
+    np.save(tmp_path / "labels_bi.npy", bi)
+    np.save(tmp_path / "labels_cross.npy", cross)
+    targets = training.bi_targets(tmp_path, "mean_order")
+    np.testing.assert_array_equal(np.sort(targets), np.sort(bi))  # the bi-encoder's own values, none drifted
+    teachers = np.argsort(np.argsort(cross)) + np.argsort(np.argsort(bi))  # rank sum (no ties here)
+    assert (np.diff(targets[np.argsort(teachers, kind="stable")]) >= 0).all()  # in the teachers' order
+    mean = training.bi_targets(tmp_path, "mean")
+    np.testing.assert_allclose(mean, (bi + cross) / 2)
+    assert abs(mean.mean() - bi.mean()) > 0.05 and abs(targets.mean() - bi.mean()) < 1e-6

@@ -30,8 +30,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                    help="rows per batch, on average; batches are length-sorted (default: 128 bi, 64 cross, 32 cross in int8)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bf16 on a GPU; on a CPU bf16 where it has AMX or AVX512-BF16, else int8 where it "
-                        "has VNNI, else fp32 (each measured to agree with fp32); fp32 is exact")
+                   help="auto: bf16 on a GPU; on a CPU bf16 where it has AMX, else int8 where it has VNNI, else "
+                        "bf16 where it has AVX512-BF16, else fp32 (each measured to agree with fp32); fp32 is exact")
 
 
 def build_parser() -> argparse.ArgumentParser:
