@@ -180,8 +180,7 @@ def peak_rss_mb() -> float:
 
 def probe(name: str) -> dict:
     """Peak memory one contender adds over its inputs (run in a fresh process)."""
-    kind, method = name.split(":")
-    inputs = topk_data() if kind == "topk" else pair_data()
+    inputs = topk_data() if name.startswith("topk:") else pair_data()
     base = peak_rss_mb()
     if name == "topk:faiss":
         topk_faiss(faiss_index(inputs[1]), inputs[0])  # IndexFlat keeps its own copy of the corpus
@@ -261,8 +260,6 @@ def training_batches(n: int, batch_size: int, steps: int, seed: int = 0) -> list
 
 def train_steps(encoder, step_loss, batches: list[np.ndarray], targets: np.ndarray) -> float:
     """Forward, backward, clip and AdamW step per batch; `step_loss(idx, targets)`. Returns seconds/step."""
-    import time
-
     model = encoder.model
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-9)  # near-zero lr: every contender sees the same weights
@@ -339,8 +336,6 @@ def prepared_fit(kind: str, model: Path, pairs: PairSet, steps: int, policy, dev
 
 def fit_steps_per_second(kind: str, model: Path, pairs: PairSet, steps: int, policy, device: str = "cpu") -> float:
     """Steps/s of prepared_fit's fit (loading and tokenizing not counted)."""
-    import time
-
     fit_call = prepared_fit(kind, model, pairs, steps, policy, device)
     sync()
     start = time.perf_counter()
@@ -380,7 +375,7 @@ def trained_cross_encoder(steps: int = 600) -> Path:
 
 
 # ---- what the GPU machine is sent: .device-data/ (git-ignored, carried; under 60 MiB) ----------------
-# pairs.tsv: ~19k pairs over ~26k sentences (the 8,567 unique STS-B pairs, the same lower-cased,
+# pairs.tsv: 19k pairs over ~30k sentences (the 8,567 unique STS-B pairs, the same lower-cased,
 # random re-pairings): the labeling workload; stsb_unlabeled.tsv: the 8,567 pairs, the training
 # workload; sts/: STS-B dev and test; tokenizer/: MiniLM's tokenizer and config; minilm/: the real
 # all-MiniLM-L6-v2 with fp16 weights (45 MB instead of 91). `--restore`, run there, writes
