@@ -105,6 +105,13 @@ class Bench:
         w.sync()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
 
+    def row(self, rows: list, op: str, impl: str, fn, work: float, peak: bool = False, note="", **timing) -> float:
+        """Times fn (time_ms), appends (op, impl, ms, work, peak MiB or None, note) to rows; returns ms.
+        work: bytes read (pair ops) or floating-point operations (top-k); note: text, or a function of ms."""
+        ms = self.time_ms(fn, **timing)
+        rows.append((op, impl, ms, work, self.peak_extra_mib(fn) if peak else None, note(ms) if callable(note) else note))
+        return ms
+
     def say(self, line: str):
         """A finding: printed now, and one of the results file's notes."""
         print(line, flush=True)
@@ -150,27 +157,20 @@ def bench_pair(b: Bench, sz: dict, rows: list):
           f"max |ours - F.cosine_similarity| {err_torch:.2e}, all finite {finite}, zero row -> {ours[0].item()}")
     del theirs
 
-    t_torch = b.time_ms(lambda: F.cosine_similarity(a, c, dim=1))
-    rows.append(("pair_cosine fp32", f"torch F.cosine_similarity", t_torch, in_bytes / t_torch / 1e6,
-                 b.peak_extra_mib(lambda: F.cosine_similarity(a, c, dim=1)), ""))
-    t_ours = b.time_ms(lambda: pc.pair_cosine(a, c))
-    rows.append(("pair_cosine fp32", "triton (launch table)", t_ours, in_bytes / t_ours / 1e6,
-                 b.peak_extra_mib(lambda: pc.pair_cosine(a, c)),
-                 f"{t_torch / t_ours:.1f}x torch" + (f"; target >= 3,200 GB/s: {'met' if in_bytes / t_ours / 1e6 >= 3200 else 'MISSED'}"
-                                                     if b.cuda else "")))
-    t_again = b.time_ms(lambda: pc.pair_cosine(a, c))
-    rows.append(("pair_cosine fp32", "triton (launch table), timed again", t_again, in_bytes / t_again / 1e6, None,
-                 "run-to-run spread"))
+    op = "pair_cosine fp32"
+    t_torch = b.row(rows, op, "torch F.cosine_similarity", lambda: F.cosine_similarity(a, c, dim=1), in_bytes, peak=True)
+    target = lambda ms: f"; target >= 3,200 GB/s: {'met' if in_bytes / ms / 1e6 >= 3200 else 'MISSED'}" if b.cuda else ""  # noqa: E731
+    b.row(rows, op, "triton (launch table)", lambda: pc.pair_cosine(a, c), in_bytes, peak=True,
+          note=lambda ms: f"{t_torch / ms:.1f}x torch{target(ms)}")
+    b.row(rows, op, "triton (launch table), timed again", lambda: pc.pair_cosine(a, c), in_bytes, note="run-to-run spread")
     for cfg in PAIR_SWEEP:
-        t = b.time_ms(lambda: pc.pair_cosine(a, c, **cfg))
-        rows.append(("pair_cosine fp32", f"triton {cfg}", t, in_bytes / t / 1e6, None, "sweep"))
+        b.row(rows, op, f"triton {cfg}", lambda: pc.pair_cosine(a, c, **cfg), in_bytes, note="sweep")
 
     for dtype in (torch.float16, torch.bfloat16):
         a16, c16 = a.to(dtype), c.to(dtype)
-        t = b.time_ms(lambda: pc.pair_cosine(a16, c16))
-        rows.append((f"pair_cosine {str(dtype)[6:]}", "triton (launch table)", t, in_bytes / 2 / t / 1e6, None, ""))
-        t_t = b.time_ms(lambda: F.cosine_similarity(a16, c16, dim=1))
-        rows.append((f"pair_cosine {str(dtype)[6:]}", "torch F.cosine_similarity", t_t, in_bytes / 2 / t_t / 1e6, None, ""))
+        b.row(rows, f"pair_cosine {str(dtype)[6:]}", "triton (launch table)", lambda: pc.pair_cosine(a16, c16), in_bytes / 2)
+        b.row(rows, f"pair_cosine {str(dtype)[6:]}", "torch F.cosine_similarity",
+              lambda: F.cosine_similarity(a16, c16, dim=1), in_bytes / 2)
         del a16, c16
     del a, c
     if b.cuda:
@@ -186,17 +186,13 @@ def bench_pair(b: Bench, sz: dict, rows: list):
     err = (got[sample].cpu() - ref).abs().max().item()
     b.say(f"pair_cosine_indexed fp32 {n:,} pairs over {sz['table_rows']:,} rows: max |ours - float64| "
           f"({sample.numel():,} sampled pairs) {err:.2e}")
-    gathered = in_bytes + n * 2 * 4
-    t_idx = b.time_ms(lambda: pc.pair_cosine_indexed(table, idx, check_bounds=False))
-    rows.append(("pair_cosine_indexed fp32", "triton, gather fused (no bounds check)", t_idx, gathered / t_idx / 1e6,
-                 b.peak_extra_mib(lambda: pc.pair_cosine_indexed(table, idx, check_bounds=False)), ""))
-    t_chk = b.time_ms(lambda: pc.pair_cosine_indexed(table, idx))
-    rows.append(("pair_cosine_indexed fp32", "triton, with bounds check", t_chk, gathered / t_chk / 1e6, None, ""))
+    op, gathered = "pair_cosine_indexed fp32", in_bytes + n * 2 * 4
+    t_idx = b.row(rows, op, "triton, gather fused (no bounds check)",
+                  lambda: pc.pair_cosine_indexed(table, idx, check_bounds=False), gathered, peak=True)
+    b.row(rows, op, "triton, with bounds check", lambda: pc.pair_cosine_indexed(table, idx), gathered)
     i0, i1 = idx[:, 0].long(), idx[:, 1].long()
-    t_tg = b.time_ms(lambda: F.cosine_similarity(table[i0], table[i1], dim=1))
-    rows.append(("pair_cosine_indexed fp32", "torch gather + F.cosine_similarity", t_tg, gathered / t_tg / 1e6,
-                 b.peak_extra_mib(lambda: F.cosine_similarity(table[i0], table[i1], dim=1)),
-                 f"fused is {t_tg / t_idx:.1f}x torch"))
+    b.row(rows, op, "torch gather + F.cosine_similarity", lambda: F.cosine_similarity(table[i0], table[i1], dim=1),
+          gathered, peak=True, note=lambda ms: f"fused is {ms / t_idx:.1f}x torch")
     del table, idx, i0, i1
     if b.cuda:
         torch.cuda.empty_cache()
@@ -265,40 +261,35 @@ def bench_topk(b: Bench, sz: dict, rows: list, sweep: list):
         ids_of[name] = i
         b.say(f"{what} {name}: vs float64 on {sample.numel()} queries: {bad} id mismatches at {checked} "
               f"non-tied ranks, max score error {err:.1e}")
-        t = b.time_ms(lambda: ct.cosine_topk(q, c, k))
-        ms_of[name] = t
-        rows.append((f"{what} {name}", "triton (launch table)", t, flops / t / 1e9,
-                     b.peak_extra_mib(lambda: ct.cosine_topk(q, c, k)),
-                     f"exact: {bad} bad / {checked}" + (f"; target <= 45 ms: {'met' if t <= 45 else 'MISSED'}" if b.cuda else "")))
+        target = lambda ms: f"; target <= 45 ms: {'met' if ms <= 45 else 'MISSED'}" if b.cuda else ""  # noqa: E731
+        ms_of[name] = b.row(rows, f"{what} {name}", "triton (launch table)", lambda: ct.cosine_topk(q, c, k), flops,
+                            peak=True, note=lambda ms: f"exact: {bad} bad / {checked}{target(ms)}")
         if dtype == torch.float16:
-            t_again = b.time_ms(lambda: ct.cosine_topk(q, c, k))
-            rows.append((f"{what} {name}", "triton (launch table), timed again", t_again, flops / t_again / 1e9, None,
-                         "run-to-run spread"))
+            b.row(rows, f"{what} {name}", "triton (launch table), timed again", lambda: ct.cosine_topk(q, c, k), flops,
+                  note="run-to-run spread")
             for entry in sweep:
                 cfg = {key: v for key, v in entry.items() if key != "splits"}
                 run = lambda: ct.cosine_topk(q, c, k, config=cfg, splits=entry.get("splits"))  # noqa: E731
-                t = b.time_ms(run, reps=max(2, b.reps // 2))
                 s2, i2 = run()
                 bad2, _, _ = exact_check(s2, i2, q, c, sample)
                 same, _ = agreement(i2, i)
-                rows.append((f"{what} {name}", f"triton {entry}", t, flops / t / 1e9, None,
-                             f"sweep; exact: {bad2} bad; same ids as launch table {same:.4f}"))
+                b.row(rows, f"{what} {name}", f"triton {entry}", run, flops, reps=max(2, b.reps // 2),
+                      note=f"sweep; exact: {bad2} bad; same ids as launch table {same:.4f}")
         del q, c
     # fp32: exact fp32 dot ("ieee") and the tf32x3 option.
     for prec in ("ieee", "tf32x3"):
         s, i = ct.cosine_topk(queries32, corpus32, k, fp32_precision=prec)
         bad, checked, err = exact_check(s, i, queries32, corpus32, sample, tol=5e-5 if prec == "tf32x3" else 2e-5)
-        t = b.time_ms(lambda: ct.cosine_topk(queries32, corpus32, k, fp32_precision=prec), reps=3, warmup=1)
-        rows.append((f"{what} float32", f"triton fp32_precision={prec}", t, flops / t / 1e9, None,
-                     f"exact: {bad} bad / {checked}, max err {err:.1e}"))
+        b.row(rows, f"{what} float32", f"triton fp32_precision={prec}",
+              lambda: ct.cosine_topk(queries32, corpus32, k, fp32_precision=prec), flops, reps=3, warmup=1,
+              note=f"exact: {bad} bad / {checked}, max err {err:.1e}")
 
     # Baselines.
     qn = F.normalize(queries32, dim=1).half()
     cn = F.normalize(corpus32, dim=1).half()
     ts, ti = torch_chunked_topk(qn, cn, k, sz["chunk"])
-    t = b.time_ms(lambda: torch_chunked_topk(qn, cn, k, sz["chunk"]), reps=max(2, b.reps // 2))
-    rows.append((f"{what} float16", f"torch mm + topk, {sz['chunk']}-query chunks (pre-normalised)", t, flops / t / 1e9,
-                 b.peak_extra_mib(lambda: torch_chunked_topk(qn, cn, k, sz["chunk"])), ""))
+    t = b.row(rows, f"{what} float16", f"torch mm + topk, {sz['chunk']}-query chunks (pre-normalised)",
+              lambda: torch_chunked_topk(qn, cn, k, sz["chunk"]), flops, peak=True, reps=max(2, b.reps // 2))
     for name in ("float16", "bfloat16"):
         b.say(f"triton {name} is {t / ms_of[name]:.1f}x faster than torch chunked fp16")
         same, overlap = agreement(ids_of[name], ti)
@@ -312,7 +303,7 @@ def bench_topk(b: Bench, sz: dict, rows: list, sweep: list):
         holder = {}
         t = b.time_ms(lambda: holder.__setitem__("ids", st_topk(queries32, corpus32, k)), reps=1, warmup=0)
         peak = b.peak_extra_mib(lambda: st_topk(queries32[: sz["queries"] // 4], corpus32, k))
-        rows.append((f"{what} float32", "sentence_transformers.util.semantic_search", t, flops / t / 1e9, peak,
+        rows.append((f"{what} float32", "sentence_transformers.util.semantic_search", t, flops, peak,
                      "one timed run; peak from a quarter of the queries"))
         for name in ("float16", "bfloat16"):
             b.say(f"triton {name} is {t / ms_of[name]:.1f}x faster than semantic_search fp32")
@@ -326,8 +317,8 @@ def bench_topk(b: Bench, sz: dict, rows: list, sweep: list):
 
 def kernel_rows(rows: list) -> list[list]:
     out = []
-    for op, impl, ms, rate, peak, note in rows:
-        rate = f"{rate:,.1f} TFLOP/s" if "topk" in op else f"{rate:,.0f} GB/s"
+    for op, impl, ms, work, peak, note in rows:
+        rate = f"{work / ms / 1e9:,.1f} TFLOP/s" if "topk" in op else f"{work / ms / 1e6:,.0f} GB/s"
         out.append([op, impl, f"{ms:.2f}", rate, fmt(peak, 0), note])
     return out
 
