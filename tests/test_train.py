@@ -295,3 +295,33 @@ def test_bi_targets_mean_order_keeps_the_cosines_and_takes_the_teachers_order(tm
     mean = training.bi_targets(tmp_path, "mean")
     np.testing.assert_allclose(mean, (bi + cross) / 2)
     assert abs(mean.mean() - bi.mean()) > 0.05 and abs(targets.mean() - bi.mean()) < 1e-6
+
+
+@pytest.mark.parametrize("kind", ["cross", "mean"])
+def test_the_bi_encoders_teacher_is_scored_on_the_dev_pairs(tmp_path, tiny_bert, pairs_64, monkeypatch, capsys, kind):
+    """Its figure: the recipe's targets made from the dev pairs' scores by the cycle's labeling models."""
+    from transenc.evaluate import spearman100
+    from transenc.labeling import bi_scores, cross_scores
+    from transenc.models import BiEncoder, CrossEncoder
+    from transenc.readers import read_pairs
+
+    monkeypatch.setitem(training.RECIPES, "tiny", replace(TINY, bi_targets=kind))
+    pairs, dev = pairs_64
+    out = tmp_path / "run"
+    args = args_for(out, pairs, [tiny_bert], dev=dev, cycles=1)
+    args.precision = "fp32"
+    training.train_command(args)
+    stages = json.loads((out / "metrics.json").read_text())["cycles"][0]["stages"]
+    teacher = stages["bi_train"]["teacher_dev"]["models"][0]
+    dev_pairs, _ = read_pairs(dev)
+    bi = bi_scores(BiEncoder.load(tiny_bert, "cpu", None, TINY.bi_max_length), dev_pairs, precision="fp32",
+                   show_progress=False)
+    cross = cross_scores(CrossEncoder.load(out / "cycle1" / "cross-0", "cpu"), dev_pairs, precision="fp32",
+                         show_progress=False)
+    assert spearman100(cross, dev_pairs.labels) != pytest.approx(spearman100(bi, dev_pairs.labels), abs=0.1)
+    if kind == "cross":  # the cross-encoder's own dev figure, as the cycle's evaluation has it
+        assert teacher == pytest.approx(stages["cross_label"]["dev"]["models"][0], abs=1e-6)
+    expected = spearman100(cross if kind == "cross" else (bi + cross) / 2, dev_pairs.labels)
+    assert teacher == pytest.approx(expected, abs=1e-6)
+    assert f"(taught by {expected:.2f})" in capsys.readouterr().err
+    assert "teacher of the bi-encoder (its targets)" in (out / "report.html").read_text()

@@ -113,6 +113,9 @@ def table(metrics: dict) -> tuple[list[str], list[list[str]]]:
     cycles = metrics.get("cycles", [])
     for c in cycles:
         for stage, what in EVAL_STAGES:
+            teacher = c["stages"].get(stage, {}).get("teacher_dev")
+            if teacher:  # one figure for all K models: what their bi-encoders were taught, on the dev pairs
+                rows.append(row(f"cycle {c['cycle']} teacher of the bi-encoder (its targets)", teacher, None, 0))
             if stage in c["stages"]:
                 rows += cells(f"cycle {c['cycle']} {what}", c["stages"][stage].get("dev"), c["stages"][stage].get("test"))
     for name, cycle in metrics.get("best_cycle", {}).items():

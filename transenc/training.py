@@ -167,11 +167,10 @@ def cross_targets(labels: np.ndarray, kind: str) -> np.ndarray:
     raise ValueError(f"unknown cross-encoder target kind '{kind}'")
 
 
-def bi_targets(folder: Path, kind: str) -> np.ndarray:
-    cross = np.load(folder / "labels_cross.npy")
+def combine_targets(cross: np.ndarray, bi: np.ndarray, kind: str) -> np.ndarray:
+    """The bi-encoder's targets from the cross-encoder's and the bi-encoder's labels (Recipe.bi_targets)."""
     if kind == "cross":
         return cross
-    bi = np.load(folder / "labels_bi.npy")
     if kind == "mean":
         return (cross + bi) / 2
     if kind == "mean_order":
@@ -182,6 +181,10 @@ def bi_targets(folder: Path, kind: str) -> np.ndarray:
         targets[order] = np.sort(bi)  # the pair ranked j-th by the teachers gets the j-th smallest cosine
         return targets
     raise ValueError(f"unknown bi-encoder target kind '{kind}'")
+
+
+def bi_targets(folder: Path, kind: str) -> np.ndarray:
+    return combine_targets(np.load(folder / "labels_cross.npy"), np.load(folder / "labels_bi.npy"), kind)
 
 
 def _digest(pairs: PairSet) -> str:
@@ -491,7 +494,25 @@ class Trainer:
         encoders = [BiEncoder.load(folder / f"bi-{k}", self.device) for k in range(len(self.models))]
         info["dev"] = self.evaluate(encoders, self.dev)
         info["test"] = self.evaluate(encoders, self.test)
+        info["teacher_dev"] = self.teacher_dev(cycle, folder)
         return info
+
+    def teacher_dev(self, cycle: int, folder: Path) -> dict | None:
+        """What the bi-encoders were taught, scored on the dev sets: their targets (Recipe.bi_targets)
+        made from the dev pairs' scores by the models that labeled the training pairs. A student seldom
+        ends above its teacher: a teacher below the start model says the cycle cannot gain."""
+        if not self.dev:
+            return None
+        labelers = {"bi": self.bi_encoders_for_labeling(cycle),
+                    "cross": [CrossEncoder.load(folder / f"cross-{k}", self.device) for k in range(len(self.models))]}
+        teachers = [BiEncoder.load(t, self.device) for t in self.teachers]
+        per_set = {}
+        for name, (pairs, metric) in self.dev.items():
+            fixed = [self.score(t, pairs) for t in teachers]  # in both label means, as in label_mean
+            bi, cross = (np.mean([self.score(e, pairs) for e in labelers[kind]] + fixed, 0) for kind in ("bi", "cross"))
+            targets = combine_targets(cross, bi, self.recipe.bi_targets)
+            per_set[name] = {"metric": metric, "models": [score100(metric, targets, pairs.labels)]}
+        return {"models": [float(np.mean([r["models"][0] for r in per_set.values()]))], "sets": per_set}
 
     def bi_fit_config(self) -> FitConfig:
         if self.teachers and self.recipe.bi_with_teacher is not None:
@@ -574,9 +595,11 @@ class Trainer:
                           for s in ("bi_label", "cross_label") if s in stages)
         split = " ".join(f"{s}={stages[s]['seconds']:.0f}s" for s in STAGES if s in stages)
         names = ", ".join(f"{n} {m}" for n, (_, m) in self.dev.items()) or "none"
+        teacher = stages.get("bi_train", {}).get("teacher_dev")
+        taught = f" (taught by {dev(teacher)})" if teacher else ""
         print(f"cycle {cycle}: dev ({names}{', mean' if len(self.dev) > 1 else ''}): start "
               f"{dev(self.run.state['metrics']['start']['dev'])} -> this cycle cross "
-              f"{dev(stages.get('cross_label', {}).get('dev'))}, bi {dev(stages.get('bi_train', {}).get('dev'))} "
+              f"{dev(stages.get('cross_label', {}).get('dev'))}, bi {dev(stages.get('bi_train', {}).get('dev'))}{taught} "
               f"| {labels} | {split} | {seconds:.0f}s", file=sys.stderr)
 
     def export_best(self) -> None:
