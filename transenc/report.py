@@ -177,20 +177,21 @@ def _steps_axis(ax, steps: int) -> None:
 
 
 def _fits(metrics: dict):
-    """(axis row, axis column, title, [fit info per model]) for every training stage that ran."""
+    """(axis row, axis column, title, [fit info per model], the stage's metrics) for every training stage that ran."""
     for row, c in enumerate(metrics.get("cycles", [])):
         for col, (stage, what) in enumerate(FIT_STAGES):
             models = c["stages"].get(stage, {}).get("models")
             if models:
-                yield row, col, f"cycle {c['cycle']}: {what}", models
+                yield row, col, f"cycle {c['cycle']}: {what}", models, c["stages"][stage]
 
 
 def dev_figure(plt, metrics: dict):
-    fig, axes = _grid(plt, metrics, "dev score at every check (star: the kept checkpoint; dotted: the start model)")
+    fig, axes = _grid(plt, metrics, "dev score at every check (star: the kept checkpoint; dotted: the start model; "
+                                    "dashed: the bi-encoder's teacher)")
     start = metrics.get("start", {}).get("dev")
     for ax in axes.flat:
         ax.set_axis_off()
-    for row, col, title, models in _fits(metrics):
+    for row, col, title, models, stage in _fits(metrics):
         ax = axes[row][col]
         ax.set_axis_on()
         ax.set_title(title, fontsize=10)
@@ -209,6 +210,8 @@ def dev_figure(plt, metrics: dict):
                     alpha=0.8, zorder=3)
             if start:
                 ax.axhline(start["models"][k], ls=":", color="gray", label=f"{who}start model")
+        if stage.get("teacher_dev"):  # what the bi-encoders learn, scored on the same dev pairs
+            ax.axhline(stage["teacher_dev"]["models"][0], ls="--", color="purple", label="its teacher")
         _steps_axis(ax, max(fit["steps"] for fit in models))
         ax.set_ylabel("dev score")
         ax.legend(fontsize=7)
@@ -220,7 +223,7 @@ def loss_figure(plt, metrics: dict):
     fig, axes = _grid(plt, metrics, "training loss (mean over windows of steps)")
     for ax in axes.flat:
         ax.set_axis_off()
-    for row, col, title, models in _fits(metrics):
+    for row, col, title, models, _ in _fits(metrics):
         ax = axes[row][col]
         ax.set_axis_on()
         ax.set_title(title + (" (BCE)" if col == 0 else " (cosine MSE)"), fontsize=10)

@@ -499,8 +499,8 @@ class Trainer:
 
     def teacher_dev(self, cycle: int, folder: Path) -> dict | None:
         """What the bi-encoders were taught, scored on the dev sets: their targets (Recipe.bi_targets)
-        made from the dev pairs' scores by the models that labeled the training pairs. A student seldom
-        ends above its teacher: a teacher below the start model says the cycle cannot gain."""
+        made from the dev pairs' scores by the models that labeled the training pairs. A teacher below
+        the start model leaves a long fit nothing to learn (MRPC: bench/results/mrpc-cpu.md)."""
         if not self.dev:
             return None
         labelers = {"bi": self.bi_encoders_for_labeling(cycle),
