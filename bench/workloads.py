@@ -225,12 +225,15 @@ def mpnet_path() -> Path | None:
 def sts_unique_pairs() -> PairSet:
     """The 8,567 unique (sentence1, sentence2) pairs of STS-B train+dev+test, labels dropped; on the
     GPU machine (no STS-B there) the same pairs as prepare_device_data wrote them."""
-    if not (REPO.parent / "shared").is_dir() and "TRANSENC_STS_DIR" not in os.environ \
-            and (DEVICE_DATA / "stsb_unlabeled.tsv").is_file():
+    try:
+        folder = sts_dir()
+    except FileNotFoundError:
+        if not (DEVICE_DATA / "stsb_unlabeled.tsv").is_file():
+            raise
         return read_pairs(DEVICE_DATA / "stsb_unlabeled.tsv")[0]
     builder, seen = PairSetBuilder(), set()
     for split in ("train", "dev", "test"):
-        ps, _ = read_pairs(sts_dir() / f"sts-{split}.csv")
+        ps, _ = read_pairs(folder / f"sts-{split}.csv")
         for i in range(len(ps)):
             pair = ps.pair_texts(i)
             if pair not in seen:
