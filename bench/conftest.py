@@ -1,7 +1,15 @@
-"""Fixtures shared by the benchmarks."""
+"""Fixtures and options shared by the benchmarks."""
 import pytest
 
 import workloads as w
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("transenc bench")
+    group.addoption("--bench-device", default="cpu", help="device of the device-aware benchmarks (cpu, cuda)")
+    group.addoption("--label-pairs", help="test_bench_label breakdown: pairs file (default: STS-B test)")
+    group.addoption("--label-model", help="test_bench_label breakdown: model folder (default: all-MiniLM-L6-v2)")
+    group.addoption("--label-runs", type=int, default=2, help="test_bench_label breakdown: runs of each process")
 
 
 @pytest.fixture(scope="session")

@@ -198,23 +198,6 @@ def bench_pair(b: Bench, sz: dict, rows: list):
         torch.cuda.empty_cache()
 
 
-def torch_chunked_topk(qn: torch.Tensor, cn: torch.Tensor, k: int, chunk: int):
-    """The plain-torch way: (pre-normalised) query chunks times the corpus, then topk."""
-    scores, ids = [], []
-    for i in range(0, qn.shape[0], chunk):
-        s, j = torch.topk(qn[i:i + chunk] @ cn.T, k, dim=1)
-        scores.append(s)
-        ids.append(j)
-    return torch.cat(scores).float(), torch.cat(ids)
-
-
-def st_topk(q32: torch.Tensor, c32: torch.Tensor, k: int):
-    from sentence_transformers import util
-
-    hits = util.semantic_search(q32, c32, top_k=k)
-    return torch.tensor([[h["corpus_id"] for h in row] for row in hits], dtype=torch.int64)
-
-
 def exact_check(scores, ids, queries, corpus, sample, tol=2e-5):
     """Against float64 on `sample` queries: (mismatched ids at non-tied ranks, ranks checked, max score error)."""
     q = queries[sample].double()
@@ -287,9 +270,9 @@ def bench_topk(b: Bench, sz: dict, rows: list, sweep: list):
     # Baselines.
     qn = F.normalize(queries32, dim=1).half()
     cn = F.normalize(corpus32, dim=1).half()
-    ts, ti = torch_chunked_topk(qn, cn, k, sz["chunk"])
+    ts, ti = w.topk_torch(qn, cn, k, sz["chunk"])
     t = b.row(rows, f"{what} float16", f"torch mm + topk, {sz['chunk']}-query chunks (pre-normalised)",
-              lambda: torch_chunked_topk(qn, cn, k, sz["chunk"]), flops, peak=True, reps=max(2, b.reps // 2))
+              lambda: w.topk_torch(qn, cn, k, sz["chunk"]), flops, peak=True, reps=max(2, b.reps // 2))
     for name in ("float16", "bfloat16"):
         b.say(f"triton {name} is {t / ms_of[name]:.1f}x faster than torch chunked fp16")
         same, overlap = agreement(ids_of[name], ti)
@@ -299,10 +282,10 @@ def bench_topk(b: Bench, sz: dict, rows: list, sweep: list):
     if b.cuda:
         torch.cuda.empty_cache()
     try:
-        st_topk(queries32[: sz["st_warm"]], corpus32, k)  # warm-up
+        w.topk_semantic_search(queries32[: sz["st_warm"]], corpus32, k)  # warm-up
         holder = {}
-        t = b.time_ms(lambda: holder.__setitem__("ids", st_topk(queries32, corpus32, k)), reps=1, warmup=0)
-        peak = b.peak_extra_mib(lambda: st_topk(queries32[: sz["queries"] // 4], corpus32, k))
+        t = b.time_ms(lambda: holder.__setitem__("ids", w.topk_semantic_search(queries32, corpus32, k)), reps=1, warmup=0)
+        peak = b.peak_extra_mib(lambda: w.topk_semantic_search(queries32[: sz["queries"] // 4], corpus32, k))
         rows.append((f"{what} float32", "sentence_transformers.util.semantic_search", t, flops, peak,
                      "one timed run; peak from a quarter of the queries"))
         for name in ("float16", "bfloat16"):

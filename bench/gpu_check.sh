@@ -27,7 +27,9 @@ FINAL="${OUT:-bench/results}"
 rm -rf "$WORK"; mkdir -p "$WORK" "$FINAL"
 PY="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TRANSENC_BENCH_RESULTS="$WORK"
+# pytest-benchmark is not installed there: .device-data/site brings it (workloads.py device-data)
+"$PY" -c "import pytest_benchmark" 2>/dev/null || PYTHONPATH="$PYTHONPATH:$PWD/.device-data/site"
 STAGES=" ${*:-env build train steps models bench tests dist} "
 status=0
 MODEL=.device-data/minilm-fp32
@@ -108,8 +110,9 @@ if want train && stage train 320 && has_data && restore; then
     timed "label-$mode" 60 "$PY" -m transenc label --pairs "$LABEL_PAIRS" --mode "$mode" --model "$model" \
       --device "$DEVICE" --out "$WORK/label-$mode.tsv"
   done
-  [ "$DEVICE" = cuda ] && run label-breakdown 90 "$PY" bench/label_breakdown.py --pairs "$LABEL_PAIRS" --runs 1 \
-    --model "$MODEL" --device cuda && cat "$WORK/label-breakdown.log"
+  run label-breakdown 90 "$PY" -m pytest bench/test_bench_label.py -k breakdown --benchmark-only -q -s \
+    -p no:cacheprovider --label-pairs "$LABEL_PAIRS" --label-runs 1 --label-model "$MODEL" --bench-device "$DEVICE" \
+    && grep '^|' "$WORK"/label-breakdown-*.md
 fi
 
 if want steps && [ "$DEVICE" = cuda ] && stage steps 120 && has_data && restore; then
@@ -147,7 +150,7 @@ mkdir -p "$WORK/results"; RESULTS="$WORK/results/gpu-check-$CARD.md"
   echo "# bench/gpu_check.sh on $CARD, $(date -u +'%F %H:%M') UTC"; echo
   echo '```'; cat "$WORK/env.txt" 2>/dev/null; echo '```'
   for part in "processes.md:Whole processes (a default-recipe cycle on 8,567 STS-B pairs; transenc label on $LABEL_PAIRS)" \
-              "train-summary.txt:The cycle's own metrics.json" "label-breakdown.log:transenc label, where the time goes" \
+              "train-summary.txt:The cycle's own metrics.json" "label-breakdown-*.md:" \
               "steps.log:Training steps (bench/test_bench_training.py -k cuda)" "gpu-models-*.md:" "gpu-kernels-*.md:" \
               "pytest-kernels.log:Kernel tests on CUDA (last lines)" "torchrun-summary.txt:The cycle under torchrun --nproc-per-node 1"; do
     file=${part%%:*}; title=${part#*:}

@@ -6,7 +6,8 @@ import os
 import re
 from pathlib import Path
 
-RESULTS = Path(__file__).parent / "results"
+# TRANSENC_BENCH_RESULTS: another folder (bench/gpu_check.sh collects its files in one)
+RESULTS = Path(os.environ.get("TRANSENC_BENCH_RESULTS", Path(__file__).parent / "results"))
 # CPU features that decide which arithmetic is fast: int8 dot products, bf16, matrix units
 FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 

@@ -60,38 +60,20 @@ def bi_pair_scores(embeddings, pairs) -> np.ndarray:
 
 # ---- sentence-transformers -----------------------------------------------------------------
 
-def st_cross(folder: Path, backend: str):
-    from sentence_transformers import CrossEncoder, export_dynamic_quantized_onnx_model
+def st_model(kind: str, folder: Path, backend: str):
+    """sentence-transformers' CrossEncoder (kind "cross") or SentenceTransformer on a ST_PATHS backend
+    (int8: its dynamically quantized ONNX export, avx512_vnni config, written into `folder`)."""
+    import sentence_transformers as st
 
+    cls = st.CrossEncoder if kind == "cross" else st.SentenceTransformer
     if backend != "int8":
-        return CrossEncoder(str(folder), device="cpu", backend=backend)
-    export_dynamic_quantized_onnx_model(CrossEncoder(str(folder), device="cpu", backend="onnx"), "avx512_vnni", str(folder))
-    return CrossEncoder(str(folder), device="cpu", backend="onnx",
-                        model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"})
-
-
-def st_bi(folder: Path, backend: str):
-    from sentence_transformers import SentenceTransformer, export_dynamic_quantized_onnx_model
-
-    if backend != "int8":
-        return SentenceTransformer(str(folder), device="cpu", backend=backend)
-    export_dynamic_quantized_onnx_model(SentenceTransformer(str(folder), device="cpu", backend="onnx"), "avx512_vnni",
-                                        str(folder))
-    return SentenceTransformer(str(folder), device="cpu", backend="onnx",
-                               model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"})
+        return cls(str(folder), device="cpu", backend=backend)
+    st.export_dynamic_quantized_onnx_model(cls(str(folder), device="cpu", backend="onnx"), "avx512_vnni", str(folder))
+    return cls(str(folder), device="cpu", backend="onnx", model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"})
 
 
 ST_PATHS = {"torch": "sentence-transformers torch fp32", "onnx": "sentence-transformers ONNX Runtime fp32",
             "int8": "sentence-transformers ONNX Runtime int8 (avx512_vnni config)"}
-
-
-@pytest.mark.parametrize("backend", list(ST_PATHS))
-def test_st_cross(benchmark, data, backend):
-    pytest.importorskip("onnxruntime") if backend != "torch" else None
-    model = st_cross(data["models"]["cross"], backend)
-    texts = [data["pairs"].pair_texts(i) for i in range(len(data["pairs"]))]
-    model.predict(texts[:64], batch_size=32, show_progress_bar=False)  # warm-up
-    record(benchmark, "cross", ST_PATHS[backend], lambda: model.predict(texts, batch_size=32, show_progress_bar=False))
 
 
 def model_for(data, kind: str) -> Path:
@@ -100,14 +82,18 @@ def model_for(data, kind: str) -> Path:
     return data["models"][kind]
 
 
-@pytest.mark.parametrize("kind, backend", [("bi", b) for b in ST_PATHS] + [("bi-base", "torch")])
-def test_st_bi(benchmark, data, kind, backend):
+@pytest.mark.parametrize("kind, backend", [(k, b) for k in ("cross", "bi") for b in ST_PATHS] + [("bi-base", "torch")])
+def test_st(benchmark, data, kind, backend):
     pytest.importorskip("onnxruntime") if backend != "torch" else None
-    model = st_bi(model_for(data, kind), backend)
-    pairs = data["pairs"]
-    model.encode(pairs.sentences[:64], batch_size=32, show_progress_bar=False)
-    record(benchmark, kind, ST_PATHS[backend], lambda: bi_pair_scores(
-        model.encode(pairs.sentences, batch_size=32, show_progress_bar=False), pairs))
+    model, pairs = st_model(kind, model_for(data, kind), backend), data["pairs"]
+    if kind == "cross":
+        texts = [pairs.pair_texts(i) for i in range(len(pairs))]
+        model.predict(texts[:64], batch_size=32, show_progress_bar=False)  # warm-up
+        run = lambda: model.predict(texts, batch_size=32, show_progress_bar=False)  # noqa: E731
+    else:
+        model.encode(pairs.sentences[:64], batch_size=32, show_progress_bar=False)
+        run = lambda: bi_pair_scores(model.encode(pairs.sentences, batch_size=32, show_progress_bar=False), pairs)  # noqa: E731
+    record(benchmark, kind, ST_PATHS[backend], run)
 
 
 # ---- transenc ------------------------------------------------------------------------------

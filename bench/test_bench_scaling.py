@@ -29,7 +29,7 @@ rates = {}
 def launch(nproc, out):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE))
     return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-                             str(HERE / "dist_scaling_worker.py"), str(STEPS), str(LABEL_PAIRS), str(out)],
+                             str(HERE / "dist_worker.py"), "rates", str(STEPS), str(LABEL_PAIRS), str(out)],
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -86,20 +87,19 @@ def topk_faiss(index, queries: torch.Tensor, k: int = K) -> np.ndarray:
     return index.search(queries.numpy(), k)[1]
 
 
-def topk_semantic_search(queries: torch.Tensor, corpus: torch.Tensor, k: int = K):
+def topk_semantic_search(queries: torch.Tensor, corpus: torch.Tensor, k: int = K) -> torch.Tensor:
+    """sentence_transformers.util.semantic_search, its hits as ids [Q, k] (int64)."""
     from sentence_transformers import util
 
-    return util.semantic_search(queries, corpus, top_k=k)
+    hits = util.semantic_search(queries, corpus, top_k=k)
+    return torch.tensor([[h["corpus_id"] for h in row] for row in hits], dtype=torch.int64)
 
 
-def semantic_search_ids(hits) -> np.ndarray:
-    return np.array([[h["corpus_id"] for h in row] for row in hits], dtype=np.int64)
-
-
-def topk_torch(queries: torch.Tensor, corpus: torch.Tensor, k: int = K, chunk: int = 4096) -> np.ndarray:
-    """torch topk(q @ c.T) in 4,096-query chunks, as in the DESIGN anchors."""
-    out = [torch.topk(queries[i : i + chunk] @ corpus.T, k, dim=1).indices for i in range(0, len(queries), chunk)]
-    return torch.cat(out).numpy()
+def topk_torch(queries: torch.Tensor, corpus: torch.Tensor, k: int = K, chunk: int = 4096):
+    """The plain-torch way, as in the DESIGN anchors: topk(q @ c.T) in 4,096-query chunks (rows
+    normalised beforehand). Returns (scores as fp32, ids)."""
+    parts = [torch.topk(queries[i:i + chunk] @ corpus.T, k, dim=1) for i in range(0, len(queries), chunk)]
+    return torch.cat([p.values for p in parts]).float(), torch.cat([p.indices for p in parts])
 
 
 def topk_ours(queries: torch.Tensor, corpus: torch.Tensor, k: int = K) -> np.ndarray:
@@ -382,7 +382,8 @@ def trained_cross_encoder(steps: int = 600) -> Path:
 # random re-pairings): the labeling workload; stsb_unlabeled.tsv: the 8,567 pairs, the training
 # workload; sts/: STS-B dev and test; tokenizer/: MiniLM's tokenizer and config; minilm/: the real
 # all-MiniLM-L6-v2 with fp16 weights (45 MB instead of 91). `--restore`, run there, writes
-# minilm-fp32/ with fp32 weights: the original's speed, its values up to fp16 rounding (~5e-4).
+# minilm-fp32/ with fp32 weights: the original's speed, its values up to fp16 rounding (~5e-4);
+# site/: pytest-benchmark and its one dependency (pure Python, not installed there; the benchmarks need it).
 
 DEVICE_DATA = REPO / ".device-data"
 MINILM_FILES = ("config.json", "config_sentence_transformers.json", "modules.json", "sentence_bert_config.json",
@@ -400,6 +401,19 @@ def _convert_weights(source: Path, target: Path, dtype) -> None:
 
     save_file({k: v.to(dtype).contiguous() for k, v in load_file(str(source)).items()}, str(target),
               metadata={"format": "pt"})
+
+
+def copy_distribution(name: str, site: Path) -> None:
+    """An installed pure-Python distribution's files, dist-info included (pytest finds plugins by
+    their entry points), into `site`; its command-line scripts (outside site-packages) left out."""
+    from importlib import metadata
+
+    dist = metadata.distribution(name)
+    for file in dist.files:
+        source = Path(dist.locate_file(file))
+        if ".." not in file.parts and source.suffix != ".pyc" and source.is_file():
+            (site / file).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, site / file)
 
 
 def prepare_device_data() -> None:
@@ -426,6 +440,11 @@ def prepare_device_data() -> None:
     for name in MINILM_FILES:
         shutil.copy(model / name, minilm / name)
     _convert_weights(model / "model.safetensors", minilm / "model.safetensors", torch.float16)
+    from importlib import metadata
+
+    needs = [re.split(r"[ <>=!~;\[]", r)[0] for r in metadata.requires("pytest-benchmark") if "extra ==" not in r]
+    for name in ["pytest-benchmark"] + [n for n in needs if n != "pytest"]:
+        copy_distribution(name, out / "site")
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"{len(rows)} pairs over {len(sentences)} sentences, {len(pairs)} unique STS-B pairs, "
           f"MiniLM in fp16 -> {out} ({size / 2**20:.1f} MiB)")
