@@ -30,17 +30,19 @@ def slug(text: str) -> str:
 def machine(device: str = "cpu") -> tuple[str, str]:
     """(the machine's name for file names, a line describing it)."""
     import torch
+    import transformers
 
     if device.startswith("cuda"):
         import triton
 
         card = torch.cuda.get_device_name(device)
         return card, (f"{card} ({torch.cuda.get_device_properties(device).multi_processor_count} SMs), torch "
-                      f"{torch.__version__}, triton {triton.__version__}, CUDA {torch.version.cuda}")
+                      f"{torch.__version__}, transformers {transformers.__version__}, triton {triton.__version__}, "
+                      f"CUDA {torch.version.cuda}")
     name, features = cpu()
     return name, (f"{name}, {os.cpu_count()} logical CPUs, features: {' '.join(features) or 'none of ' + ', '.join(FEATURES)}; "
-                  f"torch {torch.__version__}, {torch.get_num_threads()} threads; load average "
-                  f"{' / '.join(f'{x:.1f}' for x in os.getloadavg())} at the end")
+                  f"torch {torch.__version__}, transformers {transformers.__version__}, {torch.get_num_threads()} threads; "
+                  f"load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())} at the end")
 
 
 def write_table(stem: str, title: str, notes: list[str], header: list[str], rows: list[list],
