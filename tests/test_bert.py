@@ -127,14 +127,14 @@ def test_missing_weights_are_named(tmp_path, tiny_bert):
         bert.load(tmp_path, False, torch.device("cpu"))
 
 
-def test_label_process_imports_no_modeling_code(tiny_bert, tmp_path):
+def test_label_process_imports_no_transformers(tiny_bert, tmp_path):
     """The fixed cost: transformers' BERT module pulls in torch._dynamo and torch.distributed.tensor
-    (~1.8 s a process on a 2-core CPU)."""
+    (~1.8 s a process on a 2-core CPU), and transformers itself ~1 s more (its tokenizer: transenc.wordpiece)."""
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("a man plays a guitar\tthe cat sat\n")
     script = ("import sys; from transenc import cli; "
               f"assert cli.main(['label', '--pairs', {str(pairs)!r}, '--model', {str(tiny_bert)!r}, '--out', "
               f"{str(tmp_path / 'out.tsv')!r}]) == 0; "
-              "print(sorted(m for m in sys.modules if m.startswith(('transformers.models.bert.modeling', 'torch._dynamo'))))")
+              "print(sorted(m for m in sys.modules if m.startswith(('transformers', 'torch._dynamo'))))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -14,7 +14,7 @@ LAYERS = [
     ["training", "labeling", "mining", "evaluate", "report"],
     ["models", "fit", "distributed", "quantize", "bert"],
     ["ops", "packing", "readers", "writers"],
-    ["pairset", "tokens", "errors", "precision", "progress", "bundled"],
+    ["pairset", "tokens", "wordpiece", "errors", "precision", "progress", "bundled"],
     ["_C", "kernels"],
 ]
 LEVEL = {name: level for level, names in enumerate(LAYERS) for name in names}

@@ -97,7 +97,7 @@ class Bert(nn.Module):
     def __init__(self, config: dict, cross: bool):
         super().__init__()
         # what _Encoder reads off a transformers config; "sdpa": it takes a 4-D boolean mask as it is
-        self.config = SimpleNamespace(**config, _attn_implementation="sdpa")
+        self.config = SimpleNamespace(**config, _attn_implementation="sdpa", takes_4d_mask=True)
         c = self.config
         self.embeddings = Embeddings(c)
         self.layers = nn.ModuleList(Layer(c) for _ in range(c.num_hidden_layers))

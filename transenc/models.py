@@ -72,7 +72,15 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return resolved
 
 
-def _load_tokenizer(path: Path):
+def _load_tokenizer(path: Path, inference: bool = False):
+    """transformers' AutoTokenizer; for inference, a BERT folder's tokenizer without importing
+    transformers (transenc.wordpiece: the same ids)."""
+    if inference:
+        from transenc import wordpiece
+
+        tokenizer = wordpiece.load(path)
+        if tokenizer is not None:
+            return tokenizer
     from transformers import AutoTokenizer
 
     _quiet_transformers()
@@ -119,9 +127,13 @@ def _token_budget(batch_size: int, mean_row_tokens: float, max_length: int) -> i
 INFERENCE_MULTIPLES = {"cuda": (32, 16)}
 
 
+def _four_d_masks(model) -> bool:
+    """transenc.bert and transformers 5 take a 4-D boolean attention mask as it is; 4.x's BERT refuses one."""
+    return getattr(model.config, "takes_4d_mask", False) or _transformers_takes_4d_masks()
+
+
 @functools.lru_cache(maxsize=1)
-def _four_d_masks() -> bool:
-    """transformers 5 takes a 4-D boolean attention mask as it is; 4.x's BERT refuses one."""
+def _transformers_takes_4d_masks() -> bool:
     import transformers
 
     return int(transformers.__version__.split(".")[0]) >= 5
@@ -171,7 +183,7 @@ class _Encoder:
         """The model's output on one packed batch, and the batch's [B, T] mask on the device."""
         inputs = batch.model_inputs(self.device)
         mask = inputs["attention_mask"]
-        if getattr(self.model.config, "_attn_implementation", None) == "sdpa" and _four_d_masks():
+        if getattr(self.model.config, "_attn_implementation", None) == "sdpa" and _four_d_masks(self.model):
             # Given a 2-D mask, transformers asks the host whether anything is padded (mask.all(): a
             # device sync every forward) to drop it; a 4-D boolean mask goes to SDPA as it is (on a CPU
             # no slower: an A/B on 3,000 STS-B pairs, fp32 and bf16, was within noise).
@@ -276,7 +288,7 @@ class BiEncoder(_Encoder):
         st_config = _read_json(path / sub / "sentence_bert_config.json")
         try:
             model = _load_model(path / sub, False, inference, device)
-            tokenizer = _load_tokenizer(path / sub)
+            tokenizer = _load_tokenizer(path / sub, inference)
         except Exception as e:
             raise ModelError(f"cannot load a transformer from '{path}': {e}") from None
         return cls(
@@ -356,7 +368,7 @@ class CrossEncoder(_Encoder):
         device = resolve_device(device)
         try:
             model = _load_model(path, True, inference, device)
-            tokenizer = _load_tokenizer(path)
+            tokenizer = _load_tokenizer(path, inference)
         except Exception as e:
             raise ModelError(f"cannot load a transformer from '{path}': {e}") from None
         encoder = cls(model, tokenizer, max_length or min(tokenizer.model_max_length, 512), device)

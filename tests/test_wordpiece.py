@@ -1,0 +1,74 @@
+"""transenc.wordpiece: BERT's tokenizer without transformers gives transformers' ids."""
+import json
+import shutil
+
+import pytest
+from transformers import AutoTokenizer
+
+from transenc import wordpiece
+from transenc.bundled import DEMO_DEV, DEMO_PAIRS
+from transenc.readers import read_pairs
+from transenc.tokens import Template, TokenCache
+
+AWKWARD = ["Café naïve RÉSUMÉ", "e\u0301 combining", "我爱北京天安门 and 東京", "Hello,世界!", "a\tb\x00c\x7f d",
+           "[CLS] literal [SEP] tokens [MASK] [PAD] [UNK]", "[cls] lower [sep]", "🙂👍🏽 emoji", "zero\u200bwidth",
+           "3.14e10 $5,000 50% #tag @user https://example.com/a?b=c", "  spaced   out  ", "x" * 300,
+           " ".join(["antidisestablishmentarianism"] * 200), "ß ǅ ﬁ Ⅻ ①", "don't won't O'Neil's", "\u3000full width"]
+
+
+def sentences():
+    found = []
+    for path in (DEMO_PAIRS, DEMO_DEV):
+        found += read_pairs(path)[0].sentences
+    return found + AWKWARD
+
+
+def assert_same_tokenizer(ours, theirs, texts):
+    assert ours is not None
+    assert ours.pad_token_id == theirs.pad_token_id and ours.model_max_length == theirs.model_max_length
+    assert Template.of(ours) == Template.of(theirs)
+    a, b = TokenCache(ours, texts), TokenCache(theirs, texts)
+    assert (a.ids == b.ids).all() and (a.offsets == b.offsets).all()
+    for first, second in zip(texts, texts[1:] + texts[:1]):
+        mine, hf = ours(first, second), theirs(first, second, return_token_type_ids=True)
+        assert mine["input_ids"] == hf["input_ids"] and mine["token_type_ids"] == hf["token_type_ids"], (first, second)
+
+
+def test_the_default_models_tokenizer(default_model_path):
+    assert_same_tokenizer(wordpiece.load(default_model_path), AutoTokenizer.from_pretrained(str(default_model_path)),
+                          sentences())
+
+
+def test_every_sts_b_sentence(default_model_path, sts):
+    texts = sorted({s for split in ("train", "dev", "test") for s in read_pairs(sts / f"sts-{split}.csv")[0].sentences})
+    assert_same_tokenizer(wordpiece.load(default_model_path), AutoTokenizer.from_pretrained(str(default_model_path)),
+                          texts)
+
+
+def test_a_folder_transenc_saved(tiny_bert):
+    """tiny_bert's tokenizer went through transformers' save_pretrained, as every model transenc saves."""
+    assert_same_tokenizer(wordpiece.load(tiny_bert), AutoTokenizer.from_pretrained(str(tiny_bert)), sentences())
+
+
+@pytest.mark.parametrize("flags", [{"do_lower_case": False}, {"strip_accents": True}, {"strip_accents": False},
+                                   {"tokenize_chinese_chars": False}, {"model_max_length": 128}])
+def test_tokenizer_config_flags_over_tokenizer_json(tmp_path, default_model_path, flags):
+    """transformers builds the normalizer from tokenizer_config.json's flags, whatever tokenizer.json says."""
+    for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json", "config.json"):
+        shutil.copy(default_model_path / name, tmp_path / name)
+    config = json.loads((default_model_path / "tokenizer_config.json").read_text()) | flags
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    assert_same_tokenizer(wordpiece.load(tmp_path), AutoTokenizer.from_pretrained(str(tmp_path)), sentences())
+
+
+@pytest.mark.parametrize("change", [{"tokenizer_class": "MPNetTokenizer"}, {"do_basic_tokenize": False},
+                                    {"never_split": ["hello"]}, {"additional_special_tokens": ["[NEW]"]}, None])
+def test_other_tokenizers_are_left_to_transformers(tmp_path, default_model_path, change):
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(default_model_path / name, tmp_path / name)
+    if change is None:
+        (tmp_path / "tokenizer.json").unlink()
+    else:
+        config = json.loads((tmp_path / "tokenizer_config.json").read_text()) | change
+        (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
+    assert wordpiece.load(tmp_path) is None
