@@ -110,9 +110,10 @@ if want train && stage train 320 && has_data && restore; then
     timed "label-$mode" 60 "$PY" -m transenc label --pairs "$LABEL_PAIRS" --mode "$mode" --model "$model" \
       --device "$DEVICE" --out "$WORK/label-$mode.tsv"
   done
+  cross=$MODEL; [ -d "$WORK/train-run/cross" ] && cross="$WORK/train-run/cross"
   run label-breakdown 90 "$PY" -m pytest bench/test_bench_label.py -k breakdown --benchmark-only -q -s \
-    -p no:cacheprovider --label-pairs "$LABEL_PAIRS" --label-runs 1 --label-model "$MODEL" --bench-device "$DEVICE" \
-    && grep '^|' "$WORK"/label-breakdown-*.md
+    -p no:cacheprovider --label-pairs "$LABEL_PAIRS" --label-runs 1 --label-model "$MODEL" --label-cross-model "$cross" \
+    --bench-device "$DEVICE" && grep '^|' "$WORK"/label-breakdown-*.md
 fi
 
 if want steps && [ "$DEVICE" = cuda ] && stage steps 120 && has_data && restore; then

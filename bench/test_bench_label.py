@@ -11,8 +11,9 @@ bench/results/<part>-<machine>.md:
 - label-breakdown: where a run's time goes, bi and cross. A child wraps the library's own
   functions in timers and calls `transenc.cli.main(["label", ...])`, so the phases are those of the
   real command; a plain process gives the total. Default input STS-B test (1,379 pairs: the fixed
-  costs are not buried under model work); bench/gpu_check.sh passes --label-pairs, --label-model,
-  --bench-device cuda and --label-runs 1.
+  costs are not buried under model work), bi with all-MiniLM-L6-v2, cross with
+  workloads.trained_cross_encoder; bench/gpu_check.sh passes --label-pairs, --label-model,
+  --label-cross-model (its cycle's cross-encoder), --bench-device cuda and --label-runs 1.
 
     python -m pytest bench/test_bench_label.py --benchmark-only -q -s [-k startup|stream|breakdown]
 """
@@ -240,18 +241,20 @@ def test_breakdown(benchmark, request, tmp_path, mode):
     pairs = option("--label-pairs") or str(w.sts_dir() / "sts-test.csv")
     device, runs = option("--bench-device"), option("--label-runs")
     argv = ["label", "--pairs", pairs, "--mode", mode, "--device", device, "--out", str(tmp_path / "out.tsv")]
-    argv += ["--model", option("--label-model")] if option("--label-model") else []
+    model = option("--label-model") if mode == "bi" else option("--label-cross-model") or str(w.trained_cross_encoder())
+    argv += ["--model", model] if model else []
     instrumented = [instrumented_run(argv) for _ in range(runs)]
     benchmark.pedantic(subprocess.run, args=([*TRANSENC, *argv],), kwargs={"check": True, "capture_output": True},
                        rounds=runs, iterations=1)
     BREAKDOWN[mode] = {name: statistics.median(r["phases"][name] for r in instrumented) for name in PHASES}
     BREAKDOWN[mode] |= {"total (instrumented)": statistics.median(r["total (instrumented)"] for r in instrumented),
-                        "total (plain process)": benchmark.stats.stats.median, "calls": instrumented[0]["calls"]}
+                        "total (plain process)": benchmark.stats.stats.median, "calls": instrumented[0]["calls"],
+                        "model": Path(model).name if model else "all-MiniLM-L6-v2"}
     if len(BREAKDOWN) == 2:
         rows = [[name, f"{BREAKDOWN['bi'][name]:.2f}", f"{BREAKDOWN['cross'][name]:.2f}"]
-                for name in BREAKDOWN["bi"] if name != "calls"]
-        notes = [f"`transenc label` on {Path(pairs).name}, {device}, {runs} run(s) of each, median seconds; model "
-                 f"{option('--label-model') or 'all-MiniLM-L6-v2'}",
+                for name in BREAKDOWN["bi"] if name not in ("calls", "model")]
+        notes = [f"`transenc label` on {Path(pairs).name}, {device}, {runs} run(s) of each, median seconds; bi: "
+                 f"{BREAKDOWN['bi']['model']}; cross: {BREAKDOWN['cross']['model']}",
                  f"calls per phase: bi {BREAKDOWN['bi']['calls']}, cross {BREAKDOWN['cross']['calls']}",
                  "reading: the reader's chunks (bi reads its first pass in a thread beside the model load: the two "
                  "overlap); model load includes the transformers import it triggers; model work: batched forwards with "
