@@ -51,12 +51,14 @@ def test_a_folder_transenc_saved(tiny_bert):
 
 
 @pytest.mark.parametrize("flags", [{"do_lower_case": False}, {"strip_accents": True}, {"strip_accents": False},
-                                   {"tokenize_chinese_chars": False}, {"model_max_length": 128}])
+                                   {"tokenize_chinese_chars": False}, {"model_max_length": 128},
+                                   {"model_max_length": "unset"}, {"do_lower_case": "unset"}])
 def test_tokenizer_config_flags_over_tokenizer_json(tmp_path, default_model_path, flags):
     """transformers builds the normalizer from tokenizer_config.json's flags, whatever tokenizer.json says."""
     for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json", "config.json"):
         shutil.copy(default_model_path / name, tmp_path / name)
     config = json.loads((default_model_path / "tokenizer_config.json").read_text()) | flags
+    config = {key: value for key, value in config.items() if value != "unset"}
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
     assert_same_tokenizer(wordpiece.load(tmp_path), AutoTokenizer.from_pretrained(str(tmp_path)), sentences())
 

@@ -74,4 +74,5 @@ def load(path: Path) -> WordPieceTokenizer | None:
         special_tokens=[(cls, ids["cls_token"]), (sep, ids["sep_token"])])
     backend.no_truncation()
     backend.no_padding()
-    return WordPieceTokenizer(backend, ids["pad_token"], int(config.get("model_max_length", 512)), str(path))
+    # transformers: a very large integer where the folder sets no maximum
+    return WordPieceTokenizer(backend, ids["pad_token"], int(config.get("model_max_length", int(1e30))), str(path))
