@@ -105,12 +105,12 @@ if want train && stage train 320 && has_data && restore; then
   echo "| process | wall s | rc | /usr/bin/time |" >"$WORK/processes.md"; echo "|---|---:|---:|---|" >>"$WORK/processes.md"
   train_cycle train-cycle "$WORK/train-run" "$PY" -m transenc
   run_summary "$WORK/train-run" | tee "$WORK/train-summary.txt"
+  cross=$MODEL; [ -d "$WORK/train-run/cross" ] && cross="$WORK/train-run/cross"  # the cycle's, when it finished
   for mode in bi cross; do
-    model=$MODEL; [ "$mode" = cross ] && [ -d "$WORK/train-run/cross" ] && model="$WORK/train-run/cross"
+    model=$MODEL; [ "$mode" = cross ] && model=$cross
     timed "label-$mode" 60 "$PY" -m transenc label --pairs "$LABEL_PAIRS" --mode "$mode" --model "$model" \
       --device "$DEVICE" --out "$WORK/label-$mode.tsv"
   done
-  cross=$MODEL; [ -d "$WORK/train-run/cross" ] && cross="$WORK/train-run/cross"
   run label-breakdown 90 "$PY" -m pytest bench/test_bench_label.py -k breakdown --benchmark-only -q -s \
     -p no:cacheprovider --label-pairs "$LABEL_PAIRS" --label-runs 1 --label-model "$MODEL" --label-cross-model "$cross" \
     --bench-device "$DEVICE" && grep '^|' "$WORK"/label-breakdown-*.md
