@@ -15,6 +15,8 @@ costs show, under three settings measured in the same run:
   foreach AdamW, losses read at checks only);
 - cpu: today's CPU policy (the same, with fused AdamW);
 - gpu: the CUDA policy run on the CPU (one fixed-shape batch per step, fused AdamW), for scale.
+All in fp32 steps. `test_fit_precision`: whole fits of the real all-MiniLM-L6-v2, fp32 steps against
+bf16 autocast (`--precision auto` on a CPU with bf16 arithmetic); writes training-precision-<cpu>.md.
 
 On a CUDA device (`test_cuda_*`, bench/gpu_check.sh): whole fits of the real all-MiniLM-L6-v2 at the
 default recipe's shapes, the loop as it was against the CUDA policy, and the CUDA policy's host
@@ -31,6 +33,7 @@ import torch
 from dataclasses import replace
 
 import workloads as w
+from results_writer import write_table
 from transenc import fit
 from transenc.models import BiEncoder, CrossEncoder
 
@@ -82,19 +85,50 @@ loop_rate = {}
 def two_layer(sts_pairs):
     path = w.two_layer_minilm()
     for kind in ("cross", "bi"):  # warm-up (first-call costs of torch and the tokenizer), untimed
-        w.fit_steps_per_second(kind, path, sts_pairs, 2, fit.CPU_POLICY)
+        w.fit_steps_per_second(kind, path, sts_pairs, 2, fit.CPU_POLICY, precision="fp32")
     return path
 
 
 @pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize("kind", ["cross", "bi"])
 def test_fit_loop(benchmark, kind, loop, two_layer, sts_pairs):
+    # fp32 steps (the loops' own costs; the precision is measured apart, test_fit_precision)
     rate = benchmark.pedantic(w.fit_steps_per_second, args=(kind, two_layer, sts_pairs, LOOP_STEPS[kind], LOOPS[loop]),
-                              rounds=1, iterations=1)
+                              kwargs={"precision": "fp32"}, rounds=1, iterations=1)
     loop_rate[(kind, loop)] = rate
     benchmark.extra_info["steps_per_second"] = rate
     if loop != "before" and (kind, "before") in loop_rate:
         benchmark.extra_info["speedup_vs_before"] = rate / loop_rate[(kind, "before")]
+
+
+PRECISION_STEPS = {"cross": 40, "bi": 12}
+precision_rate = {}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("kind", ["cross", "bi"])
+def test_fit_precision(benchmark, kind, precision, sts_pairs):
+    """Whole fits of the real all-MiniLM-L6-v2 at the default recipe's shapes, fp32 steps against bf16
+    autocast (what `--precision auto` trains in on a CPU with bf16 arithmetic); writes
+    training-precision-<cpu>.md."""
+    from transenc.precision import cpu_training_precision
+
+    model = w.minilm_path()
+    w.fit_steps_per_second(kind, model, sts_pairs, 2, fit.CPU_POLICY, precision=precision)  # warm-up, untimed
+    rate = benchmark.pedantic(w.fit_steps_per_second, args=(kind, model, sts_pairs, PRECISION_STEPS[kind], fit.CPU_POLICY),
+                              kwargs={"precision": precision}, rounds=1, iterations=1)
+    precision_rate[(kind, precision)] = rate
+    if len(precision_rate) == 4:
+        rows = [[k, f"{precision_rate[(k, 'fp32')]:.3f}", f"{precision_rate[(k, 'bf16')]:.3f}",
+                 f"{precision_rate[(k, 'bf16')] / precision_rate[(k, 'fp32')]:.2f}x"] for k in ("cross", "bi")]
+        notes = [f"all-MiniLM-L6-v2, STS-B's unique pairs, the default recipe's batches (cross: 32 rows, both orders, "
+                 f"max length 64; bi: 128 pairs, max length 32), {PRECISION_STEPS['cross']} cross / "
+                 f"{PRECISION_STEPS['bi']} bi steps after a 2-step warm-up, "
+                 "fit.CPU_POLICY (length-sorted sub-batches, fused AdamW); bf16: autocast, fp32 weights and AdamW state",
+                 f"`--precision auto` trains in {cpu_training_precision()} on this CPU",
+                 "regenerate: `python -m pytest bench/test_bench_training.py -k precision --benchmark-only -q -s` (idle machine)"]
+        print(write_table("training-precision", "Training steps on the CPU: fp32 against bf16 autocast", notes,
+                          ["model", "fp32 steps/s", "bf16 steps/s", "bf16 speed-up"], rows))
 
 
 CUDA_STEPS = {"cross": 120, "bi": 30}  # the old loop runs ~4 cross steps/s on an H200: keep the stage short

@@ -319,7 +319,8 @@ def two_layer_minilm() -> Path:
     return folder
 
 
-def prepared_fit(kind: str, model: Path, pairs: PairSet, steps: int, policy, device: str = "cpu"):
+def prepared_fit(kind: str, model: Path, pairs: PairSet, steps: int, policy, device: str = "cpu",
+                 precision: str = "auto"):
     """A whole fit (fit_cross / fit_bi, no dev) over the first `steps` batches of the default
     recipe's shape (cross 32 rows (both orders) at max length 64, bi 128 pairs at 32), loaded and
     ready: returns the call that runs it."""
@@ -333,13 +334,14 @@ def prepared_fit(kind: str, model: Path, pairs: PairSet, steps: int, policy, dev
     rows = rows[np.random.default_rng(0).permutation(len(rows))[:steps * batch]]
     labels = np.random.default_rng(1).uniform(0, 1, len(rows)).astype(np.float32)
     cache = encoder.token_cache(pairs.sentences)
-    cfg = fit.FitConfig(batch_size=batch, epochs=1, lr=2e-5, warmup=0.1)
+    cfg = fit.FitConfig(batch_size=batch, epochs=1, lr=2e-5, warmup=0.1, precision=precision)
     return lambda: run(encoder, cache, rows, labels, cfg, 0, None, policy)  # ends with a loss check
 
 
-def fit_steps_per_second(kind: str, model: Path, pairs: PairSet, steps: int, policy, device: str = "cpu") -> float:
+def fit_steps_per_second(kind: str, model: Path, pairs: PairSet, steps: int, policy, device: str = "cpu",
+                         precision: str = "auto") -> float:
     """Steps/s of prepared_fit's fit (loading and tokenizing not counted)."""
-    fit_call = prepared_fit(kind, model, pairs, steps, policy, device)
+    fit_call = prepared_fit(kind, model, pairs, steps, policy, device, precision)
     sync()
     start = time.perf_counter()
     result = fit_call()

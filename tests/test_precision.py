@@ -9,7 +9,8 @@ from scipy.stats import spearmanr
 
 from transenc import ops
 from transenc.errors import TransencError
-from transenc.precision import check_precision, cpu_auto_precision, inference_precision, training_precision
+from transenc.precision import (check_precision, cpu_auto_precision, cpu_training_precision, inference_precision,
+                                training_precision)
 from transenc.quantize import Int8Linear, int8_model
 
 SHAPES = [(1, 1), (3, 5), (17, 33), (64, 384), (129, 1537)]  # rows x width: odd, below and above a vector
@@ -119,8 +120,15 @@ def test_auto_precision_by_cpu_flags():
     cpu = torch.device("cpu")
     assert inference_precision(cpu, "auto") == cpu_auto_precision()
     assert inference_precision(cpu, "fp32") == "fp32" and inference_precision(cpu, "int8") == "int8"
-    assert training_precision(cpu, "auto") == "fp32" and training_precision(cpu, "int8") == "fp32"
-    assert training_precision(cpu, "bf16") == "bf16"
+    assert training_precision(cpu, "auto") == cpu_training_precision() and training_precision(cpu, "int8") == "fp32"
+    assert training_precision(cpu, "bf16") == "bf16" and training_precision(cpu, "fp32") == "fp32"
+
+
+def test_training_auto_is_bf16_where_the_cpu_has_bf16_arithmetic():
+    assert cpu_training_precision(frozenset({"avx2", "amx_bf16", "avx512_vnni"})) == "bf16"
+    assert cpu_training_precision(frozenset({"avx512f", "avx512_bf16", "avx512_vnni"})) == "bf16"  # AMD EPYC
+    assert cpu_training_precision(frozenset({"avx512f", "avx512_vnni"})) == "fp32"  # VNNI is int8 only
+    assert cpu_training_precision(frozenset({"avx2", "fma"})) == "fp32"
 
 
 def test_int8_is_refused_off_the_cpu_before_any_work():

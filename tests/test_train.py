@@ -46,10 +46,11 @@ def train_args(out, **given) -> argparse.Namespace:
     return args
 
 
-def args_for(out, pairs, models, dev=None, resume=False, cycles=2, teachers=None):
+def args_for(out, pairs, models, dev=None, resume=False, cycles=2, teachers=None, precision="auto"):
     return train_args(out, pairs=str(pairs), model=[str(m) for m in models], cycles=cycles,
                       teacher=[str(t) for t in teachers] if teachers else None,
-                      dev=[str(dev)] if dev else None, recipe="tiny", seed=7, device="cpu", resume=resume)
+                      dev=[str(dev)] if dev else None, recipe="tiny", seed=7, device="cpu", resume=resume,
+                      precision=precision)
 
 
 def weights(path):
@@ -58,8 +59,10 @@ def weights(path):
     return load_file(str(path / "model.safetensors"))
 
 
-def test_two_cycles_learn_and_save_sentence_transformers_models(tmp_path, tiny_bert, pairs_64):
+def test_two_cycles_learn_and_save_sentence_transformers_models(tmp_path, tiny_bert, pairs_64, capsys):
     from sentence_transformers import CrossEncoder, SentenceTransformer
+
+    from transenc.precision import cpu_auto_precision, cpu_training_precision
 
     pairs, dev = pairs_64
     out = tmp_path / "run"
@@ -70,8 +73,11 @@ def test_two_cycles_learn_and_save_sentence_transformers_models(tmp_path, tiny_b
         for stage in ("cross_train", "bi_train"):
             fit = cycle["stages"][stage]["models"][0]
             assert fit["loss_last"] < fit["loss_first"], (stage, fit)
+            assert fit["precision"] == cpu_training_precision()  # auto: bf16 where the CPU has bf16 arithmetic
         for stage in training.STAGES:
             assert cycle["stages"][stage]["seconds"] >= 0
+    said = f"on cpu, training steps {cpu_training_precision()}, labeling and dev checks {cpu_auto_precision()}"
+    assert said in capsys.readouterr().err
     st = SentenceTransformer(str(out / "bi"), device="cpu")
     ce = CrossEncoder(str(out / "cross"), device="cpu")
     emb = st.encode(["a cat sits", "a dog runs"])

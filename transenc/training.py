@@ -32,7 +32,7 @@ from transenc.fit import FitConfig, fit_bi, fit_cross, fit_simcse
 from transenc.labeling import bi_scores, cross_scores
 from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_device, resolve_model
 from transenc.pairset import PairSet
-from transenc.precision import PRECISIONS, check_precision
+from transenc.precision import PRECISIONS, check_precision, inference_precision, training_precision
 from transenc.readers import read_pairs
 from transenc.writers import atomic_open
 
@@ -119,8 +119,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="labeling and dev checks: as `transenc label --precision` (auto: bf16 on a GPU; on a CPU "
-                        "bf16 with AMX/AVX512-BF16, else int8 with VNNI, else fp32); training steps: fp32 on a CPU "
-                        "unless bf16/fp16 is asked for, bf16 on a GPU")
+                        "bf16 with AMX, else int8 with VNNI, else bf16 with AVX512-BF16, else fp32); training steps "
+                        "(never int8): auto is bf16 autocast on a GPU and on a CPU with AMX or AVX512-BF16, else fp32")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last finished stage")
     p.add_argument("--max-pairs", type=int, default=None, help="use only the first N pairs")
 
@@ -371,6 +371,9 @@ class Trainer:
             self.run.save()
         self.teacher_scores = self.teacher_labels()
         self.cross_cfg = self.cross_fit_config(2 * len(self.pairs))  # both pair orders
+        if distributed.is_main():
+            print(f"transenc: on {self.device}, training steps {training_precision(self.device, self.args.precision)}, "
+                  f"labeling and dev checks {inference_precision(self.device, self.args.precision)}", file=sys.stderr)
         # A run stopped early and resumed with more --cycles goes on past its stop.
         stopped = metrics.get("stopped") or {}
         resumed_past = stopped.get("cycle", 0) if self.args.cycles > stopped.get("cycles", self.args.cycles) else 0
@@ -459,7 +462,6 @@ class Trainer:
     def cross_train(self, cycle: int, folder: Path) -> dict:
         labels = cross_targets(np.load(folder / "labels_bi.npy"), self.recipe.cross_targets)
         both = self.pairs.both_orders()
-
 
         def train_one(k, group):
             seed = self._seed_for("cross", cycle, k)  # before loading: the new head's init is seeded too
@@ -550,6 +552,7 @@ class Trainer:
         if distributed.is_main(group):
             encoder.save(target)
         return {"loss_first": result.losses[0], "loss_last": result.losses[-1], "steps": len(result.losses),
+                "precision": training_precision(encoder.device, cfg.precision),
                 "best_dev": result.best_dev, "best_step": result.best_step,
                 "checks": [list(c) for c in result.checks], "checks_by_set": by_set,
                 "loss_curve": loss_curve(result.losses),
