@@ -69,6 +69,7 @@ class FitResult:
     best_dev: float | None
     best_step: int
     checks: list[tuple[int, float]] = field(default_factory=list)  # (step, dev score) of every dev check
+    precision: str = "fp32"  # what the steps ran: fp32, bf16 or fp16 (training_precision)
 
 
 def _optimizer(model: torch.nn.Module, cfg: FitConfig, steps: int, implementation: str):
@@ -152,7 +153,7 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
                     best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     if best_state is not None:
         model.load_state_dict(best_state)
-    return FitResult(losses, best, best_step, checks)
+    return FitResult(losses, best, best_step, checks, precision)
 
 
 def _finite_losses(pending: list[torch.Tensor], last_step: int, desc: str) -> list[float]:

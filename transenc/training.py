@@ -552,7 +552,7 @@ class Trainer:
         if distributed.is_main(group):
             encoder.save(target)
         return {"loss_first": result.losses[0], "loss_last": result.losses[-1], "steps": len(result.losses),
-                "precision": training_precision(encoder.device, cfg.precision),
+                "precision": result.precision,
                 "best_dev": result.best_dev, "best_step": result.best_step,
                 "checks": [list(c) for c in result.checks], "checks_by_set": by_set,
                 "loss_curve": loss_curve(result.losses),
