@@ -54,16 +54,19 @@ DRY = dict(pair_n=300, d=24, table_rows=50, corpus=500, queries=40, k=5, chunk=1
 # in an sm_90a compile without a GPU); the 512-wide ones load a whole d <= 512 row at once.
 PAIR_SWEEP = [dict(block_n=16, num_warps=4), dict(block_n=64, num_warps=8),
               dict(block_n=4, block_d=512, num_warps=4), dict(block_n=8, block_d=512, num_warps=8)]
-# Tile configs to try next to the default (register counts from an sm_90a compile without a GPU:
-# 128x128 and 64x128 take ~240 registers a thread, 64x64 at 4 warps 136, i.e. 3 programs per SM);
+# Tile configs to try next to the launch table's (64 x 256, 8 warps, the tile loop: 54.1 ms on the
+# H200 of 2026-11-28, where 16 splits, 64 x 64 tiles and 128 x 128 x 128 lost by 10-24 ms). "flat"
+# walks (tile, d-chunk) as one loop, so that the next tile's loads are in flight during a merge;
+# an sm_90a compile without a GPU shows the difference: the tile loop drains and refills its
+# cp.async pipeline at every tile, the flat loop only once (254 registers, no spills at 64 x 256).
 # "splits" (corpus splits; None = the launcher's choice) is passed separately.
-TOPK_SWEEP = [dict(splits=16),
-              dict(block_q=64, block_c=128, block_k=64, num_warps=4, num_stages=3),
-              dict(block_q=64, block_c=64, block_k=64, num_warps=4, num_stages=3),
-              dict(block_q=64, block_c=64, block_k=64, num_warps=4, num_stages=3, splits=12),
-              dict(block_q=128, block_c=128, block_k=128, num_warps=8, num_stages=2),
-              dict(block_q=64, block_c=256, block_k=64, num_warps=8, num_stages=3)]
-DRY_TOPK_SWEEP = [dict(block_q=16, block_c=32, block_k=16, num_warps=4, num_stages=2, splits=3)]
+TOPK_SWEEP = [dict(block_q=64, block_c=128, block_k=64, num_warps=4, num_stages=3),
+              dict(block_q=64, block_c=256, block_k=64, num_warps=8, num_stages=3, loop="flat"),
+              dict(block_q=64, block_c=256, block_k=64, num_warps=8, num_stages=4, loop="flat"),
+              dict(block_q=128, block_c=128, block_k=64, num_warps=8, num_stages=3, loop="flat"),
+              dict(block_q=64, block_c=128, block_k=64, num_warps=4, num_stages=3, loop="flat")]
+DRY_TOPK_SWEEP = [dict(block_q=16, block_c=32, block_k=16, num_warps=4, num_stages=2, splits=3),
+                  dict(block_q=16, block_c=32, block_k=16, num_warps=4, num_stages=2, loop="flat")]
 
 
 class Bench:

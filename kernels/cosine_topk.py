@@ -35,6 +35,11 @@ Design.
        equal score always arrives with a higher id than what it ties with: "strictly greater"
        is exactly the tie rule "lower id wins".
    The Q x C score matrix exists only as one [BLOCK_Q, BLOCK_C] tile in registers per program.
+   Two loop shapes, the same arithmetic (config `loop`): "tiles" (the default) nests the d loop
+   in the tile loop, so its load pipeline drains before each merge and refills after it; "flat"
+   walks (tile, d-chunk) as one loop and merges when a tile's last chunk is in, so the next
+   tile's loads are in flight during the merge (seen in an sm_90a compile, no GPU). Which is
+   faster is for a GPU to say: bench/gpu_bench.py sweeps both.
 
 3. Each program writes its K_PAD candidates to a [splits, Q, K_PAD] buffer; a small final merge
    in torch over the splits * K_PAD candidates of each query (a sort by id, then a stable sort
@@ -53,8 +58,9 @@ the running top-k (2 x 16 slots x 128 queries = 16 registers a thread at k <= 16
 K_PAD (> 32), BLOCK_Q drops to 64 to keep the running slots in registers. For fp32 "ieee" the
 dot runs on the CUDA cores: 64 x 64 tiles, BLOCK_K = 32; fp32 on the tensor cores (tf32,
 tf32x3) takes BLOCK_K = 32 so that three stages of 4-byte tiles fit in shared memory.
-Compiled ahead of time for sm_90a (Triton 3.9, no GPU): the fp16/bf16 kernel uses wgmma with
-cp.async pipelining, 238 registers a thread and no spills, so one 8-warp program per SM.
+Compiled ahead of time for sm_90a (Triton 3.6 and 3.9, no GPU): the fp16/bf16 kernel uses wgmma
+with cp.async pipelining, 233-242 registers a thread and no spills, so one 8-warp program per SM;
+the flat loop 241-255 registers, no spills.
 """
 from __future__ import annotations
 
@@ -83,12 +89,59 @@ def _inv_norm_kernel(x_ptr, out_ptr, n, d, stride, BLOCK_N: tl.constexpr, BLOCK_
 
 
 @triton.jit
+def _tile_scores(acc, inv_q, q_rows, cols, inv_c_ptr, n_c, EXCLUDE_SELF: tl.constexpr):
+    """The tile's cosines from its raw products; -inf past the corpus end (and for the query's own id)."""
+    c_ok = cols < n_c
+    inv_c = tl.load(inv_c_ptr + cols, mask=c_ok, other=0.0)
+    s = acc * inv_q[:, None] * inv_c[None, :]
+    drop = ~c_ok[None, :]
+    if EXCLUDE_SELF:
+        drop = drop | (cols[None, :] == q_rows[:, None])
+    return tl.where(drop, float("-inf"), s)
+
+
+@triton.jit
+def _merge_tile(s, cols, top_s, top_i, thresh, slots, n_c, K_PAD: tl.constexpr):
+    """Merge a tile's scores into the running top-k, one insertion per query per step."""
+    best = tl.max(s, axis=1)
+    while tl.max((best > thresh).to(tl.int32), axis=0) > 0:
+        take = best > thresh
+        col = tl.min(tl.where(s == best[:, None], cols[None, :], n_c), axis=1)
+        col = tl.where(take, col, -1)
+        # Evict the worst slot: lowest score, and among equal lowest scores the highest id.
+        is_min = top_s == thresh[:, None]
+        worst_id = tl.max(tl.where(is_min, top_i, -2), axis=1)
+        slot = tl.min(tl.where(is_min & (top_i == worst_id[:, None]), slots[None, :], K_PAD), axis=1)
+        put = take[:, None] & (slots[None, :] == slot[:, None])
+        top_s = tl.where(put, best[:, None], top_s)
+        top_i = tl.where(put, col[:, None], top_i)
+        thresh = tl.min(top_s, axis=1)
+        s = tl.where(cols[None, :] == col[:, None], float("-inf"), s)
+        best = tl.max(s, axis=1)
+    return top_s, top_i, thresh
+
+
+@triton.jit
+def _chunk_product(acc, q_base, q_ok, c_ptr, cols, stride_c, n_c, ks, d,
+                   PRECISION: tl.constexpr, UPCAST: tl.constexpr):
+    """acc + Q_blk[:, ks] · C[cols, ks]ᵀ, fp32 accumulation."""
+    k_ok = ks < d
+    qt = tl.load(q_base + ks[None, :], mask=q_ok[:, None] & k_ok[None, :], other=0.0)
+    ct = tl.load(c_ptr + cols.to(tl.int64)[:, None] * stride_c + ks[None, :],
+                 mask=(cols < n_c)[:, None] & k_ok[None, :], other=0.0)
+    if UPCAST:  # only under the CPU interpreter, whose bf16 dot is wrong (exact upcast)
+        qt = qt.to(tl.float32)
+        ct = ct.to(tl.float32)
+    return tl.dot(qt, tl.trans(ct), acc, input_precision=PRECISION)
+
+
+@triton.jit
 def _topk_kernel(
     q_ptr, c_ptr, inv_q_ptr, inv_c_ptr, out_s_ptr, out_i_ptr,
     n_q, n_c, d, stride_q, stride_c, k, tiles_per_split,
     EXCLUDE_SELF: tl.constexpr, K_PAD: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
-    PRECISION: tl.constexpr, UPCAST: tl.constexpr,
+    PRECISION: tl.constexpr, UPCAST: tl.constexpr, FLAT: tl.constexpr,
 ):
     pid_q = tl.program_id(0)
     split = tl.program_id(1)
@@ -105,46 +158,32 @@ def _topk_kernel(
 
     c_lo = split * tiles_per_split * BLOCK_C
     c_hi = tl.minimum(c_lo + tiles_per_split * BLOCK_C, n_c)
-    for c0 in range(c_lo, c_hi, BLOCK_C):
-        cols = c0 + tl.arange(0, BLOCK_C)
-        c_ok = cols < n_c
-        c_base = c_ptr + cols.to(tl.int64)[:, None] * stride_c
-
-        # Tile product, fp32 accumulation.
+    if FLAT:
+        # One loop over (tile, d-chunk) steps: the pipeliner then loads the next tile's first
+        # chunks while this tile merges (the nested loop drains and refills it at every tile).
+        k_steps = tl.cdiv(d, BLOCK_K)
         acc = tl.zeros((BLOCK_Q, BLOCK_C), dtype=tl.float32)
-        for k0 in range(0, d, BLOCK_K):
-            ks = k0 + tl.arange(0, BLOCK_K)
-            k_ok = ks < d
-            qt = tl.load(q_base + ks[None, :], mask=q_ok[:, None] & k_ok[None, :], other=0.0)
-            ct = tl.load(c_base + ks[None, :], mask=c_ok[:, None] & k_ok[None, :], other=0.0)
-            if UPCAST:  # only under the CPU interpreter, whose bf16 dot is wrong (exact upcast)
-                qt = qt.to(tl.float32)
-                ct = ct.to(tl.float32)
-            acc = tl.dot(qt, tl.trans(ct), acc, input_precision=PRECISION)
-
-        inv_c = tl.load(inv_c_ptr + cols, mask=c_ok, other=0.0)
-        s = acc * inv_q[:, None] * inv_c[None, :]
-        drop = ~c_ok[None, :]
-        if EXCLUDE_SELF:
-            drop = drop | (cols[None, :] == q_rows[:, None])
-        s = tl.where(drop, float("-inf"), s)
-
-        # Merge the tile into the running top-k, one insertion per query per step.
-        best = tl.max(s, axis=1)
-        while tl.max((best > thresh).to(tl.int32), axis=0) > 0:
-            take = best > thresh
-            col = tl.min(tl.where(s == best[:, None], cols[None, :], n_c), axis=1)
-            col = tl.where(take, col, -1)
-            # Evict the worst slot: lowest score, and among equal lowest scores the highest id.
-            is_min = top_s == thresh[:, None]
-            worst_id = tl.max(tl.where(is_min, top_i, -2), axis=1)
-            slot = tl.min(tl.where(is_min & (top_i == worst_id[:, None]), slots[None, :], K_PAD), axis=1)
-            put = take[:, None] & (slots[None, :] == slot[:, None])
-            top_s = tl.where(put, best[:, None], top_s)
-            top_i = tl.where(put, col[:, None], top_i)
-            thresh = tl.min(top_s, axis=1)
-            s = tl.where(cols[None, :] == col[:, None], float("-inf"), s)
-            best = tl.max(s, axis=1)
+        kk = -1
+        c0 = c_lo - BLOCK_C
+        for _ in range(0, tl.cdiv(c_hi - c_lo, BLOCK_C) * k_steps):
+            kk = tl.where(kk == k_steps - 1, 0, kk + 1)
+            c0 = tl.where(kk == 0, c0 + BLOCK_C, c0)
+            cols = c0 + tl.arange(0, BLOCK_C)
+            acc = _chunk_product(acc, q_base, q_ok, c_ptr, cols, stride_c, n_c, kk * BLOCK_K + tl.arange(0, BLOCK_K),
+                                 d, PRECISION, UPCAST)
+            if kk == k_steps - 1:
+                s = _tile_scores(acc, inv_q, q_rows, cols, inv_c_ptr, n_c, EXCLUDE_SELF)
+                top_s, top_i, thresh = _merge_tile(s, cols, top_s, top_i, thresh, slots, n_c, K_PAD)
+                acc = tl.zeros((BLOCK_Q, BLOCK_C), dtype=tl.float32)
+    else:
+        for c0 in range(c_lo, c_hi, BLOCK_C):
+            cols = c0 + tl.arange(0, BLOCK_C)
+            acc = tl.zeros((BLOCK_Q, BLOCK_C), dtype=tl.float32)
+            for k0 in range(0, d, BLOCK_K):
+                acc = _chunk_product(acc, q_base, q_ok, c_ptr, cols, stride_c, n_c, k0 + tl.arange(0, BLOCK_K),
+                                     d, PRECISION, UPCAST)
+            s = _tile_scores(acc, inv_q, q_rows, cols, inv_c_ptr, n_c, EXCLUDE_SELF)
+            top_s, top_i, thresh = _merge_tile(s, cols, top_s, top_i, thresh, slots, n_c, K_PAD)
 
     # Candidates out; the +inf filler slots become -inf / -1 padding.
     real = slots[None, :] < k
@@ -241,6 +280,8 @@ def cosine_topk(queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude_sel
     k_pad = triton.next_power_of_2(k_eff)
     cfg = dict(launch_config(capability(device), d, queries.dtype, k_pad, fp32_precision), **(config or {}))
     bq, bc = cfg["block_q"], cfg["block_c"]
+    if cfg.get("loop", "tiles") not in ("tiles", "flat"):
+        raise ValueError(f"cosine_topk: config loop must be 'tiles' or 'flat', got {cfg['loop']!r}")
     q_blocks, c_tiles = triton.cdiv(n_q, bq), triton.cdiv(n_c, bc)
     if splits is None:
         splits = max(1, min(triton.cdiv(4 * _device_sms(device), q_blocks), c_tiles // 16))
@@ -258,6 +299,7 @@ def cosine_topk(queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude_sel
         EXCLUDE_SELF=bool(exclude_self), K_PAD=k_pad,
         BLOCK_Q=bq, BLOCK_C=bc, BLOCK_K=cfg["block_k"],
         PRECISION=precision, UPCAST=(queries.dtype == torch.bfloat16 and not queries.is_cuda),
+        FLAT=cfg.get("loop", "tiles") == "flat",
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
     )
 

@@ -26,3 +26,9 @@ def test_pair_cosine_uses_the_sm90_entry_and_falls_back_elsewhere():
     for cap, d, dtype in [((8, 9), 384, torch.float32), (H200, 384, torch.float16), (H200, 256, torch.float32),
                           (None, 384, torch.float32)]:
         assert measured(pc.MEASURED, cap, d, dtype) == {}, (cap, d, dtype)
+
+
+def test_topk_refuses_an_unknown_loop_shape():
+    x = torch.randn(3, 4)
+    with pytest.raises(ValueError, match="loop must be 'tiles' or 'flat'"):
+        ct.cosine_topk(x, x, 2, config=dict(loop="flattened"))

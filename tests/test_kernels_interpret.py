@@ -32,6 +32,7 @@ else:
     DEVICES = ["cuda"] if torch.cuda.is_available() else []
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 SMALL = dict(block_q=16, block_c=32, block_k=16, num_warps=4, num_stages=2)  # many tiles, every mask
+FLAT = dict(SMALL, loop="flat")  # the same tiles, walked as one (tile, d-chunk) loop
 TOL = 2e-5  # fp32 accumulation over d <= 1000 of inputs that are exact in the reference
 
 
@@ -166,13 +167,17 @@ TOPK_CASES = [
     (torch.float32, 9, 40, 7, 50, True, SMALL, 2, "ieee"),  # k > C
     (torch.float16, 9, 40, 7, 41, False, None, None, "ieee"),  # k > C
     (torch.float32, 24, 200, 16, 100, False, None, 2, "ieee"),  # large k: K_PAD 128
+    (torch.float32, 37, 300, 7, 10, True, FLAT, 3, "ieee"),
+    (torch.float16, 29, 170, 130, 3, False, FLAT, 2, "ieee"),  # d not a multiple of BLOCK_K
+    (torch.bfloat16, 37, 300, 384, 10, True, dict(FLAT, block_q=32, block_c=64, block_k=64), None, "ieee"),
+    (torch.float32, 9, 40, 7, 50, False, FLAT, 2, "ieee"),  # k > C
 ]
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype,n_q,n_c,d,k,exclude_self,config,splits,precision", TOPK_CASES,
                          ids=[f"{str(c[0])[6:]}-Q{c[1]}-C{c[2]}-d{c[3]}-k{c[4]}{'-xself' if c[5] else ''}"
-                              f"{'-small' if c[6] else ''}-{c[8]}" for c in TOPK_CASES])
+                              f"{'-' + c[6].get('loop', 'small') if c[6] else ''}-{c[8]}" for c in TOPK_CASES])
 def test_cosine_topk_random(device, dtype, n_q, n_c, d, k, exclude_self, config, splits, precision):
     gen = torch.Generator().manual_seed(n_q * 7 + n_c * 13 + d * 17 + k)
     corpus = _rand((n_c, d), dtype, device, gen)
@@ -191,7 +196,8 @@ def test_cosine_topk_random(device, dtype, n_q, n_c, d, k, exclude_self, config,
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("k,exclude_self,splits", [(1, False, 1), (7, True, 3), (25, False, 4)])
-def test_cosine_topk_exact_ties(device, dtype, k, exclude_self, splits):
+@pytest.mark.parametrize("config", [SMALL, FLAT], ids=["tiles", "flat"])
+def test_cosine_topk_exact_ties(device, dtype, k, exclude_self, splits, config):
     """Duplicated corpus rows tie exactly (small integers: every product and sum is exact in
     any order), so the whole answer, ids included, must equal the reference: lower id first,
     also across tiles and splits and at the k-th place."""
@@ -203,7 +209,7 @@ def test_cosine_topk_exact_ties(device, dtype, k, exclude_self, splits):
     queries[2] = 0
     queries[3] = corpus[3]
     queries, corpus = queries.to(dtype).to(device), corpus.to(dtype).to(device)
-    scores, ids = ct.cosine_topk(queries, corpus, k, exclude_self, config=SMALL, splits=splits)
+    scores, ids = ct.cosine_topk(queries, corpus, k, exclude_self, config=config, splits=splits)
     ref_s, ref_i = ct.cosine_topk_reference(queries.cpu(), corpus.cpu(), k, exclude_self)
     assert torch.equal(ids.cpu(), ref_i)
     torch.testing.assert_close(scores.cpu().double(), ref_s, atol=1e-6, rtol=0)
