@@ -59,9 +59,13 @@ PAIR_SWEEP = [dict(block_n=16, num_warps=4), dict(block_n=64, num_warps=8),
 # walks (tile, d-chunk) as one loop, so that the next tile's loads are in flight during a merge;
 # an sm_90a compile without a GPU shows the difference: the tile loop drains and refills its
 # cp.async pipeline at every tile, the flat loop only once (254 registers, no spills at 64 x 256).
-# "splits" (corpus splits; None = the launcher's choice) is passed separately.
+# "splits" (corpus splits; None = the launcher's choice, 2 at 64-query blocks on an H200) is passed
+# separately. Each split starts its running top-k empty, so more splits mean more merge steps (16
+# splits cost 11 ms); one split leaves the last wave of programs a third full: splits=1 weighs the two.
 TOPK_SWEEP = [dict(block_q=64, block_c=128, block_k=64, num_warps=4, num_stages=3),
+              dict(block_q=64, block_c=256, block_k=64, num_warps=8, num_stages=3, splits=1),
               dict(block_q=64, block_c=256, block_k=64, num_warps=8, num_stages=3, loop="flat"),
+              dict(block_q=64, block_c=256, block_k=64, num_warps=8, num_stages=3, loop="flat", splits=1),
               dict(block_q=64, block_c=256, block_k=64, num_warps=8, num_stages=4, loop="flat"),
               dict(block_q=128, block_c=128, block_k=64, num_warps=8, num_stages=3, loop="flat"),
               dict(block_q=64, block_c=128, block_k=64, num_warps=4, num_stages=3, loop="flat")]
