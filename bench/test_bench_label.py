@@ -257,9 +257,9 @@ def test_breakdown(benchmark, request, tmp_path, mode):
                  f"{BREAKDOWN['bi']['model']}; cross: {BREAKDOWN['cross']['model']}",
                  f"calls per phase: bi {BREAKDOWN['bi']['calls']}, cross {BREAKDOWN['cross']['calls']}",
                  "reading: the reader's chunks (bi reads its first pass in a thread beside the model load: the two "
-                 "overlap); model load includes the transformers import it triggers; model work: batched forwards with "
-                 "the copy back; scoring: bi's fused pair cosine; writing: formatting the rows (the writes themselves, "
-                 "in a thread, fall under rest)",
+                 "overlap); model load includes any transformers import it triggers (none for a BERT checkpoint: "
+                 "transenc.bert, transenc.wordpiece); model work: batched forwards with the copy back; scoring: bi's "
+                 "fused pair cosine; writing: formatting the rows (the writes themselves, in a thread, fall under rest)",
                  "regenerate: `python -m pytest bench/test_bench_label.py -k breakdown --benchmark-only -q -s`"]
         print(write_table("label-breakdown", "Where the time of a `transenc label` process goes", notes,
                           ["phase", "bi", "cross"], rows, device))

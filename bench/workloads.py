@@ -16,6 +16,7 @@ import shutil
 import sys
 import tempfile
 import time
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -408,8 +409,6 @@ def _convert_weights(source: Path, target: Path, dtype) -> None:
 def copy_distribution(name: str, site: Path) -> None:
     """An installed pure-Python distribution's files, dist-info included (pytest finds plugins by
     their entry points), into `site`; its command-line scripts (outside site-packages) left out."""
-    from importlib import metadata
-
     dist = metadata.distribution(name)
     for file in dist.files:
         source = Path(dist.locate_file(file))
@@ -442,8 +441,6 @@ def prepare_device_data() -> None:
     for name in MINILM_FILES:
         shutil.copy(model / name, minilm / name)
     _convert_weights(model / "model.safetensors", minilm / "model.safetensors", torch.float16)
-    from importlib import metadata
-
     needs = [re.split(r"[ <>=!~;\[]", r)[0] for r in metadata.requires("pytest-benchmark") if "extra ==" not in r]
     for name in ["pytest-benchmark"] + [n for n in needs if n != "pytest"]:
         copy_distribution(name, out / "site")
