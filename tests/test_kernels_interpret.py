@@ -22,6 +22,7 @@ import torch
 from source_tree import REPO, use_source_tree
 
 use_source_tree()
+from transenc import reference  # noqa: E402
 from transenc.kernels import cosine_topk as ct  # noqa: E402
 from transenc.kernels import pair_cosine as pc  # noqa: E402
 
@@ -80,7 +81,7 @@ def test_pair_cosine(device, dtype, n, d, blocks):
     out = torch.full((n,), float("nan"), device=device)  # poisoned: every element must be written
     block_n, block_d = blocks or (None, None)
     got = pc.pair_cosine(a, b, out=out, block_n=block_n, block_d=block_d)
-    ref = pc.pair_cosine_reference(a.cpu(), b.cpu())
+    ref = reference.pair_cosine_reference(a.cpu(), b.cpu())
     assert got.dtype == torch.float32 and got.shape == (n,)
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got.cpu(), ref, atol=TOL, rtol=0)
@@ -100,7 +101,7 @@ def test_pair_cosine_indexed(device, dtype, rows, d):
     idx[7] = torch.tensor([5, 0])  # the zero row
     out = torch.full((203,), float("nan"), device=device)
     got = pc.pair_cosine_indexed(table, idx.to(device), out=out, block_n=16)
-    ref = pc.pair_cosine_indexed_reference(table.cpu(), idx)
+    ref = reference.pair_cosine_indexed_reference(table.cpu(), idx)
     assert torch.isfinite(got).all()
     torch.testing.assert_close(got.cpu(), ref, atol=TOL, rtol=0)
     assert got[7].item() == 0
@@ -123,13 +124,13 @@ def assert_topk_matches(scores, ids, queries, corpus, k, exclude_self, tol=TOL):
     assert scores.dtype == torch.float32 and ids.dtype == torch.int64
     s, i = scores.cpu().double(), ids.cpu()
     assert not torch.isnan(s).any()
-    ref_s, ref_i = ct.cosine_topk_reference(queries.cpu(), corpus.cpu(), k, exclude_self)
+    ref_s, ref_i = reference.cosine_topk_reference(queries.cpu(), corpus.cpu(), k, exclude_self)
     pad = ref_i == -1
     assert torch.equal(i == -1, pad), "padding in the wrong places"
     assert (s[pad] == float("-inf")).all()
     real = ~pad
     assert (s[real] - ref_s[real]).abs().max().item() <= tol if real.any() else True
-    full = ct.cosine_matrix_reference(queries, corpus)
+    full = reference.cosine_matrix_reference(queries, corpus)
     if exclude_self:
         m = min(n_q, n_c)
         full[torch.arange(m), torch.arange(m)] = float("-inf")
@@ -210,7 +211,7 @@ def test_cosine_topk_exact_ties(device, dtype, k, exclude_self, splits, config):
     queries[3] = corpus[3]
     queries, corpus = queries.to(dtype).to(device), corpus.to(dtype).to(device)
     scores, ids = ct.cosine_topk(queries, corpus, k, exclude_self, config=config, splits=splits)
-    ref_s, ref_i = ct.cosine_topk_reference(queries.cpu(), corpus.cpu(), k, exclude_self)
+    ref_s, ref_i = reference.cosine_topk_reference(queries.cpu(), corpus.cpu(), k, exclude_self)
     assert torch.equal(ids.cpu(), ref_i)
     torch.testing.assert_close(scores.cpu().double(), ref_s, atol=1e-6, rtol=0)
     assert_topk_matches(scores, ids, queries, corpus, k, exclude_self)
@@ -239,10 +240,11 @@ def test_ops_door_uses_kernels(device):
 
     gen = torch.Generator().manual_seed(3)
     a, b = _rand((1000, 384), torch.float16, device, gen), _rand((1000, 384), torch.float16, device, gen)
-    torch.testing.assert_close(ops.pair_cosine(a, b).cpu(), pc.pair_cosine_reference(a.cpu(), b.cpu()), atol=TOL, rtol=0)
+    torch.testing.assert_close(ops.pair_cosine(a, b).cpu(), reference.pair_cosine_reference(a.cpu(), b.cpu()),
+                               atol=TOL, rtol=0)
     idx = torch.randint(0, 1000, (500, 2), generator=gen, dtype=torch.int32)
     torch.testing.assert_close(ops.pair_cosine_indexed(a, idx.to(device)).cpu(),
-                               pc.pair_cosine_indexed_reference(a.cpu(), idx), atol=TOL, rtol=0)
+                               reference.pair_cosine_indexed_reference(a.cpu(), idx), atol=TOL, rtol=0)
     if hasattr(ops, "cosine_topk"):
         scores, ids = ops.cosine_topk(a[:100], b, 10)
         assert_topk_matches(scores, ids, a[:100], b, 10, False)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from transenc import ops
+from transenc import reference
 from transenc.errors import InputError
 from transenc.cli import cmd_mine as mine_command
 from transenc.mining import mine_pairs
@@ -15,7 +15,7 @@ from transenc.mining import mine_pairs
 
 def brute_force_pairs(emb, k, min_score=None):
     """The contract spelt out with the float64 reference and a Python loop."""
-    scores, ids = ops.cosine_topk_reference(emb, emb, k, exclude_self=True)
+    scores, ids = reference.cosine_topk_reference(emb, emb, k, exclude_self=True)
     seen, pairs, kept = set(), [], []
     for i in range(emb.shape[0]):
         for s, j in zip(scores[i].tolist(), ids[i].tolist()):

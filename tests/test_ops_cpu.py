@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import transenc
-from transenc import _C, ops
+from transenc import _C, ops, reference
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 pytestmark = pytest.mark.usefixtures("engine_variant")  # every check, on every variant this CPU runs
@@ -98,7 +98,7 @@ def test_pair_cosine_matches_reference(n, d, dtype):
     a, b = rand(gen, n, d, dtype=dtype), rand(gen, n, d, dtype=dtype)
     got = ops.pair_cosine(a, b)
     assert got.dtype == torch.float32 and got.shape == (n,)
-    torch.testing.assert_close(got, ops.pair_cosine_reference(a, b), atol=1e-5, rtol=0)
+    torch.testing.assert_close(got, reference.pair_cosine_reference(a, b), atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -116,9 +116,9 @@ def test_pair_cosine_zero_rows_give_zero(dtype):
 def test_pair_cosine_odd_inputs():
     gen = torch.Generator().manual_seed(2)
     a, b = rand(gen, 300, 64), rand(gen, 64, 300).T  # b is not contiguous
-    torch.testing.assert_close(ops.pair_cosine(a, b), ops.pair_cosine_reference(a, b), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ops.pair_cosine(a, b), reference.pair_cosine_reference(a, b), atol=1e-5, rtol=0)
     a16, bbf = a.half(), b.bfloat16()  # mixed dtypes promote to fp32
-    torch.testing.assert_close(ops.pair_cosine(a16, bbf), ops.pair_cosine_reference(a16, bbf), atol=1e-5, rtol=0)
+    torch.testing.assert_close(ops.pair_cosine(a16, bbf), reference.pair_cosine_reference(a16, bbf), atol=1e-5, rtol=0)
     a64 = a.double().requires_grad_()
     torch.testing.assert_close(ops.pair_cosine(a64, a64), torch.ones(300), atol=1e-5, rtol=0)
     assert ops.pair_cosine(torch.empty(0, 5), torch.empty(0, 5)).shape == (0,)
@@ -133,7 +133,7 @@ def test_pair_cosine_indexed_matches_reference(dtype, rows, n, d):
     table = rand(gen, rows, d, dtype=dtype)
     idx = torch.randint(0, rows, (n, 2), generator=gen, dtype=torch.int32)
     got = ops.pair_cosine_indexed(table, idx)
-    torch.testing.assert_close(got, ops.pair_cosine_indexed_reference(table, idx), atol=1e-5, rtol=0)
+    torch.testing.assert_close(got, reference.pair_cosine_indexed_reference(table, idx), atol=1e-5, rtol=0)
     # the same through numpy int64 indices
     torch.testing.assert_close(ops.pair_cosine_indexed(table, idx.long().numpy()), got, atol=0, rtol=0)
 
@@ -158,7 +158,7 @@ def assert_topk_matches(queries, corpus, k, exclude_self=False):
     scores, ids = ops.cosine_topk(queries, corpus, k, exclude_self)
     assert scores.dtype == torch.float32 and ids.dtype == torch.int64
     assert scores.shape == ids.shape == (queries.shape[0], k)
-    ref_scores, ref_ids = ops.cosine_topk_reference(queries, corpus, k + 1, exclude_self)
+    ref_scores, ref_ids = reference.cosine_topk_reference(queries, corpus, k + 1, exclude_self)
     finite = torch.isfinite(ref_scores[:, :k])
     assert torch.equal(torch.isfinite(scores), finite)
     assert torch.equal(ids[~finite], torch.full_like(ids[~finite], -1))
@@ -237,7 +237,7 @@ def test_cosine_topk_ties_go_to_the_lower_id(q):
     corpus = distinct[torch.randint(0, 40, (3000,), generator=gen)]  # every row repeated
     queries = rand(gen, q, 384)
     scores, ids = ops.cosine_topk(queries, corpus, 100)
-    ref_scores, ref_ids = ops.cosine_topk_reference(queries, corpus, 100)
+    ref_scores, ref_ids = reference.cosine_topk_reference(queries, corpus, 100)
     assert torch.equal(ids, ref_ids)  # equal rows score bit-equal, so lower id first
     for s_row, i_row in zip(scores.tolist(), ids.tolist()):
         for j in range(1, len(s_row)):

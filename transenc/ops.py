@@ -1,7 +1,8 @@
 """The single door to the scoring engine.
 
 Each op picks the Triton kernel (transenc.kernels) for CUDA tensors and the C++ engine
-(transenc._C) for CPU tensors. A plain-torch float64 `*_reference` sits beside each op for tests.
+(transenc._C) for CPU tensors. The plain-torch float64 references the tests check them against
+are in transenc.reference.
 """
 from __future__ import annotations
 
@@ -110,56 +111,3 @@ def dequantize_rows_(acc: torch.Tensor, row_scale: torch.Tensor, row_offset: tor
     _C.dequantize_rows(acc.numpy(), row_scale.numpy(), row_offset.numpy(), col_scale.numpy(), col_sum.numpy(),
                        None if bias is None else bias.numpy())
     return acc.view(torch.float32)
-
-
-# ---- float64 references, for tests ------------------------------------------------------
-
-
-def pair_cosine_reference(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    a64, b64 = a.double(), b.double()
-    dot = (a64 * b64).sum(-1)
-    denom = a64.norm(dim=-1) * b64.norm(dim=-1)
-    return torch.where(denom > 0, dot / denom.clamp_min(1e-300), torch.zeros_like(dot)).float()
-
-
-def pair_cosine_indexed_reference(table: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    idx = torch.as_tensor(idx).long()
-    return pair_cosine_reference(table[idx[:, 0]], table[idx[:, 1]])
-
-
-def cosine_matrix_reference(queries: torch.Tensor, corpus: torch.Tensor) -> torch.Tensor:
-    """float64 [Q, C] cosines on the CPU (0 for a zero row): raw dot products, then divided by
-    the norms, so that exactly orthogonal rows give exactly 0 and duplicate rows tie exactly."""
-    q, c = queries.detach().cpu().double(), corpus.detach().cpu().double()
-    inv_q, inv_c = q.norm(dim=1), c.norm(dim=1)
-    inv_q = torch.where(inv_q > 0, 1 / inv_q.clamp_min(1e-300), torch.zeros_like(inv_q))
-    inv_c = torch.where(inv_c > 0, 1 / inv_c.clamp_min(1e-300), torch.zeros_like(inv_c))
-    return (q @ c.T) * inv_q[:, None] * inv_c[None, :]
-
-
-def cosine_topk_reference(
-    queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude_self: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The same contract in float64 with the full score matrix: (scores float64, ids int64)."""
-    scores = cosine_matrix_reference(queries, corpus)
-    if exclude_self:
-        n = min(scores.shape)
-        scores[torch.arange(n), torch.arange(n)] = float("-inf")
-    # A stable descending sort keeps equal scores in id order: ties go to the lower id.
-    scores, ids = torch.sort(scores, dim=1, descending=True, stable=True)
-    scores, ids = scores[:, :k], ids[:, :k]
-    ids = torch.where(torch.isinf(scores), torch.full_like(ids, -1), ids)  # excluded self
-    pad = k - scores.shape[1]
-    if pad > 0:
-        scores = torch.cat([scores, scores.new_full((scores.shape[0], pad), float("-inf"))], 1)
-        ids = torch.cat([ids, ids.new_full((ids.shape[0], pad), -1)], 1)
-    return scores, ids
-
-
-def quantize_rows_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """quantize_rows in float64: (q as float64, scale, offset); a constant row: scale 0, q -128."""
-    x64 = x.double()
-    low, high = x64.amin(1), x64.amax(1)
-    scale = (high - low) / 255
-    steps = (x64 - low[:, None]) / torch.where(scale > 0, scale, torch.ones_like(scale))[:, None]
-    return torch.round(steps).clamp(0, 255) - 128, scale, low + 128 * scale
