@@ -141,7 +141,7 @@ def test_resume_on_two_ranks_continues_a_one_process_run(tmp_path, no_dropout_be
     import torch
     from safetensors.torch import load_file
 
-    from test_train import TINY, args_for
+    from test_train import TINY, args_for, train
     from transenc import training
 
     monkeypatch.setitem(training.RECIPES, "tiny", TINY)
@@ -150,7 +150,7 @@ def test_resume_on_two_ranks_continues_a_one_process_run(tmp_path, no_dropout_be
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
     (tmp_path / "dev.tsv").write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:15])))
     args = dict(pairs=tmp_path / "pairs.tsv", models=[no_dropout_bert], dev=tmp_path / "dev.tsv", precision=EXACT)
-    training.train_command(args_for(tmp_path / "whole", **args))
+    train(args_for(tmp_path / "whole", **args))
 
     real = training.Trainer.cross_label
 
@@ -161,10 +161,10 @@ def test_resume_on_two_ranks_continues_a_one_process_run(tmp_path, no_dropout_be
 
     monkeypatch.setattr(training.Trainer, "cross_label", killed)
     with pytest.raises(KeyboardInterrupt):
-        training.train_command(args_for(tmp_path / "split", **args))
+        train(args_for(tmp_path / "split", **args))
     a = args_for(tmp_path / "split", **args, resume=True)
-    done = torchrun(HERE / "dist_train_worker.py", "train", "--pairs", a.pairs, "--out", a.out, "--model", a.model[0],
-                    "--cycles", a.cycles, "--dev", a.dev[0], "--recipe", a.recipe, "--seed", a.seed, "--device", "cpu",
+    done = torchrun(HERE / "dist_train_worker.py", "train", "--pairs", a["pairs"], "--out", a["out"], "--model", a["models"][0],
+                    "--cycles", a["cycles"], "--dev", a["dev"][0], "--recipe", a["recipe"], "--seed", a["seed"], "--device", "cpu",
                     "--precision", EXACT, "--resume")
     assert done.returncode == 0, done.stderr[-3000:]
     state = json.loads((tmp_path / "split" / "state.json").read_text())
@@ -189,7 +189,7 @@ def test_a_two_rank_run_killed_mid_stage_resumes_on_two_ranks_or_on_one(tmp_path
     import torch
     from safetensors.torch import load_file
 
-    from test_train import TINY, args_for
+    from test_train import TINY, args_for, train
     from transenc import training
 
     monkeypatch.setitem(training.RECIPES, "tiny", TINY)
@@ -198,11 +198,11 @@ def test_a_two_rank_run_killed_mid_stage_resumes_on_two_ranks_or_on_one(tmp_path
     (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
     (tmp_path / "dev.tsv").write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:15])))
     a = args_for(tmp_path / "killed", tmp_path / "pairs.tsv", [no_dropout_bert], dev=tmp_path / "dev.tsv", precision=EXACT)
-    training.train_command(args_for(tmp_path / "whole", tmp_path / "pairs.tsv", [no_dropout_bert], dev=tmp_path / "dev.tsv",
+    train(args_for(tmp_path / "whole", tmp_path / "pairs.tsv", [no_dropout_bert], dev=tmp_path / "dev.tsv",
                                     precision=EXACT))
 
-    argv = ["train", "--pairs", a.pairs, "--out", a.out, "--model", a.model[0], "--cycles", a.cycles, "--dev", a.dev[0],
-            "--recipe", a.recipe, "--seed", a.seed, "--device", "cpu", "--precision", EXACT]
+    argv = ["train", "--pairs", a["pairs"], "--out", a["out"], "--model", a["models"][0], "--cycles", a["cycles"], "--dev", a["dev"][0],
+            "--recipe", a["recipe"], "--seed", a["seed"], "--device", "cpu", "--precision", EXACT]
     steps_per_fit = -(-2 * len(lines) // TINY.cross.batch_size) * TINY.cross.epochs
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -228,7 +228,7 @@ def test_a_two_rank_run_killed_mid_stage_resumes_on_two_ranks_or_on_one(tmp_path
     shutil.copytree(tmp_path / "killed", tmp_path / "one-rank")
     resumed = torchrun(HERE / "dist_train_worker.py", *argv, "--resume")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    training.train_command(args_for(tmp_path / "one-rank", tmp_path / "pairs.tsv", [no_dropout_bert],
+    train(args_for(tmp_path / "one-rank", tmp_path / "pairs.tsv", [no_dropout_bert],
                                  dev=tmp_path / "dev.tsv", resume=True, precision=EXACT))
     for run in ("killed", "one-rank"):
         assert json.loads((tmp_path / run / "state.json").read_text())["done"][-1] == "cycle2.bi_train"
@@ -246,7 +246,7 @@ def test_mutual_models_train_at_once_on_their_own_ranks(tmp_path, no_dropout_ber
     from safetensors.torch import load_file
     from transformers import BertConfig, BertModel
 
-    from test_train import TINY, args_for
+    from test_train import TINY, args_for, train
     from transenc import training
 
     second = tmp_path / "second"
@@ -258,8 +258,8 @@ def test_mutual_models_train_at_once_on_their_own_ranks(tmp_path, no_dropout_ber
     (tmp_path / "dev.tsv").write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:15])))
     a = args_for(tmp_path / "two", tmp_path / "pairs.tsv", [no_dropout_bert, second], dev=tmp_path / "dev.tsv",
                  cycles=1, precision=EXACT)
-    done = torchrun(HERE / "dist_train_worker.py", "train", "--pairs", a.pairs, "--out", a.out, "--model", a.model[0],
-                    "--model", a.model[1], "--cycles", 1, "--dev", a.dev[0], "--recipe", a.recipe, "--seed", a.seed,
+    done = torchrun(HERE / "dist_train_worker.py", "train", "--pairs", a["pairs"], "--out", a["out"], "--model", a["models"][0],
+                    "--model", a["models"][1], "--cycles", 1, "--dev", a["dev"][0], "--recipe", a["recipe"], "--seed", a["seed"],
                     "--device", "cpu", "--precision", EXACT)
     assert done.returncode == 0, done.stderr[-3000:]
     stages = json.loads((tmp_path / "two" / "metrics.json").read_text())["cycles"][0]["stages"]
@@ -271,7 +271,7 @@ def test_mutual_models_train_at_once_on_their_own_ranks(tmp_path, no_dropout_ber
     # the same run in one process, the models one after another, ends with the same weights
     pytest.MonkeyPatch().setitem(training.RECIPES, "tiny", TINY)
     torch.set_num_threads(1)
-    training.train_command(args_for(tmp_path / "one", tmp_path / "pairs.tsv", [no_dropout_bert, second],
+    train(args_for(tmp_path / "one", tmp_path / "pairs.tsv", [no_dropout_bert, second],
                                  dev=tmp_path / "dev.tsv", cycles=1, precision=EXACT))
     for name in ("bi-0", "bi-1", "cross-0", "cross-1"):
         one, two = (load_file(str(tmp_path / run / name / "model.safetensors")) for run in ("one", "two"))

@@ -13,13 +13,14 @@ import numpy as np
 import pytest
 
 from transenc import cli, training
+from transenc.train_config import TrainConfig
 from transenc.bundled import DEMO_DEV, DEMO_PAIRS
 from transenc.fit import FitConfig
 from transenc.labeling import bi_scores
 from transenc.models import BiEncoder
 
 from test_evaluate import auc_by_counting
-from test_train import train_args
+from test_train import train
 
 CHECKED = training.Recipe(
     cross=FitConfig(batch_size=16, epochs=2, lr=1e-3, warmup=0.1, eval_every=2),
@@ -37,14 +38,14 @@ def two_dev_run(tmp_path_factory, tiny_bert):
     (root / "pairs.tsv").write_text("\n".join(lines[:32]) + "\n")
     (root / "graded.tsv").write_text("".join(f"{line}\t{(i * 7) % 6}\n" for i, line in enumerate(lines[40:60])))
     (root / "binary.tsv").write_text("".join(f"{line}\t{1 - i % 2}\n" for i, line in enumerate(lines[60:76])))
-    args = train_args(root / "run", pairs=str(root / "pairs.tsv"), model=[str(tiny_bert)], cycles=2,
+    args = dict(out=root / "run", pairs=str(root / "pairs.tsv"), models=[str(tiny_bert)], cycles=2,
                       dev=[str(root / "graded.tsv"), f"binary={root / 'binary.tsv'}"],
                       test=[str(root / "graded.tsv")], recipe="checked", seed=3, device="cpu",
                       precision="fp32")  # exact: a 32-wide tiny BERT's scores differ below bf16's steps
     training.RECIPES["checked"] = CHECKED
     try:
         with contextlib.redirect_stderr(io.StringIO()) as err:
-            training.train_command(args)
+            train(args)
     finally:
         del training.RECIPES["checked"]
     (root / "stderr.txt").write_text(err.getvalue())
@@ -214,10 +215,10 @@ def test_the_demo_corpus_gets_the_bundled_dev_set(tmp_path):
     dev = read_labeled(DEMO_DEV)
     assert 200 <= len(dev) <= 300
     assert dev.labels.min() == 0 and dev.labels.max() == 5 and len(np.unique(dev.labels)) >= 15
-    corpus = set(training.Trainer._read(DEMO_PAIRS).sentences)
+    corpus = set(training.read_training_pairs(DEMO_PAIRS).sentences)
     assert not corpus & set(dev.sentences)  # dev sentences never appear in the training corpus
-    args = train_args(tmp_path / "r", cycles=1, seed=1, device="cpu")
-    assert list(training.Trainer(args).dev) == ["demo-dev"]
-    args.pairs, args.out = str(tmp_path / "p.tsv"), str(tmp_path / "r2")
+    config = TrainConfig(out=tmp_path / "r", cycles=1, seed=1, device="cpu")
+    assert list(training.Trainer(config).scored.dev) == ["demo-dev"]
     (tmp_path / "p.tsv").write_text("a b\tc d\n")
-    assert training.Trainer(args).dev == {}  # other training data: no dev set unless asked for
+    config = TrainConfig(out=tmp_path / "r2", pairs=tmp_path / "p.tsv", cycles=1, seed=1, device="cpu")
+    assert training.Trainer(config).scored.dev == {}  # other training data: no dev set unless asked for

@@ -1,6 +1,5 @@
 """`transenc train` on a tiny BERT: losses fall, outputs load in sentence-transformers,
 kill-and-resume ends with the same weights, mutual distillation runs."""
-import argparse
 import json
 from dataclasses import replace
 
@@ -8,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from transenc import training
+from transenc import api, selection, training
+from transenc.recipes import combine_targets
 from transenc.bundled import DEMO_PAIRS
 from transenc.errors import TransencError
 from transenc.fit import FitConfig
@@ -36,21 +36,16 @@ def pairs_64(tmp_path):
     return path, dev
 
 
-def train_args(out, **given) -> argparse.Namespace:
-    """`transenc train`'s arguments as its parser gives them (every default in its one place), then `given`."""
-    parser = argparse.ArgumentParser()
-    training.add_train_args(parser)
-    args = parser.parse_args(["--out", str(out)])
-    for key, value in given.items():
-        setattr(args, key, value)
-    return args
+def args_for(out, pairs, models, dev=None, resume=False, cycles=2, teachers=None, precision="auto") -> dict:
+    """`transenc.train`'s keywords for a tiny run (every other setting its default)."""
+    return dict(pairs=str(pairs), out=out, models=[str(m) for m in models], cycles=cycles,
+                teachers=[str(t) for t in teachers] if teachers else None, dev=[str(dev)] if dev else None,
+                recipe="tiny", seed=7, device="cpu", resume=resume, precision=precision)
 
 
-def args_for(out, pairs, models, dev=None, resume=False, cycles=2, teachers=None, precision="auto"):
-    return train_args(out, pairs=str(pairs), model=[str(m) for m in models], cycles=cycles,
-                      teacher=[str(t) for t in teachers] if teachers else None,
-                      dev=[str(dev)] if dev else None, recipe="tiny", seed=7, device="cpu", resume=resume,
-                      precision=precision)
+def train(args: dict):
+    """A run as the Python API starts it: TrainConfig, then Trainer (the CLI's path too)."""
+    return api.train(**args)
 
 
 def weights(path):
@@ -66,7 +61,7 @@ def test_two_cycles_learn_and_save_sentence_transformers_models(tmp_path, tiny_b
 
     pairs, dev = pairs_64
     out = tmp_path / "run"
-    training.train_command(args_for(out, pairs, [tiny_bert], dev=dev))
+    train(args_for(out, pairs, [tiny_bert], dev=dev))
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["cycles"]) == 2
     for cycle in metrics["cycles"]:
@@ -88,7 +83,7 @@ def test_two_cycles_learn_and_save_sentence_transformers_models(tmp_path, tiny_b
 
 def test_kill_and_resume_gives_identical_weights(tmp_path, tiny_bert, pairs_64, monkeypatch):
     pairs, _ = pairs_64
-    training.train_command(args_for(tmp_path / "whole", pairs, [tiny_bert]))
+    train(args_for(tmp_path / "whole", pairs, [tiny_bert]))
 
     real = training.Trainer.cross_label
 
@@ -99,18 +94,18 @@ def test_kill_and_resume_gives_identical_weights(tmp_path, tiny_bert, pairs_64, 
 
     monkeypatch.setattr(training.Trainer, "cross_label", killed)
     with pytest.raises(KeyboardInterrupt):
-        training.train_command(args_for(tmp_path / "split", pairs, [tiny_bert]))
+        train(args_for(tmp_path / "split", pairs, [tiny_bert]))
     monkeypatch.setattr(training.Trainer, "cross_label", real)
     state = json.loads((tmp_path / "split" / "state.json").read_text())
     assert state["done"][-1] == "cycle2.cross_train"
     with pytest.raises(TransencError, match="--resume"):
-        training.train_command(args_for(tmp_path / "split", pairs, [tiny_bert]))
-    training.train_command(args_for(tmp_path / "split", pairs, [tiny_bert], resume=True))
+        train(args_for(tmp_path / "split", pairs, [tiny_bert]))
+    train(args_for(tmp_path / "split", pairs, [tiny_bert], resume=True))
     # a finished 1-cycle run continued with --cycles 2 ends as the 2-cycle run; fewer cycles are refused
-    training.train_command(args_for(tmp_path / "extended", pairs, [tiny_bert], cycles=1))
-    training.train_command(args_for(tmp_path / "extended", pairs, [tiny_bert], cycles=2, resume=True))
+    train(args_for(tmp_path / "extended", pairs, [tiny_bert], cycles=1))
+    train(args_for(tmp_path / "extended", pairs, [tiny_bert], cycles=2, resume=True))
     with pytest.raises(TransencError, match="2 cycles"):
-        training.train_command(args_for(tmp_path / "extended", pairs, [tiny_bert], cycles=1, resume=True))
+        train(args_for(tmp_path / "extended", pairs, [tiny_bert], cycles=1, resume=True))
     for run in ("split", "extended"):
         for name in ("bi", "cross"):
             whole, other = weights(tmp_path / "whole" / name), weights(tmp_path / run / name)
@@ -134,7 +129,7 @@ def test_mutual_distillation_of_two_models(tmp_path, tiny_bert, pairs_64):
     second = other_tiny_bert(tiny_bert, tmp_path / "second")
     pairs, dev = pairs_64
     out = tmp_path / "mutual"
-    training.train_command(args_for(out, pairs, [tiny_bert, second], dev=dev, cycles=1))
+    train(args_for(out, pairs, [tiny_bert, second], dev=dev, cycles=1))
     metrics = json.loads((out / "metrics.json").read_text())
     dev_bi = metrics["cycles"][0]["stages"]["bi_train"]["dev"]
     assert len(dev_bi["models"]) == 2 and "ensemble" in dev_bi
@@ -146,7 +141,7 @@ def test_non_finite_labels_stop_with_a_clear_message(tmp_path, tiny_bert, pairs_
     pairs, _ = pairs_64
     monkeypatch.setattr(training.Trainer, "score", lambda self, e, p: np.full(len(p), np.nan, dtype=np.float32))
     with pytest.raises(TransencError, match="not finite"):
-        training.train_command(args_for(tmp_path / "nan", pairs, [tiny_bert], cycles=1))
+        train(args_for(tmp_path / "nan", pairs, [tiny_bert], cycles=1))
     assert not (tmp_path / "nan" / "cycle1" / "labels_bi.npy").exists()
 
 
@@ -162,7 +157,7 @@ def test_co_teacher_enters_every_label_mean_and_is_not_trained(tmp_path, tiny_be
     # the student's own fit with a co-teacher: 2 epochs of 64 pairs at batch 16 (without one: 6)
     monkeypatch.setitem(training.RECIPES, "tiny", replace(
         TINY, bi_with_teacher=FitConfig(batch_size=16, epochs=2, lr=1e-3, warmup=0.0)))
-    training.train_command(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1, teachers=[teacher]))
+    train(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1, teachers=[teacher]))
     ps, _ = read_pairs(pairs)
     taught = bi_scores(BiEncoder.load(teacher, "cpu"), ps)
     np.testing.assert_allclose(np.load(out / "teacher-0.npy"), taught, atol=1e-6)
@@ -199,7 +194,7 @@ def test_mutual_distillation_across_architectures_and_tokenizers(tmp_path, tiny_
     tokenizer.save_pretrained(str(mpnet))
     pairs, dev = pairs_64
     out = tmp_path / "mixed"
-    training.train_command(args_for(out, pairs, [tiny_bert, mpnet], dev=dev, cycles=1))
+    train(args_for(out, pairs, [tiny_bert, mpnet], dev=dev, cycles=1))
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["cycles"][0]["stages"]["cross_label"]["dev"]["models"]) == 2
     for name in ("bi-0", "bi-1", "cross-0", "cross-1"):
@@ -209,24 +204,24 @@ def test_mutual_distillation_across_architectures_and_tokenizers(tmp_path, tiny_
 
 def scripted_dev(monkeypatch, gains: dict[int, float]):
     """Each cycle's dev mean set to the start's plus gains[cycle]; the stop rule reads only these."""
-    def cycle_dev(self, cycle):
-        return float(np.mean(self.run.state["metrics"]["start"]["dev"]["models"])) + gains[cycle]
+    def cycle_dev(metrics, cycle):
+        return float(np.mean(metrics["start"]["dev"]["models"])) + gains[cycle]
 
-    monkeypatch.setattr(training.Trainer, "cycle_dev", cycle_dev)
+    monkeypatch.setattr(selection, "cycle_dev", cycle_dev)
 
 
 def test_a_cycle_that_does_not_improve_stops_the_run(tmp_path, tiny_bert, pairs_64, monkeypatch, capsys):
     pairs, dev = pairs_64
     scripted_dev(monkeypatch, {1: 5.0, 2: 4.0, 3: 9.0, 4: 1.0})
     out = tmp_path / "run"
-    training.train_command(args_for(out, pairs, [tiny_bert], dev=dev, cycles=3))
+    train(args_for(out, pairs, [tiny_bert], dev=dev, cycles=3))
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["cycles"]) == 2 and not (out / "cycle3").exists()
     assert metrics["stopped"]["cycle"] == 2 and "did not beat the best dev mean so far" in metrics["stopped"]["reason"]
     assert "cycle 1" in metrics["stopped"]["reason"]
     assert "stopping after cycle 2 of 3" in capsys.readouterr().err
     # resumed with more cycles, the stopped run goes on: cycle 3 improves, cycle 4 does not
-    training.train_command(args_for(out, pairs, [tiny_bert], dev=dev, cycles=5, resume=True))
+    train(args_for(out, pairs, [tiny_bert], dev=dev, cycles=5, resume=True))
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(metrics["cycles"]) == 4 and metrics["stopped"]["cycle"] == 4 and "cycle 3" in metrics["stopped"]["reason"]
     assert "Ended after cycle 4 of 5" in (out / "report.html").read_text()
@@ -237,27 +232,27 @@ def test_patience_zero_runs_every_cycle_and_a_first_cycle_below_the_start_stops(
     pairs, dev = pairs_64
     scripted_dev(monkeypatch, {1: -1.0, 2: -2.0, 3: -3.0})
     args = args_for(tmp_path / "all", pairs, [tiny_bert], dev=dev, cycles=3)
-    args.patience = 0
-    training.train_command(args)
+    args["patience"] = 0
+    train(args)
     metrics = json.loads((tmp_path / "all" / "metrics.json").read_text())
     assert len(metrics["cycles"]) == 3 and metrics["stopped"]["reason"] == "ran the 3 cycle(s) asked (--patience 0)"
-    training.train_command(args_for(tmp_path / "one", pairs, [tiny_bert], dev=dev, cycles=3))
+    train(args_for(tmp_path / "one", pairs, [tiny_bert], dev=dev, cycles=3))
     metrics = json.loads((tmp_path / "one" / "metrics.json").read_text())
     assert len(metrics["cycles"]) == 1 and "the start models" in metrics["stopped"]["reason"]
 
 
 def test_without_dev_sets_every_cycle_runs(tmp_path, tiny_bert, pairs_64):
     pairs, _ = pairs_64
-    training.train_command(args_for(tmp_path / "run", pairs, [tiny_bert], cycles=2))
+    train(args_for(tmp_path / "run", pairs, [tiny_bert], cycles=2))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert len(metrics["cycles"]) == 2 and "no dev set" in metrics["stopped"]["reason"]
 
 
 def test_negative_patience_is_refused(tmp_path, tiny_bert, pairs_64):
     args = args_for(tmp_path / "run", pairs_64[0], [tiny_bert], cycles=2)
-    args.patience = -1
+    args["patience"] = -1
     with pytest.raises(TransencError, match="--patience must be 0"):
-        training.train_command(args)
+        train(args)
     assert not (tmp_path / "run").exists()
 
 
@@ -267,7 +262,7 @@ def test_a_gain_inside_dev_noise_exports_the_start_model(tmp_path, tiny_bert, pa
                                                                              warmup=0.0)))
     pairs, dev = pairs_64
     out = tmp_path / "run"
-    training.train_command(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1))
+    train(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1))
     metrics = json.loads((out / "metrics.json").read_text())
     verdict = metrics["exported"]["bi"]
     assert verdict["model"] == "start" and abs(verdict["gain"]) < 1e-6 and verdict["gain_5th_percentile"] <= 0
@@ -281,24 +276,22 @@ def test_a_corpus_too_small_for_the_cross_encoder_gets_more_steps_and_a_warning(
                                                                                  monkeypatch, capsys):
     monkeypatch.setitem(training.RECIPES, "tiny", replace(TINY, cross_min_steps=60))
     pairs, _ = pairs_64
-    training.train_command(args_for(tmp_path / "run", pairs, [tiny_bert], cycles=1))
+    train(args_for(tmp_path / "run", pairs, [tiny_bert], cycles=1))
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["cycles"][0]["stages"]["cross_train"]["models"][0]["steps"] == 60  # 8 batches x 6 epochs: 48
     assert "64 pairs give the cross-encoder 48 steps in 6 epochs" in capsys.readouterr().err
     assert metrics["cycles"][0]["stages"]["bi_train"]["models"][0]["steps"] == 24  # the bi-encoder as it was
 
 
-def test_bi_targets_mean_order_keeps_the_cosines_and_takes_the_teachers_order(tmp_path):
+def test_bi_targets_mean_order_keeps_the_cosines_and_takes_the_teachers_order():
     rng = np.random.default_rng(3)
     bi = rng.uniform(0.3, 0.9, 257).astype(np.float32)
     cross = (bi + rng.normal(0.1, 0.2, 257)).astype(np.float32)  # another scale, skewed up; no ties
-    np.save(tmp_path / "labels_bi.npy", bi)
-    np.save(tmp_path / "labels_cross.npy", cross)
-    targets = training.bi_targets(tmp_path, "mean_order")
+    targets = combine_targets(cross, bi, "mean_order")
     np.testing.assert_array_equal(np.sort(targets), np.sort(bi))  # the bi-encoder's own values, none drifted
     teachers = np.argsort(np.argsort(cross)) + np.argsort(np.argsort(bi))  # rank sum (no ties here)
     assert (np.diff(targets[np.argsort(teachers, kind="stable")]) >= 0).all()  # in the teachers' order
-    mean = training.bi_targets(tmp_path, "mean")
+    mean = combine_targets(cross, bi, "mean")
     np.testing.assert_allclose(mean, (bi + cross) / 2)
     assert abs(mean.mean() - bi.mean()) > 0.05 and abs(targets.mean() - bi.mean()) < 1e-6
 
@@ -315,8 +308,8 @@ def test_the_bi_encoders_teacher_is_scored_on_the_dev_pairs(tmp_path, tiny_bert,
     pairs, dev = pairs_64
     out = tmp_path / "run"
     args = args_for(out, pairs, [tiny_bert], dev=dev, cycles=1)
-    args.precision = "fp32"
-    training.train_command(args)
+    args["precision"] = "fp32"
+    train(args)
     stages = json.loads((out / "metrics.json").read_text())["cycles"][0]["stages"]
     teacher = stages["bi_train"]["teacher_dev"]["models"][0]
     dev_pairs, _ = read_pairs(dev)

@@ -11,7 +11,6 @@ torch and transformers are imported inside the functions, so `import transenc` s
 """
 from __future__ import annotations
 
-import argparse
 import math
 import sys
 from dataclasses import dataclass
@@ -116,40 +115,23 @@ class Run:
 
 
 def train(pairs=None, out: str | Path = "runs/transenc", *, models=None, teachers=None, dev=None, test=None, recipe=None,
-          cycles=None, patience=None, seed=None, device=None, precision=None, max_pairs=None, simcse=False,
-          resume=False) -> Run:
+          cycles=None, patience=None, seed=None, device=None, precision=None, max_pairs=None, max_length=None,
+          simcse=False, resume=False) -> Run:
     """Trans-Encoder cycles, as `transenc train` runs them; options left as None take its defaults.
 
     pairs: None (the bundled demo corpus, with the bundled demo dev set), a path, a PairSet or tuples;
     models: a model or a list of them (mutual distillation); teachers: frozen co-teachers (`--teacher`);
-    dev/test: a path, `NAME=PATH`, or a list."""
-    from transenc.training import Trainer, add_train_args
+    dev/test: a path, `NAME=PATH`, or a list; max_length: training lengths, N or (bi, cross)."""
+    from transenc.train_config import TrainConfig
+    from transenc.training import Trainer
 
-    as_list = lambda x: [] if x is None else [str(v) for v in ([x] if isinstance(x, (str, Path)) else x)]  # noqa: E731
-    if models is not None and not as_list(models):
+    if models is not None and not models:
         raise TransencError("models: name at least one model (or leave it None for the default)")
-    # The keywords become the command's arguments, so the CLI's defaults and checks (choices, types,
-    # counts) apply from their one place; a PairSet or tuples cannot travel as text and are set after.
-    argv = ["--out", str(out)] + (["--pairs", str(pairs)] if isinstance(pairs, (str, Path)) else [])
-    for flag, values in (("--model", models), ("--teacher", teachers), ("--dev", dev), ("--test", test)):
-        for value in as_list(values):
-            argv += [flag, value]
-    for flag, value in (("--recipe", recipe), ("--cycles", cycles), ("--patience", patience), ("--seed", seed),
-                        ("--device", device), ("--precision", precision), ("--max-pairs", max_pairs)):
-        if value is not None:
-            argv += [flag, str(value)]
-    argv += ["--simcse"] * bool(simcse) + ["--resume"] * bool(resume)
-    parser = _RaisingParser(prog="transenc.train")
-    add_train_args(parser)
-    args = parser.parse_args(argv)
+    given = dict(models=models, teachers=teachers, dev=dev, test=test, recipe=recipe, cycles=cycles, patience=patience,
+                 seed=seed, device=device, precision=precision, max_pairs=max_pairs, max_length=max_length)
     if pairs is not None and not isinstance(pairs, (str, Path)):
-        args.pairs = read_pairs(pairs)
-    Trainer(args).train()
+        pairs = read_pairs(pairs)
+    config = TrainConfig(out=out, pairs=pairs, simcse=simcse, resume=resume,
+                         **{k: v for k, v in given.items() if v is not None})
+    Trainer(config).train()
     return Run.load(out)
-
-
-class _RaisingParser(argparse.ArgumentParser):
-    """argparse that raises its message instead of printing usage and exiting the notebook's Python."""
-
-    def error(self, message: str):
-        raise TransencError(f"{self.prog}: {message}")

@@ -65,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
 
     p = sub.add_parser("train", help="Trans-Encoder: bi->cross->bi distillation cycles without labels")
-    from transenc.training import add_train_args
+    from transenc.train_config import add_train_args
 
     add_train_args(p)
 
@@ -165,11 +165,10 @@ def cmd_mine(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from transenc import api
+    from transenc.train_config import TrainConfig
+    from transenc.training import Trainer
 
-    api.train(args.pairs, args.out, models=args.model, teachers=args.teacher, dev=args.dev, test=args.test, recipe=args.recipe,
-              cycles=args.cycles, patience=args.patience, seed=args.seed, device=args.device, precision=args.precision,
-              max_pairs=args.max_pairs, simcse=args.simcse, resume=args.resume)
+    Trainer(TrainConfig.from_args(args)).train()
 
 
 def cmd_data(args) -> None:
@@ -210,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # stdout's reader left (`transenc label ... | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the closing flush has somewhere to go
         return 141  # 128 + SIGPIPE, a shell's code for a writer whose pipe closed
+    except OSError as e:  # a failed write (or read) that no command named for itself: one line still, no traceback
+        where = f"{e.filename}: " if e.filename is not None else ""
+        print(f"transenc: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -21,6 +21,15 @@ class ModelError(TransencError):
     """A model that cannot be found, read or downloaded."""
 
 
+class OutputError(TransencError):
+    """A file or folder that cannot be written (a full disk, a read-only filesystem, no permission),
+    named by the path the user gave, never by a temporary file; `hint` says what to do next."""
+
+    def __init__(self, path: str | Path, reason: str, hint: str | None = None):
+        self.path, self.reason, self.hint = str(path), reason, hint
+        super().__init__(f"cannot write {self.path}: {reason}" + (f"; {hint}" if hint else ""))
+
+
 def count_problem(value) -> str | None:
     """What is wrong with a count option's value (None is its default), or None when nothing is."""
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):

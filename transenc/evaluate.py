@@ -83,6 +83,23 @@ def paired_gain(sets: list[tuple[str, np.ndarray]], before: list[np.ndarray], af
     return gain, float(np.nanpercentile(draws / len(sets), 5))
 
 
+def labeled_sets(specs: list[str]) -> dict[str, tuple[PairSet, str]]:
+    """`[NAME=]FILE` specs -> {name: (pairs, metric)}; the name defaults to the file's stem, the metric
+    is AUC for 0/1 labels and Spearman otherwise."""
+    sets = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or "/" in name or Path(spec).exists():
+            name, path = Path(spec).stem, spec
+        elif not path:
+            raise TransencError(f"{spec}: a name but no file after the '='")
+        if name in sets:
+            raise TransencError(f"two evaluation sets are named '{name}'; name them apart with NAME=FILE")
+        pairs = read_labeled(path)
+        sets[name] = (pairs, resolve_metric("auto", pairs.labels, path))
+    return sets
+
+
 def find_sets(data: str | Path) -> dict[str, PairSet]:
     """Every labeled set in `data`, by name: a labeled pairs file (its stem), or a folder of STS sets."""
     root = Path(data)

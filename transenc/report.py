@@ -17,12 +17,10 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from transenc.errors import InputError, TransencError
-from transenc.writers import atomic_open
+from transenc.writers import write_files
 
 FIT_STAGES = (("cross_train", "cross-encoder training"), ("bi_train", "bi-encoder training"))
 EVAL_STAGES = (("cross_label", "cross-encoder"), ("bi_train", "bi-encoder"))
-TIMED_STAGES = ("bi_label", "cross_train", "cross_label", "bi_train")
-IMAGES = ("dev_curves.png", "losses.png", "labels.png", "stage_times.png")
 
 
 class ReportUnavailable(TransencError):
@@ -59,7 +57,8 @@ def load_metrics(run_dir: str | Path) -> dict:
 
 
 def write_report(run_dir: str | Path) -> Path:
-    """Render everything in memory first, then write each file atomically: no half-written report."""
+    """Render everything in memory first, then write the files as one (writers.write_files): no
+    half-written report."""
     run = Path(run_dir)
     metrics = load_metrics(run)
     plt = _pyplot()
@@ -72,11 +71,8 @@ def write_report(run_dir: str | Path) -> Path:
         plt.close(fig)
         images[name] = buffer.getvalue()
     page = render_html(run, metrics, images)
-    for name, data in images.items():
-        with atomic_open(run / name, binary=True) as f:
-            f.write(data)
-    with atomic_open(run / "report.html") as f:
-        f.write(page)
+    # one output: a full disk or a read-only folder leaves neither the page nor any image of this report
+    write_files({**{run / name: data for name, data in images.items()}, run / "report.html": page.encode("utf-8")})
     return run / "report.html"
 
 
@@ -274,12 +270,14 @@ def label_figure(plt, metrics: dict, run: Path):
 
 
 def time_figure(plt, metrics: dict):
+    from transenc.run_folder import STAGES  # here: the run folder's module imports torch, `transenc report` need not
+
     cycles = metrics.get("cycles", [])
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(cycles) + 1.6))
     ax.set_title("seconds per stage")
     left = np.zeros(len(cycles))
     names = [f"cycle {c['cycle']}" for c in cycles]
-    for stage in TIMED_STAGES:
+    for stage in STAGES:
         seconds = np.array([c["stages"].get(stage, {}).get("seconds", 0.0) for c in cycles])
         ax.barh(names, seconds, left=left, label=stage.replace("_", " "))
         left += seconds

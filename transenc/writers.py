@@ -1,16 +1,21 @@
-"""Atomic output: results go to a temporary file beside the target, renamed on success only,
-so a failed or interrupted job never leaves a half-written file behind."""
+"""Atomic output: results go to a temporary file (or folder) beside the target, renamed on success
+only, so a failed or interrupted job never leaves a half-written file behind. A failed write (a full
+disk, a read-only filesystem, no permission) raises one OutputError naming the target."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
+import re
+import shutil
+import sys
 import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
 
-from transenc.errors import TransencError
+from transenc.errors import OutputError, TransencError
 
 
 def _umask() -> int:
@@ -31,19 +36,141 @@ def check_output_file(path: str | Path | None, flag: str, source: str | Path | N
                             f"output: choose another {flag}")
 
 
+def output_error(path: str | Path, err: BaseException, hint: str | None = None) -> OutputError | None:
+    """`err` as the failed write of `path`: an OSError, or safetensors' error for one (a SafetensorError,
+    not an OSError, whose text holds "I/O error: <reason> (os error N)"). None for any other error: it
+    is no failed write, and goes on as it is."""
+    if isinstance(err, OSError) and not isinstance(err, BrokenPipeError):  # a reader that left: cli's quiet exit
+        return OutputError(path, err.strerror or str(err), hint)
+    safetensors = sys.modules.get("safetensors")  # not imported: the error cannot be its own (and no import to check)
+    if safetensors is not None and isinstance(err, safetensors.SafetensorError) and "I/O error: " in str(err):
+        code = re.search(r"\(os error (\d+)\)", str(err))
+        return OutputError(path, os.strerror(int(code[1])) if code else str(err).split("I/O error: ", 1)[1], hint)
+    return None
+
+
 @contextmanager
-def atomic_open(path: str | Path, binary: bool = False):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def writing(path: str | Path, hint: str | None = None):
+    """A failed write in the block (see output_error) raises OutputError naming `path`, with `hint`."""
     try:
-        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8", newline="\n")) as f:
-            yield f
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it a normal file's mode
-        os.replace(tmp, path)
+        yield
+    except Exception as e:
+        error = output_error(path, e, hint)
+        if error is None:
+            raise
+        raise error from e
+
+
+class _Output:
+    """atomic_open's temporary file: its failed writes name the target. Only the file's own writes:
+    an OSError of other work in the block (reading the input) is not a failed write of the target."""
+
+    def __init__(self, f, path: Path, hint: str | None):
+        self._f, self._path, self._hint = f, path, hint
+
+    def write(self, data):
+        with writing(self._path, self._hint):
+            return self._f.write(data)
+
+    def flush(self) -> None:
+        with writing(self._path, self._hint):
+            self._f.flush()
+
+    def __getattr__(self, name):  # tell, fileno, ...: the file's own
+        return getattr(self._f, name)
+
+
+@contextmanager
+def atomic_open(path: str | Path, binary: bool = False, hint: str | None = None):
+    """A file to write `path` with: a temporary file beside it, renamed onto it when the block completes,
+    removed when it fails. A failed write (the folder, the temporary file, its writes, the rename)
+    raises OutputError naming `path`, with `hint`."""
+    path = Path(path)
+    with writing(path, hint):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    f = open(fd, "wb") if binary else open(fd, "w", encoding="utf-8", newline="\n")
+    try:
+        yield _Output(f, path, hint)
+        with writing(path, hint):
+            f.close()  # the buffer's last data goes out here: a full disk can fail it too
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it a normal file's mode
+            os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(OSError):  # the write failed already: closing the rest fails alike, and is no news
+            f.close()
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
+
+
+def write_files(files: dict[Path, bytes]) -> None:
+    """Files that belong together (a report and its images), each written as atomic_open writes one,
+    all complete before the first is renamed into place: a failed write leaves none of them."""
+    with contextlib.ExitStack() as stack:
+        for path, data in files.items():
+            f = stack.enter_context(atomic_open(path, binary=True))
+            f.write(data)
+            f.flush()  # a full disk fails here, while every file is still a temporary one
+
+
+@contextmanager
+def atomic_dir(target: str | Path, hint: str | None = None):
+    """A temporary folder beside `target` to save into (a model): renamed onto `target` when the block
+    completes (a folder already there is replaced), removed with its contents when the block fails, so
+    `target` is only ever a complete save. A failed write, in the block or of the folder, raises
+    OutputError naming `target`, with `hint`."""
+    target = Path(target)
+    with writing(target, hint):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+        try:
+            yield tmp
+            os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes the folder private; give it a normal folder's mode
+            _replace_dir(tmp, target)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """rename(2) cannot put a folder over a non-empty one: the old folder steps aside first, and comes
+    back if the new one cannot take its place."""
+    if not target.is_dir():
+        os.replace(new, target)
+        return
+    old = new.with_suffix(".old")
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _size(n: float) -> str:
+    """Bytes for people, in powers of 1000 as `df -H` gives them: 512 bytes, 87.3 MB, 1.2 GB."""
+    if n < 1000:
+        return f"{n:.0f} bytes"
+    for unit in ("kB", "MB", "GB"):
+        n /= 1000
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} TB"
+
+
+def free_space_warning(folder: str | Path, needed_bytes: int) -> str | None:
+    """A warning line, ready to print, when the filesystem `folder` is on (its nearest existing parent's:
+    a run folder not made yet) has less free space than `needed_bytes`; None when that fits."""
+    where = Path(folder).absolute()
+    while not where.exists():  # the root always exists
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    if free >= needed_bytes:
+        return None
+    return (f"transenc: warning: {folder} has {_size(free)} free and this needs about {_size(needed_bytes)}: "
+            "it may stop for lack of space")
 
 
 def _tsv_field(text: str) -> str:
@@ -62,7 +189,7 @@ def score_line(s1: str, s2: str, score: float, as_json: bool) -> str:
 def background_writes(f):
     """A write(data) function whose writes to `f` happen on a thread of their own, in order, at most
     two waiting: the disk works while the caller makes the next chunk. An error of a write (a pipe
-    closed early) is raised by the next write() or at the end."""
+    closed early; atomic_open's OutputError for a full disk) is raised by the next write() or at the end."""
     pending, errors = queue.Queue(maxsize=2), []
 
     def drain():

@@ -1,0 +1,222 @@
+"""Failures on the output side: a full disk, a read-only filesystem, no permission. Each ends as one
+line `transenc: error: cannot write PATH: reason`, exit 2, no traceback and nothing left behind."""
+import errno
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from transenc import cli, writers
+from transenc.bundled import DEMO_PAIRS
+from transenc.errors import OutputError, TransencError
+from transenc.writers import atomic_dir, atomic_open, free_space_warning, output_error, writing
+
+HINT = "free space, then rerun with --resume; nothing finished is lost"
+
+
+class FullDisk:
+    """A file on a disk that fills up: each write puts its data out, then fails with ENOSPC."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def write(self, data):
+        self.f.write(data)
+        self.f.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+def fail(monkeypatch, code: int, folder: Path) -> None:
+    """The output's writes into `folder` fail with `code` where that error really strikes: ENOSPC at a
+    write, EROFS at making the temporary file, EACCES at the rename onto the target."""
+    if code == errno.ENOSPC:  # writers opens nothing but its temporary files
+        monkeypatch.setattr(writers, "open", lambda *a, **kw: FullDisk(open(*a, **kw)), raising=False)
+    elif code == errno.EROFS:
+        for name in ("mkstemp", "mkdtemp"):
+            monkeypatch.setattr(tempfile, name, refusing(getattr(tempfile, name), folder, code))
+    else:
+        real = os.replace
+
+        def replace(src, dst):
+            if Path(dst).parent == folder:
+                raise OSError(code, os.strerror(code), str(src), None, str(dst))
+            return real(src, dst)
+
+        monkeypatch.setattr(os, "replace", replace)
+
+
+def refusing(make, folder: Path, code: int):
+    """tempfile's `make` (mkstemp, mkdtemp), failing with `code` in `folder`."""
+    def made(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == folder:
+            raise OSError(code, os.strerror(code), str(Path(dir) / ".tmpXYZ"))
+        return make(*args, dir=dir, **kwargs)
+    return made
+
+
+def assert_one_line(code: int, capsys, path: Path, reason_code: int) -> None:
+    err = capsys.readouterr().err
+    assert code == 2, err
+    line = f"transenc: error: cannot write {path}: {os.strerror(reason_code)}\n"
+    assert err.endswith(line) and err.count("transenc: error:") == 1 and "Traceback" not in err, err
+
+
+CODES = [errno.ENOSPC, errno.EROFS, errno.EACCES]
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    path = tmp_path_factory.mktemp("in") / "pairs.tsv"
+    path.write_text("\n".join(DEMO_PAIRS.read_text().splitlines()[:6]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_label(code, tmp_path, pairs, tiny_bert, monkeypatch, capsys):
+    fail(monkeypatch, code, tmp_path)
+    out = tmp_path / "out.tsv"
+    argv = ["label", "--pairs", str(pairs), "--out", str(out), "--model", str(tiny_bert), "--device", "cpu",
+            "--precision", "fp32"]
+    assert_one_line(cli.main(argv), capsys, out, code)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_mine(code, tmp_path, pairs, tiny_bert, monkeypatch, capsys):
+    sentences = pairs.parent / "sentences.txt"
+    sentences.write_text("".join(line.replace("\t", "\n") + "\n" for line in pairs.read_text().splitlines()))
+    fail(monkeypatch, code, tmp_path)
+    out = tmp_path / "mined.tsv"
+    argv = ["mine", "--sentences", str(sentences), "--k", "2", "--out", str(out), "--model", str(tiny_bert),
+            "--device", "cpu", "--precision", "fp32"]
+    assert_one_line(cli.main(argv), capsys, out, code)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_eval_json(tmp_path, pairs, tiny_bert, monkeypatch, capsys):
+    dev = pairs.parent / "dev.tsv"
+    dev.write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(pairs.read_text().splitlines())))
+    fail(monkeypatch, errno.ENOSPC, tmp_path)
+    out = tmp_path / "scores.json"
+    argv = ["eval", "--data", str(dev), "--json", str(out), "--model", str(tiny_bert), "--device", "cpu",
+            "--precision", "fp32"]
+    assert_one_line(cli.main(argv), capsys, out, errno.ENOSPC)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("code", CODES)
+def test_report(code, tmp_path, monkeypatch, capsys):
+    pytest.importorskip("matplotlib")
+    (tmp_path / "metrics.json").write_text(json.dumps({"cycles": []}))
+    fail(monkeypatch, code, tmp_path)
+    # the first file written fails (an image), or at the renames the first renamed: the page (the last written)
+    first = "report.html" if code == errno.EACCES else "dev_curves.png"
+    assert_one_line(cli.main(["report", str(tmp_path)]), capsys, tmp_path / first, code)
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no image of the failed report either
+
+
+def test_a_stray_os_error_is_one_line_naming_its_file(monkeypatch, capsys):
+    def full(args):
+        raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT), "runs/x/state.json")
+
+    monkeypatch.setitem(cli.COMMANDS, "report", full)
+    assert cli.main(["report", "runs/x"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"transenc: error: runs/x/state.json: {os.strerror(errno.EDQUOT)}\n"
+
+
+def test_atomic_open_close_failure_names_the_target_and_leaves_nothing(tmp_path, monkeypatch):
+    class FailsAtClose:  # small writes sit in the buffer: a full disk shows when it goes out, at close
+        def __init__(self, f):
+            self.f = f
+
+        def close(self):
+            self.f.close()
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    monkeypatch.setattr(writers, "open", lambda *a, **kw: FailsAtClose(open(*a, **kw)), raising=False)
+    (tmp_path / "out.json").write_text("old")
+    with pytest.raises(OutputError) as e:
+        with atomic_open(tmp_path / "out.json", hint="try again") as f:
+            f.write("{}")
+    assert str(e.value) == f"cannot write {tmp_path / 'out.json'}: Input/output error; try again"
+    assert [(p.name, p.read_text()) for p in tmp_path.iterdir()] == [("out.json", "old")]
+
+
+def test_other_errors_in_an_atomic_open_block_go_on_unchanged(tmp_path):
+    with pytest.raises(FileNotFoundError):  # reading an input in the block is no failed write of the output
+        with atomic_open(tmp_path / "out.tsv"):
+            open(tmp_path / "missing.tsv")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_dir_saves_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "run" / "bi"
+    with atomic_dir(target) as tmp:
+        assert tmp.parent == target.parent and tmp.name.startswith(".bi.") and not target.exists()
+        (tmp / "config.json").write_text("1")
+    assert [p.name for p in target.iterdir()] == ["config.json"]
+    assert oct(target.stat().st_mode & 0o777) == oct(0o777 & ~writers._umask())
+
+    with atomic_dir(target) as tmp:  # a second save replaces the first whole
+        (tmp / "model.safetensors").write_text("2")
+    assert [p.name for p in target.iterdir()] == ["model.safetensors"]
+
+    with pytest.raises(OutputError) as e:
+        with atomic_dir(target, hint=HINT) as tmp:
+            (tmp / "half").write_text("3")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp / "half"))
+    assert str(e.value) == f"cannot write {target}: No space left on device; {HINT}"
+    assert e.value.path == str(target) and e.value.hint == HINT
+    assert [p.name for p in target.parent.iterdir()] == ["bi"]  # the earlier save, and no temporary folder
+    assert [p.name for p in target.iterdir()] == ["model.safetensors"]
+
+    with pytest.raises(KeyError):  # anything else goes on as it is, and the temporary folder goes too
+        with atomic_dir(target):
+            raise KeyError("x")
+    assert [p.name for p in target.parent.iterdir()] == ["bi"]
+
+
+def test_atomic_dir_on_a_read_only_folder(tmp_path, monkeypatch):
+    fail(monkeypatch, errno.EROFS, tmp_path)
+    with pytest.raises(OutputError, match=f"^cannot write {tmp_path / 'cross'}: Read-only file system$"):
+        with atomic_dir(tmp_path / "cross"):
+            pass
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_safetensors_errors_are_failed_writes(tmp_path):
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
+
+    full = SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+    assert str(output_error("runs/x/bi", full, HINT)) == f"cannot write runs/x/bi: No space left on device; {HINT}"
+    with pytest.raises(OutputError, match=r"^cannot write .*/bi: No such file or directory$"):
+        with writing(tmp_path / "bi"):  # a real one: the folder is not there
+            save_file({"w": torch.zeros(2)}, str(tmp_path / "missing" / "model.safetensors"))
+    assert output_error("x", SafetensorError("Error while deserializing header: HeaderTooLarge")) is None
+    assert output_error("x", ValueError("no")) is None
+    assert output_error("x", BrokenPipeError(errno.EPIPE, "Broken pipe")) is None
+    assert isinstance(output_error("x", PermissionError(errno.EACCES, "Permission denied")), TransencError)
+
+
+def test_free_space_warning(tmp_path, monkeypatch):
+    usage = type("usage", (), {"total": 10**10, "used": 0, "free": 87_300_000})
+    seen = []
+    monkeypatch.setattr(writers.shutil, "disk_usage", lambda p: seen.append(Path(p)) or usage)
+    assert free_space_warning(tmp_path / "run", 50_000_000) is None
+    assert seen == [tmp_path]  # the run folder is not there yet: its parent's filesystem
+    assert free_space_warning(tmp_path, 1_234_000_000) == (
+        f"transenc: warning: {tmp_path} has 87.3 MB free and this needs about 1.2 GB: it may stop for lack of space")
+    usage.free = 512
+    assert free_space_warning(tmp_path, 2000) == (
+        f"transenc: warning: {tmp_path} has 512 bytes free and this needs about 2.0 kB: it may stop for lack of space")

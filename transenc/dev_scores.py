@@ -1,0 +1,86 @@
+"""Scoring models on the labeled sets (dev and test): per-pair scores and the figures made from
+them. Every named model's scores are kept (in memory and in out/scores/), so the teacher figure,
+do no harm and a resumed run reuse them instead of scoring the same model again."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from transenc import distributed
+from transenc.evaluate import score100
+from transenc.pairset import PairSet
+from transenc.writers import atomic_open
+
+LabeledSets = dict[str, tuple[PairSet, str]]  # name -> (pairs with gold labels, metric)
+
+
+def figures(sets: LabeledSets, scores: list[dict[str, np.ndarray]]) -> dict | None:
+    """Per set: each model's score and the ensemble's (K > 1); at the top, their means over the
+    sets, which is what selects checkpoints and cycles."""
+    if not sets:
+        return None
+    per_set = {}
+    for name, (pairs, metric) in sets.items():
+        per_set[name] = {"metric": metric, "models": [score100(metric, s[name], pairs.labels) for s in scores]}
+        if len(scores) > 1:
+            per_set[name]["ensemble"] = score100(metric, np.mean([s[name] for s in scores], 0), pairs.labels)
+    result = {"models": np.mean([r["models"] for r in per_set.values()], 0).tolist(), "sets": per_set}
+    if len(scores) > 1:
+        result["ensemble"] = float(np.mean([r["ensemble"] for r in per_set.values()]))
+    return result
+
+
+def taught(dev: LabeledSets, bi: list[dict], cross: list[dict], bi_targets: str) -> dict:
+    """What the bi-encoders were taught, scored on the dev sets: their targets (Recipe.bi_targets)
+    made from the dev pairs' scores by the models that labeled the training pairs (`bi`, `cross`:
+    each labeler's {set: scores}). A teacher below the start model leaves a long fit nothing to
+    learn (MRPC: bench/results/mrpc-cpu.md)."""
+    from transenc.recipes import combine_targets
+
+    per_set = {}
+    for name, (pairs, metric) in dev.items():
+        targets = combine_targets(np.mean([s[name] for s in cross], 0), np.mean([s[name] for s in bi], 0), bi_targets)
+        per_set[name] = {"metric": metric, "models": [score100(metric, targets, pairs.labels)]}
+    return {"models": [float(np.mean([r["models"][0] for r in per_set.values()]))], "sets": per_set}
+
+
+class DevScores:
+    """`score(encoder, pairs, group)` over the dev and test sets, cached by model name and length."""
+
+    def __init__(self, dev: LabeledSets, test: LabeledSets, score: Callable, folder: Path):
+        self.sets = {"dev": dev, "test": test}
+        self.score = score
+        self.folder = folder
+        self.kept: dict[str, dict[str, np.ndarray]] = {}
+
+    @property
+    def dev(self) -> LabeledSets:
+        return self.sets["dev"]
+
+    def scores(self, encoder, split: str, name: str | None = None, group="all") -> dict[str, np.ndarray]:
+        """{set: per-pair scores} of one model on the split's sets. `name`: the model's lasting name
+        (e.g. "cycle2-bi-0"); unnamed models (weights in the middle of a fit) are never kept."""
+        if name is None:
+            return {s: self.score(encoder, pairs, group) for s, (pairs, _) in self.sets[split].items()}
+        key = f"{name}@{encoder.max_length}.{split}"  # a model's scores depend on the length it reads
+        if key not in self.kept:
+            path = self.folder / f"{key}.npz"
+            if path.is_file():
+                with np.load(path) as saved:
+                    self.kept[key] = dict(saved)
+            else:
+                self.kept[key] = {s: self.score(encoder, pairs, group) for s, (pairs, _) in self.sets[split].items()}
+                if distributed.is_main() and self.kept[key]:
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                    with atomic_open(path, binary=True) as f:
+                        np.savez(f, **self.kept[key])
+        return self.kept[key]
+
+    def evaluate(self, encoders: list, split: str, names: list[str] | None = None, group="all") -> dict | None:
+        """The split's figures (see `figures`) for one model or K side by side."""
+        if not self.sets[split]:
+            return None
+        names = names or [None] * len(encoders)
+        return figures(self.sets[split], [self.scores(e, split, n, group) for e, n in zip(encoders, names)])

@@ -1,0 +1,107 @@
+"""Training recipes: each stage's fit settings and how pseudo-labels become training targets."""
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from transenc.fit import FitConfig
+
+
+@dataclass(frozen=True)
+class Recipe:
+    cross: FitConfig
+    bi: FitConfig
+    # Training lengths in tokens; None: chosen from the pair set (transenc.lengths). Training rows
+    # are cut to them; every model is scored and exported at its start model's own length.
+    cross_max_length: int | None = None
+    bi_max_length: int | None = None
+    pooling: str | None = None  # None: the start model's own pooling
+    # "raw": BCE targets are the bi-encoder cosines as they are (the reference);
+    # "rank": their percentile ranks in [0, 1] (Spearman-preserving, spreads the soft targets).
+    cross_targets: str = "raw"
+    # "cross": the bi-encoder learns the cross-encoder's labels (the reference);
+    # "mean": the mean of those and this cycle's bi-encoder labels, an ensemble teacher that is
+    # better than either alone (the cross-encoder alone is weaker than a strong start model);
+    # "mean_order": that mean's order on the bi-encoder labels' own values (its cosines' scale
+    # kept, so labels cannot drift toward "paraphrase" cycle after cycle, as they do on MRPC).
+    bi_targets: str = "cross"
+    # The bi-encoder's fit when co-teachers are in its labels (None: the same as without). A
+    # co-teacher's mix is far above the start (+1.9 dev mean with all-mpnet-base-v2), so the student
+    # has more to learn than from its own ensemble (+0.1), and a longer, faster fit closes more of it.
+    bi_with_teacher: FitConfig | None = None
+    # At least this many cross-encoder steps, by more epochs over a small corpus: with too few the
+    # cross-encoder collapses (the 102 demo pairs: 14 steps gave demo dev 35.9, 110 steps 79.3 and
+    # 330 steps 80.3, start 91.6; bench/results/small-corpus-cpu.md).
+    cross_min_steps: int = 0
+
+
+RECIPES = {
+    # amzn/trans-encoder's self_distill.py with fresh start-model weights at every stage, at the
+    # paper's lengths (32 / 64 tokens, fit for STS's short sentences).
+    "reference": Recipe(
+        cross=FitConfig(batch_size=32, epochs=1, lr=2e-5, warmup=0.1, eval_every=200),
+        bi=FitConfig(batch_size=128, epochs=10, lr=5e-5, warmup=0.0, eval_every=200),
+        cross_max_length=64,
+        bi_max_length=32,
+    ),
+    # The default, chosen by STS-B dev in bench/results/recipes.md: the cross-encoder gets a second
+    # epoch (after one it is still learning; it ends below its bi-encoder teacher), the
+    # bi-encoder learns the mean of the cross-encoder's and its teacher's labels for one epoch at
+    # a gentle lr with frequent dev checks (ten epochs on cross labels alone unlearn the start).
+    # Lengths from the data: the paper's 32 tokens cut news pairs (MRPC) short.
+    "transenc": Recipe(
+        cross=FitConfig(batch_size=32, epochs=2, lr=2e-5, warmup=0.1, eval_every=134),
+        bi=FitConfig(batch_size=128, epochs=1, lr=2e-5, warmup=0.1, eval_every=10),
+        cross_max_length=64,
+        bi_max_length=32,
+        bi_targets="mean",
+        # chosen on STS-B dev + SICK-R trial in bench/results/quality-paper.md (the student table)
+        bi_with_teacher=FitConfig(batch_size=128, epochs=3, lr=5e-5, warmup=0.1, eval_every=31),
+        cross_min_steps=100,
+    ),
+}
+DEFAULT_RECIPE = "transenc"
+
+
+def cross_targets(labels: np.ndarray, kind: str) -> np.ndarray:
+    if kind == "raw":
+        return labels
+    if kind == "rank":
+        from scipy.stats import rankdata  # here: seconds to import, and every command imports this module
+
+        return (rankdata(labels) / len(labels)).astype(np.float32)
+    raise ValueError(f"unknown cross-encoder target kind '{kind}'")
+
+
+def combine_targets(cross: np.ndarray, bi: np.ndarray, kind: str) -> np.ndarray:
+    """The bi-encoder's targets from the cross-encoder's and the bi-encoder's labels (Recipe.bi_targets)."""
+    if kind == "cross":
+        return cross
+    if kind == "mean":
+        return (cross + bi) / 2
+    if kind == "mean_order":
+        from scipy.stats import rankdata
+
+        order = np.argsort(rankdata(cross) + rankdata(bi), kind="stable")
+        targets = np.empty_like(bi)
+        targets[order] = np.sort(bi)  # the pair ranked j-th by the teachers gets the j-th smallest cosine
+        return targets
+    raise ValueError(f"unknown bi-encoder target kind '{kind}'")
+
+
+def cross_fit_config(recipe: Recipe, rows: int, warn: bool = True) -> FitConfig:
+    """The recipe's cross-encoder fit, with more epochs where a small corpus would give it fewer
+    than recipe.cross_min_steps steps (and a warning naming the pairs and steps)."""
+    cfg, least = recipe.cross, recipe.cross_min_steps
+    per_epoch = math.ceil(rows / cfg.batch_size)
+    steps = math.ceil(per_epoch * cfg.epochs)  # as fit counts them
+    if steps >= least:
+        return cfg
+    if warn:
+        print(f"transenc: warning: {rows // 2} pairs give the cross-encoder {steps} steps in {cfg.epochs:g} "
+              f"epochs, too few to learn from (it collapses); it trains {least} steps instead "
+              f"({least / per_epoch:.1f} epochs). The method is meant for thousands of pairs", file=sys.stderr)
+    return replace(cfg, epochs=least / per_epoch, eval_every=max(1, least // 4))
