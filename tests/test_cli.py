@@ -278,6 +278,10 @@ def test_label_into_a_pipe_closed_early_stops_quietly(tmp_path, tiny_bert):
     (["train", "--dev", "sts="], "sts=: a name but no file after the '='"),
     (["label", "--pairs", "DEMO", "--device", "tpu"], "--device tpu: not a device name (cpu, cuda, cuda:1, ...)"),
     (["train", "--device", "cuda:99"], "--device cuda:99: this machine has "),  # none, or fewer than 100
+    (["train", "--max-length", "4"], "--max-length 4: at least 8 tokens"),
+    (["train", "--max-length", "64,long"], "--max-length 64,long: expected a number of tokens, or BI,CROSS"),
+    (["train", "--max-length", "1,2,3"], "--max-length 1,2,3: expected a number of tokens, or BI,CROSS"),
+    (["train", "--max-length", "128,9999"], "--max-length 128,9999: "),  # names the model and what it reads
 ])
 def test_bad_settings_exit_2_before_any_work(tmp_path, capsys, argv, message):
     from transenc.bundled import DEMO_PAIRS

@@ -106,3 +106,50 @@ def test_paired_gain_tells_a_real_gain_from_noise():
     binary = (gold > 2.5).astype(np.float32)
     gain, low = paired_gain(sets + [("auc", binary)], [noisy, noisy], [noisy + rng.normal(0, 0.05, 300), noisy])
     assert abs(gain) < 1 and low < 0  # a jitter of the scores: inside the noise
+
+
+def test_the_bootstrap_is_paired():
+    """Both models scored on the same resampled pairs: equal scores give a gain of exactly 0 in every
+    draw (an unpaired bootstrap, resampling each model's pairs apart, would not)."""
+    from transenc.evaluate import paired_draws
+
+    rng = np.random.default_rng(1)
+    gold = rng.uniform(0, 5, 200)
+    scores = gold + rng.normal(0, 2, 200)
+    assert (paired_draws([("spearman", gold)], [scores], [scores.copy()], resamples=300) == 0).all()
+    # a gain that holds pair by pair: every paired draw sees it, however noisy the pairs are
+    better = scores + 0.3 * (gold - scores)
+    assert (paired_draws([("spearman", gold)], [scores], [better], resamples=300) > 0).all()
+
+
+@pytest.mark.parametrize("candidates", [1, 9])
+def test_the_bound_is_the_5th_percentile_corrected_for_the_candidates(candidates):
+    from transenc.evaluate import paired_draws, paired_gain
+
+    rng = np.random.default_rng(2)
+    gold = rng.uniform(0, 5, 150)
+    before, after = gold + rng.normal(0, 2, 150), gold + rng.normal(0, 1.8, 150)
+    sets = [("spearman", gold)]
+    draws = paired_draws(sets, [before], [after])
+    _, low = paired_gain(sets, [before], [after], candidates=candidates)
+    assert low == np.percentile(draws, 5 / candidates)
+    assert low != np.percentile(draws, 10 / candidates) and low != np.percentile(draws, 5 / (candidates + 1))
+
+
+def test_do_no_harm_keeps_a_clear_gain_and_refuses_a_chosen_jitter():
+    """A clear gain is exported even as the best of many checks; a small gain that is the best of many
+    noisy candidates is not (the correction), though it would pass as one candidate."""
+    from transenc.export import harm_verdict
+
+    rng = np.random.default_rng(3)
+    gold = rng.uniform(0, 5, 400)
+    start = gold + rng.normal(0, 3, 400)
+    clear = harm_verdict([("spearman", gold)], [start], [gold + rng.normal(0, 1, 400)], chosen_from=30)
+    assert clear["model"] == "trained" and clear["candidates"] == 30 and clear["gain_5th_percentile"] > 0
+    candidates = [start + rng.normal(0, 0.6, 400) for _ in range(30)]
+    scored = [np.corrcoef(np.argsort(np.argsort(c)), np.argsort(np.argsort(gold)))[0, 1] for c in candidates]
+    best = candidates[int(np.argmax(scored))]  # chosen on the dev pairs it is tested on
+    alone = harm_verdict([("spearman", gold)], [start], [best], chosen_from=1)
+    corrected = harm_verdict([("spearman", gold)], [start], [best], chosen_from=30)
+    assert corrected["gain_5th_percentile"] < alone["gain_5th_percentile"]
+    assert corrected["model"] == "start"

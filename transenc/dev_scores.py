@@ -11,6 +11,7 @@ import numpy as np
 from transenc import distributed
 from transenc.evaluate import score100
 from transenc.pairset import PairSet
+from transenc.run_folder import RESUME_HINT
 from transenc.writers import atomic_open
 
 LabeledSets = dict[str, tuple[PairSet, str]]  # name -> (pairs with gold labels, metric)
@@ -73,8 +74,7 @@ class DevScores:
             else:
                 self.kept[key] = {s: self.score(encoder, pairs, group) for s, (pairs, _) in self.sets[split].items()}
                 if distributed.is_main() and self.kept[key]:
-                    self.folder.mkdir(parents=True, exist_ok=True)
-                    with atomic_open(path, binary=True) as f:
+                    with atomic_open(path, binary=True, hint=RESUME_HINT) as f:
                         np.savez(f, **self.kept[key])
         return self.kept[key]
 

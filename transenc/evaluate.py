@@ -67,20 +67,29 @@ def score100(metric: str, predicted: np.ndarray, gold: np.ndarray) -> float:
     return spearman100(predicted, gold) if metric == "spearman" else auc(predicted, gold) * 100
 
 
-def paired_gain(sets: list[tuple[str, np.ndarray]], before: list[np.ndarray], after: list[np.ndarray],
-                resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """How much `after`'s scores beat `before`'s on dev: (gain, its 5th percentile) of the mean over
-    the sets of score100(after) - score100(before), by a paired bootstrap over each set's pairs
-    (both models scored on the same resampled pairs). A 5th percentile above 0 says the gain is
-    more than the dev set's own noise (one-sided, 95%)."""
+def paired_draws(sets: list[tuple[str, np.ndarray]], before: list[np.ndarray], after: list[np.ndarray],
+                 resamples: int = 2000, seed: int = 0) -> np.ndarray:
+    """Bootstrap draws of the mean over the sets of score100(after) - score100(before): each draw
+    resamples every set's pairs once and scores both models on the same resampled pairs (paired)."""
     rng = np.random.default_rng(seed)
-    gain = float(np.mean([score100(m, a, g) - score100(m, b, g) for (m, g), b, a in zip(sets, before, after)]))
     draws = np.zeros(resamples)
     for (metric, gold), b, a in zip(sets, before, after):
         for r in range(resamples):
             rows = rng.integers(0, len(gold), len(gold))
             draws[r] += score100(metric, a[rows], gold[rows]) - score100(metric, b[rows], gold[rows])
-    return gain, float(np.nanpercentile(draws / len(sets), 5))
+    return draws / len(sets)
+
+
+def paired_gain(sets: list[tuple[str, np.ndarray]], before: list[np.ndarray], after: list[np.ndarray],
+                candidates: int = 1, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """How much `after`'s scores beat `before`'s on dev: (gain, its lower bound) of the mean over the
+    sets of score100(after) - score100(before), by a paired bootstrap (paired_draws). The bound is
+    the draws' 5th percentile, divided by `candidates` where `after` is the best of that many models
+    chosen on these same pairs (Bonferroni: the best of N that each show a gain by chance 5% of the
+    time shows one by chance up to N x 5% of the time). A bound above 0 says the gain is more than
+    dev's own noise and than its choice among the candidates (one-sided, 95%)."""
+    gain = float(np.mean([score100(m, a, g) - score100(m, b, g) for (m, g), b, a in zip(sets, before, after)]))
+    return gain, float(np.nanpercentile(paired_draws(sets, before, after, resamples, seed), 5 / candidates))
 
 
 def labeled_sets(specs: list[str]) -> dict[str, tuple[PairSet, str]]:

@@ -8,29 +8,48 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from transenc import distributed
 from transenc.dev_scores import DevScores
 from transenc.evaluate import paired_gain
-from transenc.run_folder import Run
+from transenc.model_card import model_card
+from transenc.run_folder import RESUME_HINT, Run, save_model, write_text
+from transenc.writers import atomic_dir
 from transenc.selection import best_cycle
 
 
-def harm_check(dev: DevScores, start, start_name: str, trained, trained_name: str) -> dict:
-    """Start model against its trained bi-encoder on the dev sets, by evaluate.paired_gain."""
-    sets = [(metric, pairs.labels) for pairs, metric in dev.dev.values()]
-    before, after = (list(dev.scores(m, "dev", n, group=None).values())
-                     for m, n in ((start, start_name), (trained, trained_name)))
-    gain, low = paired_gain(sets, before, after)
-    verdict = {"gain": gain, "gain_5th_percentile": low, "model": "trained" if low > 0 else "start"}
+def candidates(metrics: dict, k: int) -> int:
+    """How many bi-encoders of model k the exported one was chosen from on dev: every dev check of
+    every cycle's fit (each check's weights could have been kept)."""
+    return sum(max(len(c["stages"]["bi_train"]["models"][k]["checks"]), 1) for c in metrics["cycles"])
+
+
+def harm_verdict(sets: list[tuple[str, np.ndarray]], before: list[np.ndarray], after: list[np.ndarray],
+                 chosen_from: int) -> dict:
+    """Keep the trained bi-encoder only if its dev gain over the start is beyond dev's noise and beyond
+    its choice among `chosen_from` candidates on the same dev pairs (evaluate.paired_gain)."""
+    gain, low = paired_gain(sets, before, after, candidates=chosen_from)
+    verdict = {"gain": gain, "gain_5th_percentile": low, "candidates": chosen_from,
+               "model": "trained" if low > 0 else "start"}
     kept = "the trained bi-encoder is exported"
     if low <= 0:
         why = "inside dev's noise" if gain > 0 else "no gain"
         kept = f"{why}, so the start model is exported in its place (do no harm)"
-    verdict["reason"] = f"dev mean {gain:+.2f} over the start model (bootstrap 5th percentile {low:+.2f}): {kept}"
+    verdict["reason"] = (f"dev mean {gain:+.2f} over the start model (bootstrap 5th percentile {low:+.2f}, corrected "
+                         f"for the best of {chosen_from} dev checks): {kept}")
     return verdict
 
 
-def export_best(run: Run, starts: list[str], dev: DevScores, load_bi: Callable[[str | Path], object]) -> None:
+def harm_check(dev: DevScores, start, start_name: str, trained, trained_name: str, chosen_from: int) -> dict:
+    """Start model against its trained bi-encoder on the dev sets (their kept scores), by harm_verdict."""
+    sets = [(metric, pairs.labels) for pairs, metric in dev.dev.values()]
+    before, after = (list(dev.scores(m, "dev", n, group=None).values())
+                     for m, n in ((start, start_name), (trained, trained_name)))
+    return harm_verdict(sets, before, after, chosen_from)
+
+
+def export_best(run: Run, starts: list[str], dev: DevScores, load_bi: Callable[[str | Path, int], object]) -> None:
     """Copy each model's best cycle (by dev, else the last) to out/bi and out/cross; a bi-encoder
     whose dev gain over its start model is inside dev's noise is replaced by the start (do no harm)."""
     if not distributed.is_main():
@@ -41,20 +60,23 @@ def export_best(run: Run, starts: list[str], dev: DevScores, load_bi: Callable[[
             best = best_cycle(metrics, kind, k)
             name = kind if len(starts) == 1 else f"{kind}-{k}"
             target = run.out / name
-            if target.exists():
-                shutil.rmtree(target)
             trained = run.out / f"cycle{best}" / f"{kind}-{k}"
             chosen[name] = best
             if kind == "bi" and dev.dev:
-                start = load_bi(starts[k])
-                kept[name] = harm_check(dev, start, f"start-{k}", load_bi(trained), f"cycle{best}-bi-{k}")
+                start = load_bi(starts[k], k)  # at model k's export length, as every bi-encoder of the run
+                kept[name] = harm_check(dev, start, f"start-{k}", load_bi(trained, k), f"cycle{best}-bi-{k}",
+                                        candidates(metrics, k))
                 if kept[name]["model"] == "start":
-                    start.save(target)
+                    save_model(start, target)
                     continue
-            shutil.copytree(trained, target)
+            with atomic_dir(target, RESUME_HINT) as folder:
+                shutil.copytree(trained, folder, dirs_exist_ok=True)
     metrics["best_cycle"] = chosen
     if kept:
         metrics["exported"] = kept
+    for name in chosen:
+        k = int(name.split("-")[1]) if "-" in name else 0
+        write_text(run.out / name / "README.md", model_card(name, k, metrics, run.state["config"]))
     run.save()
     from transenc.report import gain_lines
 

@@ -61,6 +61,7 @@ class FitConfig:
     max_grad_norm: float = 1.0
     precision: str = "auto"
     eval_every: int = 0  # steps between dev checks (0: only at the end)
+    max_length: int | None = None  # training rows cut to this many tokens (None: the encoder's own length)
 
 
 @dataclass
@@ -180,9 +181,9 @@ def step_sentence_batches(cache: TokenCache, ids: np.ndarray, max_length: int, p
 
 
 def cross_step_loss(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray, targets: torch.Tensor,
-                    policy: StepPolicy | None = None) -> torch.Tensor:
+                    policy: StepPolicy | None = None, max_length: int | None = None) -> torch.Tensor:
     """Mean BCE between each pair's logit and its soft target, over the policy's sub-batches."""
-    batches = step_pair_batches(cache, pairs, encoder.max_length, policy or step_policy(encoder.device))
+    batches = step_pair_batches(cache, pairs, max_length or encoder.max_length, policy or step_policy(encoder.device))
     logits = torch.cat([encoder.logits(b)[:len(b.rows)] for b in batches])
     ordered = to_device(targets[np.concatenate([b.rows for b in batches])], encoder.device)
     return F.binary_cross_entropy_with_logits(logits.float(), ordered)
@@ -195,10 +196,11 @@ def fit_cross(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray, label
                           evaluate, policy, group)
 
 
-def _pair_embeddings(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, policy: StepPolicy | None = None):
+def _pair_embeddings(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, policy: StepPolicy | None = None,
+                     max_length: int | None = None):
     """Embeddings of both sides of a batch of pairs, from the policy's sub-batches, in pair order."""
     ids = np.concatenate([pairs[:, 0], pairs[:, 1]]).astype(np.int32)
-    batches = step_sentence_batches(cache, ids, encoder.max_length, policy or step_policy(encoder.device))
+    batches = step_sentence_batches(cache, ids, max_length or encoder.max_length, policy or step_policy(encoder.device))
     embedded = torch.cat([encoder.embed(b)[:len(b.rows)] for b in batches])
     rows = to_device(torch.from_numpy(np.concatenate([b.rows for b in batches])), encoder.device)
     ordered = torch.empty_like(embedded).index_copy(0, rows, embedded)  # differentiable scatter
@@ -206,9 +208,9 @@ def _pair_embeddings(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, p
 
 
 def bi_step_loss(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, targets: torch.Tensor,
-                 policy: StepPolicy | None = None) -> torch.Tensor:
+                 policy: StepPolicy | None = None, max_length: int | None = None) -> torch.Tensor:
     """MSE between cos(u, v) and the target (sentence-transformers' CosineSimilarityLoss)."""
-    u, v = _pair_embeddings(encoder, cache, pairs, policy)
+    u, v = _pair_embeddings(encoder, cache, pairs, policy, max_length)
     return F.mse_loss(F.cosine_similarity(u.float(), v.float()), to_device(targets, encoder.device))
 
 
@@ -225,7 +227,7 @@ def _fit_on_labels(step_loss, desc: str, encoder, cache: TokenCache, pairs: np.n
     targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
     policy = policy or step_policy(encoder.device)
     return _train(encoder.model, encoder.device, len(pairs), cfg,
-                  lambda idx: step_loss(encoder, cache, pairs[idx], targets[idx], policy), seed,
+                  lambda idx: step_loss(encoder, cache, pairs[idx], targets[idx], policy, cfg.max_length), seed,
                   desc, evaluate, policy, group)
 
 
@@ -256,7 +258,7 @@ def fit_simcse(encoder: BiEncoder, cache: TokenCache, cfg: FitConfig, seed: int,
     policy = policy or step_policy(encoder.device)
 
     def step_loss(idx):
-        u, v = _pair_embeddings(encoder, cache, np.stack([sentences[idx], sentences[idx]], 1), policy)
+        u, v = _pair_embeddings(encoder, cache, np.stack([sentences[idx], sentences[idx]], 1), policy, cfg.max_length)
         sim = F.cosine_similarity(u.float().unsqueeze(1), v.float().unsqueeze(0), dim=-1) / temperature
         return F.cross_entropy(sim, torch.arange(len(idx), device=sim.device))
 

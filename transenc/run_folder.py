@@ -4,15 +4,18 @@ the files rank 0 alone writes. A stage is marked done only once its outputs are 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from transenc import distributed
 from transenc.errors import TransencError
-from transenc.writers import atomic_open
+from transenc.writers import atomic_dir, atomic_open, free_space_warning, writing
 
 STAGES = ("bi_label", "cross_train", "cross_label", "bi_train")
+# What a failed write of a run says to do: a stage is marked done only once its files are complete.
+RESUME_HINT = "free space (or fix the folder's permissions), then rerun with --resume; nothing finished is lost"
 
 
 def _read_state(path: Path) -> dict:
@@ -49,7 +52,8 @@ class Run:
                 raise TransencError(f"{out} holds a run with other settings; --resume needs the same arguments")
             recorded["cycles"] = config.get("cycles")
         else:
-            out.mkdir(parents=True, exist_ok=True)
+            with writing(out, RESUME_HINT):
+                out.mkdir(parents=True, exist_ok=True)
             self.state = {"config": config, "done": [], "metrics": {"cycles": []}}
 
     @property
@@ -66,10 +70,8 @@ class Run:
     def save(self) -> None:
         if not distributed.is_main():  # under torchrun every rank keeps the state, rank 0 writes it
             return
-        with atomic_open(self.state_path) as f:
-            json.dump(self.state, f, indent=2)
-        with atomic_open(self.out / "metrics.json") as f:
-            json.dump(self.state["metrics"], f, indent=2)
+        write_text(self.out / "metrics.json", json.dumps(self.state["metrics"], indent=2))
+        write_text(self.state_path, json.dumps(self.state, indent=2))  # last: what it marks done is on disk
 
     def cycle_metrics(self, cycle: int) -> dict:
         cycles = self.state["metrics"]["cycles"]
@@ -78,11 +80,35 @@ class Run:
         return cycles[cycle - 1]
 
 
-def save_model(encoder, target: Path) -> None:
-    if distributed.is_main():
-        encoder.save(target)
+    def folder(self, name: str) -> Path:
+        with writing(self.out / name, RESUME_HINT):
+            (self.out / name).mkdir(exist_ok=True)
+        return self.out / name
+
+
+def write_text(path: Path, text: str) -> None:
+    with atomic_open(path, hint=RESUME_HINT) as f:
+        f.write(text)
+
+
+def save_model(encoder, target: Path, group=None) -> None:
+    """The model's folder complete, or not there at all (rank 0 of the group alone writes)."""
+    if distributed.is_main(group):
+        with atomic_dir(target, RESUME_HINT) as folder:
+            encoder.save(folder)
 
 
 def save_array(path: Path, values: np.ndarray) -> None:
     if distributed.is_main():
-        np.save(path, values)
+        with atomic_open(path, binary=True, hint=RESUME_HINT) as f:
+            np.save(f, values)
+
+
+def check_free_space(out: Path, model_folders: list[str], cycles: int) -> None:
+    """Warn, with the figures, when the run's checkpoints (a bi- and a cross-encoder per model and cycle)
+    and exports (two per model) will not fit where they go. Labels and scores are small beside them."""
+    weights = sum(f.stat().st_size for m in model_folders for f in Path(m).glob("*")
+                  if f.suffix in (".safetensors", ".bin") and f.is_file())
+    warning = free_space_warning(out, weights * (2 * cycles + 2))
+    if warning and distributed.is_main():
+        print(warning, file=sys.stderr)

@@ -58,6 +58,8 @@ class TrainConfig:
         for name in ("models", "teachers", "dev", "test"):
             setattr(self, name, _as_list(getattr(self, name)))
         self.max_length = parse_max_length(self.max_length)
+        if isinstance(self.pairs, Path):
+            self.pairs = str(self.pairs)  # recorded in state.json as the CLI gives it
         require_count("--cycles", self.cycles)
         require_count("--max-pairs", self.max_pairs)
         if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:

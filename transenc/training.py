@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from transenc import distributed, export, selection
+from transenc import distributed, export, lengths, selection
 from transenc.bundled import DEMO_DEV, DEMO_PAIRS
 from transenc.dev_scores import DevScores, taught
 from transenc.errors import TransencError
@@ -34,7 +34,7 @@ from transenc.pairset import PairSet
 from transenc.precision import inference_precision, training_precision
 from transenc.readers import read_pairs
 from transenc.recipes import RECIPES, Recipe, combine_targets, cross_fit_config, cross_targets  # noqa: F401  (Recipe: part of the API)
-from transenc.run_folder import STAGES, Run, save_array, save_model
+from transenc.run_folder import STAGES, Run, check_free_space, save_array, save_model
 from transenc.train_config import TrainConfig
 
 
@@ -84,6 +84,8 @@ class Trainer:
         dev = labeled_sets(config.dev or ([f"demo-dev={DEMO_DEV}"] if on_demo else []))
         self.models = [str(resolve_model(m)) for m in (config.models or [DEFAULT_MODEL])]
         self.teachers = [str(resolve_model(t)) for t in config.teachers]
+        for model in self.models:
+            lengths.check_asked(config.max_length, Path(model))
         record = config.record() | {"models": self.models, "teachers": self.teachers}
         record["pairs"] = "sha1:" + _digest(config.pairs) if isinstance(config.pairs, PairSet) else config.pairs
         self.run = Run(Path(config.out), record, config.resume)
@@ -99,11 +101,24 @@ class Trainer:
         torch.manual_seed(seed)
         return seed
 
-    def bi_start(self, k: int) -> BiEncoder:
-        return BiEncoder.load(self.start[k], self.device, self.recipe.pooling, self.recipe.bi_max_length)
+    def bi_start(self, k: int, path=None) -> BiEncoder:
+        """Start model k's bi-encoder (or the one at `path`), at the length model k exports."""
+        return BiEncoder.load(path or self.start[k], self.device, self.recipe.pooling, self.lengths[k].bi_export)
 
     def cross_start(self, k: int) -> CrossEncoder:
-        return CrossEncoder.load(self.models[k], self.device, self.recipe.cross_max_length)
+        return CrossEncoder.load(self.models[k], self.device, self.lengths[k].cross_export)
+
+    def choose_lengths(self) -> list[lengths.Lengths]:
+        """Each model's training and export lengths (transenc.lengths), said in the run's first lines."""
+        chosen = []
+        for k, model in enumerate(self.models):
+            tokenized = self.cache(BiEncoder.load(model, self.device), self.pairs)
+            fixed = (self.recipe.bi_max_length, self.recipe.cross_max_length)
+            chosen.append(lengths.choose(Path(model), tokenized, self.pairs.pairs, self.config.max_length, fixed))
+            if distributed.is_main():
+                print(f"transenc: lengths of {Path(model).name}: {chosen[-1].why}", file=sys.stderr)
+        self.run.metrics["lengths"] = [c.record() for c in chosen]
+        return chosen
 
     def cache(self, encoder, pairs: PairSet):
         """One token cache per (tokenizer, sentence table), reused by every stage and cycle. A
@@ -126,10 +141,14 @@ class Trainer:
 
     # ---- the loop --------------------------------------------------------------------------
     def train(self) -> None:
+        self.lengths = self.choose_lengths()
+        check_free_space(self.run.out, self.models, self.config.cycles)
         self.start = [self.simcse(k) for k in range(len(self.models))] if self.config.simcse else list(self.models)
         metrics = self.run.metrics
+        metrics["pairs"] = {"count": len(self.pairs), "sentences": len(self.pairs.sentences)}
+        metrics["precision"] = {"training": self.train_precision, "labeling": self.label_precision}
         if "start" not in metrics:
-            starts = [BiEncoder.load(m, self.device) for m in self.start]  # at their own max length
+            starts = [self.bi_start(k) for k in range(len(self.start))]  # scored as they would be exported
             names = [f"start-{k}" for k in range(len(starts))]
             metrics["start"] = {split: self.scored.evaluate(starts, split, names) for split in ("dev", "test")}
             self.run.save()
@@ -145,8 +164,7 @@ class Trainer:
         dev_names = ", ".join(f"{n} {m}" for n, (_, m) in self.scored.dev.items()) or "none"
         dev_names += ", mean" if len(self.scored.dev) > 1 else ""
         for cycle in range(1, cycles + 1):
-            folder = self.run.out / f"cycle{cycle}"
-            folder.mkdir(exist_ok=True)
+            folder = self.run.folder(f"cycle{cycle}")
             started = time.perf_counter()
             for stage in STAGES:
                 key = f"cycle{cycle}.{stage}"
@@ -167,7 +185,7 @@ class Trainer:
             if reason:
                 print(f"stopping after cycle {cycle} of {cycles}: {reason}", file=sys.stderr)
                 break
-        export.export_best(self.run, self.start, self.scored, lambda path: BiEncoder.load(path, self.device))
+        export.export_best(self.run, self.start, self.scored, lambda path, k: self.bi_start(k, path))
         export.write_report(self.run)
 
     def simcse(self, k: int) -> str:
@@ -175,8 +193,9 @@ class Trainer:
         key = f"simcse.{k}"
         if not self.run.done(key):
             seed = self._seed_for("simcse", k)
-            encoder = BiEncoder.load(self.models[k], self.device, self.recipe.pooling, self.recipe.bi_max_length)
-            cfg = FitConfig(batch_size=64, epochs=1, lr=3e-5, warmup=0.0, precision=self.train_precision)
+            encoder = BiEncoder.load(self.models[k], self.device, self.recipe.pooling, self.lengths[k].bi_export)
+            cfg = FitConfig(batch_size=64, epochs=1, lr=3e-5, warmup=0.0, precision=self.train_precision,
+                            max_length=self.lengths[k].bi)
             result = fit_simcse(encoder, self.cache(encoder, self.pairs), cfg, seed)  # every rank alike
             save_model(encoder, target)
             self.run.metrics[key] = {"loss_first": result.losses[0], "loss_last": result.losses[-1]}
@@ -217,8 +236,7 @@ class Trainer:
                      f"cycle{cycle}-cross-{k}") for k in ks]
         if cycle == 1:
             return [(self.bi_start(k), f"start-{k}") for k in ks]
-        return [(BiEncoder.load(self.run.out / f"cycle{cycle - 1}" / f"bi-{k}", self.device), f"cycle{cycle - 1}-bi-{k}")
-                for k in ks]
+        return [(self.bi_start(k, self.run.out / f"cycle{cycle - 1}" / f"bi-{k}"), f"cycle{cycle - 1}-bi-{k}") for k in ks]
 
     def bi_label(self, cycle: int, folder: Path) -> dict:
         labels = self.label_mean([self.score(e, self.pairs) for e, _ in self.labelers("bi", cycle)], "bi-encoder labels")
@@ -239,7 +257,7 @@ class Trainer:
         def train_one(k, group):
             seed = self._seed_for("cross", cycle, k)  # before loading: the new head's init is seeded too
             return self._fit(fit_cross, self.cross_start(k), both, np.concatenate([labels, labels]),
-                             self.cross_cfg, folder / f"cross-{k}", seed, group)
+                             replace(self.cross_cfg, max_length=self.lengths[k].cross), folder / f"cross-{k}", seed, group)
 
         return {"models": self.train_models(train_one)}
 
@@ -251,10 +269,11 @@ class Trainer:
 
         def train_one(k, group):
             seed = self._seed_for("bi", cycle, k)
-            return self._fit(fit_bi, self.bi_start(k), self.pairs.pairs, labels, cfg, folder / f"bi-{k}", seed, group)
+            return self._fit(fit_bi, self.bi_start(k), self.pairs.pairs, labels, replace(cfg, max_length=self.lengths[k].bi),
+                             folder / f"bi-{k}", seed, group)
 
         info = {"models": self.train_models(train_one)}
-        encoders = [BiEncoder.load(folder / f"bi-{k}", self.device) for k in range(len(self.models))]
+        encoders = [self.bi_start(k, folder / f"bi-{k}") for k in range(len(self.models))]
         names = [f"cycle{cycle}-bi-{k}" for k in range(len(self.models))]
         info |= {split: self.scored.evaluate(encoders, split, names) for split in ("dev", "test")}
         info["teacher_dev"] = self.teacher_dev(cycle)
@@ -299,8 +318,7 @@ class Trainer:
 
         result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, seed,
                      evaluate if self.scored.dev else None, group=group)
-        if distributed.is_main(group):
-            encoder.save(target)
+        save_model(encoder, target, group)
         return {"loss_first": result.losses[0], "loss_last": result.losses[-1], "steps": len(result.losses),
                 "precision": result.precision,
                 "best_dev": result.best_dev, "best_step": result.best_step,

@@ -1,0 +1,188 @@
+"""Training lengths from the data, exports at the start model's length, and every model scored at
+the length it is exported with (issue: exports cut to the recipe's 32 / 64 tokens)."""
+import json
+import re
+import shutil
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from transenc import api, lengths, training
+from transenc.fit import FitConfig
+from transenc.recipes import Recipe
+
+NO_LENGTHS = Recipe(  # the tests' tiny fits, with lengths left to the data as the default recipe does
+    cross=FitConfig(batch_size=16, epochs=2, lr=1e-3, warmup=0.1),
+    bi=FitConfig(batch_size=16, epochs=2, lr=1e-3, warmup=0.0, eval_every=2),
+)
+
+
+def test_covering_length_is_the_smallest_multiple_of_16_keeping_99_percent_whole():
+    rows = np.array([10] * 980 + [40] * 15 + [300] * 5)  # 99.5% of rows are at most 40 tokens
+    assert lengths.covering_length(rows, cap=256) == 48
+    assert lengths.covering_length(np.array([10] * 990 + [40] * 10), cap=256) == 16  # exactly 99% at 10
+    assert lengths.covering_length(np.array([10] * 989 + [40] * 11), cap=256) == 48  # 98.9%: not enough
+    assert lengths.covering_length(np.array([300] * 100), cap=256) == 256  # capped by the model
+    assert lengths.covering_length(np.array([32] * 100), cap=256) == 32  # a multiple stays as it is
+
+
+class FakeCache:
+    """A token cache's lengths and special-token counts, for sentences of known lengths."""
+
+    def __init__(self, sentence_lengths, single=2, pair=3):
+        self.lengths = np.asarray(sentence_lengths)
+        self.template = type("T", (), {"single_specials": single, "pair_specials": pair})()
+
+
+def st_folder(tmp_path, max_seq_length=256, positions=512):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "max_position_embeddings": positions}))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"model_max_length": 512}))
+    if max_seq_length:
+        (tmp_path / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": max_seq_length}))
+    return tmp_path
+
+
+def test_lengths_chosen_from_a_pair_set_with_known_token_lengths(tmp_path):
+    model = st_folder(tmp_path)
+    sentence = np.array([20] * 99 + [100])  # with 2 specials: 99% of sentences at 22 tokens -> 32
+    pairs = np.stack([np.arange(100), np.roll(np.arange(100), 1)], 1)  # pair rows 43 (98), 123 (2) tokens
+    chosen = lengths.choose(model, FakeCache(sentence), pairs, None, (None, None))
+    assert (chosen.bi, chosen.cross, chosen.bi_export, chosen.cross_export) == (32, 128, 256, 256)
+    assert "99.0% of 100 sentences whole" in chosen.why and "100.0% of 100 pairs whole" in chosen.why
+    keep98 = np.stack([np.arange(100), np.arange(100)], 1)[:99]  # 99 short pairs of 43 tokens
+    assert lengths.choose(model, FakeCache(sentence), keep98, None, (None, None)).cross == 48
+    reference = lengths.choose(model, FakeCache(sentence), pairs, None, (32, 64))
+    assert (reference.bi, reference.cross, reference.bi_export) == (32, 64, 256)  # --recipe reference
+    asked = lengths.choose(model, FakeCache(sentence), pairs, (96, 160), (32, 64))
+    assert (asked.bi, asked.cross, asked.bi_export, asked.cross_export) == (96, 160, 96, 160)
+    short = st_folder(tmp_path / "short" if (tmp_path / "short").mkdir() is None else None, 24, 512)
+    assert lengths.choose(short, FakeCache(sentence), pairs, None, (None, None)).cross == 24  # capped by the start
+
+
+def test_a_models_own_length_and_what_it_reads(tmp_path):
+    assert lengths.own_length(st_folder(tmp_path / "a" if (tmp_path / "a").mkdir() is None else None)) == 256
+    plain = st_folder(tmp_path / "b" if (tmp_path / "b").mkdir() is None else None, None, 128)
+    assert lengths.own_length(plain) == 128 and lengths.positions(plain) == 128
+    (plain / "config.json").write_text(json.dumps({"model_type": "roberta", "max_position_embeddings": 514}))
+    assert lengths.positions(plain) == 512  # RoBERTa's positions start after the padding index
+    with pytest.raises(Exception, match="reads at most 512 tokens"):
+        lengths.check_asked((64, 600), plain)
+
+
+def tiny_st_bert(tmp_path, tiny_bert):
+    """tiny_bert with 512 positions, saved as a sentence-transformers model at max_seq_length 256."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from transenc.models import BiEncoder
+
+    folder = tmp_path / "tiny-512"
+    shutil.copytree(tiny_bert, folder)
+    config = BertConfig.from_pretrained(str(tiny_bert))
+    config.max_position_embeddings = 512
+    torch.manual_seed(5)
+    BertModel(config).save_pretrained(str(folder))
+    BiEncoder.load(folder, "cpu", max_length=256).save(folder)
+    return folder
+
+
+@pytest.fixture
+def long_pairs(tmp_path):
+    """Pairs whose second halves differ only after the 32nd token."""
+    from transenc.bundled import DEMO_PAIRS
+
+    lines = DEMO_PAIRS.read_text().splitlines()[:48]
+    path = tmp_path / "pairs.tsv"
+    path.write_text("\n".join(lines) + "\n")
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:20])))
+    return path, dev
+
+
+def test_a_run_says_its_lengths_records_them_and_exports_at_the_start_length(tmp_path, tiny_bert, long_pairs,
+                                                                              monkeypatch, capsys):
+    from transenc.models import BiEncoder
+
+    monkeypatch.setitem(training.RECIPES, "data", NO_LENGTHS)
+    start = tiny_st_bert(tmp_path, tiny_bert)
+    capsys.readouterr()
+    pairs, dev = long_pairs
+    out = tmp_path / "run"
+    api.train(pairs, out, models=start, dev=dev, recipe="data", cycles=1, seed=3, device="cpu", precision="fp32")
+    metrics = json.loads((out / "metrics.json").read_text())
+    chosen = metrics["lengths"][0]
+    cache = BiEncoder.load(start, "cpu").token_cache(training.read_training_pairs(pairs).sentences)
+    sentences = cache.lengths + 2
+    assert chosen["bi"] == lengths.covering_length(sentences, 256) and chosen["bi"] % 16 == 0
+    assert chosen["bi_export"] == chosen["cross_export"] == 256
+    err = capsys.readouterr().err
+    first = err.splitlines()[:3]
+    assert any(f"lengths of tiny-512: training at the shortest multiples of 16" in line for line in first), first
+    assert json.loads((out / "bi" / "sentence_bert_config.json").read_text())["max_seq_length"] == 256
+    assert json.loads((out / "cycle1" / "bi-0" / "sentence_bert_config.json").read_text())["max_seq_length"] == 256
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(str(out / "cross")).model_max_length == 256
+    assert (out / "scores").is_dir() and any(p.name.startswith("start-0@256.") for p in (out / "scores").iterdir())
+
+
+def long_text(words: int, seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    vocab = "river stone market window garden letter silver morning engine travel quiet harbor".split()
+    return " ".join(rng.choice(vocab, words))
+
+
+def test_exports_score_a_long_pair_in_sentence_transformers_as_transenc_label_does(tmp_path, tiny_bert, long_pairs,
+                                                                                    monkeypatch):
+    """At the exported length (256), not at the training length: a pair that differs after its 32nd token."""
+    from sentence_transformers import CrossEncoder, SentenceTransformer
+
+    from transenc import cli
+
+    monkeypatch.setitem(training.RECIPES, "cut", replace(NO_LENGTHS, bi_max_length=32, cross_max_length=32))
+    start = tiny_st_bert(tmp_path, tiny_bert)
+    pairs, dev = long_pairs
+    out = tmp_path / "run"
+    api.train(pairs, out, models=start, dev=dev, recipe="cut", cycles=1, seed=3, device="cpu", precision="fp32")
+    head = long_text(30, 1)
+    a, b = head + " " + long_text(70, 2), head + " " + long_text(70, 3)  # ~200 tokens as a pair
+    (tmp_path / "long.tsv").write_text(f"{a}\t{b}\n")
+    scores = {}
+    for mode in ("bi", "cross"):
+        target = tmp_path / f"{mode}.tsv"
+        assert cli.main(["label", "--pairs", str(tmp_path / "long.tsv"), "--mode", mode, "--model", str(out / mode),
+                         "--precision", "fp32", "--out", str(target)]) == 0
+        scores[mode] = float(target.read_text().split("\t")[-1])
+    bi = SentenceTransformer(str(out / "bi"), device="cpu")
+    assert bi.max_seq_length == 256
+    u, v = bi.encode([a, b], convert_to_numpy=True)
+    assert scores["bi"] == pytest.approx(float(u @ v / np.linalg.norm(u) / np.linalg.norm(v)), abs=1e-5)
+    bi.max_seq_length = 32
+    u, v = bi.encode([a, b], convert_to_numpy=True)
+    assert abs(scores["bi"] - float(u @ v / np.linalg.norm(u) / np.linalg.norm(v))) > 1e-3  # not its 32-token cut
+    cross = CrossEncoder(str(out / "cross"), device="cpu")
+    assert scores["cross"] == pytest.approx(float(cross.predict([(a, b)])[0]), abs=2e-6)
+    cut = CrossEncoder(str(out / "cross"), device="cpu", max_length=32)
+    assert abs(scores["cross"] - float(cut.predict([(a, b)])[0])) > 2e-5  # a near-random tiny head: small, but 10x that
+
+
+def test_the_model_card_carries_the_figures_of_metrics_json(tmp_path, tiny_bert, long_pairs, monkeypatch):
+    monkeypatch.setitem(training.RECIPES, "data", NO_LENGTHS)
+    pairs, dev = long_pairs
+    out = tmp_path / "run"
+    api.train(pairs, out, models=tiny_bert, dev=dev, test=dev, recipe="data", cycles=1, seed=3, device="cpu")
+    metrics = json.loads((out / "metrics.json").read_text())
+    for name, stage in (("bi", "bi_train"), ("cross", "cross_label")):
+        card = (out / name / "README.md").read_text()
+        exported = metrics["start"] if metrics.get("exported", {}).get(name, {}).get("model") == "start" \
+            else metrics["cycles"][metrics["best_cycle"][name] - 1]["stages"][stage]
+        for split in ("dev", "test"):
+            row = re.search(rf"## {split}\n\n.*?\n\| dev \| (\w+) x 100 \| ([-\d.]+) \| ([-\d.]+) \|", card, re.S)
+            assert row, card
+            assert row[1] == metrics["start"][split]["sets"]["dev"]["metric"]
+            assert float(row[2]) == round(metrics["start"][split]["sets"]["dev"]["models"][0], 2)
+            assert float(row[3]) == round(exported[split]["sets"]["dev"]["models"][0], 2)
+        assert f"{metrics['pairs']['count']:,} unlabeled pairs" in card
+        assert f"trained at {metrics['lengths'][0][name]} tokens" in card
+        assert f"exported at {metrics['lengths'][0][name + '_export']}" in card

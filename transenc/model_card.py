@@ -1,0 +1,70 @@
+"""README.md of an exported model, in the manner of sentence-transformers' model cards: what it was
+trained from and how, its dev and test figures (start -> exported, from metrics.json), how to load it."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _figures(before: dict | None, after: dict | None, k: int) -> list[str]:
+    """A table row per set: metric, start, exported, difference (two decimals, as metrics.json rounds to)."""
+    if not before or not after:
+        return []
+    rows = []
+    for name, s in before["sets"].items():
+        if name in after["sets"]:
+            a, b = s["models"][k], after["sets"][name]["models"][k]
+            rows.append(f"| {name} | {s['metric']} x 100 | {a:.2f} | {b:.2f} | {b - a:+.2f} |")
+    return rows
+
+
+def model_card(name: str, k: int, metrics: dict, config: dict) -> str:
+    """The card of out/NAME (bi, cross, bi-K, cross-K): model k of the run's start models."""
+    kind = "bi" if name.startswith("bi") else "cross"
+    start = metrics["start"]
+    exported_start = metrics.get("exported", {}).get(name, {}).get("model") == "start"
+    cycle = metrics["best_cycle"][name]
+    stages = metrics["cycles"][cycle - 1]["stages"]
+    after = start if exported_start else stages["bi_train" if kind == "bi" else "cross_label"]
+    lengths = metrics["lengths"][k]
+    fit = stages["bi_train" if kind == "bi" else "cross_train"]["models"][k]
+    source = config["models"][k]
+    what = ("the start model itself: no trained bi-encoder beat it beyond dev's noise (do no harm)" if exported_start
+            else f"cycle {cycle} of {len(metrics['cycles'])}, chosen on dev")
+    rows = [f"## {split}\n\n| set | metric | start | exported | change |\n|---|---|---:|---:|---:|\n"
+            + "\n".join(_figures(start.get(split), after.get(split), k)) + "\n"
+            for split in ("dev", "test") if _figures(start.get(split), after.get(split), k)]
+    if kind == "bi":
+        load = ("from sentence_transformers import SentenceTransformer\n\n"
+                f"model = SentenceTransformer(\"{name}\")\n"
+                "embeddings = model.encode([\"A man is playing a guitar.\", \"Someone plays an instrument.\"])")
+    else:
+        load = ("from sentence_transformers import CrossEncoder\n\n"
+                f"model = CrossEncoder(\"{name}\")\n"
+                "scores = model.predict([(\"A man is playing a guitar.\", \"Someone plays an instrument.\")])")
+    return f"""---
+library_name: sentence-transformers
+tags:
+- transenc
+- trans-encoder
+- {"sentence-similarity" if kind == "bi" else "cross-encoder"}
+---
+
+# {name}: a Trans-Encoder {kind}-encoder
+
+Trained without labels by transenc (Trans-Encoder, Liu et al., ICLR 2022) from
+`{Path(source).name}` ({source}): {what}.
+
+- pairs: {metrics["pairs"]["count"]:,} unlabeled pairs over {metrics["pairs"]["sentences"]:,} sentences
+- recipe: `{config["recipe"]}`, seed {config["seed"]}; co-teachers: {", ".join(config["teachers"]) or "none"}
+- lengths: trained at {lengths[kind]} tokens; used and exported at {lengths[kind + "_export"]} (`max_seq_length`)
+- precision: training steps {fit.get("precision", "fp32")}, labeling and dev checks {metrics["precision"]["labeling"]}
+
+{"".join(rows) or "No dev or test set was given."}
+Dev chose the cycle and the checkpoint; test was never used to choose.
+
+## Usage
+
+```python
+{load}
+```
+"""
