@@ -1,21 +1,14 @@
 #!/usr/bin/env bash
-# One call on the GPU machine: build the extension, time training steps, a whole default-recipe
-# cycle and `transenc label` as processes, predict/encode against sentence-transformers, the Triton
-# kernels against their anchors, the kernel tests on CUDA, and the cycle under torchrun. Run from
-# anywhere; it works in the repository root.
-#
-#   python bench/workloads.py device-data      # here, first: real MiniLM (fp16) and STS-B into .device-data/
-#   bash bench/gpu_check.sh                    # there (device run, carry=[".device-data"], timeout_s=600)
-#   bash bench/gpu_check.sh env build train    # only these stages
-#
-# Stages, most wanted first: env build train steps models bench tests dist. All of them share one
-# deadline (DEADLINE seconds after the start, 540 by default): each stage gets its own limit or
-# what is left, whichever is less, and is skipped with under 20 s left, so one call fits the
-# device tool's 10 minutes and a hang still leaves the other stages' logs.
-# Everything lands in $WORK (default /tmp/gpu-check); at the end the one results file
-# gpu-check-<card>.md and logs.tar.gz go to $OUT when set (the device tool brings back 8 files at
-# most), else to bench/results.
-# CPU dry run (checks that the commands start; figures mean nothing; steps and tests need CUDA):
+# One call on the GPU machine: build the extension; time a default-recipe cycle and `transenc label` as processes,
+# training steps, predict/encode and the Triton kernels against their anchors (bench/ files' tables); run the kernel
+# tests on CUDA and the cycle under torchrun.
+#   python scripts/device_data.py              # here, first: real MiniLM (fp16) and STS-B into .device-data/
+#   bash bench/gpu_check.sh [STAGE...]         # there (device run, carry=[".device-data"], timeout_s=600)
+# Stages, most wanted first: env build train steps models bench tests dist, under one deadline (DEADLINE s, 540 by
+# default): each gets its own limit or what is left, skipped with under 20 s left, so one call fits the device tool's
+# 10 minutes and a hang still leaves the others' logs. All lands in $WORK (default /tmp/gpu-check), the tables too;
+# gpu-check-<card>.md and logs.tar.gz go to $OUT when set (the device tool brings back 8 files at most), else
+# bench/results. CPU dry run (the commands start; figures mean nothing; kernels interpreted; steps and tests need CUDA):
 #   DEVICE=cpu TRAIN_EXTRA="--max-pairs 64" LABEL_PAIRS=.device-data/sts/sts-test.csv \
 #     OUT=/tmp/dry bash bench/gpu_check.sh env train models bench dist
 set -uo pipefail
@@ -28,15 +21,15 @@ rm -rf "$WORK"; mkdir -p "$WORK" "$FINAL"
 PY="${PYTHON:-python3}"
 DEVICE="${DEVICE:-cuda}"
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1 TRANSENC_BENCH_RESULTS="$WORK"
-# pytest-benchmark is not installed there: .device-data/site brings it (workloads.py device-data)
+# pytest-benchmark is not installed there: .device-data/site brings it (scripts/device_data.py)
 "$PY" -c "import pytest_benchmark" 2>/dev/null || PYTHONPATH="$PYTHONPATH:$PWD/.device-data/site"
+[ "$DEVICE" = cpu ] && export TRITON_INTERPRET=1  # the dry run's kernels: Triton's interpreter
 STAGES=" ${*:-env build train steps models bench tests dist} "
 status=0
 MODEL=.device-data/minilm-fp32
 LABEL_PAIRS="${LABEL_PAIRS:-.device-data/pairs.tsv}"
 CARD=$( { nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null || echo "$DEVICE"; } | head -1 \
         | tr 'A-Z' 'a-z' | tr -cs 'a-z0-9' '-' | sed 's/-$//')
-DRY_RUN=(); [ "$DEVICE" = cpu ] && DRY_RUN=(--dry-run)  # gpu_bench.py on a CPU: tiny sizes, Triton's interpreter
 TIMER=(); [ -x /usr/bin/time ] && TIMER=(/usr/bin/time -f "%e s wall, %M KB max RSS")
 
 want() { [[ "$STAGES" == *" $1 "* ]]; }
@@ -56,30 +49,31 @@ run() {
   [ "$rc" -eq 0 ] || { status=1; echo "$name FAILED (rc $rc):"; tail -25 "$WORK/$name.log"; }
   return $rc
 }
-has_data() { [ -f .device-data/minilm/model.safetensors ] || { echo "skipped: run 'python bench/workloads.py device-data' here first and carry .device-data"; return 1; }; }
-restore() { [ -f "$MODEL/model.safetensors" ] || run restore 60 "$PY" bench/workloads.py device-data --restore; }
-# timed NAME MAX CMD...: run, then one row (wall seconds, rc, /usr/bin/time's line) of $WORK/processes.md
+# benchmark NAME MAX FILE ARGS...: one bench/ file through pytest-benchmark; its table lands in $WORK
+benchmark() {
+  local name=$1 max=$2 file=$3; shift 3
+  run "$name" "$max" "$PY" -m pytest "bench/$file" -q -s -p no:cacheprovider --bench-device "$DEVICE" "$@"
+}
+has_data() { [ -f .device-data/minilm/model.safetensors ] || { echo "skipped: run 'python scripts/device_data.py' here first and carry .device-data"; return 1; }; }
+restore() { [ -f "$MODEL/model.safetensors" ] || run restore 60 "$PY" scripts/device_data.py --restore; }
+# timed NAME MAX CMD...: run, then one row (wall seconds, rc, /usr/bin/time's line) of $WORK/processes.txt
 timed() {
   local name=$1 max=$2 t0 t1 rc; shift 2
   t0=$(date +%s.%N); run "$name" "$max" ${TIMER[@]+"${TIMER[@]}"} "$@"; rc=$?; t1=$(date +%s.%N)
   printf '| %s | %s | %s | %s |\n' "$name" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')" "$rc" \
-    "$( [ ${#TIMER[@]} -gt 0 ] && tail -1 "$WORK/$name.log" )" | tee -a "$WORK/processes.md"
+    "$( [ ${#TIMER[@]} -gt 0 ] && tail -1 "$WORK/$name.log" )" | tee -a "$WORK/processes.txt"
 }
-# run_summary RUN_DIR: each stage's seconds, steps and dev/test figures from the run's metrics.json
+# run_summary RUN_DIR: each stage's seconds, steps, best dev and dev/test figures, from the run's metrics.json
 run_summary() {
   [ -f "$1/metrics.json" ] || { echo "(no metrics.json in $1)"; return; }
   "$PY" - "$1/metrics.json" <<'PYEOF'
 import json, sys
-m = json.load(open(sys.argv[1]))
-for c in m["cycles"]:
-    stages = c["stages"]
-    print("cycle %d stages (s): %s" % (c["cycle"], ", ".join(f"{k} {v['seconds']}" for k, v in stages.items())))
-    for k in ("cross_train", "bi_train"):
-        if k in stages:
-            print(f"- {k}: steps {stages[k]['models'][0]['steps']}, best dev {stages[k]['models'][0]['best_dev']}")
-    for k in ("cross_label", "bi_train"):
-        if stages.get(k, {}).get("dev"):
-            print(f"- {k}: dev {stages[k]['dev']['models']}, test {stages[k]['test']['models'] if stages[k].get('test') else '-'}")
+for cycle in json.load(open(sys.argv[1]))["cycles"]:
+    for name, stage in cycle["stages"].items():
+        fit = stage["models"][0] if name.endswith("_train") else {}
+        figures = [f"{k} {fit[k]}" for k in ("steps", "best_dev") if k in fit]
+        figures += [f"{k} {stage[k]['models']}" for k in ("dev", "test") if stage.get(k)]
+        print(f"cycle {cycle['cycle']} {name}: {stage['seconds']} s", *figures, sep="; ")
 PYEOF
 }
 train_cycle() {  # NAME RUN_DIR LAUNCHER...: one default-recipe cycle on the 8,567 STS-B pairs
@@ -102,7 +96,7 @@ if want build && stage build 120; then
 fi
 
 if want train && stage train 320 && has_data && restore; then
-  echo "| process | wall s | rc | /usr/bin/time |" >"$WORK/processes.md"; echo "|---|---:|---:|---|" >>"$WORK/processes.md"
+  echo "| process | wall s | rc | /usr/bin/time |" >"$WORK/processes.txt"; echo "|---|---:|---:|---|" >>"$WORK/processes.txt"
   train_cycle train-cycle "$WORK/train-run" "$PY" -m transenc
   run_summary "$WORK/train-run" | tee "$WORK/train-summary.txt"
   cross=$MODEL; [ -d "$WORK/train-run/cross" ] && cross="$WORK/train-run/cross"  # the cycle's, when it finished
@@ -111,24 +105,20 @@ if want train && stage train 320 && has_data && restore; then
     timed "label-$mode" 60 "$PY" -m transenc label --pairs "$LABEL_PAIRS" --mode "$mode" --model "$model" \
       --device "$DEVICE" --out "$WORK/label-$mode.tsv"
   done
-  run label-breakdown 90 "$PY" -m pytest bench/test_bench_label.py -k breakdown --benchmark-only -q -s \
-    -p no:cacheprovider --label-pairs "$LABEL_PAIRS" --label-runs 1 --label-model "$MODEL" --label-cross-model "$cross" \
-    --bench-device "$DEVICE" && grep '^|' "$WORK"/label-breakdown-*.md
+  benchmark label-breakdown 90 test_bench_label_breakdown.py --label-pairs "$LABEL_PAIRS" --label-runs 1 \
+    --label-model "$MODEL" --label-cross-model "$cross" && grep '^|' "$WORK"/label-breakdown-*.md
 fi
 
 if want steps && [ "$DEVICE" = cuda ] && stage steps 120 && has_data && restore; then
-  run steps 120 "$PY" -m pytest bench/test_bench_training.py -k cuda --benchmark-only -q -s -p no:cacheprovider \
-    && grep -E "steps/s|syncs per step" "$WORK/steps.log"
+  benchmark steps 120 test_bench_training.py && grep '^|' "$WORK"/training-*.md
 fi
 
-if want models && stage models 150; then
-  run models 150 "$PY" bench/gpu_bench.py --only models --out "$WORK" ${DRY_RUN[@]+"${DRY_RUN[@]}"} && grep '^|' "$WORK/models.log"
+if want models && stage models 150 && has_data && restore; then
+  benchmark models 150 test_bench_gpu_models.py && grep '^|' "$WORK"/gpu-models-*.md
 fi
 
 if want bench && stage bench 200; then
-  run bench 200 "$PY" bench/gpu_bench.py --only kernels --out "$WORK" ${DRY_RUN[@]+"${DRY_RUN[@]}"}
-  grep -v '^|' "$WORK/bench.log" | grep -E 'mismatch|max \||faster|Ceilings|all finite|bad' | head -20
-  grep '^|' "$WORK/bench.log"
+  benchmark bench 200 test_bench_gpu_kernels.py && grep -E '^(- |\|)' "$WORK"/gpu-kernels-*.md
 fi
 
 if want tests && stage tests 150; then
@@ -150,15 +140,15 @@ mkdir -p "$WORK/results"; RESULTS="$WORK/results/gpu-check-$CARD.md"
 {
   echo "# bench/gpu_check.sh on $CARD, $(date -u +'%F %H:%M') UTC"; echo
   echo '```'; cat "$WORK/env.txt" 2>/dev/null; echo '```'
-  for part in "processes.md:Whole processes (a default-recipe cycle on 8,567 STS-B pairs; transenc label on $LABEL_PAIRS)" \
-              "train-summary.txt:The cycle's own metrics.json" "label-breakdown-*.md:" \
-              "steps.log:Training steps (bench/test_bench_training.py -k cuda)" "gpu-models-*.md:" "gpu-kernels-*.md:" \
-              "pytest-kernels.log:Kernel tests on CUDA (last lines)" "torchrun-summary.txt:The cycle under torchrun --nproc-per-node 1"; do
+  # the benchmarks' tables (*.md) as they are; the other parts under a title
+  for part in "processes.txt:Whole processes (a default-recipe cycle on 8,567 STS-B pairs; transenc label on $LABEL_PAIRS)" \
+              "train-summary.txt:The cycle's own metrics.json" "*.md:" "pytest-kernels.log:Kernel tests on CUDA (last lines)" \
+              "torchrun-summary.txt:The cycle under torchrun --nproc-per-node 1"; do
     file=${part%%:*}; title=${part#*:}
     for f in "$WORK"/$file; do
       [ -f "$f" ] || continue
       echo; [ -n "$title" ] && { echo "## $title"; echo; }
-      case "$f" in *.md) cat "$f" ;; *pytest*) echo '```'; tail -4 "$f"; echo '```' ;; *) echo '```'; cat "$f"; echo '```' ;; esac
+      case "$f" in *.md|*processes.txt) cat "$f" ;; *pytest*) echo '```'; tail -4 "$f"; echo '```' ;; *) echo '```'; cat "$f"; echo '```' ;; esac
     done
   done
 } >"$RESULTS"

@@ -39,7 +39,7 @@ Design.
    in the tile loop, so its load pipeline drains before each merge and refills after it; "flat"
    walks (tile, d-chunk) as one loop and merges when a tile's last chunk is in, so the next
    tile's loads are in flight during the merge (seen in an sm_90a compile, no GPU). Which is
-   faster is for a GPU to say: bench/gpu_bench.py sweeps both.
+   faster is for a GPU to say: bench/test_bench_gpu_kernels.py sweeps both.
 
 3. Each program writes its K_PAD candidates to a [splits, Q, K_PAD] buffer; a small final merge
    in torch over the splits * K_PAD candidates of each query (a sort by id, then a stable sort
@@ -51,7 +51,7 @@ at most ceil(4·SMs / query blocks) and at most C / (16·BLOCK_C)), so Q·splits
 and, with K_PAD < 2k, the candidate buffer is O((Q + SMs·BLOCK_Q)·k): for 20k queries, k = 10 on an
 H200, 4 splits x 16 slots, 10 MB (the merge's torch temporaries are a few times that).
 
-Tile sizes (defaults, reasoned; bench/gpu_bench.py sweeps a few. Measured on an H200 since,
+Tile sizes (defaults, reasoned; bench/test_bench_gpu_kernels.py sweeps a few. Measured on an H200 since,
 bench/results/gpu-check-nvidia-h200.md: at d = 384 the launch table's fp16/bf16 entry, 64 x 256
 tiles (MEASURED below), ran 20k queries x 1M, k = 10 in 54.1 ms, 284 TFLOP/s; 64 x 64 at 4 warps
 took 70.9 ms):
@@ -208,7 +208,7 @@ def _inv_norms(x: torch.Tensor) -> torch.Tensor:
 
 
 # Launch configs measured best on a GPU, keyed by (capability major, minor, d, dtype); anything
-# else gets default_config's reasoned tiles. sm_90: H200, bench/gpu_bench.py sweep of 2026-11-28,
+# else gets default_config's reasoned tiles. sm_90: H200, bench/test_bench_gpu_kernels.py sweep of 2026-11-28,
 # 20k queries x 1M corpus, k = 10: 54.5 ms against 70 ms for the default 128 x 128 tile. Measured
 # at k = 10 only, so used up to K_PAD 32 (a wider tile holds more candidates per merge beyond).
 MEASURED = {

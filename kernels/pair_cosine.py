@@ -28,7 +28,7 @@ fp32 through the launch table (MEASURED below: 16 rows at 4 warps) took 6.94 ms,
 (7.77 ms, 3,952 GB/s timed again); in the same sweep 64 rows at 8 warps took 6.84 ms (4,491 GB/s)
 and one-shot 512-wide blocks 8.2-10.1 ms. fp16 / bf16 on the defaults (32 rows, 8 warps): 4.06 /
 4.09 ms, ~3.8 TB/s; the indexed fp32 form, gather fused: 7.29 ms, 4,225 GB/s. Other devices, d and
-dtypes keep the defaults; bench/gpu_bench.py's sweep is what measures them.
+dtypes keep the defaults; bench/test_bench_gpu_kernels.py's sweep is what measures them.
 """
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def _pair_cosine_kernel(
 
 
 # Launch configs measured best on a GPU, keyed by (capability major, minor, d, dtype); anything
-# else gets _blocks' reasoned defaults. sm_90: H200, bench/gpu_bench.py sweep of 2026-11-28, 10M
+# else gets _blocks' reasoned defaults. sm_90: H200, bench/test_bench_gpu_kernels.py sweep of 2026-11-28, 10M
 # pairs: 6.7 ms (4.56 TB/s) against 8.8 ms for the default 32 rows at 8 warps.
 MEASURED = {
     (9, 0, 384, torch.float32): dict(block_n=16, num_warps=4),

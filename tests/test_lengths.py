@@ -12,6 +12,8 @@ from transenc import api, lengths, training
 from transenc.fit import FitConfig
 from transenc.recipes import Recipe
 
+from test_train import pairs_64  # noqa: F401  (a fixture: 64 demo pairs and a 20-pair dev set)
+
 NO_LENGTHS = Recipe(  # the tests' tiny fits, with lengths left to the data as the default recipe does
     cross=FitConfig(batch_size=16, epochs=2, lr=1e-3, warmup=0.1),
     bi=FitConfig(batch_size=16, epochs=2, lr=1e-3, warmup=0.0, eval_every=2),
@@ -87,27 +89,14 @@ def tiny_st_bert(tmp_path, tiny_bert):
     return folder
 
 
-@pytest.fixture
-def long_pairs(tmp_path):
-    """Pairs whose second halves differ only after the 32nd token."""
-    from transenc.bundled import DEMO_PAIRS
-
-    lines = DEMO_PAIRS.read_text().splitlines()[:48]
-    path = tmp_path / "pairs.tsv"
-    path.write_text("\n".join(lines) + "\n")
-    dev = tmp_path / "dev.tsv"
-    dev.write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:20])))
-    return path, dev
-
-
-def test_a_run_says_its_lengths_records_them_and_exports_at_the_start_length(tmp_path, tiny_bert, long_pairs,
+def test_a_run_says_its_lengths_records_them_and_exports_at_the_start_length(tmp_path, tiny_bert, pairs_64,
                                                                               monkeypatch, capsys):
     from transenc.models import BiEncoder
 
     monkeypatch.setitem(training.RECIPES, "data", NO_LENGTHS)
     start = tiny_st_bert(tmp_path, tiny_bert)
     capsys.readouterr()
-    pairs, dev = long_pairs
+    pairs, dev = pairs_64
     out = tmp_path / "run"
     api.train(pairs, out, models=start, dev=dev, recipe="data", cycles=1, seed=3, device="cpu", precision="fp32")
     metrics = json.loads((out / "metrics.json").read_text())
@@ -133,7 +122,7 @@ def long_text(words: int, seed: int) -> str:
     return " ".join(rng.choice(vocab, words))
 
 
-def test_exports_score_a_long_pair_in_sentence_transformers_as_transenc_label_does(tmp_path, tiny_bert, long_pairs,
+def test_exports_score_a_long_pair_in_sentence_transformers_as_transenc_label_does(tmp_path, tiny_bert, pairs_64,
                                                                                     monkeypatch):
     """At the exported length (256), not at the training length: a pair that differs after its 32nd token."""
     from sentence_transformers import CrossEncoder, SentenceTransformer
@@ -142,7 +131,7 @@ def test_exports_score_a_long_pair_in_sentence_transformers_as_transenc_label_do
 
     monkeypatch.setitem(training.RECIPES, "cut", replace(NO_LENGTHS, bi_max_length=32, cross_max_length=32))
     start = tiny_st_bert(tmp_path, tiny_bert)
-    pairs, dev = long_pairs
+    pairs, dev = pairs_64
     out = tmp_path / "run"
     api.train(pairs, out, models=start, dev=dev, recipe="cut", cycles=1, seed=3, device="cpu", precision="fp32")
     head = long_text(30, 1)
@@ -167,9 +156,9 @@ def test_exports_score_a_long_pair_in_sentence_transformers_as_transenc_label_do
     assert abs(scores["cross"] - float(cut.predict([(a, b)])[0])) > 2e-5  # a near-random tiny head: small, but 10x that
 
 
-def test_the_model_card_carries_the_figures_of_metrics_json(tmp_path, tiny_bert, long_pairs, monkeypatch):
+def test_the_model_card_carries_the_figures_of_metrics_json(tmp_path, tiny_bert, pairs_64, monkeypatch):
     monkeypatch.setitem(training.RECIPES, "data", NO_LENGTHS)
-    pairs, dev = long_pairs
+    pairs, dev = pairs_64
     out = tmp_path / "run"
     api.train(pairs, out, models=tiny_bert, dev=dev, test=dev, recipe="data", cycles=1, seed=3, device="cpu")
     metrics = json.loads((out / "metrics.json").read_text())

@@ -220,3 +220,55 @@ def test_free_space_warning(tmp_path, monkeypatch):
     usage.free = 512
     assert free_space_warning(tmp_path, 2000) == (
         f"transenc: warning: {tmp_path} has 512 bytes free and this needs about 2.0 kB: it may stop for lack of space")
+
+
+def failing_rename(monkeypatch, target_name: str, code: int, after: int = 0):
+    """os.replace onto a file or folder named `target_name` fails with `code` (after `after` good ones):
+    the last step of every atomic write of training's outputs."""
+    real, seen = os.replace, []
+
+    def replace(src, dst):
+        if Path(dst).name == target_name:
+            seen.append(dst)
+            if len(seen) > after:
+                raise OSError(code, os.strerror(code), str(src), None, str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+@pytest.mark.parametrize("target, code, after", [("cross-0", errno.ENOSPC, 0), ("metrics.json", errno.EROFS, 3),
+                                                 ("bi", errno.EACCES, 0)])
+def test_train_stops_with_one_line_and_resumes_to_the_same_weights(target, code, after, tmp_path, tiny_bert,
+                                                                   monkeypatch, capsys):
+    """A checkpoint, metrics.json or an export that cannot be written: one line naming it with the
+    --resume hint, exit 2, no temporary file; --resume then ends as a run never interrupted."""
+    from safetensors.torch import load_file
+
+    from test_train import TINY
+    from transenc import training
+    from transenc.run_folder import RESUME_HINT
+
+    monkeypatch.setitem(training.RECIPES, "tiny", TINY)
+    lines = DEMO_PAIRS.read_text().splitlines()[:24]
+    (tmp_path / "pairs.tsv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "dev.tsv").write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(lines[:12])))
+    argv = ["train", "--pairs", str(tmp_path / "pairs.tsv"), "--dev", str(tmp_path / "dev.tsv"), "--model", str(tiny_bert),
+            "--recipe", "tiny", "--cycles", "1", "--seed", "4", "--device", "cpu", "--precision", "fp32"]
+    assert cli.main(argv + ["--out", str(tmp_path / "whole")]) == 0
+    capsys.readouterr()
+    with monkeypatch.context() as m:
+        failing_rename(m, target, code, after)
+        assert cli.main(argv + ["--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    failed = next(p for p in [tmp_path / "run" / "cycle1" / "cross-0", tmp_path / "run" / "metrics.json",
+                              tmp_path / "run" / "bi"] if p.name == target)
+    assert err.endswith(f"transenc: error: cannot write {failed}: {os.strerror(code)}; {RESUME_HINT}\n"), err
+    assert err.count("transenc: error:") == 1 and "Traceback" not in err
+    assert not [p for p in (tmp_path / "run").rglob("*") if p.name.endswith((".tmp", ".old"))]
+    if target != "metrics.json":
+        assert not failed.exists()  # a folder is complete or not there
+    assert cli.main(argv + ["--out", str(tmp_path / "run"), "--resume"]) == 0
+    for name in ("bi", "cross"):
+        whole, resumed = (load_file(str(tmp_path / r / name / "model.safetensors")) for r in ("whole", "run"))
+        assert all((whole[k] == resumed[k]).all() for k in whole)

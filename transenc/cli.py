@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
 def run(argv: list[str] | None = None) -> None:
     """The `transenc` command: main, then leave without the interpreter's finalization. Every file is
     complete by then; what is skipped is torch's teardown, ~1 s of every process on the CPU
-    (bench/results/label-breakdown-cpu.md), which under torchrun gloo's threads can also abort."""
+    (bench/results/archive/label-breakdown-cpu.md), which under torchrun gloo's threads can also abort."""
     from transenc import distributed
 
     distributed.exit_now(main(argv))

@@ -20,7 +20,7 @@ from transenc.tokens import TokenCache
 
 # A shuffled training batch padded to its longest row is about half padding on STS-like data.
 # On a CPU each step's batch is cut into length-sorted sub-batches instead, at least this full: the
-# same loss and gradient (padding is masked out) for ~1.8x fewer tokens (bench/results/training-cpu.md).
+# same loss and gradient (padding is masked out) for ~1.8x fewer tokens (bench/results/archive/training-cpu.md).
 STEP_MIN_EFFICIENCY = 0.8
 
 
@@ -37,7 +37,7 @@ class StepPolicy:
 
 # CPU: FLOPs dominate and a forward of any shape costs little more than its work, so cut padding.
 # AdamW fused on the CPU too: one vectorised pass over the 22.7M parameters of MiniLM-L6 is ~6x
-# faster than foreach's (bench/results/training-loop-cpu.md), and every data-parallel rank pays it.
+# faster than foreach's (bench/results/archive/training-loop-cpu.md), and every data-parallel rank pays it.
 CPU_POLICY = StepPolicy(min_efficiency=STEP_MIN_EFFICIENCY, token_multiple=1, row_multiple=1, optimizer="fused")
 # CUDA: a small encoder's step is a few ms of work, so launches, syncs and new shapes are the cost:
 # one batch per step from a small set of shapes (widths 16, 32, 48, 64; full batches), each seen in

@@ -68,7 +68,7 @@ def inference_precision(device: torch.device, precision: str) -> str:
 def cpu_training_precision(flags: frozenset[str] | None = None) -> str:
     """`auto` for training steps on a CPU: bf16 autocast where the CPU has bf16 arithmetic (AMX or
     AVX512-BF16), else fp32. On a 2-core AMD EPYC with AVX512-BF16, bf16 ran MiniLM's cross-encoder
-    steps 1.64x and its bi-encoder steps 2.13x as fast (bench/results/training-precision-amd-epyc.md),
+    steps 1.64x and its bi-encoder steps 2.13x as fast (bench/results/archive/training-precision-amd-epyc.md),
     and a default-recipe cycle 1.7x (STS-B), 2.0x (MRPC) and ~1.8x (the paper's STS pairs) as fast
     with dev figures within 0.05 of fp32's (bench/results/recipes.md)."""
     flags = cpu_flags() if flags is None else flags

@@ -8,9 +8,9 @@ Spearman on the dev pairs found among the unlabeled pairs (the paper's pairs hol
 pairs); then one stage is trained from the start model on the chosen mix, dev checked every N steps.
 Selection is on the mean of the dev sets; test is only reported.
 
-  python bench/recipe_probe.py --pairs P --label-quality --labels minilm.tsv mpnet.tsv
-  python bench/recipe_probe.py --pairs P --stage bi --labels minilm.tsv mpnet.tsv --lr 2e-5 --epochs 1
-  python bench/recipe_probe.py --pairs P --stage cross --labels minilm.tsv --epochs 2 --save-labels cross.npy
+  python scripts/recipe_probe.py --pairs P --label-quality --labels minilm.tsv mpnet.tsv
+  python scripts/recipe_probe.py --pairs P --stage bi --labels minilm.tsv mpnet.tsv --lr 2e-5 --epochs 1
+  python scripts/recipe_probe.py --pairs P --stage cross --labels minilm.tsv --epochs 2 --save-labels cross.npy
 """
 from __future__ import annotations
 
@@ -22,17 +22,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 
 from transenc.evaluate import spearman100
 from transenc.fit import FitConfig, fit_bi, fit_cross
 from transenc.labeling import bi_scores, cross_scores
 from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_model
 from transenc.readers import read_pairs
-from transenc.training import cross_targets
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEV = {"sts-b-dev": DATA / "stsbenchmark" / "sts-dev.csv", "sick-r-trial": DATA / "sick-r" / "sick-trial.tsv"}
 TEST = {"sts-b-test": DATA / "stsbenchmark" / "sts-test.csv"}
+
+
+def as_targets(labels: np.ndarray, kind: str) -> np.ndarray:
+    """The labels as they are ("raw"), or their percentile ranks in [0, 1] ("rank")."""
+    return labels if kind == "raw" else (rankdata(labels) / len(labels)).astype(np.float32)
 
 
 def load_source(source: str, run: str | None) -> np.ndarray:
@@ -60,7 +65,7 @@ def label_quality(pairs, sources: list[str], run: str | None) -> None:
     """Each source and each mean of two or more of them (of the labels as they are, and of their
     percentile ranks: a mix that no source's scale dominates), scored on every dev and test set's pairs."""
     arrays = {s: load_source(s, run) for s in sources}
-    ranked = {s: cross_targets(a, "rank") for s, a in arrays.items()}
+    ranked = {s: as_targets(a, "rank") for s, a in arrays.items()}
     mixes = [c for n in range(1, len(sources) + 1) for c in itertools.combinations(sources, n)]
     sets = {name: gold_rows(pairs, read_pairs(path)[0]) for name, path in {**DEV, **TEST}.items()}
     for mix, scale in [(m, "raw") for m in mixes] + [(m, "rank") for m in mixes if len(m) > 1]:
@@ -95,7 +100,7 @@ def main() -> None:
         return label_quality(pairs, a.labels, a.run)
     if not a.stage:
         p.error("--stage is needed to train")
-    labels = cross_targets(np.mean([load_source(s, a.run) for s in a.labels], 0).astype(np.float32), a.targets)
+    labels = as_targets(np.mean([load_source(s, a.run) for s in a.labels], 0).astype(np.float32), a.targets)
     torch.manual_seed(a.seed)
     model = str(resolve_model(DEFAULT_MODEL))
     if a.stage == "bi":
