@@ -19,10 +19,10 @@ LAYERS = [
     ["api"],
     ["training"],
     ["export"],
-    ["labeling", "mining", "evaluate", "report", "dev_scores", "selection", "train_config"],
+    ["labeling", "mining", "evaluate", "report", "dev_scores", "selection", "train_config", "model_card"],
     ["models", "fit", "distributed", "quantize", "bert", "recipes", "run_folder"],
     ["ops", "packing", "readers", "writers"],
-    ["pairset", "tokens", "wordpiece", "errors", "precision", "progress", "bundled", "reference"],
+    ["pairset", "tokens", "wordpiece", "errors", "precision", "progress", "bundled", "reference", "lengths"],
     # The engine, below everything: the C++ extension and the Triton kernels, which import nothing
     # from transenc but their own package's helpers (kernels/__init__.py, the last layer).
     ["_C", "kernels.pair_cosine", "kernels.cosine_topk"],
