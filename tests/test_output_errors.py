@@ -272,3 +272,20 @@ def test_train_stops_with_one_line_and_resumes_to_the_same_weights(target, code,
     for name in ("bi", "cross"):
         whole, resumed = (load_file(str(tmp_path / r / name / "model.safetensors")) for r in ("whole", "run"))
         assert all((whole[k] == resumed[k]).all() for k in whole)
+
+
+def test_a_run_that_will_not_fit_is_warned_with_the_figures(tmp_path, tiny_bert, monkeypatch, capsys):
+    """Before training: checkpoints (a bi- and a cross-encoder per cycle) and exports against free space."""
+    import shutil
+    from collections import namedtuple
+
+    from transenc.run_folder import check_free_space
+
+    weights = sum(f.stat().st_size for f in tiny_bert.glob("*.safetensors"))
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage(10**9, 0, weights * 7))
+    check_free_space(tmp_path / "run", [str(tiny_bert)], cycles=3)  # needs 8 copies of the weights
+    err = capsys.readouterr().err
+    assert err.startswith(f"transenc: warning: {tmp_path / 'run'} has ") and "this needs about" in err
+    check_free_space(tmp_path / "run", [str(tiny_bert)], cycles=2)  # 6 copies fit in 7
+    assert capsys.readouterr().err == ""

@@ -55,8 +55,6 @@ RECIPES = {
     "transenc": Recipe(
         cross=FitConfig(batch_size=32, epochs=2, lr=2e-5, warmup=0.1, eval_every=134),
         bi=FitConfig(batch_size=128, epochs=1, lr=2e-5, warmup=0.1, eval_every=10),
-        cross_max_length=64,
-        bi_max_length=32,
         bi_targets="mean",
         # chosen on STS-B dev + SICK-R trial in bench/results/quality-paper.md (the student table)
         bi_with_teacher=FitConfig(batch_size=128, epochs=3, lr=5e-5, warmup=0.1, eval_every=31),

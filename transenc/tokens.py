@@ -6,6 +6,7 @@ pairs in both orders, predict, fit and every cycle reuse them; transenc.packing 
 from __future__ import annotations
 
 import copy
+import hashlib
 import itertools
 from dataclasses import dataclass
 from typing import Sequence
@@ -91,6 +92,27 @@ class TokenCache:
     @property
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
+
+
+class TokenCaches:
+    """One token cache per (tokenizer, sentence table), reused by every stage and cycle of a run. A
+    tokenizer is known by a hash of its vocabulary and rules, the same wherever it is saved, so the
+    models of every stage that share one share the cache."""
+
+    def __init__(self):
+        self.caches: dict = {}
+        self.identities: dict[int, tuple] = {}
+
+    def get(self, tokenizer, sentences: Sequence[str], owner) -> TokenCache:
+        """The cache of `sentences` (those of `owner`, e.g. a PairSet, kept alive by the caller)."""
+        if id(tokenizer) not in self.identities:  # computed once per tokenizer object
+            backend = getattr(tokenizer, "backend_tokenizer", None)
+            identity = hashlib.sha1(backend.to_str().encode()).hexdigest() if backend else tokenizer.name_or_path
+            self.identities[id(tokenizer)] = (tokenizer, (type(tokenizer).__name__, identity))  # keeps id valid
+        key = (self.identities[id(tokenizer)][1], id(owner))
+        if key not in self.caches:
+            self.caches[key] = TokenCache(tokenizer, sentences)
+        return self.caches[key]
 
 
 def _token_ids(tokenizer, sentences: list[str]) -> list[list[int]]:

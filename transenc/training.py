@@ -35,6 +35,7 @@ from transenc.precision import inference_precision, training_precision
 from transenc.readers import read_pairs
 from transenc.recipes import RECIPES, Recipe, combine_targets, cross_fit_config, cross_targets  # noqa: F401  (Recipe: part of the API)
 from transenc.run_folder import STAGES, Run, check_free_space, save_array, save_model
+from transenc.tokens import TokenCaches
 from transenc.train_config import TrainConfig
 
 
@@ -93,7 +94,7 @@ class Trainer:
         distributed.barrier()  # every rank has read the state before rank 0 writes it
         # With at least K ranks (a multiple of K), the K models train at once, each on its own ranks.
         self.split = distributed.split(len(self.models))
-        self.caches, self.vocabularies = {}, {}
+        self.caches = TokenCaches()
 
     # ---- models, fresh from their start weights -------------------------------------------
     def _seed_for(self, *stage) -> int:
@@ -116,22 +117,13 @@ class Trainer:
             fixed = (self.recipe.bi_max_length, self.recipe.cross_max_length)
             chosen.append(lengths.choose(Path(model), tokenized, self.pairs.pairs, self.config.max_length, fixed))
             if distributed.is_main():
-                print(f"transenc: lengths of {Path(model).name}: {chosen[-1].why}", file=sys.stderr)
+                given = (self.config.models or [DEFAULT_MODEL])[k]  # as the user named it, not its folder
+                print(f"transenc: lengths of {Path(given).name}: {chosen[-1].why}", file=sys.stderr)
         self.run.metrics["lengths"] = [c.record() for c in chosen]
         return chosen
 
     def cache(self, encoder, pairs: PairSet):
-        """One token cache per (tokenizer, sentence table), reused by every stage and cycle. A
-        tokenizer is known by a hash of its vocabulary and rules, the same wherever it is saved."""
-        tokenizer = encoder.tokenizer
-        if id(tokenizer) not in self.vocabularies:
-            backend = getattr(tokenizer, "backend_tokenizer", None)
-            identity = hashlib.sha1(backend.to_str().encode()).hexdigest() if backend else tokenizer.name_or_path
-            self.vocabularies[id(tokenizer)] = (tokenizer, (type(tokenizer).__name__, identity))  # keeps id valid
-        key = (self.vocabularies[id(tokenizer)][1], id(pairs))
-        if key not in self.caches:
-            self.caches[key] = encoder.token_cache(pairs.sentences)
-        return self.caches[key]
+        return self.caches.get(encoder.tokenizer, pairs.sentences, owner=pairs)
 
     def score(self, encoder, pairs: PairSet, group="all") -> np.ndarray:
         """Labels from one encoder, shared out over the group's ranks (default: all ranks)."""
