@@ -14,10 +14,14 @@ from transenc.precision import cpu_flags
 RESULTS = Path(os.environ.get("TRANSENC_BENCH_RESULTS", Path(__file__).parent / "results"))
 # CPU features that decide which arithmetic is fast: int8 dot products, bf16, matrix units
 FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+# The widest of them ends a CPU table's file name: one model name ("AMD EPYC") covers CPUs from AVX2
+# alone to AVX512-BF16, whose figures differ by design. (Tables made before 2026-12-03 lack it.)
+TIERS = (("amx_int8", "amx"), ("avx512_bf16", "avx512-bf16"), ("avx512_vnni", "avx512-vnni"),
+         ("avx_vnni", "avx-vnni"), ("avx512f", "avx512"), ("avx2", "avx2"))
 
 
 def machine(device: str = "cpu") -> tuple[str, str]:
-    """(the machine's name for file names, a line describing it)."""
+    """(the machine's name for file names, a CPU's with its widest feature tier; a line describing it)."""
     import torch
     import transformers
 
@@ -31,7 +35,8 @@ def machine(device: str = "cpu") -> tuple[str, str]:
     models = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
               if line.startswith("model name")]
     name, features = (models or ["unknown CPU"])[0], [f for f in FEATURES if f in cpu_flags()]
-    return name, (f"{name}, {os.cpu_count()} logical CPUs, features: {' '.join(features) or 'none of ' + ', '.join(FEATURES)}; "
+    tier = next((label for flag, label in TIERS if flag in cpu_flags()), "")
+    return f"{name} {tier}", (f"{name}, {os.cpu_count()} logical CPUs, features: {' '.join(features) or 'none of ' + ', '.join(FEATURES)}; "
                   f"{versions}, {torch.get_num_threads()} threads; "
                   f"load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())} at the end")
 

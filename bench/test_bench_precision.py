@@ -1,10 +1,12 @@
 """Scoring STS-B's 8,567 unique pairs at every precision, cross- and bi-encoder: sentence-transformers
-(torch fp32, ONNX Runtime fp32 and int8) against transenc in process and as whole `transenc label`
-processes; fills bench/results/precision-<cpu>.md.
+(torch fp32, ONNX Runtime fp32 and int8, OpenVINO fp32 and static int8) against transenc in process and
+as whole `transenc label` processes; fills bench/results/precision-<cpu>.md.
 
-    pip install -e ".[bench]"       # sentence-transformers[onnx]
-    python -m pytest bench/test_bench_precision.py -q -s
+In the bench environment (its pins: pyproject.toml's `bench` extra):
+    python -m venv .venv-bench && .venv-bench/bin/pip install torch==2.13.0 && .venv-bench/bin/pip install -e ".[bench]"
+    .venv-bench/bin/python -m pytest bench/test_bench_precision.py -q -s
 """
+import json
 import os
 import shutil
 import subprocess
@@ -24,11 +26,16 @@ from transenc.readers import read_pairs
 pytest.importorskip("pytest_benchmark")
 KINDS = ("cross", "bi", "bi-base")
 ST_PATHS = {"torch": "sentence-transformers torch fp32", "onnx": "sentence-transformers ONNX Runtime fp32",
-            "int8": "sentence-transformers ONNX Runtime int8 (avx512_vnni config)"}
+            "int8": "sentence-transformers ONNX Runtime int8 (avx512_vnni config)",
+            "openvino": "sentence-transformers OpenVINO fp32",
+            "openvino-int8": "sentence-transformers OpenVINO int8 (static, 300 STS-B train sentences)"}
+ANCHORS = ("openvino-int8", "int8", "torch")  # the "vs" columns, fastest anchor first
 REFERENCE = "transenc fp32, in process"
+CALIBRATION_ROWS = 300  # what the maintainers' OpenVINO int8 figures were calibrated on
 
 TITLE = "Pair scoring at every precision, against sentence-transformers' fastest paths"
-HEADER = ["encoder", "path", "s", "pairs/s", "vs ST ONNX int8", "vs ST torch fp32", "agreement", "STS-B test"]
+HEADER = ["encoder", "path", "s", "pairs/s", "vs ST OpenVINO int8", "vs ST ONNX int8", "vs ST torch fp32", "agreement",
+          "STS-B test"]
 
 
 def table_rows(measured: dict) -> list[list]:
@@ -37,7 +44,7 @@ def table_rows(measured: dict) -> list[list]:
     rows = []
     for (kind, path), (seconds, scores) in sorted(((k, v) for k, v in measured.items() if k != "sts"),
                                                   key=lambda item: KINDS.index(item[0][0])):
-        versus = [measured.get((kind, ST_PATHS[b])) for b in ("int8", "torch")]
+        versus = [measured.get((kind, ST_PATHS[b])) for b in ANCHORS]
         reference = measured.get((kind, REFERENCE))
         rows.append([kind, path, f"{seconds:.1f}", f"{len(pairs) / seconds:,.0f}",
                      *[f"{anchor[0] / seconds:.2f}x" if anchor else "-" for anchor in versus],
@@ -67,17 +74,39 @@ def data(sts_pairs, table, tmp_path_factory):
                  "cross: all-MiniLM-L6-v2 trained 600 steps on its own cosines over STS-B train's pairs "
                  "(workloads.trained_cross_encoder); bi: all-MiniLM-L6-v2; bi-base: all-mpnet-base-v2 (BERT-base "
                  "sized; scripts/get_mpnet.sh), in process only",
-                 "sentence-transformers at batch 32, its default; transenc at its defaults; model loading and ONNX "
-                 "export untimed in process; whole processes count everything",
+                 "sentence-transformers at batch 32, its default; transenc at its defaults; model loading, ONNX and "
+                 "OpenVINO exports untimed in process; whole processes count everything",
+                 f"OpenVINO int8: calibrated on STS-B train's first {CALIBRATION_ROWS} sentences (single sentences, "
+                 "the cross-encoder's too: the export takes one text column)",
                  "vs X: X's seconds over this row's; agreement: Spearman with transenc fp32's scores on all pairs",
                  f"`--precision auto` on this CPU: {cpu_auto_precision()}"]:
         table.note(line)
-    return {"pairs": sts_pairs, "texts": texts, "folder": folder, "models": models}
+    return {"pairs": sts_pairs, "texts": texts, "folder": folder, "models": models,
+            "calibration": calibration_rows(folder / "calibration")}
+
+
+def calibration_rows(folder: Path) -> Path:
+    """A local dataset (one JSON line per row, column "text") of STS-B train's first sentences: OpenVINO's
+    static int8 calibrates on it through `datasets`, with nothing from a hub."""
+    train, _ = read_pairs(w.sts_dir() / "sts-train.csv")
+    folder.mkdir()
+    (folder / "rows.jsonl").write_text("".join(json.dumps({"text": train.pair_texts(i)[0]}) + "\n"
+                                               for i in range(CALIBRATION_ROWS)), encoding="utf-8")
+    return folder
 
 
 def record(benchmark, table, kind: str, path: str, fn):  # one timed call (the callers warm up first), its scores kept
     scores = w.timed(benchmark, fn)
     table.measured[(kind, path)] = (benchmark.stats.stats.min, np.asarray(scores, dtype=np.float64))
+
+
+def skip_without_a_fast_path(precision: str) -> None:
+    """A precision this CPU has no arithmetic for runs several times slower than fp32 (int8 ~25x without
+    VNNI; roofline-<cpu>.md): rows that would take an hour and say nothing new are skipped."""
+    from transenc.precision import slow_on_this_cpu
+
+    if reason := slow_on_this_cpu(precision):
+        pytest.skip(reason)
 
 
 def model_for(data, kind: str) -> Path:
@@ -88,17 +117,24 @@ def model_for(data, kind: str) -> Path:
 
 @pytest.mark.parametrize("kind, backend", [(k, b) for k in ("cross", "bi") for b in ST_PATHS] + [("bi-base", "torch")])
 def test_st(benchmark, table, data, kind, backend):
-    """sentence-transformers' CrossEncoder or SentenceTransformer on a backend (int8: its dynamically quantized
-    ONNX export, avx512_vnni config, written into the model's folder)."""
+    """sentence-transformers' CrossEncoder or SentenceTransformer on a backend, its exports written into the
+    model's folder: ONNX int8 is its dynamically quantized ONNX export (avx512_vnni config), OpenVINO int8 its
+    static post-training quantization (export_static_quantized_openvino_model) calibrated on local rows."""
     import sentence_transformers as st
 
     if backend != "torch":
-        pytest.importorskip("onnxruntime")
+        pytest.importorskip("openvino" if backend.startswith("openvino") else "onnxruntime")
+    os.environ["HF_HUB_OFFLINE"] = os.environ["HF_DATASETS_OFFLINE"] = "1"  # calibration rows are local
     folder, pairs, texts = str(model_for(data, kind)), data["pairs"], data["texts"]
     load = partial(st.CrossEncoder if kind == "cross" else st.SentenceTransformer, folder, device="cpu")
     if backend == "int8":
         st.export_dynamic_quantized_onnx_model(load(backend="onnx"), "avx512_vnni", folder)
         model = load(backend="onnx", model_kwargs={"file_name": "onnx/model_qint8_avx512_vnni.onnx"})
+    elif backend == "openvino-int8":
+        st.export_static_quantized_openvino_model(load(backend="openvino"), None, folder,
+                                                  dataset_name=str(data["calibration"]), dataset_config_name="default",
+                                                  dataset_split="train", column_name="text")
+        model = load(backend="openvino", model_kwargs={"file_name": "openvino/openvino_model_qint8_quantized.xml"})
     else:
         model = load(backend=backend)
 
@@ -118,6 +154,7 @@ def test_st(benchmark, table, data, kind, backend):
 def test_ours_in_process(benchmark, table, data, kind, precision):
     from transenc.labeling import load_scorer, score
 
+    skip_without_a_fast_path(precision)
     model, pairs = load_scorer(str(model_for(data, kind)), kind.split("-")[0], "cpu", precision), data["pairs"]
     score(model, pairs.head(64), precision=precision, show_progress=False)  # warm-up
     record(benchmark, table, kind, f"transenc {precision}, in process",
@@ -127,6 +164,7 @@ def test_ours_in_process(benchmark, table, data, kind, precision):
 @pytest.mark.parametrize("kind", ["cross", "bi"])
 @pytest.mark.parametrize("precision", ["fp32", "auto", "int8", "bf16"])
 def test_ours_label_process(benchmark, table, data, kind, precision):
+    skip_without_a_fast_path(precision)
     out = data["folder"] / f"{kind}-{precision}.tsv"
     command = [str(Path(sys.executable).parent / "transenc"), "label", "--pairs", str(data["folder"] / "pairs.tsv"),
                "--mode", kind, "--model", str(data["models"][kind]), "--precision", precision, "--out", str(out)]

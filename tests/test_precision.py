@@ -131,6 +131,35 @@ def test_training_auto_is_bf16_where_the_cpu_has_bf16_arithmetic():
     assert cpu_training_precision(frozenset({"avx2", "fma"})) == "fp32"
 
 
+def test_a_precision_without_a_fast_path_on_this_cpu_is_named_once(monkeypatch, capsys):
+    """Asked for by name on a CPU that lacks its arithmetic (int8 without VNNI or AMX ran 25x slower
+    than fp32 on an AVX2-only AMD EPYC), a precision still runs, with one warning per process; auto,
+    fp32 and a CPU that has the arithmetic get none."""
+    from transenc import precision
+
+    avx2_only, cpu = frozenset({"avx2", "fma"}), torch.device("cpu")
+    assert precision.slow_on_this_cpu("int8", avx2_only) == "this CPU has no int8 dot products (VNNI or AMX)"
+    assert precision.slow_on_this_cpu("bf16", avx2_only).endswith("(AVX512-BF16 or AMX)")
+    assert precision.slow_on_this_cpu("int8", frozenset({"avx2", "avx_vnni"})) is None
+    assert precision.slow_on_this_cpu("bf16", frozenset({"avx512_bf16"})) is None
+    assert precision.slow_on_this_cpu("fp32", avx2_only) is None
+    monkeypatch.setattr(precision, "cpu_flags", lambda: avx2_only)
+    monkeypatch.setattr(precision, "_warned", set())
+    assert inference_precision(cpu, "auto") == "fp32" and inference_precision(cpu, "fp32") == "fp32"
+    assert capsys.readouterr().err == ""
+    for _ in range(3):
+        assert inference_precision(cpu, "int8") == "int8"
+    assert training_precision(cpu, "int8") == "fp32"  # int8 trains in fp32: nothing slow to say
+    err = capsys.readouterr().err
+    assert err.count("warning") == 1 and "no int8 dot products" in err and "auto runs fp32" in err
+    assert training_precision(cpu, "bf16") == "bf16"
+    assert "no bf16 arithmetic" in capsys.readouterr().err
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx512_vnni", "avx512_bf16"}))
+    monkeypatch.setattr(precision, "_warned", set())
+    assert inference_precision(cpu, "int8") == "int8" and training_precision(cpu, "bf16") == "bf16"
+    assert capsys.readouterr().err == ""
+
+
 def test_int8_is_refused_off_the_cpu_before_any_work():
     with pytest.raises(TransencError, match="int8 runs on the CPU only"):
         check_precision("int8", "cuda:0")

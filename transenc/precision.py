@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -57,10 +58,40 @@ def cpu_auto_precision(flags: frozenset[str] | None = None) -> str:
     return "bf16" if "avx512_bf16" in flags else "fp32"
 
 
+# What a precision needs to run fast on a CPU. Without it torch has no fast kernel and the arithmetic
+# crawls: on a 2-core AMD EPYC with AVX2 alone (Zen 3), one core scored all-MiniLM-L6-v2 over STS-B's
+# first 300 pairs at 173 pairs/s in fp32, 24 in bf16, 28 in fp16 and 7 in int8 (torch._int_mm: 2.9 G
+# ops/s against fp32's 89; bench/results/roofline-amd-epyc-avx2.md).
+CPU_FAST_PATH = {"bf16": ({"amx_bf16", "avx512_bf16"}, "bf16 arithmetic (AVX512-BF16 or AMX)"),
+                 "fp16": ({"amx_fp16"}, "fp16 matrix units (AMX-FP16)"),
+                 "int8": ({"avx512_vnni", "avx_vnni", "amx_int8"}, "int8 dot products (VNNI or AMX)")}
+_warned: set[str] = set()
+
+
+def slow_on_this_cpu(precision: str, flags: frozenset[str] | None = None) -> str | None:
+    """Why `precision` has no fast path on this CPU, or None where it has one (fp32 always does)."""
+    if precision not in CPU_FAST_PATH:
+        return None
+    needs, what = CPU_FAST_PATH[precision]
+    return None if needs & (cpu_flags() if flags is None else flags) else f"this CPU has no {what}"
+
+
+def _warn_if_slow(device: torch.device, precision: str) -> None:
+    """One line on standard error, once per process, where a precision asked for by name runs without
+    a fast kernel on this CPU (auto never picks one)."""
+    reason = slow_on_this_cpu(precision) if device.type == "cpu" else None
+    if reason and precision not in _warned:
+        _warned.add(precision)
+        print(f"transenc: warning: {reason}: --precision {precision} runs several times slower than fp32 here "
+              f"(int8 ~25x, bf16 ~7x on an AVX2-only AMD EPYC); --precision auto runs "
+              f"{cpu_auto_precision()} on this CPU", file=sys.stderr)
+
+
 def inference_precision(device: torch.device, precision: str) -> str:
     """What a labeling or evaluation pass runs: fp32, bf16, fp16 or int8."""
     check_precision(precision, device)
     if precision != "auto":
+        _warn_if_slow(device, precision)
         return precision
     return _gpu_precision() if device.type == "cuda" else cpu_auto_precision()
 
@@ -82,6 +113,7 @@ def training_precision(device: torch.device, precision: str) -> str:
     if precision == "int8":
         return "fp32"
     if precision != "auto":
+        _warn_if_slow(device, precision)
         return precision
     return _gpu_precision() if device.type == "cuda" else cpu_training_precision()
 

@@ -1,0 +1,193 @@
+"""The scoring forward against this CPU's GEMM peak, at fp32 and at int8, and where the rest of its
+time goes: fills bench/results/roofline-<cpu>.md.
+
+Everything runs on one core (torch single-threaded, one stream), as each of `transenc label`'s
+streams does (one per core). The peak of an arithmetic is the best rate its GEMM reaches on one
+core over the forward's own shapes and a large square: `torch.mm` for fp32 (what F.linear runs),
+`torch._int_mm` for int8 (what Int8Linear calls). The forward's rate is its encoder layers' Linear
+multiply-adds (2 ops each) over its whole time. The breakdown times each kind of op exclusively (a
+call inside a timed call counts only for the inner one) by wrapping the functions the forward
+calls; what no wrapper covers is the rest: Python, reshapes, residual adds, pooling, the cosine.
+
+    python -m pytest bench/test_bench_roofline.py -q -s
+"""
+import threading
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+import workloads as w
+from transenc import models, ops, tokens
+from transenc.precision import slow_on_this_cpu
+
+pytest.importorskip("pytest_benchmark")
+COLUMNS = [(kind, precision) for kind in ("cross", "bi") for precision in ("fp32", "int8")]
+GEMMS = "GEMMs (fp32: F.linear; int8: torch._int_mm)"
+# (owner, attribute, phase): the functions the forward calls, by the kind of work they do
+WRAPPED = [(F, "linear", GEMMS), (torch, "_int_mm", GEMMS),
+           (ops, "quantize_rows", "int8: quantize activations (engine)"),
+           (ops, "dequantize_rows_", "int8: dequantize epilogue (engine)"),
+           (F, "scaled_dot_product_attention", "attention (SDPA, fp32)"),
+           (F, "layer_norm", "layer norm (fp32)"),
+           (F, "gelu", "GELU (fp32)"),
+           (F, "embedding", "embedding lookups"),
+           (models, "pack_pairs", "packing"), (models, "pack_sentences", "packing"),
+           (tokens.TokenCache, "__init__", "tokenizing")]
+REST = "rest: Python, reshapes, residual adds, pooling, cosine"
+PHASES = list(dict.fromkeys(phase for *_, phase in WRAPPED)) + [REST]
+# MiniLM's Linear shapes (hidden 384, 1,536 inside) at ~2,000 tokens a batch, and a large square
+SHAPES = [(2048, 384, 1152), (2048, 384, 384), (2048, 384, 1536), (2048, 1536, 384), (2048, 2048, 2048)]
+
+TITLE = "The scoring forward against this CPU's GEMM peak, fp32 and int8 (one core)"
+HEADER = ["what", *(f"{kind} {precision}" for kind, precision in COLUMNS)]
+
+
+def table_rows(measured: dict) -> list[list]:
+    """measured: ("peak", precision) -> (ops/s, shape); (kind, precision) -> {"seconds", "pairs", "ops",
+    "useful_ops", "phases"}."""
+    giga = lambda x: f"{x / 1e9:,.1f}"  # noqa: E731
+
+    def row(what, f, needs_peak=False):
+        cells = []
+        for kind, precision in COLUMNS:
+            peak = measured.get(("peak", precision), (None,))[0]
+            m = measured.get((kind, precision))
+            cells.append("-" if m is None or (needs_peak and not peak) else f(m, peak))
+        return [what, *cells]
+
+    peak_cells = [f"{giga(measured[('peak', p)][0])} ({measured[('peak', p)][1]})" if ("peak", p) in measured
+                  else "-" for _, p in COLUMNS]
+    rows = [["GEMM peak, one core: G ops/s (best shape m x k x n)", *peak_cells],
+            row("pairs/s, one core", lambda m, _: f"{m['pairs'] / m['seconds']:,.0f}"),
+            row("Linear G ops per 1,000 pairs, executed", lambda m, _: f"{m['ops'] / m['pairs'] * 1e3 / 1e9:,.1f}"),
+            row("of which on pad tokens", lambda m, _: f"{1 - m['useful_ops'] / m['ops']:.1%}"),
+            row("the whole forward's G ops/s", lambda m, _: giga(m["ops"] / m["seconds"])),
+            row("**share of the peak, whole forward**", lambda m, peak: f"**{m['ops'] / m['seconds'] / peak:.0%}**",
+                True),
+            row("share of the peak inside the GEMMs alone", lambda m, peak: f"{m['ops'] / m['phases'][GEMMS] / peak:.0%}",
+                True)]
+    for phase in PHASES:
+        rows.append(row(f"time: {phase}", lambda m, _, phase=phase: f"{m['phases'][phase] / m['seconds']:.1%} "
+                                                                    f"({m['phases'][phase]:.2f} s)"))
+    return rows
+
+
+@contextmanager
+def single_core():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def gemm_rate(precision: str, m: int, k: int, n: int, seconds: float = 1.5) -> float:
+    """ops/s of one [m, k] x [k, n] GEMM as the forward runs it: fp32 as F.linear's x @ w.T, int8 as
+    Int8Linear's torch._int_mm on the weight's transposed view."""
+    if precision == "int8":
+        a = torch.randint(-128, 128, (m, k), dtype=torch.int8)
+        b = torch.randint(-127, 128, (n, k), dtype=torch.int8).t()
+        call = lambda: torch._int_mm(a, b)  # noqa: E731
+    else:
+        a, b = torch.randn(m, k), torch.randn(n, k)
+        call = lambda: F.linear(a, b)  # noqa: E731
+    call()
+    calls, start = 0, time.perf_counter()
+    while (elapsed := time.perf_counter() - start) < seconds:
+        call()
+        calls += 1
+    return 2 * m * k * n * calls / elapsed
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_peak(benchmark, table, precision):
+    with single_core():
+        rates = w.timed(benchmark, lambda: {shape: gemm_rate(precision, *shape) for shape in SHAPES})
+    best = max(rates, key=rates.get)
+    table.measured[("peak", precision)] = (rates[best], "x".join(map(str, best)))
+    table.note(f"{precision} GEMM rates, one core, G ops/s: " +
+               ", ".join(f"{'x'.join(map(str, s))} {r / 1e9:.1f}" for s, r in rates.items()))
+
+
+class PhaseClock:
+    """Exclusive seconds per phase: a wrapped call's time minus the wrapped calls inside it (a stack of
+    open calls per thread; the forwards here run one stream, so the phases add up to the wall time)."""
+
+    def __init__(self):
+        self.seconds, self.open = dict.fromkeys(PHASES, 0.0), threading.local()
+
+    def wrap(self, fn, phase):
+        def timed(*args, **kwargs):
+            stack = self.open.__dict__.setdefault("stack", [])
+            stack.append(0.0)  # time of the timed calls inside this one
+            start = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent = time.perf_counter() - start
+                self.seconds[phase] += spent - stack.pop()
+                if stack:
+                    stack[-1] += spent
+        return timed
+
+    @contextmanager
+    def installed(self):
+        originals = [(owner, name, getattr(owner, name)) for owner, name, _ in WRAPPED]
+        for (owner, name, fn), (*_, phase) in zip(originals, WRAPPED):
+            setattr(owner, name, self.wrap(fn, phase))
+        try:
+            yield self
+        finally:
+            for owner, name, fn in originals:
+                setattr(owner, name, fn)
+
+
+def counted_ops(model, pairs, kind: str, precision: str) -> tuple[int, int]:
+    """(ops executed, ops on real tokens) of one pass over `pairs`, from the batches' shapes as scoring packs
+    them: per token, 2 x in x out per Linear of the encoder layers (the cross-encoder's pooler and head run on
+    one row)."""
+    from transenc.labeling import BI_BATCH, CROSS_BATCH, INT8_CROSS_BATCH
+
+    cache = model.token_cache(pairs.sentences)
+    batches = model.batches(cache, pairs.pairs, INT8_CROSS_BATCH if precision == "int8" else CROSS_BATCH) \
+        if kind == "cross" else model.batches(cache, np.arange(len(cache)), BI_BATCH)
+    linears = [m for name, m in model.model.named_modules() if isinstance(m, torch.nn.Linear) and "layers." in name]
+    per_token = sum(2 * m.in_features * m.out_features for m in linears)
+    return (sum(b.input_ids.numel() for b in batches) * per_token,
+            sum(int(b.attention_mask.sum()) for b in batches) * per_token)
+
+
+@pytest.mark.parametrize("kind, precision", COLUMNS)
+def test_forward(benchmark, table, sts_pairs, kind, precision):
+    """The scoring of STS-B's unique pairs on one core: timed plain, then once more under the phase clock."""
+    from transenc.labeling import INT8_CROSS_BATCH, load_scorer, score
+
+    if reason := slow_on_this_cpu(precision):  # torch._int_mm without VNNI or AMX: the peak row shows it
+        table.note(f"{precision} forwards not run: {reason}, and its GEMM peak row shows what torch runs it at")
+        pytest.skip(reason)
+    path = w.trained_cross_encoder() if kind == "cross" else w.minilm_path()
+    model = load_scorer(str(path), kind, "cpu", precision)
+    run = lambda: score(model, sts_pairs, precision=precision, show_progress=False)  # noqa: E731
+    with single_core():
+        score(model, sts_pairs.head(64), precision=precision, show_progress=False)  # warm-up
+        w.timed(benchmark, run)
+        with PhaseClock().installed() as clock:
+            start = time.perf_counter()
+            run()
+            instrumented = time.perf_counter() - start
+    executed, useful = counted_ops(model, sts_pairs, kind, precision)
+    plain = benchmark.stats.stats.min
+    phases = {**clock.seconds, REST: instrumented - sum(clock.seconds.values())}
+    table.measured[(kind, precision)] = {"seconds": plain, "pairs": len(sts_pairs), "ops": executed,
+                                         "useful_ops": useful,
+                                         "phases": {p: s * plain / instrumented for p, s in phases.items()}}
+    table.note(f"STS-B's {len(sts_pairs):,} unique pairs through `transenc.labeling.score` at its default batches "
+               f"(int8 cross: {INT8_CROSS_BATCH} pairs); cross: the MiniLM cross-encoder of "
+               "workloads.trained_cross_encoder; bi: all-MiniLM-L6-v2, each sentence once")
+    table.note(f"{kind} {precision}: plain {plain:.2f} s, under the phase clock {instrumented:.2f} s (the time rows "
+               "are the clock's shares scaled to the plain time)")
