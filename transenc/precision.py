@@ -49,15 +49,6 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def cpu_auto_precision(flags: frozenset[str] | None = None) -> str:
-    flags = cpu_flags() if flags is None else flags
-    if "amx_bf16" in flags:
-        return "bf16"
-    if {"avx512_vnni", "avx_vnni"} & flags:
-        return "int8"
-    return "bf16" if "avx512_bf16" in flags else "fp32"
-
-
 # What a precision needs to run fast on a CPU. Without it torch has no fast kernel and the arithmetic
 # crawls: on a 2-core AMD EPYC with AVX2 alone (Zen 3), one core scored all-MiniLM-L6-v2 over STS-B's
 # first 300 pairs at 173 pairs/s in fp32, 24 in bf16, 28 in fp16 and 7 in int8 (torch._int_mm: 2.9 G
@@ -65,7 +56,16 @@ def cpu_auto_precision(flags: frozenset[str] | None = None) -> str:
 CPU_FAST_PATH = {"bf16": ({"amx_bf16", "avx512_bf16"}, "bf16 arithmetic (AVX512-BF16 or AMX)"),
                  "fp16": ({"amx_fp16"}, "fp16 matrix units (AMX-FP16)"),
                  "int8": ({"avx512_vnni", "avx_vnni", "amx_int8"}, "int8 dot products (VNNI or AMX)")}
-_warned: set[str] = set()
+
+
+def cpu_auto_precision(flags: frozenset[str] | None = None) -> str:
+    flags = cpu_flags() if flags is None else flags
+    if "amx_bf16" in flags:  # bf16 on the matrix units beats int8
+        return "bf16"
+    if CPU_FAST_PATH["int8"][0] & flags:
+        return "int8"
+    return "bf16" if CPU_FAST_PATH["bf16"][0] & flags else "fp32"
+
 
 
 def slow_on_this_cpu(precision: str, flags: frozenset[str] | None = None) -> str | None:
@@ -74,6 +74,9 @@ def slow_on_this_cpu(precision: str, flags: frozenset[str] | None = None) -> str
         return None
     needs, what = CPU_FAST_PATH[precision]
     return None if needs & (cpu_flags() if flags is None else flags) else f"this CPU has no {what}"
+
+
+_warned: set[str] = set()  # the precisions warned about in this process
 
 
 def _warn_if_slow(device: torch.device, precision: str) -> None:
@@ -103,7 +106,7 @@ def cpu_training_precision(flags: frozenset[str] | None = None) -> str:
     and a default-recipe cycle 1.7x (STS-B), 2.0x (MRPC) and ~1.8x (the paper's STS pairs) as fast
     with dev figures within 0.05 of fp32's (bench/results/recipes.md)."""
     flags = cpu_flags() if flags is None else flags
-    return "bf16" if {"amx_bf16", "avx512_bf16"} & flags else "fp32"
+    return "bf16" if CPU_FAST_PATH["bf16"][0] & flags else "fp32"
 
 
 def training_precision(device: torch.device, precision: str) -> str:
