@@ -101,8 +101,9 @@ def record(benchmark, table, kind: str, path: str, fn):  # one timed call (the c
 
 
 def skip_without_a_fast_path(precision: str) -> None:
-    """A precision this CPU has no arithmetic for runs several times slower than fp32 (int8 ~25x without
-    VNNI; roofline-<cpu>.md): rows that would take an hour and say nothing new are skipped."""
+    """A precision this CPU has no arithmetic for runs several times slower than fp32 (bf16 ~7x without
+    AVX512-BF16 or AMX, int8 through torch._int_mm ~25x without VNNI; roofline-<cpu>.md): rows that
+    would take an hour and say nothing new are skipped."""
     from transenc.precision import slow_on_this_cpu
 
     if reason := slow_on_this_cpu(precision):

@@ -3,9 +3,10 @@ time goes: fills bench/results/roofline-<cpu>.md.
 
 Everything runs on one core (torch single-threaded, one stream), as each of `transenc label`'s
 streams does (one per core). The peak of an arithmetic is the best rate its GEMM reaches on one
-core over the forward's own shapes and a large square: F.linear for fp32, and for int8 the better of
-`torch._int_mm` (what Int8Linear calls) and fbgemm's dynamically quantized Linear (which has AVX2
-kernels where _int_mm has none without VNNI). The forward's rate is its encoder layers' Linear
+core over the forward's own shapes and a large square: F.linear for fp32, and for int8 the best of
+`torch._int_mm` (what Int8Linear calls on a CPU with VNNI or AMX), the engine's own int8 matmul (what
+it calls elsewhere: AVX2's u8 x s8 products, csrc/int8_gemm.h) and fbgemm's dynamically quantized
+Linear (AVX2 kernels too, a yardstick from outside). The forward's rate is its encoder layers' Linear
 multiply-adds (2 ops each) over its whole time. The breakdown times each kind of op exclusively (a
 call inside a timed call counts only for the inner one) by wrapping the functions the forward
 calls; what no wrapper covers is the rest: Python, reshapes, residual adds, pooling, the cosine.
@@ -22,15 +23,16 @@ import torch
 from torch.nn import functional as F
 
 import workloads as w
-from transenc import models, ops, tokens
+from transenc import _C, models, ops, tokens
 from transenc.precision import slow_on_this_cpu
 
 pytest.importorskip("pytest_benchmark")
 COLUMNS = [(kind, precision) for kind in ("cross", "bi") for precision in ("fp32", "int8")]
-GEMMS = "GEMMs (fp32: F.linear; int8: torch._int_mm)"
+GEMMS = "GEMMs (fp32: F.linear; int8: torch._int_mm, or the engine's int8_linear with its epilogue)"
+QUANTIZE = "int8: quantize activations (engine)"
 # (owner, attribute, phase): the functions the forward calls, by the kind of work they do
-WRAPPED = [(F, "linear", GEMMS), (torch, "_int_mm", GEMMS),
-           (ops, "quantize_rows", "int8: quantize activations (engine)"),
+WRAPPED = [(F, "linear", GEMMS), (torch, "_int_mm", GEMMS), (ops, "int8_linear", GEMMS),
+           (ops, "quantize_rows", QUANTIZE), (ops, "quantize_rows_u8", QUANTIZE),
            (ops, "dequantize_rows_", "int8: dequantize epilogue (engine)"),
            (F, "scaled_dot_product_attention", "attention (SDPA, fp32)"),
            (F, "layer_norm", "layer norm (fp32)"),
@@ -93,12 +95,19 @@ def single_core():
 
 def gemm_rate(method: str, m: int, k: int, n: int, seconds: float = 1.5) -> float:
     """ops/s of one [m, k] x [k, n] GEMM: "fp32" as F.linear's x @ w.T; "int8" as Int8Linear's torch._int_mm
-    on the weight's transposed view; "int8 fbgemm" as torch's dynamically quantized Linear (fbgemm's u8 x s8
-    kernels, its activation quantization included): the CPU's int8 rate where _int_mm has no kernel for it."""
+    on the weight's transposed view; "int8 engine" as the engine's int8_linear on quantized rows (its fused
+    epilogue included); "int8 fbgemm" as torch's dynamically quantized Linear (fbgemm's u8 x s8 kernels,
+    its activation quantization included)."""
     if method == "int8":
         a = torch.randint(-128, 128, (m, k), dtype=torch.int8)
         b = torch.randint(-127, 128, (n, k), dtype=torch.int8).t()
         call = lambda: torch._int_mm(a, b)  # noqa: E731
+    elif method == "int8 engine":
+        q, scale, offset = ops.quantize_rows_u8(torch.randn(m, k))
+        packed = ops.pack_int8_weights(torch.randint(-_C.INT8_PAIR_MAX // 2, _C.INT8_PAIR_MAX // 2 + 1, (n, k),
+                                                     dtype=torch.int8))
+        ones = torch.ones(n)
+        call = lambda: ops.int8_linear(q, k, packed, n, scale, offset, ones, ones, ones)  # noqa: E731
     elif method == "int8 fbgemm":
         torch.backends.quantized.engine = "fbgemm"
         linear = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(k, n)), dtype=torch.qint8)
@@ -117,8 +126,9 @@ def gemm_rate(method: str, m: int, k: int, n: int, seconds: float = 1.5) -> floa
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_peak(benchmark, table, precision):
-    """A precision's peak: the best rate of its GEMMs on one core (int8: torch._int_mm's or fbgemm's)."""
-    methods = ["int8", "int8 fbgemm"] if precision == "int8" else ["fp32"]
+    """A precision's peak: the best rate of its GEMMs on one core (int8: torch._int_mm's, the engine's or
+    fbgemm's)."""
+    methods = ["int8", "int8 engine", "int8 fbgemm"] if precision == "int8" else ["fp32"]
     with single_core():
         rates = w.timed(benchmark, lambda: {(method, shape): gemm_rate(method, *shape)
                                             for method in methods for shape in SHAPES})
@@ -182,7 +192,7 @@ def test_forward(benchmark, table, sts_pairs, kind, precision):
     """The scoring of STS-B's unique pairs on one core: timed plain, then once more under the phase clock."""
     from transenc.labeling import INT8_CROSS_BATCH, load_scorer, score
 
-    if reason := slow_on_this_cpu(precision):  # torch._int_mm without VNNI or AMX: the peak row shows it
+    if reason := slow_on_this_cpu(precision):  # int8 without VNNI, AMX or AVX2: the peak row shows it
         table.note(f"{precision} forwards not run: {reason}, and its GEMM peak row shows what torch runs it at")
         pytest.skip(reason)
     path = w.trained_cross_encoder() if kind == "cross" else w.minilm_path()

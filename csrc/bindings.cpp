@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cosine.h"
+#include "int8_gemm.h"
 #include "packer.h"
 #include "pairscan.h"
 #include "parallel.h"
@@ -258,6 +259,59 @@ static void py_dequantize_rows(py::array acc, const rows_of<float>& row_scale, c
                   bias.is_none() ? nullptr : b.data());
 }
 
+// ---- the engine's own int8 matmul (int8_gemm.h), for CPUs without int8 dot products -----------
+static py::array_t<int8_t> py_pack_int8_weights(const rows_of<int8_t>& w) {
+  require(w.ndim() == 2, "pack_int8_weights: w must be int8[n, k]");
+  const int64_t n = w.shape(0), k = w.shape(1);
+  require(int8_pairs_fit(w.data(), n, k), "pack_int8_weights: a pair of inputs (2t, 2t + 1) has weights of one sign "
+                                          "adding up to more than INT8_PAIR_MAX: its 16-bit sums could saturate");
+  py::array_t<int8_t> packed(int8_packed_bytes(n, k));
+  pack_int8_weights(w.data(), n, k, packed.mutable_data());
+  return packed;
+}
+
+static py::tuple py_quantize_rows_u8(const rows_of<float>& x) {
+  require(x.ndim() == 2, "quantize_rows_u8: x must be float32[N, d]");
+  const int64_t n = x.shape(0), d = x.shape(1);
+  py::array_t<uint8_t> q({n, int8_row_stride(d)});
+  py::array_t<float> scale(n), offset(n);
+  uint8_t* qd = q.mutable_data();
+  float *sd = scale.mutable_data(), *od = offset.mutable_data();
+  {
+    py::gil_scoped_release release;
+    quantize_rows_u8(x.data(), n, d, int8_row_stride(d), qd, sd, od);
+  }
+  return py::make_tuple(q, scale, offset);
+}
+
+static py::array_t<float> py_int8_linear(const rows_of<uint8_t>& q, int64_t k, const rows_of<int8_t>& packed, int64_t n,
+                                         const rows_of<float>& row_scale, const rows_of<float>& row_offset,
+                                         const rows_of<float>& col_scale, const rows_of<float>& col_sum, py::object bias) {
+  require(k > 0 && n > 0, "int8_linear: k and n must be positive");
+  require(q.ndim() == 2 && q.shape(1) == int8_row_stride(k), "int8_linear: q must be uint8[m, k rounded up to 4]");
+  require(packed.ndim() == 1 && packed.shape(0) == int8_packed_bytes(n, k),
+          "int8_linear: packed must be pack_int8_weights of an int8[n, k]");
+  const int64_t m = q.shape(0);
+  for (auto* rows : {&row_scale, &row_offset})
+    require(rows->ndim() == 1 && rows->shape(0) == m, "int8_linear: row_scale and row_offset must be float32[m]");
+  for (auto* cols : {&col_scale, &col_sum})
+    require(cols->ndim() == 1 && cols->shape(0) == n, "int8_linear: col_scale and col_sum must be float32[n]");
+  rows_of<float> b;
+  if (!bias.is_none()) {
+    b = bias.cast<rows_of<float>>();
+    require(b.ndim() == 1 && b.shape(0) == n, "int8_linear: bias must be float32[n] or None");
+  }
+  py::array_t<float> out({m, n});
+  float* o = out.mutable_data();
+  const Int8Epilogue e{row_scale.data(), row_offset.data(), col_scale.data(), col_sum.data(),
+                       bias.is_none() ? nullptr : b.data()};
+  {
+    py::gil_scoped_release release;
+    int8_linear(q.data(), m, k, packed.data(), n, e, o);
+  }
+  return out;
+}
+
 // ---- the pairs-file reader's per-line work (transenc.readers' fast formats) ---------------------
 static py::tuple py_scan_pairs(const py::bytes& buffer, int64_t start, int64_t line, int64_t max_rows, bool final,
                                const std::string& format, bool stop_at_bad, SentenceTable& table) {
@@ -323,15 +377,15 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "transenc C++ CPU engine";
   m.def("threads", &engine_threads, "Worker threads the engine uses");
   m.def("variant", [] { return std::string(isa_name(engine_isa())); },
-        "the vector kernels' variant in use: avx512 or baseline (csrc/variants.h)");
+        "the vector kernels' variant in use: avx512, avx2 or baseline (csrc/variants.h)");
   m.def("variants", [] {
     py::list out;
-    for (Isa isa : {Isa::baseline, Isa::avx512})
+    for (Isa isa : {Isa::baseline, Isa::avx2, Isa::avx512})
       if (isa_supported(isa)) out.append(isa_name(isa));
     return out;
   }, "the variants this CPU runs");
   m.def("set_variant", &set_engine_isa, py::arg("name"),
-        "auto, baseline or avx512 (ValueError where this CPU cannot run it); TRANSENC_ENGINE_ISA sets it at load");
+        "auto, baseline, avx2 or avx512 (ValueError where this CPU cannot run it); TRANSENC_ENGINE_ISA sets it at load");
   scoring::bind(m);
   def_packer(m);
   def_pairscan(m);
@@ -340,4 +394,13 @@ PYBIND11_MODULE(_C, m) {
   m.def("dequantize_rows", &py_dequantize_rows, py::arg("acc"), py::arg("row_scale"), py::arg("row_offset"),
         py::arg("col_scale"), py::arg("col_sum"), py::arg("bias"),
         "in place: int32 acc -> float acc * row_scale * col_scale + row_offset * col_sum + bias");
+  m.attr("INT8_PAIR_MAX") = kInt8PairMax;
+  m.def("pack_int8_weights", &py_pack_int8_weights, py::arg("w"),
+        "int8[n, k] weights (one row per output) packed for int8_linear; ValueError where a same-sign pair of "
+        "inputs (2t, 2t + 1) adds up to more than INT8_PAIR_MAX");
+  m.def("quantize_rows_u8", &py_quantize_rows_u8, py::arg("x"),
+        "(q uint8[N, d rounded up to 4], scale, offset): x ~ q * scale + offset, q in [0, 255]");
+  m.def("int8_linear", &py_int8_linear, py::arg("q"), py::arg("k"), py::arg("packed"), py::arg("n"),
+        py::arg("row_scale"), py::arg("row_offset"), py::arg("col_scale"), py::arg("col_sum"), py::arg("bias"),
+        "float32[m, n]: the engine's int8 matmul of quantize_rows_u8 rows and packed weights, with the epilogue");
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "variants.h"
 
@@ -13,6 +14,10 @@ namespace transenc {
 
 void quantize_rows(const float* x, int64_t n, int64_t d, int8_t* q, float* scale, float* offset) {
   TRANSENC_VARIANT_CALL(quantize_rows)(x, n, d, q, scale, offset);
+}
+
+void quantize_rows_u8(const float* x, int64_t n, int64_t d, int64_t stride, uint8_t* q, float* scale, float* offset) {
+  TRANSENC_VARIANT_CALL(quantize_rows_u8)(x, n, d, stride, q, scale, offset);
 }
 
 void dequantize_rows(void* acc, int64_t n, int64_t d, const float* row_scale, const float* row_offset,

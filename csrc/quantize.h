@@ -13,6 +13,11 @@ namespace transenc {
 // runs from -0.17 up) all 256 steps. A constant row gets scale 0 and offset its value.
 void quantize_rows(const float* x, int64_t n, int64_t d, int8_t* q, float* scale, float* offset);
 
+// The same steps unsigned, for the engine's own int8 matmul (int8_gemm.h): q in [0, 255], x[i, j] ~
+// q[i, j] * scale[i] + offset[i] (q is quantize_rows' + 128, offset its offset - 128 * scale), rows
+// `stride` bytes apart (the columns past d are 0).
+void quantize_rows_u8(const float* x, int64_t n, int64_t d, int64_t stride, uint8_t* q, float* scale, float* offset);
+
 // The int8 matmul's epilogue, in place: acc[i, j] (int32, sum_k q[i, k] * wq[k, j]) becomes the float
 // acc * row_scale[i] * col_scale[j] + row_offset[i] * col_sum[j] + bias[j] in the same 4-byte slot,
 // where col_sum[j] = sum_k wq[k, j] * col_scale[j] carries the rows' offsets. bias may be null.

@@ -1,7 +1,8 @@
-// One build for every x86-64 it is copied to: the engine's vector kernels are compiled twice, for a
-// baseline (x86-64-v2: SSE4.2) and for AVX-512 (x86-64-v4), in namespaces transenc::baseline and
-// transenc::avx512, and each call takes the variant the CPU runs (as numpy and faiss pick theirs).
-// Elsewhere than x86-64 the baseline alone is built.
+// One build for every x86-64 it is copied to: the engine's vector kernels are compiled three times,
+// for a baseline (x86-64-v2: SSE4.2), for AVX2 (x86-64-v3) and for AVX-512 (x86-64-v4), in
+// namespaces transenc::baseline, transenc::avx2 and transenc::avx512, and each call takes the
+// widest variant the CPU runs (as numpy and faiss pick theirs). Elsewhere than x86-64 the baseline
+// alone is built.
 #pragma once
 #include <string>
 
@@ -18,22 +19,24 @@
 
 namespace transenc {
 
-enum class Isa : int { baseline = 0, avx512 = 1 };
+enum class Isa : int { baseline = 0, avx2 = 1, avx512 = 2 };  // a CPU that runs one runs those below it
 
 // The variant calls take now: the one set by set_engine_isa (or TRANSENC_ENGINE_ISA at load), else
 // the widest this CPU runs.
 Isa engine_isa();
 bool isa_supported(Isa isa);
 const char* isa_name(Isa isa);
-// "auto", "baseline" or "avx512"; std::invalid_argument for another name or a variant this CPU
+// "auto", "baseline", "avx2" or "avx512"; std::invalid_argument for another name or a variant this CPU
 // (or this build) cannot run. For tests and benchmarks that compare the variants.
 void set_engine_isa(const std::string& name);
 
 }  // namespace transenc
 
 #ifdef TRANSENC_X86_VARIANTS
-#define TRANSENC_VARIANT_CALL(fn) \
-  (::transenc::engine_isa() == ::transenc::Isa::avx512 ? ::transenc::avx512::fn : ::transenc::baseline::fn)
+#define TRANSENC_VARIANT_CALL(fn)                                                 \
+  (::transenc::engine_isa() == ::transenc::Isa::avx512 ? ::transenc::avx512::fn \
+   : ::transenc::engine_isa() == ::transenc::Isa::avx2 ? ::transenc::avx2::fn   \
+                                                       : ::transenc::baseline::fn)
 #else
 #define TRANSENC_VARIANT_CALL(fn) (::transenc::baseline::fn)
 #endif

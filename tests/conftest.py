@@ -23,7 +23,7 @@ def _engine_variants() -> list[str]:
 
 @pytest.fixture(params=_engine_variants())
 def engine_variant(request):
-    """Each engine variant this CPU runs (baseline, avx512: csrc/variants.h), forced in turn."""
+    """Each engine variant this CPU runs (baseline, avx2, avx512: csrc/variants.h), forced in turn."""
     from transenc import _C
 
     _C.set_variant(request.param)

@@ -1,6 +1,7 @@
 """The int8 path (engine ops, Int8Linear, int8 copies of models) against float64, the precision
 policy, and agreement of int8 / bf16 with fp32 on the real default model."""
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -11,7 +12,8 @@ from transenc import ops, reference
 from transenc.errors import TransencError
 from transenc.precision import (check_precision, cpu_auto_precision, cpu_training_precision, inference_precision,
                                 training_precision)
-from transenc.quantize import Int8Linear, int8_model
+from transenc import _C
+from transenc.quantize import Int8Linear, int8_kernel, int8_model
 
 SHAPES = [(1, 1), (3, 5), (17, 33), (64, 384), (129, 1537)]  # rows x width: odd, below and above a vector
 
@@ -52,37 +54,167 @@ def test_dequantize_rows_matches_float64(n, d, with_bias, engine_variant):
     np.testing.assert_allclose(got.double(), want, rtol=1e-6, atol=1e-6)
 
 
-def test_int8_linear_is_exact_on_int8_representable_inputs():
-    """Rows of integers spanning exactly [-128, 127], weights of integers whose largest magnitude is
-    127, quantize without loss: the int8 matmul must then give the float64 product to fp32 rounding."""
+@pytest.mark.parametrize("n,d", SHAPES)
+def test_quantize_rows_u8_matches_float64(n, d, engine_variant):
+    """The engine matmul's rows: quantize_rows' steps unsigned, rows padded with 0 to a multiple of 4."""
+    g = torch.Generator().manual_seed(n * 7 + d)
+    x = torch.randn(n, d, generator=g) * torch.logspace(-3, 3, n)[:, None] + torch.randn(n, 1, generator=g)
+    if n > 2:
+        x[1] = -3.5  # a constant row: scale 0, offset the value
+    q, scale, offset = ops.quantize_rows_u8(x)
+    q_ref, scale_ref, offset_ref = reference.quantize_rows_reference(x, shift=0)
+    assert q.dtype == torch.uint8 and q.shape == (n, (d + 3) // 4 * 4) and (q[:, d:] == 0).all()
+    np.testing.assert_allclose(scale.double(), scale_ref, rtol=1e-6)
+    np.testing.assert_allclose(offset.double(), offset_ref, rtol=0, atol=0)  # the row's min, as it is
+    diff = (q[:, :d].double() - q_ref).abs()
+    assert diff.max() <= 1
+    assert torch.equal(q[:, :d].int() - 128, ops.quantize_rows(x)[0].int())  # the same steps
+    steps = (x.double() - x.double().amin(1, keepdim=True)) / scale_ref.clamp_min(1e-300)[:, None]
+    assert ((steps - steps.floor() - 0.5).abs()[diff > 0] < 1e-3).all()
+
+
+# rows x inputs x outputs: single ones, below and above a tile of 4 rows, a panel of 16 outputs and
+# a step of 4 inputs, and MiniLM's own
+MATMULS = [(1, 1, 1), (3, 5, 17), (4, 4, 16), (37, 383, 45), (130, 384, 1536), (7, 1537, 31), (257, 70, 3)]
+
+
+@pytest.mark.parametrize("m,k,n", MATMULS)
+def test_engine_int8_matmul_matches_float64(m, k, n, engine_variant):
+    """Integer part exact (unit scales: these sums are far below 2^24, exact in fp32), then the epilogue."""
+    g = torch.Generator().manual_seed(m * 31 + k * 7 + n)
+    q = torch.randint(0, 256, (m, (k + 3) // 4 * 4), generator=g, dtype=torch.uint8)
+    q[:, k:] = 0
+    w = pair_bounded_weights(g, n, k)
+    q[0, :2], w[0, :2] = 255, torch.tensor([64, 64])[:k]  # the extremes: a same-sign pair at INT8_PAIR_MAX
+    if k >= 4:
+        q[1, 2:4], w[-1, 2:4] = 255, torch.tensor([127, -127])  # and a 127 beside a -127
+    packed = ops.pack_int8_weights(w)
+    exact = q[:, :k].double() @ w.double().T
+    ones_m, ones_n, zeros_m, zeros_n = torch.ones(m), torch.ones(n), torch.zeros(m), torch.zeros(n)
+    assert torch.equal(ops.int8_linear(q, k, packed, n, ones_m, zeros_m, ones_n, zeros_n).double(), exact)
+    rows, offsets = torch.rand(m, generator=g), torch.randn(m, generator=g)
+    cols, sums, bias = torch.rand(n, generator=g) / 100, torch.randn(n, generator=g), torch.randn(n, generator=g)
+    got = ops.int8_linear(q, k, packed, n, rows, offsets, cols, sums, bias)
+    want = exact * rows.double()[:, None] * cols.double() + offsets.double()[:, None] * sums.double() + bias.double()
+    assert got.dtype == torch.float32 and got.shape == (m, n)
+    np.testing.assert_allclose(got.double(), want, rtol=1e-5, atol=1e-5)
+
+
+def pair_bounded_weights(g: torch.Generator, n: int, k: int, bound: int = _C.INT8_PAIR_MAX) -> torch.Tensor:
+    """Random int8 weights in [-127, 127] where each same-sign pair of inputs (2t, 2t + 1) adds up to at
+    most `bound` in magnitude, as engine_weight_scale makes them; pairs at the bound included."""
+    w = torch.randint(-127, 128, (n, k + k % 2), generator=g)
+    first, second = w[:, 0::2], w[:, 1::2]
+    room = bound - first.abs()
+    too_big = (first * second > 0) & (first.abs() + second.abs() > bound)
+    second[too_big] = second.sign()[too_big] * room[too_big]
+    return w[:, :k].to(torch.int8).contiguous()
+
+
+def test_engine_weights_that_could_saturate_are_refused():
+    ok = torch.tensor([[64, 64, 127, -127], [-100, -28, 0, 127]], dtype=torch.int8)
+    ops.pack_int8_weights(ok)
+    for bad in ([[65, 64, 0, 0]], [[0, 0, -100, -29]]):
+        with pytest.raises(ValueError, match="could saturate"):
+            ops.pack_int8_weights(torch.tensor(bad, dtype=torch.int8))
+
+
+def test_engine_weight_scales_keep_every_pair_within_the_bound():
+    from transenc.quantize import engine_weight_scale
+
+    g = torch.Generator().manual_seed(3)
+    weight = torch.randn(64, 385, generator=g) * torch.logspace(-2, 1, 64)[:, None]
+    weight[0, :2] = 5.0  # a same-sign pair that sets the row's scale
+    scale = engine_weight_scale(weight)
+    q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    ops.pack_int8_weights(q)  # refuses anything that could saturate
+    np.testing.assert_allclose(scale[0], 10.0 / 127, rtol=1e-6)
+    plain = weight.abs().amax(1) / 127
+    assert (scale >= plain).all() and (scale <= 2 * plain).all()
+
+
+def test_engine_int8_matmul_refuses_mismatched_arguments():
+    w = torch.zeros(16, 8, dtype=torch.int8)
+    packed, q = ops.pack_int8_weights(w), torch.zeros(3, 8, dtype=torch.uint8)
+    ones3, ones16 = torch.ones(3), torch.ones(16)
+    with pytest.raises(ValueError, match="q must be uint8"):
+        ops.int8_linear(q, 12, packed, 16, ones3, ones3, ones16, ones16)
+    with pytest.raises(ValueError, match="packed must be"):
+        ops.int8_linear(q, 8, packed, 17, ones3, ones3, torch.ones(17), torch.ones(17))  # a panel short
+    with pytest.raises(ValueError, match="row_scale and row_offset"):
+        ops.int8_linear(q, 8, packed, 16, ones16, ones16, ones16, ones16)
+    with pytest.raises(ValueError, match="int8 tensor"):
+        ops.pack_int8_weights(w.float())
+
+
+@pytest.mark.parametrize("kernel", ["torch", "engine"])
+def test_int8_linear_is_exact_on_int8_representable_inputs(kernel):
+    """Rows of integers spanning exactly [-128, 127], weights of integers whose largest magnitude (and,
+    for the engine, largest same-sign pair sum) is 127, quantize without loss: the int8 matmul must
+    then give the float64 product to fp32 rounding."""
     g = torch.Generator().manual_seed(0)
     x = torch.randint(-128, 128, (37, 70), generator=g).float()
     x[:, 0], x[:, 1] = -128, 127
     linear = torch.nn.Linear(70, 45)
     with torch.no_grad():
-        linear.weight.copy_(torch.randint(-127, 128, (45, 70), generator=g).float())
-        linear.weight[:, 0] = 127
+        # the engine's scales also bound same-sign pairs: 127 steps for the largest pair sum, here 127 + 0
+        linear.weight.copy_(pair_bounded_weights(g, 45, 70, bound=127).float() if kernel == "engine" else
+                            torch.randint(-127, 128, (45, 70), generator=g).float())
+        linear.weight[:, :2] = torch.tensor([127.0, 0.0])
     with torch.inference_mode():
-        got = Int8Linear(linear)(x.reshape(37, 1, 70)).reshape(37, 45)
+        got = Int8Linear(linear, kernel=kernel)(x.reshape(37, 1, 70)).reshape(37, 45)
     want = (x.double() @ linear.weight.double().T + linear.bias.double()).detach()
     np.testing.assert_allclose(got.double(), want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("kernel", ["torch", "engine"])
 @pytest.mark.parametrize("shape", [(1, 8), (5, 3, 8), (2, 7, 9, 8)])
-def test_int8_linear_is_close_on_random_inputs(shape):
+def test_int8_linear_is_close_on_random_inputs(shape, kernel):
     g = torch.Generator().manual_seed(len(shape))
     x = torch.randn(*shape, generator=g).double()
     linear = torch.nn.Linear(8, 13).double()
+    from transenc.quantize import engine_weight_scale
+
     with torch.inference_mode():
-        got = Int8Linear(linear)(x.float()).double()
+        got = Int8Linear(linear, kernel=kernel)(x.float()).double()
         w = linear.weight
         want = x @ w.T + linear.bias
         # each product is off by at most half an activation step times |w| plus half a weight step times |x|
         half_x = (x.amax(-1, keepdim=True) - x.amin(-1, keepdim=True)) / 255 / 2
-        half_w = w.abs().amax(1) / 127 / 2
+        half_w = (w.abs().amax(1) / 127 if kernel == "torch" else engine_weight_scale(w.float()).double()) / 2
         bound = half_x * (w.abs() + half_w[:, None]).sum(1) + x.abs() @ half_w.expand(8, 13)
     assert got.shape == (*shape[:-1], 13)
     assert ((got - want).abs() <= bound * 1.001 + 1e-5).all()
+
+
+def test_int8_runs_torch_int_mm_where_the_cpu_has_int8_dot_products_else_the_engine(tiny_bert):
+    from transenc.models import BiEncoder
+
+    assert int8_kernel(frozenset({"avx2", "avx512_vnni"})) == int8_kernel(frozenset({"amx_int8"})) == "torch"
+    assert int8_kernel(frozenset({"avx2", "avx_vnni"})) == "torch"
+    assert int8_kernel(frozenset({"avx2", "fma"})) == int8_kernel(frozenset()) == "engine"
+    with pytest.raises(ValueError, match="int8 kernel must be one of"):
+        Int8Linear(torch.nn.Linear(4, 4), kernel="onnx")
+    model = BiEncoder.load(tiny_bert, "cpu").model
+    for kernel in ("torch", "engine"):
+        layers = [m for m in int8_model(model, kernel).modules() if isinstance(m, Int8Linear)]
+        assert layers and {m.kernel for m in layers} == {kernel}
+        assert len({id(m.last_input) for m in layers}) == 1  # one shared quantization per input
+
+
+def test_the_two_int8_kernels_agree_on_a_model(tiny_bert):
+    """Same model, same rows: the kernels differ only in the engine's weight scales (pair-bounded)."""
+    from transenc.models import BiEncoder
+
+    encoder = BiEncoder.load(tiny_bert, "cpu")
+    batch = encoder.tokenizer(["a cat sleeps on the mat", "rain falls", "the stock market fell sharply today"],
+                              padding=True, return_tensors="pt")
+    with torch.inference_mode():
+        fp32 = encoder.model(**batch).last_hidden_state
+        out = {k: int8_model(encoder.model, k)(**batch).last_hidden_state for k in ("torch", "engine")}
+    assert not torch.equal(out["torch"], out["engine"])
+    for got in out.values():
+        assert torch.nn.functional.cosine_similarity(got.flatten(1), fp32.flatten(1)).min() > 0.99
 
 
 def test_int8_model_shares_the_rest_and_leaves_the_model_alone(tiny_bert):
@@ -116,7 +248,8 @@ def test_auto_precision_by_cpu_flags():
     assert cpu_auto_precision(frozenset({"avx512f", "avx512_bf16", "avx512_vnni"})) == "int8"  # AMD EPYC: int8 faster
     assert cpu_auto_precision(frozenset({"avx512f", "avx512_vnni"})) == "int8"
     assert cpu_auto_precision(frozenset({"avx2", "avx_vnni"})) == "int8"
-    assert cpu_auto_precision(frozenset({"avx2", "fma"})) == "fp32"
+    assert cpu_auto_precision(frozenset({"avx2", "fma"})) == "int8"  # the engine's int8 matmul
+    assert cpu_auto_precision(frozenset({"sse4_2"})) == "fp32"
     cpu = torch.device("cpu")
     assert inference_precision(cpu, "auto") == cpu_auto_precision()
     assert inference_precision(cpu, "fp32") == "fp32" and inference_precision(cpu, "int8") == "int8"
@@ -132,18 +265,19 @@ def test_training_auto_is_bf16_where_the_cpu_has_bf16_arithmetic():
 
 
 def test_a_precision_without_a_fast_path_on_this_cpu_is_named_once(monkeypatch, capsys):
-    """Asked for by name on a CPU that lacks its arithmetic (int8 without VNNI or AMX ran 25x slower
-    than fp32 on an AVX2-only AMD EPYC), a precision still runs, with one warning per process; auto,
-    fp32 and a CPU that has the arithmetic get none."""
+    """Asked for by name on a CPU that lacks its arithmetic (bf16 without AVX512-BF16 or AMX ran 7x
+    slower than fp32 on an AVX2-only AMD EPYC), a precision still runs, with one warning per process;
+    auto, fp32 and a CPU that has the arithmetic get none."""
     from transenc import precision
 
-    avx2_only, cpu = frozenset({"avx2", "fma"}), torch.device("cpu")
-    assert precision.slow_on_this_cpu("int8", avx2_only) == "this CPU has no int8 dot products (VNNI or AMX)"
+    avx2_only, pre_avx2, cpu = frozenset({"avx2", "fma"}), frozenset({"sse4_2"}), torch.device("cpu")
+    assert precision.slow_on_this_cpu("int8", pre_avx2) == "this CPU has no int8 dot products (VNNI or AMX) or AVX2"
+    assert precision.slow_on_this_cpu("int8", avx2_only) is None  # the engine's int8 matmul
     assert precision.slow_on_this_cpu("bf16", avx2_only).endswith("(AVX512-BF16 or AMX)")
     assert precision.slow_on_this_cpu("int8", frozenset({"avx2", "avx_vnni"})) is None
     assert precision.slow_on_this_cpu("bf16", frozenset({"avx512_bf16"})) is None
     assert precision.slow_on_this_cpu("fp32", avx2_only) is None
-    monkeypatch.setattr(precision, "cpu_flags", lambda: avx2_only)
+    monkeypatch.setattr(precision, "cpu_flags", lambda: pre_avx2)
     monkeypatch.setattr(precision, "_warned", set())
     assert inference_precision(cpu, "auto") == "fp32" and inference_precision(cpu, "fp32") == "fp32"
     assert capsys.readouterr().err == ""
@@ -212,6 +346,7 @@ def test_cpu_streams_give_one_stream_s_rows_in_order(tiny_bert, precision):
 
     def recording(*args, **kwargs):
         seen.add(threading.current_thread().name)
+        time.sleep(0.01)  # a tiny model's batch ends before the next is handed out: one thread would take all
         return forward(*args, **kwargs)
 
     bi.model.forward = recording

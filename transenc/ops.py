@@ -101,6 +101,35 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     return torch.from_numpy(q), torch.from_numpy(scale), torch.from_numpy(offset)
 
 
+def quantize_rows_u8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """quantize_rows' steps unsigned, for the engine's own int8 matmul: (q uint8[N, d rounded up to 4],
+    scale, offset) with x ~ q[:, :d] * scale[:, None] + offset[:, None], q in [0, 255] spanning each
+    row's [min, max] (the columns past d are 0). CPU only."""
+    if x.dim() != 2 or x.is_cuda:
+        raise ValueError(f"quantize_rows_u8 needs a CPU tensor [N, d], got {tuple(x.shape)} on {x.device}")
+    q, scale, offset = _C.quantize_rows_u8(x.detach().to(torch.float32).contiguous().numpy())
+    return torch.from_numpy(q), torch.from_numpy(scale), torch.from_numpy(offset)
+
+
+def pack_int8_weights(w: torch.Tensor) -> torch.Tensor:
+    """int8 weights [n, k] (one row per output) packed for int8_linear. ValueError where two inputs (2t,
+    2t + 1) of a row have weights of one sign adding up to more than _C.INT8_PAIR_MAX (AVX2's 16-bit
+    pair sums could saturate; quantize.engine_weight_scale keeps them within)."""
+    if w.dtype != torch.int8 or w.dim() != 2 or w.is_cuda:
+        raise ValueError("pack_int8_weights needs a CPU int8 tensor [n, k]")
+    return torch.from_numpy(_C.pack_int8_weights(w.contiguous().numpy()))
+
+
+def int8_linear(q: torch.Tensor, k: int, packed: torch.Tensor, n: int, row_scale: torch.Tensor,
+                row_offset: torch.Tensor, col_scale: torch.Tensor, col_sum: torch.Tensor,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+    """The engine's int8 matmul (csrc/int8_gemm.h) of quantize_rows_u8 rows and packed weights with
+    dequantize_rows_'s epilogue: float32[N, n]."""
+    return torch.from_numpy(_C.int8_linear(q.numpy(), int(k), packed.numpy(), int(n), row_scale.numpy(),
+                                           row_offset.numpy(), col_scale.numpy(), col_sum.numpy(),
+                                           None if bias is None else bias.numpy()))
+
+
 def dequantize_rows_(acc: torch.Tensor, row_scale: torch.Tensor, row_offset: torch.Tensor, col_scale: torch.Tensor,
                      col_sum: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The int8 matmul's epilogue in one pass, in place: int32 acc[i, j] (sum_k q[i, k] wq[k, j]) ->

@@ -9,8 +9,9 @@ autocast (fp32 master weights and optimizer state either way), never int8.
 bi-encoder and the BERT-base-sized all-mpnet-base-v2, see bench/results/precision-*.md) and to run
 faster: bf16 where the CPU has matrix units for it (AMX: on a Sapphire Rapids Xeon bf16 scored 1.2x
 int8's pairs a second), else int8 where it has int8 dot products (VNNI: on an AMD EPYC with
-AVX512-BF16 but no AMX, int8 scored 1.58x bf16's cross-encoder pairs a second), else bf16 where it
-has bf16 dot products alone, else fp32.
+AVX512-BF16 but no AMX, int8 scored 1.58x bf16's cross-encoder pairs a second) or AVX2 (the engine's
+int8 matmul: 1.75x fp32's pairs a second on an AVX2-only AMD EPYC), else bf16 where it has bf16 dot
+products alone, else fp32.
 """
 from __future__ import annotations
 
@@ -49,13 +50,16 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-# What a precision needs to run fast on a CPU. Without it torch has no fast kernel and the arithmetic
+# What a precision needs to run fast on a CPU. Without it there is no fast kernel and the arithmetic
 # crawls: on a 2-core AMD EPYC with AVX2 alone (Zen 3), one core scored all-MiniLM-L6-v2 over STS-B's
-# first 300 pairs at 173 pairs/s in fp32, 24 in bf16, 28 in fp16 and 7 in int8 (torch._int_mm: 2.9 G
-# ops/s against fp32's 89; bench/results/roofline-amd-epyc-avx2.md).
+# first 300 pairs at 173 pairs/s in fp32, 24 in bf16, 28 in fp16 and 7 in int8 through torch._int_mm
+# (2.9 G ops/s against fp32's 89; bench/results/roofline-amd-epyc-avx2.md). int8 runs fast where the
+# CPU has int8 dot products (torch._int_mm) or AVX2 (the engine's own matmul, transenc.quantize: 1.75x
+# fp32's pairs a second on that EPYC).
+INT8_DOT_PRODUCTS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})  # torch._int_mm's fast kernels
 CPU_FAST_PATH = {"bf16": ({"amx_bf16", "avx512_bf16"}, "bf16 arithmetic (AVX512-BF16 or AMX)"),
                  "fp16": ({"amx_fp16"}, "fp16 matrix units (AMX-FP16)"),
-                 "int8": ({"avx512_vnni", "avx_vnni", "amx_int8"}, "int8 dot products (VNNI or AMX)")}
+                 "int8": (INT8_DOT_PRODUCTS | {"avx2"}, "int8 dot products (VNNI or AMX) or AVX2")}
 
 
 def cpu_auto_precision(flags: frozenset[str] | None = None) -> str:
@@ -86,7 +90,7 @@ def _warn_if_slow(device: torch.device, precision: str) -> None:
     if reason and precision not in _warned:
         _warned.add(precision)
         print(f"transenc: warning: {reason}: --precision {precision} runs several times slower than fp32 here "
-              f"(int8 ~25x, bf16 ~7x on an AVX2-only AMD EPYC); --precision auto runs "
+              f"(bf16 ~7x, fp16 ~6x on an AVX2-only AMD EPYC); --precision auto runs "
               f"{cpu_auto_precision()} on this CPU", file=sys.stderr)
 
 

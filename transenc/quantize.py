@@ -1,9 +1,19 @@
 """int8 inference on the CPU, made at load time from the fp32 weights (saved models stay fp32).
 
 Every nn.Linear becomes an Int8Linear: weights int8 per output channel (symmetric), activations
-int8 per row (per token, asymmetric: each row's [min, max]) at run time, one int8 x int8 -> int32
-matmul (torch._int_mm: VNNI / AMX-INT8 where the CPU has them), then the engine's one-pass
-epilogue back to fp32. A scale per token matters: one per batch, as torch's dynamic quantization
+int8 per row (per token, asymmetric: each row's [min, max]) at run time, one int8 matmul, then a
+one-pass epilogue back to fp32. The matmul is one of two kernels (int8_kernel):
+- "torch": torch._int_mm (oneDNN's VNNI / AMX-INT8 kernels), s8 x s8 with weights in [-127, 127]
+  and activations in [-128, 127], then the engine's epilogue (ops.dequantize_rows_);
+- "engine", on a CPU without int8 dot products, where _int_mm has no fast kernel (2.9 G ops/s on a
+  Zen 3 core against fp32's 89): the engine's u8 x s8 matmul on AVX2 (csrc/int8_gemm.h, ~190 G
+  ops/s there), epilogue fused. Its activations take the same 256 steps (unsigned); its weights'
+  scales also keep each same-sign pair of inputs (2t, 2t + 1) within 128 steps, so that AVX2's
+  16-bit pair sums cannot saturate (engine_weight_scale). Measured on STS-B test with fake
+  quantization, that costs almost nothing: Spearman against fp32 0.99976 / 0.99961 / 0.99954 (MiniLM
+  bi, MiniLM cross, all-mpnet-base-v2) where plain 8-bit weights give 0.99976 / 0.99965 / 0.99958;
+  narrowing the ranges instead (weights +-96, activations 0-170) gave 0.99953 / 0.99929 / 0.99905.
+A scale per token matters: one per batch, as torch's dynamic quantization
 has, lets a single outlier token flatten every other row (Spearman 0.983 against fp32 on a trained
 MiniLM cross-encoder, measured when this was chosen; per token: 0.9997, bench/results/precision-*.md).
 A row's own range matters too: symmetric per-token int8 cost STS-B test 0.31, asymmetric 0.15.
@@ -17,6 +27,27 @@ import threading
 import torch
 
 from transenc import ops
+from transenc.precision import INT8_DOT_PRODUCTS, cpu_flags
+
+KERNELS = ("torch", "engine")
+
+
+def int8_kernel(flags: frozenset[str] | None = None) -> str:
+    """The int8 matmul this CPU runs fast: torch._int_mm where it has int8 dot products (VNNI or AMX),
+    else the engine's (also where the engine runs its baseline variant: a plain loop at ~10 G ops/s
+    beats _int_mm's 2.9 without VNNI)."""
+    return "torch" if INT8_DOT_PRODUCTS & (cpu_flags() if flags is None else flags) else "engine"
+
+
+def engine_weight_scale(weight: torch.Tensor) -> torch.Tensor:
+    """Per output row of `weight` [n, k], the scale of the engine's int8 weights: 127 steps for the
+    largest |w|, and for the largest |w_2t| + |w_2t+1| of a pair sharing a sign. Rounding adds at most
+    one step to such a pair: 128 = _C.INT8_PAIR_MAX, and 255 * 128 fits an int16."""
+    n, k = weight.shape
+    pairs = torch.nn.functional.pad(weight, (0, k % 2)).view(n, -1, 2)
+    same_sign = pairs[..., 0] * pairs[..., 1] > 0
+    pair_sum = torch.where(same_sign, pairs.abs().sum(-1), torch.zeros_like(pairs[..., 0])).amax(1)
+    return torch.maximum(weight.abs().amax(1), pair_sum).clamp_min(1e-12) / 127
 
 
 class _LastInput(threading.local):
@@ -26,49 +57,63 @@ class _LastInput(threading.local):
     reused by another; inference tensors have no version counter, so an in-place change between
     two calls would go unseen: no encoder layer makes one.)"""
 
-    def __init__(self):
-        self.x, self.rows = None, None
+    def __init__(self, kernel: str = "torch"):
+        self.kernel, self.x, self.rows = kernel, None, None
 
     def quantized(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if x is not self.x:
             self.x = x
-            self.rows = ops.quantize_rows(x.reshape(-1, x.shape[-1]))
+            quantize = ops.quantize_rows if self.kernel == "torch" else ops.quantize_rows_u8
+            self.rows = quantize(x.reshape(-1, x.shape[-1]))
         return self.rows
 
 
 class Int8Linear(torch.nn.Module):
     """A Linear's inference with int8 weights (a scale per output channel) and int8 inputs (a scale and an
-    offset per row)."""
+    offset per row), on one of KERNELS (int8_kernel: this CPU's fast one). Layers that read the same
+    input share a _LastInput made for the same kernel."""
 
-    def __init__(self, linear: torch.nn.Linear, last_input: _LastInput | None = None):
+    def __init__(self, linear: torch.nn.Linear, last_input: _LastInput | None = None, kernel: str | None = None):
         super().__init__()
-        self.last_input = last_input or _LastInput()
+        self.kernel = kernel or int8_kernel()
+        if self.kernel not in KERNELS:
+            raise ValueError(f"int8 kernel must be one of {KERNELS}, got {self.kernel!r}")
+        self.last_input = last_input or _LastInput(self.kernel)
         weight = linear.weight.detach().float()
-        scale = weight.abs().amax(1).clamp_min(1e-12) / 127
+        scale = weight.abs().amax(1).clamp_min(1e-12) / 127 if self.kernel == "torch" else engine_weight_scale(weight)
         q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8)
-        # [in, out] as a transposed view of the contiguous [out, in] rows: _int_mm's fast layout.
-        self.register_buffer("weight_t", q.t(), persistent=False)
+        if self.kernel == "torch":
+            # [in, out] as a transposed view of the contiguous [out, in] rows: _int_mm's fast layout.
+            self.register_buffer("weight_t", q.t(), persistent=False)
+        else:
+            self.register_buffer("packed", ops.pack_int8_weights(q), persistent=False)
         self.register_buffer("scale", scale, persistent=False)
         # what each row's offset multiplies: the dequantized weights' sum over inputs
         self.register_buffer("col_sum", q.sum(1, dtype=torch.int32).float() * scale, persistent=False)
         self.bias = None if linear.bias is None else linear.bias.detach().float()
-        self.out_features = linear.out_features
+        self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q, row_scale, row_offset = self.last_input.quantized(x)
-        y = ops.dequantize_rows_(torch._int_mm(q, self.weight_t), row_scale, row_offset, self.scale, self.col_sum,
-                                 self.bias)
+        if self.kernel == "torch":
+            y = ops.dequantize_rows_(torch._int_mm(q, self.weight_t), row_scale, row_offset, self.scale,
+                                     self.col_sum, self.bias)
+        else:
+            y = ops.int8_linear(q, self.in_features, self.packed, self.out_features, row_scale, row_offset,
+                                self.scale, self.col_sum, self.bias)
         return y.view(*x.shape[:-1], self.out_features)
 
 
-def int8_model(model: torch.nn.Module) -> torch.nn.Module:
-    """An inference copy of `model` whose Linear layers are Int8Linear. Every other parameter and
-    buffer is shared with `model`, not copied, so the copy costs only the int8 weights."""
+def int8_model(model: torch.nn.Module, kernel: str | None = None) -> torch.nn.Module:
+    """An inference copy of `model` whose Linear layers are Int8Linear on `kernel` (default: this CPU's,
+    int8_kernel). Every other parameter and buffer is shared with `model`, not copied, so the copy
+    costs only the int8 weights."""
+    kernel = kernel or int8_kernel()
     shared = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
     quantized = copy.deepcopy(model, memo=shared)
-    last_input = _LastInput()
+    last_input = _LastInput(kernel)
     for module in list(quantized.modules()):
         for name, child in list(module.named_children()):
             if isinstance(child, torch.nn.Linear):
-                setattr(module, name, Int8Linear(child, last_input))
+                setattr(module, name, Int8Linear(child, last_input, kernel))
     return quantized.eval()

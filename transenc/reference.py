@@ -50,10 +50,11 @@ def cosine_topk_reference(
     return scores, ids
 
 
-def quantize_rows_reference(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """quantize_rows in float64: (q as float64, scale, offset); a constant row: scale 0, q -128."""
+def quantize_rows_reference(x: torch.Tensor, shift: int = 128) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """quantize_rows in float64 (quantize_rows_u8: shift 0): (q as float64, scale, offset); a constant
+    row: scale 0, q -shift."""
     x64 = x.double()
     low, high = x64.amin(1), x64.amax(1)
     scale = (high - low) / 255
     steps = (x64 - low[:, None]) / torch.where(scale > 0, scale, torch.ones_like(scale))[:, None]
-    return torch.round(steps).clamp(0, 255) - 128, scale, low + 128 * scale
+    return torch.round(steps).clamp(0, 255) - shift, scale, low + shift * scale

@@ -1,0 +1,43 @@
+// The engine's own int8 matmul, for CPUs without int8 dot products (no VNNI, no AMX), where
+// torch._int_mm has no fast kernel (2.9 G ops/s on a Zen 3 core, against 89 G FLOP/s for fp32).
+// AVX2's vpmaddubsw multiplies unsigned by signed bytes and adds each pair of products (inputs 2t
+// and 2t + 1) into a saturating int16; vpmaddwd against ones widens those to int32. Activations are
+// u8 in [0, 255] (quantize_rows_u8 in quantize.h: the same steps as quantize_rows, shifted by 128).
+// A pair sum stays inside int16 when the pair's weights differ in sign (255 * 127 = 32,385) or,
+// sharing a sign, add up to at most kInt8PairMax in magnitude (255 * 128 = 32,640 < 32,767): the
+// weights' scales are chosen so (transenc.quantize), pack_int8_weights refuses weights that break
+// it, and the result is then exact for the quantized values. One Zen 3 core runs the matmul at
+// ~190 G ops/s, 2.1x its fp32 peak. Kept free of Python: bindings.cpp adapts numpy buffers.
+#pragma once
+#include <cstdint>
+
+namespace transenc {
+
+constexpr int kInt8PairMax = 128;
+constexpr int kInt8Panel = 16;  // output columns per packed panel: two AVX2 registers of int32
+
+// Activation rows are k rounded up to 4 bytes apart: vpmaddubsw and vpmaddwd sum 4 k per int32.
+inline int64_t int8_row_stride(int64_t k) { return (k + 3) / 4 * 4; }
+inline int64_t int8_packed_bytes(int64_t n, int64_t k) {
+  return (n + kInt8Panel - 1) / kInt8Panel * kInt8Panel * int8_row_stride(k);
+}
+
+// Whether w[n, k] (one row per output) keeps every pair sum inside int16: no pair of inputs (2t, 2t + 1)
+// whose weights share a sign adds up to more than kInt8PairMax in magnitude.
+bool int8_pairs_fit(const int8_t* w, int64_t n, int64_t k);
+// A Linear's int8 weights w[n, k] as panels of kInt8Panel outputs: in each, for every 4 k, the outputs'
+// 4 weights side by side (0 past n and k). Made once, at load; w must pass int8_pairs_fit.
+void pack_int8_weights(const int8_t* w, int64_t n, int64_t k, int8_t* packed);
+
+// The fp32 epilogue of each output, as dequantize_rows (quantize.h) computes it: acc * row_scale[i] *
+// col_scale[j] + row_offset[i] * col_sum[j] + bias[j]; bias may be null.
+struct Int8Epilogue {
+  const float *row_scale, *row_offset, *col_scale, *col_sum, *bias;
+};
+
+// out[m, n] (fp32) from the quantized rows q[m, int8_row_stride(k)] (quantize_rows_u8) and the packed
+// weights, the epilogue applied. On the calling thread, as the quantization (see quantize.h).
+void int8_linear(const uint8_t* q, int64_t m, int64_t k, const int8_t* packed, int64_t n, const Int8Epilogue& e,
+                 float* out);
+
+}  // namespace transenc
