@@ -1,7 +1,8 @@
 """The training step and loop: a step cut into sub-batches (CPU policy) or padded to a fixed shape
 (GPU policy, exercised here on the CPU) has the loss and gradient of the plain padded batch that
 sentence-transformers would build with the tokenizer; the GPU policy draws few shapes; the loop
-waits for the device only at checks; a non-finite loss stops it; the best dev step's weights win."""
+waits for the device only at checks; a non-finite loss stops it; the best dev step's weights win;
+a fit killed mid-way goes on from its save to the same weights."""
 import math
 from dataclasses import replace
 
@@ -112,7 +113,7 @@ def sync_log(monkeypatch) -> list[str]:
     return log
 
 
-def tiny_fit(tiny_bert, kind, policy, evaluate_of, steps=12, eval_every=4):
+def tiny_fit(tiny_bert, kind, policy, evaluate_of, steps=12, eval_every=4, checkpoint=None):
     """A short fit of a 2-layer BERT; evaluate_of(encoder) gives its dev check."""
     torch.manual_seed(0)
     corpus = pairs_of_mixed_lengths(8 * steps, np.random.default_rng(0))
@@ -123,7 +124,8 @@ def tiny_fit(tiny_bert, kind, policy, evaluate_of, steps=12, eval_every=4):
     else:
         encoder, run = BiEncoder.load(tiny_bert, "cpu", "mean", 16), fit.fit_bi
     cache = encoder.token_cache(corpus.sentences)
-    return encoder, run(encoder, cache, corpus.pairs, labels, cfg, 5, evaluate_of(encoder), policy)
+    return encoder, run(encoder, cache, corpus.pairs, labels, cfg, 5, evaluate_of(encoder), policy,
+                        checkpoint=checkpoint)
 
 
 def syncs_between_checks(tiny_bert, kind, policy, monkeypatch) -> list[int]:
@@ -196,3 +198,56 @@ def test_best_dev_weights_are_restored_and_saved(kind, tiny_bert, tmp_path):
     assert saved and set(saved) <= set(best)
     for key, value in saved.items():
         assert torch.equal(value, best[key]), key
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("kind", ["cross", "bi"])
+def test_a_fit_killed_mid_way_goes_on_from_its_save_to_the_same_weights(kind, tiny_bert, tmp_path):
+    """Saved every step, killed in the dev check of step 8 (the best so far is step 4's), resumed:
+    the losses, the checks, the best step and the final weights are those of the uninterrupted fit
+    (the tiny BERT has dropout, so the random state must come back too)."""
+    def by_weights(encoder):  # a dev score that the weights decide, the same in every process
+        return lambda: float(next(encoder.model.parameters()).detach().double().sum())
+
+    whole_encoder, whole = tiny_fit(tiny_bert, kind, fit.GPU_POLICY, by_weights)
+    path = tmp_path / "m.steps.pt"
+    calls = []
+
+    def killed_at_second_check(encoder):
+        score = by_weights(encoder)
+
+        def evaluate():
+            calls.append(1)
+            if len(calls) == 2:
+                raise Killed
+            return score()
+        return evaluate
+
+    with pytest.raises(Killed):
+        tiny_fit(tiny_bert, kind, fit.GPU_POLICY, killed_at_second_check,
+                 checkpoint=fit.StepCheckpoint(path, every_seconds=0))
+    assert torch.load(path, weights_only=True)["best_step"] == 4
+    encoder, resumed = tiny_fit(tiny_bert, kind, fit.GPU_POLICY, by_weights,
+                                checkpoint=fit.StepCheckpoint(path, resume=True, every_seconds=0))
+    assert resumed.resumed_after == 7 and whole.resumed_after == 0
+    assert (resumed.losses, resumed.checks, resumed.best_step) == (whole.losses, whole.checks, whole.best_step)
+    a, b = whole_encoder.model.state_dict(), encoder.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_save_of_other_settings_or_a_damaged_one_is_refused(tiny_bert, tmp_path):
+    path = tmp_path / "m.steps.pt"
+    tiny_fit(tiny_bert, "bi", fit.GPU_POLICY, lambda e: None, checkpoint=fit.StepCheckpoint(path, every_seconds=0))
+    assert torch.load(path, weights_only=True)["steps"] == 12  # the last save, step 11: the end saves none
+    with pytest.raises(TransencError, match="other settings"):
+        tiny_fit(tiny_bert, "bi", fit.GPU_POLICY, lambda e: None, steps=10,
+                 checkpoint=fit.StepCheckpoint(path, resume=True))
+    path.write_bytes(b"not a save")
+    with pytest.raises(TransencError, match=r"m\.steps\.pt: cannot resume the fit, its saved steps are damaged"):
+        tiny_fit(tiny_bert, "bi", fit.GPU_POLICY, lambda e: None, checkpoint=fit.StepCheckpoint(path, resume=True))
+    # without resume the file is no one's business: the fit starts afresh
+    assert tiny_fit(tiny_bert, "bi", fit.GPU_POLICY, lambda e: None,
+                    checkpoint=fit.StepCheckpoint(path))[1].resumed_after == 0

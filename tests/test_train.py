@@ -1,5 +1,5 @@
 """`transenc train` on a tiny BERT: losses fall, outputs load in sentence-transformers,
-kill-and-resume ends with the same weights, mutual distillation runs."""
+kill-and-resume (between stages or inside a fit) ends with the same weights, mutual distillation runs."""
 import json
 from dataclasses import replace
 
@@ -112,6 +112,39 @@ def test_kill_and_resume_gives_identical_weights(tmp_path, tiny_bert, pairs_64, 
             assert whole.keys() == other.keys()
             for key in whole:
                 assert torch.equal(whole[key], other[key]), (run, name, key)
+
+
+def test_a_run_killed_inside_a_fit_resumes_from_the_fits_save(tmp_path, tiny_bert, pairs_64, monkeypatch):
+    """Killed at cycle 1's 5th cross-encoder step with the fit saving every step, resumed: the fit goes on
+    after step 4, the run ends with the uninterrupted run's weights, and no save is left behind."""
+    from functools import partial
+
+    from transenc import fit
+
+    pairs, _ = pairs_64
+    monkeypatch.setattr(training, "StepCheckpoint", partial(fit.StepCheckpoint, every_seconds=0))
+    train(args_for(tmp_path / "whole", pairs, [tiny_bert], cycles=1))
+    real, steps = fit.cross_step_loss, []
+
+    def killed_at_step_5(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == 5:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fit, "cross_step_loss", killed_at_step_5)
+    with pytest.raises(KeyboardInterrupt):
+        train(args_for(tmp_path / "killed", pairs, [tiny_bert], cycles=1))
+    monkeypatch.setattr(fit, "cross_step_loss", real)
+    assert (tmp_path / "killed" / "cycle1" / "cross-0.steps.pt").is_file()
+    train(args_for(tmp_path / "killed", pairs, [tiny_bert], cycles=1, resume=True))
+    metrics = json.loads((tmp_path / "killed" / "metrics.json").read_text())
+    assert metrics["cycles"][0]["stages"]["cross_train"]["models"][0]["resumed_after_step"] == 4
+    assert metrics["cycles"][0]["stages"]["bi_train"]["models"][0]["resumed_after_step"] == 0
+    assert not list((tmp_path / "killed").rglob("*.steps.pt"))
+    for name in ("bi", "cross"):
+        whole, other = weights(tmp_path / "whole" / name), weights(tmp_path / "killed" / name)
+        assert all(torch.equal(whole[key], other[key]) for key in whole), name
 
 
 def other_tiny_bert(tiny_bert, folder):

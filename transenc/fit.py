@@ -3,7 +3,9 @@ and the SimCSE warm-up (contrastive, dropout noise). Each reads token ids from a
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -16,7 +18,9 @@ from transenc.models import BiEncoder, CrossEncoder
 from transenc.precision import autocast, training_precision
 from transenc.packing import Batch, pack_pairs, pack_sentences, padded_to_multiples, to_device
 from transenc.progress import progress
+from transenc.run_folder import RESUME_HINT
 from transenc.tokens import TokenCache
+from transenc.writers import atomic_open
 
 # A shuffled training batch padded to its longest row is about half padding on STS-like data.
 # On a CPU each step's batch is cut into length-sorted sub-batches instead, at least this full: the
@@ -71,6 +75,40 @@ class FitResult:
     best_step: int
     checks: list[tuple[int, float]] = field(default_factory=list)  # (step, dev score) of every dev check
     precision: str = "fp32"  # what the steps ran: fp32, bf16 or fp16 (training_precision)
+    resumed_after: int = 0  # the step a saved fit went on from (0: from the start)
+
+
+@dataclass(frozen=True)
+class StepCheckpoint:
+    """Where a fit saves how far it got, every `every_seconds`: a stage of hours that is killed goes on,
+    with `resume`, from its last save instead of from its first step, and ends with the same weights as
+    an uninterrupted fit (the batch order comes from the seed; the file holds the weights, the optimizer,
+    the schedule, the random state of dropout, the losses and the best dev weights so far)."""
+
+    path: Path
+    resume: bool = False  # read a save left by an earlier process (else start afresh and overwrite it)
+    every_seconds: float = 600.0
+
+    def save(self, state: dict) -> None:
+        with atomic_open(self.path, binary=True, hint=RESUME_HINT) as f:
+            torch.save(state, f)
+
+    def load(self, steps: int) -> dict | None:
+        """The saved state of a fit of `steps` steps, or None when there is none to go on from."""
+        if not (self.resume and self.path.is_file()):
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a truncated or foreign file: say which, never a traceback
+            raise TransencError(f"{self.path}: cannot resume the fit, its saved steps are damaged ({e}); "
+                                "delete the file to run the stage from its start") from None
+        if not isinstance(state, dict) or state.get("steps") != steps:
+            raise TransencError(f"{self.path}: cannot resume the fit, it was saved by a fit of other settings; "
+                                "delete the file to run the stage from its start")
+        return state
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def _optimizer(model: torch.nn.Module, cfg: FitConfig, steps: int, implementation: str):
@@ -102,14 +140,18 @@ def _batches_of(n: int, cfg: FitConfig, generator: torch.Generator):
 
 
 def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Callable, seed: int,
-           desc: str, evaluate: Callable[[], float] | None, policy: StepPolicy, group=None) -> FitResult:
+           desc: str, evaluate: Callable[[], float] | None, policy: StepPolicy, group=None,
+           checkpoint: StepCheckpoint | None = None) -> FitResult:
     """The loop. Losses stay on the device until a check (a dev check, every policy.check_every
     steps, the end): one host sync reads them all and stops on a non-finite one. With `evaluate`,
     the best weights by dev are kept in host memory and put back into the model at the end.
     With a process group (torchrun), data-parallel: every rank draws the same global batches and
     trains on its share (transenc.distributed.DataParallel); every rank calls evaluate (which may
-    share the scoring out over the group) and rank 0's score decides, so all ranks keep the same weights."""
+    share the scoring out over the group) and rank 0's score decides, so all ranks keep the same weights.
+    With a checkpoint (one process only: data-parallel ranks each hold their own dropout state, so a
+    data-parallel fit resumes at its stage's start), the fit saves itself and goes on from a save."""
     parallel = distributed.DataParallel(model, group) if group is not None and distributed.active(group) else None
+    checkpoint = checkpoint if parallel is None else None
     generator = torch.Generator().manual_seed(seed)
     batches = _batches_of(n, cfg, generator)
     opt, schedule = _optimizer(model, cfg, len(batches), policy.optimizer)
@@ -118,9 +160,20 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     losses, pending, checks = [], [], []
     best, best_step, best_state = None, -1, None
+    saved = checkpoint.load(len(batches)) if checkpoint else None
+    if saved:
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["optimizer"])
+        schedule.load_state_dict(saved["schedule"])
+        scaler.load_state_dict(saved["scaler"])
+        _set_rng_state(saved["rng"], device)
+        losses, checks = saved["losses"], [tuple(c) for c in saved["checks"]]
+        best, best_step, best_state = saved["best"], saved["best_step"], saved["best_state"]
+    done = len(losses)
+    last_save = time.monotonic()
     model.train()
-    with progress(len(batches), desc, "steps") as bar:
-        for step, idx in enumerate(batches, start=1):
+    with progress(len(batches), desc, "steps", initial=done) as bar:
+        for step, idx in enumerate(batches[done:], start=done + 1):
             if parallel is None:
                 with autocast(device, precision):
                     loss = step_loss(idx)
@@ -152,13 +205,37 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
                 if best is None or score > best:
                     best, best_step = score, step
                     best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+            if checkpoint and step < len(batches) and time.monotonic() - last_save >= checkpoint.every_seconds:
+                losses += _finite_losses(pending, step, desc)
+                pending = []
+                checkpoint.save({"steps": len(batches), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                                 "schedule": schedule.state_dict(), "scaler": scaler.state_dict(),
+                                 "rng": _rng_state(device), "losses": losses, "checks": checks,
+                                 "best": best, "best_step": best_step, "best_state": best_state})
+                last_save = time.monotonic()
     if best_state is not None:
         model.load_state_dict(best_state)
-    return FitResult(losses, best, best_step, checks, precision)
+    return FitResult(losses, best, best_step, checks, precision, resumed_after=done)
+
+
+def _rng_state(device) -> dict:
+    """The random state the steps draw from (dropout): the CPU's, and the GPU's when they run there."""
+    state = {"cpu": torch.get_rng_state()}
+    if torch.device(device).type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(state["cuda"], device)
 
 
 def _finite_losses(pending: list[torch.Tensor], last_step: int, desc: str) -> list[float]:
     """The losses of the steps since the last check as floats (the check's one host sync)."""
+    if not pending:  # a save right after a check
+        return []
     values = torch.stack(pending).float().tolist()
     first = last_step - len(values) + 1
     for step, value in enumerate(values, start=first):
@@ -190,10 +267,11 @@ def cross_step_loss(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray,
 
 
 def fit_cross(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray, labels: np.ndarray, cfg: FitConfig,
-              seed: int, evaluate=None, policy: StepPolicy | None = None, group=None) -> FitResult:
-    """BCE on soft labels; pairs should already hold both orders. group: data-parallel (see _train)."""
+              seed: int, evaluate=None, policy: StepPolicy | None = None, group=None,
+              checkpoint: StepCheckpoint | None = None) -> FitResult:
+    """BCE on soft labels; pairs should already hold both orders. group, checkpoint: see _train."""
     return _fit_on_labels(cross_step_loss, "train cross-encoder", encoder, cache, pairs, labels, cfg, seed,
-                          evaluate, policy, group)
+                          evaluate, policy, group, checkpoint)
 
 
 def _pair_embeddings(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, policy: StepPolicy | None = None,
@@ -215,20 +293,22 @@ def bi_step_loss(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, targe
 
 
 def fit_bi(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, labels: np.ndarray, cfg: FitConfig,
-           seed: int, evaluate=None, policy: StepPolicy | None = None, group=None) -> FitResult:
-    """Cosine regression on the labels. group: data-parallel (see _train)."""
+           seed: int, evaluate=None, policy: StepPolicy | None = None, group=None,
+           checkpoint: StepCheckpoint | None = None) -> FitResult:
+    """Cosine regression on the labels. group, checkpoint: see _train."""
     return _fit_on_labels(bi_step_loss, "train bi-encoder", encoder, cache, pairs, labels, cfg, seed,
-                          evaluate, policy, group)
+                          evaluate, policy, group, checkpoint)
 
 
 def _fit_on_labels(step_loss, desc: str, encoder, cache: TokenCache, pairs: np.ndarray, labels: np.ndarray,
-                   cfg: FitConfig, seed: int, evaluate, policy: StepPolicy | None, group) -> FitResult:
+                   cfg: FitConfig, seed: int, evaluate, policy: StepPolicy | None, group,
+                   checkpoint: StepCheckpoint | None) -> FitResult:
     """_train with each step's loss = step_loss over the batch's pairs and their labels."""
     targets = torch.from_numpy(np.asarray(labels, dtype=np.float32))
     policy = policy or step_policy(encoder.device)
     return _train(encoder.model, encoder.device, len(pairs), cfg,
                   lambda idx: step_loss(encoder, cache, pairs[idx], targets[idx], policy, cfg.max_length), seed,
-                  desc, evaluate, policy, group)
+                  desc, evaluate, policy, group, checkpoint)
 
 
 # ---- references: one padded batch from a tokenizer call per step, as sentence-transformers'

@@ -14,9 +14,9 @@ LOG_EVERY_S = 30.0
 class LogLines:
     """The part of tqdm's interface that transenc uses, printing `desc: done/total unit` lines."""
 
-    def __init__(self, total: int, desc: str, unit: str, every: float = LOG_EVERY_S):
+    def __init__(self, total: int, desc: str, unit: str, every: float = LOG_EVERY_S, initial: int = 0):
         self.total, self.desc, self.unit, self.every = total, desc, unit, every
-        self.done, self.postfix = 0, ""
+        self.done, self.initial, self.postfix = initial, initial, ""
         self.started = self.last = time.monotonic()
 
     def update(self, n: int = 1) -> None:
@@ -24,7 +24,7 @@ class LogLines:
         now = time.monotonic()
         if now - self.last >= self.every:
             self.last = now
-            rate = self.done / (now - self.started)
+            rate = (self.done - self.initial) / (now - self.started)  # this process's rate, not a resumed one's
             print(f"{self.desc}: {self.done}/{self.total} {self.unit} ({rate:.2f}/s){self.postfix}",
                   file=sys.stderr, flush=True)
 
@@ -38,12 +38,13 @@ class LogLines:
         pass
 
 
-def progress(total: int, desc: str, unit: str = "it", enabled: bool | None = None):
+def progress(total: int, desc: str, unit: str = "it", enabled: bool | None = None, initial: int = 0):
     """enabled None: a bar on a terminal, log lines otherwise, and under torchrun on rank 0 alone
-    (every rank runs the same stages: N copies of each line tell nothing more); False: silent."""
+    (every rank runs the same stages: N copies of each line tell nothing more); False: silent.
+    initial: the count already done (a resumed fit)."""
     if enabled is None and os.environ.get("RANK", "0") != "0":
         enabled = False
     if enabled is None and not sys.stderr.isatty():
-        return LogLines(total, desc, unit)
+        return LogLines(total, desc, unit, initial=initial)
     return tqdm(total=total, desc=desc, unit=unit, disable=enabled is False, file=sys.stderr,
-                dynamic_ncols=True)
+                dynamic_ncols=True, initial=initial)

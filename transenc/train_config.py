@@ -116,5 +116,5 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                    help="labeling and dev checks: as `transenc label --precision` (auto: bf16 on a GPU; on a CPU "
                         "bf16 with AMX, else int8 with VNNI, else bf16 with AVX512-BF16, else fp32); training steps "
                         "(never int8): auto is bf16 autocast on a GPU and on a CPU with AMX or AVX512-BF16, else fp32")
-    p.add_argument("--resume", action="store_true", help="continue a killed run from its last finished stage")
+    p.add_argument("--resume", action="store_true", help="continue a killed run from its last finished stage (a fit: from its last save, every 10 min)")
     p.add_argument("--max-pairs", type=int, default=None, help="use only the first N pairs")

@@ -7,7 +7,9 @@ cycle c:  bi-label (mean over the K bi-encoders, fused pair cosine)
        -> dev / test evaluation
 Each stage's outputs are saved before it is marked done in state.json, so --resume restarts
 at the first unfinished stage; every stage reseeds from (seed, cycle, stage, model), so a
-resumed run ends with the same weights as an uninterrupted one. Choosing on dev lives in
+resumed run ends with the same weights as an uninterrupted one. A fit also saves its progress
+every ten minutes (cycleC/<model>.steps.pt, gone once the model is saved): --resume goes on
+from there. Choosing on dev lives in
 transenc.selection, the end of a run in transenc.export.
 """
 from __future__ import annotations
@@ -27,7 +29,7 @@ from transenc.bundled import DEMO_DEV, DEMO_PAIRS
 from transenc.dev_scores import DevScores, taught
 from transenc.errors import TransencError
 from transenc.evaluate import labeled_sets
-from transenc.fit import FitConfig, fit_bi, fit_cross, fit_simcse
+from transenc.fit import FitConfig, StepCheckpoint, fit_bi, fit_cross, fit_simcse
 from transenc.labeling import bi_scores, cross_scores
 from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_device, resolve_model
 from transenc.pairset import PairSet
@@ -308,11 +310,14 @@ class Trainer:
                 by_set[name].append(r["models"][0])
             return result["models"][0]
 
+        steps = StepCheckpoint(target.with_name(f"{target.name}.steps.pt"), resume=self.config.resume)
         result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, seed,
-                     evaluate if self.scored.dev else None, group=group)
+                     evaluate if self.scored.dev else None, group=group, checkpoint=steps)
         save_model(encoder, target, group)
+        if distributed.is_main(group):
+            steps.remove()  # the model is saved: the stage no longer needs its steps
         return {"loss_first": result.losses[0], "loss_last": result.losses[-1], "steps": len(result.losses),
-                "precision": result.precision,
+                "precision": result.precision, "resumed_after_step": result.resumed_after,
                 "best_dev": result.best_dev, "best_step": result.best_step,
                 "checks": [list(c) for c in result.checks], "checks_by_set": by_set,
                 "loss_curve": loss_curve(result.losses),
