@@ -224,6 +224,23 @@ static void def_packer(py::module_& m) {
 template <typename T>
 using rows_of = py::array_t<T, py::array::c_style>;
 
+// The int8 epilogue (quantize.h) of an output of m rows and n columns, its vectors checked; a bias
+// (None or float32[n]) is cast into `held`, which must outlive the epilogue.
+static Int8Epilogue epilogue_of(const char* op, int64_t m, int64_t n, const rows_of<float>& row_scale,
+                                const rows_of<float>& row_offset, const rows_of<float>& col_scale,
+                                const rows_of<float>& col_sum, const py::object& bias, rows_of<float>& held) {
+  const std::string name(op), rows = "[" + std::to_string(m) + "]", cols = "[" + std::to_string(n) + "]";
+  for (auto* v : {&row_scale, &row_offset})
+    require(v->ndim() == 1 && v->shape(0) == m, name + ": row_scale and row_offset must be float32" + rows);
+  for (auto* v : {&col_scale, &col_sum})
+    require(v->ndim() == 1 && v->shape(0) == n, name + ": col_scale and col_sum must be float32" + cols);
+  if (!bias.is_none()) {
+    held = bias.cast<rows_of<float>>();
+    require(held.ndim() == 1 && held.shape(0) == n, name + ": bias must be float32" + cols + " or None");
+  }
+  return {row_scale.data(), row_offset.data(), col_scale.data(), col_sum.data(), bias.is_none() ? nullptr : held.data()};
+}
+
 static py::tuple py_quantize_rows(const rows_of<float>& x) {
   require(x.ndim() == 2, "quantize_rows: x must be float32[N, d]");
   const int64_t n = x.shape(0), d = x.shape(1);
@@ -244,19 +261,11 @@ static void py_dequantize_rows(py::array acc, const rows_of<float>& row_scale, c
               acc.itemsize() == 4 && acc.writeable(),
           "dequantize_rows: acc must be a writeable C-contiguous int32[N, d]");
   const int64_t n = acc.shape(0), d = acc.shape(1);
-  for (auto* rows : {&row_scale, &row_offset})
-    require(rows->ndim() == 1 && rows->shape(0) == n, "dequantize_rows: row_scale and row_offset must be float32[N]");
-  for (auto* cols : {&col_scale, &col_sum})
-    require(cols->ndim() == 1 && cols->shape(0) == d, "dequantize_rows: col_scale and col_sum must be float32[d]");
   rows_of<float> b;
-  if (!bias.is_none()) {
-    b = bias.cast<rows_of<float>>();
-    require(b.ndim() == 1 && b.shape(0) == d, "dequantize_rows: bias must be float32[d] or None");
-  }
+  const Int8Epilogue e = epilogue_of("dequantize_rows", n, d, row_scale, row_offset, col_scale, col_sum, bias, b);
   void* data = acc.mutable_data();
   py::gil_scoped_release release;
-  dequantize_rows(data, n, d, row_scale.data(), row_offset.data(), col_scale.data(), col_sum.data(),
-                  bias.is_none() ? nullptr : b.data());
+  dequantize_rows(data, n, d, e);
 }
 
 // ---- the engine's own int8 matmul (int8_gemm.h), for CPUs without int8 dot products -----------
@@ -292,19 +301,10 @@ static py::array_t<float> py_int8_linear(const rows_of<uint8_t>& q, int64_t k, c
   require(packed.ndim() == 1 && packed.shape(0) == int8_packed_bytes(n, k),
           "int8_linear: packed must be pack_int8_weights of an int8[n, k]");
   const int64_t m = q.shape(0);
-  for (auto* rows : {&row_scale, &row_offset})
-    require(rows->ndim() == 1 && rows->shape(0) == m, "int8_linear: row_scale and row_offset must be float32[m]");
-  for (auto* cols : {&col_scale, &col_sum})
-    require(cols->ndim() == 1 && cols->shape(0) == n, "int8_linear: col_scale and col_sum must be float32[n]");
   rows_of<float> b;
-  if (!bias.is_none()) {
-    b = bias.cast<rows_of<float>>();
-    require(b.ndim() == 1 && b.shape(0) == n, "int8_linear: bias must be float32[n] or None");
-  }
+  const Int8Epilogue e = epilogue_of("int8_linear", m, n, row_scale, row_offset, col_scale, col_sum, bias, b);
   py::array_t<float> out({m, n});
   float* o = out.mutable_data();
-  const Int8Epilogue e{row_scale.data(), row_offset.data(), col_scale.data(), col_sum.data(),
-                       bias.is_none() ? nullptr : b.data()};
   {
     py::gil_scoped_release release;
     int8_linear(q.data(), m, k, packed.data(), n, e, o);

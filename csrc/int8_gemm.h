@@ -11,6 +11,8 @@
 #pragma once
 #include <cstdint>
 
+#include "quantize.h"
+
 namespace transenc {
 
 constexpr int kInt8PairMax = 128;
@@ -29,14 +31,8 @@ bool int8_pairs_fit(const int8_t* w, int64_t n, int64_t k);
 // 4 weights side by side (0 past n and k). Made once, at load; w must pass int8_pairs_fit.
 void pack_int8_weights(const int8_t* w, int64_t n, int64_t k, int8_t* packed);
 
-// The fp32 epilogue of each output, as dequantize_rows (quantize.h) computes it: acc * row_scale[i] *
-// col_scale[j] + row_offset[i] * col_sum[j] + bias[j]; bias may be null.
-struct Int8Epilogue {
-  const float *row_scale, *row_offset, *col_scale, *col_sum, *bias;
-};
-
 // out[m, n] (fp32) from the quantized rows q[m, int8_row_stride(k)] (quantize_rows_u8) and the packed
-// weights, the epilogue applied. On the calling thread, as the quantization (see quantize.h).
+// weights, the epilogue (quantize.h) applied. On the calling thread, as the quantization (see quantize.h).
 void int8_linear(const uint8_t* q, int64_t m, int64_t k, const int8_t* packed, int64_t n, const Int8Epilogue& e,
                  float* out);
 

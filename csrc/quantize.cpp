@@ -20,9 +20,8 @@ void quantize_rows_u8(const float* x, int64_t n, int64_t d, int64_t stride, uint
   TRANSENC_VARIANT_CALL(quantize_rows_u8)(x, n, d, stride, q, scale, offset);
 }
 
-void dequantize_rows(void* acc, int64_t n, int64_t d, const float* row_scale, const float* row_offset,
-                     const float* col_scale, const float* col_sum, const float* bias) {
-  TRANSENC_VARIANT_CALL(dequantize_rows)(acc, n, d, row_scale, row_offset, col_scale, col_sum, bias);
+void dequantize_rows(void* acc, int64_t n, int64_t d, const Int8Epilogue& e) {
+  TRANSENC_VARIANT_CALL(dequantize_rows)(acc, n, d, e);
 }
 
 }  // namespace transenc

@@ -18,10 +18,21 @@ void quantize_rows(const float* x, int64_t n, int64_t d, int8_t* q, float* scale
 // `stride` bytes apart (the columns past d are 0).
 void quantize_rows_u8(const float* x, int64_t n, int64_t d, int64_t stride, uint8_t* q, float* scale, float* offset);
 
-// The int8 matmul's epilogue, in place: acc[i, j] (int32, sum_k q[i, k] * wq[k, j]) becomes the float
-// acc * row_scale[i] * col_scale[j] + row_offset[i] * col_sum[j] + bias[j] in the same 4-byte slot,
-// where col_sum[j] = sum_k wq[k, j] * col_scale[j] carries the rows' offsets. bias may be null.
-void dequantize_rows(void* acc, int64_t n, int64_t d, const float* row_scale, const float* row_offset,
-                     const float* col_scale, const float* col_sum, const float* bias);
+// The fp32 epilogue of an int8 matmul: output [i, j] of acc[i, j] (int32, sum_k q[i, k] * wq[k, j]) is
+// acc * row_scale[i] * col_scale[j] + row_offset[i] * col_sum[j] + bias[j], where col_sum[j] =
+// sum_k wq[k, j] * col_scale[j] carries the rows' offsets. bias may be null. dequantize_rows and the
+// engine's fused matmul (int8_gemm.h) both compute it here, so the two round alike.
+struct Int8Epilogue {
+  const float *row_scale, *row_offset, *col_scale, *col_sum, *bias;
+
+  // Output [i, j] from acc and row i's scale and offset, which callers read once per row: read
+  // here, every store of an output (a float that might alias them) would read them again.
+  float operator()(int32_t acc, float row_scale_i, float row_offset_i, int64_t j) const {
+    return static_cast<float>(acc) * row_scale_i * col_scale[j] + row_offset_i * col_sum[j] + (bias ? bias[j] : 0.f);
+  }
+};
+
+// The epilogue in place, for torch._int_mm's int32 acc[n, d]: each float goes into its int32's slot.
+void dequantize_rows(void* acc, int64_t n, int64_t d, const Int8Epilogue& e);
 
 }  // namespace transenc

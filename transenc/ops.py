@@ -95,20 +95,20 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Te
     """Asymmetric per-row int8: (q int8[N, d], scale float32[N], offset float32[N]) with
     x ~ q * scale[:, None] + offset[:, None], q in [-128, 127] spanning each row's [min, max],
     rounded half to even. CPU only (the int8 inference path)."""
-    if x.dim() != 2 or x.is_cuda:
-        raise ValueError(f"quantize_rows needs a CPU tensor [N, d], got {tuple(x.shape)} on {x.device}")
-    q, scale, offset = _C.quantize_rows(x.detach().to(torch.float32).contiguous().numpy())
-    return torch.from_numpy(q), torch.from_numpy(scale), torch.from_numpy(offset)
+    return _quantized(_C.quantize_rows, "quantize_rows", x)
 
 
 def quantize_rows_u8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """quantize_rows' steps unsigned, for the engine's own int8 matmul: (q uint8[N, d rounded up to 4],
     scale, offset) with x ~ q[:, :d] * scale[:, None] + offset[:, None], q in [0, 255] spanning each
     row's [min, max] (the columns past d are 0). CPU only."""
+    return _quantized(_C.quantize_rows_u8, "quantize_rows_u8", x)
+
+
+def _quantized(quantize, name: str, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     if x.dim() != 2 or x.is_cuda:
-        raise ValueError(f"quantize_rows_u8 needs a CPU tensor [N, d], got {tuple(x.shape)} on {x.device}")
-    q, scale, offset = _C.quantize_rows_u8(x.detach().to(torch.float32).contiguous().numpy())
-    return torch.from_numpy(q), torch.from_numpy(scale), torch.from_numpy(offset)
+        raise ValueError(f"{name} needs a CPU tensor [N, d], got {tuple(x.shape)} on {x.device}")
+    return tuple(torch.from_numpy(a) for a in quantize(x.detach().to(torch.float32).contiguous().numpy()))
 
 
 def pack_int8_weights(w: torch.Tensor) -> torch.Tensor:
