@@ -72,6 +72,15 @@ def test_a_models_own_length_and_what_it_reads(tmp_path):
         lengths.check_asked((64, 600), plain)
 
 
+def test_a_plain_encoder_loads_at_the_length_sentence_transformers_gives_it(tiny_bert):
+    """No sentence-transformers config: its positions (128 for the tiny BERT), as SentenceTransformer reads it."""
+    from sentence_transformers import SentenceTransformer
+
+    from transenc.models import BiEncoder
+
+    assert BiEncoder.load(tiny_bert, "cpu").max_length == SentenceTransformer(str(tiny_bert), device="cpu").max_seq_length == 128
+
+
 def tiny_st_bert(tmp_path, tiny_bert):
     """tiny_bert with 512 positions, saved as a sentence-transformers model at max_seq_length 256."""
     import torch

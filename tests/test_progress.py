@@ -27,3 +27,10 @@ def test_under_torchrun_only_rank_0_shows_progress(capsys, monkeypatch):
     monkeypatch.setenv("RANK", "0")
     assert isinstance(progress(5, "encode"), LogLines)
     assert capsys.readouterr().err == ""
+
+
+def test_a_resumed_count_starts_where_it_was(capsys):
+    with progress(10, "train bi-encoder", "steps", initial=4) as bar:
+        bar.every = 0
+        bar.update(1)
+    assert capsys.readouterr().err.startswith("train bi-encoder: 5/10 steps (")

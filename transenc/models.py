@@ -14,6 +14,7 @@ import torch
 
 from transenc import distributed
 from transenc.errors import ModelError, TransencError
+from transenc.lengths import own_length
 from transenc.packing import Batch, pack_pairs, pack_sentences, padded_to_multiples, to_device
 from transenc.precision import autocast, inference_precision
 from transenc.progress import progress
@@ -285,7 +286,6 @@ class BiEncoder(_Encoder):
         pool_dir = next((m["path"] for m in modules if m.get("type", "").endswith("Pooling")), None)
         pool_config = _read_json(path / pool_dir / "config.json") if pool_dir else {}
         saved_pooling = "cls" if pool_config.get("pooling_mode_cls_token") else "mean"
-        st_config = _read_json(path / sub / "sentence_bert_config.json")
         try:
             model = _load_model(path / sub, False, inference, device)
             tokenizer = _load_tokenizer(path / sub, inference)
@@ -295,7 +295,7 @@ class BiEncoder(_Encoder):
             model,
             tokenizer,
             pooling=pooling or saved_pooling,
-            max_length=max_length or st_config.get("max_seq_length") or min(tokenizer.model_max_length, 256),
+            max_length=max_length or own_length(path / sub),  # sentence-transformers' length for it
             normalize=any(m.get("type", "").endswith("Normalize") for m in modules) or not modules,
             device=device,
         )
