@@ -251,3 +251,34 @@ def test_a_save_of_other_settings_or_a_damaged_one_is_refused(tiny_bert, tmp_pat
     # without resume the file is no one's business: the fit starts afresh
     assert tiny_fit(tiny_bert, "bi", fit.GPU_POLICY, lambda e: None,
                     checkpoint=fit.StepCheckpoint(path))[1].resumed_after == 0
+
+
+def test_cosent_equals_its_definition_in_float64():
+    """log(1 + sum over i, j with target_i > target_j of exp(20 (cos_j - cos_i))), on fresh inputs with
+    tied targets (a tie adds nothing) and batches of one and two pairs."""
+    rng = np.random.default_rng()
+    for n in (1, 2, 37):
+        cos, targets = rng.uniform(-1, 1, n), rng.integers(0, 5, n) / 4
+        expected = math.log1p(sum(math.exp(20 * (cos[j] - cos[i]))
+                                  for i in range(n) for j in range(n) if targets[i] > targets[j]))
+        got = fit.cosent_loss(torch.from_numpy(cos), torch.from_numpy(targets)).item()
+        assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
+
+
+def test_a_cosent_fit_learns_only_the_order_of_its_labels(tiny_bert):
+    """Labels squeezed toward 1 in the same order train the same weights under "cosent", other
+    weights under "mse"."""
+    def weights_after(loss, squeeze):
+        torch.manual_seed(0)
+        corpus = pairs_of_mixed_lengths(32, np.random.default_rng(0))
+        labels = np.random.default_rng(1).uniform(0, 1, len(corpus))
+        labels = (0.8 + 0.2 * labels ** 3 if squeeze else labels).astype(np.float32)
+        encoder = BiEncoder.load(tiny_bert, "cpu", "mean", 16)
+        cfg = fit.FitConfig(batch_size=8, epochs=1, lr=1e-3, warmup=0.1)
+        fit.fit_bi(encoder, encoder.token_cache(corpus.sentences), corpus.pairs, labels, cfg, 5, loss=loss)
+        return torch.cat([p.detach().flatten() for p in encoder.model.parameters()]), labels
+
+    (cosent, plain), (cosent_squeezed, squeezed) = weights_after("cosent", False), weights_after("cosent", True)
+    assert np.array_equal(np.argsort(plain), np.argsort(squeezed)) and len(set(squeezed)) == len(squeezed)
+    assert torch.equal(cosent, cosent_squeezed)
+    assert not torch.equal(weights_after("mse", False)[0], weights_after("mse", True)[0])

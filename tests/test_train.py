@@ -116,14 +116,16 @@ def test_kill_and_resume_gives_identical_weights(tmp_path, tiny_bert, pairs_64, 
 
 def test_a_run_killed_inside_a_fit_resumes_from_the_fits_save(tmp_path, tiny_bert, pairs_64, monkeypatch):
     """Killed at cycle 1's 5th cross-encoder step with the fit saving every step, resumed: the fit goes on
-    after step 4, the run ends with the uninterrupted run's weights, and no save is left behind."""
+    after step 4, the run ends with the uninterrupted run's weights and dev checks (each dev set's
+    score at the checks before the kill included), and no save is left behind."""
     from functools import partial
 
     from transenc import fit
 
-    pairs, _ = pairs_64
+    pairs, dev = pairs_64
+    monkeypatch.setitem(training.RECIPES, "tiny", replace(TINY, cross=replace(TINY.cross, eval_every=2)))
     monkeypatch.setattr(training, "StepCheckpoint", partial(fit.StepCheckpoint, every_seconds=0))
-    train(args_for(tmp_path / "whole", pairs, [tiny_bert], cycles=1))
+    train(args_for(tmp_path / "whole", pairs, [tiny_bert], dev=dev, cycles=1))
     real, steps = fit.cross_step_loss, []
 
     def killed_at_step_5(*args, **kwargs):
@@ -134,12 +136,17 @@ def test_a_run_killed_inside_a_fit_resumes_from_the_fits_save(tmp_path, tiny_ber
 
     monkeypatch.setattr(fit, "cross_step_loss", killed_at_step_5)
     with pytest.raises(KeyboardInterrupt):
-        train(args_for(tmp_path / "killed", pairs, [tiny_bert], cycles=1))
+        train(args_for(tmp_path / "killed", pairs, [tiny_bert], dev=dev, cycles=1))
     monkeypatch.setattr(fit, "cross_step_loss", real)
     assert (tmp_path / "killed" / "cycle1" / "cross-0.steps.pt").is_file()
-    train(args_for(tmp_path / "killed", pairs, [tiny_bert], cycles=1, resume=True))
+    train(args_for(tmp_path / "killed", pairs, [tiny_bert], dev=dev, cycles=1, resume=True))
     metrics = json.loads((tmp_path / "killed" / "metrics.json").read_text())
     assert metrics["cycles"][0]["stages"]["cross_train"]["models"][0]["resumed_after_step"] == 4
+    fits = [json.loads((tmp_path / run / "metrics.json").read_text())["cycles"][0]["stages"]["cross_train"]["models"][0]
+            for run in ("whole", "killed")]
+    assert [(f["checks"], f["checks_by_set"]) for f in fits][0] == [(f["checks"], f["checks_by_set"]) for f in fits][1]
+    assert len(fits[1]["checks"]) == len(fits[1]["checks_by_set"]["dev"]) > 2
+    assert (tmp_path / "killed" / "report.html").is_file()
     assert metrics["cycles"][0]["stages"]["bi_train"]["models"][0]["resumed_after_step"] == 0
     assert not list((tmp_path / "killed").rglob("*.steps.pt"))
     for name in ("bi", "cross"):
@@ -209,6 +216,17 @@ def test_co_teacher_enters_every_label_mean_and_is_not_trained(tmp_path, tiny_be
     assert metrics["cycles"][0]["stages"]["bi_train"]["models"][0]["steps"] == 8
     for key, value in weights(teacher).items():
         assert torch.equal(value, teacher_weights[key])
+
+
+def test_the_recipes_bi_loss_trains_the_bi_encoder(tmp_path, tiny_bert, pairs_64, monkeypatch):
+    from transenc import fit
+
+    calls = {name: 0 for name in fit.BI_LOSSES}
+    for name, loss in list(fit.BI_LOSSES.items()):
+        monkeypatch.setitem(fit.BI_LOSSES, name, lambda *a, name=name, loss=loss: calls.update({name: calls[name] + 1}) or loss(*a))
+    monkeypatch.setitem(training.RECIPES, "tiny", replace(TINY, bi_loss="cosent"))
+    train(args_for(tmp_path / "run", pairs_64[0], [tiny_bert], cycles=1))
+    assert calls == {"mse": 0, "cosent": 24}  # 64 pairs at batch 16 for 6 epochs
 
 
 def test_mutual_distillation_across_architectures_and_tokenizers(tmp_path, tiny_bert, pairs_64):

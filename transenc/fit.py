@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -88,10 +89,13 @@ class StepCheckpoint:
     path: Path
     resume: bool = False  # read a save left by an earlier process (else start afresh and overwrite it)
     every_seconds: float = 600.0
+    # What the caller records beside the fit's own state (the Trainer: each dev set's score at every
+    # check), saved with every save and put back by load, so that it covers the whole fit.
+    alongside: dict = field(default_factory=dict)
 
     def save(self, state: dict) -> None:
         with atomic_open(self.path, binary=True, hint=RESUME_HINT) as f:
-            torch.save(state, f)
+            torch.save({**state, "alongside": self.alongside}, f)
 
     def load(self, steps: int) -> dict | None:
         """The saved state of a fit of `steps` steps, or None when there is none to go on from."""
@@ -105,6 +109,9 @@ class StepCheckpoint:
         if not isinstance(state, dict) or state.get("steps") != steps:
             raise TransencError(f"{self.path}: cannot resume the fit, it was saved by a fit of other settings; "
                                 "delete the file to run the stage from its start")
+        if "alongside" in state:
+            self.alongside.clear()
+            self.alongside.update(state["alongside"])
         return state
 
     def remove(self) -> None:
@@ -285,19 +292,35 @@ def _pair_embeddings(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, p
     return ordered[:len(pairs)], ordered[len(pairs):]
 
 
+def cosent_loss(cos: torch.Tensor, targets: torch.Tensor, scale: float = 20.0) -> torch.Tensor:
+    """CoSENT (Su 2022, sentence-transformers' CoSENTLoss): log(1 + sum over the batch's pairs i, j
+    with target_i > target_j of exp(scale * (cos_j - cos_i))). Only the targets' order within the
+    batch counts, not their scale or skew."""
+    diff = scale * (cos[None, :] - cos[:, None])  # [i, j]: scale * (cos_j - cos_i)
+    diff = diff.masked_fill(~(targets[:, None] > targets[None, :]), float("-inf"))
+    return torch.logsumexp(torch.cat([diff.new_zeros(1), diff.flatten()]), 0)
+
+
+BI_LOSSES = {
+    "mse": F.mse_loss,  # sentence-transformers' CosineSimilarityLoss: the labels' values are taught
+    "cosent": cosent_loss,  # only their order
+}
+
+
 def bi_step_loss(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, targets: torch.Tensor,
-                 policy: StepPolicy | None = None, max_length: int | None = None) -> torch.Tensor:
-    """MSE between cos(u, v) and the target (sentence-transformers' CosineSimilarityLoss)."""
+                 policy: StepPolicy | None = None, max_length: int | None = None, loss: str = "mse") -> torch.Tensor:
+    """BI_LOSSES[loss] between cos(u, v) and the targets."""
     u, v = _pair_embeddings(encoder, cache, pairs, policy, max_length)
-    return F.mse_loss(F.cosine_similarity(u.float(), v.float()), to_device(targets, encoder.device))
+    return BI_LOSSES[loss](F.cosine_similarity(u.float(), v.float()), to_device(targets, encoder.device))
 
 
 def fit_bi(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, labels: np.ndarray, cfg: FitConfig,
            seed: int, evaluate=None, policy: StepPolicy | None = None, group=None,
-           checkpoint: StepCheckpoint | None = None) -> FitResult:
-    """Cosine regression on the labels. group, checkpoint: see _train."""
-    return _fit_on_labels(bi_step_loss, "train bi-encoder", encoder, cache, pairs, labels, cfg, seed,
-                          evaluate, policy, group, checkpoint)
+           checkpoint: StepCheckpoint | None = None, loss: str = "mse") -> FitResult:
+    """Cosine regression on the labels (BI_LOSSES[loss]). group, checkpoint: see _train. Data-parallel,
+    "cosent" compares pairs within each rank's share of the batch only."""
+    return _fit_on_labels(partial(bi_step_loss, loss=loss), "train bi-encoder", encoder, cache, pairs, labels,
+                          cfg, seed, evaluate, policy, group, checkpoint)
 
 
 def _fit_on_labels(step_loss, desc: str, encoder, cache: TokenCache, pairs: np.ndarray, labels: np.ndarray,

@@ -28,6 +28,10 @@ class Recipe:
     # "mean_order": that mean's order on the bi-encoder labels' own values (its cosines' scale
     # kept, so labels cannot drift toward "paraphrase" cycle after cycle, as they do on MRPC).
     bi_targets: str = "cross"
+    # The bi-encoder's loss on its targets (transenc.fit.BI_LOSSES): "mse" regresses the cosines onto
+    # them (the reference); "cosent" learns only their order within each batch, so targets skewed
+    # toward "paraphrase" (MRPC) teach no shift of the cosines' scale.
+    bi_loss: str = "mse"
     # The bi-encoder's fit when co-teachers are in its labels (None: the same as without). A
     # co-teacher's mix is far above the start (+1.9 dev mean with all-mpnet-base-v2), so the student
     # has more to learn than from its own ensemble (+0.1), and a longer, faster fit closes more of it.

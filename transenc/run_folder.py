@@ -105,10 +105,13 @@ def save_array(path: Path, values: np.ndarray) -> None:
 
 
 def check_free_space(out: Path, model_folders: list[str], cycles: int) -> None:
-    """Warn, with the figures, when the run's checkpoints (a bi- and a cross-encoder per model and cycle)
-    and exports (two per model) will not fit where they go. Labels and scores are small beside them."""
-    weights = sum(f.stat().st_size for m in model_folders for f in Path(m).glob("*")
-                  if f.suffix in (".safetensors", ".bin") and f.is_file())
-    warning = free_space_warning(out, weights * (2 * cycles + 2))
+    """Warn, with the figures, when the run's checkpoints (a bi- and a cross-encoder per model and cycle),
+    exports (two per model) and the running fit's step save (weights, AdamW's two moments and the best
+    weights so far: four times the largest model) will not fit where they go. Labels and scores are
+    small beside them."""
+    per_model = [sum(f.stat().st_size for f in Path(m).glob("*")
+                     if f.suffix in (".safetensors", ".bin") and f.is_file()) for m in model_folders]
+    step_save = 4 * max(per_model, default=0)
+    warning = free_space_warning(out, sum(per_model) * (2 * cycles + 2) + step_save)
     if warning and distributed.is_main():
         print(warning, file=sys.stderr)

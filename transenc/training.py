@@ -8,9 +8,9 @@ cycle c:  bi-label (mean over the K bi-encoders, fused pair cosine)
 Each stage's outputs are saved before it is marked done in state.json, so --resume restarts
 at the first unfinished stage; every stage reseeds from (seed, cycle, stage, model), so a
 resumed run ends with the same weights as an uninterrupted one. A fit also saves its progress
-every ten minutes (cycleC/<model>.steps.pt, gone once the model is saved): --resume goes on
-from there. Choosing on dev lives in
-transenc.selection, the end of a run in transenc.export.
+every ten minutes (cycleN/cross-K.steps.pt, bi-K.steps.pt; gone once the model is saved), and
+--resume goes on from there. Choosing on dev lives in transenc.selection, the end of a run in
+transenc.export.
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import json
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -263,8 +264,8 @@ class Trainer:
 
         def train_one(k, group):
             seed = self._seed_for("bi", cycle, k)
-            return self._fit(fit_bi, self.bi_start(k), self.pairs.pairs, labels, replace(cfg, max_length=self.lengths[k].bi),
-                             folder / f"bi-{k}", seed, group)
+            return self._fit(partial(fit_bi, loss=self.recipe.bi_loss), self.bi_start(k), self.pairs.pairs, labels,
+                             replace(cfg, max_length=self.lengths[k].bi), folder / f"bi-{k}", seed, group)
 
         info = {"models": self.train_models(train_one)}
         encoders = [self.bi_start(k, folder / f"bi-{k}") for k in range(len(self.models))]
@@ -310,7 +311,7 @@ class Trainer:
                 by_set[name].append(r["models"][0])
             return result["models"][0]
 
-        steps = StepCheckpoint(target.with_name(f"{target.name}.steps.pt"), resume=self.config.resume)
+        steps = StepCheckpoint(target.with_name(f"{target.name}.steps.pt"), resume=self.config.resume, alongside=by_set)
         result = fit(encoder, self.cache(encoder, self.pairs), pairs, labels, cfg, seed,
                      evaluate if self.scored.dev else None, group=group, checkpoint=steps)
         save_model(encoder, target, group)
