@@ -323,6 +323,27 @@ def test_a_gain_inside_dev_noise_exports_the_start_model(tmp_path, tiny_bert, pa
     assert "exported bi: the start model" in (out / "report.html").read_text()
 
 
+def test_do_no_harm_corrects_for_the_checks_by_their_kept_scores(tmp_path, tiny_bert, pairs_64, monkeypatch):
+    """Every dev check of the bi-encoder's fit keeps its dev scores; the exported model's gain is
+    corrected for its choice among them (max-T), and the kept check's scores are the exported
+    cycle model's own."""
+    from transenc.dev_scores import check_name
+
+    monkeypatch.setitem(training.RECIPES, "tiny", replace(TINY, bi=replace(TINY.bi, eval_every=6)))
+    pairs, dev = pairs_64
+    out = tmp_path / "run"
+    train(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1))
+    metrics = json.loads((out / "metrics.json").read_text())
+    fit = metrics["cycles"][0]["stages"]["bi_train"]["models"][0]
+    assert [step for step, _ in fit["checks"]] == [6, 12, 18, 24]
+    assert (metrics["exported"]["bi"]["correction"], metrics["exported"]["bi"]["candidates"]) == ("max-t", 4)
+    length = json.loads((out / "cycle1" / "bi-0" / "sentence_bert_config.json").read_text())["max_seq_length"]
+    best = fit["checks"].index([fit["best_step"], fit["best_dev"]]) + 1
+    with np.load(out / "scores" / f"{check_name('cycle1-bi-0', best)}@{length}.dev.npz") as kept, \
+            np.load(out / "scores" / f"cycle1-bi-0@{length}.dev.npz") as exported:
+        np.testing.assert_allclose(kept["dev"], exported["dev"], atol=1e-6)
+
+
 def test_a_corpus_too_small_for_the_cross_encoder_gets_more_steps_and_a_warning(tmp_path, tiny_bert, pairs_64,
                                                                                  monkeypatch, capsys):
     monkeypatch.setitem(training.RECIPES, "tiny", replace(TINY, cross_min_steps=60))

@@ -17,6 +17,12 @@ from transenc.writers import atomic_open
 LabeledSets = dict[str, tuple[PairSet, str]]  # name -> (pairs with gold labels, metric)
 
 
+def check_name(fit: str, i: int) -> str:
+    """The lasting name of the i-th (1-based) dev check of a fit (e.g. "cycle2-bi-0"): do no harm
+    corrects the exported model's gain for its choice among the checks by their kept scores."""
+    return f"{fit}-check{i}"
+
+
 def figures(sets: LabeledSets, scores: list[dict[str, np.ndarray]]) -> dict | None:
     """Per set: each model's score and the ensemble's (K > 1); at the top, their means over the
     sets, which is what selects checkpoints and cycles."""
@@ -60,27 +66,36 @@ class DevScores:
     def dev(self) -> LabeledSets:
         return self.sets["dev"]
 
-    def scores(self, encoder, split: str, name: str | None = None, group="all") -> dict[str, np.ndarray]:
+    def scores(self, encoder, split: str, name: str | None = None, group="all", fresh: bool = False) -> dict[str, np.ndarray]:
         """{set: per-pair scores} of one model on the split's sets. `name`: the model's lasting name
-        (e.g. "cycle2-bi-0"); unnamed models (weights in the middle of a fit) are never kept."""
+        (e.g. "cycle2-bi-0", "cycle2-bi-0-check3"); unnamed models are never kept. `fresh`: score
+        again and replace what is kept (a fit's check: a process that ran the fit before may have
+        kept other weights' scores under its name)."""
         if name is None:
             return {s: self.score(encoder, pairs, group) for s, (pairs, _) in self.sets[split].items()}
         key = f"{name}@{encoder.max_length}.{split}"  # a model's scores depend on the length it reads
-        if key not in self.kept:
-            path = self.folder / f"{key}.npz"
-            if path.is_file():
-                with np.load(path) as saved:
-                    self.kept[key] = dict(saved)
-            else:
-                self.kept[key] = {s: self.score(encoder, pairs, group) for s, (pairs, _) in self.sets[split].items()}
-                if distributed.is_main() and self.kept[key]:
-                    with atomic_open(path, binary=True, hint=RESUME_HINT) as f:
-                        np.savez(f, **self.kept[key])
+        if fresh or self.kept_scores(name, encoder.max_length, split) is None:
+            self.kept[key] = {s: self.score(encoder, pairs, group) for s, (pairs, _) in self.sets[split].items()}
+            if distributed.is_main() and self.kept[key]:
+                with atomic_open(self.folder / f"{key}.npz", binary=True, hint=RESUME_HINT) as f:
+                    np.savez(f, **self.kept[key])
         return self.kept[key]
 
-    def evaluate(self, encoders: list, split: str, names: list[str] | None = None, group="all") -> dict | None:
+    def kept_scores(self, name: str, length: int, split: str) -> dict[str, np.ndarray] | None:
+        """A named model's kept scores at that length, from memory or out/scores/; None if never scored."""
+        key = f"{name}@{length}.{split}"
+        if key not in self.kept:
+            path = self.folder / f"{key}.npz"
+            if not path.is_file():
+                return None
+            with np.load(path) as saved:
+                self.kept[key] = dict(saved)
+        return self.kept[key]
+
+    def evaluate(self, encoders: list, split: str, names: list[str] | None = None, group="all",
+                 fresh: bool = False) -> dict | None:
         """The split's figures (see `figures`) for one model or K side by side."""
         if not self.sets[split]:
             return None
         names = names or [None] * len(encoders)
-        return figures(self.sets[split], [self.scores(e, split, n, group) for e, n in zip(encoders, names)])
+        return figures(self.sets[split], [self.scores(e, split, n, group, fresh) for e, n in zip(encoders, names)])

@@ -67,29 +67,70 @@ def score100(metric: str, predicted: np.ndarray, gold: np.ndarray) -> float:
     return spearman100(predicted, gold) if metric == "spearman" else auc(predicted, gold) * 100
 
 
-def paired_draws(sets: list[tuple[str, np.ndarray]], before: list[np.ndarray], after: list[np.ndarray],
-                 resamples: int = 2000, seed: int = 0) -> np.ndarray:
-    """Bootstrap draws of the mean over the sets of score100(after) - score100(before): each draw
-    resamples every set's pairs once and scores both models on the same resampled pairs (paired)."""
+def row_scorer(metric: str, gold: np.ndarray):
+    """score100 of every row of a (draws, pairs) array of predictions against the same rows of `gold`
+    (the bootstrap's resampled sets), the gold side's ranks computed once for every model scored."""
+    from scipy.stats import rankdata
+
+    if metric == "spearman":
+        g = rankdata(gold, axis=1)  # ties get their average rank, as in spearman100 and auc
+        g -= g.mean(1, keepdims=True)
+        g_norm = np.sqrt((g * g).sum(1))
+
+        def score(predicted):
+            p = rankdata(predicted, axis=1)
+            p -= p.mean(1, keepdims=True)
+            with np.errstate(invalid="ignore", divide="ignore"):  # a constant row: NaN, as score100 gives
+                return 100 * (p * g).sum(1) / (np.sqrt((p * p).sum(1)) * g_norm)
+        return score
+    positive = gold == 1
+    n_pos = positive.sum(1)
+    n_neg = gold.shape[1] - n_pos
+
+    def score(predicted):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 100 * ((rankdata(predicted, axis=1) * positive).sum(1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    return score
+
+
+def paired_draws(sets: list[tuple[str, np.ndarray]], before: list[np.ndarray], candidates: list[list[np.ndarray]],
+                 resamples: int = 2000, seed: int = 0, block: int = 250) -> np.ndarray:
+    """Bootstrap draws of the mean over the sets of score100(candidate) - score100(before), one row per
+    candidate (each a list of per-set scores, like `before`): each draw resamples every set's pairs
+    once and scores `before` and every candidate on the same resampled pairs (paired)."""
     rng = np.random.default_rng(seed)
-    draws = np.zeros(resamples)
-    for (metric, gold), b, a in zip(sets, before, after):
-        for r in range(resamples):
-            rows = rng.integers(0, len(gold), len(gold))
-            draws[r] += score100(metric, a[rows], gold[rows]) - score100(metric, b[rows], gold[rows])
+    draws = np.zeros((len(candidates), resamples))
+    for i, ((metric, gold), b) in enumerate(zip(sets, before)):
+        for first in range(0, resamples, block):  # a block of draws at a time: bounded memory for large sets
+            rows = rng.integers(0, len(gold), (min(block, resamples - first), len(gold)))
+            score = row_scorer(metric, gold[rows])
+            base = score(b[rows])
+            for c, candidate in enumerate(candidates):
+                draws[c, first:first + len(rows)] += score(candidate[i][rows]) - base
     return draws / len(sets)
 
 
 def paired_gain(sets: list[tuple[str, np.ndarray]], before: list[np.ndarray], after: list[np.ndarray],
-                candidates: int = 1, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+                others: list[list[np.ndarray]] = (), bonferroni: int = 1, resamples: int = 2000,
+                seed: int = 0) -> tuple[float, float]:
     """How much `after`'s scores beat `before`'s on dev: (gain, its lower bound) of the mean over the
-    sets of score100(after) - score100(before), by a paired bootstrap (paired_draws). The bound is
-    the draws' 5th percentile, divided by `candidates` where `after` is the best of that many models
-    chosen on these same pairs (Bonferroni: the best of N that each show a gain by chance 5% of the
-    time shows one by chance up to N x 5% of the time). A bound above 0 says the gain is more than
-    dev's own noise and than its choice among the candidates (one-sided, 95%)."""
-    gain = float(np.mean([score100(m, a, g) - score100(m, b, g) for (m, g), b, a in zip(sets, before, after)]))
-    return gain, float(np.nanpercentile(paired_draws(sets, before, after, resamples, seed), 5 / candidates))
+    sets of score100(after) - score100(before), by a paired bootstrap (paired_draws). Alone, the
+    bound is the draws' 5th percentile. Where `after` was chosen on these same pairs among `others`
+    too, the bound holds for every candidate at once (max-T, Westfall and Young): `after`'s gain
+    plus the 5th percentile of each draw's lowest candidate deviation (draw minus that candidate's
+    gain). Candidates that move together, as a fit's successive checks do, then cost little, and
+    independent ones as much as Bonferroni. `bonferroni` = N instead divides the percentile by N, for
+    a choice among N whose scores were not kept. A bound above 0 says the gain is more than dev's
+    noise and than its choice (one-sided, 95%)."""
+    candidates = [list(after), *others]
+    gains = np.array([np.mean([score100(m, c, g) - score100(m, b, g) for (m, g), b, c in zip(sets, before, candidate)])
+                      for candidate in candidates])
+    draws = paired_draws(sets, before, candidates, resamples, seed)
+    if len(candidates) == 1:
+        return float(gains[0]), float(np.nanpercentile(draws[0], 5 / bonferroni))
+    if bonferroni != 1:
+        raise ValueError("a choice is corrected by its candidates' scores or by Bonferroni, not both")
+    return float(gains[0]), float(gains[0] + np.nanpercentile(np.min(draws - gains[:, None], axis=0), 5))
 
 
 def labeled_sets(specs: list[str]) -> dict[str, tuple[PairSet, str]]:

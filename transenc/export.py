@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 
 from transenc import distributed
-from transenc.dev_scores import DevScores
+from transenc.dev_scores import DevScores, check_name
 from transenc.evaluate import paired_gain
 from transenc.model_card import model_card
 from transenc.run_folder import RESUME_HINT, Run, save_model, write_text
@@ -19,34 +19,47 @@ from transenc.writers import atomic_dir
 from transenc.selection import best_cycle
 
 
-def candidates(metrics: dict, k: int) -> int:
-    """How many bi-encoders of model k the exported one was chosen from on dev: every dev check of
-    every cycle's fit (each check's weights could have been kept)."""
-    return sum(max(len(c["stages"]["bi_train"]["models"][k]["checks"]), 1) for c in metrics["cycles"])
+def check_scores(dev: DevScores, metrics: dict, k: int, length: int) -> tuple[list[list[np.ndarray]] | None, int]:
+    """The bi-encoders model k's export was chosen from on dev: every dev check of every cycle's fit
+    (each check's weights could have been kept). Returns (their kept dev scores, or None where a run
+    from before checks were kept lacks some; how many there are)."""
+    names = [check_name(f"cycle{c['cycle']}-bi-{k}", i)
+             for c in metrics["cycles"] for i in range(1, len(c["stages"]["bi_train"]["models"][k]["checks"]) + 1)]
+    kept = [dev.kept_scores(name, length, "dev") for name in names]
+    if any(scores is None for scores in kept):
+        return None, max(len(names), 1)
+    return [[scores[name] for name in dev.dev] for scores in kept], len(names)
 
 
 def harm_verdict(sets: list[tuple[str, np.ndarray]], before: list[np.ndarray], after: list[np.ndarray],
-                 chosen_from: int) -> dict:
+                 others: list[list[np.ndarray]] | None, chosen_from: int) -> dict:
     """Keep the trained bi-encoder only if its dev gain over the start is beyond dev's noise and beyond
-    its choice among `chosen_from` candidates on the same dev pairs (evaluate.paired_gain)."""
-    gain, low = paired_gain(sets, before, after, candidates=chosen_from)
+    its choice among `chosen_from` candidates on the same dev pairs (evaluate.paired_gain): by their
+    scores (`others`), or by Bonferroni where those were not kept (None)."""
+    if others is None:
+        gain, low = paired_gain(sets, before, after, bonferroni=chosen_from)
+        how = "Bonferroni, the checks' scores not kept"
+    else:
+        gain, low = paired_gain(sets, before, after, others=others)
+        how = "max-T over their bootstrap draws"
     verdict = {"gain": gain, "gain_5th_percentile": low, "candidates": chosen_from,
-               "model": "trained" if low > 0 else "start"}
+               "correction": "bonferroni" if others is None else "max-t", "model": "trained" if low > 0 else "start"}
     kept = "the trained bi-encoder is exported"
     if low <= 0:
         why = "inside dev's noise" if gain > 0 else "no gain"
         kept = f"{why}, so the start model is exported in its place (do no harm)"
     verdict["reason"] = (f"dev mean {gain:+.2f} over the start model (bootstrap 5th percentile {low:+.2f}, corrected "
-                         f"for the best of {chosen_from} dev checks): {kept}")
+                         f"for the best of {chosen_from} dev checks: {how}): {kept}")
     return verdict
 
 
-def harm_check(dev: DevScores, start, start_name: str, trained, trained_name: str, chosen_from: int) -> dict:
-    """Start model against its trained bi-encoder on the dev sets (their kept scores), by harm_verdict."""
+def harm_check(dev: DevScores, metrics: dict, k: int, start, trained, trained_name: str) -> dict:
+    """Model k's start against its trained bi-encoder on the dev sets (their kept scores), by harm_verdict."""
     sets = [(metric, pairs.labels) for pairs, metric in dev.dev.values()]
     before, after = (list(dev.scores(m, "dev", n, group=None).values())
-                     for m, n in ((start, start_name), (trained, trained_name)))
-    return harm_verdict(sets, before, after, chosen_from)
+                     for m, n in ((start, f"start-{k}"), (trained, trained_name)))
+    others, chosen_from = check_scores(dev, metrics, k, trained.max_length)
+    return harm_verdict(sets, before, after, others, chosen_from)
 
 
 def export_best(run: Run, starts: list[str], dev: DevScores, load_bi: Callable[[str | Path, int], object]) -> None:
@@ -64,8 +77,7 @@ def export_best(run: Run, starts: list[str], dev: DevScores, load_bi: Callable[[
             chosen[name] = best
             if kind == "bi" and dev.dev:
                 start = load_bi(starts[k], k)  # at model k's export length, as every bi-encoder of the run
-                kept[name] = harm_check(dev, start, f"start-{k}", load_bi(trained, k), f"cycle{best}-bi-{k}",
-                                        candidates(metrics, k))
+                kept[name] = harm_check(dev, metrics, k, start, load_bi(trained, k), f"cycle{best}-bi-{k}")
                 if kept[name]["model"] == "start":
                     save_model(start, target)
                     continue

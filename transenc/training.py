@@ -27,7 +27,7 @@ import torch
 
 from transenc import distributed, export, lengths, selection
 from transenc.bundled import DEMO_DEV, DEMO_PAIRS
-from transenc.dev_scores import DevScores, taught
+from transenc.dev_scores import DevScores, check_name, taught
 from transenc.errors import TransencError
 from transenc.evaluate import labeled_sets
 from transenc.fit import FitConfig, StepCheckpoint, fit_bi, fit_cross, fit_simcse
@@ -305,8 +305,9 @@ class Trainer:
         by_set = {name: [] for name in self.scored.dev}  # every dev set's score at every check
         started = time.time()
 
-        def evaluate():
-            result = self.scored.evaluate([encoder], "dev", group=group)
+        def evaluate():  # each check's scores kept under its name: do no harm corrects for the choice
+            name = check_name(f"{target.parent.name}-{target.name}", len(next(iter(by_set.values()))) + 1)
+            result = self.scored.evaluate([encoder], "dev", [name], group=group, fresh=True)
             for name, r in result["sets"].items():
                 by_set[name].append(r["models"][0])
             return result["models"][0]
