@@ -198,3 +198,32 @@ def test_do_no_harm_keeps_a_clear_gain_and_refuses_a_chosen_jitter():
     by_count = harm_verdict([("spearman", gold)], [start], [best], None, chosen_from=30)
     assert alone["model"] == "trained" and corrected["gain_5th_percentile"] < alone["gain_5th_percentile"]
     assert corrected["model"] == by_count["model"] == "start" and by_count["correction"] == "bonferroni"
+
+
+def test_kept_scores_are_per_model_length_and_precision(tmp_path):
+    """A run keeps each named model's dev scores in out/scores/ and reuses them (a resumed run too),
+    but never across lengths or precisions: `auto` may mean another precision where a run resumes."""
+    from types import SimpleNamespace
+
+    from transenc.dev_scores import DevScores
+    from transenc.pairset import PairSetBuilder
+
+    builder = PairSetBuilder()
+    for i in range(5):
+        builder.add(f"a {i}", f"b {i}")
+    sets, calls = {"dev": (builder.build(), "spearman")}, []
+
+    def score(encoder, pairs, group):
+        calls.append((encoder.max_length, group))
+        return np.arange(len(pairs), dtype=np.float32)
+
+    def scored(length, precision):
+        return DevScores(sets, {}, score, tmp_path, precision).scores(SimpleNamespace(max_length=length), "dev", "m")
+
+    scored(64, "fp32")
+    scored(64, "fp32")  # a new process: read back from the folder
+    assert len(calls) == 1
+    scored(64, "int8")
+    scored(128, "fp32")
+    assert len(calls) == 3 and sorted(p.name for p in tmp_path.iterdir()) == [
+        "m@128.fp32.dev.npz", "m@64.fp32.dev.npz", "m@64.int8.dev.npz"]

@@ -339,8 +339,9 @@ def test_do_no_harm_corrects_for_the_checks_by_their_kept_scores(tmp_path, tiny_
     assert (metrics["exported"]["bi"]["correction"], metrics["exported"]["bi"]["candidates"]) == ("max-t", 4)
     length = json.loads((out / "cycle1" / "bi-0" / "sentence_bert_config.json").read_text())["max_seq_length"]
     best = fit["checks"].index([fit["best_step"], fit["best_dev"]]) + 1
-    with np.load(out / "scores" / f"{check_name('cycle1-bi-0', best)}@{length}.dev.npz") as kept, \
-            np.load(out / "scores" / f"cycle1-bi-0@{length}.dev.npz") as exported:
+    at = f"@{length}.{metrics['precision']['labeling']}.dev.npz"
+    with np.load(out / "scores" / f"{check_name('cycle1-bi-0', best)}{at}") as kept, \
+            np.load(out / "scores" / f"cycle1-bi-0{at}") as exported:
         np.testing.assert_allclose(kept["dev"], exported["dev"], atol=1e-6)
 
 

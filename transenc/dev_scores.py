@@ -56,7 +56,11 @@ def taught(dev: LabeledSets, bi: list[dict], cross: list[dict], bi_targets: str)
 class DevScores:
     """`score(encoder, pairs, group)` over the dev and test sets, cached by model name and length."""
 
-    def __init__(self, dev: LabeledSets, test: LabeledSets, score: Callable, folder: Path):
+    def __init__(self, dev: LabeledSets, test: LabeledSets, score: Callable, folder: Path, precision: str):
+        # A model's scores depend on the length it reads and the precision it runs at: both are in
+        # the name they are kept under, so a run resumed where `auto` means another precision
+        # never sets scores of one precision against another's.
+        self.precision = precision
         self.sets = {"dev": dev, "test": test}
         self.score = score
         self.folder = folder
@@ -73,7 +77,7 @@ class DevScores:
         kept other weights' scores under its name)."""
         if name is None:
             return {s: self.score(encoder, pairs, group) for s, (pairs, _) in self.sets[split].items()}
-        key = f"{name}@{encoder.max_length}.{split}"  # a model's scores depend on the length it reads
+        key = self._key(name, encoder.max_length, split)
         if fresh or self.kept_scores(name, encoder.max_length, split) is None:
             self.kept[key] = {s: self.score(encoder, pairs, group) for s, (pairs, _) in self.sets[split].items()}
             if distributed.is_main() and self.kept[key]:
@@ -83,7 +87,7 @@ class DevScores:
 
     def kept_scores(self, name: str, length: int, split: str) -> dict[str, np.ndarray] | None:
         """A named model's kept scores at that length, from memory or out/scores/; None if never scored."""
-        key = f"{name}@{length}.{split}"
+        key = self._key(name, length, split)
         if key not in self.kept:
             path = self.folder / f"{key}.npz"
             if not path.is_file():
@@ -91,6 +95,9 @@ class DevScores:
             with np.load(path) as saved:
                 self.kept[key] = dict(saved)
         return self.kept[key]
+
+    def _key(self, name: str, length: int, split: str) -> str:
+        return f"{name}@{length}.{self.precision}.{split}"
 
     def evaluate(self, encoders: list, split: str, names: list[str] | None = None, group="all",
                  fresh: bool = False) -> dict | None:

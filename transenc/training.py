@@ -93,7 +93,8 @@ class Trainer:
         record = config.record() | {"models": self.models, "teachers": self.teachers}
         record["pairs"] = "sha1:" + _digest(config.pairs) if isinstance(config.pairs, PairSet) else config.pairs
         self.run = Run(Path(config.out), record, config.resume)
-        self.scored = DevScores(dev, labeled_sets(config.test), self.score, self.run.out / "scores")
+        self.scored = DevScores(dev, labeled_sets(config.test), self.score, self.run.out / "scores",
+                                self.label_precision)
         distributed.barrier()  # every rank has read the state before rank 0 writes it
         # With at least K ranks (a multiple of K), the K models train at once, each on its own ranks.
         self.split = distributed.split(len(self.models))
