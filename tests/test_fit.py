@@ -265,6 +265,19 @@ def test_cosent_equals_its_definition_in_float64():
         assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
 
 
+def test_margin_mse_equals_its_definition_in_float64():
+    """The mean over every ordered two pairs i, j (i = j included) of ((cos_i - cos_j) - (t_i - t_j))^2,
+    on fresh inputs, batches of one, two and 37 pairs; a shift of every target changes nothing."""
+    rng = np.random.default_rng()
+    for n in (1, 2, 37):
+        cos, targets = rng.uniform(-1, 1, n), rng.uniform(0, 1, n)
+        expected = sum(((cos[i] - cos[j]) - (targets[i] - targets[j])) ** 2 for i in range(n) for j in range(n)) / n ** 2
+        got = fit.margin_mse_loss(torch.from_numpy(cos), torch.from_numpy(targets)).item()
+        assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
+        shifted = fit.margin_mse_loss(torch.from_numpy(cos), torch.from_numpy(targets + 0.3)).item()
+        assert shifted == pytest.approx(expected, rel=1e-9, abs=1e-15)
+
+
 def test_a_cosent_fit_learns_only_the_order_of_its_labels(tiny_bert):
     """Labels squeezed toward 1 in the same order train the same weights under "cosent", other
     weights under "mse"."""

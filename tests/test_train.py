@@ -226,7 +226,7 @@ def test_the_recipes_bi_loss_trains_the_bi_encoder(tmp_path, tiny_bert, pairs_64
         monkeypatch.setitem(fit.BI_LOSSES, name, lambda *a, name=name, loss=loss: calls.update({name: calls[name] + 1}) or loss(*a))
     monkeypatch.setitem(training.RECIPES, "tiny", replace(TINY, bi_loss="cosent"))
     train(args_for(tmp_path / "run", pairs_64[0], [tiny_bert], cycles=1))
-    assert calls == {"mse": 0, "cosent": 24}  # 64 pairs at batch 16 for 6 epochs
+    assert calls == {name: 24 if name == "cosent" else 0 for name in fit.BI_LOSSES}  # 64 pairs, batch 16, 6 epochs
 
 
 def test_mutual_distillation_across_architectures_and_tokenizers(tmp_path, tiny_bert, pairs_64):
@@ -369,7 +369,22 @@ def test_bi_targets_mean_order_keeps_the_cosines_and_takes_the_teachers_order():
     assert abs(mean.mean() - bi.mean()) > 0.05 and abs(targets.mean() - bi.mean()) < 1e-6
 
 
-@pytest.mark.parametrize("kind", ["cross", "mean"])
+def test_bi_targets_mean_calibrated_puts_the_cross_labels_on_the_bi_labels_scale():
+    rng = np.random.default_rng()
+    bi = rng.uniform(0.3, 0.9, 301)
+    cross = 1 / (1 + np.exp(-(3 * bi + rng.normal(0, 0.3, 301))))  # a sigmoid's squeezed, shifted scale
+    targets = combine_targets(cross, bi, "mean_calibrated")
+    moved = 2 * targets - bi  # the calibrated cross-encoder labels
+    assert moved.mean() == pytest.approx(bi.mean(), abs=1e-6) and moved.std() == pytest.approx(bi.std(), rel=1e-5)
+    np.testing.assert_allclose(np.corrcoef(moved, cross)[0, 1], 1, atol=1e-9)  # a linear map, increasing
+    # on other pairs (dev) the training pairs' map is applied, not one fitted on them
+    dev_cross, dev_bi = cross[:50] + 0.1, bi[:50]
+    slope = bi.std() / cross.std()
+    np.testing.assert_allclose(combine_targets(dev_cross, dev_bi, "mean_calibrated", (cross, bi)),
+                               ((dev_cross - cross.mean()) * slope + bi.mean() + dev_bi) / 2, rtol=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["cross", "mean", "mean_calibrated"])
 def test_the_bi_encoders_teacher_is_scored_on_the_dev_pairs(tmp_path, tiny_bert, pairs_64, monkeypatch, capsys, kind):
     """Its figure: the recipe's targets made from the dev pairs' scores by the cycle's labeling models."""
     from transenc.evaluate import spearman100
@@ -393,6 +408,9 @@ def test_the_bi_encoders_teacher_is_scored_on_the_dev_pairs(tmp_path, tiny_bert,
     assert spearman100(cross, dev_pairs.labels) != pytest.approx(spearman100(bi, dev_pairs.labels), abs=0.1)
     if kind == "cross":  # the cross-encoder's own dev figure, as the cycle's evaluation has it
         assert teacher == pytest.approx(stages["cross_label"]["dev"]["models"][0], abs=1e-6)
+    if kind == "mean_calibrated":  # the training pairs' map: their cross labels get their bi labels' mean and spread
+        train_cross, train_bi = (np.load(out / "cycle1" / f"labels_{k}.npy").astype(np.float64) for k in ("cross", "bi"))
+        cross = (cross - train_cross.mean()) * train_bi.std() / train_cross.std() + train_bi.mean()
     expected = spearman100(cross if kind == "cross" else (bi + cross) / 2, dev_pairs.labels)
     assert teacher == pytest.approx(expected, abs=1e-6)
     assert f"(taught by {expected:.2f})" in capsys.readouterr().err

@@ -39,16 +39,18 @@ def figures(sets: LabeledSets, scores: list[dict[str, np.ndarray]]) -> dict | No
     return result
 
 
-def taught(dev: LabeledSets, bi: list[dict], cross: list[dict], bi_targets: str) -> dict:
+def taught(dev: LabeledSets, bi: list[dict], cross: list[dict], bi_targets: str,
+           calibrated_on: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
     """What the bi-encoders were taught, scored on the dev sets: their targets (Recipe.bi_targets)
     made from the dev pairs' scores by the models that labeled the training pairs (`bi`, `cross`:
-    each labeler's {set: scores}). A teacher below the start model leaves a long fit nothing to
-    learn (MRPC: bench/results/mrpc-cpu.md)."""
+    each labeler's {set: scores}; calibrated_on: the training pairs' labels, see combine_targets).
+    A teacher below the start model leaves a long fit nothing to learn (MRPC: bench/results/mrpc-cpu.md)."""
     from transenc.recipes import combine_targets
 
     per_set = {}
     for name, (pairs, metric) in dev.items():
-        targets = combine_targets(np.mean([s[name] for s in cross], 0), np.mean([s[name] for s in bi], 0), bi_targets)
+        targets = combine_targets(np.mean([s[name] for s in cross], 0), np.mean([s[name] for s in bi], 0), bi_targets,
+                                  calibrated_on)
         per_set[name] = {"metric": metric, "models": [score100(metric, targets, pairs.labels)]}
     return {"models": [float(np.mean([r["models"][0] for r in per_set.values()]))], "sets": per_set}
 
@@ -70,19 +72,25 @@ class DevScores:
     def dev(self) -> LabeledSets:
         return self.sets["dev"]
 
-    def scores(self, encoder, split: str, name: str | None = None, group="all", fresh: bool = False) -> dict[str, np.ndarray]:
+    def scores(self, encoder, split: str, name: str | None = None, group="all") -> dict[str, np.ndarray]:
         """{set: per-pair scores} of one model on the split's sets. `name`: the model's lasting name
-        (e.g. "cycle2-bi-0", "cycle2-bi-0-check3"); unnamed models are never kept. `fresh`: score
-        again and replace what is kept (a fit's check: a process that ran the fit before may have
-        kept other weights' scores under its name)."""
+        (e.g. "cycle2-bi-0"); unnamed models are never kept."""
         if name is None:
             return {s: self.score(encoder, pairs, group) for s, (pairs, _) in self.sets[split].items()}
+        kept = self.kept_scores(name, encoder.max_length, split)
+        return self._score_and_keep(encoder, split, name, group) if kept is None else kept
+
+    def check(self, encoder, name: str, group="all") -> dict:
+        """A fit's dev check (figures), its scores kept under `name` (check_name): always scored
+        afresh, since a process that ran the fit before may have kept other weights' scores there."""
+        return figures(self.dev, [self._score_and_keep(encoder, "dev", name, group)])
+
+    def _score_and_keep(self, encoder, split: str, name: str, group) -> dict[str, np.ndarray]:
         key = self._key(name, encoder.max_length, split)
-        if fresh or self.kept_scores(name, encoder.max_length, split) is None:
-            self.kept[key] = {s: self.score(encoder, pairs, group) for s, (pairs, _) in self.sets[split].items()}
-            if distributed.is_main() and self.kept[key]:
-                with atomic_open(self.folder / f"{key}.npz", binary=True, hint=RESUME_HINT) as f:
-                    np.savez(f, **self.kept[key])
+        self.kept[key] = {s: self.score(encoder, pairs, group) for s, (pairs, _) in self.sets[split].items()}
+        if distributed.is_main() and self.kept[key]:
+            with atomic_open(self.folder / f"{key}.npz", binary=True, hint=RESUME_HINT) as f:
+                np.savez(f, **self.kept[key])
         return self.kept[key]
 
     def kept_scores(self, name: str, length: int, split: str) -> dict[str, np.ndarray] | None:
@@ -99,10 +107,9 @@ class DevScores:
     def _key(self, name: str, length: int, split: str) -> str:
         return f"{name}@{length}.{self.precision}.{split}"
 
-    def evaluate(self, encoders: list, split: str, names: list[str] | None = None, group="all",
-                 fresh: bool = False) -> dict | None:
+    def evaluate(self, encoders: list, split: str, names: list[str] | None = None, group="all") -> dict | None:
         """The split's figures (see `figures`) for one model or K side by side."""
         if not self.sets[split]:
             return None
         names = names or [None] * len(encoders)
-        return figures(self.sets[split], [self.scores(e, split, n, group, fresh) for e, n in zip(encoders, names)])
+        return figures(self.sets[split], [self.scores(e, split, n, group) for e, n in zip(encoders, names)])

@@ -301,9 +301,18 @@ def cosent_loss(cos: torch.Tensor, targets: torch.Tensor, scale: float = 20.0) -
     return torch.logsumexp(torch.cat([diff.new_zeros(1), diff.flatten()]), 0)
 
 
+def margin_mse_loss(cos: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """MarginMSE (Hofstaetter et al. 2020) over every two pairs i, j of the batch: the mean of
+    ((cos_i - cos_j) - (target_i - target_j))^2, which is twice the MSE of (cos - target) about its
+    batch mean, computed so in O(n). A shift of all targets teaches nothing; their spread does."""
+    gap = cos - targets
+    return 2 * (gap - gap.mean()).pow(2).mean()
+
+
 BI_LOSSES = {
     "mse": F.mse_loss,  # sentence-transformers' CosineSimilarityLoss: the labels' values are taught
     "cosent": cosent_loss,  # only their order
+    "margin_mse": margin_mse_loss,  # their differences, not their level
 }
 
 
@@ -318,7 +327,7 @@ def fit_bi(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, labels: np.
            seed: int, evaluate=None, policy: StepPolicy | None = None, group=None,
            checkpoint: StepCheckpoint | None = None, loss: str = "mse") -> FitResult:
     """Cosine regression on the labels (BI_LOSSES[loss]). group, checkpoint: see _train. Data-parallel,
-    "cosent" compares pairs within each rank's share of the batch only."""
+    "cosent" and "margin_mse" compare pairs within each rank's share of the batch only."""
     return _fit_on_labels(partial(bi_step_loss, loss=loss), "train bi-encoder", encoder, cache, pairs, labels,
                           cfg, seed, evaluate, policy, group, checkpoint)
 

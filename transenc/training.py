@@ -3,7 +3,7 @@
 cycle c:  bi-label (mean over the K bi-encoders, fused pair cosine)
        -> K cross-encoders trained from fresh start weights on both pair orders (BCE)
        -> cross-label (mean over the K cross-encoders, packed predict)
-       -> K bi-encoders trained from fresh start weights (cosine regression)
+       -> K bi-encoders trained from fresh start weights (their cosines on the targets: CoSENT or MSE)
        -> dev / test evaluation
 Each stage's outputs are saved before it is marked done in state.json, so --resume restarts
 at the first unfinished stage; every stage reseeds from (seed, cycle, stage, model), so a
@@ -258,8 +258,7 @@ class Trainer:
         return {"models": self.train_models(train_one)}
 
     def bi_train(self, cycle: int, folder: Path) -> dict:
-        labels = combine_targets(np.load(folder / "labels_cross.npy"), np.load(folder / "labels_bi.npy"),
-                                 self.recipe.bi_targets)
+        labels = combine_targets(*self.cycle_labels(folder), self.recipe.bi_targets)
         with_teacher = self.teachers and self.recipe.bi_with_teacher is not None
         cfg = self.recipe.bi_with_teacher if with_teacher else self.recipe.bi
 
@@ -272,10 +271,10 @@ class Trainer:
         encoders = [self.bi_start(k, folder / f"bi-{k}") for k in range(len(self.models))]
         names = [f"cycle{cycle}-bi-{k}" for k in range(len(self.models))]
         info |= {split: self.scored.evaluate(encoders, split, names) for split in ("dev", "test")}
-        info["teacher_dev"] = self.teacher_dev(cycle)
+        info["teacher_dev"] = self.teacher_dev(cycle, folder)
         return info
 
-    def teacher_dev(self, cycle: int) -> dict | None:
+    def teacher_dev(self, cycle: int, folder: Path) -> dict | None:
         """What the bi-encoders were taught, scored on dev (dev_scores.taught), from the dev scores of
         the models that labeled the training pairs, kept from when they were evaluated."""
         if not self.scored.dev:
@@ -284,7 +283,12 @@ class Trainer:
                  for k, t in enumerate(self.teachers)]  # in both label means, as in label_mean
         bi, cross = ([self.scored.scores(e, "dev", name) for e, name in self.labelers(kind, cycle)] + fixed
                      for kind in ("bi", "cross"))
-        return taught(self.scored.dev, bi, cross, self.recipe.bi_targets)
+        return taught(self.scored.dev, bi, cross, self.recipe.bi_targets, self.cycle_labels(folder))
+
+    @staticmethod
+    def cycle_labels(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+        """A cycle's (cross-encoder, bi-encoder) labels of the training pairs."""
+        return np.load(folder / "labels_cross.npy"), np.load(folder / "labels_bi.npy")
 
     def train_models(self, train_one) -> list[dict]:
         """train_one(k, group) for every model k: one after another on all ranks, or under a split
@@ -307,10 +311,10 @@ class Trainer:
         started = time.time()
 
         def evaluate():  # each check's scores kept under its name: do no harm corrects for the choice
-            name = check_name(f"{target.parent.name}-{target.name}", len(next(iter(by_set.values()))) + 1)
-            result = self.scored.evaluate([encoder], "dev", [name], group=group, fresh=True)
-            for name, r in result["sets"].items():
-                by_set[name].append(r["models"][0])
+            result = self.scored.check(encoder, check_name(f"{target.parent.name}-{target.name}",
+                                                           len(next(iter(by_set.values()))) + 1), group)
+            for set_name, r in result["sets"].items():
+                by_set[set_name].append(r["models"][0])
             return result["models"][0]
 
         steps = StepCheckpoint(target.with_name(f"{target.name}.steps.pt"), resume=self.config.resume, alongside=by_set)
