@@ -103,8 +103,9 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test", action="append", metavar="[NAME=]FILE",
                    help="labeled test pairs, reported per cycle, never used for selection; repeatable")
     p.add_argument("--recipe", choices=sorted(RECIPES), default=DEFAULT_RECIPE,
-                   help="stage settings: transenc (chosen on dev, bench/results/recipes.md) or reference "
-                        f"(amzn/trans-encoder's, at its 32/64-token lengths) (default: {DEFAULT_RECIPE})")
+                   help="stage settings: transenc (chosen on dev, bench/results/recipes.md), transenc-cosent (the "
+                        "same, the bi-encoder learning its targets' order: CoSENT) or reference (amzn/trans-encoder's, "
+                        f"at its 32/64-token lengths) (default: {DEFAULT_RECIPE})")
     p.add_argument("--max-length", default=None, metavar="N|BI,CROSS",
                    help="training lengths in tokens, for both encoders or bi,cross (default: the smallest multiple "
                         "of 16 that keeps 99%% of the sentences, and of the pairs, whole; capped by the start "
