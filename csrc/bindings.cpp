@@ -377,15 +377,15 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "transenc C++ CPU engine";
   m.def("threads", &engine_threads, "Worker threads the engine uses");
   m.def("variant", [] { return std::string(isa_name(engine_isa())); },
-        "the vector kernels' variant in use: avx512, avx2 or baseline (csrc/variants.h)");
+        "the vector kernels' variant in use: avx512_vnni, avx512, avx2 or baseline (csrc/variants.h)");
   m.def("variants", [] {
     py::list out;
-    for (Isa isa : {Isa::baseline, Isa::avx2, Isa::avx512})
+    for (Isa isa : kIsas)
       if (isa_supported(isa)) out.append(isa_name(isa));
     return out;
   }, "the variants this CPU runs");
   m.def("set_variant", &set_engine_isa, py::arg("name"),
-        "auto, baseline, avx2 or avx512 (ValueError where this CPU cannot run it); TRANSENC_ENGINE_ISA sets it at load");
+        "auto, baseline, avx2, avx512 or avx512_vnni (ValueError where this CPU cannot run it); TRANSENC_ENGINE_ISA sets it at load");
   scoring::bind(m);
   def_packer(m);
   def_pairscan(m);

@@ -142,7 +142,7 @@ bool score_tile_avx512(const float* q, const float* c, int64_t d, const float* t
 
 ScoreTile variant_score_tile() {
 #ifdef TRANSENC_X86_VARIANTS
-  if (engine_isa() == Isa::avx512) return score_tile_avx512;
+  if (engine_isa() >= Isa::avx512) return score_tile_avx512;
 #endif
   return score_tile_baseline;
 }

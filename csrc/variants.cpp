@@ -10,7 +10,8 @@ namespace {
 
 Isa widest() {
 #ifdef TRANSENC_X86_VARIANTS
-  if (__builtin_cpu_supports("x86-64-v4")) return Isa::avx512;
+  if (__builtin_cpu_supports("x86-64-v4"))
+    return __builtin_cpu_supports("avx512vnni") ? Isa::avx512_vnni : Isa::avx512;
   if (__builtin_cpu_supports("x86-64-v3")) return Isa::avx2;
 #endif
   return Isa::baseline;
@@ -18,13 +19,13 @@ Isa widest() {
 
 Isa parse(const std::string& name) {
   if (name == "auto") return widest();
-  for (Isa isa : {Isa::baseline, Isa::avx2, Isa::avx512}) {
+  for (Isa isa : kIsas) {
     if (name != isa_name(isa)) continue;
     if (!isa_supported(isa))
       throw std::invalid_argument("engine variant '" + name + "' does not run on this CPU or was not built");
     return isa;
   }
-  throw std::invalid_argument("engine variant must be auto, baseline, avx2 or avx512, got '" + name + "'");
+  throw std::invalid_argument("engine variant must be auto, baseline, avx2, avx512 or avx512_vnni, got '" + name + "'");
 }
 
 std::atomic<int>& current() {
@@ -42,7 +43,12 @@ Isa engine_isa() { return static_cast<Isa>(current().load(std::memory_order_rela
 bool isa_supported(Isa isa) { return static_cast<int>(isa) <= static_cast<int>(widest()); }
 
 const char* isa_name(Isa isa) {
-  return isa == Isa::avx512 ? "avx512" : isa == Isa::avx2 ? "avx2" : "baseline";
+  switch (isa) {
+    case Isa::avx512_vnni: return "avx512_vnni";
+    case Isa::avx512: return "avx512";
+    case Isa::avx2: return "avx2";
+    default: return "baseline";
+  }
 }
 
 void set_engine_isa(const std::string& name) { current().store(static_cast<int>(parse(name))); }

@@ -356,6 +356,12 @@ def test_a_corpus_too_small_for_the_cross_encoder_gets_more_steps_and_a_warning(
     assert metrics["cycles"][0]["stages"]["bi_train"]["models"][0]["steps"] == 24  # the bi-encoder as it was
 
 
+@pytest.mark.parametrize("field", ["cross_targets", "bi_targets", "bi_loss"])
+def test_a_recipe_with_an_unknown_kind_is_refused_when_made(field):
+    with pytest.raises(ValueError, match=f"Recipe.{field} must be one of .*'cosnet'"):
+        replace(TINY, **{field: "cosnet"})
+
+
 def test_bi_targets_mean_order_keeps_the_cosines_and_takes_the_teachers_order():
     rng = np.random.default_rng(3)
     bi = rng.uniform(0.3, 0.9, 257).astype(np.float32)

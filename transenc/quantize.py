@@ -3,11 +3,13 @@
 Every nn.Linear becomes an Int8Linear: weights int8 per output channel (symmetric), activations
 int8 per row (per token, asymmetric: each row's [min, max]) at run time, one int8 matmul, then a
 one-pass epilogue back to fp32. The matmul is one of two kernels (int8_kernel):
-- "torch": torch._int_mm (oneDNN's VNNI / AMX-INT8 kernels), s8 x s8 with weights in [-127, 127]
-  and activations in [-128, 127], then the engine's epilogue (ops.dequantize_rows_);
-- "engine", on a CPU without int8 dot products, where _int_mm has no fast kernel (2.9 G ops/s on a
-  Zen 3 core against fp32's 89): the engine's u8 x s8 matmul on AVX2 (csrc/int8_gemm.h, ~190 G
-  ops/s there), epilogue fused. Its activations take the same 256 steps (unsigned); its weights'
+- "torch", where the CPU has AMX-INT8 or AVX-VNNI without AVX-512: torch._int_mm (oneDNN), s8 x s8
+  with weights in [-127, 127] and activations in [-128, 127], then the engine's epilogue
+  (ops.dequantize_rows_);
+- "engine", elsewhere: the engine's u8 x s8 matmul (csrc/int8_gemm.h), epilogue fused, with
+  AVX512-VNNI's dot products where the CPU has them (~410-450 G ops/s on a Zen 4 core, 1.04-1.19x
+  _int_mm with its epilogue) and AVX2's 16-bit pair sums where it has not (~190 G ops/s on a Zen 3
+  core, where _int_mm has no fast kernel: 2.9 G ops/s against fp32's 89). Its activations take the same 256 steps (unsigned); its weights'
   scales also keep each same-sign pair of inputs (2t, 2t + 1) within 128 steps, so that AVX2's
   16-bit pair sums cannot saturate (engine_weight_scale). Measured on STS-B test with fake
   quantization, that costs almost nothing: Spearman against fp32 0.99976 / 0.99961 / 0.99954 (MiniLM
@@ -27,16 +29,21 @@ import threading
 import torch
 
 from transenc import ops
-from transenc.precision import INT8_DOT_PRODUCTS, cpu_flags
+from transenc.precision import cpu_flags
 
 KERNELS = ("torch", "engine")
 
 
 def int8_kernel(flags: frozenset[str] | None = None) -> str:
-    """The int8 matmul this CPU runs fast: torch._int_mm where it has int8 dot products (VNNI or AMX),
-    else the engine's (also where the engine runs its baseline variant: a plain loop at ~10 G ops/s
-    beats _int_mm's 2.9 without VNNI)."""
-    return "torch" if INT8_DOT_PRODUCTS & (cpu_flags() if flags is None else flags) else "engine"
+    """The int8 matmul this CPU runs fastest. The engine's, with its epilogue fused: on AVX512-VNNI
+    (its avx512_vnni variant: 1.04-1.19x _int_mm and the separate epilogue on MiniLM's shapes on a
+    Zen 4 core, bench/results/roofline-amd-epyc-avx512-bf16.md), on AVX2 (~190 G ops/s on a Zen 3
+    core, where _int_mm without VNNI runs 2.9) and in its baseline variant (a plain loop at ~10 G
+    ops/s still beats 2.9). torch._int_mm (oneDNN) where the CPU has AMX-INT8 or only AVX-VNNI."""
+    flags = cpu_flags() if flags is None else flags
+    if "amx_int8" in flags or ("avx_vnni" in flags and "avx512_vnni" not in flags):
+        return "torch"
+    return "engine"
 
 
 def engine_weight_scale(weight: torch.Tensor) -> torch.Tensor:

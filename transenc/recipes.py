@@ -7,7 +7,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from transenc.fit import FitConfig
+from transenc.fit import BI_LOSSES, FitConfig
+
+CROSS_TARGETS = ("raw", "rank")  # Recipe.cross_targets: cross_targets()
+BI_TARGETS = ("cross", "mean", "mean_order", "mean_calibrated")  # Recipe.bi_targets: combine_targets()
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,14 @@ class Recipe:
     # cross-encoder collapses (the 102 demo pairs: 14 steps gave demo dev 35.9, 110 steps 79.3 and
     # 330 steps 80.3, start 91.6; bench/results/small-corpus-cpu.md).
     cross_min_steps: int = 0
+
+    def __post_init__(self):
+        # checked here, not when a stage first uses them: a misspelt value fails before any training
+        for field, value, allowed in (("cross_targets", self.cross_targets, CROSS_TARGETS),
+                                      ("bi_targets", self.bi_targets, BI_TARGETS),
+                                      ("bi_loss", self.bi_loss, tuple(BI_LOSSES))):
+            if value not in allowed:
+                raise ValueError(f"Recipe.{field} must be one of {', '.join(allowed)}; got {value!r}")
 
 
 RECIPES = {

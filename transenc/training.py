@@ -258,7 +258,8 @@ class Trainer:
         return {"models": self.train_models(train_one)}
 
     def bi_train(self, cycle: int, folder: Path) -> dict:
-        labels = combine_targets(*self.cycle_labels(folder), self.recipe.bi_targets)
+        training_labels = self.cycle_labels(folder)
+        labels = combine_targets(*training_labels, self.recipe.bi_targets)
         with_teacher = self.teachers and self.recipe.bi_with_teacher is not None
         cfg = self.recipe.bi_with_teacher if with_teacher else self.recipe.bi
 
@@ -271,19 +272,20 @@ class Trainer:
         encoders = [self.bi_start(k, folder / f"bi-{k}") for k in range(len(self.models))]
         names = [f"cycle{cycle}-bi-{k}" for k in range(len(self.models))]
         info |= {split: self.scored.evaluate(encoders, split, names) for split in ("dev", "test")}
-        info["teacher_dev"] = self.teacher_dev(cycle, folder)
+        info["teacher_dev"] = self.teacher_dev(cycle, training_labels)
         return info
 
-    def teacher_dev(self, cycle: int, folder: Path) -> dict | None:
+    def teacher_dev(self, cycle: int, training_labels: tuple[np.ndarray, np.ndarray]) -> dict | None:
         """What the bi-encoders were taught, scored on dev (dev_scores.taught), from the dev scores of
-        the models that labeled the training pairs, kept from when they were evaluated."""
+        the models that labeled the training pairs, kept from when they were evaluated.
+        training_labels: the cycle's (cross, bi) labels of the training pairs (cycle_labels)."""
         if not self.scored.dev:
             return None
         fixed = [self.scored.scores(BiEncoder.load(t, self.device), "dev", f"teacher-{k}")
                  for k, t in enumerate(self.teachers)]  # in both label means, as in label_mean
         bi, cross = ([self.scored.scores(e, "dev", name) for e, name in self.labelers(kind, cycle)] + fixed
                      for kind in ("bi", "cross"))
-        return taught(self.scored.dev, bi, cross, self.recipe.bi_targets, self.cycle_labels(folder))
+        return taught(self.scored.dev, bi, cross, self.recipe.bi_targets, training_labels)
 
     @staticmethod
     def cycle_labels(folder: Path) -> tuple[np.ndarray, np.ndarray]:
