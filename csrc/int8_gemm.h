@@ -1,5 +1,7 @@
-// The engine's own int8 matmul, for CPUs without int8 dot products (no VNNI, no AMX), where
-// torch._int_mm has no fast kernel (2.9 G ops/s on a Zen 3 core, against 89 G FLOP/s for fp32).
+// The engine's own int8 matmul, the epilogue fused. With AVX512-VNNI (the avx512_vnni variant) it
+// sums u8 x s8 products by vpdpbusd (~410-450 G ops/s on a Zen 4 core). Without int8 dot products,
+// where torch._int_mm has no fast kernel (2.9 G ops/s on a Zen 3 core, against 89 G FLOP/s for
+// fp32), it uses AVX2, as follows.
 // AVX2's vpmaddubsw multiplies unsigned by signed bytes and adds each pair of products (inputs 2t
 // and 2t + 1) into a saturating int16; vpmaddwd against ones widens those to int32. Activations are
 // u8 in [0, 255] (quantize_rows_u8 in quantize.h: the same steps as quantize_rows, shifted by 128).
