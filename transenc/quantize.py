@@ -7,10 +7,10 @@ one-pass epilogue back to fp32. The matmul is one of two kernels (int8_kernel):
   with weights in [-127, 127] and activations in [-128, 127], then the engine's epilogue
   (ops.dequantize_rows_);
 - "engine", elsewhere: the engine's u8 x s8 matmul (csrc/int8_gemm.h), epilogue fused, with
-  AVX512-VNNI's dot products where the CPU has them (~410-450 G ops/s on a Zen 4 core, 1.04-1.19x
-  _int_mm with its epilogue) and AVX2's 16-bit pair sums where it has not (~190 G ops/s on a Zen 3
-  core, where _int_mm has no fast kernel: 2.9 G ops/s against fp32's 89). Its activations take the same 256 steps (unsigned); its weights'
-  scales also keep each same-sign pair of inputs (2t, 2t + 1) within 128 steps, so that AVX2's
+  AVX512-VNNI's dot products where the CPU has them (~410-450 G ops/s on a Zen 4 core) and AVX2's
+  16-bit pair sums where it has not (~190 G ops/s on a Zen 3 core, where _int_mm has no fast
+  kernel: 2.9 G ops/s against fp32's 89). Its activations take the same 256 steps (unsigned); its
+  weights' scales also keep each same-sign pair of inputs (2t, 2t + 1) within 128 steps, so that AVX2's
   16-bit pair sums cannot saturate (engine_weight_scale). Measured on STS-B test with fake
   quantization, that costs almost nothing: Spearman against fp32 0.99976 / 0.99961 / 0.99954 (MiniLM
   bi, MiniLM cross, all-mpnet-base-v2) where plain 8-bit weights give 0.99976 / 0.99965 / 0.99958;
@@ -35,11 +35,13 @@ KERNELS = ("torch", "engine")
 
 
 def int8_kernel(flags: frozenset[str] | None = None) -> str:
-    """The int8 matmul this CPU runs fastest. The engine's, with its epilogue fused: on AVX512-VNNI
-    (its avx512_vnni variant: 1.04-1.19x _int_mm and the separate epilogue on MiniLM's shapes on a
-    Zen 4 core, bench/results/roofline-amd-epyc-avx512-bf16.md), on AVX2 (~190 G ops/s on a Zen 3
-    core, where _int_mm without VNNI runs 2.9) and in its baseline variant (a plain loop at ~10 G
-    ops/s still beats 2.9). torch._int_mm (oneDNN) where the CPU has AMX-INT8 or only AVX-VNNI."""
+    """The int8 matmul for this CPU. The engine's, with its epilogue fused: on AVX512-VNNI (its
+    avx512_vnni variant: on a Zen 4 core its GEMMs ran 1.04-1.19x _int_mm and the separate epilogue
+    on MiniLM's shapes, while whole forwards stayed within noise of _int_mm's, median 1.009 cross /
+    1.000 bi over 8 alternating rounds; kept as the one kernel that later fusions can extend), on
+    AVX2 (~190 G ops/s on a Zen 3 core, where _int_mm without VNNI runs 2.9) and in its baseline
+    variant (a plain loop at ~10 G ops/s still beats 2.9). torch._int_mm (oneDNN) where the CPU has
+    AMX-INT8, or AVX-VNNI without AVX-512 (no engine variant for it)."""
     flags = cpu_flags() if flags is None else flags
     if "amx_int8" in flags or ("avx_vnni" in flags and "avx512_vnni" not in flags):
         return "torch"
