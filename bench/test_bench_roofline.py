@@ -4,9 +4,9 @@ time goes: fills bench/results/roofline-<cpu>.md.
 Everything runs on one core (torch single-threaded, one stream), as each of `transenc label`'s
 streams does (one per core). The peak of an arithmetic is the best rate its GEMM reaches on one
 core over the forward's own shapes and a large square: F.linear for fp32, and for int8 the best of
-`torch._int_mm` (what Int8Linear calls on a CPU with VNNI or AMX), the engine's own int8 matmul (what
-it calls elsewhere: AVX2's u8 x s8 products, csrc/int8_gemm.h) and fbgemm's dynamically quantized
-Linear (AVX2 kernels too, a yardstick from outside). The forward's rate is its encoder layers' Linear
+`torch._int_mm` (what Int8Linear calls on a CPU with AMX, or AVX-VNNI without AVX-512), the engine's own
+int8 matmul (what it calls elsewhere: AVX512-VNNI's or AVX2's u8 x s8 products, csrc/int8_gemm.h) and
+fbgemm's dynamically quantized Linear (AVX2 kernels, a yardstick from outside). The forward's rate is its encoder layers' Linear
 multiply-adds (2 ops each) over its whole time. The breakdown times each kind of op exclusively (a
 call inside a timed call counts only for the inner one) by wrapping the functions the forward
 calls; what no wrapper covers is the rest: Python, reshapes, residual adds, pooling, the cosine.
@@ -30,11 +30,12 @@ pytest.importorskip("pytest_benchmark")
 COLUMNS = [(kind, precision) for kind in ("cross", "bi") for precision in ("fp32", "int8")]
 GEMMS = "GEMMs (fp32: F.linear; int8: torch._int_mm, or the engine's int8_linear with its epilogue)"
 QUANTIZE = "int8: quantize activations (engine)"
+ATTENTION = "attention (fp32: SDPA; int8: the engine's, ops.attention)"
 # (owner, attribute, phase): the functions the forward calls, by the kind of work they do
 WRAPPED = [(F, "linear", GEMMS), (torch, "_int_mm", GEMMS), (ops, "int8_linear", GEMMS),
            (ops, "quantize_rows", QUANTIZE), (ops, "quantize_rows_u8", QUANTIZE),
            (ops, "dequantize_rows_", "int8: dequantize epilogue (engine)"),
-           (F, "scaled_dot_product_attention", "attention (SDPA, fp32)"),
+           (F, "scaled_dot_product_attention", ATTENTION), (ops, "attention", ATTENTION),
            (F, "layer_norm", "layer norm (fp32)"),
            (F, "gelu", "GELU (fp32)"),
            (F, "embedding", "embedding lookups"),

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "attention.h"
 #include "cosine.h"
 #include "int8_gemm.h"
 #include "packer.h"
@@ -312,6 +313,21 @@ static py::array_t<float> py_int8_linear(const rows_of<uint8_t>& q, int64_t k, c
   return out;
 }
 
+// ---- attention for the int8 path (attention.h) --------------------------------------------------
+static py::array_t<float> py_attention(const rows_of<float>& qkv, const rows_of<uint8_t>& key_mask, int64_t heads) {
+  require(qkv.ndim() == 3 && heads > 0 && qkv.shape(2) > 0 && qkv.shape(2) % (3 * heads) == 0,
+          "attention: qkv must be float32[b, t, 3 * heads * dh] with heads > 0");
+  const int64_t b = qkv.shape(0), t = qkv.shape(1), dh = qkv.shape(2) / (3 * heads);
+  require(key_mask.ndim() == 2 && key_mask.shape(0) == b && key_mask.shape(1) == t, "attention: key_mask must be uint8[b, t]");
+  py::array_t<float> out({b, t, heads * dh});
+  float* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    attention(qkv.data(), key_mask.data(), b, t, heads, dh, o);
+  }
+  return out;
+}
+
 // ---- the pairs-file reader's per-line work (transenc.readers' fast formats) ---------------------
 static py::tuple py_scan_pairs(const py::bytes& buffer, int64_t start, int64_t line, int64_t max_rows, bool final,
                                const std::string& format, bool stop_at_bad, SentenceTable& table) {
@@ -403,4 +419,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("int8_linear", &py_int8_linear, py::arg("q"), py::arg("k"), py::arg("packed"), py::arg("n"),
         py::arg("row_scale"), py::arg("row_offset"), py::arg("col_scale"), py::arg("col_sum"), py::arg("bias"),
         "float32[m, n]: the engine's int8 matmul of quantize_rows_u8 rows and packed weights, with the epilogue");
+  m.def("attention", &py_attention, py::arg("qkv"), py::arg("key_mask"), py::arg("heads"),
+        "float32[b, t, heads * dh]: multi-head softmax attention of a layer's fused query/key/value projection "
+        "qkv float32[b, t, 3 * heads * dh] over the keys where key_mask uint8[b, t] is nonzero");
 }

@@ -1,6 +1,7 @@
 """The int8 path (engine ops, Int8Linear, int8 copies of models) against float64, the precision
 policy, and agreement of int8 / bf16 with fp32 on the real default model."""
 import threading
+from pathlib import Path
 import time
 
 import numpy as np
@@ -13,7 +14,7 @@ from transenc.errors import TransencError
 from transenc.precision import (check_precision, cpu_auto_precision, cpu_training_precision, inference_precision,
                                 training_precision)
 from transenc import _C
-from transenc.quantize import Int8Linear, int8_kernel, int8_model
+from transenc.quantize import Int8Linear, engine_attention, int8_kernel, int8_model
 
 SHAPES = [(1, 1), (3, 5), (17, 33), (64, 384), (129, 1537)]  # rows x width: odd, below and above a vector
 
@@ -146,6 +147,80 @@ def test_engine_int8_matmul_refuses_mismatched_arguments():
         ops.int8_linear(q, 8, packed, 16, ones16, ones16, ones16, ones16)
     with pytest.raises(ValueError, match="int8 tensor"):
         ops.pack_int8_weights(w.float())
+
+
+# batch rows x tokens x heads x head width: single ones, around a tile of 8 queries and a block of 16
+# keys, around the 32 value elements of a pass, MiniLM's (12 x 32) and mpnet's (12 x 64) heads
+ATTENTIONS = [(1, 1, 1, 1), (3, 17, 2, 5), (2, 8, 3, 16), (2, 33, 1, 33), (4, 40, 12, 32), (1, 70, 2, 64),
+              (2, 9, 1, 130), (5, 16, 4, 31)]
+
+
+@pytest.mark.parametrize("b,t,heads,dh", ATTENTIONS)
+def test_engine_attention_matches_float64(b, t, heads, dh, engine_variant):
+    """Keys masked anywhere, right padding, a row with one kept key and a row with none (zeros), and
+    scores large enough that a softmax without its shift would overflow."""
+    g = torch.Generator().manual_seed(b * 1000 + t * 10 + dh)
+    qkv = torch.randn(b, t, 3 * heads * dh, generator=g) * torch.logspace(-1, 1.3, b)[:, None, None]
+    mask = torch.rand(b, t, generator=g) > 0.3
+    mask[:, 0] = True
+    if b > 1:
+        mask[1, max(1, t // 2):] = False  # right padding: those keys are skipped, those queries still answered
+    if b > 2:
+        mask[2] = False
+        mask[2, t - 1] = True
+    if b > 3:
+        mask[3] = False
+    got = ops.attention(qkv, mask, heads)
+    want = reference.attention_reference(qkv, mask, heads)
+    assert got.dtype == torch.float32 and got.shape == (b, t, heads * dh)
+    values = qkv[..., 2 * heads * dh:].double().abs().amax((1, 2))[:, None, None]  # each row's value scale
+    assert ((got.double() - want).abs() <= 2e-6 * values + 1e-5 * want.abs()).all()
+    if b > 3:
+        assert not got[3].any()
+
+
+def test_engine_attention_refuses_mismatched_arguments():
+    qkv = torch.zeros(2, 5, 12)
+    ops.attention(qkv, torch.ones(2, 5), 2)
+    with pytest.raises(ValueError, match="key_mask"):
+        ops.attention(qkv, torch.ones(2, 4), 2)
+    with pytest.raises(ValueError, match="3 \\* heads"):
+        ops.attention(qkv, torch.ones(2, 5), 5)
+    with pytest.raises(ValueError, match="key mask"):
+        engine_attention(qkv, torch.ones(2, 1, 5, 5, dtype=torch.bool), 2)  # a full [B, 1, T, T] mask
+
+
+def test_int8_models_attend_on_the_engine_where_it_is_fast_and_agree_with_sdpa(tiny_bert):
+    """int8_model swaps each transenc.bert layer's attention for the engine's under an AVX-512 variant,
+    keeps SDPA under the others, and leaves the fp32 model's alone; on a padded batch the engine's and
+    SDPA agree on every kept token."""
+    from transenc import bert
+    from transenc.models import BiEncoder
+
+    encoder = BiEncoder.load(tiny_bert, "cpu")  # for transformers' tokenizer, which pads
+    model = bert.load(Path(tiny_bert), False, torch.device("cpu"))
+    try:
+        for variant in _C.variants():
+            _C.set_variant(variant)
+            want = engine_attention if variant in ("avx512", "avx512_vnni") else bert.sdpa_attention
+            assert {layer.attention for layer in int8_model(model).layers} == {want}, variant
+    finally:
+        _C.set_variant("auto")
+    assert {layer.attention for layer in model.layers} == {bert.sdpa_attention}
+    quantized = int8_model(model)
+    for layer in quantized.layers:
+        layer.attention = engine_attention
+    batch = encoder.tokenizer(["a cat sleeps on the mat", "rain", "the stock market fell sharply today"],
+                              padding=True, return_tensors="pt")
+    mask = batch["attention_mask"].bool()[:, None, None, :]
+    with torch.inference_mode():
+        engine = quantized(batch["input_ids"], mask).last_hidden_state
+        for layer in quantized.layers:
+            layer.attention = bert.sdpa_attention
+        sdpa = quantized(batch["input_ids"], mask).last_hidden_state
+    kept = batch["attention_mask"].bool()
+    assert not torch.equal(engine, sdpa)  # the engine really ran
+    torch.testing.assert_close(engine[kept], sdpa[kept], atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("kernel", ["torch", "engine"])

@@ -72,10 +72,19 @@ class Embeddings(nn.Module):
         return self.LayerNorm(x + self.position_embeddings(positions))
 
 
+def sdpa_attention(qkv: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.Tensor:
+    """Multi-head attention from the fused query/key/value projection [B, T, 3 * width] with SDPA's
+    mask: [B, T, width], the heads side by side."""
+    b, t, width = qkv.shape
+    q, k, v = qkv.view(b, t, 3, heads, width // (3 * heads)).permute(2, 0, 3, 1, 4)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(b, t, width // 3)
+
+
 class Layer(nn.Module):
     def __init__(self, c):
         super().__init__()
         self.heads = c.num_attention_heads
+        self.attention = sdpa_attention  # an int8 copy runs the engine's instead (transenc.quantize)
         self.qkv = nn.Linear(c.hidden_size, 3 * c.hidden_size)
         self.attention_out = nn.Linear(c.hidden_size, c.hidden_size)
         self.attention_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
@@ -84,10 +93,7 @@ class Layer(nn.Module):
         self.output_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
 
     def forward(self, x, mask):
-        b, t, d = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        x = self.attention_norm(self.attention_out(attended.transpose(1, 2).reshape(b, t, d)) + x)
+        x = self.attention_norm(self.attention_out(self.attention(self.qkv(x), mask, self.heads)) + x)
         return self.output_norm(self.output(F.gelu(self.intermediate(x))) + x)
 
 

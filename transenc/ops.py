@@ -140,3 +140,16 @@ def dequantize_rows_(acc: torch.Tensor, row_scale: torch.Tensor, row_offset: tor
     _C.dequantize_rows(acc.numpy(), row_scale.numpy(), row_offset.numpy(), col_scale.numpy(), col_sum.numpy(),
                        None if bias is None else bias.numpy())
     return acc.view(torch.float32)
+
+
+def attention(qkv: torch.Tensor, key_mask: torch.Tensor, heads: int) -> torch.Tensor:
+    """Multi-head softmax attention of a BERT layer from its fused query/key/value projection
+    (csrc/attention.h): qkv float32 [B, T, 3 * heads * dh], key_mask [B, T] (nonzero or True: a token
+    to attend to) -> float32 [B, T, heads * dh], the heads side by side as the next Linear reads them.
+    F.scaled_dot_product_attention's result to fp32 rounding (reference.attention_reference), except
+    that a row without a kept key gives zeros, not NaN. CPU only (the int8 inference path)."""
+    if qkv.dim() != 3 or qkv.is_cuda or tuple(key_mask.shape) != tuple(qkv.shape[:2]):
+        raise ValueError(f"attention needs CPU qkv [B, T, 3 * width] and key_mask [B, T], got {tuple(qkv.shape)} "
+                         f"and {tuple(key_mask.shape)}")
+    mask = (key_mask.detach() != 0).to(torch.uint8).contiguous().numpy()
+    return torch.from_numpy(_C.attention(qkv.detach().to(torch.float32).contiguous().numpy(), mask, int(heads)))

@@ -19,7 +19,9 @@ A scale per token matters: one per batch, as torch's dynamic quantization
 has, lets a single outlier token flatten every other row (Spearman 0.983 against fp32 on a trained
 MiniLM cross-encoder, measured when this was chosen; per token: 0.9997, bench/results/precision-*.md).
 A row's own range matters too: symmetric per-token int8 cost STS-B test 0.31, asymmetric 0.15.
-Attention, LayerNorm, embeddings and GELU stay fp32.
+Attention, LayerNorm, embeddings and GELU stay fp32; attention in a transenc.bert layer runs on the
+engine's kernel (ops.attention, engine_attention) where the engine runs an AVX-512 variant: SDPA spent
+most of its time around the work on scoring's short rows.
 """
 from __future__ import annotations
 
@@ -28,7 +30,7 @@ import threading
 
 import torch
 
-from transenc import ops
+from transenc import _C, bert, ops
 from transenc.precision import cpu_flags
 
 KERNELS = ("torch", "engine")
@@ -113,15 +115,35 @@ class Int8Linear(torch.nn.Module):
         return y.view(*x.shape[:-1], self.out_features)
 
 
+def engine_attention(qkv: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.Tensor:
+    """bert.Layer's attention on the engine (ops.attention): `mask` is the [B, 1, 1, T] key mask that
+    bert.Bert passes to SDPA. On one Zen 4 core, 32 rows of 12 heads of 32: 2.2-2.6x SDPA's speed at
+    28 tokens, 1.7x at 56; the whole int8 forward of STS-B's pairs (bench/results/roofline-*.md): its
+    attention time 2.7-3.0 s against SDPA's 4.8 s (cross), 2.2-2.4 s against 6.4 s (bi)."""
+    b, t, _ = qkv.shape
+    if tuple(mask.shape) != (b, 1, 1, t):
+        raise ValueError(f"engine_attention takes a key mask [B, 1, 1, T] = {(b, 1, 1, t)}, got {tuple(mask.shape)}")
+    return ops.attention(qkv, mask.reshape(b, t), heads)
+
+
+def engine_attends() -> bool:
+    """Whether int8 copies attend on the engine: where it runs an AVX-512 variant, whose products are
+    written by hand. Its plain loops (the avx2 and baseline variants) ran at half SDPA's speed (both
+    variants forced on a Zen 4 core: 5.2 ms against 2.6 at 32 rows of 28 tokens), so there SDPA stays."""
+    return _C.variant() in ("avx512", "avx512_vnni")
+
+
 def int8_model(model: torch.nn.Module, kernel: str | None = None) -> torch.nn.Module:
     """An inference copy of `model` whose Linear layers are Int8Linear on `kernel` (default: this CPU's,
-    int8_kernel). Every other parameter and buffer is shared with `model`, not copied, so the copy
-    costs only the int8 weights."""
+    int8_kernel) and whose transenc.bert layers attend on the engine where it is faster (engine_attends). Every other
+    parameter and buffer is shared with `model`, not copied, so the copy costs only the int8 weights."""
     kernel = kernel or int8_kernel()
     shared = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
     quantized = copy.deepcopy(model, memo=shared)
     last_input = _LastInput(kernel)
     for module in list(quantized.modules()):
+        if isinstance(module, bert.Layer) and engine_attends():
+            module.attention = engine_attention
         for name, child in list(module.named_children()):
             if isinstance(child, torch.nn.Linear):
                 setattr(module, name, Int8Linear(child, last_input, kernel))

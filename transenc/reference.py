@@ -58,3 +58,14 @@ def quantize_rows_reference(x: torch.Tensor, shift: int = 128) -> tuple[torch.Te
     scale = (high - low) / 255
     steps = (x64 - low[:, None]) / torch.where(scale > 0, scale, torch.ones_like(scale))[:, None]
     return torch.round(steps).clamp(0, 255) - shift, scale, low + shift * scale
+
+
+def attention_reference(qkv: torch.Tensor, key_mask: torch.Tensor, heads: int) -> torch.Tensor:
+    """ops.attention in float64: softmax(q k^T / sqrt(dh)) v per head over the kept keys, from a fused
+    query/key/value projection [b, t, 3 * heads * dh]; a row without a kept key gives zeros."""
+    b, t, width = qkv.shape
+    q, k, v = qkv.double().view(b, t, 3, heads, width // (3 * heads)).permute(2, 0, 3, 1, 4)
+    scores = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5
+    scores = scores.masked_fill(~key_mask.bool()[:, None, None, :], float("-inf"))
+    weights = torch.softmax(scores, -1).nan_to_num(0.0)
+    return (weights @ v).transpose(1, 2).reshape(b, t, width // 3)

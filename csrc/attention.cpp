@@ -1,0 +1,20 @@
+#include "attention.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "variants.h"
+
+#define TRANSENC_KERNELS "attention_kernels.inc"
+#include "variants.inc"
+
+namespace transenc {
+
+void attention(const float* qkv, const uint8_t* key_mask, int64_t b, int64_t t, int64_t heads, int64_t dh, float* out) {
+  TRANSENC_VARIANT_CALL(attention)(qkv, key_mask, b, t, heads, dh, out);
+}
+
+}  // namespace transenc

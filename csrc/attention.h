@@ -1,0 +1,20 @@
+// Multi-head self-attention of a BERT layer in fp32, for the int8 inference path (transenc.quantize):
+// torch's scaled_dot_product_attention spends most of its time around the work on the short rows
+// that scoring packs (one Zen 4 core: ~20 G FLOP/s at 32 pairs of 28 tokens, a fifth of its fp32
+// peak, and 18-22% of an int8 forward). Here each (row, head) is one pass over cache-resident
+// tiles, reading the layer's fused query/key/value projection as it is and writing the output in
+// the layout the next Linear reads, so no permute or copy is made around it. Kept free of Python:
+// bindings.cpp adapts numpy buffers. On the calling thread, as the int8 matmul (see quantize.h).
+#pragma once
+#include <cstdint>
+
+namespace transenc {
+
+// out[i, q, h * dh + c] = sum over kept keys k of softmax_k(qh . kh / sqrt(dh)) * vh[k, c], for each
+// batch row i < b, query q < t and head h < heads, where qh, kh and vh are head h's slices of the
+// three thirds of qkv[i, token] (float32[b, t, 3 * heads * dh]: queries, keys, values), a key is
+// kept where key_mask[i, k] != 0, and out is float32[b, t, heads * dh]. A row without a kept key
+// gets zeros (SDPA: NaN). The exponentials are fp32 to about 2 ulp.
+void attention(const float* qkv, const uint8_t* key_mask, int64_t b, int64_t t, int64_t heads, int64_t dh, float* out);
+
+}  // namespace transenc
