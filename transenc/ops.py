@@ -151,5 +151,8 @@ def attention(qkv: torch.Tensor, key_mask: torch.Tensor, heads: int) -> torch.Te
     if qkv.dim() != 3 or qkv.is_cuda or tuple(key_mask.shape) != tuple(qkv.shape[:2]):
         raise ValueError(f"attention needs CPU qkv [B, T, 3 * width] and key_mask [B, T], got {tuple(qkv.shape)} "
                          f"and {tuple(key_mask.shape)}")
-    mask = (key_mask.detach() != 0).to(torch.uint8).contiguous().numpy()
+    mask = key_mask.detach().contiguous()
+    # a bool mask (what bert passes, every layer) is read as its bytes; others are made 0/1 first
+    mask = mask.view(torch.uint8) if mask.dtype == torch.bool else (mask != 0).to(torch.uint8)
+    mask = mask.numpy()
     return torch.from_numpy(_C.attention(qkv.detach().to(torch.float32).contiguous().numpy(), mask, int(heads)))

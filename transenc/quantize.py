@@ -135,8 +135,9 @@ def engine_attends() -> bool:
 
 def int8_model(model: torch.nn.Module, kernel: str | None = None) -> torch.nn.Module:
     """An inference copy of `model` whose Linear layers are Int8Linear on `kernel` (default: this CPU's,
-    int8_kernel) and whose transenc.bert layers attend on the engine where it is faster (engine_attends). Every other
-    parameter and buffer is shared with `model`, not copied, so the copy costs only the int8 weights."""
+    int8_kernel) and whose transenc.bert layers attend on the engine where it is faster (engine_attends).
+    Every other parameter and buffer is shared with `model`, not copied, so the copy costs only the int8
+    weights."""
     kernel = kernel or int8_kernel()
     shared = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
     quantized = copy.deepcopy(model, memo=shared)
