@@ -28,15 +28,17 @@ from transenc.precision import slow_on_this_cpu
 
 pytest.importorskip("pytest_benchmark")
 COLUMNS = [(kind, precision) for kind in ("cross", "bi") for precision in ("fp32", "int8")]
-GEMMS = "GEMMs (fp32: F.linear; int8: torch._int_mm, or the engine's int8_linear with its epilogue)"
+GEMMS = ("GEMMs (fp32: F.linear; int8: torch._int_mm, or the engine's int8_linear with its epilogue, and "
+         "int8_linear_gelu_u8 with GELU and the next quantization fused)")
 QUANTIZE = "int8: quantize activations (engine)"
 ATTENTION = "attention (fp32: SDPA; int8: the engine's, ops.attention)"
 # (owner, attribute, phase): the functions the forward calls, by the kind of work they do
-WRAPPED = [(F, "linear", GEMMS), (torch, "_int_mm", GEMMS), (ops, "int8_linear", GEMMS),
+NORM = "layer norm (fp32; int8 engine: ops.layer_norm_u8, its output's quantization fused)"
+WRAPPED = [(F, "linear", GEMMS), (torch, "_int_mm", GEMMS), (ops, "int8_linear", GEMMS), (ops, "int8_linear_gelu_u8", GEMMS),
            (ops, "quantize_rows", QUANTIZE), (ops, "quantize_rows_u8", QUANTIZE),
            (ops, "dequantize_rows_", "int8: dequantize epilogue (engine)"),
            (F, "scaled_dot_product_attention", ATTENTION), (ops, "attention", ATTENTION),
-           (F, "layer_norm", "layer norm (fp32)"),
+           (F, "layer_norm", NORM), (ops, "layer_norm_u8", NORM),
            (F, "gelu", "GELU (fp32)"),
            (F, "embedding", "embedding lookups"),
            (models, "pack_pairs", "packing"), (models, "pack_sentences", "packing"),

@@ -2,6 +2,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -294,14 +295,20 @@ static py::tuple py_quantize_rows_u8(const rows_of<float>& x) {
   return py::make_tuple(q, scale, offset);
 }
 
+// The rows of an int8 matmul's arguments (int8_linear and int8_linear_gelu_u8), after their shapes are checked.
+static int64_t int8_matmul_rows(const char* name, const rows_of<uint8_t>& q, int64_t k, const rows_of<int8_t>& packed,
+                                int64_t n) {
+  require(k > 0 && n > 0, std::string(name) + ": k and n must be positive");
+  require(q.ndim() == 2 && q.shape(1) == int8_row_stride(k), std::string(name) + ": q must be uint8[m, k rounded up to 4]");
+  require(packed.ndim() == 1 && packed.shape(0) == int8_packed_bytes(n, k),
+          std::string(name) + ": packed must be pack_int8_weights of an int8[n, k]");
+  return q.shape(0);
+}
+
 static py::array_t<float> py_int8_linear(const rows_of<uint8_t>& q, int64_t k, const rows_of<int8_t>& packed, int64_t n,
                                          const rows_of<float>& row_scale, const rows_of<float>& row_offset,
                                          const rows_of<float>& col_scale, const rows_of<float>& col_sum, py::object bias) {
-  require(k > 0 && n > 0, "int8_linear: k and n must be positive");
-  require(q.ndim() == 2 && q.shape(1) == int8_row_stride(k), "int8_linear: q must be uint8[m, k rounded up to 4]");
-  require(packed.ndim() == 1 && packed.shape(0) == int8_packed_bytes(n, k),
-          "int8_linear: packed must be pack_int8_weights of an int8[n, k]");
-  const int64_t m = q.shape(0);
+  const int64_t m = int8_matmul_rows("int8_linear", q, k, packed, n);
   rows_of<float> b;
   const Int8Epilogue e = epilogue_of("int8_linear", m, n, row_scale, row_offset, col_scale, col_sum, bias, b);
   py::array_t<float> out({m, n});
@@ -309,6 +316,51 @@ static py::array_t<float> py_int8_linear(const rows_of<uint8_t>& q, int64_t k, c
   {
     py::gil_scoped_release release;
     int8_linear(q.data(), m, k, packed.data(), n, e, o);
+  }
+  return out;
+}
+
+static py::tuple py_int8_linear_gelu_u8(const rows_of<uint8_t>& q, int64_t k, const rows_of<int8_t>& packed, int64_t n,
+                                        const rows_of<float>& row_scale, const rows_of<float>& row_offset,
+                                        const rows_of<float>& col_scale, const rows_of<float>& col_sum, py::object bias) {
+  const int64_t m = int8_matmul_rows("int8_linear_gelu_u8", q, k, packed, n);
+  rows_of<float> b;
+  const Int8Epilogue e = epilogue_of("int8_linear_gelu_u8", m, n, row_scale, row_offset, col_scale, col_sum, bias, b);
+  py::array_t<float> scale(m), offset(m);
+  py::array_t<uint8_t> q_out({m, int8_row_stride(n)});
+  float *sd = scale.mutable_data(), *od = offset.mutable_data();
+  uint8_t* qd = q_out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    int8_linear_gelu_u8(q.data(), m, k, packed.data(), n, e, qd, sd, od);
+  }
+  return py::make_tuple(q_out, scale, offset);
+}
+
+static py::tuple py_layer_norm_u8(const rows_of<float>& x, const rows_of<float>& gamma, const rows_of<float>& beta,
+                                   float eps) {
+  require(x.ndim() == 2 && x.shape(1) > 0, "layer_norm_u8: x must be float32[N, d] with d > 0");
+  const int64_t n = x.shape(0), d = x.shape(1);
+  require(gamma.ndim() == 1 && gamma.shape(0) == d && beta.ndim() == 1 && beta.shape(0) == d,
+          "layer_norm_u8: gamma and beta must be float32[d]");
+  py::array_t<float> y({n, d}), scale(n), offset(n);
+  py::array_t<uint8_t> q({n, int8_row_stride(d)});
+  float *yd = y.mutable_data(), *sd = scale.mutable_data(), *od = offset.mutable_data();
+  uint8_t* qd = q.mutable_data();
+  {
+    py::gil_scoped_release release;
+    layer_norm_u8(x.data(), n, d, gamma.data(), beta.data(), eps, yd, int8_row_stride(d), qd, sd, od);
+  }
+  return py::make_tuple(y, q, scale, offset);
+}
+
+static py::array_t<float> py_gelu(const rows_of<float>& x) {
+  py::array_t<float> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  std::memcpy(out.mutable_data(), x.data(), x.size() * sizeof(float));
+  float* o = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    gelu_(o, x.size());
   }
   return out;
 }
@@ -419,6 +471,14 @@ PYBIND11_MODULE(_C, m) {
   m.def("int8_linear", &py_int8_linear, py::arg("q"), py::arg("k"), py::arg("packed"), py::arg("n"),
         py::arg("row_scale"), py::arg("row_offset"), py::arg("col_scale"), py::arg("col_sum"), py::arg("bias"),
         "float32[m, n]: the engine's int8 matmul of quantize_rows_u8 rows and packed weights, with the epilogue");
+  m.def("int8_linear_gelu_u8", &py_int8_linear_gelu_u8, py::arg("q"), py::arg("k"), py::arg("packed"), py::arg("n"),
+        py::arg("row_scale"), py::arg("row_offset"), py::arg("col_scale"), py::arg("col_sum"), py::arg("bias"),
+        "(q uint8[m, n rounded up to 4], scale, offset): quantize_rows_u8 of GELU of int8_linear's output, "
+        "which is not written out");
+  m.def("layer_norm_u8", &py_layer_norm_u8, py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("eps"),
+        "(y float32[N, d], q uint8[N, d rounded up to 4], scale, offset): LayerNorm of x's rows, and y quantized "
+        "as quantize_rows_u8 makes it");
+  m.def("gelu", &py_gelu, py::arg("x"), "float32 copy of x with GELU (erf's) applied, to within 3e-7 |x|");
   m.def("attention", &py_attention, py::arg("qkv"), py::arg("key_mask"), py::arg("heads"),
         "float32[b, t, heads * dh]: multi-head softmax attention of a layer's fused query/key/value projection "
         "qkv float32[b, t, 3 * heads * dh] over the keys where key_mask uint8[b, t] is nonzero");

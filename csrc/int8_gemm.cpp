@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "variants.h"
 
@@ -34,6 +35,22 @@ void pack_int8_weights(const int8_t* w, int64_t n, int64_t k, int8_t* packed) {
 void int8_linear(const uint8_t* q, int64_t m, int64_t k, const int8_t* packed, int64_t n, const Int8Epilogue& e,
                  float* out) {
   TRANSENC_VARIANT_CALL(int8_linear)(q, m, k, packed, n, e, out);
+}
+
+void int8_linear_gelu_u8(const uint8_t* q, int64_t m, int64_t k, const int8_t* packed, int64_t n,
+                         const Int8Epilogue& e, uint8_t* q_out, float* scale, float* offset) {
+  constexpr int64_t kBlockRows = 16;  // 96 KiB of fp32 at n = 1,536: in L2 while GELU and the quantization read it
+  const int64_t in_stride = int8_row_stride(k), out_stride = int8_row_stride(n);
+  std::vector<float> block(std::min(kBlockRows, m) * n);
+  for (int64_t i = 0; i < m; i += kBlockRows) {
+    const int64_t rows = std::min(kBlockRows, m - i);
+    Int8Epilogue rows_e = e;
+    rows_e.row_scale += i;
+    rows_e.row_offset += i;
+    int8_linear(q + i * in_stride, rows, k, packed, n, rows_e, block.data());
+    gelu_(block.data(), rows * n);
+    quantize_rows_u8(block.data(), rows, n, out_stride, q_out + i * out_stride, scale + i, offset + i);
+  }
 }
 
 }  // namespace transenc

@@ -38,4 +38,11 @@ void pack_int8_weights(const int8_t* w, int64_t n, int64_t k, int8_t* packed);
 void int8_linear(const uint8_t* q, int64_t m, int64_t k, const int8_t* packed, int64_t n, const Int8Epilogue& e,
                  float* out);
 
+// int8_linear, then GELU (gelu_), then quantize_rows_u8: the int8 path's 384 -> 1,536 layer and the
+// quantization of what the 1,536 -> 384 layer reads, a block of rows at a time through a scratch
+// block that stays in cache; the fp32 outputs are never written out. q_out[m, int8_row_stride(n)],
+// scale[m] and offset[m] are exactly what quantize_rows_u8 makes of gelu_(int8_linear(...)).
+void int8_linear_gelu_u8(const uint8_t* q, int64_t m, int64_t k, const int8_t* packed, int64_t n,
+                         const Int8Epilogue& e, uint8_t* q_out, float* scale, float* offset);
+
 }  // namespace transenc

@@ -18,6 +18,15 @@ void quantize_rows(const float* x, int64_t n, int64_t d, int8_t* q, float* scale
 // `stride` bytes apart (the columns past d are 0).
 void quantize_rows_u8(const float* x, int64_t n, int64_t d, int64_t stride, uint8_t* q, float* scale, float* offset);
 
+// GELU (erf's, as torch's F.gelu) in place, to within 3e-7 |x|: what an int8 path's 384 -> 1,536 layer
+// hands to the next one's quantization (int8_linear_gelu_u8 in int8_gemm.h).
+void gelu_(float* x, int64_t count);
+
+// LayerNorm of each row of x[n, d] (biased variance, as torch's) into y, and y's rows quantized as
+// quantize_rows_u8 makes them, while each row is still in L1: what the next int8 layer reads.
+void layer_norm_u8(const float* x, int64_t n, int64_t d, const float* gamma, const float* beta, float eps, float* y,
+                   int64_t stride, uint8_t* q, float* scale, float* offset);
+
 // The fp32 epilogue of an int8 matmul: output [i, j] of acc[i, j] (int32, sum_k q[i, k] * wq[k, j]) is
 // acc * row_scale[i] * col_scale[j] + row_offset[i] * col_sum[j] + bias[j], where col_sum[j] =
 // sum_k wq[k, j] * col_scale[j] carries the rows' offsets. bias may be null. dequantize_rows and the

@@ -14,7 +14,8 @@ from transenc.errors import TransencError
 from transenc.precision import (check_precision, cpu_auto_precision, cpu_training_precision, inference_precision,
                                 training_precision)
 from transenc import _C
-from transenc.quantize import Int8Linear, engine_attention, int8_kernel, int8_model
+from transenc.quantize import (Int8Linear, QuantizingLayerNorm, engine_attention, engine_feed_forward, int8_kernel,
+                               int8_model)
 
 SHAPES = [(1, 1), (3, 5), (17, 33), (64, 384), (129, 1537)]  # rows x width: odd, below and above a vector
 
@@ -102,6 +103,58 @@ def test_engine_int8_matmul_matches_float64(m, k, n, engine_variant):
     np.testing.assert_allclose(got.double(), want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("count", [1, 15, 16, 17, 4099])
+def test_engine_gelu_matches_float64(count, engine_variant):
+    """Erf's GELU to within 3e-7 |x| (torch's F.gelu is within 3.5e-7), on values from the far negative
+    tail (where GELU is a tiny negative number) to large positive ones, zeros and signed tiny ones."""
+    g = torch.Generator().manual_seed(count)
+    x = torch.randn(count, generator=g) * torch.logspace(-3, 1.5, count)
+    special = torch.tensor([0.0, -0.0, 1e-30, -1e-30, -3.7, 3.7, -9.0, -13.5, 50.0, -50.0, 1e-3, -6.0])
+    x[: min(count, len(special))] = special[:count]
+    got = torch.from_numpy(_C.gelu(x.numpy()))
+    want = x.double() * 0.5 * (1 + torch.erf(x.double() / 2**0.5))
+    assert got.dtype == torch.float32 and got.shape == x.shape
+    assert ((got.double() - want).abs() <= 3e-7 * x.double().abs()).all()
+
+
+@pytest.mark.parametrize("n,d", SHAPES)
+def test_engine_layer_norm_u8_matches_float64(n, d, engine_variant):
+    """LayerNorm to fp32 rounding on rows with an offset and a spread, and its output quantized exactly as
+    quantize_rows_u8 quantizes it."""
+    g = torch.Generator().manual_seed(n * 7 + d)
+    x = torch.randn(n, d, generator=g) * torch.logspace(-2, 2, n)[:, None] + torch.randn(n, 1, generator=g) * 10
+    weight, bias = torch.randn(d, generator=g), torch.randn(d, generator=g)
+    y, rows = ops.layer_norm_u8(x, weight, bias, 1e-5)
+    want = torch.nn.functional.layer_norm(x.double(), (d,), weight.double(), bias.double(), 1e-5)
+    assert y.dtype == torch.float32 and y.shape == (n, d)
+    # the mean of fp32 inputs is only known to a few ulps of itself: relative to a row's spread that
+    # moves every output of a row with a large mean and a small spread (torch's fp32 LayerNorm alike)
+    spread = x.double().std(1, unbiased=False)[:, None] + 1e-30
+    ill = 1e-6 * x.double().mean(1).abs()[:, None] / spread * weight.double().abs()
+    assert ((y.double() - want).abs() <= 2e-6 * (1 + want.abs()) + ill).all()
+    for got, expected in zip(rows, ops.quantize_rows_u8(y)):
+        assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (15, 5, 17), (16, 384, 1536), (37, 383, 45), (257, 70, 3)])
+def test_engine_int8_linear_gelu_u8_is_its_three_steps_exactly(m, k, n, engine_variant):
+    """The fused step (blocks of 16 rows through a scratch block) gives, to the bit, what its three steps
+    give one after the other: int8_linear, GELU, quantize_rows_u8."""
+    g = torch.Generator().manual_seed(m + k + n)
+    q = torch.randint(0, 256, (m, (k + 3) // 4 * 4), generator=g, dtype=torch.uint8)
+    q[:, k:] = 0
+    packed = ops.pack_int8_weights(pair_bounded_weights(g, n, k))
+    epilogue = (torch.rand(m, generator=g) / 100, torch.randn(m, generator=g), torch.rand(n, generator=g) / 100,
+                torch.randn(n, generator=g), torch.randn(n, generator=g))
+    got = ops.int8_linear_gelu_u8(q, k, packed, n, *epilogue)
+    steps = torch.from_numpy(_C.gelu(ops.int8_linear(q, k, packed, n, *epilogue).numpy()))
+    want = ops.quantize_rows_u8(steps)
+    for a, b in zip(got, want):
+        assert a.dtype == b.dtype and torch.equal(a, b)
+    assert got[0].shape == (m, (n + 3) // 4 * 4)
+    assert m * n == 1 or got[0][:, :n].unique().numel() > 2  # not a constant nor only the two ends
+
+
 def pair_bounded_weights(g: torch.Generator, n: int, k: int, bound: int = _C.INT8_PAIR_MAX) -> torch.Tensor:
     """Random int8 weights in [-127, 127] where each same-sign pair of inputs (2t, 2t + 1) adds up to at
     most `bound` in magnitude, as engine_weight_scale makes them; pairs at the bound included."""
@@ -147,6 +200,8 @@ def test_engine_int8_matmul_refuses_mismatched_arguments():
         ops.int8_linear(q, 8, packed, 16, ones16, ones16, ones16, ones16)
     with pytest.raises(ValueError, match="int8 tensor"):
         ops.pack_int8_weights(w.float())
+    with pytest.raises(ValueError, match="int8_linear_gelu_u8: packed must be"):
+        ops.int8_linear_gelu_u8(q, 8, packed, 17, ones3, ones3, torch.ones(17), torch.ones(17))
 
 
 # batch rows x tokens x heads x head width: single ones, around a tile of 8 queries and a block of 16
@@ -221,6 +276,76 @@ def test_int8_models_attend_on_the_engine_where_it_is_fast_and_agree_with_sdpa(t
     kept = batch["attention_mask"].bool()
     assert not torch.equal(engine, sdpa)  # the engine really ran
     torch.testing.assert_close(engine[kept], sdpa[kept], atol=1e-4, rtol=1e-4)
+
+
+def test_int8_models_run_the_feed_forward_on_the_engine_under_vnni_and_agree_with_the_steps(tiny_bert, monkeypatch):
+    """int8_model gives each transenc.bert layer engine_feed_forward on the engine kernel under the
+    avx512_vnni variant only; the fp32 model keeps bert.feed_forward. Forced on, the fused feed-forward
+    runs (counted) and agrees with the int8 layers run step by step (GELU differs by 3e-7 |x| at most,
+    which may move a rounding of the next quantization by one step)."""
+    from transenc import bert
+    from transenc.models import BiEncoder
+
+    encoder = BiEncoder.load(tiny_bert, "cpu")
+    model = bert.load(Path(tiny_bert), False, torch.device("cpu"))
+    try:
+        for variant in _C.variants():
+            _C.set_variant(variant)
+            for kernel in ("torch", "engine"):
+                want = engine_feed_forward if (variant, kernel) == ("avx512_vnni", "engine") else bert.feed_forward
+                assert {layer.feed_forward for layer in int8_model(model, kernel).layers} == {want}, (variant, kernel)
+    finally:
+        _C.set_variant("auto")
+    assert {layer.feed_forward for layer in model.layers} == {bert.feed_forward}
+    quantized = int8_model(model, "engine")
+    batch = encoder.tokenizer(["a cat sleeps on the mat", "rain", "the stock market fell sharply today"],
+                              padding=True, return_tensors="pt")
+    fused_calls = []
+    fused = ops.int8_linear_gelu_u8
+    monkeypatch.setattr(ops, "int8_linear_gelu_u8", lambda *a: fused_calls.append(1) or fused(*a))
+    with torch.inference_mode():
+        for layer in quantized.layers:
+            layer.feed_forward = engine_feed_forward
+        engine = quantized(batch["input_ids"], batch["attention_mask"]).last_hidden_state
+        for layer in quantized.layers:
+            layer.feed_forward = bert.feed_forward
+        steps = quantized(batch["input_ids"], batch["attention_mask"]).last_hidden_state
+    assert len(fused_calls) == len(quantized.layers)
+    torch.testing.assert_close(engine, steps, atol=2e-3, rtol=0)
+
+
+def test_int8_engine_models_quantize_where_their_norms_are_read_by_int8_layers(tiny_bert, monkeypatch):
+    """On the engine kernel, the embeddings' norm, every attention norm and every output norm but the last
+    (read by pooling) become QuantizingLayerNorm, and the int8 layers after them take their rows instead
+    of quantizing again (counted); the model agrees with plain norms. On torch's kernel none changes."""
+    from transenc import bert
+    from transenc.models import BiEncoder
+
+    encoder = BiEncoder.load(tiny_bert, "cpu")
+    model = bert.load(Path(tiny_bert), False, torch.device("cpu"))
+    norms = lambda m: [m.embeddings.LayerNorm] + [n for layer in m.layers for n in (layer.attention_norm, layer.output_norm)]  # noqa: E731
+    quantized = int8_model(model, "engine")
+    kinds = [type(n) for n in norms(quantized)]
+    assert kinds == [QuantizingLayerNorm] * (len(kinds) - 1) + [torch.nn.LayerNorm]
+    assert not any(isinstance(n, QuantizingLayerNorm) for n in norms(int8_model(model, "torch")))
+    batch = encoder.tokenizer(["a cat sleeps on the mat", "rain", "the stock market fell sharply today"],
+                              padding=True, return_tensors="pt")
+    quantize_calls = []
+    quantize = ops.quantize_rows_u8
+    monkeypatch.setattr(ops, "quantize_rows_u8", lambda x: quantize_calls.append(1) or quantize(x))
+    with torch.inference_mode():
+        fused = quantized(batch["input_ids"], batch["attention_mask"]).last_hidden_state
+        fused_calls = len(quantize_calls)
+        quantized.embeddings.LayerNorm = model.embeddings.LayerNorm
+        for plain, layer in zip(model.layers, quantized.layers):
+            layer.attention_norm, layer.output_norm = plain.attention_norm, plain.output_norm
+        steps = quantized(batch["input_ids"], batch["attention_mask"]).last_hidden_state
+    layers = len(quantized.layers)
+    # with plain norms: every layer's qkv, attention_out and intermediate inputs, and output's unless fused
+    unfused_output = sum(layer.feed_forward is bert.feed_forward for layer in quantized.layers)
+    assert len(quantize_calls) - fused_calls == 3 * layers + unfused_output
+    assert fused_calls == layers + unfused_output  # attention_out's input alone is not a norm's output
+    torch.testing.assert_close(fused, steps, atol=2e-3, rtol=0)
 
 
 @pytest.mark.parametrize("kernel", ["torch", "engine"])

@@ -80,11 +80,18 @@ def sdpa_attention(qkv: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.T
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(b, t, width // 3)
 
 
+def feed_forward(layer: "Layer", x: torch.Tensor) -> torch.Tensor:
+    """A layer's intermediate Linear, GELU and output Linear."""
+    return layer.output(F.gelu(layer.intermediate(x)))
+
+
 class Layer(nn.Module):
     def __init__(self, c):
         super().__init__()
         self.heads = c.num_attention_heads
-        self.attention = sdpa_attention  # an int8 copy runs the engine's instead (transenc.quantize)
+        # an int8 copy may run the engine's kernels for these two instead (transenc.quantize)
+        self.attention = sdpa_attention
+        self.feed_forward = feed_forward
         self.qkv = nn.Linear(c.hidden_size, 3 * c.hidden_size)
         self.attention_out = nn.Linear(c.hidden_size, c.hidden_size)
         self.attention_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
@@ -94,7 +101,7 @@ class Layer(nn.Module):
 
     def forward(self, x, mask):
         x = self.attention_norm(self.attention_out(self.attention(self.qkv(x), mask, self.heads)) + x)
-        return self.output_norm(self.output(F.gelu(self.intermediate(x))) + x)
+        return self.output_norm(self.feed_forward(self, x) + x)
 
 
 class Bert(nn.Module):

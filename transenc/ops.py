@@ -130,6 +130,27 @@ def int8_linear(q: torch.Tensor, k: int, packed: torch.Tensor, n: int, row_scale
                                            None if bias is None else bias.numpy()))
 
 
+def int8_linear_gelu_u8(q: torch.Tensor, k: int, packed: torch.Tensor, n: int, row_scale: torch.Tensor,
+                        row_offset: torch.Tensor, col_scale: torch.Tensor, col_sum: torch.Tensor,
+                        bias: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """quantize_rows_u8(gelu(int8_linear(...))) in one pass of the engine (csrc/int8_gemm.h), exactly,
+    without writing int8_linear's float32[N, n]: (q, scale, offset) for the next int8 layer. GELU is
+    erf's (as F.gelu's) to within 3e-7 |x|."""
+    return tuple(torch.from_numpy(a) for a in _C.int8_linear_gelu_u8(
+        q.numpy(), int(k), packed.numpy(), int(n), row_scale.numpy(), row_offset.numpy(), col_scale.numpy(),
+        col_sum.numpy(), None if bias is None else bias.numpy()))
+
+
+def layer_norm_u8(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+                  ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """F.layer_norm of x's rows [N, d] to fp32 rounding, and its output quantized exactly as
+    quantize_rows_u8 makes it, in one pass of the engine (csrc/quantize.h): (y, (q, scale, offset)). CPU only."""
+    if x.dim() != 2 or x.is_cuda or x.dtype != torch.float32:
+        raise ValueError(f"layer_norm_u8 needs a CPU float32 tensor [N, d], got {tuple(x.shape)} {x.dtype} on {x.device}")
+    y, *rows = _C.layer_norm_u8(x.contiguous().numpy(), weight.detach().numpy(), bias.detach().numpy(), float(eps))
+    return torch.from_numpy(y), tuple(torch.from_numpy(a) for a in rows)
+
+
 def dequantize_rows_(acc: torch.Tensor, row_scale: torch.Tensor, row_offset: torch.Tensor, col_scale: torch.Tensor,
                      col_sum: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The int8 matmul's epilogue in one pass, in place: int32 acc[i, j] (sum_k q[i, k] wq[k, j]) ->

@@ -19,9 +19,11 @@ A scale per token matters: one per batch, as torch's dynamic quantization
 has, lets a single outlier token flatten every other row (Spearman 0.983 against fp32 on a trained
 MiniLM cross-encoder, measured when this was chosen; per token: 0.9997, bench/results/precision-*.md).
 A row's own range matters too: symmetric per-token int8 cost STS-B test 0.31, asymmetric 0.15.
-Attention, LayerNorm, embeddings and GELU stay fp32; attention in a transenc.bert layer runs on the
-engine's kernel (ops.attention, engine_attention) where the engine runs an AVX-512 variant: SDPA spent
-most of its time around the work on scoring's short rows.
+Attention, LayerNorm, embeddings and GELU stay fp32. In a transenc.bert model the engine also takes
+them over where that measured faster: attention (ops.attention, engine_attention) under an AVX-512
+variant, where SDPA spent most of its time around the work on scoring's short rows; GELU inside the
+intermediate layer's matmul (engine_feed_forward) under avx512_vnni; and the LayerNorms that an int8
+layer reads, which quantize their output as they make it (QuantizingLayerNorm).
 """
 from __future__ import annotations
 
@@ -71,6 +73,10 @@ class _LastInput(threading.local):
     def __init__(self, kernel: str = "torch"):
         self.kernel, self.x, self.rows = kernel, None, None
 
+    def remember(self, x: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
+        """x's rows, quantized by whoever made x (QuantizingLayerNorm) for this kernel."""
+        self.x, self.rows = x, rows
+
     def quantized(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if x is not self.x:
             self.x = x
@@ -105,14 +111,18 @@ class Int8Linear(torch.nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        q, row_scale, row_offset = self.last_input.quantized(x)
+        return self.from_rows(self.last_input.quantized(x)).view(*x.shape[:-1], self.out_features)
+
+    def from_rows(self, rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """float32[N, out_features] from the quantized input rows (q, scale, offset) of this kernel."""
+        q, row_scale, row_offset = rows
         if self.kernel == "torch":
             y = ops.dequantize_rows_(torch._int_mm(q, self.weight_t), row_scale, row_offset, self.scale,
                                      self.col_sum, self.bias)
         else:
             y = ops.int8_linear(q, self.in_features, self.packed, self.out_features, row_scale, row_offset,
                                 self.scale, self.col_sum, self.bias)
-        return y.view(*x.shape[:-1], self.out_features)
+        return y
 
 
 def engine_attention(qkv: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.Tensor:
@@ -126,6 +136,46 @@ def engine_attention(qkv: torch.Tensor, mask: torch.Tensor, heads: int) -> torch
     return ops.attention(qkv, mask.reshape(b, t), heads)
 
 
+class QuantizingLayerNorm(torch.nn.Module):
+    """A LayerNorm whose output an int8 layer of the engine's kernel reads next: normalised and quantized
+    in one pass of the engine (ops.layer_norm_u8), the quantized rows left in the shared _LastInput, so
+    that the next layer finds them there instead of reading its input once more."""
+
+    def __init__(self, norm: torch.nn.LayerNorm, last_input: _LastInput):
+        super().__init__()
+        if last_input.kernel != "engine" or len(norm.normalized_shape) != 1:
+            raise ValueError("QuantizingLayerNorm hands rows to the engine kernel's layers, over one dimension")
+        self.weight, self.bias, self.eps, self.last_input = norm.weight, norm.bias, norm.eps, last_input
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y, rows = ops.layer_norm_u8(x.reshape(-1, x.shape[-1]), self.weight, self.bias, self.eps)
+        y = y.view(x.shape)
+        self.last_input.remember(y, rows)
+        return y
+
+
+def engine_feed_forward(layer: bert.Layer, x: torch.Tensor) -> torch.Tensor:
+    """bert.Layer's intermediate Linear, GELU and output Linear on the engine's int8 kernel, GELU and the
+    output layer's quantization inside the intermediate layer's matmul (ops.int8_linear_gelu_u8): its
+    fp32 [tokens, 1,536] is never written out, nor read twice more. With QuantizingLayerNorm, on one Zen 4
+    core over 3,000 STS-B pairs, the whole int8 forward ran 1.07x (cross) and 1.19x (bi) as fast as
+    with F.gelu, torch's LayerNorm and separate quantizations (medians of 4 alternating rounds)."""
+    inner, outer = layer.intermediate, layer.output
+    q, scale, offset = inner.last_input.quantized(x)
+    rows = ops.int8_linear_gelu_u8(q, inner.in_features, inner.packed, inner.out_features, scale, offset,
+                                   inner.scale, inner.col_sum, inner.bias)
+    return outer.from_rows(rows).view(*x.shape[:-1], outer.out_features)
+
+
+def engine_feeds_forward(kernel: str) -> bool:
+    """Whether int8 copies on `kernel` run engine_feed_forward: on the engine's kernel under its
+    avx512_vnni variant, whose matmul writes 8 rows whole at a time, so that engine_feed_forward's blocks
+    of 16 rows cost it nothing. The other variants' matmuls pass each weight panel over ~170 rows at a
+    time, and in blocks of 16 the baseline variant ran about 1.2x slower (forced on a Zen 4 core, timed
+    beside a training run: a direction, not a figure)."""
+    return kernel == "engine" and _C.variant() == "avx512_vnni"
+
+
 def engine_attends() -> bool:
     """Whether int8 copies attend on the engine: where it runs an AVX-512 variant, whose products are
     written by hand. Its plain loops (the avx2 and baseline variants) ran at half SDPA's speed (both
@@ -133,18 +183,34 @@ def engine_attends() -> bool:
     return _C.variant() in ("avx512", "avx512_vnni")
 
 
+def quantized_norms(model: bert.Bert) -> list[tuple[torch.nn.Module, str]]:
+    """The LayerNorms of `model` whose output an int8 layer reads next: the embeddings', each layer's
+    attention norm (read by its intermediate layer) and each output norm but the last (read by the
+    next layer's query/key/value layer). The last one's output goes to pooling or one pooled row."""
+    inner = [(model.embeddings, "LayerNorm")] + [(layer, "attention_norm") for layer in model.layers]
+    return inner + [(layer, "output_norm") for layer in model.layers[:-1]]
+
+
 def int8_model(model: torch.nn.Module, kernel: str | None = None) -> torch.nn.Module:
     """An inference copy of `model` whose Linear layers are Int8Linear on `kernel` (default: this CPU's,
-    int8_kernel) and whose transenc.bert layers attend on the engine where it is faster (engine_attends).
+    int8_kernel) and whose transenc.bert layers attend (engine_attends) and run their feed-forward
+    (engine_feeds_forward) on the engine where that is faster; on the engine kernel the LayerNorms that
+    int8 layers read quantize their output as they make it (QuantizingLayerNorm).
     Every other parameter and buffer is shared with `model`, not copied, so the copy costs only the int8
     weights."""
     kernel = kernel or int8_kernel()
     shared = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
     quantized = copy.deepcopy(model, memo=shared)
     last_input = _LastInput(kernel)
+    if isinstance(quantized, bert.Bert) and kernel == "engine":
+        for owner, name in quantized_norms(quantized):
+            setattr(owner, name, QuantizingLayerNorm(getattr(owner, name), last_input))
     for module in list(quantized.modules()):
-        if isinstance(module, bert.Layer) and engine_attends():
-            module.attention = engine_attention
+        if isinstance(module, bert.Layer):
+            if engine_attends():
+                module.attention = engine_attention
+            if engine_feeds_forward(kernel):
+                module.feed_forward = engine_feed_forward
         for name, child in list(module.named_children()):
             if isinstance(child, torch.nn.Linear):
                 setattr(module, name, Int8Linear(child, last_input, kernel))
