@@ -1,7 +1,8 @@
-// Per-row int8 quantization and its fp32 epilogue, for the engine's int8 inference path
-// (transenc.quantize). Kept free of Python: bindings.cpp adapts numpy buffers.
-// Both run on the calling thread: they sit between torch ops, whose OpenMP workers still spin
-// there, and a second set of threads beside them slowed the whole int8 forward by a fifth.
+// Per-row int8 quantization, its fp32 epilogue, and the element-wise steps whose output the next
+// int8 layer quantizes (GELU, LayerNorm), for the engine's int8 inference path (transenc.quantize).
+// Kept free of Python: bindings.cpp adapts numpy buffers. All run on the calling thread: they sit
+// between torch ops, whose OpenMP workers still spin there, and a second set of threads beside them
+// slowed the whole int8 forward by a fifth.
 #pragma once
 #include <cstdint>
 
