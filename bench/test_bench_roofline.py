@@ -31,9 +31,9 @@ COLUMNS = [(kind, precision) for kind in ("cross", "bi") for precision in ("fp32
 GEMMS = ("GEMMs (fp32: F.linear; int8: torch._int_mm, or the engine's int8_linear with its epilogue, and "
          "int8_linear_gelu_u8 with GELU and the next quantization fused)")
 QUANTIZE = "int8: quantize activations (engine)"
-ATTENTION = "attention (fp32: SDPA; int8: the engine's, ops.attention)"
+ATTENTION = "attention (fp32: SDPA; int8: the engine's, ops.attention: bf16 products in its avx512_bf16 variant)"
 # (owner, attribute, phase): the functions the forward calls, by the kind of work they do
-NORM = "layer norm (fp32; int8 engine: ops.layer_norm_u8, its output's quantization fused)"
+NORM = "layer norm (fp32; int8 engine: ops.layer_norm_u8, the residual add and its output's quantization fused)"
 WRAPPED = [(F, "linear", GEMMS), (torch, "_int_mm", GEMMS), (ops, "int8_linear", GEMMS), (ops, "int8_linear_gelu_u8", GEMMS),
            (ops, "quantize_rows", QUANTIZE), (ops, "quantize_rows_u8", QUANTIZE),
            (ops, "dequantize_rows_", "int8: dequantize epilogue (engine)"),

@@ -337,19 +337,25 @@ static py::tuple py_int8_linear_gelu_u8(const rows_of<uint8_t>& q, int64_t k, co
   return py::make_tuple(q_out, scale, offset);
 }
 
-static py::tuple py_layer_norm_u8(const rows_of<float>& x, const rows_of<float>& gamma, const rows_of<float>& beta,
-                                   float eps) {
+static py::tuple py_layer_norm_u8(const rows_of<float>& x, const py::object& residual, const rows_of<float>& gamma,
+                                   const rows_of<float>& beta, float eps) {
   require(x.ndim() == 2 && x.shape(1) > 0, "layer_norm_u8: x must be float32[N, d] with d > 0");
   const int64_t n = x.shape(0), d = x.shape(1);
   require(gamma.ndim() == 1 && gamma.shape(0) == d && beta.ndim() == 1 && beta.shape(0) == d,
           "layer_norm_u8: gamma and beta must be float32[d]");
+  rows_of<float> held;
+  if (!residual.is_none()) {
+    held = residual.cast<rows_of<float>>();
+    require(held.ndim() == 2 && held.shape(0) == n && held.shape(1) == d, "layer_norm_u8: residual must be x's shape or None");
+  }
   py::array_t<float> y({n, d}), scale(n), offset(n);
   py::array_t<uint8_t> q({n, int8_row_stride(d)});
   float *yd = y.mutable_data(), *sd = scale.mutable_data(), *od = offset.mutable_data();
   uint8_t* qd = q.mutable_data();
   {
     py::gil_scoped_release release;
-    layer_norm_u8(x.data(), n, d, gamma.data(), beta.data(), eps, yd, int8_row_stride(d), qd, sd, od);
+    layer_norm_u8(x.data(), residual.is_none() ? nullptr : held.data(), n, d, gamma.data(), beta.data(), eps, yd,
+                  int8_row_stride(d), qd, sd, od);
   }
   return py::make_tuple(y, q, scale, offset);
 }
@@ -411,12 +417,16 @@ static py::bytes py_format_tsv(const SentenceTable& table, const carray<int32_t>
   const int32_t* id = ids.data();
   for (int64_t i = 0; i < 2 * ids.shape(0); ++i)
     require(id[i] >= 0 && id[i] < table.size(), "format_tsv: sentence id out of range");
-  std::string out;
+  // written straight into the bytes object that goes to the writer: no copy of the rows
+  PyObject* out = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(tsv_rows_bound(table, id, ids.shape(0))));
+  if (!out) throw py::error_already_set();
+  size_t written;
   {
     py::gil_scoped_release release;
-    format_tsv_rows(table, id, scores.data(), ids.shape(0), out);
+    written = format_tsv_rows(table, id, scores.data(), ids.shape(0), PyBytes_AS_STRING(out));
   }
-  return py::bytes(out);
+  if (_PyBytes_Resize(&out, static_cast<Py_ssize_t>(written)) != 0) throw py::error_already_set();
+  return py::reinterpret_steal<py::bytes>(out);
 }
 
 static void def_pairscan(py::module_& m) {
@@ -445,7 +455,12 @@ PYBIND11_MODULE(_C, m) {
   m.doc() = "transenc C++ CPU engine";
   m.def("threads", &engine_threads, "Worker threads the engine uses");
   m.def("variant", [] { return std::string(isa_name(engine_isa())); },
-        "the vector kernels' variant in use: avx512_vnni, avx512, avx2 or baseline (csrc/variants.h)");
+        "the vector kernels' variant in use: one of VARIANTS (csrc/variants.h)");
+  {
+    py::list all;
+    for (Isa isa : kIsas) all.append(isa_name(isa));
+    m.attr("VARIANTS") = py::tuple(all);  // narrowest first: a CPU that runs one runs those before it
+  }
   m.def("variants", [] {
     py::list out;
     for (Isa isa : kIsas)
@@ -453,7 +468,7 @@ PYBIND11_MODULE(_C, m) {
     return out;
   }, "the variants this CPU runs");
   m.def("set_variant", &set_engine_isa, py::arg("name"),
-        "auto, baseline, avx2, avx512 or avx512_vnni (ValueError where this CPU cannot run it); TRANSENC_ENGINE_ISA sets it at load");
+        "auto or one of VARIANTS (ValueError where this CPU cannot run it); TRANSENC_ENGINE_ISA sets it at load");
   scoring::bind(m);
   def_packer(m);
   def_pairscan(m);
@@ -475,9 +490,10 @@ PYBIND11_MODULE(_C, m) {
         py::arg("row_scale"), py::arg("row_offset"), py::arg("col_scale"), py::arg("col_sum"), py::arg("bias"),
         "(q uint8[m, n rounded up to 4], scale, offset): quantize_rows_u8 of GELU of int8_linear's output, "
         "which is not written out");
-  m.def("layer_norm_u8", &py_layer_norm_u8, py::arg("x"), py::arg("gamma"), py::arg("beta"), py::arg("eps"),
-        "(y float32[N, d], q uint8[N, d rounded up to 4], scale, offset): LayerNorm of x's rows, and y quantized "
-        "as quantize_rows_u8 makes it");
+  m.def("layer_norm_u8", &py_layer_norm_u8, py::arg("x"), py::arg("residual"), py::arg("gamma"), py::arg("beta"),
+        py::arg("eps"),
+        "(y float32[N, d], q uint8[N, d rounded up to 4], scale, offset): LayerNorm of the rows of x + residual "
+        "(None: x), and y quantized as quantize_rows_u8 makes it");
   m.def("gelu", &py_gelu, py::arg("x"), "float32 copy of x with GELU (erf's) applied, to within 3e-7 |x|");
   m.def("attention", &py_attention, py::arg("qkv"), py::arg("key_mask"), py::arg("heads"),
         "float32[b, t, heads * dh]: multi-head softmax attention of a layer's fused query/key/value projection "

@@ -17,38 +17,44 @@ int32_t SentenceTable::intern(std::string_view text) {
   return id;
 }
 
-// A sentence as a field of a TSV row: tabs and line breaks become spaces (rare: copied as is else).
-static void append_field(std::string& out, const SentenceTable& table, int32_t id) {
+// A sentence as a field of a TSV row at `out`: tabs and line breaks become spaces (rare: copied as is
+// else). Returns the end of the field.
+static char* put_field(char* out, const SentenceTable& table, int32_t id) {
   const std::string& text = table.text(id);
-  const size_t at = out.size();
-  out.append(text);
+  std::memcpy(out, text.data(), text.size());
   if (table.breaks_rows(id))
-    for (size_t i = at; i < out.size(); ++i)
+    for (size_t i = 0; i < text.size(); ++i)
       if (out[i] == '\t' || out[i] == '\r' || out[i] == '\n') out[i] = ' ';
+  return out + text.size();
 }
 
-void format_tsv_rows(const SentenceTable& table, const int32_t* ids, const float* scores, int64_t n,
-                     std::string& out) {
-  size_t bytes = out.size();
+constexpr size_t kScoreBytes = 16;  // %.9g of a float: at most "-1.23456789e-38"
+
+size_t tsv_rows_bound(const SentenceTable& table, const int32_t* ids, int64_t n) {
+  size_t bytes = (kScoreBytes + 3) * n;  // a score, two tabs and a newline a row
   for (int64_t i = 0; i < 2 * n; ++i) bytes += table.text(ids[i]).size();
-  out.reserve(bytes + 20 * n);  // the sentences, two tabs, a score of at most 16 bytes, a newline
-  char number[32];
+  return bytes;
+}
+
+size_t format_tsv_rows(const SentenceTable& table, const int32_t* ids, const float* scores, int64_t n, char* out) {
+  char* const start = out;
   for (int64_t i = 0; i < n; ++i) {
-    append_field(out, table, ids[2 * i]);
-    out.push_back('\t');
-    append_field(out, table, ids[2 * i + 1]);
-    out.push_back('\t');
+    out = put_field(out, table, ids[2 * i]);
+    *out++ = '\t';
+    out = put_field(out, table, ids[2 * i + 1]);
+    *out++ = '\t';
     const double s = scores[i];
     // to_chars' general format at precision 9 is printf's %.9g, as Python's '.9g' (several times
     // faster than snprintf); Python writes float('nan') as 'nan' whatever its sign bit
     if (std::isnan(s)) {
-      out.append("nan");
+      std::memcpy(out, "nan", 3);
+      out += 3;
     } else {
-      const auto written = std::to_chars(number, number + sizeof number, s, std::chars_format::general, 9);
-      out.append(number, written.ptr - number);
+      out = std::to_chars(out, out + kScoreBytes, s, std::chars_format::general, 9).ptr;
     }
-    out.push_back('\n');
+    *out++ = '\n';
   }
+  return static_cast<size_t>(out - start);
 }
 
 namespace {

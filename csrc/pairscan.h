@@ -30,10 +30,13 @@ class SentenceTable {
   std::unordered_map<std::string_view, int32_t> ids_;
 };
 
+// The most bytes format_tsv_rows writes for these rows.
+size_t tsv_rows_bound(const SentenceTable& table, const int32_t* ids, int64_t n);
+
 // Rows `s1<TAB>s2<TAB>score\n` (score as %.9g; tabs and line breaks inside a sentence become
-// spaces), appended to `out`: the Python writer's bytes exactly.
-void format_tsv_rows(const SentenceTable& table, const int32_t* ids, const float* scores, int64_t n,
-                     std::string& out);
+// spaces) into `out`, which has room for tsv_rows_bound bytes: the Python writer's bytes exactly.
+// Returns the bytes written.
+size_t format_tsv_rows(const SentenceTable& table, const int32_t* ids, const float* scores, int64_t n, char* out);
 
 struct BadLine {
   int64_t line;

@@ -22,9 +22,9 @@ void quantize_rows_u8(const float* x, int64_t n, int64_t d, int64_t stride, uint
 
 void gelu_(float* x, int64_t count) { TRANSENC_VARIANT_CALL(gelu_)(x, count); }
 
-void layer_norm_u8(const float* x, int64_t n, int64_t d, const float* gamma, const float* beta, float eps, float* y,
-                   int64_t stride, uint8_t* q, float* scale, float* offset) {
-  TRANSENC_VARIANT_CALL(layer_norm_u8)(x, n, d, gamma, beta, eps, y, stride, q, scale, offset);
+void layer_norm_u8(const float* x, const float* residual, int64_t n, int64_t d, const float* gamma, const float* beta,
+                   float eps, float* y, int64_t stride, uint8_t* q, float* scale, float* offset) {
+  TRANSENC_VARIANT_CALL(layer_norm_u8)(x, residual, n, d, gamma, beta, eps, y, stride, q, scale, offset);
 }
 
 void dequantize_rows(void* acc, int64_t n, int64_t d, const Int8Epilogue& e) {

@@ -23,10 +23,11 @@ void quantize_rows_u8(const float* x, int64_t n, int64_t d, int64_t stride, uint
 // hands to the next one's quantization (int8_linear_gelu_u8 in int8_gemm.h).
 void gelu_(float* x, int64_t count);
 
-// LayerNorm of each row of x[n, d] (biased variance, as torch's) into y, and y's rows quantized as
-// quantize_rows_u8 makes them, while each row is still in L1: what the next int8 layer reads.
-void layer_norm_u8(const float* x, int64_t n, int64_t d, const float* gamma, const float* beta, float eps, float* y,
-                   int64_t stride, uint8_t* q, float* scale, float* offset);
+// LayerNorm of each row of x[n, d] + residual[n, d] (biased variance, as torch's) into y, and y's rows
+// quantized as quantize_rows_u8 makes them, while each row is still in L1: what the next int8 layer
+// reads. residual may be null (x alone); the sum is rounded to fp32 first, as torch's x + residual.
+void layer_norm_u8(const float* x, const float* residual, int64_t n, int64_t d, const float* gamma, const float* beta,
+                   float eps, float* y, int64_t stride, uint8_t* q, float* scale, float* offset);
 
 // The fp32 epilogue of an int8 matmul: output [i, j] of acc[i, j] (int32, sum_k q[i, k] * wq[k, j]) is
 // acc * row_scale[i] * col_scale[j] + row_offset[i] * col_sum[j] + bias[j], where col_sum[j] =

@@ -10,8 +10,10 @@ namespace {
 
 Isa widest() {
 #ifdef TRANSENC_X86_VARIANTS
-  if (__builtin_cpu_supports("x86-64-v4"))
-    return __builtin_cpu_supports("avx512vnni") ? Isa::avx512_vnni : Isa::avx512;
+  if (__builtin_cpu_supports("x86-64-v4")) {
+    if (!__builtin_cpu_supports("avx512vnni")) return Isa::avx512;
+    return __builtin_cpu_supports("avx512bf16") ? Isa::avx512_bf16 : Isa::avx512_vnni;
+  }
   if (__builtin_cpu_supports("x86-64-v3")) return Isa::avx2;
 #endif
   return Isa::baseline;
@@ -25,7 +27,7 @@ Isa parse(const std::string& name) {
       throw std::invalid_argument("engine variant '" + name + "' does not run on this CPU or was not built");
     return isa;
   }
-  throw std::invalid_argument("engine variant must be auto, baseline, avx2, avx512 or avx512_vnni, got '" + name + "'");
+  throw std::invalid_argument("engine variant must be auto, baseline, avx2, avx512, avx512_vnni or avx512_bf16, got '" + name + "'");
 }
 
 std::atomic<int>& current() {
@@ -44,6 +46,7 @@ bool isa_supported(Isa isa) { return static_cast<int>(isa) <= static_cast<int>(w
 
 const char* isa_name(Isa isa) {
   switch (isa) {
+    case Isa::avx512_bf16: return "avx512_bf16";
     case Isa::avx512_vnni: return "avx512_vnni";
     case Isa::avx512: return "avx512";
     case Isa::avx2: return "avx2";

@@ -1,9 +1,9 @@
-// One build for every x86-64 it is copied to: the engine's vector kernels are compiled four times,
-// for a baseline (x86-64-v2: SSE4.2), for AVX2 (x86-64-v3), for AVX-512 (x86-64-v4) and for AVX-512
-// with VNNI's int8 dot products (x86-64-v4 + AVX512-VNNI: only the int8 matmul differs), in
-// namespaces transenc::baseline, ::avx2, ::avx512 and ::avx512_vnni, and each call takes the widest
-// variant the CPU runs (as numpy and faiss pick theirs). Elsewhere than x86-64 the baseline alone is
-// built.
+// One build for every x86-64 it is copied to: the engine's vector kernels are compiled five times,
+// for a baseline (x86-64-v2: SSE4.2), for AVX2 (x86-64-v3), for AVX-512 (x86-64-v4), for AVX-512
+// with VNNI's int8 dot products (x86-64-v4 + AVX512-VNNI: only the int8 matmul differs) and for that
+// with AVX512-BF16's bf16 dot products (only attention differs), in namespaces transenc::baseline,
+// ::avx2, ::avx512, ::avx512_vnni and ::avx512_bf16, and each call takes the widest variant the CPU
+// runs (as numpy and faiss pick theirs). Elsewhere than x86-64 the baseline alone is built.
 #pragma once
 #include <string>
 
@@ -20,9 +20,9 @@
 
 namespace transenc {
 
-// a CPU that runs one runs those below it
-enum class Isa : int { baseline = 0, avx2 = 1, avx512 = 2, avx512_vnni = 3 };
-constexpr Isa kIsas[] = {Isa::baseline, Isa::avx2, Isa::avx512, Isa::avx512_vnni};
+// a CPU that runs one runs those below it (every CPU with AVX512-BF16 has AVX512-VNNI)
+enum class Isa : int { baseline = 0, avx2 = 1, avx512 = 2, avx512_vnni = 3, avx512_bf16 = 4 };
+constexpr Isa kIsas[] = {Isa::baseline, Isa::avx2, Isa::avx512, Isa::avx512_vnni, Isa::avx512_bf16};
 
 // The variant calls take now: the one set by set_engine_isa (or TRANSENC_ENGINE_ISA at load), else
 // the widest this CPU runs.
@@ -37,7 +37,8 @@ void set_engine_isa(const std::string& name);
 
 #ifdef TRANSENC_X86_VARIANTS
 #define TRANSENC_VARIANT_CALL(fn)                                                           \
-  (::transenc::engine_isa() == ::transenc::Isa::avx512_vnni ? ::transenc::avx512_vnni::fn \
+  (::transenc::engine_isa() == ::transenc::Isa::avx512_bf16   ? ::transenc::avx512_bf16::fn \
+   : ::transenc::engine_isa() == ::transenc::Isa::avx512_vnni ? ::transenc::avx512_vnni::fn \
    : ::transenc::engine_isa() == ::transenc::Isa::avx512    ? ::transenc::avx512::fn      \
    : ::transenc::engine_isa() == ::transenc::Isa::avx2      ? ::transenc::avx2::fn        \
                                                             : ::transenc::baseline::fn)

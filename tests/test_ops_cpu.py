@@ -69,10 +69,12 @@ def test_the_widest_variant_this_cpu_runs_is_the_default():
     _C.set_variant("auto")
     flags = cpu_flags()
     vnni = x86_64_v4 | {"avx512_vnni"}
+    bf16 = vnni | {"avx512_bf16"}
     assert _C.variants() == (["baseline"] + ["avx2"] * (x86_64_v3 <= flags) + ["avx512"] * (x86_64_v4 <= flags)
-                             + ["avx512_vnni"] * (vnni <= flags))
+                             + ["avx512_vnni"] * (vnni <= flags) + ["avx512_bf16"] * (bf16 <= flags))
+    assert _C.VARIANTS == ("baseline", "avx2", "avx512", "avx512_vnni", "avx512_bf16")
     assert _C.variant() == _C.variants()[-1]
-    with pytest.raises(ValueError, match="must be auto, baseline, avx2, avx512 or avx512_vnni"):
+    with pytest.raises(ValueError, match="must be auto, baseline, avx2, avx512, avx512_vnni or avx512_bf16"):
         _C.set_variant("sse9")
 
 
@@ -80,8 +82,8 @@ def test_forcing_a_variant_switches_the_kernels():
     """avx512 sums cosines in another order than the baseline: its fp32 results differ in the last
     bits, each within the float64 checks below. avx2 has no cosine kernel of its own (its int8 matmul
     is what it is for): its cosines are the baseline's to the bit, so fp32 labels did not change
-    where it became the default; avx512_vnni's are avx512's. Without a second variant, there is nothing
-    to switch."""
+    where it became the default; avx512_vnni's and avx512_bf16's are avx512's. Without a second
+    variant, there is nothing to switch."""
     if len(_C.variants()) < 2:
         pytest.skip("this CPU runs the baseline variant only")
     gen = torch.Generator().manual_seed(5)
@@ -98,6 +100,8 @@ def test_forcing_a_variant_switches_the_kernels():
         torch.testing.assert_close(scores["baseline"], scores["avx512"], rtol=0, atol=1e-5)
     if "avx512_vnni" in scores:  # VNNI changes the int8 matmul only
         assert torch.equal(scores["avx512"], scores["avx512_vnni"])
+    if "avx512_bf16" in scores:  # BF16 changes attention only
+        assert torch.equal(scores["avx512"], scores["avx512_bf16"])
 
 
 # ---- pair cosine -----------------------------------------------------------------------

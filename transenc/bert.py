@@ -85,6 +85,14 @@ def feed_forward(layer: "Layer", x: torch.Tensor) -> torch.Tensor:
     return layer.output(F.gelu(layer.intermediate(x)))
 
 
+class ResidualNorm(nn.LayerNorm):
+    """A sublayer's LayerNorm over its output y plus its input x: LayerNorm(y + x). Called with both, so
+    that an int8 copy can add them inside its norm (quantize.QuantizingLayerNorm)."""
+
+    def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(y + x)
+
+
 class Layer(nn.Module):
     def __init__(self, c):
         super().__init__()
@@ -94,14 +102,14 @@ class Layer(nn.Module):
         self.feed_forward = feed_forward
         self.qkv = nn.Linear(c.hidden_size, 3 * c.hidden_size)
         self.attention_out = nn.Linear(c.hidden_size, c.hidden_size)
-        self.attention_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.attention_norm = ResidualNorm(c.hidden_size, eps=c.layer_norm_eps)
         self.intermediate = nn.Linear(c.hidden_size, c.intermediate_size)
         self.output = nn.Linear(c.intermediate_size, c.hidden_size)
-        self.output_norm = nn.LayerNorm(c.hidden_size, eps=c.layer_norm_eps)
+        self.output_norm = ResidualNorm(c.hidden_size, eps=c.layer_norm_eps)
 
     def forward(self, x, mask):
-        x = self.attention_norm(self.attention_out(self.attention(self.qkv(x), mask, self.heads)) + x)
-        return self.output_norm(self.feed_forward(self, x) + x)
+        x = self.attention_norm(self.attention_out(self.attention(self.qkv(x), mask, self.heads)), x)
+        return self.output_norm(self.feed_forward(self, x), x)
 
 
 class Bert(nn.Module):

@@ -141,13 +141,17 @@ def int8_linear_gelu_u8(q: torch.Tensor, k: int, packed: torch.Tensor, n: int, r
         col_sum.numpy(), None if bias is None else bias.numpy()))
 
 
-def layer_norm_u8(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+def layer_norm_u8(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+                  residual: torch.Tensor | None = None
                   ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """F.layer_norm of x's rows [N, d] to fp32 rounding, and its output quantized exactly as
-    quantize_rows_u8 makes it, in one pass of the engine (csrc/quantize.h): (y, (q, scale, offset)). CPU only."""
-    if x.dim() != 2 or x.is_cuda or x.dtype != torch.float32:
-        raise ValueError(f"layer_norm_u8 needs a CPU float32 tensor [N, d], got {tuple(x.shape)} {x.dtype} on {x.device}")
-    y, *rows = _C.layer_norm_u8(x.contiguous().numpy(), weight.detach().numpy(), bias.detach().numpy(), float(eps))
+    """F.layer_norm of the rows [N, d] of x + residual (None: x alone; the sum rounded to fp32 as torch's
+    is) to fp32 rounding, and its output quantized exactly as quantize_rows_u8 makes it, in one pass of
+    the engine (csrc/quantize.h): (y, (q, scale, offset)). CPU only."""
+    for t in (x, residual):
+        if t is not None and (t.dim() != 2 or t.is_cuda or t.dtype != torch.float32):
+            raise ValueError(f"layer_norm_u8 needs CPU float32 tensors [N, d], got {tuple(t.shape)} {t.dtype} on {t.device}")
+    y, *rows = _C.layer_norm_u8(x.contiguous().numpy(), None if residual is None else residual.contiguous().numpy(),
+                                weight.detach().numpy(), bias.detach().numpy(), float(eps))
     return torch.from_numpy(y), tuple(torch.from_numpy(a) for a in rows)
 
 

@@ -21,9 +21,10 @@ MiniLM cross-encoder, measured when this was chosen; per token: 0.9997, bench/re
 A row's own range matters too: symmetric per-token int8 cost STS-B test 0.31, asymmetric 0.15.
 Attention, LayerNorm, embeddings and GELU stay fp32. In a transenc.bert model the engine also takes
 them over where that measured faster: attention (ops.attention, engine_attention) under an AVX-512
-variant, where SDPA spent most of its time around the work on scoring's short rows; GELU inside the
-intermediate layer's matmul (engine_feed_forward) under avx512_vnni; and the LayerNorms that an int8
-layer reads, which quantize their output as they make it (QuantizingLayerNorm).
+variant, where SDPA spent most of its time around the work on scoring's short rows (its products in
+bf16 under avx512_bf16); GELU inside the intermediate layer's matmul (engine_feed_forward) under
+avx512_vnni and above; and the LayerNorms that an int8 layer reads, which quantize their output as
+they make it (QuantizingLayerNorm).
 """
 from __future__ import annotations
 
@@ -139,7 +140,8 @@ def engine_attention(qkv: torch.Tensor, mask: torch.Tensor, heads: int) -> torch
 class QuantizingLayerNorm(torch.nn.Module):
     """A LayerNorm whose output an int8 layer of the engine's kernel reads next: normalised and quantized
     in one pass of the engine (ops.layer_norm_u8), the quantized rows left in the shared _LastInput, so
-    that the next layer finds them there instead of reading its input once more."""
+    that the next layer finds them there instead of reading its input once more. In place of a
+    bert.ResidualNorm it adds the sublayer's input in that pass too."""
 
     def __init__(self, norm: torch.nn.LayerNorm, last_input: _LastInput):
         super().__init__()
@@ -147,8 +149,11 @@ class QuantizingLayerNorm(torch.nn.Module):
             raise ValueError("QuantizingLayerNorm hands rows to the engine kernel's layers, over one dimension")
         self.weight, self.bias, self.eps, self.last_input = norm.weight, norm.bias, norm.eps, last_input
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y, rows = ops.layer_norm_u8(x.reshape(-1, x.shape[-1]), self.weight, self.bias, self.eps)
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """LayerNorm(x), or LayerNorm(x + residual) (in place of a bert.ResidualNorm), the add in the same pass."""
+        d = x.shape[-1]
+        y, rows = ops.layer_norm_u8(x.reshape(-1, d), self.weight, self.bias, self.eps,
+                                    None if residual is None else residual.reshape(-1, d))
         y = y.view(x.shape)
         self.last_input.remember(y, rows)
         return y
@@ -167,20 +172,25 @@ def engine_feed_forward(layer: bert.Layer, x: torch.Tensor) -> torch.Tensor:
     return outer.from_rows(rows).view(*x.shape[:-1], outer.out_features)
 
 
+def _variant_from(narrowest: str) -> bool:
+    """Whether the engine's variant in use is `narrowest` or a wider one (_C.VARIANTS: narrowest first)."""
+    return _C.VARIANTS.index(_C.variant()) >= _C.VARIANTS.index(narrowest)
+
+
 def engine_feeds_forward(kernel: str) -> bool:
     """Whether int8 copies on `kernel` run engine_feed_forward: on the engine's kernel under its
-    avx512_vnni variant, whose matmul writes 8 rows whole at a time, so that engine_feed_forward's blocks
-    of 16 rows cost it nothing. The other variants' matmuls pass each weight panel over ~170 rows at a
-    time, and in blocks of 16 the baseline variant ran about 1.2x slower (forced on a Zen 4 core, timed
-    beside a training run: a direction, not a figure)."""
-    return kernel == "engine" and _C.variant() == "avx512_vnni"
+    avx512_vnni variant (and avx512_bf16, the same matmul), whose matmul writes 8 rows whole at a time,
+    so that engine_feed_forward's blocks of 16 rows cost it nothing. The other variants' matmuls pass
+    each weight panel over ~170 rows at a time, and in blocks of 16 the baseline variant ran about 1.2x
+    slower (forced on a Zen 4 core, timed beside a training run: a direction, not a figure)."""
+    return kernel == "engine" and _variant_from("avx512_vnni")
 
 
 def engine_attends() -> bool:
     """Whether int8 copies attend on the engine: where it runs an AVX-512 variant, whose products are
-    written by hand. Its plain loops (the avx2 and baseline variants) ran at half SDPA's speed (both
+    written by hand (bf16 products in avx512_bf16). Its plain loops (the avx2 and baseline variants) ran at half SDPA's speed (both
     variants forced on a Zen 4 core: 5.2 ms against 2.6 at 32 rows of 28 tokens), so there SDPA stays."""
-    return _C.variant() in ("avx512", "avx512_vnni")
+    return _variant_from("avx512")
 
 
 def quantized_norms(model: bert.Bert) -> list[tuple[torch.nn.Module, str]]:
