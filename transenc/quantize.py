@@ -118,12 +118,10 @@ class Int8Linear(torch.nn.Module):
         """float32[N, out_features] from the quantized input rows (q, scale, offset) of this kernel."""
         q, row_scale, row_offset = rows
         if self.kernel == "torch":
-            y = ops.dequantize_rows_(torch._int_mm(q, self.weight_t), row_scale, row_offset, self.scale,
-                                     self.col_sum, self.bias)
-        else:
-            y = ops.int8_linear(q, self.in_features, self.packed, self.out_features, row_scale, row_offset,
-                                self.scale, self.col_sum, self.bias)
-        return y
+            return ops.dequantize_rows_(torch._int_mm(q, self.weight_t), row_scale, row_offset, self.scale,
+                                        self.col_sum, self.bias)
+        return ops.int8_linear(q, self.in_features, self.packed, self.out_features, row_scale, row_offset,
+                               self.scale, self.col_sum, self.bias)
 
 
 def engine_attention(qkv: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.Tensor:
