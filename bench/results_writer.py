@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from transenc import _C
 from transenc.precision import cpu_flags
 
 # TRANSENC_BENCH_RESULTS: another folder (bench/gpu_check.sh collects its files in one)
@@ -36,8 +37,6 @@ def machine(device: str = "cpu") -> tuple[str, str]:
               if line.startswith("model name")]
     name, features = (models or ["unknown CPU"])[0], [f for f in FEATURES if f in cpu_flags()]
     tier = next((label for flag, label in TIERS if flag in cpu_flags()), "")
-    from transenc import _C
-
     return f"{name} {tier}", (f"{name}, {os.cpu_count()} logical CPUs, features: {' '.join(features) or 'none of ' + ', '.join(FEATURES)}; "
                   f"engine variant {_C.variant()}; {versions}, {torch.get_num_threads()} threads; "
                   f"load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())} at the end")

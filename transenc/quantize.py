@@ -186,8 +186,9 @@ def engine_feeds_forward(kernel: str) -> bool:
 
 def engine_attends() -> bool:
     """Whether int8 copies attend on the engine: where it runs an AVX-512 variant, whose products are
-    written by hand (bf16 products in avx512_bf16). Its plain loops (the avx2 and baseline variants) ran at half SDPA's speed (both
-    variants forced on a Zen 4 core: 5.2 ms against 2.6 at 32 rows of 28 tokens), so there SDPA stays."""
+    written by hand (in bf16 under avx512_bf16). Its plain loops (the avx2 and baseline variants) ran at
+    half SDPA's speed (both variants forced on a Zen 4 core: 5.2 ms against 2.6 at 32 rows of 28
+    tokens), so there SDPA stays."""
     return _variant_from("avx512")
 
 
