@@ -494,7 +494,7 @@ PYBIND11_MODULE(_C, m) {
         py::arg("eps"),
         "(y float32[N, d], q uint8[N, d rounded up to 4], scale, offset): LayerNorm of the rows of x + residual "
         "(None: x), and y quantized as quantize_rows_u8 makes it");
-  m.def("gelu", &py_gelu, py::arg("x"), "float32 copy of x with GELU (erf's) applied, to within 3e-7 |x|");
+  m.def("gelu", &py_gelu, py::arg("x"), "float32 copy of x with GELU (erf's) applied, to within 1.5e-7 |x|");
   m.def("attention", &py_attention, py::arg("qkv"), py::arg("key_mask"), py::arg("heads"),
         "float32[b, t, heads * dh]: multi-head softmax attention of a layer's fused query/key/value projection "
         "qkv float32[b, t, 3 * heads * dh] over the keys where key_mask uint8[b, t] is nonzero");

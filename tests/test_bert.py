@@ -138,3 +138,34 @@ def test_label_process_imports_no_transformers(tiny_bert, tmp_path):
               "print(sorted(m for m in sys.modules if m.startswith(('transformers', 'torch._dynamo'))))")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("kernel", ["torch", "engine"])
+def test_int8_cross_encoders_run_the_last_layer_for_the_first_token_alone_and_score_the_same(tmp_path, kernel):
+    """An int8 copy of a cross-encoder feeds only the first token past the last layer's attention (what
+    the pair head reads); its logits equal the whole layer's bit for bit, under every engine variant.
+    The fp32 model keeps the whole layer."""
+    from transenc import _C
+    from transenc.quantize import int8_model
+
+    _saved(tmp_path, _config(48, 3, 3, 80, num_labels=1), True, 5)
+    model = bert.load(tmp_path, True, torch.device("cpu"))
+    assert not model.last_layer_first_token
+    ids, mask, types = _batch(torch.Generator().manual_seed(5), 11, 23)
+    widths = []
+    variants = _C.variants() if kernel == "engine" else [_C.variant()]
+    try:
+        for variant in variants:
+            _C.set_variant(variant)
+            quantized = int8_model(model, kernel)
+            last = quantized.layers[-1]
+            feed_forward = last.feed_forward
+            last.feed_forward = lambda layer, x: widths.append(x.shape[1]) or feed_forward(layer, x)
+            with torch.inference_mode():
+                first_only = quantized(ids, mask, types).logits
+                quantized.last_layer_first_token = False
+                whole = quantized(ids, mask, types).logits
+            assert torch.equal(first_only, whole), variant
+    finally:
+        _C.set_variant("auto")
+    assert widths == [1, 23] * len(variants)

@@ -24,7 +24,8 @@ them over where that measured faster: attention (ops.attention, engine_attention
 variant, where SDPA spent most of its time around the work on scoring's short rows (its products in
 bf16 under avx512_bf16); GELU inside the intermediate layer's matmul (engine_feed_forward) under
 avx512_vnni and above; and the LayerNorms that an int8 layer reads, which quantize their output as
-they make it (QuantizingLayerNorm).
+they make it (QuantizingLayerNorm). An int8 cross-encoder's last layer runs past attention for its
+first token alone (bert.Bert.last_layer_first_token), the one its pair head reads.
 """
 from __future__ import annotations
 
@@ -211,6 +212,8 @@ def int8_model(model: torch.nn.Module, kernel: str | None = None) -> torch.nn.Mo
     shared = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
     quantized = copy.deepcopy(model, memo=shared)
     last_input = _LastInput(kernel)
+    if isinstance(quantized, bert.Bert):
+        quantized.last_layer_first_token = True  # every int8 kernel here treats each row on its own
     if isinstance(quantized, bert.Bert) and kernel == "engine":
         for owner, name in quantized_norms(quantized):
             setattr(owner, name, QuantizingLayerNorm(getattr(owner, name), last_input))
