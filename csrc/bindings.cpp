@@ -337,6 +337,28 @@ static py::tuple py_int8_linear_gelu_u8(const rows_of<uint8_t>& q, int64_t k, co
   return py::make_tuple(q_out, scale, offset);
 }
 
+static py::tuple py_int8_self_attention_u8(const rows_of<uint8_t>& q, int64_t k, const rows_of<int8_t>& packed,
+                                           int64_t n, const rows_of<float>& row_scale, const rows_of<float>& row_offset,
+                                           const rows_of<float>& col_scale, const rows_of<float>& col_sum,
+                                           py::object bias, const rows_of<uint8_t>& key_mask, int64_t heads) {
+  const int64_t m = int8_matmul_rows("int8_self_attention_u8", q, k, packed, n);
+  rows_of<float> b;
+  const Int8Epilogue e = epilogue_of("int8_self_attention_u8", m, n, row_scale, row_offset, col_scale, col_sum, bias, b);
+  require(heads > 0 && n % (3 * heads) == 0, "int8_self_attention_u8: n must be 3 * heads * dh with heads > 0");
+  require(key_mask.ndim() == 2 && key_mask.shape(0) * key_mask.shape(1) == m,
+          "int8_self_attention_u8: key_mask must be uint8[b, t] with b * t = q's rows");
+  const int64_t rows = key_mask.shape(0), t = key_mask.shape(1), width = n / 3;
+  py::array_t<float> out({rows, t, width}), scale(m), offset(m);
+  py::array_t<uint8_t> q_out({m, int8_row_stride(width)});
+  float *o = out.mutable_data(), *sd = scale.mutable_data(), *od = offset.mutable_data();
+  uint8_t* qd = q_out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    int8_self_attention_u8(q.data(), rows, t, k, packed.data(), n, e, key_mask.data(), heads, o, qd, sd, od);
+  }
+  return py::make_tuple(out, q_out, scale, offset);
+}
+
 static py::tuple py_layer_norm_u8(const rows_of<float>& x, const py::object& residual, const rows_of<float>& gamma,
                                    const rows_of<float>& beta, float eps) {
   require(x.ndim() == 2 && x.shape(1) > 0, "layer_norm_u8: x must be float32[N, d] with d > 0");
@@ -490,6 +512,11 @@ PYBIND11_MODULE(_C, m) {
         py::arg("row_scale"), py::arg("row_offset"), py::arg("col_scale"), py::arg("col_sum"), py::arg("bias"),
         "(q uint8[m, n rounded up to 4], scale, offset): quantize_rows_u8 of GELU of int8_linear's output, "
         "which is not written out");
+  m.def("int8_self_attention_u8", &py_int8_self_attention_u8, py::arg("q"), py::arg("k"), py::arg("packed"),
+        py::arg("n"), py::arg("row_scale"), py::arg("row_offset"), py::arg("col_scale"), py::arg("col_sum"),
+        py::arg("bias"), py::arg("key_mask"), py::arg("heads"),
+        "(out float32[b, t, n / 3], q, scale, offset): attention over int8_linear's query/key/value projection of "
+        "the rows q (b * t of them) with key_mask uint8[b, t], and out's rows quantized as quantize_rows_u8 makes them");
   m.def("layer_norm_u8", &py_layer_norm_u8, py::arg("x"), py::arg("residual"), py::arg("gamma"), py::arg("beta"),
         py::arg("eps"),
         "(y float32[N, d], q uint8[N, d rounded up to 4], scale, offset): LayerNorm of the rows of x + residual "

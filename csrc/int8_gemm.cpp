@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "attention.h"
 #include "variants.h"
 
 #define TRANSENC_KERNELS "int8_gemm_kernels.inc"
@@ -50,6 +51,31 @@ void int8_linear_gelu_u8(const uint8_t* q, int64_t m, int64_t k, const int8_t* p
     int8_linear(q + i * in_stride, rows, k, packed, n, rows_e, block.data());
     gelu_(block.data(), rows * n);
     quantize_rows_u8(block.data(), rows, n, out_stride, q_out + i * out_stride, scale + i, offset + i);
+  }
+}
+
+void int8_self_attention_u8(const uint8_t* q, int64_t b, int64_t t, int64_t k, const int8_t* packed, int64_t n,
+                            const Int8Epilogue& e, const uint8_t* key_mask, int64_t heads, float* out,
+                            uint8_t* q_out, float* scale, float* offset) {
+  constexpr int64_t kBlockRows = 64;  // 288 KiB of projection at n = 1,152: L2 holds it beside the weights
+  const int64_t m = b * t, in_stride = int8_row_stride(k), width = n / 3, out_stride = int8_row_stride(width);
+  thread_local std::vector<float> projection;  // reused: a fresh [m, n] block would fault in its pages
+  projection.resize(std::max<size_t>(projection.size(), static_cast<size_t>(m * n)));
+  int64_t attended = 0;  // batch rows done
+  for (int64_t i = 0; i < m; i += kBlockRows) {
+    const int64_t rows = std::min(kBlockRows, m - i);
+    Int8Epilogue rows_e = e;
+    rows_e.row_scale += i;
+    rows_e.row_offset += i;
+    int8_linear(q + i * in_stride, rows, k, packed, n, rows_e, projection.data() + i * n);
+    const int64_t ready = (i + rows) / t;  // batch rows whose every token is projected
+    if (ready == attended) continue;
+    const int64_t first = attended * t, count = (ready - attended) * t;
+    attention(projection.data() + first * n, key_mask + first, ready - attended, t, heads, n / (3 * heads),
+              out + first * width);
+    quantize_rows_u8(out + first * width, count, width, out_stride, q_out + first * out_stride, scale + first,
+                     offset + first);
+    attended = ready;
   }
 }
 

@@ -14,8 +14,8 @@ from transenc.errors import TransencError
 from transenc.precision import (check_precision, cpu_auto_precision, cpu_training_precision, inference_precision,
                                 training_precision)
 from transenc import _C
-from transenc.quantize import (Int8Linear, QuantizingLayerNorm, engine_attention, engine_feed_forward, int8_kernel,
-                               int8_model)
+from transenc.quantize import (Int8Linear, QuantizingLayerNorm, engine_attention, engine_feed_forward,
+                               engine_self_attention, int8_kernel, int8_model)
 
 SHAPES = [(1, 1), (3, 5), (17, 33), (64, 384), (129, 1537)]  # rows x width: odd, below and above a vector
 
@@ -165,6 +165,30 @@ def test_engine_int8_linear_gelu_u8_is_its_three_steps_exactly(m, k, n, engine_v
     assert m * n == 1 or got[0][:, :n].unique().numel() > 2  # not a constant nor only the two ends
 
 
+@pytest.mark.parametrize("b,t,heads,dh,k", [(1, 1, 1, 1, 1), (3, 5, 2, 3, 7), (9, 13, 4, 8, 33), (2, 70, 3, 16, 48),
+                                            (40, 7, 12, 32, 384)])
+def test_engine_int8_self_attention_u8_is_its_three_steps_exactly(b, t, heads, dh, k, engine_variant):
+    """The fused step (the projection 64 rows at a time, each batch row attending once its tokens are
+    projected; batch rows longer than 64 tokens and groups that end mid-row included) gives, to the bit,
+    what int8_linear, attention and quantize_rows_u8 give one after the other, padded keys included."""
+    g = torch.Generator().manual_seed(b * t + heads * dh + k)
+    n = 3 * heads * dh
+    q = torch.randint(0, 256, (b * t, (k + 3) // 4 * 4), generator=g, dtype=torch.uint8)
+    q[:, k:] = 0
+    packed = ops.pack_int8_weights(pair_bounded_weights(g, n, k))
+    epilogue = (torch.rand(b * t, generator=g) / 100, torch.randn(b * t, generator=g), torch.rand(n, generator=g) / 100,
+                torch.randn(n, generator=g), torch.randn(n, generator=g))
+    mask = torch.rand(b, t, generator=g) < 0.8
+    mask[:, 0] = True
+    attended, rows = ops.int8_self_attention_u8(q, k, packed, n, *epilogue, mask, heads)
+    want = ops.attention(ops.int8_linear(q, k, packed, n, *epilogue).view(b, t, n), mask, heads)
+    assert attended.shape == (b, t, heads * dh) and torch.equal(attended, want)
+    for got, expected in zip(rows, ops.quantize_rows_u8(want.view(b * t, -1))):
+        assert got.dtype == expected.dtype and torch.equal(got, expected)
+    with pytest.raises(ValueError, match="key_mask must be"):
+        ops.int8_self_attention_u8(q, k, packed, n, *epilogue, mask[:, :-1] if t > 1 else mask[:0], heads)
+
+
 def pair_bounded_weights(g: torch.Generator, n: int, k: int, bound: int = _C.INT8_PAIR_MAX) -> torch.Tensor:
     """Random int8 weights in [-127, 127] where each same-sign pair of inputs (2t, 2t + 1) adds up to at
     most `bound` in magnitude, as engine_weight_scale makes them; pairs at the bound included."""
@@ -291,7 +315,7 @@ def test_int8_models_attend_on_the_engine_where_it_is_fast_and_agree_with_sdpa(t
             quantized = int8_model(model)
             with torch.inference_mode():
                 for layer in quantized.layers:
-                    layer.attention = engine_attention
+                    layer.self_attention, layer.attention = bert.self_attention, engine_attention
                 engine = quantized(batch["input_ids"], mask).last_hidden_state
                 for layer in quantized.layers:
                     layer.attention = bert.sdpa_attention
@@ -306,41 +330,46 @@ def test_int8_models_attend_on_the_engine_where_it_is_fast_and_agree_with_sdpa(t
                                    msg=lambda message: f"{variant}: {message}")
 
 
-def test_int8_models_run_the_feed_forward_on_the_engine_under_vnni_and_agree_with_the_steps(tiny_bert, monkeypatch):
-    """int8_model gives each transenc.bert layer engine_feed_forward on the engine kernel under the
-    avx512_vnni variant only; the fp32 model keeps bert.feed_forward. Forced on, the fused feed-forward
-    runs (counted) and agrees with the int8 layers run step by step (GELU differs by 1.5e-7 |x| at most,
-    which may move a rounding of the next quantization by one step)."""
+def test_int8_models_fuse_attention_and_feed_forward_on_the_engine_under_vnni_and_agree_with_the_steps(
+        tiny_bert, monkeypatch):
+    """int8_model gives each transenc.bert layer engine_self_attention and engine_feed_forward on the
+    engine kernel under the avx512_vnni variant and above only; the fp32 model keeps bert's. Forced on,
+    the fused calls run (counted); the fused self-attention gives its steps' output bit for bit, the fused
+    feed-forward agrees with its steps (GELU differs by 1.5e-7 |x| at most, which may move a rounding of
+    the next quantization by one step)."""
     from transenc import bert
     from transenc.models import BiEncoder
 
     encoder = BiEncoder.load(tiny_bert, "cpu")
     model = bert.load(Path(tiny_bert), False, torch.device("cpu"))
+    hooks = lambda m: {(layer.self_attention, layer.feed_forward) for layer in m.layers}  # noqa: E731
     try:
         for variant in _C.variants():
             _C.set_variant(variant)
             for kernel in ("torch", "engine"):
                 fused = kernel == "engine" and variant in ("avx512_vnni", "avx512_bf16")
-                want = engine_feed_forward if fused else bert.feed_forward
-                assert {layer.feed_forward for layer in int8_model(model, kernel).layers} == {want}, (variant, kernel)
+                want = (engine_self_attention, engine_feed_forward) if fused else (bert.self_attention, bert.feed_forward)
+                assert hooks(int8_model(model, kernel)) == {want}, (variant, kernel)
     finally:
         _C.set_variant("auto")
-    assert {layer.feed_forward for layer in model.layers} == {bert.feed_forward}
+    assert hooks(model) == {(bert.self_attention, bert.feed_forward)}
     quantized = int8_model(model, "engine")
     batch = encoder.tokenizer(["a cat sleeps on the mat", "rain", "the stock market fell sharply today"],
                               padding=True, return_tensors="pt")
-    fused_calls = []
-    fused = ops.int8_linear_gelu_u8
-    monkeypatch.setattr(ops, "int8_linear_gelu_u8", lambda *a: fused_calls.append(1) or fused(*a))
-    with torch.inference_mode():
+    calls = []
+    for name in ("int8_self_attention_u8", "int8_linear_gelu_u8"):
+        monkeypatch.setattr(ops, name, lambda *a, _f=getattr(ops, name), _n=name: calls.append(_n) or _f(*a))
+
+    def run(self_attention, feed_forward):
         for layer in quantized.layers:
-            layer.feed_forward = engine_feed_forward
-        engine = quantized(batch["input_ids"], batch["attention_mask"]).last_hidden_state
-        for layer in quantized.layers:
-            layer.feed_forward = bert.feed_forward
-        steps = quantized(batch["input_ids"], batch["attention_mask"]).last_hidden_state
-    assert len(fused_calls) == len(quantized.layers)
-    torch.testing.assert_close(engine, steps, atol=2e-3, rtol=0)
+            layer.self_attention, layer.attention, layer.feed_forward = self_attention, engine_attention, feed_forward
+        with torch.inference_mode():
+            return quantized(batch["input_ids"], batch["attention_mask"]).last_hidden_state
+
+    fused = run(engine_self_attention, engine_feed_forward)
+    assert sorted(calls) == sorted(["int8_self_attention_u8", "int8_linear_gelu_u8"] * len(quantized.layers))
+    assert torch.equal(fused, run(bert.self_attention, engine_feed_forward))
+    torch.testing.assert_close(fused, run(bert.self_attention, bert.feed_forward), atol=2e-3, rtol=0)
 
 
 def test_int8_engine_models_quantize_where_their_norms_are_read_by_int8_layers(tiny_bert, monkeypatch):
@@ -370,10 +399,11 @@ def test_int8_engine_models_quantize_where_their_norms_are_read_by_int8_layers(t
             layer.attention_norm, layer.output_norm = plain.attention_norm, plain.output_norm
         steps = quantized(batch["input_ids"], batch["attention_mask"]).last_hidden_state
     layers = len(quantized.layers)
-    # with plain norms: every layer's qkv, attention_out and intermediate inputs, and output's unless fused
+    # with plain norms: every layer's qkv and intermediate inputs, attention_out's and output's unless fused
+    unfused_attention = sum(layer.self_attention is bert.self_attention for layer in quantized.layers)
     unfused_output = sum(layer.feed_forward is bert.feed_forward for layer in quantized.layers)
-    assert len(quantize_calls) - fused_calls == 3 * layers + unfused_output
-    assert fused_calls == layers + unfused_output  # attention_out's input alone is not a norm's output
+    assert len(quantize_calls) - fused_calls == 2 * layers + unfused_attention + unfused_output
+    assert fused_calls == unfused_attention + unfused_output  # attention_out's input is not a norm's output
     torch.testing.assert_close(fused, steps, atol=2e-3, rtol=0)
 
 

@@ -80,6 +80,11 @@ def sdpa_attention(qkv: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.T
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(b, t, width // 3)
 
 
+def self_attention(layer: "Layer", x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A layer's query/key/value Linear and its multi-head attention: [B, T, width]."""
+    return layer.attention(layer.qkv(x), mask, layer.heads)
+
+
 def feed_forward(layer: "Layer", x: torch.Tensor) -> torch.Tensor:
     """A layer's intermediate Linear, GELU and output Linear."""
     return layer.output(F.gelu(layer.intermediate(x)))
@@ -97,7 +102,8 @@ class Layer(nn.Module):
     def __init__(self, c):
         super().__init__()
         self.heads = c.num_attention_heads
-        # an int8 copy may run the engine's kernels for these two instead (transenc.quantize)
+        # an int8 copy may run the engine's kernels for these instead (transenc.quantize)
+        self.self_attention = self_attention
         self.attention = sdpa_attention
         self.feed_forward = feed_forward
         self.qkv = nn.Linear(c.hidden_size, 3 * c.hidden_size)
@@ -110,7 +116,7 @@ class Layer(nn.Module):
     def forward(self, x, mask, first_token_only: bool = False):
         """[B, T, width] -> [B, T, width]; with `first_token_only`, [B, 1, width]: every token is a key,
         only the first one goes on past attention."""
-        attended = self.attention(self.qkv(x), mask, self.heads)
+        attended = self.self_attention(self, x, mask)
         if first_token_only:
             attended, x = attended[:, :1], x[:, :1]
         x = self.attention_norm(self.attention_out(attended), x)

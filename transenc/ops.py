@@ -120,14 +120,19 @@ def pack_int8_weights(w: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(_C.pack_int8_weights(w.contiguous().numpy()))
 
 
+def _int8_matmul_arguments(q, k, packed, n, row_scale, row_offset, col_scale, col_sum, bias) -> tuple:
+    """The engine's int8 matmul arguments as _C takes them: numpy views and ints."""
+    return (q.numpy(), int(k), packed.numpy(), int(n), row_scale.numpy(), row_offset.numpy(), col_scale.numpy(),
+            col_sum.numpy(), None if bias is None else bias.numpy())
+
+
 def int8_linear(q: torch.Tensor, k: int, packed: torch.Tensor, n: int, row_scale: torch.Tensor,
                 row_offset: torch.Tensor, col_scale: torch.Tensor, col_sum: torch.Tensor,
                 bias: torch.Tensor | None = None) -> torch.Tensor:
     """The engine's int8 matmul (csrc/int8_gemm.h) of quantize_rows_u8 rows and packed weights with
     dequantize_rows_'s epilogue: float32[N, n]."""
-    return torch.from_numpy(_C.int8_linear(q.numpy(), int(k), packed.numpy(), int(n), row_scale.numpy(),
-                                           row_offset.numpy(), col_scale.numpy(), col_sum.numpy(),
-                                           None if bias is None else bias.numpy()))
+    return torch.from_numpy(_C.int8_linear(*_int8_matmul_arguments(q, k, packed, n, row_scale, row_offset, col_scale,
+                                                                   col_sum, bias)))
 
 
 def int8_linear_gelu_u8(q: torch.Tensor, k: int, packed: torch.Tensor, n: int, row_scale: torch.Tensor,
@@ -137,8 +142,21 @@ def int8_linear_gelu_u8(q: torch.Tensor, k: int, packed: torch.Tensor, n: int, r
     without writing int8_linear's float32[N, n]: (q, scale, offset) for the next int8 layer. GELU is
     erf's (as F.gelu's) to within 1.5e-7 |x|."""
     return tuple(torch.from_numpy(a) for a in _C.int8_linear_gelu_u8(
-        q.numpy(), int(k), packed.numpy(), int(n), row_scale.numpy(), row_offset.numpy(), col_scale.numpy(),
-        col_sum.numpy(), None if bias is None else bias.numpy()))
+        *_int8_matmul_arguments(q, k, packed, n, row_scale, row_offset, col_scale, col_sum, bias)))
+
+
+def int8_self_attention_u8(q: torch.Tensor, k: int, packed: torch.Tensor, n: int, row_scale: torch.Tensor,
+                           row_offset: torch.Tensor, col_scale: torch.Tensor, col_sum: torch.Tensor,
+                           bias: torch.Tensor | None, key_mask: torch.Tensor, heads: int
+                           ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """attention(int8_linear(...) viewed as [B, T, n], key_mask, heads) and its output quantized by
+    quantize_rows_u8, in one call of the engine (csrc/int8_gemm.h), exactly, without writing the
+    float32 projection out: (float32[B, T, n / 3], (q, scale, offset)). key_mask [B, T] (nonzero or
+    True: a token to attend to) with B * T the rows of q."""
+    out, *rows = _C.int8_self_attention_u8(
+        *_int8_matmul_arguments(q, k, packed, n, row_scale, row_offset, col_scale, col_sum, bias),
+        _mask_bytes(key_mask), int(heads))
+    return torch.from_numpy(out), tuple(torch.from_numpy(a) for a in rows)
 
 
 def layer_norm_u8(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
@@ -176,8 +194,12 @@ def attention(qkv: torch.Tensor, key_mask: torch.Tensor, heads: int) -> torch.Te
     if qkv.dim() != 3 or qkv.is_cuda or tuple(key_mask.shape) != tuple(qkv.shape[:2]):
         raise ValueError(f"attention needs CPU qkv [B, T, 3 * width] and key_mask [B, T], got {tuple(qkv.shape)} "
                          f"and {tuple(key_mask.shape)}")
+    return torch.from_numpy(_C.attention(qkv.detach().to(torch.float32).contiguous().numpy(), _mask_bytes(key_mask),
+                                         int(heads)))
+
+
+def _mask_bytes(key_mask: torch.Tensor) -> np.ndarray:
+    """uint8 [B, T] of a key mask: a bool mask (what bert passes, every layer) read as its bytes, others
+    made 0/1 first."""
     mask = key_mask.detach().contiguous()
-    # a bool mask (what bert passes, every layer) is read as its bytes; others are made 0/1 first
-    mask = mask.view(torch.uint8) if mask.dtype == torch.bool else (mask != 0).to(torch.uint8)
-    mask = mask.numpy()
-    return torch.from_numpy(_C.attention(qkv.detach().to(torch.float32).contiguous().numpy(), mask, int(heads)))
+    return (mask.view(torch.uint8) if mask.dtype == torch.bool else (mask != 0).to(torch.uint8)).numpy()

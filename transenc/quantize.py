@@ -22,10 +22,11 @@ A row's own range matters too: symmetric per-token int8 cost STS-B test 0.31, as
 Attention, LayerNorm, embeddings and GELU stay fp32. In a transenc.bert model the engine also takes
 them over where that measured faster: attention (ops.attention, engine_attention) under an AVX-512
 variant, where SDPA spent most of its time around the work on scoring's short rows (its products in
-bf16 under avx512_bf16); GELU inside the intermediate layer's matmul (engine_feed_forward) under
-avx512_vnni and above; and the LayerNorms that an int8 layer reads, which quantize their output as
-they make it (QuantizingLayerNorm). An int8 cross-encoder's last layer runs past attention for its
-first token alone (bert.Bert.last_layer_first_token), the one its pair head reads.
+bf16 under avx512_bf16); under avx512_vnni and above, GELU inside the intermediate layer's matmul
+(engine_feed_forward) and attention beside the query/key/value matmul (engine_self_attention); and
+the LayerNorms that an int8 layer reads, which quantize their output as they make it
+(QuantizingLayerNorm). An int8 cross-encoder's last layer runs past attention for its first token
+alone (bert.Bert.last_layer_first_token), the one its pair head reads.
 """
 from __future__ import annotations
 
@@ -130,10 +131,14 @@ def engine_attention(qkv: torch.Tensor, mask: torch.Tensor, heads: int) -> torch
     bert.Bert passes to SDPA. On one Zen 4 core, 32 rows of 12 heads of 32: 2.2-2.6x SDPA's speed at
     28 tokens, 1.7x at 56; the whole int8 forward of STS-B's pairs (bench/results/roofline-*.md): its
     attention time 2.7-3.0 s against SDPA's 4.8 s (cross), 2.2-2.4 s against 6.4 s (bi)."""
-    b, t, _ = qkv.shape
+    return ops.attention(qkv, _key_mask(mask, *qkv.shape[:2], "engine_attention"), heads)
+
+
+def _key_mask(mask: torch.Tensor, b: int, t: int, who: str) -> torch.Tensor:
+    """The [B, T] key mask of the [B, 1, 1, T] one that bert.Bert passes to SDPA."""
     if tuple(mask.shape) != (b, 1, 1, t):
-        raise ValueError(f"engine_attention takes a key mask [B, 1, 1, T] = {(b, 1, 1, t)}, got {tuple(mask.shape)}")
-    return ops.attention(qkv, mask.reshape(b, t), heads)
+        raise ValueError(f"{who} takes a key mask [B, 1, 1, T] = {(b, 1, 1, t)}, got {tuple(mask.shape)}")
+    return mask.reshape(b, t)
 
 
 class QuantizingLayerNorm(torch.nn.Module):
@@ -158,6 +163,20 @@ class QuantizingLayerNorm(torch.nn.Module):
         return y
 
 
+def engine_self_attention(layer: bert.Layer, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """bert.Layer's query/key/value Linear, attention and the quantization of its output in one call of
+    the engine (ops.int8_self_attention_u8): attention reads the projection from L2 as it is made and
+    the quantized rows wait for the attention output Linear in the shared _LastInput. `mask` is the
+    [B, 1, 1, T] key mask that bert.Bert passes to SDPA."""
+    qkv = layer.qkv
+    q, scale, offset = qkv.last_input.quantized(x)
+    attended, rows = ops.int8_self_attention_u8(q, qkv.in_features, qkv.packed, qkv.out_features, scale, offset,
+                                                qkv.scale, qkv.col_sum, qkv.bias,
+                                                _key_mask(mask, *x.shape[:2], "engine_self_attention"), layer.heads)
+    qkv.last_input.remember(attended, rows)
+    return attended
+
+
 def engine_feed_forward(layer: bert.Layer, x: torch.Tensor) -> torch.Tensor:
     """bert.Layer's intermediate Linear, GELU and output Linear on the engine's int8 kernel, GELU and the
     output layer's quantization inside the intermediate layer's matmul (ops.int8_linear_gelu_u8): its
@@ -176,11 +195,11 @@ def _variant_from(narrowest: str) -> bool:
     return _C.VARIANTS.index(_C.variant()) >= _C.VARIANTS.index(narrowest)
 
 
-def engine_feeds_forward(kernel: str) -> bool:
-    """Whether int8 copies on `kernel` run engine_feed_forward: on the engine's kernel under its
-    avx512_vnni variant (and avx512_bf16, the same matmul), whose matmul writes 8 rows whole at a time,
-    so that engine_feed_forward's blocks of 16 rows cost it nothing. The other variants' matmuls pass
-    each weight panel over ~170 rows at a time, and in blocks of 16 the baseline variant ran about 1.2x
+def engine_fuses_layers(kernel: str) -> bool:
+    """Whether int8 copies on `kernel` run engine_self_attention and engine_feed_forward: on the engine's
+    kernel under its avx512_vnni variant (and avx512_bf16, the same matmul; both attend on the engine),
+    whose matmul writes 8 rows whole at a time, so that their blocks of 16 and 64 rows cost it nothing.
+    The other variants' matmuls pass each weight panel over ~170 rows at a time, and in blocks of 16 the baseline variant ran about 1.2x
     slower (forced on a Zen 4 core, timed beside a training run: a direction, not a figure)."""
     return kernel == "engine" and _variant_from("avx512_vnni")
 
@@ -203,8 +222,8 @@ def quantized_norms(model: bert.Bert) -> list[tuple[torch.nn.Module, str]]:
 
 def int8_model(model: torch.nn.Module, kernel: str | None = None) -> torch.nn.Module:
     """An inference copy of `model` whose Linear layers are Int8Linear on `kernel` (default: this CPU's,
-    int8_kernel) and whose transenc.bert layers attend (engine_attends) and run their feed-forward
-    (engine_feeds_forward) on the engine where that is faster; on the engine kernel the LayerNorms that
+    int8_kernel) and whose transenc.bert layers attend (engine_attends), and run their self-attention and
+    feed-forward as fused calls (engine_fuses_layers), on the engine where that is faster; on the engine kernel the LayerNorms that
     int8 layers read quantize their output as they make it (QuantizingLayerNorm).
     Every other parameter and buffer is shared with `model`, not copied, so the copy costs only the int8
     weights."""
@@ -221,8 +240,8 @@ def int8_model(model: torch.nn.Module, kernel: str | None = None) -> torch.nn.Mo
         if isinstance(module, bert.Layer):
             if engine_attends():
                 module.attention = engine_attention
-            if engine_feeds_forward(kernel):
-                module.feed_forward = engine_feed_forward
+            if engine_fuses_layers(kernel):
+                module.self_attention, module.feed_forward = engine_self_attention, engine_feed_forward
         for name, child in list(module.named_children()):
             if isinstance(child, torch.nn.Linear):
                 setattr(module, name, Int8Linear(child, last_input, kernel))
