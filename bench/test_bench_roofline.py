@@ -9,7 +9,8 @@ int8 matmul (what it calls elsewhere: AVX512-VNNI's or AVX2's u8 x s8 products, 
 fbgemm's dynamically quantized Linear (AVX2 kernels, a yardstick from outside). The forward's rate is its encoder layers' Linear
 multiply-adds (2 ops each) over its whole time. The breakdown times each kind of op exclusively (a
 call inside a timed call counts only for the inner one) by wrapping the functions the forward
-calls; what no wrapper covers is the rest: Python, reshapes, residual adds, pooling, the cosine.
+calls; what no wrapper covers is the rest: Python, reshapes, residual adds, pooling, the cosine. The
+engine's fused int8 self-attention runs as its three steps under the clock (self_attention_in_steps).
 
     python -m pytest bench/test_bench_roofline.py -q -s
 """
@@ -25,6 +26,7 @@ from torch.nn import functional as F
 import workloads as w
 from transenc import _C, models, ops, tokens
 from transenc.precision import slow_on_this_cpu
+from transenc.quantize import int8_model
 
 pytest.importorskip("pytest_benchmark")
 COLUMNS = [(kind, precision) for kind in ("cross", "bi") for precision in ("fp32", "int8")]
@@ -168,6 +170,8 @@ class PhaseClock:
         originals = [(owner, name, getattr(owner, name)) for owner, name, _ in WRAPPED]
         for (owner, name, fn), (*_, phase) in zip(originals, WRAPPED):
             setattr(owner, name, self.wrap(fn, phase))
+        originals.append((ops, "int8_self_attention_u8", ops.int8_self_attention_u8))
+        ops.int8_self_attention_u8 = self_attention_in_steps
         try:
             yield self
         finally:
@@ -175,19 +179,37 @@ class PhaseClock:
                 setattr(owner, name, fn)
 
 
+def self_attention_in_steps(q, k, packed, n, row_scale, row_offset, col_scale, col_sum, bias, key_mask, heads):
+    """ops.int8_self_attention_u8 as its three steps, each under its own phase: the same results bit for bit
+    (tests/test_precision.py), so that the clock shows attention apart from the GEMMs."""
+    b, t = key_mask.shape
+    projection = ops.int8_linear(q, k, packed, n, row_scale, row_offset, col_scale, col_sum, bias)
+    attended = ops.attention(projection.view(b, t, n), key_mask, heads)
+    return attended, ops.quantize_rows_u8(attended.view(b * t, -1))
+
+
 def counted_ops(model, pairs, kind: str, precision: str) -> tuple[int, int]:
     """(ops executed, ops on real tokens) of one pass over `pairs`, from the batches' shapes as scoring packs
     them: per token, 2 x in x out per Linear of the encoder layers (the cross-encoder's pooler and head run on
-    one row)."""
+    one row), except where an int8 cross-encoder's last layer runs past attention for the first token alone."""
     from transenc.labeling import BI_BATCH, CROSS_BATCH, INT8_CROSS_BATCH
 
     cache = model.token_cache(pairs.sentences)
     batches = model.batches(cache, pairs.pairs, INT8_CROSS_BATCH if precision == "int8" else CROSS_BATCH) \
         if kind == "cross" else model.batches(cache, np.arange(len(cache)), BI_BATCH)
-    linears = [m for name, m in model.model.named_modules() if isinstance(m, torch.nn.Linear) and "layers." in name]
-    per_token = sum(2 * m.in_features * m.out_features for m in linears)
-    return (sum(b.input_ids.numel() for b in batches) * per_token,
-            sum(int(b.attention_mask.sum()) for b in batches) * per_token)
+    ops_of = lambda linears: sum(2 * m.in_features * m.out_features for m in linears)  # noqa: E731
+    per_token = ops_of(m for name, m in model.model.named_modules()
+                       if isinstance(m, torch.nn.Linear) and "layers." in name)
+    first_token_only = precision == "int8" and getattr(int8_model(model.model), "last_layer_first_token", False) \
+        and kind == "cross"
+    last = model.model.layers[-1] if first_token_only else None
+    skipped = ops_of([last.attention_out, last.intermediate, last.output]) if first_token_only else 0
+
+    def count(tokens: int, rows: int) -> int:
+        return tokens * per_token - (tokens - rows) * skipped
+
+    return (sum(count(b.input_ids.numel(), len(b.input_ids)) for b in batches),
+            sum(count(int(b.attention_mask.sum()), len(b.input_ids)) for b in batches))
 
 
 @pytest.mark.parametrize("kind, precision", COLUMNS)
@@ -218,4 +240,5 @@ def test_forward(benchmark, table, sts_pairs, kind, precision):
                f"(int8 cross: {INT8_CROSS_BATCH} pairs); cross: the MiniLM cross-encoder of "
                "workloads.trained_cross_encoder; bi: all-MiniLM-L6-v2, each sentence once")
     table.note(f"{kind} {precision}: plain {plain:.2f} s, under the phase clock {instrumented:.2f} s (the time rows "
-               "are the clock's shares scaled to the plain time)")
+               "are the clock's shares scaled to the plain time; under the clock the fused int8 self-attention runs "
+               "as its three steps, bit for bit the same, so that attention shows apart)")
