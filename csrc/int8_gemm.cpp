@@ -59,22 +59,26 @@ void int8_self_attention_u8(const uint8_t* q, int64_t b, int64_t t, int64_t k, c
                             uint8_t* q_out, float* scale, float* offset) {
   constexpr int64_t kBlockRows = 64;  // 288 KiB of projection at n = 1,152: L2 holds it beside the weights
   const int64_t m = b * t, in_stride = int8_row_stride(k), width = n / 3, out_stride = int8_row_stride(width);
-  thread_local std::vector<float> projection;  // reused: a fresh [m, n] block would fault in its pages
-  projection.resize(std::max<size_t>(projection.size(), static_cast<size_t>(m * n)));
-  int64_t attended = 0;  // batch rows done
+  // The projection of the rows not attended yet: fewer than t before a block is added (the rest of a
+  // batch row), so at most t + kBlockRows. Kept per thread: a fresh block would fault its pages in.
+  thread_local std::vector<float> window;
+  window.resize(std::max(window.size(), static_cast<size_t>((t + kBlockRows) * n)));
+  int64_t attended = 0, held = 0;  // batch rows done; projected rows in the window, from row attended * t
   for (int64_t i = 0; i < m; i += kBlockRows) {
     const int64_t rows = std::min(kBlockRows, m - i);
     Int8Epilogue rows_e = e;
     rows_e.row_scale += i;
     rows_e.row_offset += i;
-    int8_linear(q + i * in_stride, rows, k, packed, n, rows_e, projection.data() + i * n);
+    int8_linear(q + i * in_stride, rows, k, packed, n, rows_e, window.data() + held * n);
+    held += rows;
     const int64_t ready = (i + rows) / t;  // batch rows whose every token is projected
     if (ready == attended) continue;
     const int64_t first = attended * t, count = (ready - attended) * t;
-    attention(projection.data() + first * n, key_mask + first, ready - attended, t, heads, n / (3 * heads),
-              out + first * width);
+    attention(window.data(), key_mask + first, ready - attended, t, heads, n / (3 * heads), out + first * width);
     quantize_rows_u8(out + first * width, count, width, out_stride, q_out + first * out_stride, scale + first,
                      offset + first);
+    held -= count;
+    std::memmove(window.data(), window.data() + count * n, held * n * sizeof(float));
     attended = ready;
   }
 }

@@ -49,9 +49,9 @@ void int8_linear_gelu_u8(const uint8_t* q, int64_t m, int64_t k, const int8_t* p
 // projection of the rows q[b * t, int8_row_stride(k)] (n = 3 * heads * dh outputs), attention
 // (attention.h) over it with key_mask[b, t], and the output out[b * t, heads * dh] quantized as
 // quantize_rows_u8 makes it (q_out[b * t, int8_row_stride(heads * dh)], scale, offset). The projection
-// goes 64 rows at a time into a per-thread scratch buffer, and each batch row attends as soon as its
-// tokens are projected: attention reads them from L2, not from a [b * t, n] block gone to memory,
-// and the quantization reads the output rows it has just written. Exactly the three steps' results.
+// goes 64 rows at a time into a per-thread window of at most t + 64 rows, and each batch row attends as
+// soon as its tokens are projected: attention reads them from L2, not from a [b * t, n] block gone to
+// memory, and the quantization reads the output rows it has just written. Exactly the three steps' results.
 void int8_self_attention_u8(const uint8_t* q, int64_t b, int64_t t, int64_t k, const int8_t* packed, int64_t n,
                             const Int8Epilogue& e, const uint8_t* key_mask, int64_t heads, float* out,
                             uint8_t* q_out, float* scale, float* offset);
