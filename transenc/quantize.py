@@ -199,8 +199,9 @@ def engine_fuses_layers(kernel: str) -> bool:
     """Whether int8 copies on `kernel` run engine_self_attention and engine_feed_forward: on the engine's
     kernel under its avx512_vnni variant (and avx512_bf16, the same matmul; both attend on the engine),
     whose matmul writes 8 rows whole at a time, so that their blocks of 16 and 64 rows cost it nothing.
-    The other variants' matmuls pass each weight panel over ~170 rows at a time, and in blocks of 16 the baseline variant ran about 1.2x
-    slower (forced on a Zen 4 core, timed beside a training run: a direction, not a figure)."""
+    The other variants' matmuls pass each weight panel over ~170 rows at a time, and in blocks of 16 the
+    baseline variant ran about 1.2x slower (forced on a Zen 4 core, timed beside a training run: a
+    direction, not a figure)."""
     return kernel == "engine" and _variant_from("avx512_vnni")
 
 
