@@ -4,6 +4,8 @@ import json
 import re
 import shutil
 from dataclasses import replace
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -184,3 +186,12 @@ def test_the_model_card_carries_the_figures_of_metrics_json(tmp_path, tiny_bert,
         assert f"{metrics['pairs']['count']:,} unlabeled pairs" in card
         assert f"trained at {metrics['lengths'][0][name]} tokens" in card
         assert f"exported at {metrics['lengths'][0][name + '_export']}" in card
+        assert f"from\n`{Path(tiny_bert).name}` ({tiny_bert})" in card  # the start as the user named it
+        assert "|\n\n## test" in card  # the tables apart, or markdown runs the test heading into dev's table
+
+
+def test_the_default_start_model_is_named_as_the_user_knows_it_not_by_its_packages_folder():
+    trainer = SimpleNamespace(config=SimpleNamespace(models=[]))
+    assert training.Trainer.model_names.fget(trainer) == ["all-MiniLM-L6-v2"]
+    trainer.config.models = ["models/all-mpnet-base-v2/"]
+    assert training.Trainer.model_names.fget(trainer) == ["all-mpnet-base-v2"]

@@ -28,11 +28,13 @@ def model_card(name: str, k: int, metrics: dict, config: dict) -> str:
     lengths = metrics["lengths"][k]
     fit = stages["bi_train" if kind == "bi" else "cross_train"]["models"][k]
     source = config["models"][k]
+    named = metrics.get("start_names", [Path(m).name for m in config["models"]])[k]  # runs before start_names
     what = ("the start model itself: no trained bi-encoder beat it beyond dev's noise (do no harm)" if exported_start
             else f"cycle {cycle} of {len(metrics['cycles'])}, chosen on dev")
     rows = [f"## {split}\n\n| set | metric | start | exported | change |\n|---|---|---:|---:|---:|\n"
             + "\n".join(_figures(start.get(split), after.get(split), k)) + "\n"
             for split in ("dev", "test") if _figures(start.get(split), after.get(split), k)]
+    tables = "\n".join(rows) or "No dev or test set was given."
     if kind == "bi":
         load = ("from sentence_transformers import SentenceTransformer\n\n"
                 f"model = SentenceTransformer(\"{name}\")\n"
@@ -52,14 +54,14 @@ tags:
 # {name}: a Trans-Encoder {kind}-encoder
 
 Trained without labels by transenc (Trans-Encoder, Liu et al., ICLR 2022) from
-`{Path(source).name}` ({source}): {what}.
+`{named}` ({source}): {what}.
 
 - pairs: {metrics["pairs"]["count"]:,} unlabeled pairs over {metrics["pairs"]["sentences"]:,} sentences
 - recipe: `{config["recipe"]}`, seed {config["seed"]}; co-teachers: {", ".join(config["teachers"]) or "none"}
 - lengths: trained at {lengths[kind]} tokens; used and exported at {lengths[kind + "_export"]} (`max_seq_length`)
 - precision: training steps {fit.get("precision", "fp32")}, labeling and dev checks {metrics["precision"]["labeling"]}
 
-{"".join(rows) or "No dev or test set was given."}
+{tables}
 Dev chose the cycle and the checkpoint; test was never used to choose.
 
 ## Usage

@@ -121,10 +121,15 @@ class Trainer:
             fixed = (self.recipe.bi_max_length, self.recipe.cross_max_length)
             chosen.append(lengths.choose(Path(model), tokenized, self.pairs.pairs, self.config.max_length, fixed))
             if distributed.is_main():
-                given = (self.config.models or [DEFAULT_MODEL])[k]  # as the user named it, not its folder
-                print(f"transenc: lengths of {Path(given).name}: {chosen[-1].why}", file=sys.stderr)
+                print(f"transenc: lengths of {self.model_names[k]}: {chosen[-1].why}", file=sys.stderr)
         self.run.metrics["lengths"] = [c.record() for c in chosen]
+        self.run.metrics["start_names"] = self.model_names  # for the model cards
         return chosen
+
+    @property
+    def model_names(self) -> list[str]:
+        """The start models as the user named them, not their folders (the default's is a package's)."""
+        return [Path(m).name for m in (self.config.models or [DEFAULT_MODEL])]
 
     def cache(self, encoder, pairs: PairSet):
         return self.caches.get(encoder.tokenizer, pairs.sentences, owner=pairs)
