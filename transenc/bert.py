@@ -127,10 +127,10 @@ class Bert(nn.Module):
     """BertModel's last_hidden_state, or with `cross` BertForSequenceClassification's one logit.
 
     The pair head reads the first token alone; with `last_layer_first_token` the last layer computes
-    nothing else past attention (12% of a MiniLM-L6 cross-encoder's matmul work on STS-B pairs). Set on int8 copies only
-    (transenc.quantize), whose kernels treat each row on its own, so the logit is bit for bit the
-    same; a float BLAS may round a row differently when the batch has fewer rows, and fp32 scores
-    stay those of transformers' network."""
+    nothing else past attention (12% of a MiniLM-L6 cross-encoder's matmul work on STS-B pairs). Set
+    on int8 copies only (transenc.quantize), whose kernels treat each row on its own, so the logit is
+    bit for bit the same; a float BLAS may round a row differently when the batch has fewer rows,
+    and fp32 scores stay those of transformers' network."""
 
     last_layer_first_token = False
 

@@ -2,8 +2,6 @@
 trained from and how, its dev and test figures (start -> exported, from metrics.json), how to load it."""
 from __future__ import annotations
 
-from pathlib import Path
-
 
 def _figures(before: dict | None, after: dict | None, k: int) -> list[str]:
     """A table row per set: metric, start, exported, difference (two decimals, as metrics.json rounds to)."""
@@ -28,7 +26,6 @@ def model_card(name: str, k: int, metrics: dict, config: dict) -> str:
     lengths = metrics["lengths"][k]
     fit = stages["bi_train" if kind == "bi" else "cross_train"]["models"][k]
     source = config["models"][k]
-    named = metrics.get("start_names", [Path(m).name for m in config["models"]])[k]  # runs before start_names
     what = ("the start model itself: no trained bi-encoder beat it beyond dev's noise (do no harm)" if exported_start
             else f"cycle {cycle} of {len(metrics['cycles'])}, chosen on dev")
     rows = [f"## {split}\n\n| set | metric | start | exported | change |\n|---|---|---:|---:|---:|\n"
@@ -54,7 +51,7 @@ tags:
 # {name}: a Trans-Encoder {kind}-encoder
 
 Trained without labels by transenc (Trans-Encoder, Liu et al., ICLR 2022) from
-`{named}` ({source}): {what}.
+`{metrics["start_names"][k]}` ({source}): {what}.
 
 - pairs: {metrics["pairs"]["count"]:,} unlabeled pairs over {metrics["pairs"]["sentences"]:,} sentences
 - recipe: `{config["recipe"]}`, seed {config["seed"]}; co-teachers: {", ".join(config["teachers"]) or "none"}

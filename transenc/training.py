@@ -123,7 +123,6 @@ class Trainer:
             if distributed.is_main():
                 print(f"transenc: lengths of {self.model_names[k]}: {chosen[-1].why}", file=sys.stderr)
         self.run.metrics["lengths"] = [c.record() for c in chosen]
-        self.run.metrics["start_names"] = self.model_names  # for the model cards
         return chosen
 
     @property
@@ -146,6 +145,7 @@ class Trainer:
         check_free_space(self.run.out, self.models, self.config.cycles)
         self.start = [self.simcse(k) for k in range(len(self.models))] if self.config.simcse else list(self.models)
         metrics = self.run.metrics
+        metrics["start_names"] = self.model_names  # for the model cards
         metrics["pairs"] = {"count": len(self.pairs), "sentences": len(self.pairs.sentences)}
         metrics["precision"] = {"training": self.train_precision, "labeling": self.label_precision}
         if "start" not in metrics:
