@@ -1,54 +1,79 @@
-"""Re-run only cycle 1's bi-encoder stage of a finished `transenc train` run, on that run's own
-labels, with Recipe fields changed: a recipe variant of the bi-encoder measured in minutes instead
-of a whole cycle, through the same Trainer (issue 33's domain study, bench/results/mrpc-cpu.md).
+"""Re-run a finished `transenc train` run from one of its stages on, with Recipe fields changed:
+by default only cycle 1's bi-encoder stage, on that run's own labels, so a recipe variant of the
+bi-encoder is measured in minutes instead of a whole cycle, through the same Trainer (issue 33's
+domain study, bench/results/mrpc-cpu.md).
 
-  python scripts/bi_stage_variant.py SOURCE_RUN OUT FIELD=VALUE [...]     (values: Python literals)
+  python scripts/bi_stage_variant.py SOURCE_RUN OUT [--from cycleN.STAGE] FIELD=VALUE [...]   (values: Python literals)
   python scripts/bi_stage_variant.py runs/mrpc-heldout runs/var-cosent bi_loss='"cosent"'
+  python scripts/bi_stage_variant.py runs/mrpc-heldout-teacher-cosent runs/var-c2-mse --from cycle2.bi_label bi_loss='"mse"'
 
-OUT gets SOURCE_RUN's cycle-1 labels and cross-encoder and its state up to the bi-encoder stage
-(one cycle, fp32 labeling and dev checks as the source runs had), then `train --resume` runs the
-stage with the changed recipe.
+OUT gets SOURCE_RUN's files and state up to that stage (the run then ends with that stage's cycle,
+fp32 labeling and dev checks as the source runs had), then `train --resume` runs the rest with the
+changed recipe. Every stage reseeds from (seed, cycle, stage, model), so the stages re-run before the
+changed one repeat the source's.
 """
 import ast
 import json
+import re
 import shutil
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from transenc import cli, training
+from transenc.run_folder import STAGES
 
 
-def prepare(source: Path, out: Path) -> None:
-    (out / "cycle1").mkdir(parents=True)
-    for name in ("labels_bi.npy", "labels_cross.npy"):
-        shutil.copy(source / "cycle1" / name, out / "cycle1" / name)
-    shutil.copytree(source / "cycle1" / "cross-0", out / "cycle1" / "cross-0")
+def prepare(source: Path, out: Path, start: str) -> None:
+    """OUT as SOURCE was before stage `start` ("cycleN.STAGE"), ending with cycle N. Not copied: the
+    dev checks' kept scores (out/scores), so do no harm corrects by Bonferroni."""
+    match = re.fullmatch(r"cycle(\d+)\.(\w+)", start)
+    if not match or match[2] not in STAGES:
+        raise SystemExit(f"--from takes cycleN.STAGE, STAGE one of {', '.join(STAGES)}; got {start!r}")
+    cycle, stage = int(match[1]), match[2]
     state = json.loads((source / "state.json").read_text())
-    state["done"] = [s for s in state["done"]
-                     if s.startswith("teacher.") or s in ("cycle1.bi_label", "cycle1.cross_train", "cycle1.cross_label")]
-    state["config"] |= {"cycles": 1, "precision": "fp32"}
-    cycle1 = state["metrics"]["cycles"][0]
-    cycle1["stages"].pop("bi_train")
-    state["metrics"]["cycles"] = [cycle1]
-    (out / "state.json").write_text(json.dumps(state))
+    keep = state["done"][:state["done"].index(start)]
+    out.mkdir(parents=True)
+    for done in range(1, cycle + 1):  # the kept cycles' files: labels and models
+        shutil.copytree(source / f"cycle{done}", out / f"cycle{done}")
+    rerun = STAGES[STAGES.index(stage):]
+    for name, prefix in (("cross_train", "cross-"), ("bi_train", "bi-")):  # the re-run stages' models go
+        if name in rerun:
+            for model in (out / f"cycle{cycle}").glob(f"{prefix}*"):
+                shutil.rmtree(model) if model.is_dir() else model.unlink()
     for teacher in source.glob("teacher-*.npy"):
         shutil.copy(teacher, out / teacher.name)
+    state["done"] = keep
+    state["config"] |= {"cycles": cycle, "precision": "fp32"}
+    cycles = state["metrics"]["cycles"][:cycle]
+    for name in rerun:
+        cycles[-1]["stages"].pop(name, None)
+    state["metrics"] = {k: v for k, v in state["metrics"].items() if k not in ("stopped", "best_cycle", "exported")}
+    state["metrics"]["cycles"] = cycles
+    (out / "state.json").write_text(json.dumps(state))
 
 
-def main(source: Path, out: Path, changes: dict[str, str]) -> int:
+def main(source: Path, out: Path, start: str, changes: dict[str, str]) -> int:
     if not out.exists():
-        prepare(source, out)
+        prepare(source, out, start)
     config = json.loads((out / "state.json").read_text())["config"]
     recipe = config["recipe"]
     training.RECIPES[recipe] = replace(training.RECIPES[recipe], **{k: ast.literal_eval(v) for k, v in changes.items()})
-    print(f"{out}: recipe {recipe} with {changes}", flush=True)
-    args = ["train", "--pairs", config["pairs"], "--out", str(out), "--cycles", "1", "--resume", "--seed", str(config["seed"]),
-            "--precision", config["precision"], "--patience", str(config["patience"])]
+    print(f"{out}: recipe {recipe} with {changes} from {start}", flush=True)
+    args = ["train", "--pairs", config["pairs"], "--out", str(out), "--cycles", str(config["cycles"]), "--resume",
+            "--recipe", recipe, "--seed", str(config["seed"]), "--precision", config["precision"], "--patience", str(config["patience"])]
     args += [a for spec in config["dev"] for a in ("--dev", spec)] + [a for spec in config["test"] for a in ("--test", spec)]
     args += [a for t in config["teachers"] for a in ("--teacher", t)]
+    if config["max_length"]:
+        args += ["--max-length", ",".join(map(str, config["max_length"]))]
     return cli.main(args)
 
 
 if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1]), Path(sys.argv[2]), dict(a.split("=", 1) for a in sys.argv[3:])))
+    argv = sys.argv[1:]
+    start = "cycle1.bi_train"
+    if "--from" in argv:
+        i = argv.index("--from")
+        start = argv[i + 1]
+        del argv[i:i + 2]
+    sys.exit(main(Path(argv[0]), Path(argv[1]), start, dict(a.split("=", 1) for a in argv[2:])))

@@ -79,12 +79,12 @@ RECIPES = {
         cross_min_steps=100,
     ),
 }
-# The default with a CoSENT bi-encoder: on the same targets above MSE in every cycle 1 tried (MRPC
-# held out +0.05, with --teacher +0.20; STS-B +0.31; the paper's pairs with --teacher +0.19 / +0.18
-# on two seeds, to 84.63 / 84.65), but below it on the 102 demo pairs, whose bi-encoder fit is one
-# step (91.34 against MSE's 91.66, start 91.41), and past cycle 1 on MRPC, with or without
-# --teacher (cycle 2: 73.93 / 74.50 against MSE's 74.86 / 75.39): not the default
-# (bench/results/mrpc-cpu.md).
+# The default with a CoSENT bi-encoder: on the same targets above MSE in every held-out cycle 1
+# tried (MRPC +0.05, with --teacher +0.20; STS-B +0.31; the paper's pairs with --teacher +0.19 /
+# +0.18 on two seeds, to 84.63 / 84.65), but below it on the 102 demo pairs, whose bi-encoder fit is
+# one step (91.34 against MSE's 91.66, start 91.41), on MRPC trained transductively (cycle 1: 73.84
+# / 74.54 against 74.21 / 74.95, without / with --teacher) and past cycle 1 on MRPC held out (cycle
+# 2: 73.93 / 74.50 against 74.86 / 75.39): not the default (bench/results/mrpc-cpu.md).
 RECIPES["transenc-cosent"] = replace(RECIPES["transenc"], bi_loss="cosent")
 DEFAULT_RECIPE = "transenc"
 
