@@ -8,10 +8,11 @@ domain study, bench/results/mrpc-cpu.md).
   python scripts/bi_stage_variant.py runs/mrpc-heldout-teacher-cosent runs/var-c2-mse --from cycle2.bi_label bi_loss='"mse"'
 
 OUT gets SOURCE_RUN's files and state up to that stage (the run then ends with that stage's cycle,
-fp32 labeling and dev checks as the source runs had), then `train --resume` runs the rest with the
+fp32 labeling and dev checks as the source runs had), then the run resumes (transenc.api.train) with the
 changed recipe. Every stage reseeds from (seed, cycle, stage, model), so the stages re-run before the
 changed one repeat the source's.
 """
+import argparse
 import ast
 import json
 import re
@@ -20,7 +21,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from transenc import cli, training
+from transenc import api, training
+from transenc.errors import TransencError
 from transenc.run_folder import STAGES
 
 
@@ -53,27 +55,27 @@ def prepare(source: Path, out: Path, start: str) -> None:
     (out / "state.json").write_text(json.dumps(state))
 
 
-def main(source: Path, out: Path, start: str, changes: dict[str, str]) -> int:
-    if not out.exists():
-        prepare(source, out, start)
-    config = json.loads((out / "state.json").read_text())["config"]
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("source", type=Path, help="a finished run folder")
+    p.add_argument("out", type=Path, help="the variant's run folder (prepared once, then resumed)")
+    p.add_argument("changes", nargs="*", metavar="FIELD=VALUE", help="Recipe fields, values as Python literals")
+    p.add_argument("--from", dest="start", default="cycle1.bi_train", help="the first stage re-run (cycleN.STAGE)")
+    args = p.parse_args()
+    if not args.out.exists():
+        prepare(args.source, args.out, args.start)
+    config = json.loads((args.out / "state.json").read_text())["config"]
+    changes = dict(c.split("=", 1) for c in args.changes)
     recipe = config["recipe"]
     training.RECIPES[recipe] = replace(training.RECIPES[recipe], **{k: ast.literal_eval(v) for k, v in changes.items()})
-    print(f"{out}: recipe {recipe} with {changes} from {start}", flush=True)
-    args = ["train", "--pairs", config["pairs"], "--out", str(out), "--cycles", str(config["cycles"]), "--resume",
-            "--recipe", recipe, "--seed", str(config["seed"]), "--precision", config["precision"], "--patience", str(config["patience"])]
-    args += [a for spec in config["dev"] for a in ("--dev", spec)] + [a for spec in config["test"] for a in ("--test", spec)]
-    args += [a for t in config["teachers"] for a in ("--teacher", t)]
-    if config["max_length"]:
-        args += ["--max-length", ",".join(map(str, config["max_length"]))]
-    return cli.main(args)
+    print(f"{args.out}: recipe {recipe} with {changes} from {args.start}", flush=True)
+    try:  # the run's recorded settings as they are, so --resume finds them the same
+        api.train(out=args.out, resume=True, **config)
+    except TransencError as e:
+        print(f"transenc: error: {e}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    start = "cycle1.bi_train"
-    if "--from" in argv:
-        i = argv.index("--from")
-        start = argv[i + 1]
-        del argv[i:i + 2]
-    sys.exit(main(Path(argv[0]), Path(argv[1]), start, dict(a.split("=", 1) for a in argv[2:])))
+    sys.exit(main())
