@@ -179,13 +179,14 @@ class PhaseClock:
                 setattr(owner, name, fn)
 
 
-def self_attention_in_steps(q, k, packed, n, row_scale, row_offset, col_scale, col_sum, bias, key_mask, heads):
+def self_attention_in_steps(q, k, packed, n, row_scale, row_offset, col_scale, col_sum, bias, key_mask, heads,
+                            queries=None):
     """ops.int8_self_attention_u8 as its three steps, each under its own phase: the same results bit for bit
     (tests/test_precision.py), so that the clock shows attention apart from the GEMMs."""
     b, t = key_mask.shape
     projection = ops.int8_linear(q, k, packed, n, row_scale, row_offset, col_scale, col_sum, bias)
-    attended = ops.attention(projection.view(b, t, n), key_mask, heads)
-    return attended, ops.quantize_rows_u8(attended.view(b * t, -1))
+    attended = ops.attention(projection.view(b, t, n), key_mask, heads, queries)
+    return attended, ops.quantize_rows_u8(attended.reshape(-1, attended.shape[-1]))
 
 
 def counted_ops(model, pairs, kind: str, precision: str) -> tuple[int, int]:

@@ -13,8 +13,9 @@
 
 namespace transenc {
 
-void attention(const float* qkv, const uint8_t* key_mask, int64_t b, int64_t t, int64_t heads, int64_t dh, float* out) {
-  TRANSENC_VARIANT_CALL(attention)(qkv, key_mask, b, t, heads, dh, out);
+void attention(const float* qkv, const uint8_t* key_mask, int64_t b, int64_t t, int64_t heads, int64_t dh,
+               int64_t queries, float* out) {
+  TRANSENC_VARIANT_CALL(attention)(qkv, key_mask, b, t, heads, dh, queries, out);
 }
 
 }  // namespace transenc

@@ -340,21 +340,23 @@ static py::tuple py_int8_linear_gelu_u8(const rows_of<uint8_t>& q, int64_t k, co
 static py::tuple py_int8_self_attention_u8(const rows_of<uint8_t>& q, int64_t k, const rows_of<int8_t>& packed,
                                            int64_t n, const rows_of<float>& row_scale, const rows_of<float>& row_offset,
                                            const rows_of<float>& col_scale, const rows_of<float>& col_sum,
-                                           py::object bias, const rows_of<uint8_t>& key_mask, int64_t heads) {
+                                           py::object bias, const rows_of<uint8_t>& key_mask, int64_t heads,
+                                           int64_t queries) {
   const int64_t m = int8_matmul_rows("int8_self_attention_u8", q, k, packed, n);
   rows_of<float> b;
   const Int8Epilogue e = epilogue_of("int8_self_attention_u8", m, n, row_scale, row_offset, col_scale, col_sum, bias, b);
   require(heads > 0 && n % (3 * heads) == 0, "int8_self_attention_u8: n must be 3 * heads * dh with heads > 0");
   require(key_mask.ndim() == 2 && key_mask.shape(0) * key_mask.shape(1) == m,
           "int8_self_attention_u8: key_mask must be uint8[b, t] with b * t = q's rows");
-  const int64_t rows = key_mask.shape(0), t = key_mask.shape(1), width = n / 3;
-  py::array_t<float> out({rows, t, width}), scale(m), offset(m);
-  py::array_t<uint8_t> q_out({m, int8_row_stride(width)});
+  const int64_t rows = key_mask.shape(0), t = key_mask.shape(1), width = n / 3, answers = rows * queries;
+  require(queries >= 1 && queries <= t, "int8_self_attention_u8: queries must be 1 .. t");
+  py::array_t<float> out({rows, queries, width}), scale(answers), offset(answers);
+  py::array_t<uint8_t> q_out({answers, int8_row_stride(width)});
   float *o = out.mutable_data(), *sd = scale.mutable_data(), *od = offset.mutable_data();
   uint8_t* qd = q_out.mutable_data();
   {
     py::gil_scoped_release release;
-    int8_self_attention_u8(q.data(), rows, t, k, packed.data(), n, e, key_mask.data(), heads, o, qd, sd, od);
+    int8_self_attention_u8(q.data(), rows, t, k, packed.data(), n, e, key_mask.data(), heads, queries, o, qd, sd, od);
   }
   return py::make_tuple(out, q_out, scale, offset);
 }
@@ -394,16 +396,18 @@ static py::array_t<float> py_gelu(const rows_of<float>& x) {
 }
 
 // ---- attention for the int8 path (attention.h) --------------------------------------------------
-static py::array_t<float> py_attention(const rows_of<float>& qkv, const rows_of<uint8_t>& key_mask, int64_t heads) {
+static py::array_t<float> py_attention(const rows_of<float>& qkv, const rows_of<uint8_t>& key_mask, int64_t heads,
+                                       int64_t queries) {
   require(qkv.ndim() == 3 && heads > 0 && qkv.shape(2) > 0 && qkv.shape(2) % (3 * heads) == 0,
           "attention: qkv must be float32[b, t, 3 * heads * dh] with heads > 0");
   const int64_t b = qkv.shape(0), t = qkv.shape(1), dh = qkv.shape(2) / (3 * heads);
   require(key_mask.ndim() == 2 && key_mask.shape(0) == b && key_mask.shape(1) == t, "attention: key_mask must be uint8[b, t]");
-  py::array_t<float> out({b, t, heads * dh});
+  require(queries >= 1 && queries <= t, "attention: queries must be 1 .. t");
+  py::array_t<float> out({b, queries, heads * dh});
   float* o = out.mutable_data();
   {
     py::gil_scoped_release release;
-    attention(qkv.data(), key_mask.data(), b, t, heads, dh, o);
+    attention(qkv.data(), key_mask.data(), b, t, heads, dh, queries, o);
   }
   return out;
 }
@@ -514,15 +518,17 @@ PYBIND11_MODULE(_C, m) {
         "which is not written out");
   m.def("int8_self_attention_u8", &py_int8_self_attention_u8, py::arg("q"), py::arg("k"), py::arg("packed"),
         py::arg("n"), py::arg("row_scale"), py::arg("row_offset"), py::arg("col_scale"), py::arg("col_sum"),
-        py::arg("bias"), py::arg("key_mask"), py::arg("heads"),
-        "(out float32[b, t, n / 3], q, scale, offset): attention over int8_linear's query/key/value projection of "
-        "the rows q (b * t of them) with key_mask uint8[b, t], and out's rows quantized as quantize_rows_u8 makes them");
+        py::arg("bias"), py::arg("key_mask"), py::arg("heads"), py::arg("queries"),
+        "(out float32[b, queries, n / 3], q, scale, offset): attention over int8_linear's query/key/value projection "
+        "of the rows q (b * t of them) with key_mask uint8[b, t] for each batch row's first `queries` tokens, and "
+        "out's rows quantized as quantize_rows_u8 makes them");
   m.def("layer_norm_u8", &py_layer_norm_u8, py::arg("x"), py::arg("residual"), py::arg("gamma"), py::arg("beta"),
         py::arg("eps"),
         "(y float32[N, d], q uint8[N, d rounded up to 4], scale, offset): LayerNorm of the rows of x + residual "
         "(None: x), and y quantized as quantize_rows_u8 makes it");
   m.def("gelu", &py_gelu, py::arg("x"), "float32 copy of x with GELU (erf's) applied, to within 1.5e-7 |x|");
-  m.def("attention", &py_attention, py::arg("qkv"), py::arg("key_mask"), py::arg("heads"),
-        "float32[b, t, heads * dh]: multi-head softmax attention of a layer's fused query/key/value projection "
-        "qkv float32[b, t, 3 * heads * dh] over the keys where key_mask uint8[b, t] is nonzero");
+  m.def("attention", &py_attention, py::arg("qkv"), py::arg("key_mask"), py::arg("heads"), py::arg("queries"),
+        "float32[b, queries, heads * dh]: multi-head softmax attention of a layer's fused query/key/value projection "
+        "qkv float32[b, t, 3 * heads * dh] over the keys where key_mask uint8[b, t] is nonzero, for each batch "
+        "row's first `queries` tokens");
 }

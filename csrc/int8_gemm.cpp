@@ -55,8 +55,8 @@ void int8_linear_gelu_u8(const uint8_t* q, int64_t m, int64_t k, const int8_t* p
 }
 
 void int8_self_attention_u8(const uint8_t* q, int64_t b, int64_t t, int64_t k, const int8_t* packed, int64_t n,
-                            const Int8Epilogue& e, const uint8_t* key_mask, int64_t heads, float* out,
-                            uint8_t* q_out, float* scale, float* offset) {
+                            const Int8Epilogue& e, const uint8_t* key_mask, int64_t heads, int64_t queries,
+                            float* out, uint8_t* q_out, float* scale, float* offset) {
   constexpr int64_t kBlockRows = 64;  // 288 KiB of projection at n = 1,152: L2 holds it beside the weights
   const int64_t m = b * t, in_stride = int8_row_stride(k), width = n / 3, out_stride = int8_row_stride(width);
   // The projection of the rows not attended yet: fewer than t before a block is added (the rest of a
@@ -74,9 +74,11 @@ void int8_self_attention_u8(const uint8_t* q, int64_t b, int64_t t, int64_t k, c
     const int64_t ready = (i + rows) / t;  // batch rows whose every token is projected
     if (ready == attended) continue;
     const int64_t first = attended * t, count = (ready - attended) * t;
-    attention(window.data(), key_mask + first, ready - attended, t, heads, n / (3 * heads), out + first * width);
-    quantize_rows_u8(out + first * width, count, width, out_stride, q_out + first * out_stride, scale + first,
-                     offset + first);
+    const int64_t answered = attended * queries, answers = (ready - attended) * queries;  // output rows
+    attention(window.data(), key_mask + first, ready - attended, t, heads, n / (3 * heads), queries,
+              out + answered * width);
+    quantize_rows_u8(out + answered * width, answers, width, out_stride, q_out + answered * out_stride,
+                     scale + answered, offset + answered);
     held -= count;
     std::memmove(window.data(), window.data() + count * n, held * n * sizeof(float));
     attended = ready;

@@ -47,13 +47,14 @@ void int8_linear_gelu_u8(const uint8_t* q, int64_t m, int64_t k, const int8_t* p
 
 // A BERT layer's self-attention on the int8 path in one call: int8_linear's fused query/key/value
 // projection of the rows q[b * t, int8_row_stride(k)] (n = 3 * heads * dh outputs), attention
-// (attention.h) over it with key_mask[b, t], and the output out[b * t, heads * dh] quantized as
-// quantize_rows_u8 makes it (q_out[b * t, int8_row_stride(heads * dh)], scale, offset). The projection
-// goes 64 rows at a time into a per-thread window of at most t + 64 rows, and each batch row attends as
-// soon as its tokens are projected: attention reads them from L2, not from a [b * t, n] block gone to
-// memory, and the quantization reads the output rows it has just written. Exactly the three steps' results.
+// (attention.h) over it with key_mask[b, t] for each batch row's first `queries` tokens, and the
+// output out[b * queries, heads * dh] quantized as quantize_rows_u8 makes it (q_out[b * queries,
+// int8_row_stride(heads * dh)], scale, offset). The projection goes 64 rows at a time into a
+// per-thread window of at most t + 64 rows, and each batch row attends as soon as its tokens are
+// projected: attention reads them from L2, not from a [b * t, n] block gone to memory, and the
+// quantization reads the output rows it has just written. Exactly the three steps' results.
 void int8_self_attention_u8(const uint8_t* q, int64_t b, int64_t t, int64_t k, const int8_t* packed, int64_t n,
-                            const Int8Epilogue& e, const uint8_t* key_mask, int64_t heads, float* out,
-                            uint8_t* q_out, float* scale, float* offset);
+                            const Int8Epilogue& e, const uint8_t* key_mask, int64_t heads, int64_t queries,
+                            float* out, uint8_t* q_out, float* scale, float* offset);
 
 }  // namespace transenc

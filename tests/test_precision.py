@@ -185,8 +185,16 @@ def test_engine_int8_self_attention_u8_is_its_three_steps_exactly(b, t, heads, d
     assert attended.shape == (b, t, heads * dh) and torch.equal(attended, want)
     for got, expected in zip(rows, ops.quantize_rows_u8(want.view(b * t, -1))):
         assert got.dtype == expected.dtype and torch.equal(got, expected)
+    for queries in sorted({1, (t + 1) // 2}):  # the first tokens alone: their rows of the whole, to the bit
+        first, first_rows = ops.int8_self_attention_u8(q, k, packed, n, *epilogue, mask, heads, queries)
+        assert first.shape == (b, queries, heads * dh) and torch.equal(first, want[:, :queries])
+        for got, expected in zip(first_rows, ops.quantize_rows_u8(want[:, :queries].reshape(b * queries, -1))):
+            assert torch.equal(got, expected)
     with pytest.raises(ValueError, match="key_mask must be"):
         ops.int8_self_attention_u8(q, k, packed, n, *epilogue, mask[:, :-1] if t > 1 else mask[:0], heads)
+    for queries in (0, t + 1):
+        with pytest.raises(ValueError, match="queries must be"):
+            ops.int8_self_attention_u8(q, k, packed, n, *epilogue, mask, heads, queries)
 
 
 def pair_bounded_weights(g: torch.Generator, n: int, k: int, bound: int = _C.INT8_PAIR_MAX) -> torch.Tensor:
@@ -275,6 +283,8 @@ def test_engine_attention_matches_float64(b, t, heads, dh, engine_variant):
     assert ((got.double() - want).abs() <= bound).all()
     if b > 3:
         assert not got[3].any()
+    for queries in sorted({1, t // 2 + 1, t}):  # the first tokens alone: their rows of the whole, to the bit
+        assert torch.equal(ops.attention(qkv, mask, heads, queries), got[:, :queries])
 
 
 def test_engine_attention_refuses_mismatched_arguments():
@@ -284,6 +294,9 @@ def test_engine_attention_refuses_mismatched_arguments():
         ops.attention(qkv, torch.ones(2, 4), 2)
     with pytest.raises(ValueError, match="3 \\* heads"):
         ops.attention(qkv, torch.ones(2, 5), 5)
+    for queries in (0, 6):
+        with pytest.raises(ValueError, match="queries must be"):
+            ops.attention(qkv, torch.ones(2, 5), 2, queries)
     with pytest.raises(ValueError, match="key mask"):
         engine_attention(qkv, torch.ones(2, 1, 5, 5, dtype=torch.bool), 2)  # a full [B, 1, T, T] mask
 

@@ -72,17 +72,19 @@ class Embeddings(nn.Module):
         return self.LayerNorm(x + self.position_embeddings(positions))
 
 
-def sdpa_attention(qkv: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.Tensor:
+def sdpa_attention(qkv: torch.Tensor, mask: torch.Tensor, heads: int, queries: int | None = None) -> torch.Tensor:
     """Multi-head attention from the fused query/key/value projection [B, T, 3 * width] with SDPA's
-    mask: [B, T, width], the heads side by side."""
+    mask, for the first `queries` tokens (None: all T): [B, queries, width], the heads side by side.
+    SDPA answers every query and the rest are dropped: given fewer, it may round one differently."""
     b, t, width = qkv.shape
     q, k, v = qkv.view(b, t, 3, heads, width // (3 * heads)).permute(2, 0, 3, 1, 4)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(b, t, width // 3)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask).transpose(1, 2).reshape(b, t, width // 3)[:, :queries]
 
 
-def self_attention(layer: "Layer", x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """A layer's query/key/value Linear and its multi-head attention: [B, T, width]."""
-    return layer.attention(layer.qkv(x), mask, layer.heads)
+def self_attention(layer: "Layer", x: torch.Tensor, mask: torch.Tensor, queries: int | None = None) -> torch.Tensor:
+    """A layer's query/key/value Linear and its multi-head attention for the first `queries` tokens
+    (None: all): [B, queries, width]."""
+    return layer.attention(layer.qkv(x), mask, layer.heads, queries)
 
 
 def feed_forward(layer: "Layer", x: torch.Tensor) -> torch.Tensor:
@@ -115,10 +117,10 @@ class Layer(nn.Module):
 
     def forward(self, x, mask, first_token_only: bool = False):
         """[B, T, width] -> [B, T, width]; with `first_token_only`, [B, 1, width]: every token is a key,
-        only the first one goes on past attention."""
-        attended = self.self_attention(self, x, mask)
+        only the first one is answered and goes on past attention."""
+        attended = self.self_attention(self, x, mask, 1 if first_token_only else None)
         if first_token_only:
-            attended, x = attended[:, :1], x[:, :1]
+            x = x[:, :1]
         x = self.attention_norm(self.attention_out(attended), x)
         return self.output_norm(self.feed_forward(self, x), x)
 
@@ -126,11 +128,13 @@ class Layer(nn.Module):
 class Bert(nn.Module):
     """BertModel's last_hidden_state, or with `cross` BertForSequenceClassification's one logit.
 
-    The pair head reads the first token alone; with `last_layer_first_token` the last layer computes
-    nothing else past attention (12% of a MiniLM-L6 cross-encoder's matmul work on STS-B pairs). Set
-    on int8 copies only (transenc.quantize), whose kernels treat each row on its own, so the logit is
-    bit for bit the same; a float BLAS may round a row differently when the batch has fewer rows,
-    and fp32 scores stay those of transformers' network."""
+    The pair head reads the first token alone; with `last_layer_first_token` the last layer answers
+    attention for it alone (every token still a key; the engine's attention skips the other
+    queries, SDPA computes and drops them) and computes nothing else past attention (12% of a
+    MiniLM-L6 cross-encoder's matmul work on STS-B pairs). Set on int8 copies only
+    (transenc.quantize), whose kernels treat each row on its own, so the logit is bit for bit the
+    same; a float BLAS may round a row differently when the batch has fewer rows, and fp32 scores
+    stay those of transformers' network."""
 
     last_layer_first_token = False
 

@@ -147,15 +147,15 @@ def int8_linear_gelu_u8(q: torch.Tensor, k: int, packed: torch.Tensor, n: int, r
 
 def int8_self_attention_u8(q: torch.Tensor, k: int, packed: torch.Tensor, n: int, row_scale: torch.Tensor,
                            row_offset: torch.Tensor, col_scale: torch.Tensor, col_sum: torch.Tensor,
-                           bias: torch.Tensor | None, key_mask: torch.Tensor, heads: int
+                           bias: torch.Tensor | None, key_mask: torch.Tensor, heads: int, queries: int | None = None
                            ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """attention(int8_linear(...) viewed as [B, T, n], key_mask, heads) and its output quantized by
-    quantize_rows_u8, in one call of the engine (csrc/int8_gemm.h), exactly, without writing the
-    float32 projection out: (float32[B, T, n / 3], (q, scale, offset)). key_mask [B, T] (nonzero or
-    True: a token to attend to) with B * T the rows of q."""
+    """attention(int8_linear(...) viewed as [B, T, n], key_mask, heads, queries) and its output quantized
+    by quantize_rows_u8, in one call of the engine (csrc/int8_gemm.h), exactly, without writing the
+    float32 projection out: (float32[B, queries, n / 3], (q, scale, offset)). key_mask [B, T] (nonzero
+    or True: a token to attend to) with B * T the rows of q; queries: see attention."""
     out, *rows = _C.int8_self_attention_u8(
         *_int8_matmul_arguments(q, k, packed, n, row_scale, row_offset, col_scale, col_sum, bias),
-        _mask_bytes(key_mask), int(heads))
+        _mask_bytes(key_mask), int(heads), int(key_mask.shape[-1] if queries is None else queries))
     return torch.from_numpy(out), tuple(torch.from_numpy(a) for a in rows)
 
 
@@ -185,17 +185,18 @@ def dequantize_rows_(acc: torch.Tensor, row_scale: torch.Tensor, row_offset: tor
     return acc.view(torch.float32)
 
 
-def attention(qkv: torch.Tensor, key_mask: torch.Tensor, heads: int) -> torch.Tensor:
+def attention(qkv: torch.Tensor, key_mask: torch.Tensor, heads: int, queries: int | None = None) -> torch.Tensor:
     """Multi-head softmax attention of a BERT layer from its fused query/key/value projection
     (csrc/attention.h): qkv float32 [B, T, 3 * heads * dh], key_mask [B, T] (nonzero or True: a token
-    to attend to) -> float32 [B, T, heads * dh], the heads side by side as the next Linear reads them.
+    to attend to) -> float32 [B, queries, heads * dh], the heads side by side as the next Linear reads
+    them: the first `queries` tokens' (None: all T), each what it is when all are answered.
     F.scaled_dot_product_attention's result to fp32 rounding (reference.attention_reference), except
     that a row without a kept key gives zeros, not NaN. CPU only (the int8 inference path)."""
     if qkv.dim() != 3 or qkv.is_cuda or tuple(key_mask.shape) != tuple(qkv.shape[:2]):
         raise ValueError(f"attention needs CPU qkv [B, T, 3 * width] and key_mask [B, T], got {tuple(qkv.shape)} "
                          f"and {tuple(key_mask.shape)}")
     return torch.from_numpy(_C.attention(qkv.detach().to(torch.float32).contiguous().numpy(), _mask_bytes(key_mask),
-                                         int(heads)))
+                                         int(heads), int(qkv.shape[1] if queries is None else queries)))
 
 
 def _mask_bytes(key_mask: torch.Tensor) -> np.ndarray:

@@ -25,8 +25,8 @@ variant, where SDPA spent most of its time around the work on scoring's short ro
 bf16 under avx512_bf16); under avx512_vnni and above, GELU inside the intermediate layer's matmul
 (engine_feed_forward) and attention beside the query/key/value matmul (engine_self_attention); and
 the LayerNorms that an int8 layer reads, which quantize their output as they make it
-(QuantizingLayerNorm). An int8 cross-encoder's last layer runs past attention for its first token
-alone (bert.Bert.last_layer_first_token), the one its pair head reads.
+(QuantizingLayerNorm). An int8 cross-encoder's last layer answers attention, and runs past it, for
+its first token alone (bert.Bert.last_layer_first_token), the one its pair head reads.
 """
 from __future__ import annotations
 
@@ -126,12 +126,12 @@ class Int8Linear(torch.nn.Module):
                                self.scale, self.col_sum, self.bias)
 
 
-def engine_attention(qkv: torch.Tensor, mask: torch.Tensor, heads: int) -> torch.Tensor:
+def engine_attention(qkv: torch.Tensor, mask: torch.Tensor, heads: int, queries: int | None = None) -> torch.Tensor:
     """bert.Layer's attention on the engine (ops.attention): `mask` is the [B, 1, 1, T] key mask that
     bert.Bert passes to SDPA. On one Zen 4 core, 32 rows of 12 heads of 32: 2.2-2.6x SDPA's speed at
     28 tokens, 1.7x at 56; the whole int8 forward of STS-B's pairs (bench/results/roofline-*.md): its
     attention time 2.7-3.0 s against SDPA's 4.8 s (cross), 2.2-2.4 s against 6.4 s (bi)."""
-    return ops.attention(qkv, _key_mask(mask, *qkv.shape[:2], "engine_attention"), heads)
+    return ops.attention(qkv, _key_mask(mask, *qkv.shape[:2], "engine_attention"), heads, queries)
 
 
 def _key_mask(mask: torch.Tensor, b: int, t: int, who: str) -> torch.Tensor:
@@ -163,7 +163,8 @@ class QuantizingLayerNorm(torch.nn.Module):
         return y
 
 
-def engine_self_attention(layer: bert.Layer, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def engine_self_attention(layer: bert.Layer, x: torch.Tensor, mask: torch.Tensor, queries: int | None = None
+                          ) -> torch.Tensor:
     """bert.Layer's query/key/value Linear, attention and the quantization of its output in one call of
     the engine (ops.int8_self_attention_u8): attention reads the projection from L2 as it is made and
     the quantized rows wait for the attention output Linear in the shared _LastInput. `mask` is the
@@ -172,7 +173,8 @@ def engine_self_attention(layer: bert.Layer, x: torch.Tensor, mask: torch.Tensor
     q, scale, offset = qkv.last_input.quantized(x)
     attended, rows = ops.int8_self_attention_u8(q, qkv.in_features, qkv.packed, qkv.out_features, scale, offset,
                                                 qkv.scale, qkv.col_sum, qkv.bias,
-                                                _key_mask(mask, *x.shape[:2], "engine_self_attention"), layer.heads)
+                                                _key_mask(mask, *x.shape[:2], "engine_self_attention"), layer.heads,
+                                                queries)
     qkv.last_input.remember(attended, rows)
     return attended
 
