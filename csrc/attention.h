@@ -15,11 +15,11 @@ namespace transenc {
 // last layer needs its first one's) and head h < heads, where qh, kh and vh are head h's slices of the
 // three thirds of qkv[i, token] (float32[b, t, 3 * heads * dh]: queries, keys, values), a key is
 // kept where key_mask[i, k] != 0, and out is float32[b, queries, heads * dh]. A query's output does
-// not depend on how many others are answered. A row without a kept key
-// gets zeros (SDPA: NaN). The exponentials are fp32 to about 2 ulp. In the avx512_bf16 variant the two
-// products read queries, keys, values and softmax weights rounded to bf16 (to nearest even), with
-// fp32 sums, the weights normalised after their rounding: the output moves by ~2^-9 of the values'
-// scale, under the step of the int8 quantization that reads it next.
+// not depend on how many others are answered. A row without a kept key gets zeros (SDPA: NaN). The
+// exponentials are fp32 to about 2 ulp. In the avx512_bf16 variant the two products read queries,
+// keys, values and softmax weights rounded to bf16 (to nearest even), with fp32 sums, the weights
+// normalised after their rounding: the output moves by ~2^-9 of the values' scale, under the step
+// of the int8 quantization that reads it next.
 void attention(const float* qkv, const uint8_t* key_mask, int64_t b, int64_t t, int64_t heads, int64_t dh,
                int64_t queries, float* out);
 
