@@ -58,6 +58,9 @@ def test_lengths_chosen_from_a_pair_set_with_known_token_lengths(tmp_path):
     assert lengths.choose(model, FakeCache(sentence), keep98, None, (None, None)).cross == 48
     reference = lengths.choose(model, FakeCache(sentence), pairs, None, (32, 64))
     assert (reference.bi, reference.cross, reference.bi_export) == (32, 64, 256)  # --recipe reference
+    for fixed, want in (((32, None), (32, 128)), ((None, 64), (32, 64)), ((48, None), (48, 128))):
+        one = lengths.choose(model, FakeCache(sentence), pairs, None, fixed)  # a recipe fixing one length
+        assert (one.bi, one.cross) == want and "from the data" in one.why
     asked = lengths.choose(model, FakeCache(sentence), pairs, (96, 160), (32, 64))
     assert (asked.bi, asked.cross, asked.bi_export, asked.cross_export) == (96, 160, 96, 160)
     short = st_folder(tmp_path / "short" if (tmp_path / "short").mkdir() is None else None, 24, 512)

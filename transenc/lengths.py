@@ -78,9 +78,9 @@ def check_asked(asked: tuple[int, int] | None, model: Path) -> None:
 
 def choose(model: Path, cache, pairs: np.ndarray, asked: tuple[int, int] | None, fixed: tuple[int | None, int | None]
            ) -> Lengths:
-    """Model's lengths on a pair set: `asked` (--max-length) for training and export; else the recipe's
-    `fixed` (bi, cross) lengths or, where it has none, the data's (see covering_length), capped by
-    the start model's own length, which the exports keep."""
+    """Model's lengths on a pair set: `asked` (--max-length) for training and export; else for each
+    encoder the recipe's `fixed` (bi, cross) length or, where it has none, the data's (see
+    covering_length), capped by the start model's own length, which the exports keep."""
     sentences = cache.lengths + cache.template.single_specials
     rows = cache.lengths[pairs].sum(1) + cache.template.pair_specials
     if asked:
@@ -88,12 +88,13 @@ def choose(model: Path, cache, pairs: np.ndarray, asked: tuple[int, int] | None,
         return Lengths(bi, cross, bi, cross, f"training and export at --max-length {bi},{cross}: "
                                              f"{_kept(sentences, rows, bi, cross)}")
     own = own_length(model)
-    if all(fixed):
-        bi, cross = min(fixed[0], own), min(fixed[1], own)
-        how = "the recipe's lengths"
-    else:
-        bi, cross = covering_length(sentences, own), covering_length(rows, own)
-        how = f"the shortest multiples of {MULTIPLE} that keep {WHOLE:.0%} whole (at most {own})"
+    bi = min(fixed[0], own) if fixed[0] else covering_length(sentences, own)
+    cross = min(fixed[1], own) if fixed[1] else covering_length(rows, own)
+    data = f"the shortest multiples of {MULTIPLE} that keep {WHOLE:.0%} whole (at most {own})"
+    how = {(True, True): "the recipe's lengths", (False, False): data,
+           (True, False): f"the recipe's bi-encoder length, the cross-encoder's from the data ({data})",
+           (False, True): f"the recipe's cross-encoder length, the bi-encoder's from the data ({data})"}[
+        (bool(fixed[0]), bool(fixed[1]))]
     return Lengths(bi, cross, own, own, f"training at {how}: {_kept(sentences, rows, bi, cross)}; "
                                         f"exported at the start model's {own}")
 
