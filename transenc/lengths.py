@@ -90,11 +90,13 @@ def choose(model: Path, cache, pairs: np.ndarray, asked: tuple[int, int] | None,
     own = own_length(model)
     bi = min(fixed[0], own) if fixed[0] else covering_length(sentences, own)
     cross = min(fixed[1], own) if fixed[1] else covering_length(rows, own)
-    data = f"the shortest multiples of {MULTIPLE} that keep {WHOLE:.0%} whole (at most {own})"
-    how = {(True, True): "the recipe's lengths", (False, False): data,
-           (True, False): f"the recipe's bi-encoder length, the cross-encoder's from the data ({data})",
-           (False, True): f"the recipe's cross-encoder length, the bi-encoder's from the data ({data})"}[
-        (bool(fixed[0]), bool(fixed[1]))]
+    rule = f"the shortest multiples of {MULTIPLE} that keep {WHOLE:.0%} whole (at most {own})"
+    if all(fixed):
+        how = "the recipe's lengths"
+    elif any(fixed):
+        how = f"the recipe's {'bi' if fixed[0] else 'cross'}-encoder length, the other from the data ({rule})"
+    else:
+        how = rule
     return Lengths(bi, cross, own, own, f"training at {how}: {_kept(sentences, rows, bi, cross)}; "
                                         f"exported at the start model's {own}")
 
