@@ -189,6 +189,7 @@ def test_the_model_card_carries_the_figures_of_metrics_json(tmp_path, tiny_bert,
         assert f"{metrics['pairs']['count']:,} unlabeled pairs" in card
         assert f"trained at {metrics['lengths'][0][name]} tokens" in card
         assert f"exported at {metrics['lengths'][0][name + '_export']}" in card
+        assert f"Scored by transenc in {metrics['precision']['labeling']} at {metrics['lengths'][0][name + '_export']} tokens" in card
         assert f"from\n`{Path(tiny_bert).name}` ({tiny_bert})" in card  # the start as the user named it
         assert "|\n\n## test" in card  # the tables apart, or markdown runs the test heading into dev's table
 

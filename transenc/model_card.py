@@ -59,7 +59,8 @@ Trained without labels by transenc (Trans-Encoder, Liu et al., ICLR 2022) from
 - precision: training steps {fit.get("precision", "fp32")}, labeling and dev checks {metrics["precision"]["labeling"]}
 
 {tables}
-Dev chose the cycle and the checkpoint; test was never used to choose.
+Scored by transenc in {metrics["precision"]["labeling"]} at {lengths[kind + "_export"]} tokens (the run's dev-check precision). Dev chose the cycle and
+the checkpoint; test was never used to choose.
 
 ## Usage
 
