@@ -3,7 +3,9 @@ line `transenc: error: cannot write PATH: reason`, exit 2, no traceback and noth
 import errno
 import json
 import os
+import stat
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -156,6 +158,56 @@ def test_other_errors_in_an_atomic_open_block_go_on_unchanged(tmp_path):
         with atomic_open(tmp_path / "out.tsv"):
             open(tmp_path / "missing.tsv")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+def test_a_device_is_written_in_place_and_stays_a_device(tmp_path, pairs, tiny_bert, capsys):
+    """A file renamed onto /dev/full would replace the device (as root; elsewhere /dev refuses the
+    temporary file): the write goes to the device, whose full disk is the one line it ends with."""
+    argv = ["label", "--pairs", str(pairs), "--out", "/dev/full", "--model", str(tiny_bert), "--device", "cpu",
+            "--precision", "fp32"]
+    assert_one_line(cli.main(argv), capsys, Path("/dev/full"), errno.ENOSPC)
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    assert not [p for p in os.listdir("/dev") if p.startswith(".full.")]
+
+
+def test_a_pipe_is_written_in_place(tmp_path, pairs, tiny_bert, capsys):
+    fifo = tmp_path / "scores.fifo"
+    os.mkfifo(fifo)
+    read = []
+    reader = threading.Thread(target=lambda: read.append(fifo.read_text()), daemon=True)
+    reader.start()
+    argv = ["label", "--pairs", str(pairs), "--out", str(fifo), "--model", str(tiny_bert), "--device", "cpu",
+            "--precision", "fp32"]
+    assert cli.main(argv) == 0, capsys.readouterr().err
+    reader.join(timeout=60)
+    assert len(read[0].splitlines()) == len(pairs.read_text().splitlines())
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and sorted(p.name for p in tmp_path.iterdir()) == ["scores.fifo"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="no /proc here")
+def test_a_descriptor_the_shell_opened_to_append_is_appended_to(tmp_path):
+    """`--out /dev/stdout >> log`: the output reopens the shell's file, and must not empty it."""
+    log = tmp_path / "log.tsv"
+    log.write_text("earlier\n")
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND)
+    try:
+        with atomic_open(f"/proc/self/fd/{fd}") as f:
+            f.write("new\n")
+    finally:
+        os.close(fd)
+    assert log.read_text() == "earlier\nnew\n" and sorted(p.name for p in tmp_path.iterdir()) == ["log.tsv"]
+
+
+def test_a_symbolic_link_keeps_pointing_at_the_output(tmp_path):
+    (tmp_path / "results").mkdir()
+    real, link = tmp_path / "results" / "scores.tsv", tmp_path / "scores.tsv"
+    real.write_text("old\n")
+    link.symlink_to(Path("results") / "scores.tsv")
+    with atomic_open(link) as f:
+        f.write("new\n")
+    assert link.is_symlink() and real.read_text() == "new\n"
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["scores.tsv"]  # no temporary left
 
 
 def test_atomic_dir_saves_whole_or_not_at_all(tmp_path):

@@ -1,6 +1,7 @@
 """Atomic output: results go to a temporary file (or folder) beside the target, renamed on success
-only, so a failed or interrupted job never leaves a half-written file behind. A failed write (a full
-disk, a read-only filesystem, no permission) raises one OutputError naming the target."""
+only, so a failed or interrupted job never leaves a half-written file behind (a device or a pipe,
+which cannot be renamed onto, is written in place). A failed write (a full disk, a read-only
+filesystem, no permission) raises one OutputError naming the target."""
 from __future__ import annotations
 
 import contextlib
@@ -9,6 +10,7 @@ import os
 import queue
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import threading
@@ -80,27 +82,60 @@ class _Output:
         return getattr(self._f, name)
 
 
+def _written_in_place(path: Path) -> bool:
+    """A device, a pipe or a process's own descriptor (/dev/null, /dev/stdout, a FIFO, /proc/self/fd/1):
+    written where it is. A file renamed onto it would replace the device itself (run as root,
+    /dev/null would become a plain file) or undo the shell's `>>`."""
+    if str(path).startswith(("/dev/", "/proc/")):
+        return True
+    try:
+        mode = os.stat(path).st_mode  # through links
+    except OSError:
+        return False  # not there yet (or unreadable: the write will say)
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def _through_links(path: Path) -> Path:
+    """What a symbolic link points to: the file it names is replaced, and the link stays a link."""
+    return Path(os.path.realpath(path)) if path.is_symlink() else path
+
+
+def _open(target: str | Path | int, binary: bool, append: bool = False):
+    """Append, for a device or pipe written in place: /dev/stdout reopens the shell's file, whose
+    `>` has emptied it already and whose `>>` wants it kept."""
+    mode = "a" if append else "w"
+    return open(target, mode + "b") if binary else open(target, mode, encoding="utf-8", newline="\n")
+
+
 @contextmanager
 def atomic_open(path: str | Path, binary: bool = False, hint: str | None = None):
     """A file to write `path` with: a temporary file beside it, renamed onto it when the block completes,
-    removed when it fails. A failed write (the folder, the temporary file, its writes, the rename)
-    raises OutputError naming `path`, with `hint`."""
+    removed when it fails (a symbolic link's target is replaced, the link kept; a device or pipe is
+    written in place). A failed write (the folder, the temporary file, its writes, the rename) raises
+    OutputError naming `path`, with `hint`."""
     path = Path(path)
+    in_place = _written_in_place(path)
+    target = _through_links(path)
     with writing(path, hint):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    f = open(fd, "wb") if binary else open(fd, "w", encoding="utf-8", newline="\n")
+        if in_place:
+            f, tmp = _open(path, binary, append=True), None
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            f = _open(fd, binary)
     try:
         yield _Output(f, path, hint)
         with writing(path, hint):
             f.close()  # the buffer's last data goes out here: a full disk can fail it too
-            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it a normal file's mode
-            os.replace(tmp, path)
+            if tmp is not None:
+                os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes the file private; give it a normal file's mode
+                os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):  # the write failed already: closing the rest fails alike, and is no news
             f.close()
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         raise
 
 
@@ -120,7 +155,7 @@ def atomic_dir(target: str | Path, hint: str | None = None):
     completes (a folder already there is replaced), removed with its contents when the block fails, so
     `target` is only ever a complete save. A failed write, in the block or of the folder, raises
     OutputError naming `target`, with `hint`."""
-    target = Path(target)
+    target = _through_links(Path(target))
     with writing(target, hint):
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
