@@ -172,6 +172,51 @@ def test_mine_output_feeds_label_unchanged(tmp_path, tiny_bert):
     assert np.allclose([float(r[2]) for r in scored], [float(r[2]) for r in mined], atol=1e-5)
 
 
+def test_standard_input_and_pipes_read_as_files_do(tmp_path, tiny_bert, monkeypatch, capsys):
+    """`mine --sentences -`, `label --pairs -` and a pipe (`--pairs <(...)`) give what the files give;
+    label reads its pairs twice, so the stream is spooled once, and the spool is removed."""
+    import io
+    import os
+    import tempfile
+    import threading
+
+    def stdin(data: bytes):
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+    words = ["cat", "dog", "bird", "fish"]
+    (tmp_path / "s.txt").write_text("".join(f"the {a} sees the {b}\n" for a in words for b in words))
+    model = ["--model", str(tiny_bert)]
+    assert run(["mine", "--sentences", str(tmp_path / "s.txt"), "--k", "2", "--out", str(tmp_path / "file.tsv")] + model) == 0
+    stdin((tmp_path / "s.txt").read_bytes())
+    assert run(["mine", "--sentences", "-", "--k", "2", "--out", str(tmp_path / "stdin.tsv")] + model) == 0
+    pairs = (tmp_path / "file.tsv").read_bytes()
+    assert (tmp_path / "stdin.tsv").read_bytes() == pairs
+    spools = tmp_path / "tmp"
+    spools.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spools))
+    label = ["label"] + model  # bi mode: a first pass (the sentences) beside the scoring pass
+    assert run(label + ["--pairs", str(tmp_path / "file.tsv"), "--out", str(tmp_path / "scores.tsv")]) == 0
+    stdin(pairs)
+    assert run(label + ["--pairs", "-", "--out", str(tmp_path / "scores-stdin.tsv")]) == 0
+    fifo = tmp_path / "pairs.fifo"
+    os.mkfifo(fifo)
+    threading.Thread(target=fifo.write_bytes, args=(pairs,), daemon=True).start()
+    assert run(label + ["--pairs", str(fifo), "--out", str(tmp_path / "scores-fifo.tsv")]) == 0
+    want = (tmp_path / "scores.tsv").read_bytes()
+    assert (tmp_path / "scores-stdin.tsv").read_bytes() == want == (tmp_path / "scores-fifo.tsv").read_bytes()
+    scored = (tmp_path / "scores.tsv").read_bytes()  # its cosines as gold: eval reads them from standard input too
+    assert run(["eval", "--data", str(tmp_path / "scores.tsv")] + model) == 0
+    from_file = capsys.readouterr().out
+    stdin(scored)
+    assert run(["eval", "--data", "-"] + model) == 0
+    assert capsys.readouterr().out == from_file.replace("scores\t", "stdin\t") and from_file.startswith("scores\t")
+    stdin(b"a\tb\nbad line\n")  # a bad line: its error names standard input, and the spool goes all the same
+    capsys.readouterr()
+    assert run(label + ["--pairs", "-", "--out", str(tmp_path / "bad.tsv")]) == 2
+    assert capsys.readouterr().err.startswith("transenc: error: -:2: expected at least 2 tab-separated fields")
+    assert list(spools.iterdir()) == [] and not (tmp_path / "bad.tsv").exists()
+
+
 @pytest.mark.slow
 def test_mine_on_stsb_sentences_agrees_with_faiss(sts):
     import faiss

@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("label", help="score sentence pairs with a bi-encoder or a cross-encoder")
-    p.add_argument("--pairs", required=True, help="pairs file: .tsv, .csv, .jsonl, s1||s2 lines, or STS-B csv")
+    p.add_argument("--pairs", required=True,
+                   help="pairs file: .tsv, .csv, .jsonl, s1||s2 lines, or STS-B csv; - reads standard input")
     p.add_argument("--format", choices=("tsv", "csv", "jsonl", "bars", "sts"), help="input format (default: by extension)")
     p.add_argument("--mode", choices=("bi", "cross"), default="bi")
     p.add_argument("--out", help="output file (.tsv or .jsonl); default: standard output")
@@ -58,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
 
     p = sub.add_parser("mine", help="candidate pairs from unpaired sentences by exact cosine top-k")
-    p.add_argument("--sentences", required=True, help="text file, one sentence per line")
+    p.add_argument("--sentences", required=True, help="text file, one sentence per line; - reads standard input")
     p.add_argument("--k", type=int, default=5, help="neighbours per sentence")
     p.add_argument("--min-score", type=float, default=None, help="drop pairs under this cosine")
     p.add_argument("--out", help="pairs file to write (TSV: s1, s2, cosine); default: standard output")
@@ -213,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{e.filename}: " if e.filename is not None else ""
         print(f"transenc: error: {where}{e.strerror or e}", file=sys.stderr)
         return 2
+    finally:
+        if "transenc.readers" in sys.modules:  # a command that read pairs from a stream: its spool goes
+            sys.modules["transenc.readers"].remove_spools()
     return 0
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from transenc.errors import InputError, TransencError
 from transenc.pairset import PairSet, PairSetBuilder
-from transenc.readers import read_pairs, text_lines, Problems
+from transenc.readers import Problems, is_stream, read_pairs, text_lines
 
 
 def spearman100(predicted: np.ndarray, gold: np.ndarray) -> float:
@@ -153,8 +153,8 @@ def labeled_sets(specs: list[str]) -> dict[str, tuple[PairSet, str]]:
 def find_sets(data: str | Path) -> dict[str, PairSet]:
     """Every labeled set in `data`, by name: a labeled pairs file (its stem), or a folder of STS sets."""
     root = Path(data)
-    if root.is_file():
-        return {root.stem: read_labeled(root)}
+    if root.is_file() or is_stream(root):
+        return {"stdin" if str(root) == "-" else root.stem: read_labeled(root)}
     if not root.is_dir():
         raise InputError(root, 0, "no such file or directory")
     sets = {}

@@ -5,6 +5,8 @@
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
@@ -35,10 +37,13 @@ def mine_pairs(embeddings: torch.Tensor, k: int, min_score: float | None = None)
 
 
 def read_sentences(path: str) -> list[str]:
-    """One sentence per line, strict UTF-8; an empty file, an empty line or a tab (which would
+    """One sentence per line (`-`: standard input), strict UTF-8; an empty file, an empty line or a tab (which would
     break the TSV output) raises InputError with the 1-based line number."""
-    with open(path, "rb") as f:
-        data = f.read()
+    if str(path) == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:

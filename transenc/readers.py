@@ -7,10 +7,15 @@ reading needs Python's rules, which the parsers below then read, so both accept 
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import itertools
 import json
 import math
+import shutil
+import sys
+import tempfile
+import weakref
 from array import array
 from pathlib import Path
 from typing import Iterator, NamedTuple
@@ -122,8 +127,11 @@ class PairReader:
     """
 
     def __init__(self, path: str | Path, fmt: str | None = None, on_error: str = "raise"):
-        self.path = Path(path)
-        if not self.path.is_file():
+        self.path = Path(path)  # as the user named it, in every message
+        self.source = _spooled(self.path) if is_stream(self.path) else self.path  # what the passes read
+        if self.source is not self.path:
+            _SPOOLS.append(weakref.finalize(self, _remove, self.source))
+        if not self.source.is_file():
             raise InputError(self.path, 0, "is a folder, not a pairs file" if self.path.is_dir() else "no such file")
         if fmt is not None and fmt not in FORMATS:
             raise InputError(self.path, 0, f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
@@ -132,7 +140,7 @@ class PairReader:
 
     def _lines(self, problems: Problems) -> tuple[str, Iterator[tuple[int, str]]]:
         """The format (given, or from the first readable line) and the (number, text) lines."""
-        lines = text_lines(self.path, problems)
+        lines = text_lines(self.source, problems)
         first = next(lines, None)
         if first is None:
             raise InputError(self.path, 0, "file is empty" if not problems.skipped else "no readable lines")
@@ -164,7 +172,7 @@ class PairReader:
             yield from self._parsed(chunker)
             return
         problems, good = Problems(self.path, self.on_error), 0
-        for chunk in _scanned(self.path, fmt, problems, chunker):
+        for chunk in _scanned(self.source, fmt, problems, chunker):
             good += len(chunk.ids)
             self.skipped = problems.skipped
             yield chunk
@@ -192,6 +200,45 @@ class PairReader:
                 yield chunker.take()
         if chunker.rows:
             yield chunker.take()
+
+
+def is_stream(path: Path) -> bool:
+    """Standard input (`-`), a pipe or a process substitution (/dev/fd/63): a stream, read once."""
+    try:
+        return str(path) == "-" or (path.exists() and not (path.is_file() or path.is_dir()))
+    except OSError:
+        return False
+
+
+def _spooled(path: Path) -> Path:
+    """Every pass over the pairs reads them from the start, and a stream cannot be read twice: it is
+    copied once to a temporary file (in TMPDIR), which the passes read."""
+    stream = sys.stdin.buffer if str(path) == "-" else open(path, "rb")
+    with tempfile.NamedTemporaryFile(prefix="transenc-pairs-", suffix=path.suffix, delete=False) as spool:
+        try:
+            shutil.copyfileobj(stream, spool, BLOCK_BYTES)
+        except BaseException:
+            _remove(Path(spool.name))
+            raise
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+    return Path(spool.name)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
+
+
+_SPOOLS: list[weakref.finalize] = []  # each removes its spool when its reader goes, or at remove_spools
+
+
+def remove_spools() -> None:
+    """Remove the spools of readers still alive (one an error's traceback holds, say): the `transenc`
+    command leaves without the interpreter's finalization, which would have removed them."""
+    while _SPOOLS:
+        _SPOOLS.pop()()
 
 
 def read_pairs(path: str | Path, fmt: str | None = None, on_error: str = "raise") -> tuple[PairSet, int]:
