@@ -37,8 +37,8 @@ def mine_pairs(embeddings: torch.Tensor, k: int, min_score: float | None = None)
 
 
 def read_sentences(path: str) -> list[str]:
-    """One sentence per line (`-`: standard input), strict UTF-8; an empty file, an empty line or a tab (which would
-    break the TSV output) raises InputError with the 1-based line number."""
+    """One sentence per line (`-`: standard input), strict UTF-8; an empty file, an empty line or a
+    tab (which would break the TSV output) raises InputError with the 1-based line number."""
     if str(path) == "-":
         data = sys.stdin.buffer.read()
     else:

@@ -83,7 +83,8 @@ class TrainConfig:
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pairs", default=None, help="unlabeled pairs file, - for standard input (default: the bundled demo corpus)")
+    p.add_argument("--pairs", default=None,
+                   help="unlabeled pairs file, - for standard input (default: the bundled demo corpus)")
     p.add_argument("--out", required=True, help="output folder: out/bi, out/cross, out/metrics.json")
     p.add_argument("--model", action="append", default=None,
                    help="start model; repeat for mutual distillation (default: all-MiniLM-L6-v2)")
