@@ -35,12 +35,13 @@ class FullDisk:
 
 def fail(monkeypatch, code: int, folder: Path) -> None:
     """The output's writes into `folder` fail with `code` where that error really strikes: ENOSPC at a
-    write, EROFS at making the temporary file, EACCES at the rename onto the target."""
+    write, EROFS at making the temporary (or partial) file, EACCES at the rename onto the target."""
     if code == errno.ENOSPC:  # writers opens nothing but its temporary files
         monkeypatch.setattr(writers, "open", lambda *a, **kw: FullDisk(open(*a, **kw)), raising=False)
     elif code == errno.EROFS:
         for name in ("mkstemp", "mkdtemp"):
             monkeypatch.setattr(tempfile, name, refusing(getattr(tempfile, name), folder, code))
+        monkeypatch.setattr(writers, "open", refusing_open(folder, code), raising=False)  # label's partial output
     else:
         real = os.replace
 
@@ -50,6 +51,15 @@ def fail(monkeypatch, code: int, folder: Path) -> None:
             return real(src, dst)
 
         monkeypatch.setattr(os, "replace", replace)
+
+
+def refusing_open(folder: Path, code: int):
+    """open, failing with `code` for a file named in `folder` (a descriptor, a made file's, opens)."""
+    def opened(file, *args, **kwargs):
+        if isinstance(file, (str, Path)) and Path(file).parent == folder:
+            raise OSError(code, os.strerror(code), str(file))
+        return open(file, *args, **kwargs)
+    return opened
 
 
 def refusing(make, folder: Path, code: int):

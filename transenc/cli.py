@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
+from pathlib import Path
 
 from transenc.errors import TransencError, count_problem
 from transenc.precision import PRECISIONS
@@ -47,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="skip bad input lines instead of stopping")
     p.add_argument("--chunk-pairs", type=_positive, default=None,
                    help="pairs read, scored and written at a time (default 65536): memory does not grow with the file")
+    p.add_argument("--resume", action="store_true",
+                   help="go on with a stopped run's --out (its complete chunks are kept) where the pairs file, "
+                        "model and settings are the same")
     _add_model_args(p)
 
     p = sub.add_parser("eval", help="Spearman x 100 on STS sets, or ROC AUC x 100 on 0/1-labeled pairs")
@@ -82,10 +87,13 @@ def cmd_label(args) -> None:
     import contextlib
     from concurrent.futures import ThreadPoolExecutor
 
-    from transenc.readers import CHUNK_PAIRS, PairReader
-    from transenc.writers import atomic_open, background_writes, check_output_file, is_jsonl, score_rows
+    from transenc.readers import CHUNK_PAIRS, PairReader, is_stream
+    from transenc.writers import background_writes, check_output_file, is_jsonl, resumable_open, score_rows
 
     check_output_file(args.out, "--out", args.pairs)
+    if args.resume and (not args.out or is_stream(Path(args.pairs))):
+        raise TransencError("--resume needs --out and a --pairs file: it goes on with the output file a stopped "
+                            "run left, for the same pairs")
     reader = PairReader(args.pairs, args.format, args.on_error)
     chunk_pairs = args.chunk_pairs or CHUNK_PAIRS
     # bi mode: the file's first pass (its sentences) runs while torch is imported and the model loads
@@ -99,24 +107,49 @@ def cmd_label(args) -> None:
     from transenc.precision import inference_precision
 
     device = distributed.setup(resolve_device(args.device))  # under torchrun: every rank labels a share
+    if args.resume and distributed.active():
+        raise TransencError("--resume runs in one process: rerun without torchrun, or without --resume")
     encoder = load_scorer(args.model, args.mode, device, args.precision)
-    as_json, written = is_jsonl(args.out), 0
-    chunks = stream_scores(encoder, reader, chunk_pairs, args.batch_size, args.precision, distributed.world(),
-                           first_pass)
+    precision, as_json = inference_precision(device, args.precision), is_jsonl(args.out)
+    scored = functools.partial(stream_scores, encoder, reader, chunk_pairs, args.batch_size, args.precision,
+                               distributed.world(), first_pass)
     if not distributed.is_main():
-        for _ in chunks:  # the other ranks score their shares; rank 0 alone writes
+        for _ in scored():  # the other ranks score their shares; rank 0 alone writes
             pass
         return
-    with atomic_open(args.out, binary=True) if args.out else contextlib.nullcontext(sys.stdout.buffer) as f, \
-            background_writes(f) as write:  # the disk writes one chunk while the next is scored
-        for chunk, scores in chunks:
-            write(score_rows(chunk, scores, as_json))
+    output = resumable_open(args.out, _label_settings(args, chunk_pairs, precision), args.resume, LABEL_HINT) \
+        if args.out else contextlib.nullcontext((sys.stdout.buffer, 0, None))
+    # the disk writes one chunk while the next is scored; done(n) records the first n rows complete
+    with output as (f, written, done), background_writes(f) as write:
+        if args.resume:
+            print(f"transenc: resuming {args.out} after its first {written:,} scores" if written else
+                  f"transenc: {args.out}: no stopped run of these pairs and settings to resume; starting",
+                  file=sys.stderr)
+        for chunk, scores in scored(skip=written):
             written += len(scores)
+            write(score_rows(chunk, scores, as_json), done and functools.partial(done, written))
     if reader.skipped:
         print(f"transenc: skipped {reader.skipped} bad line(s) in {args.pairs}", file=sys.stderr)
-    ran = f"{args.mode}-encoder, {inference_precision(device, args.precision)} on {device}"
+    ran = f"{args.mode}-encoder, {precision} on {device}"
     print(f"transenc: wrote {written} scores to {args.out} ({ran})" if args.out else f"transenc: scored {written} pairs ({ran})",
           file=sys.stderr)
+
+
+LABEL_HINT = "rerun with --resume to go on after the scores already complete"
+
+
+def _label_settings(args, chunk_pairs: int, precision: str) -> dict | None:
+    """What a resumed label shares with the stopped one, so that its rows go on where those ended
+    (None for pairs from a stream, which cannot be read again)."""
+    from transenc.readers import is_stream
+
+    pairs = Path(args.pairs)
+    if is_stream(pairs):
+        return None
+    model = str(Path(args.model).resolve()) if args.model and Path(args.model).exists() else args.model
+    return {"pairs": str(pairs.resolve()), "bytes": pairs.stat().st_size, "modified_ns": pairs.stat().st_mtime_ns,
+            "format": args.format, "on_error": args.on_error, "mode": args.mode, "model": model,
+            "precision": precision, "batch_size": args.batch_size, "chunk_pairs": chunk_pairs}
 
 
 def cmd_eval(args) -> None:
@@ -176,7 +209,6 @@ def cmd_data(args) -> None:
     import io
     import tarfile
     import urllib.request
-    from pathlib import Path
 
     try:
         with urllib.request.urlopen(STSB_URL, timeout=30) as response:

@@ -63,7 +63,7 @@ def score(encoder: BiEncoder | CrossEncoder, pairs: PairSet, **kwargs) -> np.nda
 
 def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_pairs: int = CHUNK_PAIRS,
                   batch_size: int | None = None, precision: str = "auto", group=None,
-                  first_pass=None) -> Iterator[tuple[PairChunk, np.ndarray]]:
+                  first_pass=None, skip: int = 0) -> Iterator[tuple[PairChunk, np.ndarray]]:
     """(chunk, scores) chunk by chunk, in input order, for a file of any length.
 
     bi: a first pass interns the unique sentences (first-appearance order, as read_pairs numbers
@@ -72,18 +72,33 @@ def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_p
     on the whole file bit for bit. cross: each chunk has a sentence table of its own and is scored
     alone. With a process group the ranks share the encoding (bi) or each chunk's pairs (cross);
     only the group's rank 0 gets chunks to write. `first_pass`: a future of the bi first pass
-    (reader.sentence_table), started while the model loads.
+    (reader.sentence_table), started while the model loads. `skip`: the first pairs, whole chunks of
+    them (a resumed output's), are read but neither scored nor yielded.
     """
     if isinstance(encoder, BiEncoder):
         table, kept = first_pass.result() if first_pass else reader.sentence_table(chunk_pairs)
         embeddings = encoder.encode(table.texts(), batch_size or BI_BATCH, precision, group=group)
         if not distributed.is_main(group):
             return  # the cosine pass is cheap next to reading the file again: rank 0 alone does it
-        for chunk in kept if kept is not None else reader.chunks(chunk_pairs, table):
+        for chunk in _after(kept if kept is not None else reader.chunks(chunk_pairs, table), skip):
             yield chunk, ops.pair_cosine_indexed(embeddings, chunk.ids).numpy()
     else:
-        for chunk in reader.chunks(chunk_pairs):
+        for chunk in _after(reader.chunks(chunk_pairs), skip):
             scores = cross_scores(encoder, PairSet(chunk.table.texts(), chunk.ids), batch_size=batch_size,
                                   precision=precision, group=group)
             if distributed.is_main(group):
                 yield chunk, scores
+
+
+def _after(chunks: Iterator[PairChunk], skip: int) -> Iterator[PairChunk]:
+    """The chunks past the first `skip` pairs, which must end at a chunk's end."""
+    for chunk in chunks:
+        if skip <= 0:
+            yield chunk
+        else:
+            skip -= len(chunk.ids)
+            if skip < 0:
+                raise TransencError("the pairs to skip end inside a chunk: resume with the stopped run's "
+                                    "--chunk-pairs")
+    if skip > 0:
+        raise TransencError(f"the input has {skip} pairs fewer than the output to resume already holds")

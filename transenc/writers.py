@@ -14,6 +14,7 @@ import stat
 import sys
 import tempfile
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -139,6 +140,77 @@ def atomic_open(path: str | Path, binary: bool = False, hint: str | None = None)
         raise
 
 
+RECORD_EVERY_S = 10.0  # resumable_open's records: what a stopped label loses, at most
+
+
+@contextmanager
+def resumable_open(path: str | Path, settings: dict | None, resume: bool, hint: str | None = None):
+    """atomic_open for a long output that may be stopped: the rows go to `.NAME.partial` beside
+    `path`, and `done(rows)`, called once the first `rows` are written, records them complete in
+    `.NAME.partial.json` (every RECORD_EVERY_S at most). A stopped run keeps both; with `resume` and the same `settings`, the next
+    run keeps those rows and goes on after them. Yields (file, rows already there, done); success
+    renames the partial onto `path`. A failed write raises OutputError naming `path`, with `hint`
+    where rows are kept. Without `settings` (an input that cannot be read again), or onto a device or
+    a pipe, it writes as atomic_open does, and `done` is None."""
+    if settings is None or _written_in_place(Path(path)):  # nothing to resume from, or nothing to keep
+        with atomic_open(path, binary=True) as f:
+            yield f, 0, None
+        return
+    path = _through_links(Path(path))
+    partial = path.with_name(f".{path.name}.partial")
+    record = partial.with_name(partial.name + ".json")
+    kept = _kept_rows(partial, record, settings) if resume else None
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        f = open(partial, "r+b" if kept else "wb")
+        if kept:
+            f.truncate(kept["bytes"])  # rows past the last recorded ones may be half-written
+            f.seek(kept["bytes"])
+    rows, recorded = (kept["rows"] if kept else 0), time.monotonic()
+
+    def done(total: int) -> None:
+        nonlocal rows, recorded
+        if time.monotonic() - recorded < RECORD_EVERY_S:
+            return  # a record (and its fsync) per chunk would slow a fast label that the disk holds up
+        recorded = time.monotonic()
+        with writing(path):
+            f.flush()
+            os.fsync(f.fileno())  # the rows reach the disk before the record says so
+            data = json.dumps({"settings": settings, "rows": total, "bytes": f.tell()}).encode()
+            try:
+                write_files({record: data})
+            except OutputError as e:  # named by the output the user gave, not the record beside it
+                raise OutputError(path, e.reason) from e
+        rows = total
+
+    try:
+        yield _Output(f, path, None), rows, done
+        with writing(path):
+            f.close()
+            os.replace(partial, path)
+            record.unlink(missing_ok=True)
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            f.close()
+        if rows == 0:  # nothing complete: nothing to resume
+            for leftover in (partial, record):
+                with contextlib.suppress(OSError):
+                    leftover.unlink()
+        elif isinstance(e, OutputError) and hint:  # complete rows are kept: say how to go on from them
+            raise OutputError(e.path, e.reason, hint) from e
+        raise
+
+
+def _kept_rows(partial: Path, record: Path, settings: dict) -> dict | None:
+    """A stopped run's record, where it was made with `settings` and its rows are all there."""
+    try:
+        kept = json.loads(record.read_text(encoding="utf-8"))
+        whole = kept["settings"] == settings and partial.stat().st_size >= kept["bytes"] and kept["rows"] > 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return kept if whole else None
+
+
 def write_files(files: dict[Path, bytes]) -> None:
     """Files that belong together (a report and its images), each written as atomic_open writes one,
     all complete before the first is renamed into place: a failed write leaves none of them."""
@@ -222,26 +294,30 @@ def score_line(s1: str, s2: str, score: float, as_json: bool) -> str:
 
 @contextmanager
 def background_writes(f):
-    """A write(data) function whose writes to `f` happen on a thread of their own, in order, at most
-    two waiting: the disk works while the caller makes the next chunk. An error of a write (a pipe
-    closed early; atomic_open's OutputError for a full disk) is raised by the next write() or at the end."""
+    """A write(data, then=None) function whose writes to `f` happen on a thread of their own, in
+    order, at most two waiting, each followed by its `then()`: the disk works while the caller makes
+    the next chunk. An error of a write (a pipe closed early; atomic_open's OutputError for a full
+    disk) is raised by the next write() or at the end."""
     pending, errors = queue.Queue(maxsize=2), []
 
     def drain():
-        while (data := pending.get()) is not None:
+        while (item := pending.get()) is not None:
             if not errors:
                 try:
+                    data, then = item
                     f.write(data)
+                    if then is not None:
+                        then()
                 except BaseException as e:  # noqa: B036 - handed to the caller's thread
                     errors.append(e)
 
     thread = threading.Thread(target=drain, daemon=True)
     thread.start()
 
-    def write(data: bytes) -> None:
+    def write(data: bytes, then=None) -> None:
         if errors:
             raise errors[0]
-        pending.put(data)
+        pending.put((data, then))
 
     try:
         yield write

@@ -1,0 +1,118 @@
+"""`transenc label --resume`: a stopped label keeps its complete chunks, and a rerun with the same
+pairs and settings scores only the rest and ends with the bytes an unstopped run writes."""
+import errno
+import os
+
+import pytest
+
+from transenc import cli, ops, writers
+from transenc.bundled import DEMO_PAIRS
+
+CHUNK = 8
+
+
+@pytest.fixture
+def job(tmp_path, tiny_bert, monkeypatch):
+    monkeypatch.setattr(writers, "RECORD_EVERY_S", 0.0)  # a record after every chunk
+    pairs = tmp_path / "pairs.tsv"
+    pairs.write_text("\n".join(DEMO_PAIRS.read_text().splitlines()[:50]) + "\n")  # 7 chunks, the last of 2
+
+    def argv(out, *more):
+        return ["label", "--pairs", str(pairs), "--out", str(out), "--model", str(tiny_bert), "--device", "cpu",
+                "--precision", "fp32", "--chunk-pairs", str(CHUNK), *more]
+
+    assert cli.main(argv(tmp_path / "whole.tsv")) == 0
+    return pairs, argv, (tmp_path / "whole.tsv").read_bytes()
+
+
+def stop_at_chunk(monkeypatch, n: int, error: BaseException) -> None:
+    """The n-th chunk's rows raise `error` before they are written (chunks 1 .. n-1 are written)."""
+    real, calls = writers.score_rows, []
+
+    def rows(*args):
+        calls.append(1)
+        if len(calls) == n:
+            raise error
+        return real(*args)
+
+    monkeypatch.setattr(writers, "score_rows", rows)
+
+
+def cosine_calls(monkeypatch) -> list:
+    calls, real = [], ops.pair_cosine_indexed
+    monkeypatch.setattr(ops, "pair_cosine_indexed", lambda *a: calls.append(1) or real(*a))
+    return calls
+
+
+def test_a_stopped_label_resumes_with_the_rest_alone(tmp_path, job, monkeypatch, capsys):
+    pairs, argv, whole = job
+    out = tmp_path / "out.tsv"
+    with monkeypatch.context() as m:
+        stop_at_chunk(m, 4, KeyboardInterrupt())
+        assert cli.main(argv(out)) == 130
+    assert not out.exists() and (tmp_path / ".out.tsv.partial").read_bytes() == b"".join(whole.splitlines(True)[:24])
+    capsys.readouterr()
+    calls = cosine_calls(monkeypatch)
+    assert cli.main(argv(out, "--resume")) == 0
+    assert out.read_bytes() == whole and len(calls) == 7 - 3  # the three complete chunks are not scored again
+    err = capsys.readouterr().err
+    assert "resuming " + str(out) + " after its first 24 scores" in err and "wrote 50 scores" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tsv", "pairs.tsv", "whole.tsv"]
+
+
+@pytest.mark.parametrize("change", ["chunk-pairs", "pairs file", "no --resume"])
+def test_a_label_of_other_settings_starts_over(change, tmp_path, job, monkeypatch, capsys):
+    pairs, argv, whole = job
+    out = tmp_path / "out.tsv"
+    with monkeypatch.context() as m:
+        stop_at_chunk(m, 3, KeyboardInterrupt())
+        assert cli.main(argv(out)) == 130
+    more = ["--resume"]
+    if change == "chunk-pairs":
+        more += ["--chunk-pairs", "10"]
+    elif change == "pairs file":
+        os.utime(pairs, ns=(0, 0))  # as an edited file: another modification time
+    else:
+        more = []
+    calls = cosine_calls(monkeypatch)
+    capsys.readouterr()
+    assert cli.main(argv(out, *more)) == 0
+    assert out.read_bytes() == whole and len(calls) == (5 if change == "chunk-pairs" else 7)
+    assert ("no stopped run of these pairs and settings to resume" in capsys.readouterr().err) == bool(more)
+    assert not (tmp_path / ".out.tsv.partial").exists() and not (tmp_path / ".out.tsv.partial.json").exists()
+
+
+class FillsUp:
+    """The partial output's file on a disk that fills up at its n-th write."""
+
+    def __init__(self, f, n: int):
+        self.f, self.n = f, n
+
+    def write(self, data):
+        self.n -= 1
+        if self.n == 0:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.f.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+def test_a_full_disk_keeps_the_complete_chunks_and_says_how_to_go_on(tmp_path, job, monkeypatch, capsys):
+    pairs, argv, whole = job
+    out = tmp_path / "out.tsv"
+    with monkeypatch.context() as m:
+        m.setattr(writers, "open", lambda file, *a, **kw: FillsUp(open(file, *a, **kw), 5)
+                  if str(file).endswith(".partial") else open(file, *a, **kw), raising=False)
+        assert cli.main(argv(out)) == 2
+    assert capsys.readouterr().err.endswith(f"transenc: error: cannot write {out}: No space left on device; "
+                                            f"{cli.LABEL_HINT}\n")
+    assert (tmp_path / ".out.tsv.partial").read_bytes() == b"".join(whole.splitlines(True)[:32])
+    assert cli.main(argv(out, "--resume")) == 0 and out.read_bytes() == whole
+
+
+def test_resume_needs_an_output_file_and_a_pairs_file(tiny_bert, capsys):
+    assert cli.main(["label", "--pairs", str(DEMO_PAIRS), "--resume", "--model", str(tiny_bert)]) == 2
+    assert "--resume needs --out and a --pairs file" in capsys.readouterr().err
+    assert cli.main(["label", "--pairs", "-", "--out", "x.tsv", "--resume", "--model", str(tiny_bert)]) == 2
+    assert "--resume needs --out and a --pairs file" in capsys.readouterr().err
