@@ -147,11 +147,12 @@ RECORD_EVERY_S = 10.0  # resumable_open's records: what a stopped label loses, a
 def resumable_open(path: str | Path, settings: dict | None, resume: bool, hint: str | None = None):
     """atomic_open for a long output that may be stopped: the rows go to `.NAME.partial` beside
     `path`, and `done(rows)`, called once the first `rows` are written, records them complete in
-    `.NAME.partial.json` (every RECORD_EVERY_S at most). A stopped run keeps both; with `resume` and the same `settings`, the next
-    run keeps those rows and goes on after them. Yields (file, rows already there, done); success
-    renames the partial onto `path`. A failed write raises OutputError naming `path`, with `hint`
-    where rows are kept. Without `settings` (an input that cannot be read again), or onto a device or
-    a pipe, it writes as atomic_open does, and `done` is None."""
+    `.NAME.partial.json` (every RECORD_EVERY_S at most). A stopped run keeps both; with `resume`
+    and the same `settings`, the next run keeps those rows and goes on after them. Yields (file,
+    rows already there, done); success renames the partial onto `path`. A failed write raises
+    OutputError naming `path`, with `hint` where rows are kept. Without `settings` (an input that
+    cannot be read again), or onto a device or a pipe, it writes as atomic_open does, and `done` is
+    None."""
     if settings is None or _written_in_place(Path(path)):  # nothing to resume from, or nothing to keep
         with atomic_open(path, binary=True) as f:
             yield f, 0, None
@@ -171,7 +172,7 @@ def resumable_open(path: str | Path, settings: dict | None, resume: bool, hint: 
     def done(total: int) -> None:
         nonlocal rows, recorded
         if time.monotonic() - recorded < RECORD_EVERY_S:
-            return  # a record (and its fsync) per chunk would slow a fast label that the disk holds up
+            return  # an fsync per chunk could hold a fast label up on a slow disk
         recorded = time.monotonic()
         with writing(path):
             f.flush()
