@@ -91,7 +91,8 @@ def cmd_label(args) -> None:
     from transenc.writers import background_writes, check_output_file, is_jsonl, resumable_open, score_rows
 
     check_output_file(args.out, "--out", args.pairs)
-    if args.resume and (not args.out or is_stream(Path(args.pairs))):
+    streamed = is_stream(Path(args.pairs))  # cannot be read again: nothing to resume from
+    if args.resume and (not args.out or streamed):
         raise TransencError("--resume needs --out and a --pairs file: it goes on with the output file a stopped "
                             "run left, for the same pairs")
     reader = PairReader(args.pairs, args.format, args.on_error)
@@ -117,7 +118,8 @@ def cmd_label(args) -> None:
         for _ in scored():  # the other ranks score their shares; rank 0 alone writes
             pass
         return
-    output = resumable_open(args.out, _label_settings(args, chunk_pairs, precision), args.resume, LABEL_HINT) \
+    settings = None if streamed else _label_settings(args, chunk_pairs, precision)
+    output = resumable_open(args.out, settings, args.resume, LABEL_HINT) \
         if args.out else contextlib.nullcontext((sys.stdout.buffer, 0, None))
     # the disk writes one chunk while the next is scored; done(n) records the first n rows complete
     with output as (f, written, done), background_writes(f) as write:
@@ -138,14 +140,9 @@ def cmd_label(args) -> None:
 LABEL_HINT = "rerun with --resume to go on after the scores already complete"
 
 
-def _label_settings(args, chunk_pairs: int, precision: str) -> dict | None:
-    """What a resumed label shares with the stopped one, so that its rows go on where those ended
-    (None for pairs from a stream, which cannot be read again)."""
-    from transenc.readers import is_stream
-
+def _label_settings(args, chunk_pairs: int, precision: str) -> dict:
+    """What a resumed label shares with the stopped one, so that its rows go on where those ended."""
     pairs = Path(args.pairs)
-    if is_stream(pairs):
-        return None
     model = str(Path(args.model).resolve()) if args.model and Path(args.model).exists() else args.model
     return {"pairs": str(pairs.resolve()), "bytes": pairs.stat().st_size, "modified_ns": pairs.stat().st_mtime_ns,
             "format": args.format, "on_error": args.on_error, "mode": args.mode, "model": model,

@@ -12,7 +12,7 @@ import numpy as np
 
 from transenc.errors import InputError, TransencError
 from transenc.pairset import PairSet, PairSetBuilder
-from transenc.readers import Problems, is_stream, read_pairs, text_lines
+from transenc.readers import STANDARD_INPUT, Problems, is_stream, read_pairs, text_lines
 
 
 def spearman100(predicted: np.ndarray, gold: np.ndarray) -> float:
@@ -154,7 +154,7 @@ def find_sets(data: str | Path) -> dict[str, PairSet]:
     """Every labeled set in `data`, by name: a labeled pairs file (its stem), or a folder of STS sets."""
     root = Path(data)
     if root.is_file() or is_stream(root):
-        return {"stdin" if str(root) == "-" else root.stem: read_labeled(root)}
+        return {"stdin" if str(root) == STANDARD_INPUT else root.stem: read_labeled(root)}
     if not root.is_dir():
         raise InputError(root, 0, "no such file or directory")
     sets = {}

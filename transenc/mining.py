@@ -12,6 +12,7 @@ import torch
 
 from transenc import ops
 from transenc.errors import InputError
+from transenc.readers import STANDARD_INPUT
 
 
 def mine_pairs(embeddings: torch.Tensor, k: int, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +40,7 @@ def mine_pairs(embeddings: torch.Tensor, k: int, min_score: float | None = None)
 def read_sentences(path: str) -> list[str]:
     """One sentence per line (`-`: standard input), strict UTF-8; an empty file, an empty line or a
     tab (which would break the TSV output) raises InputError with the 1-based line number."""
-    if str(path) == "-":
+    if str(path) == STANDARD_INPUT:
         data = sys.stdin.buffer.read()
     else:
         with open(path, "rb") as f:

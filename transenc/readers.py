@@ -34,6 +34,7 @@ CHUNK_PAIRS = 65536
 # A first pass keeps the sentence ids (8 bytes a pair) of up to this many pairs (128 MiB), so that
 # `transenc label` reads a file of up to 16M pairs once; a longer one is read again for its pairs.
 KEEP_IDS_PAIRS = 1 << 24
+STANDARD_INPUT = "-"  # the name that reads standard input where a file is asked for
 _BY_SUFFIX = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 _JSON_KEYS = (("sentence1", "sentence2"), ("text_a", "text_b"))
 
@@ -205,7 +206,7 @@ class PairReader:
 def is_stream(path: Path) -> bool:
     """Standard input (`-`), a pipe or a process substitution (/dev/fd/63): a stream, read once."""
     try:
-        return str(path) == "-" or (path.exists() and not (path.is_file() or path.is_dir()))
+        return str(path) == STANDARD_INPUT or (path.exists() and not (path.is_file() or path.is_dir()))
     except OSError:
         return False
 
@@ -213,7 +214,7 @@ def is_stream(path: Path) -> bool:
 def _spooled(path: Path) -> Path:
     """Every pass over the pairs reads them from the start, and a stream cannot be read twice: it is
     copied once to a temporary file (in TMPDIR), which the passes read."""
-    stream = sys.stdin.buffer if str(path) == "-" else open(path, "rb")
+    stream = sys.stdin.buffer if str(path) == STANDARD_INPUT else open(path, "rb")
     with tempfile.NamedTemporaryFile(prefix="transenc-pairs-", suffix=path.suffix, delete=False) as spool:
         try:
             shutil.copyfileobj(stream, spool, BLOCK_BYTES)
