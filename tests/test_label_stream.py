@@ -85,6 +85,30 @@ def test_a_bad_line_after_the_first_chunks_leaves_no_output(tmp_path, capsys, ti
         assert sorted(p.name for p in tmp_path.iterdir()) == ["p.tsv"]
 
 
+def test_a_cross_label_counts_its_pairs_first_for_one_bar_and_its_bad_lines(tmp_path, capsys, monkeypatch, models):
+    from transenc import labeling, progress
+
+    monkeypatch.setattr(progress, "LOG_EVERY_S", 0.0)  # a log line at every update
+    scored, real = [], labeling.cross_scores
+    monkeypatch.setattr(labeling, "cross_scores", lambda *a, **k: scored.append(1) or real(*a, **k))
+    # long rows (the cross-encoder's batches hold 512 tokens): a chunk of 20 pairs is several batches
+    rows = [(" ".join([a] * 5), " ".join([b] * 5)) for a, b in shuffled_pairs_with_duplicates()]
+    path, out = tmp_path / "p.tsv", tmp_path / "o.tsv"
+    path.write_text("".join(f"{a}\t{b}\n" for a, b in rows))
+    argv = ["label", "--pairs", str(path), "--mode", "cross", "--model", str(models["cross"]), "--chunk-pairs", "20",
+            "--out", str(out)]
+    assert cli.main(argv) == 0 and len(scored) == -(-len(rows) // 20)
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("label: ")]
+    assert lines[-1].startswith(f"label: {len(rows)}/{len(rows)} pairs (")  # one bar over the file, not one a chunk
+    done = [int(line.split()[1].split("/")[0]) for line in lines]
+    assert done == sorted(done) and len(set(done)) > len(scored)  # it goes on inside the chunks too
+
+    scored.clear()
+    path.write_text(path.read_text() + "no tab\n")
+    assert cli.main(argv) == 2 and scored == []  # the bad last line stops the run before any pair is scored
+    assert f"p.tsv:{len(rows) + 1}: expected at least 2 tab-separated fields" in capsys.readouterr().err
+
+
 def test_chunk_size_must_be_positive(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(["label", "--pairs", "x.tsv", "--chunk-pairs", "0"])

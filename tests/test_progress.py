@@ -1,5 +1,5 @@
 """Progress in logs: plain lines, no carriage returns; silent when disabled and on ranks other than 0."""
-from transenc.progress import LogLines, progress
+from transenc.progress import LogLines, clock, progress
 
 
 def test_log_lines_report_count_rate_and_loss(capsys):
@@ -9,6 +9,7 @@ def test_log_lines_report_count_rate_and_loss(capsys):
         bar.update(1)
     err = capsys.readouterr().err
     assert err.splitlines()[-1].startswith("train cross-encoder: 2/3 steps (")
+    assert err.splitlines()[0].endswith(" left), loss=0.5000")  # 1 of 3 done: the time the other 2 take
     assert err.splitlines()[-1].endswith(", loss=0.5000")
     assert "\r" not in err
 
@@ -34,3 +35,8 @@ def test_a_resumed_count_starts_where_it_was(capsys):
         bar.every = 0
         bar.update(1)
     assert capsys.readouterr().err.startswith("train bi-encoder: 5/10 steps (")
+
+
+def test_time_left_reads_as_a_clock():
+    assert [clock(s) for s in (0, 59.6, 61, 3599, 3600, 36_000 + 61)] == \
+        ["00:00", "01:00", "01:01", "59:59", "1:00:00", "10:01:01"]

@@ -97,9 +97,10 @@ def cmd_label(args) -> None:
                             "run left, for the same pairs")
     reader = PairReader(args.pairs, args.format, args.on_error)
     chunk_pairs = args.chunk_pairs or CHUNK_PAIRS
-    # bi mode: the file's first pass (its sentences) runs while torch is imported and the model loads
+    # the file's first pass (bi: its sentences; cross: its pairs counted) runs while torch is
+    # imported and the model loads
     pool = ThreadPoolExecutor(1)
-    first_pass = pool.submit(reader.sentence_table, chunk_pairs) if args.mode == "bi" else None
+    first_pass = pool.submit(reader.sentence_table if args.mode == "bi" else reader.count, chunk_pairs)
     pool.shutdown(wait=False)  # the pass runs on; its thread ends with it
 
     from transenc import distributed

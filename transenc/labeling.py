@@ -11,6 +11,7 @@ from transenc.errors import TransencError
 from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_device
 from transenc.pairset import PairSet
 from transenc.precision import check_precision, inference_precision
+from transenc.progress import progress
 from transenc.readers import CHUNK_PAIRS, PairChunk, PairReader
 from transenc.tokens import TokenCache
 
@@ -69,10 +70,11 @@ def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_p
     bi: a first pass interns the unique sentences (first-appearance order, as read_pairs numbers
     them) and encodes each once; the chunks of pair ids are then scored against that table: kept
     from the first pass (up to readers.KEEP_IDS_PAIRS pairs), else read again. The scores equal bi_scores'
-    on the whole file bit for bit. cross: each chunk has a sentence table of its own and is scored
-    alone. With a process group the ranks share the encoding (bi) or each chunk's pairs (cross);
-    only the group's rank 0 gets chunks to write. `first_pass`: a future of the bi first pass
-    (reader.sentence_table), started while the model loads. `skip`: the first pairs, whole chunks of
+    on the whole file bit for bit. cross: the first pass counts the pairs (for a bar over the whole
+    file; a bad line stops the run before any scoring), then each chunk has a sentence table of its
+    own and is scored alone. With a process group the ranks share the encoding (bi) or each chunk's
+    pairs (cross); only the group's rank 0 gets chunks to write. `first_pass`: a future of the first
+    pass (bi: reader.sentence_table, cross: reader.count), started while the model loads. `skip`: the first pairs, whole chunks of
     them (a resumed output's), are read but neither scored nor yielded.
     """
     if isinstance(encoder, BiEncoder):
@@ -83,11 +85,18 @@ def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_p
         for chunk in _after(kept if kept is not None else reader.chunks(chunk_pairs, table), skip):
             yield chunk, ops.pair_cosine_indexed(embeddings, chunk.ids).numpy()
     else:
-        for chunk in _after(reader.chunks(chunk_pairs), skip):
-            scores = cross_scores(encoder, PairSet(chunk.table.texts(), chunk.ids), batch_size=batch_size,
-                                  precision=precision, group=group)
-            if distributed.is_main(group):
-                yield chunk, scores
+        # one bar over the whole file (a chunk's pairs take minutes on a CPU); under a group a rank
+        # scores a share of each chunk, so the bar goes on by whole chunks
+        total = first_pass.result() if first_pass else reader.count(chunk_pairs)
+        sharded = distributed.active(group)
+        with progress(total, "label", "pairs", None if distributed.is_main(group) else False, skip) as bar:
+            for chunk in _after(reader.chunks(chunk_pairs), skip):
+                scores = cross_scores(encoder, PairSet(chunk.table.texts(), chunk.ids), batch_size=batch_size,
+                                      precision=precision, show_progress=False if sharded else bar, group=group)
+                if sharded:
+                    bar.update(len(chunk.ids))
+                if distributed.is_main(group):
+                    yield chunk, scores
 
 
 def _after(chunks: Iterator[PairChunk], skip: int) -> Iterator[PairChunk]:

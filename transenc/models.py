@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Sequence
 
@@ -252,8 +252,10 @@ class _Encoder:
         # the host wait for every batch, leaving the device idle while the next one is packed.
         out = torch.empty((n, *width), dtype=torch.float32, device=self.device)
         precision = inference_precision(self.device, precision)
-        with self._inference_weights(precision), torch.inference_mode(), \
-                progress(sum(len(b.rows) for b in batches), desc, "rows", show) as bar:
+        # `show` may be a bar that outlives this call (transenc label's over a whole file), advanced here
+        bar_shown = nullcontext(show) if hasattr(show, "update") else \
+            progress(sum(len(b.rows) for b in batches), desc, "rows", show)
+        with self._inference_weights(precision), torch.inference_mode(), bar_shown as bar:
             for batch, result in zip(batches, self._forward_all(batches, forward, precision)):
                 out[to_device(torch.from_numpy(batch.rows), self.device)] = result
                 bar.update(len(batch.rows))
@@ -390,7 +392,8 @@ class CrossEncoder(_Encoder):
     def predict(self, sentences: Sequence[str] | TokenCache, pairs: np.ndarray, batch_size: int = 64,
                 precision: str = "auto", show_progress: bool | None = None, group=None) -> np.ndarray:
         """Sigmoid scores float32[N] for pairs (indices into sentences), in input order.
-        With a process group, its ranks share the work (see _run)."""
+        With a process group, its ranks share the work (see _run). show_progress: None (a bar on a
+        terminal, log lines elsewhere), False, or a bar (transenc.progress) to advance by the pairs done."""
         cache = self._cache(sentences)
         pairs = np.ascontiguousarray(pairs, dtype=np.int32)
         scores = self._run(self.batches(cache, pairs, batch_size), lambda b: torch.sigmoid(self.logits(b)),

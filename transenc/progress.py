@@ -14,8 +14,9 @@ LOG_EVERY_S = 30.0
 class LogLines:
     """The part of tqdm's interface that transenc uses, printing `desc: done/total unit` lines."""
 
-    def __init__(self, total: int, desc: str, unit: str, every: float = LOG_EVERY_S, initial: int = 0):
-        self.total, self.desc, self.unit, self.every = total, desc, unit, every
+    def __init__(self, total: int, desc: str, unit: str, every: float | None = None, initial: int = 0):
+        self.total, self.desc, self.unit = total, desc, unit
+        self.every = LOG_EVERY_S if every is None else every
         self.done, self.initial, self.postfix = initial, initial, ""
         self.started = self.last = time.monotonic()
 
@@ -25,7 +26,8 @@ class LogLines:
         if now - self.last >= self.every:
             self.last = now
             rate = (self.done - self.initial) / (now - self.started)  # this process's rate, not a resumed one's
-            print(f"{self.desc}: {self.done}/{self.total} {self.unit} ({rate:.2f}/s){self.postfix}",
+            left = f", {clock((self.total - self.done) / rate)} left" if rate > 0 and self.done < self.total else ""
+            print(f"{self.desc}: {self.done}/{self.total} {self.unit} ({rate:.2f}/s{left}){self.postfix}",
                   file=sys.stderr, flush=True)
 
     def set_postfix(self, **values) -> None:
@@ -36,6 +38,13 @@ class LogLines:
 
     def __exit__(self, *exc) -> None:
         pass
+
+
+def clock(seconds: float) -> str:
+    """h:mm:ss, as tqdm writes the time left."""
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 def progress(total: int, desc: str, unit: str = "it", enabled: bool | None = None, initial: int = 0):

@@ -181,6 +181,11 @@ class PairReader:
         if good == 0:
             raise self._no_pairs(problems)
 
+    def count(self, chunk_pairs: int) -> int:
+        """One pass: the number of valid pairs. A bad line raises here (on_error="raise"), before any
+        pair is scored."""
+        return sum(len(chunk.ids) for chunk in self.chunks(chunk_pairs))
+
     def sentence_table(self, chunk_pairs: int):
         """One pass: (the table of the file's unique sentences, and its chunks of pair ids without
         labels, or None past KEEP_IDS_PAIRS pairs, where a consumer must read the pairs again)."""
