@@ -26,6 +26,10 @@ def _positive(text: str) -> int:
     return value
 
 
+MODE_HELP = ("bi: the cosine of a bi-encoder's two embeddings (default); cross: a cross-encoder's score in [0, 1] "
+             "(--model: one transenc train exported, e.g. runs/demo/cross)")
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model directory or hub name (default: all-MiniLM-L6-v2)")
     p.add_argument("--batch-size", type=_positive, default=None,
@@ -44,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pairs", required=True,
                    help="pairs file: .tsv, .csv, .jsonl, s1||s2 lines, or STS-B csv; - reads standard input")
     p.add_argument("--format", choices=("tsv", "csv", "jsonl", "bars", "sts"), help="input format (default: by extension)")
-    p.add_argument("--mode", choices=("bi", "cross"), default="bi")
+    p.add_argument("--mode", choices=("bi", "cross"), default="bi", help=MODE_HELP)
     p.add_argument("--out", help="output file (.tsv or .jsonl); default: standard output")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="skip bad input lines instead of stopping")
     p.add_argument("--chunk-pairs", type=_positive, default=None,
@@ -57,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="Spearman x 100 on STS sets, or ROC AUC x 100 on 0/1-labeled pairs")
     p.add_argument("--data", required=True, help="a labeled pairs file, or a folder with sts-dev.csv/sts-test.csv "
                                                  "(STS-B) or SentEval STS12-16/SICK-R")
-    p.add_argument("--mode", choices=("bi", "cross"), default="bi")
+    p.add_argument("--mode", choices=("bi", "cross"), default="bi", help=MODE_HELP)
     p.add_argument("--metric", choices=("spearman", "auc", "auto"), default="spearman",
                    help="auc: ROC AUC x 100 for 0/1 gold labels; auto: AUC where every label is 0 or 1, else Spearman")
     p.add_argument("--json", help="also write the scores to this JSON file")
