@@ -42,6 +42,20 @@ def test_mine_pairs_matches_brute_force(n, k):
     assert len({tuple(p) for p in pairs.tolist()}) == len(pairs)
 
 
+@pytest.mark.parametrize("n, k, block", [(1, 3, 1), (50, 4, 7), (64, 1, 32), (333, 6, 100)])
+def test_neighbours_asked_in_blocks_are_the_whole_calls(n, k, block, monkeypatch):
+    from transenc import mining, ops
+
+    g = torch.Generator().manual_seed(n)
+    emb = torch.randn(n, 24, generator=g)
+    emb[1::5] = emb[0]  # ties: a row's copies score as the row itself does (lower id first)
+    emb[3::11] = 0  # zero rows score 0 against everything
+    monkeypatch.setattr(mining, "QUERY_BLOCK", block)
+    scores, ids = mining.nearest_others(emb, k)
+    want_scores, want_ids = ops.cosine_topk(emb, emb, k, exclude_self=True)
+    assert torch.equal(ids, want_ids) and torch.equal(scores, want_scores)
+
+
 def test_mine_pairs_min_score_filters():
     emb = torch.randn(400, 32, generator=torch.Generator().manual_seed(3))
     pairs, scores = mine_pairs(emb, 8, None)
