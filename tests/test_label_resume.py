@@ -60,6 +60,18 @@ def test_a_stopped_label_resumes_with_the_rest_alone(tmp_path, job, monkeypatch,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tsv", "pairs.tsv", "whole.tsv"]
 
 
+def test_a_stopped_npy_output_resumes_to_the_same_bytes(tmp_path, job, monkeypatch):
+    pairs, argv, _ = job
+    whole, out = tmp_path / "whole.npy", tmp_path / "out.npy"
+    assert cli.main(argv(whole)) == 0
+    with monkeypatch.context() as m:
+        stop_at_chunk(m, 4, KeyboardInterrupt())
+        assert cli.main(argv(out)) == 130
+    calls = cosine_calls(monkeypatch)
+    assert cli.main(argv(out, "--resume")) == 0
+    assert out.read_bytes() == whole.read_bytes() and len(calls) == 7 - 3  # the header is kept, not written twice
+
+
 @pytest.mark.parametrize("change", ["chunk-pairs", "pairs file", "no --resume"])
 def test_a_label_of_other_settings_starts_over(change, tmp_path, job, monkeypatch, capsys):
     pairs, argv, whole = job

@@ -9,7 +9,7 @@ from transenc import cli
 from transenc.labeling import load_scorer, score
 from transenc.models import CrossEncoder
 from transenc.readers import read_pairs
-from transenc.writers import is_jsonl, score_line
+from transenc.writers import output_format, score_line
 
 WORDS = ["a cat sits on the mat", "the dog runs", "birds fly south in winter", "a man plays a guitar",
          "two kids eat ice cream", "rain falls", "the market closed higher today"]
@@ -25,7 +25,7 @@ def shuffled_pairs_with_duplicates(n=23, seed=0):
 def write_whole(path, pairs, scores):
     """The reference: every row at once from a PairSet, as the whole-file path wrote it."""
     rows = [(*pairs.pair_texts(i), s) for i, s in enumerate(np.asarray(scores, dtype=np.float32).tolist())]
-    path.write_text("".join(score_line(a, b, s, is_jsonl(path)) for a, b, s in rows), encoding="utf-8")
+    path.write_text("".join(score_line(a, b, s, output_format(path) == "jsonl") for a, b, s in rows), encoding="utf-8")
 
 
 def write_as(fmt, rows, folder):
@@ -107,6 +107,36 @@ def test_a_cross_label_counts_its_pairs_first_for_one_bar_and_its_bad_lines(tmp_
     path.write_text(path.read_text() + "no tab\n")
     assert cli.main(argv) == 2 and scored == []  # the bad last line stops the run before any pair is scored
     assert f"p.tsv:{len(rows) + 1}: expected at least 2 tab-separated fields" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("mode", ["bi", "cross"])
+def test_an_npy_output_holds_the_scores_alone_in_input_order(tmp_path, models, mode):
+    rows = shuffled_pairs_with_duplicates()
+    path = tmp_path / "p.tsv"
+    path.write_text("".join(f"{a}\t{b}\n" for a, b in rows))
+    argv = ["label", "--pairs", str(path), "--mode", mode, "--model", str(models[mode]), "--chunk-pairs", "6"]
+    assert cli.main([*argv, "--out", str(tmp_path / "o.tsv")]) == 0
+    assert cli.main([*argv, "--out", str(tmp_path / "o.npy")]) == 0
+    tsv = np.array([line.split("\t")[2] for line in (tmp_path / "o.tsv").read_text().splitlines()], dtype=np.float32)
+    for scores in (np.load(tmp_path / "o.npy"), np.load(tmp_path / "o.npy", mmap_mode="r")):
+        assert scores.dtype == np.float32 and scores.shape == (len(rows),)
+        assert np.array_equal(scores, tsv)  # the TSV's 9 digits give float32's value back exactly
+
+
+def test_output_suffixes_that_name_no_format_are_refused_before_any_work(tmp_path, capsys):
+    pairs = tmp_path / "p.tsv"
+    pairs.write_text("a cat\ta dog\n")
+    for argv, says in (
+        (["label", "--out", str(tmp_path / "o.csv")], "cannot write '.csv' here; name it .tsv"),
+        (["label", "--out", str(tmp_path / "o.npy"), "--on-error", "skip"], "holds the scores alone"),
+        (["mine", "--sentences", str(pairs), "--out", str(tmp_path / "m.jsonl")],
+         "cannot write '.jsonl' here; name it .tsv (or .txt, or none)\n"),
+    ):
+        if argv[0] == "label":
+            argv += ["--pairs", str(pairs), "--model", str(tmp_path / "no-model")]  # it fails before loading it
+        assert cli.main(argv) == 2
+        assert says in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.tsv"]
 
 
 def test_chunk_size_must_be_positive(tmp_path, capsys):

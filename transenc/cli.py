@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pairs file: .tsv, .csv, .jsonl, s1||s2 lines, or STS-B csv; - reads standard input")
     p.add_argument("--format", choices=("tsv", "csv", "jsonl", "bars", "sts"), help="input format (default: by extension)")
     p.add_argument("--mode", choices=("bi", "cross"), default="bi", help=MODE_HELP)
-    p.add_argument("--out", help="output file (.tsv or .jsonl); default: standard output")
+    p.add_argument("--out", help="output file: .tsv (s1, s2, score), .jsonl, or .npy (the float32 scores alone, "
+                                 "row i for pair i); default: TSV on standard output")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="skip bad input lines instead of stopping")
     p.add_argument("--chunk-pairs", type=_positive, default=None,
                    help="pairs read, scored and written at a time (default 65536): memory does not grow with the file")
@@ -92,9 +93,14 @@ def cmd_label(args) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from transenc.readers import CHUNK_PAIRS, PairReader, is_stream
-    from transenc.writers import background_writes, check_output_file, is_jsonl, resumable_open, score_rows
+    from transenc.writers import (background_writes, check_output_file, npy_header, output_format, resumable_open,
+                                  score_rows)
 
     check_output_file(args.out, "--out", args.pairs)
+    out_format = output_format(args.out)
+    if out_format == "npy" and args.on_error == "skip":
+        raise TransencError(f"--out {args.out} holds the scores alone, row i for pair i: with --on-error skip they "
+                            "would no longer match the input's pairs; write .tsv or .jsonl, which name them")
     streamed = is_stream(Path(args.pairs))  # cannot be read again: nothing to resume from
     if args.resume and (not args.out or streamed):
         raise TransencError("--resume needs --out and a --pairs file: it goes on with the output file a stopped "
@@ -104,7 +110,7 @@ def cmd_label(args) -> None:
     # the file's first pass (bi: its sentences; cross: its pairs counted) runs while torch is
     # imported and the model loads
     pool = ThreadPoolExecutor(1)
-    first_pass = pool.submit(reader.sentence_table if args.mode == "bi" else reader.count, chunk_pairs)
+    first_pass = pool.submit(reader.first_pass, chunk_pairs, sentences=args.mode == "bi")
     pool.shutdown(wait=False)  # the pass runs on; its thread ends with it
 
     from transenc import distributed
@@ -116,7 +122,7 @@ def cmd_label(args) -> None:
     if args.resume and distributed.active():
         raise TransencError("--resume runs in one process: rerun without torchrun, or without --resume")
     encoder = load_scorer(args.model, args.mode, device, args.precision)
-    precision, as_json = inference_precision(device, args.precision), is_jsonl(args.out)
+    precision = inference_precision(device, args.precision)
     scored = functools.partial(stream_scores, encoder, reader, chunk_pairs, args.batch_size, args.precision,
                                distributed.world(), first_pass)
     if not distributed.is_main():
@@ -132,9 +138,11 @@ def cmd_label(args) -> None:
             print(f"transenc: resuming {args.out} after its first {written:,} scores" if written else
                   f"transenc: {args.out}: no stopped run of these pairs and settings to resume; starting",
                   file=sys.stderr)
+        if out_format == "npy" and not written:
+            write(npy_header(first_pass.result().pairs))  # its rows follow: the file's shape is known first
         for chunk, scores in scored(skip=written):
             written += len(scores)
-            write(score_rows(chunk, scores, as_json), done and functools.partial(done, written))
+            write(score_rows(chunk, scores, out_format), done and functools.partial(done, written))
     if reader.skipped:
         print(f"transenc: skipped {reader.skipped} bad line(s) in {args.pairs}", file=sys.stderr)
     ran = f"{args.mode}-encoder, {precision} on {device}"
@@ -189,9 +197,10 @@ def cmd_mine(args) -> None:
     import contextlib
 
     from transenc import api
-    from transenc.writers import atomic_open, check_output_file
+    from transenc.writers import atomic_open, check_output_file, output_format
 
     check_output_file(args.out, "--out", args.sentences)
+    output_format(args.out, allowed=("tsv",))  # a pairs file, read back by its suffix: .jsonl would not parse
     rows = api.mine(args.sentences, args.k, args.model, args.min_score, args.device, args.batch_size, args.precision)
     with contextlib.nullcontext(sys.stdout) if args.out is None else atomic_open(args.out) as f:
         for a, b, score in rows:

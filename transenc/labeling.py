@@ -73,12 +73,12 @@ def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_p
     on the whole file bit for bit. cross: the first pass counts the pairs (for a bar over the whole
     file; a bad line stops the run before any scoring), then each chunk has a sentence table of its
     own and is scored alone. With a process group the ranks share the encoding (bi) or each chunk's
-    pairs (cross); only the group's rank 0 gets chunks to write. `first_pass`: a future of the first
-    pass (bi: reader.sentence_table, cross: reader.count), started while the model loads. `skip`: the first pairs, whole chunks of
-    them (a resumed output's), are read but neither scored nor yielded.
+    pairs (cross); only the group's rank 0 gets chunks to write. `first_pass`: a future of
+    reader.first_pass (with the sentences in bi mode), started while the model loads. `skip`: the
+    first pairs, whole chunks of them (a resumed output's), are read but neither scored nor yielded.
     """
     if isinstance(encoder, BiEncoder):
-        table, kept = first_pass.result() if first_pass else reader.sentence_table(chunk_pairs)
+        _, table, kept = first_pass.result() if first_pass else reader.first_pass(chunk_pairs, sentences=True)
         embeddings = encoder.encode(table.texts(), batch_size or BI_BATCH, precision, group=group)
         if not distributed.is_main(group):
             return  # the cosine pass is cheap next to reading the file again: rank 0 alone does it
@@ -87,7 +87,7 @@ def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_p
     else:
         # one bar over the whole file (a chunk's pairs take minutes on a CPU); under a group a rank
         # scores a share of each chunk, so the bar goes on by whole chunks
-        total = first_pass.result() if first_pass else reader.count(chunk_pairs)
+        total = (first_pass.result() if first_pass else reader.first_pass(chunk_pairs, sentences=False)).pairs
         sharded = distributed.active(group)
         with progress(total, "label", "pairs", None if distributed.is_main(group) else False, skip) as bar:
             for chunk in _after(reader.chunks(chunk_pairs), skip):

@@ -119,6 +119,13 @@ class PairChunk(NamedTuple):
     labels: np.ndarray  # float64 [n]; NaN where the line has no score
 
 
+class FirstPass(NamedTuple):
+    """PairReader.first_pass: what one read of a pairs file tells before any pair is scored."""
+    pairs: int  # valid pairs
+    table: object | None  # the engine's SentenceTable of the file's unique sentences (when asked for)
+    kept: list[PairChunk] | None  # the chunks of ids into `table`, where the file is small enough
+
+
 class PairReader:
     """The validated pairs of a pairs file, streamed: as (sentence1, sentence2, label or None)
     records, or as PairChunks of interned sentence ids.
@@ -181,23 +188,21 @@ class PairReader:
         if good == 0:
             raise self._no_pairs(problems)
 
-    def count(self, chunk_pairs: int) -> int:
-        """One pass: the number of valid pairs. A bad line raises here (on_error="raise"), before any
-        pair is scored."""
-        return sum(len(chunk.ids) for chunk in self.chunks(chunk_pairs))
-
-    def sentence_table(self, chunk_pairs: int):
-        """One pass: (the table of the file's unique sentences, and its chunks of pair ids without
-        labels, or None past KEEP_IDS_PAIRS pairs, where a consumer must read the pairs again)."""
+    def first_pass(self, chunk_pairs: int, sentences: bool) -> "FirstPass":
+        """One pass over the file: its number of valid pairs (a bad line raises here, on_error="raise",
+        before any pair is scored), and with `sentences` the table of its unique sentences and its
+        chunks of pair ids without labels (None past KEEP_IDS_PAIRS pairs, where a consumer must
+        read the pairs again)."""
         from transenc._C import SentenceTable
 
-        table, kept, pairs = SentenceTable(), [], 0
+        table = SentenceTable() if sentences else None
+        kept, pairs = ([] if sentences else None), 0
         for chunk in self.chunks(chunk_pairs, table):
             pairs += len(chunk.ids)
             kept = kept if kept is not None and pairs <= KEEP_IDS_PAIRS else None
             if kept is not None:
                 kept.append(chunk._replace(labels=None))
-        return table, kept
+        return FirstPass(pairs, table, kept)
 
     def _parsed(self, chunker: "_Chunker") -> Iterator[PairChunk]:
         for a, b, label in self:  # the records' own checks, counts and errors

@@ -5,6 +5,7 @@ filesystem, no permission) raises one OutputError naming the target."""
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import queue
@@ -329,13 +330,37 @@ def background_writes(f):
         raise errors[0]
 
 
-def score_rows(chunk, scores, as_json: bool) -> bytes:
-    """A PairChunk's output rows (score_line's, every one), as bytes: TSV by the engine."""
-    if not as_json:
+def score_rows(chunk, scores, fmt: str) -> bytes:
+    """A PairChunk's output rows in `fmt` (output_format's), as bytes: TSV by the engine."""
+    if fmt == "npy":
+        return scores.astype("<f4", copy=False).tobytes()
+    if fmt == "tsv":
         return chunk.table.format_tsv(chunk.ids, scores)
     table = chunk.table  # bi mode's table is the whole file's: look up this chunk's rows only
     return "".join(score_line(table[a], table[b], s, True) for (a, b), s in zip(chunk.ids.tolist(), scores.tolist())).encode()
 
 
-def is_jsonl(path: str | Path | None) -> bool:
-    return path is not None and Path(path).suffix.lower() in (".jsonl", ".json")
+# --out's suffix names its rows' format; any other is refused: a .csv holding TSV would mislead
+OUTPUT_FORMATS = {"": "tsv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".npy": "npy"}
+
+
+def output_format(path: str | Path | None, flag: str = "--out", allowed=("tsv", "jsonl", "npy")) -> str:
+    """The rows' format `path` asks for by its suffix (standard output, None, or a device or a pipe
+    of another suffix: TSV); TransencError for a suffix that names none of `allowed`."""
+    suffix = Path(path).suffix.lower() if path is not None else ""
+    fmt = OUTPUT_FORMATS.get(suffix, "tsv" if path is None or _written_in_place(Path(path)) else None)
+    if fmt not in allowed:
+        names = {"tsv": ".tsv (or .txt, or none)", "jsonl": ".jsonl (or .json)", "npy": ".npy (the scores alone)"}
+        raise TransencError(f"{flag} {path}: cannot write '{suffix}' here; name it "
+                            + " or ".join(names[f] for f in allowed))
+    return fmt
+
+
+def npy_header(rows: int) -> bytes:
+    """The header of a .npy file of `rows` float32 scores (format 1.0), written before the rows
+    stream in after it: numpy.load reads the whole, or maps it (mmap_mode="r")."""
+    from numpy.lib import format as npy  # here: `transenc report` and `train` import this module too
+
+    header = io.BytesIO()
+    npy.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (rows,)})
+    return header.getvalue()
