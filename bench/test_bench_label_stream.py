@@ -53,6 +53,13 @@ def label_peak(pairs, out=None):
     return time.perf_counter() - start, int(done.stdout) / 1024
 
 
+def npy_seconds(pairs, out) -> float:
+    seconds = label_peak(pairs, out)[0]
+    assert np.load(out, mmap_mode="r").shape == (PAIRS,)
+    out.unlink()
+    return seconds
+
+
 def write_synced(path, size):  # `size` bytes in 8 MiB blocks, synced: the disk alone writing the output
     with open(path, "wb") as f:
         for _ in range(0, size, 8 << 20):
@@ -74,6 +81,7 @@ def test_stream_in_bounded_memory(benchmark, table, tmp_path):
         "`transenc label`, 1,000 pairs (process)": (0, small_s, small_rss),
         f"`transenc label`, {PAIRS:,} pairs (process)": (PAIRS, big_s, big_rss),
         "the same, output to standard output, discarded": (PAIRS, label_peak(big)[0], None),
+        "the same, output `.npy` (the scores alone, 4 bytes a pair)": (PAIRS, npy_seconds(big, tmp_path / "big.npy"), None),
         f"the disk alone: writing the output's {out_bytes / 2**20:,.0f} MiB (synced)":
             (0, w.seconds(lambda: write_synced(tmp_path / "floor.bin", out_bytes)), None),
         "reading alone, engine scanner (in process)":

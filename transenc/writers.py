@@ -344,14 +344,14 @@ def score_rows(chunk, scores, fmt: str) -> bytes:
 OUTPUT_FORMATS = {"": "tsv", ".tsv": "tsv", ".txt": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".npy": "npy"}
 
 
-def output_format(path: str | Path | None, flag: str = "--out", allowed=("tsv", "jsonl", "npy")) -> str:
-    """The rows' format `path` asks for by its suffix (standard output, None, or a device or a pipe
-    of another suffix: TSV); TransencError for a suffix that names none of `allowed`."""
+def output_format(path: str | Path | None, allowed=("tsv", "jsonl", "npy")) -> str:
+    """The rows' format --out `path` asks for by its suffix (standard output, None, or a device or a
+    pipe of another suffix: TSV); TransencError for a suffix that names none of `allowed`."""
     suffix = Path(path).suffix.lower() if path is not None else ""
     fmt = OUTPUT_FORMATS.get(suffix, "tsv" if path is None or _written_in_place(Path(path)) else None)
     if fmt not in allowed:
         names = {"tsv": ".tsv (or .txt, or none)", "jsonl": ".jsonl (or .json)", "npy": ".npy (the scores alone)"}
-        raise TransencError(f"{flag} {path}: cannot write '{suffix}' here; name it "
+        raise TransencError(f"--out {path}: cannot write '{suffix}' here; name it "
                             + " or ".join(names[f] for f in allowed))
     return fmt
 
