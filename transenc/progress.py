@@ -41,10 +41,8 @@ class LogLines:
 
 
 def clock(seconds: float) -> str:
-    """h:mm:ss, as tqdm writes the time left."""
-    minutes, secs = divmod(int(seconds + 0.5), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
+    """h:mm:ss (mm:ss under an hour), rounded: tqdm's own way of writing the time left."""
+    return tqdm.format_interval(round(seconds))
 
 
 def progress(total: int, desc: str, unit: str = "it", enabled: bool | None = None, initial: int = 0):

@@ -188,7 +188,7 @@ class PairReader:
         if good == 0:
             raise self._no_pairs(problems)
 
-    def first_pass(self, chunk_pairs: int, sentences: bool) -> "FirstPass":
+    def first_pass(self, chunk_pairs: int, sentences: bool) -> FirstPass:
         """One pass over the file: its number of valid pairs (a bad line raises here, on_error="raise",
         before any pair is scored), and with `sentences` the table of its unique sentences and its
         chunks of pair ids without labels (None past KEEP_IDS_PAIRS pairs, where a consumer must
