@@ -76,7 +76,7 @@ py::array_t<float> pair_cosine_indexed_py(const py::array& table, const std::str
 
 py::tuple cosine_topk_py(const py::array& queries, const std::string& query_kind,
                          const py::array& corpus, const std::string& corpus_kind, int64_t k,
-                         bool exclude_self) {
+                         bool exclude_self, int64_t first_query_id) {
   Dtype qt = checked_rows(queries, query_kind, "cosine_topk: queries");
   Dtype ct = checked_rows(corpus, corpus_kind, "cosine_topk: corpus");
   require(queries.shape(1) == corpus.shape(1), "cosine_topk: queries and corpus differ in dimension");
@@ -88,7 +88,8 @@ py::tuple cosine_topk_py(const py::array& queries, const std::string& query_kind
   int64_t* i = ids.mutable_data();
   {
     py::gil_scoped_release release;
-    cosine_topk(queries.data(), qt, nq, corpus.data(), ct, nc, d, k, exclude_self, s, i);
+    cosine_topk(queries.data(), qt, nq, corpus.data(), ct, nc, d, k, exclude_self, first_query_id,
+                s, i);
   }
   return py::make_tuple(scores, ids);
 }
@@ -100,6 +101,7 @@ void bind(py::module_& m) {
         py::arg("idx"), "cos(table[idx[i, 0]], table[idx[i, 1]]) as float32[N]");
   m.def("cosine_topk", &cosine_topk_py, py::arg("queries"), py::arg("query_kind"),
         py::arg("corpus"), py::arg("corpus_kind"), py::arg("k"), py::arg("exclude_self"),
+        py::arg("first_query_id"),
         "(scores float32[Q, k], ids int64[Q, k]): exact cosine top-k, fused and tiled");
 }
 

@@ -175,6 +175,7 @@ struct Problem {
   const void* corpus;
   const float* corpus_inv_norm;
   bool exclude_self;
+  int64_t first_query_id;  // query qi is corpus row first_query_id + qi
   int64_t tiles_per_block, panels_per_chunk;
   ScoreTile score_tile;
 };
@@ -212,7 +213,7 @@ void run(const Problem& pb, int64_t p0, int64_t p1, int64_t c0, int64_t c1, Sele
             for (int l = 0; l < kLanes; ++l) {
               const int64_t qi = p * kLanes + l;
               if (qi >= pb.nq) break;
-              if (pb.exclude_self && id == qi) continue;
+              if (pb.exclude_self && id == pb.first_query_id + qi) continue;
               if (tile[r * kLanes + l] > thr[l]) sel.offer(qi, tile[r * kLanes + l], id);
             }
           }
@@ -262,7 +263,7 @@ void finish(const std::vector<Selection>& sels, int64_t q0, int64_t q1, int64_t 
 
 void cosine_topk(const void* queries, Dtype query_type, int64_t nq, const void* corpus,
                  Dtype corpus_type, int64_t nc, int64_t d, int64_t k, bool exclude_self,
-                 float* scores, int64_t* ids) {
+                 int64_t first_query_id, float* scores, int64_t* ids) {
   if (nq == 0 || k == 0) return;
   const int64_t panels = (nq + kLanes - 1) / kLanes;
 
@@ -279,7 +280,7 @@ void cosine_topk(const void* queries, Dtype query_type, int64_t nq, const void* 
   });
 
   const int64_t row_bytes = std::max<int64_t>(d, 1) * 4;
-  Problem pb{query_panels.get(), nq, panels, d, corpus, inv_norm.get(), exclude_self,
+  Problem pb{query_panels.get(), nq, panels, d, corpus, inv_norm.get(), exclude_self, first_query_id,
              std::max<int64_t>(1, kBlockBytes / (row_bytes * kRows)),
              std::max<int64_t>(1, kChunkBytes / (row_bytes * kLanes)), variant_score_tile()};
   const int threads = engine_threads();

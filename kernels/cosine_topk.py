@@ -2,7 +2,8 @@
 
 cosine_topk(queries [Q, d], corpus [C, d], k) -> (scores float32[Q, k], ids int64[Q, k]),
 sorted by score descending, ties broken by the lower corpus id, padded with -inf / -1 when
-k > C, and with `exclude_self` the corpus id equal to the query's own index left out.
+k > C, and with `exclude_self` each query's own corpus row left out (query i is corpus row
+`first_query_id` + i).
 
 Design.
 
@@ -92,14 +93,14 @@ def _inv_norm_kernel(x_ptr, out_ptr, n, d, stride, BLOCK_N: tl.constexpr, BLOCK_
 
 
 @triton.jit
-def _tile_scores(acc, inv_q, q_rows, cols, inv_c_ptr, n_c, EXCLUDE_SELF: tl.constexpr):
+def _tile_scores(acc, inv_q, q_rows, cols, inv_c_ptr, n_c, first_query_id, EXCLUDE_SELF: tl.constexpr):
     """The tile's cosines from its raw products; -inf past the corpus end (and for the query's own id)."""
     c_ok = cols < n_c
     inv_c = tl.load(inv_c_ptr + cols, mask=c_ok, other=0.0)
     s = acc * inv_q[:, None] * inv_c[None, :]
     drop = ~c_ok[None, :]
     if EXCLUDE_SELF:
-        drop = drop | (cols[None, :] == q_rows[:, None])
+        drop = drop | (cols[None, :] == (first_query_id + q_rows)[:, None])
     return tl.where(drop, float("-inf"), s)
 
 
@@ -141,7 +142,7 @@ def _chunk_product(acc, q_base, q_ok, c_ptr, cols, stride_c, n_c, ks, d,
 @triton.jit
 def _topk_kernel(
     q_ptr, c_ptr, inv_q_ptr, inv_c_ptr, out_s_ptr, out_i_ptr,
-    n_q, n_c, d, stride_q, stride_c, k, tiles_per_split,
+    n_q, n_c, d, stride_q, stride_c, k, tiles_per_split, first_query_id,
     EXCLUDE_SELF: tl.constexpr, K_PAD: tl.constexpr,
     BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_K: tl.constexpr,
     PRECISION: tl.constexpr, UPCAST: tl.constexpr, FLAT: tl.constexpr,
@@ -175,7 +176,7 @@ def _topk_kernel(
             acc = _chunk_product(acc, q_base, q_ok, c_ptr, cols, stride_c, n_c, kk * BLOCK_K + tl.arange(0, BLOCK_K),
                                  d, PRECISION, UPCAST)
             if kk == k_steps - 1:
-                s = _tile_scores(acc, inv_q, q_rows, cols, inv_c_ptr, n_c, EXCLUDE_SELF)
+                s = _tile_scores(acc, inv_q, q_rows, cols, inv_c_ptr, n_c, first_query_id, EXCLUDE_SELF)
                 top_s, top_i, thresh = _merge_tile(s, cols, top_s, top_i, thresh, slots, n_c, K_PAD)
                 acc = tl.zeros((BLOCK_Q, BLOCK_C), dtype=tl.float32)
     else:
@@ -185,7 +186,7 @@ def _topk_kernel(
             for k0 in range(0, d, BLOCK_K):
                 acc = _chunk_product(acc, q_base, q_ok, c_ptr, cols, stride_c, n_c, k0 + tl.arange(0, BLOCK_K),
                                      d, PRECISION, UPCAST)
-            s = _tile_scores(acc, inv_q, q_rows, cols, inv_c_ptr, n_c, EXCLUDE_SELF)
+            s = _tile_scores(acc, inv_q, q_rows, cols, inv_c_ptr, n_c, first_query_id, EXCLUDE_SELF)
             top_s, top_i, thresh = _merge_tile(s, cols, top_s, top_i, thresh, slots, n_c, K_PAD)
 
     # Candidates out; the +inf filler slots become -inf / -1 padding.
@@ -250,11 +251,13 @@ def _pad(scores: torch.Tensor, ids: torch.Tensor, k: int):
     return s, i
 
 
-def cosine_topk(queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude_self: bool = False, *,
-                fp32_precision: str = "ieee", config: dict | None = None, splits: int | None = None):
+def cosine_topk(queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude_self: bool = False,
+                first_query_id: int = 0, *, fp32_precision: str = "ieee", config: dict | None = None,
+                splits: int | None = None):
     """Exact cosine top-k; see the module docstring. Returns (float32[Q, k], int64[Q, k]).
 
     queries and corpus: [Q, d] and [C, d], one dtype of fp32, fp16 or bf16, on one device.
+    exclude_self / first_query_id: query i is corpus row first_query_id + i, left out of its list.
     fp32_precision: "ieee" (default, exact fp32), "tf32x3" or "tf32" for fp32 inputs.
     config / splits: tile sizes and the number of corpus splits, for tuning and tests.
     """
@@ -298,7 +301,7 @@ def cosine_topk(queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude_sel
     precision = fp32_precision if queries.dtype == torch.float32 else "tf32"  # ignored for 16-bit inputs
     _topk_kernel[(q_blocks, splits)](
         queries, corpus, inv_q, inv_c, cand_s, cand_i,
-        n_q, n_c, d, queries.stride(0), corpus.stride(0), k_eff, tiles_per_split,
+        n_q, n_c, d, queries.stride(0), corpus.stride(0), k_eff, tiles_per_split, int(first_query_id),
         EXCLUDE_SELF=bool(exclude_self), K_PAD=k_pad,
         BLOCK_Q=bq, BLOCK_C=bc, BLOCK_K=cfg["block_k"],
         PRECISION=precision, UPCAST=(queries.dtype == torch.bfloat16 and not queries.is_cuda),

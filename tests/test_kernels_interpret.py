@@ -111,8 +111,9 @@ def test_pair_cosine_indexed(device, dtype, rows, d):
 
 # ---------------------------------------------------------------------------- cosine_topk
 
-def assert_topk_matches(scores, ids, queries, corpus, k, exclude_self, tol=TOL):
-    """The kernel's top-k against the float64 reference.
+def assert_topk_matches(scores, ids, queries, corpus, k, first, tol=TOL):
+    """The kernel's top-k against the float64 reference; first: None, or the first query's own
+    corpus row (exclude_self).
 
     Scores must match position by position within tol; each returned id's true score must be
     its reported score; ids must equal the reference wherever the reference score at that
@@ -124,17 +125,18 @@ def assert_topk_matches(scores, ids, queries, corpus, k, exclude_self, tol=TOL):
     assert scores.dtype == torch.float32 and ids.dtype == torch.int64
     s, i = scores.cpu().double(), ids.cpu()
     assert not torch.isnan(s).any()
-    ref_s, ref_i = reference.cosine_topk_reference(queries.cpu(), corpus.cpu(), k, exclude_self)
+    ref_s, ref_i = reference.cosine_topk_reference(queries.cpu(), corpus.cpu(), k, first is not None, first or 0)
     pad = ref_i == -1
     assert torch.equal(i == -1, pad), "padding in the wrong places"
     assert (s[pad] == float("-inf")).all()
     real = ~pad
     assert (s[real] - ref_s[real]).abs().max().item() <= tol if real.any() else True
     full = reference.cosine_matrix_reference(queries, corpus)
-    if exclude_self:
-        m = min(n_q, n_c)
-        full[torch.arange(m), torch.arange(m)] = float("-inf")
-        assert not (i == torch.arange(n_q)[:, None]).any(), "exclude_self returned the query itself"
+    if first is not None:
+        own = torch.arange(first, first + n_q)
+        inside = own < n_c
+        full[torch.arange(n_q)[inside], own[inside]] = float("-inf")
+        assert not (i == own[:, None]).any(), "exclude_self returned the query itself"
     true = full.gather(1, i.clamp_min(0))
     assert ((true - s)[real].abs() <= tol).all(), "a returned score is not its id's cosine"
     for row in i:
@@ -156,49 +158,51 @@ def assert_topk_matches(scores, ids, queries, corpus, k, exclude_self, tol=TOL):
 
 
 TOPK_CASES = [
-    # dtype, Q, C, d, k, exclude_self, config, splits, fp32_precision
-    (torch.float32, 37, 300, 7, 10, False, SMALL, 3, "ieee"),
-    (torch.float32, 37, 300, 1000, 10, True, None, None, "ieee"),
-    (torch.float32, 21, 150, 1, 4, False, SMALL, 2, "ieee"),
-    (torch.float32, 19, 130, 64, 5, True, SMALL, 2, "tf32x3"),
-    (torch.float16, 37, 300, 384, 10, False, None, None, "ieee"),
-    (torch.float16, 29, 170, 7, 1, True, SMALL, 3, "ieee"),
-    (torch.bfloat16, 37, 300, 384, 10, True, None, None, "ieee"),
-    (torch.bfloat16, 29, 170, 130, 3, False, SMALL, 2, "ieee"),
-    (torch.float32, 9, 40, 7, 50, True, SMALL, 2, "ieee"),  # k > C
-    (torch.float16, 9, 40, 7, 41, False, None, None, "ieee"),  # k > C
-    (torch.float32, 24, 200, 16, 100, False, None, 2, "ieee"),  # large k: K_PAD 128
-    (torch.float32, 37, 300, 7, 10, True, FLAT, 3, "ieee"),
-    (torch.float16, 29, 170, 130, 3, False, FLAT, 2, "ieee"),  # d not a multiple of BLOCK_K
-    (torch.bfloat16, 37, 300, 384, 10, True, dict(FLAT, block_q=32, block_c=64, block_k=64), None, "ieee"),
-    (torch.float32, 9, 40, 7, 50, False, FLAT, 2, "ieee"),  # k > C
+    # dtype, Q, C, d, k, first (exclude_self: the first query's own corpus row; None: no exclusion),
+    # config, splits, fp32_precision
+    (torch.float32, 37, 300, 7, 10, None, SMALL, 3, "ieee"),
+    (torch.float32, 37, 300, 1000, 10, 0, None, None, "ieee"),
+    (torch.float32, 21, 150, 1, 4, None, SMALL, 2, "ieee"),
+    (torch.float32, 19, 130, 64, 5, 111, SMALL, 2, "tf32x3"),  # the corpus' last rows
+    (torch.float16, 37, 300, 384, 10, None, None, None, "ieee"),
+    (torch.float16, 29, 170, 7, 1, 50, SMALL, 3, "ieee"),
+    (torch.bfloat16, 37, 300, 384, 10, 0, None, None, "ieee"),
+    (torch.bfloat16, 29, 170, 130, 3, None, SMALL, 2, "ieee"),
+    (torch.float32, 9, 40, 7, 50, 35, SMALL, 2, "ieee"),  # k > C; the last queries have no own row
+    (torch.float16, 9, 40, 7, 41, None, None, None, "ieee"),  # k > C
+    (torch.float32, 24, 200, 16, 100, None, None, 2, "ieee"),  # large k: K_PAD 128
+    (torch.float32, 37, 300, 7, 10, 150, FLAT, 3, "ieee"),
+    (torch.float16, 29, 170, 130, 3, None, FLAT, 2, "ieee"),  # d not a multiple of BLOCK_K
+    (torch.bfloat16, 37, 300, 384, 10, 263, dict(FLAT, block_q=32, block_c=64, block_k=64), None, "ieee"),
+    (torch.float32, 9, 40, 7, 50, None, FLAT, 2, "ieee"),  # k > C
 ]
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("dtype,n_q,n_c,d,k,exclude_self,config,splits,precision", TOPK_CASES,
-                         ids=[f"{str(c[0])[6:]}-Q{c[1]}-C{c[2]}-d{c[3]}-k{c[4]}{'-xself' if c[5] else ''}"
+@pytest.mark.parametrize("dtype,n_q,n_c,d,k,first,config,splits,precision", TOPK_CASES,
+                         ids=[f"{str(c[0])[6:]}-Q{c[1]}-C{c[2]}-d{c[3]}-k{c[4]}{'' if c[5] is None else f'-xself{c[5]}'}"
                               f"{'-' + c[6].get('loop', 'small') if c[6] else ''}-{c[8]}" for c in TOPK_CASES])
-def test_cosine_topk_random(device, dtype, n_q, n_c, d, k, exclude_self, config, splits, precision):
+def test_cosine_topk_random(device, dtype, n_q, n_c, d, k, first, config, splits, precision):
     gen = torch.Generator().manual_seed(n_q * 7 + n_c * 13 + d * 17 + k)
     corpus = _rand((n_c, d), dtype, device, gen)
     queries = _rand((n_q, d), dtype, device, gen)
-    queries[: n_q // 3] = corpus[: n_q // 3] + 0.3 * _rand((n_q // 3, d), dtype, device, gen)  # near neighbours
+    own = first or 0  # near copies of their own rows, which exclude_self must then pass over
+    queries[: n_q // 3] = corpus[own: own + n_q // 3] + 0.3 * _rand((n_q // 3, d), dtype, device, gen)
     corpus[n_c // 2] = 0  # a zero corpus row scores 0
     queries[-1] = 0  # a zero query: every score 0, ids in order
     tol = 5e-5 if precision == "tf32x3" else TOL
-    scores, ids = ct.cosine_topk(queries, corpus, k, exclude_self, config=config, splits=splits,
+    scores, ids = ct.cosine_topk(queries, corpus, k, first is not None, own, config=config, splits=splits,
                                  fp32_precision=precision)
-    assert_topk_matches(scores, ids, queries, corpus, k, exclude_self, tol)
-    expected = [j for j in range(n_c) if not (exclude_self and j == n_q - 1)][:k]
+    assert_topk_matches(scores, ids, queries, corpus, k, first, tol)
+    expected = [j for j in range(n_c) if not (first is not None and j == first + n_q - 1)][:k]
     assert ids[-1, :len(expected)].tolist() == expected and (scores[-1, :len(expected)] == 0).all()
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-@pytest.mark.parametrize("k,exclude_self,splits", [(1, False, 1), (7, True, 3), (25, False, 4)])
+@pytest.mark.parametrize("k,first,splits", [(1, None, 1), (7, 0, 3), (4, 50, 2), (25, None, 4)])
 @pytest.mark.parametrize("config", [SMALL, FLAT], ids=["tiles", "flat"])
-def test_cosine_topk_exact_ties(device, dtype, k, exclude_self, splits, config):
+def test_cosine_topk_exact_ties(device, dtype, k, first, splits, config):
     """Duplicated corpus rows tie exactly (small integers: every product and sum is exact in
     any order), so the whole answer, ids included, must equal the reference: lower id first,
     also across tiles and splits and at the k-th place."""
@@ -208,13 +212,13 @@ def test_cosine_topk_exact_ties(device, dtype, k, exclude_self, splits, config):
     corpus = distinct[torch.randint(0, 6, (70,), generator=gen)]
     queries = torch.randint(-3, 4, (13, 8), generator=gen).double()
     queries[2] = 0
-    queries[3] = corpus[3]
+    queries[3] = corpus[(first or 0) + 3]  # its own row, under exclude_self
     queries, corpus = queries.to(dtype).to(device), corpus.to(dtype).to(device)
-    scores, ids = ct.cosine_topk(queries, corpus, k, exclude_self, config=config, splits=splits)
-    ref_s, ref_i = reference.cosine_topk_reference(queries.cpu(), corpus.cpu(), k, exclude_self)
+    scores, ids = ct.cosine_topk(queries, corpus, k, first is not None, first or 0, config=config, splits=splits)
+    ref_s, ref_i = reference.cosine_topk_reference(queries.cpu(), corpus.cpu(), k, first is not None, first or 0)
     assert torch.equal(ids.cpu(), ref_i)
     torch.testing.assert_close(scores.cpu().double(), ref_s, atol=1e-6, rtol=0)
-    assert_topk_matches(scores, ids, queries, corpus, k, exclude_self)
+    assert_topk_matches(scores, ids, queries, corpus, k, first)
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -169,13 +169,13 @@ def test_pair_cosine_indexed_rejects_out_of_range():
 # ---- cosine top-k ----------------------------------------------------------------------
 
 
-def assert_topk_matches(queries, corpus, k, exclude_self=False):
+def assert_topk_matches(queries, corpus, k, exclude_self=False, first_query_id=0):
     """Scores to 1e-5 everywhere; ids wherever the reference score is not within 1e-6 of a
     neighbour (in fp32 such near-ties may legitimately swap)."""
-    scores, ids = ops.cosine_topk(queries, corpus, k, exclude_self)
+    scores, ids = ops.cosine_topk(queries, corpus, k, exclude_self, first_query_id)
     assert scores.dtype == torch.float32 and ids.dtype == torch.int64
     assert scores.shape == ids.shape == (queries.shape[0], k)
-    ref_scores, ref_ids = reference.cosine_topk_reference(queries, corpus, k + 1, exclude_self)
+    ref_scores, ref_ids = reference.cosine_topk_reference(queries, corpus, k + 1, exclude_self, first_query_id)
     finite = torch.isfinite(ref_scores[:, :k])
     assert torch.equal(torch.isfinite(scores), finite)
     assert torch.equal(ids[~finite], torch.full_like(ids[~finite], -1))
@@ -221,17 +221,25 @@ def test_cosine_topk_random_shapes():
         q, c = (int(x) for x in torch.randint(1, 700, (2,), generator=gen))
         d = int(torch.randint(1, 130, (1,), generator=gen))
         k = int(torch.randint(1, c + 20, (1,), generator=gen))
-        assert_topk_matches(rand(gen, q, d), rand(gen, c, d), k, exclude_self=bool(q % 2))
+        first = int(torch.randint(0, c, (1,), generator=gen)) if q % 2 else 0
+        assert_topk_matches(rand(gen, q, d), rand(gen, c, d), k, exclude_self=bool(q % 2), first_query_id=first)
 
 
-@pytest.mark.parametrize("q,c,k", [(1, 1, 1), (3, 3, 5), (1000, 1000, 10), (700, 4099, 100), (4099, 1000, 1)])
-def test_cosine_topk_exclude_self(q, c, k):
-    gen = torch.Generator().manual_seed(q + c + k)
+@pytest.mark.parametrize("q,c,k,first", [
+    (1, 1, 1, 0), (3, 3, 5, 0), (1000, 1000, 10, 0), (700, 4099, 100, 0), (4099, 1000, 1, 0),
+    (5, 40, 3, 35),  # the corpus' last rows
+    (333, 4099, 10, 1777), (37, 1003, 1003, 500),  # a block from the middle; k > C
+    (100, 1000, 7, 950),  # the block runs past the corpus end: its last queries have no own row
+])
+def test_cosine_topk_exclude_self(q, c, k, first):
+    gen = torch.Generator().manual_seed(q + c + k + first)
     corpus = rand(gen, c, 48)
-    queries = corpus[:q] if q <= c else rand(gen, q, 48)
-    scores, ids, _ = assert_topk_matches(queries, corpus, k, exclude_self=True)
-    own = torch.arange(q).unsqueeze(1)
+    queries = torch.cat([corpus[first:first + q], rand(gen, max(0, first + q - c), 48)])
+    scores, ids, _ = assert_topk_matches(queries, corpus, k, exclude_self=True, first_query_id=first)
+    own = torch.arange(first, first + q).unsqueeze(1)
     assert not (ids == own).any()
+    if q <= c - first and k < c:  # a query's own row would be its first neighbour
+        assert (scores[:, 0] < 1 - 1e-6).any()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -292,6 +300,11 @@ def test_cosine_topk_edges():
             ops.cosine_topk(x, x, bad)
     with pytest.raises(ValueError):
         ops.cosine_topk(x, torch.randn(4, 9), 2)
+    for bad in (-1, 1.5):
+        with pytest.raises(ValueError, match="first_query_id"):
+            ops.cosine_topk(x[:2], x, 2, exclude_self=True, first_query_id=bad)
+    with pytest.raises(ValueError, match="only applies with exclude_self"):
+        ops.cosine_topk(x[:2], x, 2, first_query_id=2)
 
 
 def test_cosine_topk_is_deterministic_and_symmetric():

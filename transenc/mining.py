@@ -47,20 +47,16 @@ def mine_pairs(embeddings: torch.Tensor, k: int, min_score: float | None = None,
 
 def nearest_others(embeddings: torch.Tensor, k: int, show_progress: bool | None = None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """ops.cosine_topk(embeddings, embeddings, k, exclude_self=True), on the CPU, asked QUERY_BLOCK
-    rows at a time. A block's rows are not the corpus' first, so each asks for k + 1 and drops
-    itself, or its last if it is not among them: the same lists, ties (lower id first) included."""
+    """ops.cosine_topk(embeddings, embeddings, k, exclude_self=True), asked QUERY_BLOCK rows at a
+    time so that a bar can follow it: the same lists, ties (lower id first) included."""
     n = embeddings.shape[0]
     scores, ids = torch.empty((n, k), dtype=torch.float32), torch.empty((n, k), dtype=torch.int64)
     with progress(n, "mine", "sentences", show_progress) as bar:
         for start in range(0, n, QUERY_BLOCK):
-            block_scores, block_ids = (t.cpu() for t in ops.cosine_topk(embeddings[start:start + QUERY_BLOCK],
-                                                                         embeddings, k + 1))
-            rows = len(block_ids)
-            others = block_ids != torch.arange(start, start + rows)[:, None]
-            others &= others.cumsum(1) <= k  # self dropped, or else the (k + 1)-th
-            scores[start:start + rows] = block_scores[others].view(rows, k)
-            ids[start:start + rows] = block_ids[others].view(rows, k)
+            block = ops.cosine_topk(embeddings[start:start + QUERY_BLOCK], embeddings, k, exclude_self=True,
+                                    first_query_id=start)
+            rows = len(block[0])
+            scores[start:start + rows], ids[start:start + rows] = (t.cpu() for t in block)
             bar.update(rows)
     return scores, ids
 

@@ -68,26 +68,30 @@ def pair_cosine_indexed(table: torch.Tensor, idx: torch.Tensor | np.ndarray) -> 
 
 
 def cosine_topk(
-    queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude_self: bool = False
+    queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude_self: bool = False, first_query_id: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact cosine top-k: (scores float32[Q, k], ids int64[Q, k]).
 
     Rows are normalised (a zero row scores 0); each row is sorted by score descending, ties
-    by lower id; k beyond the corpus pads with -inf / -1; exclude_self drops id == query
-    index (for mining, where the queries are the corpus). The Q x C score matrix is never
-    materialised beyond one tile.
+    by lower id; k beyond the corpus pads with -inf / -1. exclude_self is for mining, where the
+    queries are corpus rows first_query_id, first_query_id + 1, ...: each query's own row is left
+    out. The Q x C score matrix is never materialised beyond one tile.
     """
     if queries.dim() != 2 or corpus.dim() != 2 or queries.shape[1] != corpus.shape[1]:
         raise ValueError(f"cosine_topk needs queries [Q, d] and corpus [C, d], got {tuple(queries.shape)} and {tuple(corpus.shape)}")
     if int(k) != k or k < 0:
         raise ValueError(f"cosine_topk: k must be a non-negative integer, got {k!r}")
+    if int(first_query_id) != first_query_id or first_query_id < 0:
+        raise ValueError(f"cosine_topk: first_query_id must be a non-negative integer, got {first_query_id!r}")
+    if first_query_id and not exclude_self:
+        raise ValueError("cosine_topk: first_query_id only applies with exclude_self")
     if queries.is_cuda:
         from transenc.kernels import cosine_topk as kernel
 
-        return kernel.cosine_topk(queries, corpus, int(k), exclude_self)
+        return kernel.cosine_topk(queries, corpus, int(k), exclude_self, int(first_query_id))
     q, q_kind = _engine_rows(queries)
     c, c_kind = _engine_rows(corpus)
-    scores, ids = _C.cosine_topk(q, q_kind, c, c_kind, int(k), bool(exclude_self))
+    scores, ids = _C.cosine_topk(q, q_kind, c, c_kind, int(k), bool(exclude_self), int(first_query_id))
     return torch.from_numpy(scores), torch.from_numpy(ids)
 
 

@@ -32,13 +32,15 @@ def cosine_matrix_reference(queries: torch.Tensor, corpus: torch.Tensor) -> torc
 
 
 def cosine_topk_reference(
-    queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude_self: bool = False
+    queries: torch.Tensor, corpus: torch.Tensor, k: int, exclude_self: bool = False, first_query_id: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The same contract in float64 with the full score matrix: (scores float64, ids int64)."""
     scores = cosine_matrix_reference(queries, corpus)
     if exclude_self:
-        n = min(scores.shape)
-        scores[torch.arange(n), torch.arange(n)] = float("-inf")
+        rows = torch.arange(scores.shape[0])
+        own = rows + first_query_id
+        inside = own < scores.shape[1]
+        scores[rows[inside], own[inside]] = float("-inf")
     # A stable descending sort keeps equal scores in id order: ties go to the lower id.
     scores, ids = torch.sort(scores, dim=1, descending=True, stable=True)
     scores, ids = scores[:, :k], ids[:, :k]
