@@ -53,7 +53,7 @@ def test_neighbours_asked_in_blocks_are_the_whole_calls(n, k, block, monkeypatch
     monkeypatch.setattr(mining, "QUERY_BLOCK", block)
     scores, ids = mining.nearest_others(emb, k)
     want_scores, want_ids = ops.cosine_topk(emb, emb, k, exclude_self=True)
-    assert torch.equal(ids, want_ids) and torch.equal(scores, want_scores)
+    assert np.array_equal(ids, want_ids.numpy()) and np.array_equal(scores, want_scores.numpy())
 
 
 def test_mine_pairs_min_score_filters():
@@ -112,15 +112,17 @@ class FakeBiEncoder:
 
 @pytest.fixture
 def fake_models(monkeypatch):
+    from transenc.models import resolve_device
+
     module = types.ModuleType("transenc.models")
-    module.BiEncoder = FakeBiEncoder
+    module.BiEncoder, module.resolve_device = FakeBiEncoder, resolve_device
     monkeypatch.setitem(sys.modules, "transenc.models", module)
     FakeBiEncoder.calls.clear()
 
 
-def args_for(path, out, k=2, min_score=None):
+def args_for(path, out, k=2, min_score=None, resume=False):
     return types.SimpleNamespace(sentences=str(path), k=k, min_score=min_score, precision="auto", out=str(out) if out else None,
-                                 model="fake-model", batch_size=7, device=None)
+                                 model="fake-model", batch_size=7, device=None, resume=resume)
 
 
 def test_mine_command_writes_pairs(tmp_path, fake_models):

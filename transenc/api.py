@@ -70,11 +70,13 @@ def label(pairs, model=None, mode: str = "bi", device=None, batch_size: int | No
 
 
 def mine(sentences, k: int = 5, model=None, min_score: float | None = None, device=None,
-         batch_size: int | None = None, precision: str = "auto") -> list[tuple[str, str, float]]:
+         batch_size: int | None = None, precision: str = "auto", checkpoint=None) -> list[tuple[str, str, float]]:
     """Each unique sentence's k nearest neighbours by exact cosine, as unordered pairs (s1, s2, cosine),
-    each once, no self-pairs. `sentences`: a list of strings or a file with one sentence per line."""
+    each once, no self-pairs. `sentences`: a list of strings or a file with one sentence per line.
+    checkpoint: a transenc.mine_checkpoint.MineCheckpoint, which keeps the work as it is done and
+    holds what a stopped run kept."""
     from transenc.mining import mine_pairs, read_sentences
-    from transenc.models import BiEncoder
+    from transenc.models import BiEncoder, resolve_device
     from transenc.precision import check_precision
 
     require_count("k (neighbours per sentence)", k)
@@ -85,11 +87,16 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
     sentences = list(dict.fromkeys(sentences))  # unique, first-seen order
     if len(sentences) < 2:
         raise TransencError(f"mining needs at least two different sentences; got {len(sentences)}")
-    encoder = BiEncoder.load(model, device, inference=True)
-    embeddings = encoder.encode(sentences, batch_size=batch_size or 128, precision=precision)
-    if encoder.device.type == "cuda":
-        embeddings = embeddings.to(encoder.device)  # ops.cosine_topk runs where the tensor lives
-    pairs, scores = mine_pairs(embeddings, k, min_score)
+    embeddings = checkpoint.embeddings() if checkpoint else None
+    if embeddings is None:
+        encoder = BiEncoder.load(model, device, inference=True)
+        embeddings, device = encoder.encode(sentences, batch_size=batch_size or 128, precision=precision), encoder.device
+        if checkpoint:
+            checkpoint.keep_embeddings(embeddings)
+    device = resolve_device(device)
+    if device.type == "cuda":
+        embeddings = embeddings.to(device)  # ops.cosine_topk runs where the tensor lives
+    pairs, scores = mine_pairs(embeddings, k, min_score, checkpoint=checkpoint)
     return [(sentences[i], sentences[j], s) for (i, j), s in zip(pairs.tolist(), scores.tolist())]
 
 

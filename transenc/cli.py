@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=5, help="neighbours per sentence")
     p.add_argument("--min-score", type=float, default=None, help="drop pairs under this cosine")
     p.add_argument("--out", help="pairs file to write (TSV: s1, s2, cosine); default: standard output")
+    p.add_argument("--resume", action="store_true",
+                   help="go on with the work a stopped run kept for --out (its embeddings and the neighbours "
+                        "found) where the sentences file, model and settings are the same")
     _add_model_args(p)
 
     p = sub.add_parser("train", help="Trans-Encoder: bi->cross->bi distillation cycles without labels")
@@ -155,11 +158,16 @@ LABEL_HINT = "rerun with --resume to go on after the scores already complete"
 
 def _label_settings(args, chunk_pairs: int, precision: str) -> dict:
     """What a resumed label shares with the stopped one, so that its rows go on where those ended."""
-    pairs = Path(args.pairs)
-    model = str(Path(args.model).resolve()) if args.model and Path(args.model).exists() else args.model
-    return {"pairs": str(pairs.resolve()), "bytes": pairs.stat().st_size, "modified_ns": pairs.stat().st_mtime_ns,
-            "format": args.format, "on_error": args.on_error, "mode": args.mode, "model": model,
-            "precision": precision, "batch_size": args.batch_size, "chunk_pairs": chunk_pairs}
+    return {**_input_and_model(args.pairs, args.model), "format": args.format, "on_error": args.on_error,
+            "mode": args.mode, "precision": precision, "batch_size": args.batch_size, "chunk_pairs": chunk_pairs}
+
+
+def _input_and_model(path: str, model: str | None) -> dict:
+    """The input file as a resumed run recognises it (path, size, modification time), and the model."""
+    found = Path(path)
+    model = str(Path(model).resolve()) if model and Path(model).exists() else model
+    return {"input": str(found.resolve()), "bytes": found.stat().st_size, "modified_ns": found.stat().st_mtime_ns,
+            "model": model}
 
 
 def cmd_eval(args) -> None:
@@ -197,16 +205,41 @@ def cmd_mine(args) -> None:
     import contextlib
 
     from transenc import api
-    from transenc.writers import atomic_open, check_output_file, output_format
+    from transenc.mine_checkpoint import MINE_HINT, mine_checkpoint
+    from transenc.readers import is_stream
+    from transenc.writers import atomic_open, check_output_file, output_format, written_in_place
 
     check_output_file(args.out, "--out", args.sentences)
     output_format(args.out, allowed=("tsv",))  # a pairs file, read back by its suffix: .jsonl would not parse
-    rows = api.mine(args.sentences, args.k, args.model, args.min_score, args.device, args.batch_size, args.precision)
-    with contextlib.nullcontext(sys.stdout) if args.out is None else atomic_open(args.out) as f:
-        for a, b, score in rows:
-            f.write(f"{a}\t{b}\t{score:.6f}\n")
+    resumable = args.out is not None and not is_stream(Path(args.sentences)) and not written_in_place(Path(args.out))
+    if args.resume and not resumable:
+        raise TransencError("--resume needs --out and a --sentences file: it goes on with the work a stopped run "
+                            "kept for the same sentences")
+    kept = mine_checkpoint(args.out, _mine_settings(args), args.resume) if resumable else contextlib.nullcontext()
+    with kept as checkpoint:
+        if args.resume:
+            print(f"transenc: resuming {args.out}: the embeddings kept, and the neighbours of the first "
+                  f"{checkpoint.rows:,} sentences" if checkpoint.resumed else
+                  f"transenc: {args.out}: no stopped run of these sentences and settings to resume; starting",
+                  file=sys.stderr)
+        rows = api.mine(args.sentences, args.k, args.model, args.min_score, args.device, args.batch_size,
+                        args.precision, checkpoint)
+        with contextlib.nullcontext(sys.stdout) if args.out is None else \
+                atomic_open(args.out, hint=MINE_HINT if checkpoint and checkpoint.kept else None) as f:
+            for a, b, score in rows:
+                f.write(f"{a}\t{b}\t{score:.6f}\n")
     if args.out:
         print(f"transenc: wrote {len(rows)} pairs to {args.out}", file=sys.stderr)
+
+
+def _mine_settings(args) -> dict:
+    """What a resumed mine shares with the stopped one, so that its embeddings and neighbours hold."""
+    from transenc.models import resolve_device
+    from transenc.precision import inference_precision
+
+    device = resolve_device(args.device)
+    return {**_input_and_model(args.sentences, args.model), "device": str(device), "k": args.k,
+            "precision": inference_precision(device, args.precision), "batch_size": args.batch_size}
 
 
 def cmd_train(args) -> None:

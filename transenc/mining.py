@@ -12,6 +12,7 @@ import torch
 
 from transenc import ops
 from transenc.errors import InputError
+from transenc.mine_checkpoint import MineCheckpoint
 from transenc.progress import progress
 from transenc.readers import STANDARD_INPUT
 
@@ -23,16 +24,18 @@ QUERY_BLOCK = 8192
 
 
 def mine_pairs(embeddings: torch.Tensor, k: int, min_score: float | None = None,
-               show_progress: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
+               show_progress: bool | None = None, checkpoint: MineCheckpoint | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
     """The k nearest neighbours of every row, as unordered pairs.
 
     Returns (pairs int32[M, 2] with pairs[:, 0] < pairs[:, 1], scores float32[M]): each pair
     once, no self pairs, ordered by the first query row that found it, then by its rank there;
-    pairs scoring below min_score are dropped.
+    pairs scoring below min_score are dropped. With a checkpoint, the neighbour lists go on from
+    its kept rows and are kept as they are found.
     """
     n = embeddings.shape[0]
-    scores, ids = nearest_others(embeddings, k, show_progress)
-    scores, ids = scores.numpy().reshape(-1), ids.numpy().reshape(-1)  # query, then rank
+    scores, ids = nearest_others(embeddings, k, show_progress, checkpoint)
+    scores, ids = scores.reshape(-1), ids.reshape(-1)  # query, then rank
     rows = np.repeat(np.arange(n, dtype=np.int64), k)
     keep = ids >= 0
     if min_score is not None:
@@ -45,19 +48,25 @@ def mine_pairs(embeddings: torch.Tensor, k: int, min_score: float | None = None,
     return pairs, scores[first].astype(np.float32)
 
 
-def nearest_others(embeddings: torch.Tensor, k: int, show_progress: bool | None = None
-                   ) -> tuple[torch.Tensor, torch.Tensor]:
-    """ops.cosine_topk(embeddings, embeddings, k, exclude_self=True), asked QUERY_BLOCK rows at a
-    time so that a bar can follow it: the same lists, ties (lower id first) included."""
+def nearest_others(embeddings: torch.Tensor, k: int, show_progress: bool | None = None,
+                   checkpoint: MineCheckpoint | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """ops.cosine_topk(embeddings, embeddings, k, exclude_self=True) as numpy arrays, asked QUERY_BLOCK
+    rows at a time: a bar follows it, and a checkpoint keeps each block (the same lists, ties
+    included)."""
     n = embeddings.shape[0]
-    scores, ids = torch.empty((n, k), dtype=torch.float32), torch.empty((n, k), dtype=torch.int64)
-    with progress(n, "mine", "sentences", show_progress) as bar:
-        for start in range(0, n, QUERY_BLOCK):
-            block = ops.cosine_topk(embeddings[start:start + QUERY_BLOCK], embeddings, k, exclude_self=True,
-                                    first_query_id=start)
-            rows = len(block[0])
-            scores[start:start + rows], ids[start:start + rows] = (t.cpu() for t in block)
-            bar.update(rows)
+    if checkpoint is None:
+        scores, ids, start = np.empty((n, k), np.float32), np.empty((n, k), np.int64), 0
+    else:
+        (scores, ids), start = checkpoint.neighbour_lists(n, k), checkpoint.rows
+    with progress(n, "mine", "sentences", show_progress, initial=start) as bar:
+        for start in range(start, n, QUERY_BLOCK):
+            block_scores, block_ids = ops.cosine_topk(embeddings[start:start + QUERY_BLOCK], embeddings, k,
+                                                      exclude_self=True, first_query_id=start)
+            end = start + len(block_ids)
+            scores[start:end], ids[start:end] = block_scores.cpu().numpy(), block_ids.cpu().numpy()
+            if checkpoint is not None:
+                checkpoint.done(end)
+            bar.update(end - start)
     return scores, ids
 
 

@@ -84,7 +84,7 @@ class _Output:
         return getattr(self._f, name)
 
 
-def _written_in_place(path: Path) -> bool:
+def written_in_place(path: Path) -> bool:
     """A device, a pipe or a process's own descriptor (/dev/null, /dev/stdout, a FIFO, /proc/self/fd/1):
     written where it is. A file renamed onto it would replace the device itself (run as root,
     /dev/null would become a plain file) or undo the shell's `>>`."""
@@ -116,7 +116,7 @@ def atomic_open(path: str | Path, binary: bool = False, hint: str | None = None)
     written in place). A failed write (the folder, the temporary file, its writes, the rename) raises
     OutputError naming `path`, with `hint`."""
     path = Path(path)
-    in_place = _written_in_place(path)
+    in_place = written_in_place(path)
     target = _through_links(path)
     with writing(path, hint):
         if in_place:
@@ -154,7 +154,7 @@ def resumable_open(path: str | Path, settings: dict | None, resume: bool, hint: 
     OutputError naming `path`, with `hint` where rows are kept. Without `settings` (an input that
     cannot be read again), or onto a device or a pipe, it writes as atomic_open does, and `done` is
     None."""
-    if settings is None or _written_in_place(Path(path)):  # nothing to resume from, or nothing to keep
+    if settings is None or written_in_place(Path(path)):  # nothing to resume from, or nothing to keep
         with atomic_open(path, binary=True) as f:
             yield f, 0, None
         return
@@ -348,7 +348,7 @@ def output_format(path: str | Path | None, allowed=("tsv", "jsonl", "npy")) -> s
     """The rows' format --out `path` asks for by its suffix (standard output, None, or a device or a
     pipe of another suffix: TSV); TransencError for a suffix that names none of `allowed`."""
     suffix = Path(path).suffix.lower() if path is not None else ""
-    fmt = OUTPUT_FORMATS.get(suffix, "tsv" if path is None or _written_in_place(Path(path)) else None)
+    fmt = OUTPUT_FORMATS.get(suffix, "tsv" if path is None or written_in_place(Path(path)) else None)
     if fmt not in allowed:
         names = {"tsv": ".tsv (or .txt, or none)", "jsonl": ".jsonl (or .json)", "npy": ".npy (the scores alone)"}
         raise TransencError(f"--out {path}: cannot write '{suffix}' here; name it "
