@@ -39,17 +39,22 @@ def stop_at_block(monkeypatch, n: int, error: BaseException) -> list:
     return calls
 
 
-def test_a_stopped_mine_resumes_with_the_rest_alone(tmp_path, job, monkeypatch, capsys):
-    src, whole = job
-    out = tmp_path / "out.tsv"
+def interrupted_in_block_4(src, out, monkeypatch) -> None:
+    """A mine of `src` into `out`, interrupted in its fourth block: three blocks found and kept."""
     with monkeypatch.context() as m:
         stop_at_block(m, 4, KeyboardInterrupt())
         with pytest.raises(KeyboardInterrupt):
             cli.cmd_mine(args_for(src, out, k=3))
+    FakeBiEncoder.calls.clear()
+
+
+def test_a_stopped_mine_resumes_with_the_rest_alone(tmp_path, job, monkeypatch, capsys):
+    src, whole = job
+    out = tmp_path / "out.tsv"
+    interrupted_in_block_4(src, out, monkeypatch)
     kept = tmp_path / ".out.tsv.partial"
     assert not out.exists() and sorted(p.name for p in kept.iterdir()) == ["embeddings.npy", "ids.npy", "record.json",
                                                                            "scores.npy"]
-    FakeBiEncoder.calls.clear()
     capsys.readouterr()
     calls = stop_at_block(monkeypatch, 0, None)  # never raises: counts the calls
     cli.cmd_mine(args_for(src, out, k=3, resume=True))
@@ -94,11 +99,7 @@ def test_stopped_while_encoding_leaves_nothing(tmp_path, job, monkeypatch):
 def test_other_settings_start_over(tmp_path, job, monkeypatch, capsys, change):
     src, whole = job
     out = tmp_path / "out.tsv"
-    with monkeypatch.context() as m:
-        stop_at_block(m, 4, KeyboardInterrupt())
-        with pytest.raises(KeyboardInterrupt):
-            cli.cmd_mine(args_for(src, out, k=3))
-    FakeBiEncoder.calls.clear()
+    interrupted_in_block_4(src, out, monkeypatch)
     capsys.readouterr()
     if change == "touched":
         src.write_text(src.read_text() + "zzzzzz\n")
