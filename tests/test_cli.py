@@ -172,6 +172,36 @@ def test_mine_output_feeds_label_unchanged(tmp_path, tiny_bert):
     assert np.allclose([float(r[2]) for r in scored], [float(r[2]) for r in mined], atol=1e-5)
 
 
+def test_sigterm_unwinds_as_ctrl_c_does(tmp_path, tiny_bert, monkeypatch, capsys):
+    """`kill` (SIGTERM) mid-label: exit 143 and one line, and neither the output's temporary file nor
+    the spooled standard input is left behind, as Python's default (ending on the spot) left them."""
+    import io
+    import os
+    import signal
+    import tempfile
+
+    from transenc import writers
+    from transenc.bundled import DEMO_PAIRS
+
+    spools, out = tmp_path / "tmp", tmp_path / "out"
+    spools.mkdir()
+    out.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spools))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(DEMO_PAIRS.read_bytes())))
+    real = writers.score_rows
+
+    def killed(*args):
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` does, while the first chunk is written
+        return real(*args)
+
+    monkeypatch.setattr(writers, "score_rows", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    assert run(["label", "--pairs", "-", "--out", str(out / "scores.tsv"), "--model", str(tiny_bert)]) == 143
+    assert capsys.readouterr().err.endswith("transenc: stopped (SIGTERM)\n")
+    assert list(out.iterdir()) == [] and list(spools.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) == before  # the command's handler is gone with it
+
+
 def test_standard_input_and_pipes_read_as_files_do(tmp_path, tiny_bert, monkeypatch, capsys):
     """`mine --sentences -`, `label --pairs -` and a pipe (`--pairs <(...)`) give what the files give;
     label reads its pairs twice, so the stream is spooled once, and the spool is removed."""

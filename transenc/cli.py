@@ -5,7 +5,9 @@ import argparse
 import functools
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from transenc.errors import TransencError, count_problem
@@ -269,8 +271,20 @@ COMMANDS = {"label": cmd_label, "eval": cmd_eval, "mine": cmd_mine, "train": cmd
             "data": cmd_data}
 
 
+class Terminated(BaseException):
+    """SIGTERM, the way `kill` and job schedulers stop a process. Python's default would end the
+    process on the spot, leaving temporary files beside the outputs and spooled input in TMPDIR; as
+    an exception it unwinds as Ctrl-C does, and the work a --resume takes up is kept as always."""
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # (signal handlers live there alone)
+    default_sigterm = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         COMMANDS[args.command](args)
         if args.command in ("label", "train"):
@@ -283,6 +297,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("transenc: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("transenc: stopped (SIGTERM)", file=sys.stderr)
+        return 128 + signal.SIGTERM
     except BrokenPipeError:  # stdout's reader left (`transenc label ... | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the closing flush has somewhere to go
         return 141  # 128 + SIGPIPE, a shell's code for a writer whose pipe closed
@@ -293,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if "transenc.readers" in sys.modules:  # a command that read pairs from a stream: its spool goes
             sys.modules["transenc.readers"].remove_spools()
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, default_sigterm)
     return 0
 
 
