@@ -100,13 +100,17 @@ class FakeBiEncoder:
         assert name == "fake-model"
         return cls()
 
-    def encode(self, sentences, batch_size, precision="auto"):
+    def encode(self, sentences, batch_size, precision="auto", kept=None):
         FakeBiEncoder.calls.append((list(sentences), batch_size))
         out = torch.zeros(len(sentences), 26)
         for row, s in enumerate(sentences):
             for ch in s.lower():
                 if "a" <= ch <= "z":
                     out[row, ord(ch) - 97] += 1
+        if kept is not None:  # kept as the real pass keeps them, in one batch
+            whole = [types.SimpleNamespace(rows=np.arange(len(sentences)))]
+            kept.resume_into(torch.empty_like(out), whole)
+            kept.finished(1, whole[0].rows, out)
         return out
 
 

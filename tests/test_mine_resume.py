@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from transenc import cli, mine_checkpoint, mining, ops
+from transenc import cli, mine_checkpoint, mining, ops, writers
 from transenc.errors import OutputError
 from test_mine import FakeBiEncoder, args_for, fake_models  # noqa: F401 (a fixture)
 
@@ -53,14 +53,14 @@ def test_a_stopped_mine_resumes_with_the_rest_alone(tmp_path, job, monkeypatch, 
     out = tmp_path / "out.tsv"
     interrupted_in_block_4(src, out, monkeypatch)
     kept = tmp_path / ".out.tsv.partial"
-    assert not out.exists() and sorted(p.name for p in kept.iterdir()) == ["embeddings.npy", "ids.npy", "record.json",
-                                                                           "scores.npy"]
+    assert not out.exists() and sorted(p.name for p in kept.iterdir()) == [
+        "embeddings.npy", "embeddings.npy.json", "ids.npy", "record.json", "scores.npy"]
     capsys.readouterr()
     calls = stop_at_block(monkeypatch, 0, None)  # never raises: counts the calls
     cli.cmd_mine(args_for(src, out, k=3, resume=True))
     assert out.read_bytes() == whole
     assert not FakeBiEncoder.calls and calls == [24, 32, 40, 48, 56]  # nothing encoded; the 3 blocks found not searched
-    assert f"resuming {out}: the embeddings kept, and the neighbours of the first 24 sentences" in capsys.readouterr().err
+    assert f"resuming {out}: the embeddings of 60 sentences and the neighbours of 24 kept" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tsv", "sentences.txt", "whole.tsv"]
 
 
@@ -71,7 +71,7 @@ def test_a_full_disk_keeps_the_blocks_found_and_says_how_to_go_on(tmp_path, job,
 
     def write_files(files):
         records.append(1)
-        if len(records) == 4:  # the embeddings' record, then blocks 1 and 2: the third block's fails
+        if len(records) == 3:  # blocks 1 and 2 are recorded: the third block's record fails
             raise OSError(errno.ENOSPC, "No space left on device")
         real(files)
 
@@ -80,7 +80,7 @@ def test_a_full_disk_keeps_the_blocks_found_and_says_how_to_go_on(tmp_path, job,
         with pytest.raises(OutputError) as err:
             cli.cmd_mine(args_for(src, out, k=3))
     assert str(err.value.path) == str(out) and "No space left on device" in str(err.value)
-    assert "rerun with --resume to go on after the neighbours already found" in str(err.value)
+    assert str(err.value).endswith(f"; {writers.RESUME_HINT}")
     calls = stop_at_block(monkeypatch, 0, None)
     cli.cmd_mine(args_for(src, out, k=3, resume=True))
     assert out.read_bytes() == whole and calls[0] == 16

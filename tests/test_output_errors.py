@@ -13,7 +13,6 @@ import pytest
 from transenc import cli, writers
 from transenc.bundled import DEMO_PAIRS
 from transenc.errors import OutputError, TransencError
-from transenc.mine_checkpoint import MINE_HINT
 from transenc.writers import atomic_dir, atomic_open, free_space_warning, output_error, writing
 
 HINT = "free space, then rerun with --resume; nothing finished is lost"
@@ -110,7 +109,7 @@ def test_mine(code, tmp_path, pairs, tiny_bert, monkeypatch, capsys):
     # ENOSPC strikes the search's first record: nothing is kept. The others strike the pairs file in
     # tmp_path itself, after the search, whose work (in .mined.tsv.partial/) is kept for --resume.
     kept = code != errno.ENOSPC
-    assert_one_line(cli.main(argv), capsys, out, code, MINE_HINT if kept else None)
+    assert_one_line(cli.main(argv), capsys, out, code, writers.RESUME_HINT if kept else None)
     assert [p.name for p in tmp_path.iterdir()] == ([".mined.tsv.partial"] if kept else [])
 
 

@@ -87,12 +87,11 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
     sentences = list(dict.fromkeys(sentences))  # unique, first-seen order
     if len(sentences) < 2:
         raise TransencError(f"mining needs at least two different sentences; got {len(sentences)}")
-    embeddings = checkpoint.embeddings() if checkpoint else None
+    kept = checkpoint.embeddings if checkpoint else None
+    embeddings = kept.complete(len(sentences)) if kept else None
     if embeddings is None:
         encoder = BiEncoder.load(model, device, inference=True)
-        embeddings, device = encoder.encode(sentences, batch_size=batch_size or 128, precision=precision), encoder.device
-        if checkpoint:
-            checkpoint.keep_embeddings(embeddings)
+        embeddings = encoder.encode(sentences, batch_size=batch_size or 128, precision=precision, kept=kept)
     device = resolve_device(device)
     if device.type == "cuda":
         embeddings = embeddings.to(device)  # ops.cosine_topk runs where the tensor lives

@@ -98,8 +98,9 @@ def cmd_label(args) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from transenc.readers import CHUNK_PAIRS, PairReader, is_stream
-    from transenc.writers import (background_writes, check_output_file, npy_header, output_format, resumable_open,
-                                  score_rows)
+    from transenc.kept_rows import kept_rows
+    from transenc.writers import (RESUME_HINT, background_writes, check_output_file, npy_header, output_format,
+                                  partial_path, resumable_open, score_rows, written_in_place)
 
     check_output_file(args.out, "--out", args.pairs)
     out_format = output_format(args.out)
@@ -135,17 +136,24 @@ def cmd_label(args) -> None:
             pass
         return
     settings = None if streamed else _label_settings(args, chunk_pairs, precision)
-    output = resumable_open(args.out, settings, args.resume, LABEL_HINT) \
+    resumable = settings is not None and args.out and not written_in_place(Path(args.out))
+    output = resumable_open(args.out, settings, args.resume, RESUME_HINT) \
         if args.out else contextlib.nullcontext((sys.stdout.buffer, 0, None))
+    # bi: the embeddings, encoded before any row is written, are kept as they come (one process)
+    embeddings = kept_rows(partial_path(args.out, ".embeddings.npy"), settings, args.resume, Path(args.out),
+                           RESUME_HINT) if resumable and args.mode == "bi" and not distributed.active() \
+        else contextlib.nullcontext()
     # the disk writes one chunk while the next is scored; done(n) records the first n rows complete
-    with output as (f, written, done), background_writes(f) as write:
+    with embeddings as kept, output as (f, written, done), background_writes(f) as write:
         if args.resume:
             print(f"transenc: resuming {args.out} after its first {written:,} scores" if written else
+                  f"transenc: resuming {args.out}: the embeddings of {kept.rows_kept:,} sentences kept"
+                  if kept and kept.rows_kept else
                   f"transenc: {args.out}: no stopped run of these pairs and settings to resume; starting",
                   file=sys.stderr)
         if out_format == "npy" and not written:
             write(npy_header(first_pass.result().pairs))  # its rows follow: the file's shape is known first
-        for chunk, scores in scored(skip=written):
+        for chunk, scores in scored(skip=written, kept=kept):
             written += len(scores)
             write(score_rows(chunk, scores, out_format), done and functools.partial(done, written))
     if reader.skipped:
@@ -153,9 +161,6 @@ def cmd_label(args) -> None:
     ran = f"{args.mode}-encoder, {precision} on {device}"
     print(f"transenc: wrote {written} scores to {args.out} ({ran})" if args.out else f"transenc: scored {written} pairs ({ran})",
           file=sys.stderr)
-
-
-LABEL_HINT = "rerun with --resume to go on after the scores already complete"
 
 
 def _label_settings(args, chunk_pairs: int, precision: str) -> dict:
@@ -207,9 +212,9 @@ def cmd_mine(args) -> None:
     import contextlib
 
     from transenc import api
-    from transenc.mine_checkpoint import MINE_HINT, mine_checkpoint
+    from transenc.mine_checkpoint import mine_checkpoint
     from transenc.readers import is_stream
-    from transenc.writers import atomic_open, check_output_file, output_format, written_in_place
+    from transenc.writers import RESUME_HINT, atomic_open, check_output_file, output_format, written_in_place
 
     check_output_file(args.out, "--out", args.sentences)
     output_format(args.out, allowed=("tsv",))  # a pairs file, read back by its suffix: .jsonl would not parse
@@ -220,14 +225,14 @@ def cmd_mine(args) -> None:
     kept = mine_checkpoint(args.out, _mine_settings(args), args.resume) if resumable else contextlib.nullcontext()
     with kept as checkpoint:
         if args.resume:
-            print(f"transenc: resuming {args.out}: the embeddings kept, and the neighbours of the first "
-                  f"{checkpoint.rows:,} sentences" if checkpoint.resumed else
+            print(f"transenc: resuming {args.out}: the embeddings of {checkpoint.embeddings.rows_kept:,} sentences "
+                  f"and the neighbours of {checkpoint.rows:,} kept" if checkpoint.resumed else
                   f"transenc: {args.out}: no stopped run of these sentences and settings to resume; starting",
                   file=sys.stderr)
         rows = api.mine(args.sentences, args.k, args.model, args.min_score, args.device, args.batch_size,
                         args.precision, checkpoint)
         with contextlib.nullcontext(sys.stdout) if args.out is None else \
-                atomic_open(args.out, hint=MINE_HINT if checkpoint and checkpoint.kept else None) as f:
+                atomic_open(args.out, hint=RESUME_HINT if checkpoint and checkpoint.kept else None) as f:
             for a, b, score in rows:
                 f.write(f"{a}\t{b}\t{score:.6f}\n")
     if args.out:

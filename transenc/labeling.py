@@ -8,6 +8,7 @@ import numpy as np
 
 from transenc import distributed, ops
 from transenc.errors import TransencError
+from transenc.kept_rows import KeptRows
 from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_device
 from transenc.pairset import PairSet
 from transenc.precision import check_precision, inference_precision
@@ -64,7 +65,7 @@ def score(encoder: BiEncoder | CrossEncoder, pairs: PairSet, **kwargs) -> np.nda
 
 def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_pairs: int = CHUNK_PAIRS,
                   batch_size: int | None = None, precision: str = "auto", group=None,
-                  first_pass=None, skip: int = 0) -> Iterator[tuple[PairChunk, np.ndarray]]:
+                  first_pass=None, skip: int = 0, kept: KeptRows | None = None) -> Iterator[tuple[PairChunk, np.ndarray]]:
     """(chunk, scores) chunk by chunk, in input order, for a file of any length.
 
     bi: a first pass interns the unique sentences (first-appearance order, as read_pairs numbers
@@ -76,13 +77,18 @@ def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_p
     pairs (cross); only the group's rank 0 gets chunks to write. `first_pass`: a future of
     reader.first_pass (with the sentences in bi mode), started while the model loads. `skip`: the
     first pairs, whole chunks of them (a resumed output's), are read but neither scored nor yielded.
+    `kept` (bi, one process): the embeddings go to the disk as they are encoded, and a stopped
+    run's are taken up (transenc.kept_rows).
     """
     if isinstance(encoder, BiEncoder):
-        _, table, kept = first_pass.result() if first_pass else reader.first_pass(chunk_pairs, sentences=True)
-        embeddings = encoder.encode(table.texts(), batch_size or BI_BATCH, precision, group=group)
+        _, table, chunks = first_pass.result() if first_pass else reader.first_pass(chunk_pairs, sentences=True)
+        texts = table.texts()
+        embeddings = kept.complete(len(texts)) if kept else None
+        if embeddings is None:
+            embeddings = encoder.encode(texts, batch_size or BI_BATCH, precision, group=group, kept=kept)
         if not distributed.is_main(group):
             return  # the cosine pass is cheap next to reading the file again: rank 0 alone does it
-        for chunk in _after(kept if kept is not None else reader.chunks(chunk_pairs, table), skip):
+        for chunk in _after(chunks if chunks is not None else reader.chunks(chunk_pairs, table), skip):
             yield chunk, ops.pair_cosine_indexed(embeddings, chunk.ids).numpy()
     else:
         # one bar over the whole file (a chunk's pairs take minutes on a CPU); under a group a rank

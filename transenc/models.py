@@ -14,6 +14,7 @@ import torch
 
 from transenc import distributed
 from transenc.errors import ModelError, TransencError
+from transenc.kept_rows import KeptRows
 from transenc.lengths import own_length
 from transenc.packing import Batch, pack_pairs, pack_sentences, padded_to_multiples, to_device
 from transenc.precision import autocast, inference_precision
@@ -238,27 +239,34 @@ class _Encoder:
             torch.set_num_threads(threads)
 
     def _run(self, batches: list[Batch], forward, n: int, width: tuple, precision: str, desc: str,
-             show: bool | None, group=None) -> torch.Tensor:
+             show: bool | None, group=None, kept: KeptRows | None = None) -> torch.Tensor:
         """forward(batch) for every batch, scattered back to request order: float32 [n, *width].
 
         Under a process group each rank runs its contiguous share of the batches (the batches a
         single process would run, so every row comes out bit for bit the same) and the rows are
-        gathered on every rank.
+        gathered on every rank. `kept` (one process): the rows go to the disk as they are done, and
+        a stopped pass's are taken up (transenc.kept_rows).
         """
         sharded = group is not None and distributed.active(group)
+        if sharded and kept is not None:
+            raise ValueError("kept rows are one process's: a rank runs a share of the batches")
         if sharded:
             batches = batches[distributed.share(len(batches), group)]
         # Rows are scattered on the device and copied back once: a copy back per batch would make
         # the host wait for every batch, leaving the device idle while the next one is packed.
         out = torch.empty((n, *width), dtype=torch.float32, device=self.device)
+        done = kept.resume_into(out, batches) if kept is not None else 0
+        todo = batches[done:]
         precision = inference_precision(self.device, precision)
         # `show` may be a bar that outlives this call (transenc label's over a whole file), advanced here
         bar_shown = nullcontext(show) if hasattr(show, "update") else \
-            progress(sum(len(b.rows) for b in batches), desc, "rows", show)
+            progress(sum(len(b.rows) for b in batches), desc, "rows", show, initial=kept.rows_kept if done else 0)
         with self._inference_weights(precision), torch.inference_mode(), bar_shown as bar:
-            for batch, result in zip(batches, self._forward_all(batches, forward, precision)):
+            for number, (batch, result) in enumerate(zip(todo, self._forward_all(todo, forward, precision)), done + 1):
                 out[to_device(torch.from_numpy(batch.rows), self.device)] = result
                 bar.update(len(batch.rows))
+                if kept is not None:
+                    kept.finished(number, batch.rows, out)
         out = out.cpu()
         if sharded:
             rows = np.concatenate([b.rows for b in batches]) if batches else np.zeros(0, dtype=np.int64)
@@ -322,13 +330,13 @@ class BiEncoder(_Encoder):
         return self._shaped(pack_sentences(cache, sentence_ids, self.max_length, budget), cache.pad_id)
 
     def encode(self, sentences: Sequence[str] | TokenCache, batch_size: int = 128, precision: str = "auto",
-               show_progress: bool | None = None, group=None) -> torch.Tensor:
+               show_progress: bool | None = None, group=None, kept: KeptRows | None = None) -> torch.Tensor:
         """float32 [n, d] embeddings on the CPU, row i for sentence i (not normalised).
-        With a process group, its ranks share the work (see _run)."""
+        With a process group, its ranks share the work; `kept` keeps them on the disk (see _run)."""
         cache = self._cache(sentences)
         ids = np.arange(len(cache), dtype=np.int32)
         return self._run(self.batches(cache, ids, batch_size), self.embed, len(cache), (self.dimension,), precision,
-                         "encode", show_progress, group)
+                         "encode", show_progress, group, kept)
 
     def save(self, directory: str | Path) -> None:
         """The sentence-transformers layout: Transformer at the root, then Pooling and Normalize."""

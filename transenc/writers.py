@@ -102,6 +102,13 @@ def _through_links(path: Path) -> Path:
     return Path(os.path.realpath(path)) if path.is_symlink() else path
 
 
+def partial_path(path: str | Path, suffix: str = "") -> Path:
+    """Where a long job keeps its unfinished work for `path`: `.NAME.partial` + suffix beside the file
+    it names (through a symbolic link)."""
+    target = _through_links(Path(path))
+    return target.with_name(f".{target.name}.partial{suffix}")
+
+
 def _open(target: str | Path | int, binary: bool, append: bool = False):
     """Append, for a device or pipe written in place: /dev/stdout reopens the shell's file, whose
     `>` has emptied it already and whose `>>` wants it kept."""
@@ -142,6 +149,7 @@ def atomic_open(path: str | Path, binary: bool = False, hint: str | None = None)
 
 
 RECORD_EVERY_S = 10.0  # resumable_open's records: what a stopped label loses, at most
+RESUME_HINT = "rerun with --resume to go on with the work already kept"  # a stopped job's last line, where it kept some
 
 
 @contextmanager
@@ -159,7 +167,7 @@ def resumable_open(path: str | Path, settings: dict | None, resume: bool, hint: 
             yield f, 0, None
         return
     path = _through_links(Path(path))
-    partial = path.with_name(f".{path.name}.partial")
+    partial = partial_path(path)
     record = partial.with_name(partial.name + ".json")
     kept = _kept_rows(partial, record, settings) if resume else None
     with writing(path):
@@ -258,7 +266,7 @@ def _replace_dir(new: Path, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _size(n: float) -> str:
+def size_for_people(n: float) -> str:
     """Bytes for people, in powers of 1000 as `df -H` gives them: 512 bytes, 87.3 MB, 1.2 GB."""
     if n < 1000:
         return f"{n:.0f} bytes"
@@ -278,7 +286,8 @@ def free_space_warning(folder: str | Path, needed_bytes: int) -> str | None:
     free = shutil.disk_usage(where).free
     if free >= needed_bytes:
         return None
-    return (f"transenc: warning: {folder} has {_size(free)} free and this needs about {_size(needed_bytes)}: "
+    return (f"transenc: warning: {folder} has {size_for_people(free)} free and this needs about "
+            f"{size_for_people(needed_bytes)}: "
             "it may stop for lack of space")
 
 

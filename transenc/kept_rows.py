@@ -1,0 +1,161 @@
+"""The rows of a long encoding pass, kept on the disk as they are computed, so that a stopped pass
+goes on after its last record instead of from the start. `label` in bi mode and `mine` encode
+every unique sentence before anything else: ten million sentences are about an hour and a half
+on two cores.
+
+The pass (models._Encoder._run) runs its batches in an order fixed by the sentences, the model,
+the precision and the batch size: `settings` must name these. `PATH` (.npy) holds the rows of the
+batches complete, and `PATH.json` how many they are, recorded every RECORD_EVERY_S at most (the
+rows on the disk first). A resumed pass copies those rows in and runs the rest: each row comes out
+as an unstopped pass computes it, bit for bit."""
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from transenc.errors import OutputError
+from transenc.packing import Batch, to_device
+from transenc.writers import size_for_people, write_files, writing
+
+RECORD_EVERY_S = 10.0  # what a stopped pass loses, at most
+
+
+class KeptRows:
+    """Made with `resume` and the stopped pass's `settings`, it holds what that pass kept; else it
+    starts empty. Failed writes raise OutputError naming `writing_as` (the output the user named),
+    with `hint` once anything is kept."""
+
+    def __init__(self, path: Path, settings: dict, resume: bool, writing_as: Path, hint: str):
+        self.path, self.record = Path(path), Path(f"{path}.json")
+        self.settings, self.writing_as, self.hint = settings, writing_as, hint
+        self._state = self._read_record() if resume else None  # the record's content
+        self._rows: np.ndarray | None = None
+        self._pending: list[np.ndarray] = []
+        self._recorded = time.monotonic()
+        if self._state is None:
+            self.discard()
+
+    def _read_record(self) -> dict | None:
+        try:
+            kept = json.loads(self.record.read_text(encoding="utf-8"))
+            return kept if kept["settings"] == self.settings and self.path.is_file() and kept["batches"] > 0 else None
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    @property
+    def kept(self) -> bool:
+        """Whether rows are recorded: a rerun with --resume takes them up."""
+        return self.record.is_file()
+
+    @property
+    def rows_kept(self) -> int:
+        """The rows a resumed pass takes up (where its batches are the stopped pass's)."""
+        return self._state["rows"] if self._state else 0
+
+    def complete(self, n: int) -> torch.Tensor | None:
+        """The stopped pass's [n, ...] rows where it ran all its batches (no tokenizing, no model
+        needed to go on), else None."""
+        state = self._state
+        if state is None or state["batches"] != state["of"] or state["rows"] != n:
+            return None
+        return torch.from_numpy(np.load(self.path))
+
+    def resume_into(self, out: torch.Tensor, batches: list[Batch]) -> int:
+        """Opens the file for `out`'s rows; copies in the kept batches' rows. Returns how many
+        batches are done: the pass goes on after them."""
+        done = self._state["batches"] if self._state and self._state["of"] == len(batches) else 0
+        shape = tuple(out.shape)
+        self._of = len(batches)
+        with self._writing():
+            self._rows = np.lib.format.open_memmap(self.path, "r+") if done else None
+            if self._rows is None or self._rows.shape != shape:
+                done, self._state = 0, None
+                try:
+                    self._rows = allocated_npy(self.path, np.float32, shape)
+                except OSError as e:
+                    if e.errno != errno.ENOSPC:
+                        raise
+                    self.discard()  # the pass runs on, without keeping its rows
+                    print(f"transenc: warning: the {size_for_people(4 * out.numel())} of rows that --resume would "
+                          f"take up do not fit beside {self.writing_as}: not kept", file=sys.stderr)
+        if done:
+            rows = np.concatenate([b.rows for b in batches[:done]])
+            out[to_device(torch.from_numpy(rows), out.device)] = to_device(torch.from_numpy(self._rows[rows]), out.device)
+        return done
+
+    def finished(self, done: int, rows: np.ndarray, out: torch.Tensor) -> None:
+        """Batch number `done` (1-based) is in `out` with these rows; records every RECORD_EVERY_S, and
+        after the last batch."""
+        if self._rows is None:  # not kept: no room for them
+            return
+        self._pending.append(rows)
+        if done < self._of and time.monotonic() - self._recorded < RECORD_EVERY_S:
+            return
+        rows = np.concatenate(self._pending)
+        self._pending.clear()
+        with self._writing():
+            self._rows[rows] = out[to_device(torch.from_numpy(rows), out.device)].cpu().numpy()
+            self._rows.flush()  # on the disk before the record says so
+        state = {"settings": self.settings, "batches": done, "of": self._of, "rows": self.rows_kept + len(rows)}
+        with self._writing():
+            write_files({self.record: json.dumps(state).encode()})
+        self._state, self._recorded = state, time.monotonic()
+
+    @contextmanager
+    def _writing(self):
+        hint = self.hint if self.kept else None
+        try:
+            with writing(self.writing_as, hint):
+                yield
+        except OutputError as e:  # write_files' own, naming the record
+            raise OutputError(self.writing_as, e.reason, hint) from e
+
+    def discard(self) -> None:
+        self._rows = None
+        for leftover in (self.path, self.record):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+def allocated_npy(path: Path, dtype, shape: tuple) -> np.ndarray:
+    """A new .npy file as a writable memory map, its blocks allocated on the disk now: a disk too
+    full raises OSError ENOSPC here, where writing into an unallocated map later would kill the
+    process with SIGBUS."""
+    array = np.lib.format.open_memmap(path, "w+", dtype, shape)
+    with open(path, "r+b") as f:
+        try:
+            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+        except OSError as e:
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem that cannot say: written as it comes
+                raise
+    return array
+
+
+@contextmanager
+def kept_rows(path: Path, settings: dict, resume: bool, writing_as: Path, hint: str):
+    """KeptRows for a block that writes an output from the rows: removed when the block completes,
+    and when it fails with nothing recorded; kept (for --resume) when it fails after a record."""
+    kept = KeptRows(path, settings, resume, writing_as, hint)
+    try:
+        yield kept
+    except OutputError as e:
+        if not kept.kept:
+            kept.discard()
+            raise
+        if e.hint:
+            raise
+        raise OutputError(e.path, e.reason, hint) from e  # the output's own failure: the rows kept are still there
+    except BaseException:
+        if not kept.kept:
+            kept.discard()
+        raise
+    kept.discard()
