@@ -19,8 +19,9 @@ LAYERS = [
     ["api"],
     ["training"],
     ["export"],
-    ["labeling", "mining", "evaluate", "report", "dev_scores", "selection", "train_config", "model_card"],
-    ["models", "fit", "distributed", "quantize", "bert", "recipes", "run_folder"],
+    ["labeling", "mining", "mine_checkpoint", "evaluate", "report", "dev_scores", "selection", "train_config",
+     "model_card"],
+    ["models", "kept_rows", "fit", "distributed", "quantize", "bert", "recipes", "run_folder"],
     ["ops", "packing", "readers", "writers"],
     ["pairset", "tokens", "wordpiece", "errors", "precision", "progress", "bundled", "reference", "lengths"],
     # The engine, below everything: the C++ extension and the Triton kernels, which import nothing

@@ -100,12 +100,12 @@ class KeptRows:
         self._pending.append(rows)
         if done < self._of and time.monotonic() - self._recorded < RECORD_EVERY_S:
             return
-        rows = np.concatenate(self._pending)
+        pending = np.concatenate(self._pending)
         self._pending.clear()
         with self._writing():
-            self._rows[rows] = out[to_device(torch.from_numpy(rows), out.device)].cpu().numpy()
+            self._rows[pending] = out[to_device(torch.from_numpy(pending), out.device)].cpu().numpy()
             self._rows.flush()  # on the disk before the record says so
-        state = {"settings": self.settings, "batches": done, "of": self._of, "rows": self.rows_kept + len(rows)}
+        state = {"settings": self.settings, "batches": done, "of": self._of, "rows": self.rows_kept + len(pending)}
         with self._writing():
             write_files({self.record: json.dumps(state).encode()})
         self._state, self._recorded = state, time.monotonic()
@@ -147,15 +147,10 @@ def kept_rows(path: Path, settings: dict, resume: bool, writing_as: Path, hint: 
     kept = KeptRows(path, settings, resume, writing_as, hint)
     try:
         yield kept
-    except OutputError as e:
+    except BaseException as e:
         if not kept.kept:
             kept.discard()
-            raise
-        if e.hint:
-            raise
-        raise OutputError(e.path, e.reason, hint) from e  # the output's own failure: the rows kept are still there
-    except BaseException:
-        if not kept.kept:
-            kept.discard()
+        elif isinstance(e, OutputError) and not e.hint:  # the output's own failure: the rows kept are still there
+            raise OutputError(e.path, e.reason, hint) from e
         raise
     kept.discard()
