@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import stat
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -96,6 +97,25 @@ def test_label(code, tmp_path, pairs, tiny_bert, monkeypatch, capsys):
             "--precision", "fp32"]
     assert_one_line(cli.main(argv), capsys, out, code)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_tmpdir_while_spooling_standard_input(tmp_path, pairs, monkeypatch, capsys):
+    """Standard input is copied to TMPDIR to be read twice: a TMPDIR that fills up is named, with
+    what to do, and the spool is removed."""
+    import io
+
+    from transenc import readers
+
+    spools = tmp_path / "tmp"
+    spools.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spools))
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(pairs.read_bytes())))
+    real = tempfile.NamedTemporaryFile
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", lambda *a, **kw: FullDisk(real(*a, **kw)))
+    assert cli.main(["label", "--pairs", "-", "--out", str(tmp_path / "out.tsv")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"transenc: error: cannot write {spools}: {os.strerror(errno.ENOSPC)}; {readers.SPOOL_HINT}\n"
+    assert list(spools.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == ["tmp"]
 
 
 @pytest.mark.parametrize("code", CODES)

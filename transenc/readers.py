@@ -12,7 +12,6 @@ import csv
 import itertools
 import json
 import math
-import shutil
 import sys
 import tempfile
 import weakref
@@ -24,6 +23,7 @@ import numpy as np
 
 from transenc.errors import InputError, TransencError
 from transenc.pairset import PairSet
+from transenc.writers import writing
 
 FORMATS = ("tsv", "csv", "jsonl", "bars", "sts")
 SCANNED = ("tsv", "bars", "sts")  # the line formats the engine's scanner reads
@@ -221,19 +221,31 @@ def is_stream(path: Path) -> bool:
         return False
 
 
+SPOOL_HINT = ("a stream of pairs is copied there, as they are read twice: set TMPDIR to a folder with room for "
+              "them, or give them as a file")
+
+
 def _spooled(path: Path) -> Path:
     """Every pass over the pairs reads them from the start, and a stream cannot be read twice: it is
-    copied once to a temporary file (in TMPDIR), which the passes read."""
+    copied once to a temporary file (in TMPDIR), which the passes read. A failed write of it (a full
+    TMPDIR) raises OutputError naming TMPDIR."""
     stream = sys.stdin.buffer if str(path) == STANDARD_INPUT else open(path, "rb")
-    with tempfile.NamedTemporaryFile(prefix="transenc-pairs-", suffix=path.suffix, delete=False) as spool:
-        try:
-            shutil.copyfileobj(stream, spool, BLOCK_BYTES)
-        except BaseException:
-            _remove(Path(spool.name))
-            raise
-        finally:
-            if stream is not sys.stdin.buffer:
-                stream.close()
+    with writing(tempfile.gettempdir(), SPOOL_HINT):
+        spool = tempfile.NamedTemporaryFile(prefix="transenc-pairs-", suffix=path.suffix, delete=False)
+    try:
+        while block := stream.read(BLOCK_BYTES):
+            with writing(tempfile.gettempdir(), SPOOL_HINT):
+                spool.write(block)
+        with writing(tempfile.gettempdir(), SPOOL_HINT):
+            spool.close()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            spool.close()
+        _remove(Path(spool.name))
+        raise
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
     return Path(spool.name)
 
 
