@@ -24,7 +24,7 @@ import torch
 
 from transenc.errors import OutputError
 from transenc.packing import Batch, to_device
-from transenc.writers import size_for_people, write_files, writing
+from transenc.writers import size_for_people, write_files, writing_as
 
 RECORD_EVERY_S = 10.0  # what a stopped pass loses, at most
 
@@ -110,14 +110,8 @@ class KeptRows:
             write_files({self.record: json.dumps(state).encode()})
         self._state, self._recorded = state, time.monotonic()
 
-    @contextmanager
     def _writing(self):
-        hint = self.hint if self.kept else None
-        try:
-            with writing(self.writing_as, hint):
-                yield
-        except OutputError as e:  # write_files' own, naming the record
-            raise OutputError(self.writing_as, e.reason, hint) from e
+        return writing_as(self.writing_as, self.hint if self.kept else None)
 
     def discard(self) -> None:
         self._rows = None

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from transenc.errors import OutputError, TransencError
+from transenc.errors import TransencError
 from transenc.kept_rows import KeptRows, allocated_npy
-from transenc.writers import RESUME_HINT, partial_path, write_files, writing
+from transenc.writers import RESUME_HINT, partial_path, write_files, writing_as
 
 
 class MineCheckpoint:
@@ -70,16 +70,10 @@ class MineCheckpoint:
             write_files({self.record: json.dumps({"settings": self.settings, "rows": rows}).encode()})
         self.rows = rows
 
-    @contextmanager
     def _writing(self):
         """A failed write names the output the user gave, not this folder, and says how to go on
         where work is kept."""
-        hint = RESUME_HINT if self.kept else None
-        try:
-            with writing(self.out, hint):
-                yield
-        except OutputError as e:  # write_files' own, naming the record
-            raise OutputError(self.out, e.reason, hint) from e
+        return writing_as(self.out, RESUME_HINT if self.kept else None)
 
     def discard(self) -> None:
         self._lists = None  # the memory maps close with their last reference

@@ -229,14 +229,17 @@ def _spooled(path: Path) -> Path:
     """Every pass over the pairs reads them from the start, and a stream cannot be read twice: it is
     copied once to a temporary file (in TMPDIR), which the passes read. A failed write of it (a full
     TMPDIR) raises OutputError naming TMPDIR."""
+    def spool_writes():  # the stream's reads stay outside: their errors are its own
+        return writing(tempfile.gettempdir(), SPOOL_HINT)
+
     stream = sys.stdin.buffer if str(path) == STANDARD_INPUT else open(path, "rb")
-    with writing(tempfile.gettempdir(), SPOOL_HINT):
+    with spool_writes():
         spool = tempfile.NamedTemporaryFile(prefix="transenc-pairs-", suffix=path.suffix, delete=False)
     try:
         while block := stream.read(BLOCK_BYTES):
-            with writing(tempfile.gettempdir(), SPOOL_HINT):
+            with spool_writes():
                 spool.write(block)
-        with writing(tempfile.gettempdir(), SPOOL_HINT):
+        with spool_writes():
             spool.close()
     except BaseException:
         with contextlib.suppress(OSError):

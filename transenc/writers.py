@@ -65,6 +65,18 @@ def writing(path: str | Path, hint: str | None = None):
         raise error from e
 
 
+@contextmanager
+def writing_as(path: str | Path, hint: str | None = None):
+    """writing(path, hint) for work kept beside an output (its partial records): an OutputError raised
+    in the block, which names the file it failed on, is raised naming `path`, the output the user
+    gave, with `hint`."""
+    try:
+        with writing(path, hint):
+            yield
+    except OutputError as e:
+        raise OutputError(path, e.reason, hint) from e
+
+
 class _Output:
     """atomic_open's temporary file: its failed writes name the target. Only the file's own writes:
     an OSError of other work in the block (reading the input) is not a failed write of the target."""
@@ -183,14 +195,10 @@ def resumable_open(path: str | Path, settings: dict | None, resume: bool, hint: 
         if time.monotonic() - recorded < RECORD_EVERY_S:
             return  # an fsync per chunk could hold a fast label up on a slow disk
         recorded = time.monotonic()
-        with writing(path):
+        with writing_as(path):
             f.flush()
             os.fsync(f.fileno())  # the rows reach the disk before the record says so
-            data = json.dumps({"settings": settings, "rows": total, "bytes": f.tell()}).encode()
-            try:
-                write_files({record: data})
-            except OutputError as e:  # named by the output the user gave, not the record beside it
-                raise OutputError(path, e.reason) from e
+            write_files({record: json.dumps({"settings": settings, "rows": total, "bytes": f.tell()}).encode()})
         rows = total
 
     try:
