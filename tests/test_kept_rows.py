@@ -7,8 +7,10 @@ from transenc import cli, kept_rows
 from transenc.bundled import DEMO_PAIRS
 
 
-@pytest.mark.parametrize("command", ["label", "mine"])
-def test_an_encoding_stopped_after_batch_3_goes_on_from_batch_4(command, tmp_path, tiny_bert, monkeypatch, capsys):
+@pytest.mark.parametrize("command,damaged", [("label", False), ("mine", False), ("label", True)])
+def test_an_encoding_stopped_after_batch_3_goes_on_from_batch_4(command, damaged, tmp_path, tiny_bert, monkeypatch,
+                                                                 capsys):
+    """... or from batch 1, where the kept rows' file is damaged."""
     monkeypatch.setattr(kept_rows, "RECORD_EVERY_S", 0.0)  # a record after every batch
     lines = DEMO_PAIRS.read_text().splitlines()[:60]
     if command == "label":
@@ -35,13 +37,19 @@ def test_an_encoding_stopped_after_batch_3_goes_on_from_batch_4(command, tmp_pat
     stopping = True
     assert cli.main(argv + ["--out", str(out)]) == 130
     assert not out.exists() and numbers == [1, 2, 3]
+    if damaged:
+        (tmp_path / ".out.tsv.partial.embeddings.npy").write_bytes(b"\x93NUMPY damaged")
     numbers.clear()
     stopping = False
     capsys.readouterr()
     assert cli.main(argv + ["--out", str(out), "--resume"]) == 0
     assert out.read_bytes() == (tmp_path / "whole.tsv").read_bytes()
-    assert numbers[0] == 4 and len(numbers) > 3  # batches 1-3 were not encoded again
-    assert "the embeddings of " in capsys.readouterr().err
+    err = capsys.readouterr().err
+    if damaged:
+        assert numbers[0] == 1 and "no stopped run of these pairs and settings to resume" in err
+    else:
+        assert numbers[0] == 4 and len(numbers) > 3  # batches 1-3 were not encoded again
+        assert "the embeddings of " in err
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, "whole.tsv", "out.tsv"])
 
 

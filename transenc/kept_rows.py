@@ -38,7 +38,7 @@ class KeptRows:
         self.path, self.record = Path(path), Path(f"{path}.json")
         self.settings, self.writing_as, self.hint = settings, writing_as, hint
         self._state = self._read_record() if resume else None  # the record's content
-        self._rows: np.ndarray | None = None
+        self._keeping = False  # whether the file is there for this pass's rows (resume_into)
         self._pending: list[np.ndarray] = []
         self._recorded = time.monotonic()
         if self._state is None:
@@ -47,7 +47,8 @@ class KeptRows:
     def _read_record(self) -> dict | None:
         try:
             kept = json.loads(self.record.read_text(encoding="utf-8"))
-            return kept if kept["settings"] == self.settings and self.path.is_file() and kept["batches"] > 0 else None
+            readable = np.load(self.path, mmap_mode="r").dtype == np.float32
+            return kept if kept["settings"] == self.settings and readable and kept["batches"] > 0 else None
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -70,32 +71,33 @@ class KeptRows:
         return torch.from_numpy(np.load(self.path))
 
     def resume_into(self, out: torch.Tensor, batches: list[Batch]) -> int:
-        """Opens the file for `out`'s rows; copies in the kept batches' rows. Returns how many
-        batches are done: the pass goes on after them."""
+        """Readies the file for `out`'s rows; copies in the kept batches' rows. Returns how many
+        batches are done: the pass goes on after them. The file is mapped only while it is read or
+        written, so that its pages do not stay in the process's memory."""
         done = self._state["batches"] if self._state and self._state["of"] == len(batches) else 0
         shape = tuple(out.shape)
-        self._of = len(batches)
-        with self._writing():
-            self._rows = np.lib.format.open_memmap(self.path, "r+") if done else None
-            if self._rows is None or self._rows.shape != shape:
-                done, self._state = 0, None
-                try:
-                    self._rows = allocated_npy(self.path, np.float32, shape)
-                except OSError as e:
-                    if e.errno != errno.ENOSPC:
-                        raise
-                    self.discard()  # the pass runs on, without keeping its rows
-                    print(f"transenc: warning: the {size_for_people(4 * out.numel())} of rows that --resume would "
-                          f"take up do not fit beside {self.writing_as}: not kept", file=sys.stderr)
-        if done:
+        self._of, self._keeping = len(batches), True
+        stopped = np.load(self.path, mmap_mode="r") if done else None  # (readable: _read_record checked)
+        if stopped is not None and stopped.shape == shape:
             rows = np.concatenate([b.rows for b in batches[:done]])
-            out[to_device(torch.from_numpy(rows), out.device)] = to_device(torch.from_numpy(self._rows[rows]), out.device)
-        return done
+            out[to_device(torch.from_numpy(rows), out.device)] = to_device(torch.from_numpy(stopped[rows]), out.device)
+            return done
+        self._state = None
+        with self._writing():
+            try:
+                allocated_npy(self.path, np.float32, shape)
+            except OSError as e:
+                if e.errno != errno.ENOSPC:
+                    raise
+                self.discard()  # the pass runs on, without keeping its rows
+                print(f"transenc: warning: the {size_for_people(4 * out.numel())} of rows that --resume would take "
+                      f"up do not fit beside {self.writing_as}: not kept", file=sys.stderr)
+        return 0
 
     def finished(self, done: int, rows: np.ndarray, out: torch.Tensor) -> None:
         """Batch number `done` (1-based) is in `out` with these rows; records every RECORD_EVERY_S, and
         after the last batch."""
-        if self._rows is None:  # not kept: no room for them
+        if not self._keeping:  # no room for them
             return
         self._pending.append(rows)
         if done < self._of and time.monotonic() - self._recorded < RECORD_EVERY_S:
@@ -103,8 +105,10 @@ class KeptRows:
         pending = np.concatenate(self._pending)
         self._pending.clear()
         with self._writing():
-            self._rows[pending] = out[to_device(torch.from_numpy(pending), out.device)].cpu().numpy()
-            self._rows.flush()  # on the disk before the record says so
+            file = np.load(self.path, mmap_mode="r+")
+            file[pending] = out[to_device(torch.from_numpy(pending), out.device)].cpu().numpy()
+            file.flush()  # on the disk before the record says so
+            del file
         state = {"settings": self.settings, "batches": done, "of": self._of, "rows": self.rows_kept + len(pending)}
         with self._writing():
             write_files({self.record: json.dumps(state).encode()})
@@ -114,13 +118,13 @@ class KeptRows:
         return writing_as(self.writing_as, self.hint if self.kept else None)
 
     def discard(self) -> None:
-        self._rows = None
+        self._keeping = False
         for leftover in (self.path, self.record):
             with contextlib.suppress(OSError):
                 leftover.unlink()
 
 
-def allocated_npy(path: Path, dtype, shape: tuple) -> np.ndarray:
+def allocated_npy(path: Path, dtype, shape: tuple) -> np.memmap:
     """A new .npy file as a writable memory map, its blocks allocated on the disk now: a disk too
     full raises OSError ENOSPC here, where writing into an unallocated map later would kill the
     process with SIGBUS."""
