@@ -26,6 +26,18 @@ def test_import_transenc_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_label_refuses_bad_input_before_torch_is_imported(tmp_path):
+    """A label's input and output checks, and its first pass over the file, start before torch is
+    imported (it loads beside them): a missing file is refused without it, and the command leaves
+    without importing it either (an atexit hook runs: a plain exit, not the os._exit after torch)."""
+    code = ("import atexit, sys\nfrom transenc import cli\n"
+            "atexit.register(lambda: print('torch' in sys.modules))\n"
+            f"cli.run(['label', '--pairs', {str(tmp_path / 'missing.tsv')!r}])\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 2 and done.stdout == "False\n", done
+    assert done.stderr.startswith("transenc: error: ") and "missing.tsv" in done.stderr
+
+
 def test_read_pairs_takes_a_path_a_pairset_or_tuples(tmp_path):
     path = tmp_path / "p.tsv"
     path.write_text("".join(f"{a}\t{b}\n" for a, b in ROWS))

@@ -253,6 +253,12 @@ def test_a_save_of_other_settings_or_a_damaged_one_is_refused(tiny_bert, tmp_pat
                     checkpoint=fit.StepCheckpoint(path))[1].resumed_after == 0
 
 
+def test_the_recipes_name_every_bi_loss():
+    from transenc.recipes import BI_LOSS_NAMES
+
+    assert tuple(fit.BI_LOSSES) == BI_LOSS_NAMES  # (the recipes name them without importing torch)
+
+
 def test_cosent_equals_its_definition_in_float64():
     """log(1 + sum over i, j with target_i > target_j of exp(20 (cos_j - cos_i))), on fresh inputs with
     tied targets (a tie adds nothing) and batches of one and two pairs."""

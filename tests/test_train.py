@@ -11,7 +11,7 @@ from transenc import api, selection, training
 from transenc.recipes import combine_targets
 from transenc.bundled import DEMO_PAIRS
 from transenc.errors import TransencError
-from transenc.fit import FitConfig
+from transenc.recipes import FitConfig
 
 TINY = training.Recipe(
     cross=FitConfig(batch_size=16, epochs=6, lr=1e-3, warmup=0.1),

@@ -98,7 +98,6 @@ def cmd_label(args) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from transenc.readers import CHUNK_PAIRS, PairReader, is_stream
-    from transenc.kept_rows import kept_rows
     from transenc.writers import (RESUME_HINT, background_writes, check_output_file, npy_header, output_format,
                                   partial_path, resumable_open, score_rows, written_in_place)
 
@@ -120,6 +119,7 @@ def cmd_label(args) -> None:
     pool.shutdown(wait=False)  # the pass runs on; its thread ends with it
 
     from transenc import distributed
+    from transenc.kept_rows import kept_rows
     from transenc.labeling import load_scorer, stream_scores
     from transenc.models import resolve_device
     from transenc.precision import inference_precision
@@ -323,10 +323,15 @@ def main(argv: list[str] | None = None) -> int:
 def run(argv: list[str] | None = None) -> None:
     """The `transenc` command: main, then leave without the interpreter's finalization. Every file is
     complete by then; what is skipped is torch's teardown, ~1 s of every process on the CPU
-    (bench/results/archive/label-breakdown-cpu.md), which under torchrun gloo's threads can also abort."""
+    (bench/results/archive/label-breakdown-cpu.md), which under torchrun gloo's threads can also abort.
+    A command that never imported torch (an input refused at once) leaves as any program does:
+    importing torch to leave would cost it that second."""
+    code = main(argv)
+    if "torch" not in sys.modules:
+        sys.exit(code)
     from transenc import distributed
 
-    distributed.exit_now(main(argv))
+    distributed.exit_now(code)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from transenc.models import BiEncoder, CrossEncoder
 from transenc.precision import autocast, training_precision
 from transenc.packing import Batch, pack_pairs, pack_sentences, padded_to_multiples, to_device
 from transenc.progress import progress
+from transenc.recipes import FitConfig
 from transenc.run_folder import RESUME_HINT
 from transenc.tokens import TokenCache
 from transenc.writers import atomic_open
@@ -54,19 +55,6 @@ GPU_POLICY = StepPolicy(min_efficiency=0.0, token_multiple=16, row_multiple=32, 
 
 def step_policy(device: torch.device) -> StepPolicy:
     return GPU_POLICY if torch.device(device).type == "cuda" else CPU_POLICY
-
-
-@dataclass
-class FitConfig:
-    batch_size: int
-    epochs: float
-    lr: float
-    warmup: float  # fraction of all steps
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    precision: str = "auto"
-    eval_every: int = 0  # steps between dev checks (0: only at the end)
-    max_length: int | None = None  # training rows cut to this many tokens (None: the encoder's own length)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Training recipes: each stage's fit settings and how pseudo-labels become training targets."""
+"""Training recipes: each stage's fit settings and how pseudo-labels become training targets.
+Plain settings, without torch: `transenc`'s argument parser reads them for every command."""
 from __future__ import annotations
 
 import math
@@ -7,10 +8,22 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from transenc.fit import BI_LOSSES, FitConfig
-
 CROSS_TARGETS = ("raw", "rank")  # Recipe.cross_targets: cross_targets()
 BI_TARGETS = ("cross", "mean", "mean_order", "mean_calibrated")  # Recipe.bi_targets: combine_targets()
+BI_LOSS_NAMES = ("mse", "cosent", "margin_mse")  # Recipe.bi_loss: transenc.fit.BI_LOSSES
+
+
+@dataclass
+class FitConfig:
+    batch_size: int
+    epochs: float
+    lr: float
+    warmup: float  # fraction of all steps
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    precision: str = "auto"
+    eval_every: int = 0  # steps between dev checks (0: only at the end)
+    max_length: int | None = None  # training rows cut to this many tokens (None: the encoder's own length)
 
 
 @dataclass(frozen=True)
@@ -33,7 +46,7 @@ class Recipe:
     # "mean_calibrated": the mean after the cross-encoder's labels are put on the bi-encoder labels'
     # scale (calibrated_cross: their mean and spread on the training pairs).
     bi_targets: str = "cross"
-    # The bi-encoder's loss on its targets (transenc.fit.BI_LOSSES): "mse" regresses the cosines onto
+    # The bi-encoder's loss on its targets (BI_LOSS_NAMES; transenc.fit.BI_LOSSES): "mse" regresses the cosines onto
     # them (the reference); "cosent" learns only their order within each batch, so targets skewed
     # toward "paraphrase" (MRPC) teach no shift of the cosines' scale; "margin_mse" learns the
     # differences between the batch's targets, not their level.
@@ -51,7 +64,7 @@ class Recipe:
         # checked here, not when a stage first uses them: a misspelt value fails before any training
         for field, value, allowed in (("cross_targets", self.cross_targets, CROSS_TARGETS),
                                       ("bi_targets", self.bi_targets, BI_TARGETS),
-                                      ("bi_loss", self.bi_loss, tuple(BI_LOSSES))):
+                                      ("bi_loss", self.bi_loss, BI_LOSS_NAMES)):
             if value not in allowed:
                 raise ValueError(f"Recipe.{field} must be one of {', '.join(allowed)}; got {value!r}")
 

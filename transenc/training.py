@@ -30,13 +30,13 @@ from transenc.bundled import DEMO_DEV, DEMO_PAIRS
 from transenc.dev_scores import DevScores, check_name, taught
 from transenc.errors import TransencError
 from transenc.evaluate import labeled_sets
-from transenc.fit import FitConfig, StepCheckpoint, fit_bi, fit_cross, fit_simcse
+from transenc.fit import StepCheckpoint, fit_bi, fit_cross, fit_simcse
 from transenc.labeling import bi_scores, cross_scores
 from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_device, resolve_model
 from transenc.pairset import PairSet
 from transenc.precision import inference_precision, training_precision
 from transenc.readers import read_pairs
-from transenc.recipes import RECIPES, Recipe, combine_targets, cross_fit_config, cross_targets  # noqa: F401  (Recipe: part of the API)
+from transenc.recipes import RECIPES, FitConfig, Recipe, combine_targets, cross_fit_config, cross_targets  # noqa: F401  (Recipe: part of the API)
 from transenc.run_folder import STAGES, Run, check_free_space, save_array, save_model
 from transenc.tokens import TokenCaches
 from transenc.train_config import TrainConfig
