@@ -118,7 +118,7 @@ def test_a_full_disk_keeps_the_complete_chunks_and_says_how_to_go_on(tmp_path, j
                   if str(file).endswith(".partial") else open(file, *a, **kw), raising=False)
         assert cli.main(argv(out)) == 2
     assert capsys.readouterr().err.endswith(f"transenc: error: cannot write {out}: No space left on device; "
-                                            f"{writers.RESUME_HINT}\n")
+                                            f"{writers.KEPT_WORK_HINT}\n")
     assert (tmp_path / ".out.tsv.partial").read_bytes() == b"".join(whole.splitlines(True)[:32])
     assert cli.main(argv(out, "--resume")) == 0 and out.read_bytes() == whole
 

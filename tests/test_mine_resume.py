@@ -80,7 +80,7 @@ def test_a_full_disk_keeps_the_blocks_found_and_says_how_to_go_on(tmp_path, job,
         with pytest.raises(OutputError) as err:
             cli.cmd_mine(args_for(src, out, k=3))
     assert str(err.value.path) == str(out) and "No space left on device" in str(err.value)
-    assert str(err.value).endswith(f"; {writers.RESUME_HINT}")
+    assert str(err.value).endswith(f"; {writers.KEPT_WORK_HINT}")
     calls = stop_at_block(monkeypatch, 0, None)
     cli.cmd_mine(args_for(src, out, k=3, resume=True))
     assert out.read_bytes() == whole and calls[0] == 16

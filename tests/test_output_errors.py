@@ -129,7 +129,7 @@ def test_mine(code, tmp_path, pairs, tiny_bert, monkeypatch, capsys):
     # ENOSPC strikes the search's first record: nothing is kept. The others strike the pairs file in
     # tmp_path itself, after the search, whose work (in .mined.tsv.partial/) is kept for --resume.
     kept = code != errno.ENOSPC
-    assert_one_line(cli.main(argv), capsys, out, code, writers.RESUME_HINT if kept else None)
+    assert_one_line(cli.main(argv), capsys, out, code, writers.KEPT_WORK_HINT if kept else None)
     assert [p.name for p in tmp_path.iterdir()] == ([".mined.tsv.partial"] if kept else [])
 
 

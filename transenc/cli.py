@@ -98,7 +98,7 @@ def cmd_label(args) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from transenc.readers import CHUNK_PAIRS, PairReader, is_stream
-    from transenc.writers import (RESUME_HINT, background_writes, check_output_file, npy_header, output_format,
+    from transenc.writers import (KEPT_WORK_HINT, background_writes, check_output_file, npy_header, output_format,
                                   partial_path, resumable_open, score_rows, written_in_place)
 
     check_output_file(args.out, "--out", args.pairs)
@@ -137,11 +137,11 @@ def cmd_label(args) -> None:
         return
     settings = None if streamed else _label_settings(args, chunk_pairs, precision)
     resumable = settings is not None and args.out and not written_in_place(Path(args.out))
-    output = resumable_open(args.out, settings, args.resume, RESUME_HINT) \
+    output = resumable_open(args.out, settings, args.resume, KEPT_WORK_HINT) \
         if args.out else contextlib.nullcontext((sys.stdout.buffer, 0, None))
     # bi: the embeddings, encoded before any row is written, are kept as they come (one process)
     embeddings = kept_rows(partial_path(args.out, ".embeddings.npy"), settings, args.resume, Path(args.out),
-                           RESUME_HINT) if resumable and args.mode == "bi" and not distributed.active() \
+                           KEPT_WORK_HINT) if resumable and args.mode == "bi" and not distributed.active() \
         else contextlib.nullcontext()
     # the disk writes one chunk while the next is scored; done(n) records the first n rows complete
     with embeddings as kept, output as (f, written, done), background_writes(f) as write:
@@ -214,7 +214,7 @@ def cmd_mine(args) -> None:
     from transenc import api
     from transenc.mine_checkpoint import mine_checkpoint
     from transenc.readers import is_stream
-    from transenc.writers import RESUME_HINT, atomic_open, check_output_file, output_format, written_in_place
+    from transenc.writers import KEPT_WORK_HINT, atomic_open, check_output_file, output_format, written_in_place
 
     check_output_file(args.out, "--out", args.sentences)
     output_format(args.out, allowed=("tsv",))  # a pairs file, read back by its suffix: .jsonl would not parse
@@ -232,7 +232,7 @@ def cmd_mine(args) -> None:
         rows = api.mine(args.sentences, args.k, args.model, args.min_score, args.device, args.batch_size,
                         args.precision, checkpoint)
         with contextlib.nullcontext(sys.stdout) if args.out is None else \
-                atomic_open(args.out, hint=RESUME_HINT if checkpoint and checkpoint.kept else None) as f:
+                atomic_open(args.out, hint=KEPT_WORK_HINT if checkpoint and checkpoint.kept else None) as f:
             for a, b, score in rows:
                 f.write(f"{a}\t{b}\t{score:.6f}\n")
     if args.out:

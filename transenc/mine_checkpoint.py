@@ -13,7 +13,7 @@ import numpy as np
 
 from transenc.errors import TransencError
 from transenc.kept_rows import KeptRows, allocated_npy
-from transenc.writers import RESUME_HINT, partial_path, write_files, writing_as
+from transenc.writers import KEPT_WORK_HINT, partial_path, write_files, writing_as
 
 
 class MineCheckpoint:
@@ -28,7 +28,7 @@ class MineCheckpoint:
         self.settings = settings
         if not resume:
             self.discard()
-        self.embeddings = KeptRows(self.folder / "embeddings.npy", settings, resume, self.out, RESUME_HINT)
+        self.embeddings = KeptRows(self.folder / "embeddings.npy", settings, resume, self.out, KEPT_WORK_HINT)
         kept = self._kept() if resume else None
         self.rows = kept["rows"] if kept else 0
         self.resumed = kept is not None or self.embeddings.rows_kept > 0
@@ -73,7 +73,7 @@ class MineCheckpoint:
     def _writing(self):
         """A failed write names the output the user gave, not this folder, and says how to go on
         where work is kept."""
-        return writing_as(self.out, RESUME_HINT if self.kept else None)
+        return writing_as(self.out, KEPT_WORK_HINT if self.kept else None)
 
     def discard(self) -> None:
         self._lists = None  # the memory maps close with their last reference

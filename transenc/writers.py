@@ -161,7 +161,8 @@ def atomic_open(path: str | Path, binary: bool = False, hint: str | None = None)
 
 
 RECORD_EVERY_S = 10.0  # resumable_open's records: what a stopped label loses, at most
-RESUME_HINT = "rerun with --resume to go on with the work already kept"  # a stopped job's last line, where it kept some
+# The last words of a stopped label or mine that kept some work (train's: run_folder.RESUME_HINT).
+KEPT_WORK_HINT = "rerun with --resume to go on with the work already kept"
 
 
 @contextmanager
