@@ -212,7 +212,6 @@ def cmd_mine(args) -> None:
     import contextlib
 
     from transenc import api
-    from transenc.mine_checkpoint import mine_checkpoint
     from transenc.readers import is_stream
     from transenc.writers import KEPT_WORK_HINT, atomic_open, check_output_file, output_format, written_in_place
 
@@ -222,7 +221,10 @@ def cmd_mine(args) -> None:
     if args.resume and not resumable:
         raise TransencError("--resume needs --out and a --sentences file: it goes on with the work a stopped run "
                             "kept for the same sentences")
-    kept = mine_checkpoint(args.out, _mine_settings(args), args.resume) if resumable else contextlib.nullcontext()
+    settings = _mine_settings(args) if resumable else None
+    from transenc.mine_checkpoint import mine_checkpoint
+
+    kept = mine_checkpoint(args.out, settings, args.resume) if resumable else contextlib.nullcontext()
     with kept as checkpoint:
         if args.resume:
             print(f"transenc: resuming {args.out}: the embeddings of {checkpoint.embeddings.rows_kept:,} sentences "
@@ -241,12 +243,13 @@ def cmd_mine(args) -> None:
 
 def _mine_settings(args) -> dict:
     """What a resumed mine shares with the stopped one, so that its embeddings and neighbours hold."""
+    sentences = _input_and_model(args.sentences, args.model)  # a missing file stops here, before torch loads
     from transenc.models import resolve_device
     from transenc.precision import inference_precision
 
     device = resolve_device(args.device)
-    return {**_input_and_model(args.sentences, args.model), "device": str(device), "k": args.k,
-            "precision": inference_precision(device, args.precision), "batch_size": args.batch_size}
+    return {**sentences, "device": str(device), "k": args.k, "precision": inference_precision(device, args.precision),
+            "batch_size": args.batch_size}
 
 
 def cmd_train(args) -> None:
