@@ -67,16 +67,16 @@ def test_a_stopped_mine_resumes_with_the_rest_alone(tmp_path, job, monkeypatch, 
 def test_a_full_disk_keeps_the_blocks_found_and_says_how_to_go_on(tmp_path, job, monkeypatch):
     src, whole = job
     out = tmp_path / "out.tsv"
-    real, records = mine_checkpoint.write_files, []
+    real, records = mine_checkpoint.write_record, []
 
-    def write_files(files):
+    def write_record(*args, **state):
         records.append(1)
         if len(records) == 3:  # blocks 1 and 2 are recorded: the third block's record fails
             raise OSError(errno.ENOSPC, "No space left on device")
-        real(files)
+        real(*args, **state)
 
     with monkeypatch.context() as m:
-        m.setattr(mine_checkpoint, "write_files", write_files)
+        m.setattr(mine_checkpoint, "write_record", write_record)
         with pytest.raises(OutputError) as err:
             cli.cmd_mine(args_for(src, out, k=3))
     assert str(err.value.path) == str(out) and "No space left on device" in str(err.value)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import os
 import sys
 import time
@@ -24,7 +23,7 @@ import torch
 
 from transenc.errors import OutputError
 from transenc.packing import Batch, to_device
-from transenc.writers import size_for_people, write_files, writing_as
+from transenc.writers import read_record, size_for_people, write_record, writing_as
 
 RECORD_EVERY_S = 10.0  # what a stopped pass loses, at most
 
@@ -45,10 +44,10 @@ class KeptRows:
             self.discard()
 
     def _read_record(self) -> dict | None:
+        kept = read_record(self.record, self.settings)
         try:
-            kept = json.loads(self.record.read_text(encoding="utf-8"))
             readable = np.load(self.path, mmap_mode="r").dtype == np.float32
-            return kept if kept["settings"] == self.settings and readable and kept["batches"] > 0 else None
+            return kept if kept and readable and kept["batches"] > 0 else None
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
@@ -109,9 +108,9 @@ class KeptRows:
             file[pending] = out[to_device(torch.from_numpy(pending), out.device)].cpu().numpy()
             file.flush()  # on the disk before the record says so
             del file
-        state = {"settings": self.settings, "batches": done, "of": self._of, "rows": self.rows_kept + len(pending)}
+        state = {"batches": done, "of": self._of, "rows": self.rows_kept + len(pending)}
         with self._writing():
-            write_files({self.record: json.dumps(state).encode()})
+            write_record(self.record, self.settings, **state)
         self._state, self._recorded = state, time.monotonic()
 
     def _writing(self):

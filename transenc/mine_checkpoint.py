@@ -4,7 +4,6 @@ the query rows done so far. A search among a million sentences runs for about an
 cores; stopped, it goes on from its last block of queries instead of from the start."""
 from __future__ import annotations
 
-import json
 import shutil
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +12,7 @@ import numpy as np
 
 from transenc.errors import TransencError
 from transenc.kept_rows import KeptRows, allocated_npy
-from transenc.writers import KEPT_WORK_HINT, partial_path, write_files, writing_as
+from transenc.writers import KEPT_WORK_HINT, partial_path, read_record, write_record, writing_as
 
 
 class MineCheckpoint:
@@ -39,12 +38,9 @@ class MineCheckpoint:
             self.folder.mkdir(parents=True, exist_ok=True)
 
     def _kept(self) -> dict | None:
-        try:
-            kept = json.loads(self.record.read_text(encoding="utf-8"))
-            complete = all((self.folder / f"{name}.npy").is_file() for name in ("scores", "ids"))
-            return kept if kept["settings"] == self.settings and complete else None
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        kept = read_record(self.record, self.settings)
+        complete = all((self.folder / f"{name}.npy").is_file() for name in ("scores", "ids"))
+        return kept if kept and complete and isinstance(kept.get("rows"), int) else None
 
     @property
     def kept(self) -> bool:
@@ -67,7 +63,7 @@ class MineCheckpoint:
         with self._writing():
             for array in self._lists:
                 array.flush()
-            write_files({self.record: json.dumps({"settings": self.settings, "rows": rows}).encode()})
+            write_record(self.record, self.settings, rows=rows)
         self.rows = rows
 
     def _writing(self):

@@ -199,7 +199,7 @@ def resumable_open(path: str | Path, settings: dict | None, resume: bool, hint: 
         with writing_as(path):
             f.flush()
             os.fsync(f.fileno())  # the rows reach the disk before the record says so
-            write_files({record: json.dumps({"settings": settings, "rows": total, "bytes": f.tell()}).encode()})
+            write_record(record, settings, rows=total, bytes=f.tell())
         rows = total
 
     try:
@@ -222,12 +222,26 @@ def resumable_open(path: str | Path, settings: dict | None, resume: bool, hint: 
 
 def _kept_rows(partial: Path, record: Path, settings: dict) -> dict | None:
     """A stopped run's record, where it was made with `settings` and its rows are all there."""
+    kept = read_record(record, settings)
     try:
-        kept = json.loads(record.read_text(encoding="utf-8"))
-        whole = kept["settings"] == settings and partial.stat().st_size >= kept["bytes"] and kept["rows"] > 0
-    except (OSError, ValueError, KeyError, TypeError):
+        return kept if kept and partial.stat().st_size >= kept["bytes"] and kept["rows"] > 0 else None
+    except (OSError, KeyError, TypeError):
         return None
-    return kept if whole else None
+
+
+def read_record(record: Path, settings: dict) -> dict | None:
+    """What a stopped job recorded of its work (write_record), where it was made with `settings`: the
+    same input and options, so that the work kept is this job's. None where there is no such record."""
+    try:
+        kept = json.loads(Path(record).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return kept if isinstance(kept, dict) and kept.get("settings") == settings else None
+
+
+def write_record(record: Path, settings: dict, **state) -> None:
+    """The record of a long job's kept work: its settings and `state`, the file replaced whole."""
+    write_files({Path(record): json.dumps({"settings": settings, **state}).encode()})
 
 
 def write_files(files: dict[Path, bytes]) -> None:
