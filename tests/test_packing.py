@@ -203,6 +203,20 @@ def test_cache_ignores_tokenizer_state():
     assert len(cache.tokens(0)) > 512
 
 
+def test_cache_built_block_by_block_holds_every_sentence_in_order(monkeypatch):
+    import transenc.tokens
+
+    tok = bert_tokenizer()
+    sentences = [f"sentence number {i} " + "word " * (i % 7) for i in range(23)] + ["", "the end"]
+    monkeypatch.setattr(transenc.tokens, "TOKENIZE_BLOCK", 4)  # 7 blocks, the last one short
+    cache = TokenCache(tok, sentences)
+    assert len(cache) == len(sentences)
+    for i, sentence in enumerate(sentences):
+        assert cache.tokens(i).tolist() == tok(sentence, add_special_tokens=False)["input_ids"]
+    empty = TokenCache(tok, [])
+    assert len(empty) == 0 and empty.ids.dtype == np.int32 and empty.offsets.tolist() == [0]
+
+
 def test_bad_arguments_fail_loudly():
     tok = bert_tokenizer()
     cache = TokenCache(tok, ["a b c", "d e"])

@@ -13,6 +13,8 @@ from typing import Sequence
 
 import numpy as np
 
+TOKENIZE_BLOCK = 16_384  # sentences per call of the tokenizer
+
 
 @dataclass(frozen=True)
 class Template:
@@ -77,11 +79,17 @@ class TokenCache:
     def __init__(self, tokenizer, sentences: Sequence[str]):
         self.template = Template.of(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        encoded = _token_ids(tokenizer, list(sentences))
-        lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-        self.offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
-        np.cumsum(lengths, out=self.offsets[1:])
-        self.ids = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32, count=int(self.offsets[-1]))
+        encode = _token_ids_of(tokenizer)
+        ids, lengths = [], []
+        # A block at a time: the tokenizer's output for a sentence takes ~2 KB of memory until it
+        # is flattened here (60 bytes), so a million sentences at once would hold gigabytes.
+        for start in range(0, len(sentences), TOKENIZE_BLOCK):
+            encoded = encode(list(sentences[start:start + TOKENIZE_BLOCK]))
+            lengths.append(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
+            ids.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32, count=int(lengths[-1].sum())))
+        self.offsets = np.zeros(len(sentences) + 1, dtype=np.int64)
+        np.cumsum(np.concatenate(lengths) if lengths else np.zeros(0, np.int64), out=self.offsets[1:])
+        self.ids = np.concatenate(ids) if ids else np.zeros(0, np.int32)
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -115,15 +123,15 @@ class TokenCaches:
         return self.caches[key]
 
 
-def _token_ids(tokenizer, sentences: list[str]) -> list[list[int]]:
-    """One batched call over all sentences."""
+def _token_ids_of(tokenizer):
+    """sentences -> their token ids, one batched call per list."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:  # a pure-Python tokenizer
-        return tokenizer(sentences, add_special_tokens=False, truncation=False)["input_ids"]
+        return lambda sentences: tokenizer(sentences, add_special_tokens=False, truncation=False)["input_ids"]
     # The Rust tokenizer itself: twice as fast as tokenizer(...), which builds Python lists of every
     # field. On a copy, since HF leaves its last call's truncation and padding set on the backend.
     backend = copy.deepcopy(backend)
     backend.no_truncation()
     backend.no_padding()
     encode = getattr(backend, "encode_batch_fast", backend.encode_batch)  # _fast: tokenizers >= 0.20
-    return [e.ids for e in encode(sentences, add_special_tokens=False)]
+    return lambda sentences: [e.ids for e in encode(sentences, add_special_tokens=False)]
