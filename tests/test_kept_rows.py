@@ -1,15 +1,21 @@
 """The encoding pass of `label` (bi mode) and `mine`, kept on the disk as it goes
 (transenc.kept_rows): stopped after its third batch, a rerun with --resume encodes only the batches
 not recorded, and the output is the bytes an unstopped run writes."""
+import os
+
 import pytest
+import torch
 
 from transenc import cli, kept_rows
 from transenc.bundled import DEMO_PAIRS
 
 
-@pytest.mark.parametrize("command,damaged", [("label", False), ("mine", False), ("label", True)])
-def test_an_encoding_stopped_after_batch_3_goes_on_from_batch_4(command, damaged, tmp_path, tiny_bert, monkeypatch,
-                                                                 capsys):
+@pytest.mark.parametrize("command,damaged,resumed_with", [
+    ("label", False, []), ("mine", False, []), ("label", True, []),
+    ("label", False, ["--chunk-pairs", "7"]),  # the rows do not depend on it: taken up all the same
+])
+def test_an_encoding_stopped_after_batch_3_goes_on_from_batch_4(command, damaged, resumed_with, tmp_path, tiny_bert,
+                                                                 monkeypatch, capsys):
     """... or from batch 1, where the kept rows' file is damaged."""
     monkeypatch.setattr(kept_rows, "RECORD_EVERY_S", 0.0)  # a record after every batch
     lines = DEMO_PAIRS.read_text().splitlines()[:60]
@@ -42,7 +48,7 @@ def test_an_encoding_stopped_after_batch_3_goes_on_from_batch_4(command, damaged
     numbers.clear()
     stopping = False
     capsys.readouterr()
-    assert cli.main(argv + ["--out", str(out), "--resume"]) == 0
+    assert cli.main(argv + ["--out", str(out), "--resume"] + resumed_with) == 0
     assert out.read_bytes() == (tmp_path / "whole.tsv").read_bytes()
     err = capsys.readouterr().err
     if damaged:
@@ -70,3 +76,62 @@ def test_rows_that_do_not_fit_are_not_kept_and_the_label_goes_on(tmp_path, tiny_
     assert "of rows that --resume would take up do not fit beside" in capsys.readouterr().err
     assert (tmp_path / "out.tsv").read_bytes() == (tmp_path / "whole.tsv").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tsv", "pairs.tsv", "whole.tsv"]
+
+
+def _mapped_from(path) -> tuple[int, int]:
+    """The address range at which this process maps `path` (Linux's /proc/self/maps)."""
+    real = os.path.realpath(path)
+    spans = [line.split()[0] for line in open("/proc/self/maps") if line.rstrip().endswith(real)]
+    assert spans, f"{real} is not mapped"
+    return int(spans[0].split("-")[0], 16), int(spans[-1].split("-")[1], 16)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads Linux's /proc/self/maps")
+def test_on_a_cpu_the_rows_are_the_kept_file_itself_not_memory(tmp_path, tiny_bert):
+    """So that more sentences than the memory holds encode: the rows live in the file's pages,
+    which the kernel writes back and reclaims, and a resumed complete pass maps them again."""
+    from transenc.models import BiEncoder
+
+    encoder = BiEncoder.load(str(tiny_bert), "cpu", inference=True)
+    sentences = [line.split("\t")[0] for line in DEMO_PAIRS.read_text().splitlines()[:40]]
+    path, settings = tmp_path / "rows.npy", {"sentences": 40}
+    kept = kept_rows.KeptRows(path, settings, False, tmp_path / "out.tsv", "hint")
+    rows = encoder.encode(sentences, 4, "fp32", kept=kept)
+    start, end = _mapped_from(path)
+    assert start <= rows.data_ptr() < end
+    assert torch.equal(rows, encoder.encode(sentences, 4, "fp32"))  # the same rows as a pass in memory
+
+    taken_up = kept_rows.KeptRows(path, settings, True, tmp_path / "out.tsv", "hint").complete(len(sentences))
+    assert torch.equal(taken_up, rows)
+    start, end = _mapped_from(path)
+    assert start <= taken_up.data_ptr() < end
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a GPU"))])
+def test_a_pass_stopped_after_batch_3_gives_the_same_rows_on_its_device(device, tmp_path, tiny_bert, monkeypatch):
+    """The two homes of the rows: the mapped file (CPU), or the device with copies out (GPU)."""
+    from transenc.models import BiEncoder
+
+    monkeypatch.setattr(kept_rows, "RECORD_EVERY_S", 0.0)
+    encoder = BiEncoder.load(str(tiny_bert), device, inference=True)
+    sentences = [line.split("\t")[1] for line in DEMO_PAIRS.read_text().splitlines()[:40]]
+    whole = encoder.encode(sentences, 4, "fp32")
+    path, settings = tmp_path / "rows.npy", {"sentences": 40}
+
+    def kept(resume):
+        return kept_rows.KeptRows(path, settings, resume, tmp_path / "out.tsv", "hint")
+
+    real, numbers = kept_rows.KeptRows.finished, []
+
+    def finished(self, number, rows, out):
+        numbers.append(number)
+        real(self, number, rows, out)
+        if number == 3 and len(numbers) == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(kept_rows.KeptRows, "finished", finished)
+    with pytest.raises(KeyboardInterrupt):
+        encoder.encode(sentences, 4, "fp32", kept=kept(False))
+    resumed = encoder.encode(sentences, 4, "fp32", kept=kept(True))
+    assert numbers[3] == 4 and torch.equal(resumed, whole)

@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                                  "row i for pair i); default: TSV on standard output")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="skip bad input lines instead of stopping")
     p.add_argument("--chunk-pairs", type=_positive, default=None,
-                   help="pairs read, scored and written at a time (default 65536): memory does not grow with the file")
+                   help="pairs read, scored and written at a time (default 65536): memory grows with the unique "
+                        "sentences (bi), not with the pairs")
     p.add_argument("--resume", action="store_true",
                    help="go on with a stopped run's --out (its complete chunks are kept) where the pairs file, "
                         "model and settings are the same")
@@ -139,10 +140,11 @@ def cmd_label(args) -> None:
     resumable = settings is not None and args.out and not written_in_place(Path(args.out))
     output = resumable_open(args.out, settings, args.resume, KEPT_WORK_HINT) \
         if args.out else contextlib.nullcontext((sys.stdout.buffer, 0, None))
-    # bi: the embeddings, encoded before any row is written, are kept as they come (one process)
-    embeddings = kept_rows(partial_path(args.out, ".embeddings.npy"), settings, args.resume, Path(args.out),
-                           KEPT_WORK_HINT) if resumable and args.mode == "bi" and not distributed.active() \
-        else contextlib.nullcontext()
+    # bi: the embeddings, encoded before any row is written, are kept as they come (one process);
+    # the chunks' size does not change them
+    embeddings = kept_rows(partial_path(args.out, ".embeddings.npy"), {**settings, "chunk_pairs": None},
+                           args.resume, Path(args.out), KEPT_WORK_HINT) \
+        if resumable and args.mode == "bi" and not distributed.active() else contextlib.nullcontext()
     # the disk writes one chunk while the next is scored; done(n) records the first n rows complete
     with embeddings as kept, output as (f, written, done), background_writes(f) as write:
         if args.resume:

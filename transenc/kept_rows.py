@@ -37,7 +37,8 @@ class KeptRows:
         self.path, self.record = Path(path), Path(f"{path}.json")
         self.settings, self.writing_as, self.hint = settings, writing_as, hint
         self._state = self._read_record() if resume else None  # the record's content
-        self._keeping = False  # whether the file is there for this pass's rows (resume_into)
+        self._keeping = False  # whether the file is there for this pass's rows (open)
+        self._mapped: np.memmap | None = None  # the file, where it is the pass's tensor (on a CPU)
         self._pending: list[np.ndarray] = []
         self._recorded = time.monotonic()
         if self._state is None:
@@ -63,35 +64,46 @@ class KeptRows:
 
     def complete(self, n: int) -> torch.Tensor | None:
         """The stopped pass's [n, ...] rows where it ran all its batches (no tokenizing, no model
-        needed to go on), else None."""
+        needed to go on), else None. Mapped from the file, copy-on-write: not read into memory."""
         state = self._state
         if state is None or state["batches"] != state["of"] or state["rows"] != n:
             return None
-        return torch.from_numpy(np.load(self.path))
+        return torch.from_numpy(np.load(self.path, mmap_mode="c"))
 
-    def resume_into(self, out: torch.Tensor, batches: list[Batch]) -> int:
-        """Readies the file for `out`'s rows; copies in the kept batches' rows. Returns how many
-        batches are done: the pass goes on after them. The file is mapped only while it is read or
-        written, so that its pages do not stay in the process's memory."""
+    def open(self, shape: tuple, batches: list[Batch], device: torch.device) -> tuple[torch.Tensor, int]:
+        """The float32 tensor the pass writes its rows into, and how many of `batches` are done (the
+        pass goes on after them). On a CPU it is the file itself, mapped: the rows then take none of
+        the process's own memory (the kernel's page cache holds them and writes them back), so that
+        more sentences than the memory holds still encode. On a GPU it is on the device, with the
+        kept rows copied in; each record copies the new rows out."""
         done = self._state["batches"] if self._state and self._state["of"] == len(batches) else 0
-        shape = tuple(out.shape)
         self._of, self._keeping = len(batches), True
-        stopped = np.load(self.path, mmap_mode="r") if done else None  # (readable: _read_record checked)
-        if stopped is not None and stopped.shape == shape:
-            rows = np.concatenate([b.rows for b in batches[:done]])
-            out[to_device(torch.from_numpy(rows), out.device)] = to_device(torch.from_numpy(stopped[rows]), out.device)
-            return done
-        self._state = None
         with self._writing():
-            try:
-                allocated_npy(self.path, np.float32, shape)
-            except OSError as e:
-                if e.errno != errno.ENOSPC:
-                    raise
-                self.discard()  # the pass runs on, without keeping its rows
-                print(f"transenc: warning: the {size_for_people(4 * out.numel())} of rows that --resume would take "
-                      f"up do not fit beside {self.writing_as}: not kept", file=sys.stderr)
-        return 0
+            file = np.load(self.path, mmap_mode="r+") if done else None  # (readable: _read_record checked)
+            if file is None or file.shape != shape:
+                done, self._state, file = 0, None, self._allocated(shape)
+        if file is None:  # no room for them
+            return torch.empty(shape, dtype=torch.float32, device=device), 0
+        if device.type == "cpu":
+            self._mapped = file
+            return torch.from_numpy(file), done
+        out = torch.empty(shape, dtype=torch.float32, device=device)
+        if done:
+            rows = np.concatenate([b.rows for b in batches[:done]])
+            out[to_device(torch.from_numpy(rows), device)] = to_device(torch.from_numpy(file[rows]), device)
+        return out, done
+
+    def _allocated(self, shape: tuple) -> np.memmap | None:
+        """A new file for `shape`'s rows, or None (with a warning) where the disk has no room."""
+        try:
+            return allocated_npy(self.path, np.float32, shape)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+        self.discard()  # the pass runs on, without keeping its rows
+        print(f"transenc: warning: the {size_for_people(4 * int(np.prod(shape)))} of rows that --resume would take "
+              f"up do not fit beside {self.writing_as}: not kept", file=sys.stderr)
+        return None
 
     def finished(self, done: int, rows: np.ndarray, out: torch.Tensor) -> None:
         """Batch number `done` (1-based) is in `out` with these rows; records every RECORD_EVERY_S, and
@@ -104,10 +116,13 @@ class KeptRows:
         pending = np.concatenate(self._pending)
         self._pending.clear()
         with self._writing():
-            file = np.load(self.path, mmap_mode="r+")
-            file[pending] = out[to_device(torch.from_numpy(pending), out.device)].cpu().numpy()
-            file.flush()  # on the disk before the record says so
-            del file
+            if self._mapped is None:  # the rows are on the device
+                file = np.load(self.path, mmap_mode="r+")
+                file[pending] = out[to_device(torch.from_numpy(pending), out.device)].cpu().numpy()
+                file.flush()
+                del file
+            else:
+                self._mapped.flush()  # on the disk before the record says so
         state = {"batches": done, "of": self._of, "rows": self.rows_kept + len(pending)}
         with self._writing():
             write_record(self.record, self.settings, **state)

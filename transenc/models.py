@@ -254,8 +254,10 @@ class _Encoder:
             batches = batches[distributed.share(len(batches), group)]
         # Rows are scattered on the device and copied back once: a copy back per batch would make
         # the host wait for every batch, leaving the device idle while the next one is packed.
-        out = torch.empty((n, *width), dtype=torch.float32, device=self.device)
-        done = kept.resume_into(out, batches) if kept is not None else 0
+        if kept is not None:
+            out, done = kept.open((n, *width), batches, self.device)
+        else:
+            out, done = torch.empty((n, *width), dtype=torch.float32, device=self.device), 0
         todo = batches[done:]
         precision = inference_precision(self.device, precision)
         # `show` may be a bar that outlives this call (transenc label's over a whole file), advanced here
