@@ -26,16 +26,18 @@ def test_import_transenc_does_not_import_torch():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_label_refuses_bad_input_before_torch_is_imported(tmp_path):
+@pytest.mark.parametrize("argv", [["label", "--pairs"], ["mine", "--sentences"], ["mine", "--out", "x.tsv", "--sentences"]])
+def test_bad_input_is_refused_before_torch_is_imported(argv, tmp_path):
     """A label's input and output checks, and its first pass over the file, start before torch is
-    imported (it loads beside them): a missing file is refused without it, and the command leaves
-    without importing it either (an atexit hook runs: a plain exit, not the os._exit after torch)."""
+    imported (it loads beside them); mine reads its sentences first. A missing file is refused
+    without it, and the command leaves without importing it either (an atexit hook runs: a plain
+    exit, not the os._exit after torch)."""
     code = ("import atexit, sys\nfrom transenc import cli\n"
             "atexit.register(lambda: print('torch' in sys.modules))\n"
-            f"cli.run(['label', '--pairs', {str(tmp_path / 'missing.tsv')!r}])\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            f"cli.run({argv + [str(tmp_path / 'missing.txt')]!r})\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert done.returncode == 2 and done.stdout == "False\n", done
-    assert done.stderr.startswith("transenc: error: ") and "missing.tsv" in done.stderr
+    assert done.stderr.startswith("transenc: error: ") and "missing.txt" in done.stderr
 
 
 def test_read_pairs_takes_a_path_a_pairset_or_tuples(tmp_path):

@@ -75,15 +75,17 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
     each once, no self-pairs. `sentences`: a list of strings or a file with one sentence per line.
     checkpoint: a transenc.mine_checkpoint.MineCheckpoint, which keeps the work as it is done and
     holds what a stopped run kept."""
-    from transenc.mining import mine_pairs, read_sentences
-    from transenc.models import BiEncoder, resolve_device
-    from transenc.precision import check_precision
+    from transenc.readers import read_sentences
 
     require_count("k (neighbours per sentence)", k)
     require_count("batch_size", batch_size)
-    check_precision(precision, device)
     if isinstance(sentences, (str, Path)):
-        sentences = read_sentences(sentences)
+        sentences = read_sentences(sentences)  # a bad file stops here, before torch loads
+    from transenc.mining import mine_pairs
+    from transenc.models import BiEncoder, resolve_device
+    from transenc.precision import check_precision
+
+    check_precision(precision, device)
     sentences = list(dict.fromkeys(sentences))  # unique, first-seen order
     if len(sentences) < 2:
         raise TransencError(f"mining needs at least two different sentences; got {len(sentences)}")

@@ -223,9 +223,9 @@ def cmd_mine(args) -> None:
     if args.resume and not resumable:
         raise TransencError("--resume needs --out and a --sentences file: it goes on with the work a stopped run "
                             "kept for the same sentences")
-    settings = _mine_settings(args) if resumable else None
-    from transenc.mine_checkpoint import mine_checkpoint
-
+    if resumable:
+        settings = _mine_settings(args)  # a missing sentences file stops here, before torch loads
+        from transenc.mine_checkpoint import mine_checkpoint
     kept = mine_checkpoint(args.out, settings, args.resume) if resumable else contextlib.nullcontext()
     with kept as checkpoint:
         if args.resume:

@@ -1,20 +1,16 @@
 """Mining sentence pairs: each sentence's nearest neighbours by embedding cosine.
 
-`mine_pairs` works on an embedding table; `read_sentences` reads a sentences file. The verb
-(transenc.api.mine, `transenc mine`) puts them together: sentences -> embeddings -> pairs.
+`mine_pairs` works on an embedding table. The verb (transenc.api.mine, `transenc mine`) puts it
+together with readers.read_sentences: sentences -> embeddings -> pairs.
 """
 from __future__ import annotations
-
-import sys
 
 import numpy as np
 import torch
 
 from transenc import ops
-from transenc.errors import InputError
 from transenc.mine_checkpoint import MineCheckpoint
 from transenc.progress import progress
-from transenc.readers import STANDARD_INPUT
 
 
 # Rows asked per top-k call: a million sentences take about an hour on two cores (100k x 384 in 35 s
@@ -68,34 +64,3 @@ def nearest_others(embeddings: torch.Tensor, k: int, show_progress: bool | None 
                 checkpoint.done(end)
             bar.update(end - start)
     return scores, ids
-
-
-def read_sentences(path: str) -> list[str]:
-    """One sentence per line (`-`: standard input), strict UTF-8; an empty file, an empty line or a
-    tab (which would break the TSV output) raises InputError with the 1-based line number."""
-    if str(path) == STANDARD_INPUT:
-        data = sys.stdin.buffer.read()
-    else:
-        with open(path, "rb") as f:
-            data = f.read()
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise InputError(path, line, f"invalid UTF-8 at byte {e.start}") from None
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final newline ends the last line; it does not start a new one
-    if not lines:
-        raise InputError(path, 1, "empty file: no sentences")
-    sentences = []
-    for number, line in enumerate(lines, 1):
-        line = line.removesuffix("\r")
-        if not line.strip():
-            raise InputError(path, number, "empty line")
-        if "\t" in line:
-            raise InputError(path, number, "tab character in a sentence (the output is TSV)")
-        sentences.append(line)
-    return sentences

@@ -213,6 +213,37 @@ class PairReader:
             yield chunker.take()
 
 
+def read_sentences(path: str) -> list[str]:
+    """One sentence per line (`-`: standard input), strict UTF-8; an empty file, an empty line or a
+    tab (which would break the TSV output) raises InputError with the 1-based line number."""
+    if str(path) == STANDARD_INPUT:
+        data = sys.stdin.buffer.read()
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise InputError(path, line, f"invalid UTF-8 at byte {e.start}") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the final newline ends the last line; it does not start a new one
+    if not lines:
+        raise InputError(path, 1, "empty file: no sentences")
+    sentences = []
+    for number, line in enumerate(lines, 1):
+        line = line.removesuffix("\r")
+        if not line.strip():
+            raise InputError(path, number, "empty line")
+        if "\t" in line:
+            raise InputError(path, number, "tab character in a sentence (the output is TSV)")
+        sentences.append(line)
+    return sentences
+
+
 def is_stream(path: Path) -> bool:
     """Standard input (`-`), a pipe or a process substitution (/dev/fd/63): a stream, read once."""
     try:
