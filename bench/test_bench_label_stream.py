@@ -1,5 +1,7 @@
 """A huge pairs file through `transenc label` in bounded memory, beside what bounds it (the disk
-writing the output alone, the engine's scanner reading the file); fills label-stream-<cpu>.md.
+writing the output alone, the engine's scanner reading the file); and a file of unique sentences,
+whose embeddings live in a file beside --out, beside sentence-transformers holding them in memory.
+Fills label-stream-<cpu>.md.
 
     python -m pytest bench/test_bench_label_stream.py -q -s      # on an idle machine
 """
@@ -18,18 +20,28 @@ from transenc.readers import PairReader
 pytest.importorskip("pytest_benchmark")
 PAIRS = int(os.environ.get("TRANSENC_BENCH_LABEL_PAIRS", 10_000_000))
 UNIQUE = 2000
+UNIQUE_PAIRS = int(os.environ.get("TRANSENC_BENCH_UNIQUE_PAIRS", 250_000))  # every sentence in one pair only
 SLACK_MIB = 300  # the issue's bound: the big run's peak within this of the small run's
 _PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
          "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 TITLE = "A huge pairs file through `transenc label`"
-HEADER = ["run", "seconds", "pairs/s", "peak RSS MiB"]
+HEADER = ["run", "seconds", "pairs/s", "peak RSS MiB", "peak own memory MiB"]
+# sentence-transformers as a user would score pairs with it: every unique sentence encoded, in memory
+_ST = ("import sys, numpy, torch; from sentence_transformers import SentenceTransformer; "
+       "pairs = [l.rstrip('\\n').split('\\t') for l in open(sys.argv[1], encoding='utf-8')]; "
+       "index = {s: i for i, s in enumerate(dict.fromkeys(s for p in pairs for s in p))}; "
+       "e = SentenceTransformer(sys.argv[2], device='cpu').encode(list(index), batch_size=128, convert_to_tensor=True, "
+       "normalize_embeddings=True); ids = torch.tensor([[index[a], index[b]] for a, b in pairs]); "
+       "numpy.save(sys.argv[3], (e[ids[:, 0]] * e[ids[:, 1]]).sum(1).numpy())")
 
 
 def table_rows(measured: dict) -> list[list]:
-    """measured: run -> (pairs, seconds, peak RSS MiB or None)."""
-    return [[run, f"{s:.1f}", f"{n / s:,.0f}" if n else "-", f"{rss:.0f}" if rss else "-"]
-            for run, (n, s, rss) in measured.items()]
+    """measured: run -> (pairs, seconds, peak RSS MiB or None[, peak own memory MiB])."""
+    def mib(x):
+        return f"{x:,.0f}" if x else "-"
+    return [[run, f"{s:.1f}", f"{n / s:,.0f}" if n else "-", mib(rss), mib(own[0] if own else None)]
+            for run, (n, s, rss, *own) in measured.items()]
 
 
 def write_pairs_file(path, n, seed=0):
@@ -51,6 +63,38 @@ def label_peak(pairs, out=None):
     start = time.perf_counter()
     done = subprocess.run(command + (["--out", str(out)] if out else []), check=True, capture_output=True, text=True)
     return time.perf_counter() - start, int(done.stdout) / 1024
+
+
+def own_memory_peak(command: list, log) -> tuple[float, float, float]:
+    """(seconds, peak RSS, peak own memory) of a process, in MiB, sampled every 20 ms from
+    /proc/PID/status. Own memory is RssAnon: the pages of a file the process maps are not counted, as
+    the kernel writes them back and frees them when memory is short, before a memory limit kills."""
+    start, peaks = time.perf_counter(), [0, 0]
+    with open(log, "w") as err:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+        status = f"/proc/{process.pid}/status"
+        while process.poll() is None:
+            try:
+                fields = dict(line.split(":", 1) for line in open(status))
+                peaks = [max(p, int(fields[k].split()[0]) / 1024) for p, k in zip(peaks, ("VmRSS", "RssAnon"))]
+            except (OSError, KeyError, ValueError):
+                pass  # between its start and its end
+            time.sleep(0.02)
+    assert process.returncode == 0, open(log).read()[-2000:]
+    return time.perf_counter() - start, *peaks
+
+
+def unique_pairs_model(path):
+    """all-MiniLM-L6-v2's shape (384 dimensions, its tokenizer) with one layer of random weights: the
+    embeddings take as much room as MiniLM's, and the encoding is quicker."""
+    from transformers import AutoTokenizer, BertConfig, BertModel
+    import torch
+
+    torch.manual_seed(0)
+    config = BertConfig.from_pretrained(str(w.minilm_path()), num_hidden_layers=1)
+    BertModel(config).save_pretrained(str(path))
+    AutoTokenizer.from_pretrained(str(w.minilm_path())).save_pretrained(str(path))
+    return path
 
 
 def npy_seconds(pairs, out) -> float:
@@ -91,3 +135,32 @@ def test_stream_in_bounded_memory(benchmark, table, tmp_path):
                "mode, all-MiniLM-L6-v2, default precision; output to a file on the same disk")
     table.note(f"big run's peak RSS {big_rss - small_rss:+.0f} MiB over the 1,000-pair run's (bound: {SLACK_MIB})")
     assert big_rss - small_rss < SLACK_MIB
+
+
+def test_unique_sentences_in_bounded_memory(benchmark, table, tmp_path):
+    pairs, model = tmp_path / "unique.tsv", unique_pairs_model(tmp_path / "model")
+    words = DEMO_PAIRS.read_text().split()
+    rng = np.random.default_rng(0)
+    with open(pairs, "w", encoding="utf-8") as f:  # sentence 2i and 2i + 1: no sentence twice
+        for i in range(UNIQUE_PAIRS):
+            a, b = (" ".join(words[s:s + 12]) for s in rng.integers(0, len(words) - 12, 2))
+            f.write(f"{a} #{2 * i}\t{b} #{2 * i + 1}\n")
+    ours = [sys.executable, "-m", "transenc", "label", "--pairs", str(pairs), "--model", str(model), "--device", "cpu",
+            "--precision", "fp32"]
+    theirs = [sys.executable, "-c", _ST, str(pairs), str(model), str(tmp_path / "theirs.npy")]
+    to_file = w.timed(benchmark, own_memory_peak, ours + ["--out", str(tmp_path / "ours.npy")], tmp_path / "ours.log")
+    in_memory = own_memory_peak(ours, tmp_path / "stdout.log")
+    anchor = own_memory_peak(theirs, tmp_path / "theirs.log")
+    agree = float(np.abs(np.load(tmp_path / "ours.npy") - np.load(tmp_path / "theirs.npy")).max())
+    n = UNIQUE_PAIRS
+    table.measured.update({
+        f"`transenc label --out F.npy`, {n:,} pairs of unique sentences (process)": (n, *to_file),
+        "the same, to standard output (the embeddings in memory)": (n, *in_memory),
+        "anchor: sentence-transformers `encode` + cosine, in memory (process)": (n, *anchor)})
+    table.note(f"unique sentences: {2 * n:,} sentences, each in one pair; MiniLM's shape (384 dimensions) with one "
+               f"layer of random weights, fp32; the embeddings alone take {2 * n * 384 * 4 / 2**20:,.0f} MiB; scores "
+               f"within {agree:.1e} of the anchor's")
+    table.note("own memory: RssAnon, the process's pages that no file backs; RSS counts the mapped file's pages too, "
+               "which the kernel writes back and frees when memory is short")
+    assert agree < 1e-4
+    assert to_file[2] < in_memory[2] - 0.7 * 2 * n * 384 * 4 / 2**20  # the embeddings are not in its own memory
