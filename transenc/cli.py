@@ -223,10 +223,12 @@ def cmd_mine(args) -> None:
     if args.resume and not resumable:
         raise TransencError("--resume needs --out and a --sentences file: it goes on with the work a stopped run "
                             "kept for the same sentences")
+    kept = contextlib.nullcontext()
     if resumable:
         settings = _mine_settings(args)  # a missing sentences file stops here, before torch loads
         from transenc.mine_checkpoint import mine_checkpoint
-    kept = mine_checkpoint(args.out, settings, args.resume) if resumable else contextlib.nullcontext()
+
+        kept = mine_checkpoint(args.out, settings, args.resume)
     with kept as checkpoint:
         if args.resume:
             print(f"transenc: resuming {args.out}: the embeddings of {checkpoint.embeddings.rows_kept:,} sentences "
