@@ -10,15 +10,10 @@ from transenc import cli, kept_rows
 from transenc.bundled import DEMO_PAIRS
 
 
-@pytest.mark.parametrize("command,damaged,resumed_with", [
-    ("label", False, []), ("mine", False, []), ("label", True, []),
-    ("label", False, ["--chunk-pairs", "7"]),  # the rows do not depend on it: taken up all the same
-])
-def test_an_encoding_stopped_after_batch_3_goes_on_from_batch_4(command, damaged, resumed_with, tmp_path, tiny_bert,
-                                                                 monkeypatch, capsys):
-    """... or from batch 1, where the kept rows' file is damaged."""
-    monkeypatch.setattr(kept_rows, "RECORD_EVERY_S", 0.0)  # a record after every batch
-    lines = DEMO_PAIRS.read_text().splitlines()[:60]
+def _encoding_job(command: str, lines: int, tmp_path, tiny_bert) -> tuple:
+    """(its input file, argv but --out) of a label or a mine over the demo corpus's first lines,
+    4 sentences a batch."""
+    lines = DEMO_PAIRS.read_text().splitlines()[:lines]
     if command == "label":
         source = tmp_path / "pairs.tsv"
         source.write_text("\n".join(lines) + "\n")
@@ -27,7 +22,18 @@ def test_an_encoding_stopped_after_batch_3_goes_on_from_batch_4(command, damaged
         source = tmp_path / "sentences.txt"
         source.write_text("".join(f"{s}\n" for line in lines for s in line.split("\t")[:2]))
         argv = ["mine", "--sentences", str(source), "--k", "3"]
-    argv += ["--model", str(tiny_bert), "--device", "cpu", "--precision", "fp32", "--batch-size", "4"]
+    return source, argv + ["--model", str(tiny_bert), "--device", "cpu", "--precision", "fp32", "--batch-size", "4"]
+
+
+@pytest.mark.parametrize("command,damaged,resumed_with", [
+    ("label", False, []), ("mine", False, []), ("label", True, []),
+    ("label", False, ["--chunk-pairs", "7"]),  # the rows do not depend on it: taken up all the same
+])
+def test_an_encoding_stopped_after_batch_3_goes_on_from_batch_4(command, damaged, resumed_with, tmp_path, tiny_bert,
+                                                                 monkeypatch, capsys):
+    """... or from batch 1, where the kept rows' file is damaged."""
+    monkeypatch.setattr(kept_rows, "RECORD_EVERY_S", 0.0)  # a record after every batch
+    source, argv = _encoding_job(command, 60, tmp_path, tiny_bert)
     assert cli.main(argv + ["--out", str(tmp_path / "whole.tsv")]) == 0
 
     real, numbers = kept_rows.KeptRows.finished, []
@@ -77,6 +83,16 @@ def test_rows_that_do_not_fit_are_not_kept_and_the_label_goes_on(tmp_path, tiny_
     assert (tmp_path / "out.tsv").read_bytes() == (tmp_path / "whole.tsv").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tsv", "pairs.tsv", "whole.tsv"]
 
+
+
+@pytest.mark.parametrize("command", ["label", "mine"])
+def test_a_system_without_posix_fallocate_keeps_the_rows_all_the_same(command, tmp_path, tiny_bert, monkeypatch):
+    """macOS has no os.posix_fallocate: the kept files' blocks are then allocated as rows come."""
+    _, argv = _encoding_job(command, 20, tmp_path, tiny_bert)
+    assert cli.main(argv + ["--out", str(tmp_path / "whole.tsv")]) == 0
+    monkeypatch.delattr(os, "posix_fallocate")
+    assert cli.main(argv + ["--out", str(tmp_path / "out.tsv")]) == 0
+    assert (tmp_path / "out.tsv").read_bytes() == (tmp_path / "whole.tsv").read_bytes()
 
 def _mapped_from(path) -> tuple[int, int]:
     """The address range at which this process maps `path` (Linux's /proc/self/maps)."""

@@ -141,13 +141,16 @@ class KeptRows:
 def allocated_npy(path: Path, dtype, shape: tuple) -> np.memmap:
     """A new .npy file as a writable memory map, its blocks allocated on the disk now: a disk too
     full raises OSError ENOSPC here, where writing into an unallocated map later would kill the
-    process with SIGBUS."""
+    process with SIGBUS. Where the system (macOS) or the filesystem cannot allocate ahead, the
+    blocks are allocated as the rows come."""
     array = np.lib.format.open_memmap(path, "w+", dtype, shape)
+    allocate = getattr(os, "posix_fallocate", None)  # not on macOS
     with open(path, "r+b") as f:
         try:
-            os.posix_fallocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
+            if allocate is not None:
+                allocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
         except OSError as e:
-            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):  # a filesystem that cannot say: written as it comes
+            if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
                 raise
     return array
 
