@@ -151,3 +151,37 @@ def test_a_pass_stopped_after_batch_3_gives_the_same_rows_on_its_device(device, 
         encoder.encode(sentences, 4, "fp32", kept=kept(False))
     resumed = encoder.encode(sentences, 4, "fp32", kept=kept(True))
     assert numbers[3] == 4 and torch.equal(resumed, whole)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads Linux's /proc/self/maps")
+def test_a_pass_with_nothing_to_keep_has_its_rows_in_tmpdir_and_leaves_nothing(tmp_path, tiny_bert, monkeypatch):
+    """A label to standard output: the rows are a file in TMPDIR, removed as soon as it is mapped."""
+    import tempfile
+
+    from transenc.models import BiEncoder
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    encoder = BiEncoder.load(str(tiny_bert), "cpu", inference=True)
+    sentences = [line.split("\t")[0] for line in DEMO_PAIRS.read_text().splitlines()[:40]]
+    rows = encoder.encode(sentences, 4, "fp32", kept=kept_rows.ScratchRows())
+    spans = [line.split()[0].split("-") for line in open("/proc/self/maps")
+             if str(tmp_path) in line and "transenc-rows-" in line and line.rstrip().endswith("(deleted)")]
+    assert any(int(a, 16) <= rows.data_ptr() < int(b, 16) for a, b in spans)
+    assert torch.equal(rows, encoder.encode(sentences, 4, "fp32")) and list(tmp_path.iterdir()) == []
+
+
+def test_a_label_to_standard_output_without_room_in_tmpdir_says_so_and_goes_on(tmp_path, tiny_bert, monkeypatch,
+                                                                                capsys):
+    import errno
+
+    _, argv = _encoding_job("label", 20, tmp_path, tiny_bert)
+    assert cli.main(argv) == 0
+    whole = capsys.readouterr().out
+
+    def full(fd, offset, length):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "posix_fallocate", full)
+    assert cli.main(argv) == 0
+    done = capsys.readouterr()
+    assert done.out == whole and "of embeddings do not fit in TMPDIR" in done.err and "held in memory" in done.err

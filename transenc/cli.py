@@ -120,7 +120,7 @@ def cmd_label(args) -> None:
     pool.shutdown(wait=False)  # the pass runs on; its thread ends with it
 
     from transenc import distributed
-    from transenc.kept_rows import kept_rows
+    from transenc.kept_rows import ScratchRows, kept_rows
     from transenc.labeling import load_scorer, stream_scores
     from transenc.models import resolve_device
     from transenc.precision import inference_precision
@@ -140,11 +140,13 @@ def cmd_label(args) -> None:
     resumable = settings is not None and args.out and not written_in_place(Path(args.out))
     output = resumable_open(args.out, settings, args.resume, KEPT_WORK_HINT) \
         if args.out else contextlib.nullcontext((sys.stdout.buffer, 0, None))
-    # bi: the embeddings, encoded before any row is written, are kept as they come (one process);
-    # the chunks' size does not change them
-    embeddings = kept_rows(partial_path(args.out, ".embeddings.npy"), {**settings, "chunk_pairs": None},
-                           args.resume, Path(args.out), KEPT_WORK_HINT) \
-        if resumable and args.mode == "bi" and not distributed.active() else contextlib.nullcontext()
+    # bi: the embeddings, encoded before any row is written, are kept as they come (one process;
+    # the chunks' size does not change them), else held in TMPDIR, out of the process's memory
+    embeddings = contextlib.nullcontext()
+    if args.mode == "bi" and not distributed.active():
+        embeddings = kept_rows(partial_path(args.out, ".embeddings.npy"), {**settings, "chunk_pairs": None},
+                               args.resume, Path(args.out), KEPT_WORK_HINT) if resumable \
+            else contextlib.nullcontext(ScratchRows())
     # the disk writes one chunk while the next is scored; done(n) records the first n rows complete
     with embeddings as kept, output as (f, written, done), background_writes(f) as write:
         if args.resume:

@@ -77,8 +77,8 @@ def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_p
     pairs (cross); only the group's rank 0 gets chunks to write. `first_pass`: a future of
     reader.first_pass (with the sentences in bi mode), started while the model loads. `skip`: the
     first pairs, whole chunks of them (a resumed output's), are read but neither scored nor yielded.
-    `kept` (bi, one process): the embeddings go to the disk as they are encoded, and a stopped
-    run's are taken up (transenc.kept_rows).
+    `kept` (bi, one process): where the embeddings go as they are encoded (transenc.kept_rows: a
+    KeptRows, whose stopped run's are taken up, or a ScratchRows).
     """
     if isinstance(encoder, BiEncoder):
         _, table, chunks = first_pass.result() if first_pass else reader.first_pass(chunk_pairs, sentences=True)
