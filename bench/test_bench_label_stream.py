@@ -138,29 +138,41 @@ def test_stream_in_bounded_memory(benchmark, table, tmp_path):
 
 
 def test_unique_sentences_in_bounded_memory(benchmark, table, tmp_path):
-    pairs, model = tmp_path / "unique.tsv", unique_pairs_model(tmp_path / "model")
-    words = DEMO_PAIRS.read_text().split()
+    model, words = unique_pairs_model(tmp_path / "model"), DEMO_PAIRS.read_text().split()
     rng = np.random.default_rng(0)
-    with open(pairs, "w", encoding="utf-8") as f:  # sentence 2i and 2i + 1: no sentence twice
-        for i in range(UNIQUE_PAIRS):
-            a, b = (" ".join(words[s:s + 12]) for s in rng.integers(0, len(words) - 12, 2))
-            f.write(f"{a} #{2 * i}\t{b} #{2 * i + 1}\n")
-    ours = [sys.executable, "-m", "transenc", "label", "--pairs", str(pairs), "--model", str(model), "--device", "cpu",
-            "--precision", "fp32"]
+
+    def write_unique_pairs(path, n):  # sentence 2i and 2i + 1: no sentence twice
+        with open(path, "w", encoding="utf-8") as f:
+            for i in range(n):
+                a, b = (" ".join(words[s:s + 12]) for s in rng.integers(0, len(words) - 12, 2))
+                f.write(f"{a} #{2 * i}\t{b} #{2 * i + 1}\n")
+        return path
+
+    small, pairs = write_unique_pairs(tmp_path / "small.tsv", 1000), write_unique_pairs(tmp_path / "unique.tsv",
+                                                                                          UNIQUE_PAIRS)
+
+    def ours(pairs, *out):
+        return [sys.executable, "-m", "transenc", "label", "--pairs", str(pairs), "--model", str(model), "--device",
+                "cpu", "--precision", "fp32", *out]
+
     theirs = [sys.executable, "-c", _ST, str(pairs), str(model), str(tmp_path / "theirs.npy")]
-    to_file = w.timed(benchmark, own_memory_peak, ours + ["--out", str(tmp_path / "ours.npy")], tmp_path / "ours.log")
-    in_memory = own_memory_peak(ours, tmp_path / "stdout.log")
+    base = own_memory_peak(ours(small), tmp_path / "small.log")
+    to_file = w.timed(benchmark, own_memory_peak, ours(pairs, "--out", str(tmp_path / "ours.npy")), tmp_path / "ours.log")
+    to_stdout = own_memory_peak(ours(pairs), tmp_path / "stdout.log")
     anchor = own_memory_peak(theirs, tmp_path / "theirs.log")
     agree = float(np.abs(np.load(tmp_path / "ours.npy") - np.load(tmp_path / "theirs.npy")).max())
-    n = UNIQUE_PAIRS
+    n, embeddings_mib = UNIQUE_PAIRS, 2 * UNIQUE_PAIRS * 384 * 4 / 2**20
     table.measured.update({
+        "`transenc label`, 1,000 pairs of unique sentences, to standard output (process)": (1000, *base),
         f"`transenc label --out F.npy`, {n:,} pairs of unique sentences (process)": (n, *to_file),
-        "the same, to standard output (the embeddings in memory)": (n, *in_memory),
+        "the same, to standard output (the embeddings in TMPDIR)": (n, *to_stdout),
         "anchor: sentence-transformers `encode` + cosine, in memory (process)": (n, *anchor)})
     table.note(f"unique sentences: {2 * n:,} sentences, each in one pair; MiniLM's shape (384 dimensions) with one "
-               f"layer of random weights, fp32; the embeddings alone take {2 * n * 384 * 4 / 2**20:,.0f} MiB; scores "
-               f"within {agree:.1e} of the anchor's")
+               f"layer of random weights, fp32; the embeddings alone take {embeddings_mib:,.0f} MiB; scores within "
+               f"{agree:.1e} of the anchor's")
     table.note("own memory: RssAnon, the process's pages that no file backs; RSS counts the mapped file's pages too, "
                "which the kernel writes back and frees when memory is short")
     assert agree < 1e-4
-    assert to_file[2] < in_memory[2] - 0.7 * 2 * n * 384 * 4 / 2**20  # the embeddings are not in its own memory
+    if embeddings_mib >= 500:  # smaller, the fixed costs outweigh the embeddings and this says nothing
+        for run in (to_file, to_stdout):  # the embeddings are not in its own memory
+            assert run[2] - base[2] < embeddings_mib

@@ -184,4 +184,4 @@ def test_a_label_to_standard_output_without_room_in_tmpdir_says_so_and_goes_on(t
     monkeypatch.setattr(os, "posix_fallocate", full)
     assert cli.main(argv) == 0
     done = capsys.readouterr()
-    assert done.out == whole and "of embeddings do not fit in TMPDIR" in done.err and "held in memory" in done.err
+    assert done.out == whole and "of embeddings cannot go to TMPDIR" in done.err and "held in memory" in done.err

@@ -143,7 +143,8 @@ class ScratchRows:
     """A KeptRows for a pass that cannot be resumed (a label to standard output, or of a stream): on a
     CPU the rows are a file in TMPDIR all the same, mapped, so that they take none of the process's
     own memory; the file is removed as soon as it is mapped, so that nothing is left behind, even by
-    a killed run. Where TMPDIR has no room for them, or on a GPU, they are in memory."""
+    a killed run (on a tmpfs, though, its pages are memory). Where TMPDIR has no room for them, or on
+    a GPU, they are in memory."""
 
     kept, rows_kept = False, 0
 
@@ -156,8 +157,8 @@ class ScratchRows:
                 with tempfile.NamedTemporaryFile(prefix="transenc-rows-", suffix=".npy") as f:  # the map outlives it
                     return torch.from_numpy(allocated_npy(Path(f.name), np.float32, shape)), 0
             except OSError as e:
-                print(f"transenc: warning: the {size_for_people(4 * int(np.prod(shape)))} of embeddings do not fit "
-                      f"in TMPDIR ({tempfile.gettempdir()}: {e.strerror}): held in memory", file=sys.stderr)
+                print(f"transenc: warning: the {size_for_people(4 * int(np.prod(shape)))} of embeddings cannot go to "
+                      f"TMPDIR ({tempfile.gettempdir()}: {e.strerror}): held in memory", file=sys.stderr)
         return torch.empty(shape, dtype=torch.float32, device=device), 0
 
     def finished(self, done: int, rows: np.ndarray, out: torch.Tensor) -> None:
