@@ -1,6 +1,7 @@
 """A huge pairs file through `transenc label` in bounded memory, beside what bounds it (the disk
 writing the output alone, the engine's scanner reading the file); and a file of unique sentences,
-whose embeddings live in a file beside --out, beside sentence-transformers holding them in memory.
+whose embeddings live in a file (beside --out, or in TMPDIR), beside sentence-transformers holding
+them in memory.
 Fills label-stream-<cpu>.md.
 
     python -m pytest bench/test_bench_label_stream.py -q -s      # on an idle machine
