@@ -185,3 +185,19 @@ def test_a_label_to_standard_output_without_room_in_tmpdir_says_so_and_goes_on(t
     assert cli.main(argv) == 0
     done = capsys.readouterr()
     assert done.out == whole and "of embeddings cannot go to TMPDIR" in done.err and "held in memory" in done.err
+
+
+def test_a_mine_to_standard_output_has_its_embeddings_in_tmpdir(tmp_path, tiny_bert, monkeypatch, capsys):
+    opened, real = [], kept_rows.ScratchRows.open
+
+    def open_(self, shape, batches, device):
+        opened.append(shape)
+        return real(self, shape, batches, device)
+
+    monkeypatch.setattr(kept_rows.ScratchRows, "open", open_)
+    source, argv = _encoding_job("mine", 20, tmp_path, tiny_bert)
+    assert cli.main(argv) == 0
+    mined = capsys.readouterr().out
+    assert len(opened) == 1 and opened[0][0] == len(set(source.read_text().splitlines()))
+    assert cli.main(argv + ["--out", str(tmp_path / "out.tsv")]) == 0  # kept beside it instead
+    assert len(opened) == 1 and (tmp_path / "out.tsv").read_text() == mined

@@ -140,11 +140,11 @@ class KeptRows:
 
 
 class ScratchRows:
-    """A KeptRows for a pass that cannot be resumed (a label to standard output, or of a stream): on a
-    CPU the rows are a file in TMPDIR all the same, mapped, so that they take none of the process's
-    own memory; the file is removed as soon as it is mapped, so that nothing is left behind, even by
-    a killed run (on a tmpfs, though, its pages are memory). Where TMPDIR has no room for them, or on
-    a GPU, they are in memory."""
+    """A KeptRows for a pass that cannot be resumed (a label to standard output or of a stream, a mine
+    without --out): on a CPU the rows are a file in TMPDIR all the same, mapped, so that they take
+    none of the process's own memory; the file is removed as soon as it is mapped, so that nothing
+    is left behind, even by a killed run (on a tmpfs, though, its pages are memory). Where TMPDIR
+    has no room for them, or on a GPU, they are in memory."""
 
     kept, rows_kept = False, 0
 
