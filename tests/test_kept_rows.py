@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from transenc import cli, kept_rows
+from transenc import cli, kept_rows, writers
 from transenc.bundled import DEMO_PAIRS
 
 
@@ -32,7 +32,7 @@ def _encoding_job(command: str, lines: int, tmp_path, tiny_bert) -> tuple:
 def test_an_encoding_stopped_after_batch_3_goes_on_from_batch_4(command, damaged, resumed_with, tmp_path, tiny_bert,
                                                                  monkeypatch, capsys):
     """... or from batch 1, where the kept rows' file is damaged."""
-    monkeypatch.setattr(kept_rows, "RECORD_EVERY_S", 0.0)  # a record after every batch
+    monkeypatch.setattr(writers, "RECORD_EVERY_S", 0.0)  # a record after every batch
     source, argv = _encoding_job(command, 60, tmp_path, tiny_bert)
     assert cli.main(argv + ["--out", str(tmp_path / "whole.tsv")]) == 0
 
@@ -129,7 +129,7 @@ def test_a_pass_stopped_after_batch_3_gives_the_same_rows_on_its_device(device, 
     """The two homes of the rows: the mapped file (CPU), or the device with copies out (GPU)."""
     from transenc.models import BiEncoder
 
-    monkeypatch.setattr(kept_rows, "RECORD_EVERY_S", 0.0)
+    monkeypatch.setattr(writers, "RECORD_EVERY_S", 0.0)
     encoder = BiEncoder.load(str(tiny_bert), device, inference=True)
     sentences = [line.split("\t")[1] for line in DEMO_PAIRS.read_text().splitlines()[:40]]
     whole = encoder.encode(sentences, 4, "fp32")

@@ -5,9 +5,11 @@ on two cores.
 
 The pass (models._Encoder._run) runs its batches in an order fixed by the sentences, the model,
 the precision and the batch size: `settings` must name these. `PATH` (.npy) holds the rows of the
-batches complete, and `PATH.json` how many they are, recorded every RECORD_EVERY_S at most (the
-rows on the disk first). A resumed pass copies those rows in and runs the rest: each row comes out
-as an unstopped pass computes it, bit for bit."""
+batches complete, and `PATH.json` how many they are, recorded every writers.RECORD_EVERY_S at most
+(the rows on the disk first). A resumed pass takes those rows up and runs the rest: each row comes
+out as an unstopped pass computes it, bit for bit. On a CPU the file is the pass's rows themselves,
+mapped, out of the process's memory; ScratchRows does the same in TMPDIR for a pass with nothing to
+keep."""
 from __future__ import annotations
 
 import contextlib
@@ -22,11 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from transenc import writers
 from transenc.errors import OutputError
 from transenc.packing import Batch, to_device
 from transenc.writers import read_record, size_for_people, write_record, writing_as
-
-RECORD_EVERY_S = 10.0  # what a stopped pass loses, at most
 
 
 class KeptRows:
@@ -107,12 +108,12 @@ class KeptRows:
         return None
 
     def finished(self, done: int, rows: np.ndarray, out: torch.Tensor) -> None:
-        """Batch number `done` (1-based) is in `out` with these rows; records every RECORD_EVERY_S, and
-        after the last batch."""
+        """Batch number `done` (1-based) is in `out` with these rows; records every
+        writers.RECORD_EVERY_S, and after the last batch."""
         if not self._keeping:  # no room for them
             return
         self._pending.append(rows)
-        if done < self._of and time.monotonic() - self._recorded < RECORD_EVERY_S:
+        if done < self._of and time.monotonic() - self._recorded < writers.RECORD_EVERY_S:
             return
         pending = np.concatenate(self._pending)
         self._pending.clear()

@@ -160,7 +160,7 @@ def atomic_open(path: str | Path, binary: bool = False, hint: str | None = None)
         raise
 
 
-RECORD_EVERY_S = 10.0  # resumable_open's records: what a stopped label loses, at most
+RECORD_EVERY_S = 10.0  # records of kept work (resumable_open, kept_rows): what a stopped job loses, at most
 # The last words of a stopped label or mine that kept some work (train's: run_folder.RESUME_HINT).
 KEPT_WORK_HINT = "rerun with --resume to go on with the work already kept"
 
