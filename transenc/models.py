@@ -244,8 +244,8 @@ class _Encoder:
 
         Under a process group each rank runs its contiguous share of the batches (the batches a
         single process would run, so every row comes out bit for bit the same) and the rows are
-        gathered on every rank. `kept` (one process): the rows go to the disk as they are done, and
-        a stopped pass's are taken up (transenc.kept_rows).
+        gathered on every rank. `kept` (one process): where the rows go as they are done
+        (transenc.kept_rows: a KeptRows, which takes up a stopped pass's, or a ScratchRows).
         """
         sharded = group is not None and distributed.active(group)
         if sharded and kept is not None:
@@ -334,7 +334,7 @@ class BiEncoder(_Encoder):
     def encode(self, sentences: Sequence[str] | TokenCache, batch_size: int = 128, precision: str = "auto",
                show_progress: bool | None = None, group=None, kept: KeptRows | None = None) -> torch.Tensor:
         """float32 [n, d] embeddings on the CPU, row i for sentence i (not normalised).
-        With a process group, its ranks share the work; `kept` keeps them on the disk (see _run)."""
+        With a process group, its ranks share the work; `kept` holds them in a file (see _run)."""
         cache = self._cache(sentences)
         ids = np.arange(len(cache), dtype=np.int32)
         return self._run(self.batches(cache, ids, batch_size), self.embed, len(cache), (self.dimension,), precision,
