@@ -1,4 +1,5 @@
 """`transenc label` and `transenc eval` end to end, and the CLI's handling of bad input."""
+import os
 import subprocess
 import sys
 
@@ -342,6 +343,23 @@ def test_label_into_a_pipe_closed_early_stops_quietly(tmp_path, tiny_bert):
     errors = proc.stderr.read().decode()
     assert proc.wait(timeout=300) == 141
     assert first.startswith(b"sentence number 0 of the file\t") and "Traceback" not in errors
+
+
+def test_label_under_python_u_into_a_pipe_closed_early_is_not_called_done(tmp_path, tiny_bert):
+    """Under python -u (PYTHONUNBUFFERED) standard output's bytes are a raw file: one large write into
+    a pipe whose reader leaves takes what fits and returns, with no error. The rows past it must not
+    be dropped silently with `scored N pairs` and exit 0: the closed pipe's 141, as without -u."""
+    pairs = tmp_path / "p.tsv"  # one chunk, whose scores (~160 KiB) are one write of ~2.5 pipe buffers
+    pairs.write_text("".join(f"sentence number {i} of the file\tanother sentence, number {i + 1}\n" for i in range(3000)),
+                     encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "transenc", "label", "--pairs", str(pairs), "--model", str(tiny_bert),
+                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    first = proc.stdout.readline()
+    proc.stdout.close()
+    errors = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 141, errors
+    assert first.startswith(b"sentence number 0 of the file\t") and "scored" not in errors and "Traceback" not in errors
 
 
 @pytest.mark.parametrize("argv, message", [

@@ -1,6 +1,7 @@
 """Failures on the output side: a full disk, a read-only filesystem, no permission. Each ends as one
 line `transenc: error: cannot write PATH: reason`, exit 2, no traceback and nothing left behind."""
 import errno
+import io
 import json
 import os
 import stat
@@ -89,6 +90,20 @@ def pairs(tmp_path_factory):
     return path
 
 
+def sentences_of(pairs: Path) -> Path:
+    """The pairs' sentences, one per line (mine's input)."""
+    sentences = pairs.parent / "sentences.txt"
+    sentences.write_text("".join(line.replace("\t", "\n") + "\n" for line in pairs.read_text().splitlines()))
+    return sentences
+
+
+def graded(pairs: Path) -> Path:
+    """The pairs with a gold score each (eval's input)."""
+    dev = pairs.parent / "dev.tsv"
+    dev.write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(pairs.read_text().splitlines())))
+    return dev
+
+
 @pytest.mark.parametrize("code", CODES)
 def test_label(code, tmp_path, pairs, tiny_bert, monkeypatch, capsys):
     fail(monkeypatch, code, tmp_path)
@@ -120,8 +135,7 @@ def test_a_full_tmpdir_while_spooling_standard_input(tmp_path, pairs, monkeypatc
 
 @pytest.mark.parametrize("code", CODES)
 def test_mine(code, tmp_path, pairs, tiny_bert, monkeypatch, capsys):
-    sentences = pairs.parent / "sentences.txt"
-    sentences.write_text("".join(line.replace("\t", "\n") + "\n" for line in pairs.read_text().splitlines()))
+    sentences = sentences_of(pairs)
     fail(monkeypatch, code, tmp_path)
     out = tmp_path / "mined.tsv"
     argv = ["mine", "--sentences", str(sentences), "--k", "2", "--out", str(out), "--model", str(tiny_bert),
@@ -134,14 +148,28 @@ def test_mine(code, tmp_path, pairs, tiny_bert, monkeypatch, capsys):
 
 
 def test_eval_json(tmp_path, pairs, tiny_bert, monkeypatch, capsys):
-    dev = pairs.parent / "dev.tsv"
-    dev.write_text("".join(f"{line}\t{i % 5}\n" for i, line in enumerate(pairs.read_text().splitlines())))
+    dev = graded(pairs)
     fail(monkeypatch, errno.ENOSPC, tmp_path)
     out = tmp_path / "scores.json"
     argv = ["eval", "--data", str(dev), "--json", str(out), "--model", str(tiny_bert), "--device", "cpu",
             "--precision", "fp32"]
     assert_one_line(cli.main(argv), capsys, out, errno.ENOSPC)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
+@pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "python-u"])
+@pytest.mark.parametrize("verb", ["label", "mine", "eval"])
+def test_standard_output_on_a_full_disk_is_named(verb, unbuffered, tmp_path, pairs, tiny_bert, monkeypatch, capsys):
+    """`transenc VERB ... > file` on a full disk: standard output is named, whether its bytes are
+    buffered or (python -u) a raw file."""
+    data = {"label": ["--pairs", str(pairs)], "mine": ["--sentences", str(sentences_of(pairs)), "--k", "2"],
+            "eval": ["--data", str(graded(pairs))]}[verb]
+    raw = open("/dev/full", "wb", buffering=0)
+    stdout = io.TextIOWrapper(raw if unbuffered else io.BufferedWriter(raw), write_through=unbuffered)
+    monkeypatch.setattr(sys, "stdout", stdout)
+    argv = [verb, *data, "--model", str(tiny_bert), "--device", "cpu", "--precision", "fp32"]
+    assert_one_line(cli.main(argv), capsys, writers.STANDARD_OUTPUT, errno.ENOSPC)
 
 
 @pytest.mark.parametrize("code", CODES)

@@ -138,8 +138,7 @@ def cmd_label(args) -> None:
         return
     settings = None if streamed else _label_settings(args, chunk_pairs, precision)
     resumable = settings is not None and args.out and not written_in_place(Path(args.out))
-    output = resumable_open(args.out, settings, args.resume, KEPT_WORK_HINT) \
-        if args.out else contextlib.nullcontext((sys.stdout.buffer, 0, None))
+    output = resumable_open(args.out, settings, args.resume, KEPT_WORK_HINT)
     # bi: the embeddings, encoded before any row is written, are kept as they come (one process;
     # the chunks' size does not change them), else held in TMPDIR, out of the process's memory
     embeddings = contextlib.nullcontext()
@@ -185,7 +184,7 @@ def cmd_eval(args) -> None:
     from transenc.evaluate import find_sets, resolve_metric, score100
     from transenc.labeling import load_scorer, score
     from transenc.precision import inference_precision
-    from transenc.writers import atomic_open, check_output_file
+    from transenc.writers import atomic_open, check_output_file, standard_output
 
     check_output_file(args.json, "--json")
     sets = find_sets(args.data)
@@ -194,10 +193,11 @@ def cmd_eval(args) -> None:
     print(f"transenc: {args.mode}-encoder, {inference_precision(encoder.device, args.precision)} on {encoder.device}",
           file=sys.stderr)
     results = {}
-    for name, pairs in sets.items():
-        scores = score(encoder, pairs, batch_size=args.batch_size, precision=args.precision)
-        results[name] = score100(metrics[name], scores, pairs.labels)
-        print(f"{name}\t{results[name]:.2f}")
+    with standard_output() as out:
+        for name, pairs in sets.items():
+            scores = score(encoder, pairs, batch_size=args.batch_size, precision=args.precision)
+            results[name] = score100(metrics[name], scores, pairs.labels)
+            print(f"{name}\t{results[name]:.2f}", file=out, flush=True)  # each set's as it is scored
     if args.metric == "auto":
         print("transenc: metrics: " + ", ".join(f"{n} {m}" for n, m in metrics.items()), file=sys.stderr)
     if args.json:
@@ -217,7 +217,8 @@ def cmd_mine(args) -> None:
 
     from transenc import api
     from transenc.readers import is_stream
-    from transenc.writers import KEPT_WORK_HINT, atomic_open, check_output_file, output_format, written_in_place
+    from transenc.writers import (KEPT_WORK_HINT, atomic_open, check_output_file, output_format, standard_output,
+                                  written_in_place)
 
     check_output_file(args.out, "--out", args.sentences)
     output_format(args.out, allowed=("tsv",))  # a pairs file, read back by its suffix: .jsonl would not parse
@@ -239,7 +240,7 @@ def cmd_mine(args) -> None:
                   file=sys.stderr)
         rows = api.mine(args.sentences, args.k, args.model, args.min_score, args.device, args.batch_size,
                         args.precision, checkpoint)
-        with contextlib.nullcontext(sys.stdout) if args.out is None else \
+        with standard_output() if args.out is None else \
                 atomic_open(args.out, hint=KEPT_WORK_HINT if checkpoint and checkpoint.kept else None) as f:
             for a, b, score in rows:
                 f.write(f"{a}\t{b}\t{score:.6f}\n")

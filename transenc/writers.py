@@ -65,6 +65,29 @@ def writing(path: str | Path, hint: str | None = None):
         raise error from e
 
 
+STANDARD_OUTPUT = "standard output"
+
+
+@contextmanager
+def standard_output(binary: bool = False):
+    """sys.stdout (its bytes with `binary`) for a command's rows: a failed write, a full disk behind
+    `> file`, names standard output. Flushed at the block's end, so that a failure shows there and
+    not at the process's exit. Under `python -u` (PYTHONUNBUFFERED) sys.stdout's bytes are a raw
+    FileIO, whose write may take only a part of the data and drop the rest (a pipe whose reader left
+    takes what fits, with no error): the rows then go through a buffered writer of the same
+    descriptor, which writes all or raises."""
+    with writing(STANDARD_OUTPUT):
+        sys.stdout.flush()
+        buffer = sys.stdout.buffer
+        if isinstance(buffer, io.RawIOBase):
+            buffer = open(buffer.fileno(), "wb", closefd=False)
+            f = buffer if binary else io.TextIOWrapper(buffer, sys.stdout.encoding, sys.stdout.errors)
+        else:
+            f = buffer if binary else sys.stdout
+        yield f
+        f.flush()
+
+
 @contextmanager
 def writing_as(path: str | Path, hint: str | None = None):
     """writing(path, hint) for work kept beside an output (its partial records): an OutputError raised
@@ -166,7 +189,7 @@ KEPT_WORK_HINT = "rerun with --resume to go on with the work already kept"
 
 
 @contextmanager
-def resumable_open(path: str | Path, settings: dict | None, resume: bool, hint: str | None = None):
+def resumable_open(path: str | Path | None, settings: dict | None, resume: bool, hint: str | None = None):
     """atomic_open for a long output that may be stopped: the rows go to `.NAME.partial` beside
     `path`, and `done(rows)`, called once the first `rows` are written, records them complete in
     `.NAME.partial.json` (every RECORD_EVERY_S at most). A stopped run keeps both; with `resume`
@@ -174,7 +197,11 @@ def resumable_open(path: str | Path, settings: dict | None, resume: bool, hint: 
     rows already there, done); success renames the partial onto `path`. A failed write raises
     OutputError naming `path`, with `hint` where rows are kept. Without `settings` (an input that
     cannot be read again), or onto a device or a pipe, it writes as atomic_open does, and `done` is
-    None."""
+    None, as it is to standard output (`path` None)."""
+    if path is None:
+        with standard_output(binary=True) as f:
+            yield f, 0, None
+        return
     if settings is None or written_in_place(Path(path)):  # nothing to resume from, or nothing to keep
         with atomic_open(path, binary=True) as f:
             yield f, 0, None
