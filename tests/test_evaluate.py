@@ -77,10 +77,23 @@ def test_eval_cli_auc_on_graded_labels_is_a_clear_error(tmp_path, tiny_bert, cap
     assert not (tmp_path / "r.json").exists()
 
 
-def test_eval_cli_needs_gold_labels(tmp_path, tiny_bert, capsys):
-    (tmp_path / "plain.tsv").write_text("a b\tc d\n")
-    assert cli.main(["eval", "--data", str(tmp_path / "plain.tsv"), "--model", str(tiny_bert)]) == 2
-    assert "plain.tsv: every pair needs a gold score" in capsys.readouterr().err
+@pytest.mark.parametrize("name, text, line, reason", [
+    ("header.tsv", "sentence1\tsentence2\tscore\na b\tc d\t3\n", 1,
+     "no gold score (a header line? a TSV file has none): a set to evaluate on needs a number in every line's third field"),
+    ("gap.tsv", "a b\tc d\t3\n\ne f\tg h\n", 3, "no gold score: a set to evaluate on needs a number in every line's third field"),
+    ("rows.csv", "sentence1,sentence2,score\na b,c d,3\ne f,g h,\n", 3,
+     "no gold score: a set to evaluate on needs a number in every row's score or label column"),
+    ("lines.jsonl", '{"sentence1": "a", "sentence2": "b", "label": 1}\n{"sentence1": "c", "sentence2": "d"}\n', 2,
+     'no gold score: a set to evaluate on needs a numeric "score" or "label" on every line'),
+])
+@pytest.mark.parametrize("command", ["eval --data SET", "train --dev SET --out RUN"])
+def test_a_set_without_gold_scores_names_the_first_line_without_one(tmp_path, tiny_bert, capsys, command, name, text,
+                                                                     line, reason):
+    (tmp_path / name).write_text(text)
+    argv = command.replace("SET", str(tmp_path / name)).replace("RUN", str(tmp_path / "run")).split()
+    assert cli.main(argv + ["--model", str(tiny_bert)]) == 2
+    assert capsys.readouterr().err == f"transenc: error: {tmp_path / name}:{line}: {reason}\n"
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("command", ["eval --data SET", "train --dev SET --out RUN"])

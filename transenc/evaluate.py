@@ -12,7 +12,7 @@ import numpy as np
 
 from transenc.errors import InputError, TransencError
 from transenc.pairset import PairSet, PairSetBuilder
-from transenc.readers import STANDARD_INPUT, Problems, is_stream, read_pairs, text_lines
+from transenc.readers import STANDARD_INPUT, PairReader, Problems, is_stream, pair_set, read_pairs, text_lines
 
 
 def spearman100(predicted: np.ndarray, gold: np.ndarray) -> float:
@@ -201,8 +201,18 @@ def _sick(path: Path) -> PairSet:
 
 
 def read_labeled(path: str | Path) -> PairSet:
-    """A pairs file in which every pair carries a gold score or 0/1 label."""
-    pairs = read_pairs(path)[0]
+    """A pairs file in which every pair carries a gold score or 0/1 label; else the error names the
+    first line without one (a header line, often: a TSV file has none)."""
+    reader = PairReader(path)
+    pairs = pair_set(reader)
     if pairs.labels is None:
-        raise InputError(path, 0, "every pair needs a gold score or 0/1 label (a third column) to evaluate on")
+        number = next(number for number, _, _, label in reader.numbered() if label is None)
+        fmt = reader.format()
+        header = " (a header line? a TSV file has none)" if number == 1 and fmt == "tsv" else ""
+        raise InputError(path, number, f"no gold score{header}: a set to evaluate on needs {_GOLD_HOLDER[fmt]}")
     return pairs
+
+
+_GOLD_HOLDER = {"tsv": "a number in every line's third field", "bars": "a number in every line's third field",
+                "csv": "a number in every row's score or label column", "jsonl": 'a numeric "score" or "label" on every line',
+                "sts": "a number in every line's score field"}

@@ -103,14 +103,14 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _valid_records(records, problems: "Problems") -> Iterator[tuple[str, str, float | None]]:
-    """The (a, b, label) of the parsed records that record_problem passes; the others go to problems."""
+def _valid_records(records, problems: "Problems") -> Iterator[tuple[int, str, str, float | None]]:
+    """The (line number, a, b, label) records that record_problem passes; the others go to problems."""
     for number, a, b, label in records:
         reason = record_problem(a, b, label)
         if reason:
             problems.bad(number, reason)
         else:
-            yield a, b, label
+            yield number, a, b, label
 
 
 class PairChunk(NamedTuple):
@@ -154,10 +154,19 @@ class PairReader:
             raise InputError(self.path, 0, "file is empty" if not problems.skipped else "no readable lines")
         return self.fmt or detect_format(self.path, first[1]), itertools.chain([first], lines)
 
+    def format(self) -> str:
+        """The format the passes read: the one given, or the one the file's first line shows."""
+        return self._lines(Problems(self.path, self.on_error))[0]
+
     def _no_pairs(self, problems: Problems) -> InputError:
         return InputError(self.path, 0, "no valid sentence pairs" if problems.skipped else "file holds no sentence pairs")
 
     def __iter__(self) -> Iterator[tuple[str, str, float | None]]:
+        for _, a, b, label in self.numbered():
+            yield a, b, label
+
+    def numbered(self) -> Iterator[tuple[int, str, str, float | None]]:
+        """(line number, sentence1, sentence2, label or None) of each valid pair, read by Python's parsers."""
         problems = Problems(self.path, self.on_error)
         fmt, lines = self._lines(problems)
         records = _csv_records(lines, problems) if fmt == "csv" else _line_records(_PARSERS[fmt], lines, problems)
@@ -174,7 +183,7 @@ class PairReader:
         """The pairs in chunks of chunk_pairs (the last one shorter), in input order. Sentences are
         interned into `table`, one for the whole file (ids that hold across chunks and passes), or,
         when None, into a new table per chunk (memory bounded by the chunk)."""
-        fmt, _ = self._lines(Problems(self.path, self.on_error))  # the empty-file errors
+        fmt = self.format()  # (the empty-file errors)
         chunker = _Chunker(chunk_pairs, table)
         if fmt not in SCANNED:
             yield from self._parsed(chunker)
@@ -300,14 +309,20 @@ def remove_spools() -> None:
 
 def read_pairs(path: str | Path, fmt: str | None = None, on_error: str = "raise") -> tuple[PairSet, int]:
     """Read a whole pairs file into a PairSet. Returns (pairs, number of skipped bad lines)."""
+    reader = PairReader(path, fmt, on_error)
+    return pair_set(reader), reader.skipped
+
+
+def pair_set(reader: PairReader) -> PairSet:
+    """A PairReader's pairs, read whole."""
     from transenc._C import SentenceTable
 
-    reader, table = PairReader(path, fmt, on_error), SentenceTable()
+    table = SentenceTable()
     chunks = list(reader.chunks(1 << 20, table))
     ids = np.concatenate([c.ids for c in chunks])
     labels = np.concatenate([c.labels for c in chunks])
     labeled = len(labels) and not np.isnan(labels).any()
-    return PairSet(table.texts(), ids, labels.astype(np.float32) if labeled else None), reader.skipped
+    return PairSet(table.texts(), ids, labels.astype(np.float32) if labeled else None)
 
 
 class _Chunker:
@@ -382,7 +397,7 @@ def _scanned(path: Path, fmt: str, problems: Problems, chunker: _Chunker) -> Ite
 def _read_deferred(fmt: str, number: int, text: str, problems: Problems, chunker: _Chunker) -> None:
     if not text.strip():
         return  # Unicode whitespace only: a blank line
-    for a, b, label in _valid_records(_line_records(_PARSERS[fmt], [(number, text)], problems), problems):
+    for _, a, b, label in _valid_records(_line_records(_PARSERS[fmt], [(number, text)], problems), problems):
         chunker.add_row(chunker.table.intern(a), chunker.table.intern(b), label)
 
 
