@@ -3,6 +3,7 @@
 not recorded, and the output is the bytes an unstopped run writes."""
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -201,3 +202,24 @@ def test_a_mine_to_standard_output_has_its_embeddings_in_tmpdir(tmp_path, tiny_b
     assert len(opened) == 1 and opened[0][0] == len(set(source.read_text().splitlines()))
     assert cli.main(argv + ["--out", str(tmp_path / "out.tsv")]) == 0  # kept beside it instead
     assert len(opened) == 1 and (tmp_path / "out.tsv").read_text() == mined
+
+
+def test_the_python_api_label_has_its_embeddings_in_tmpdir(tiny_bert, monkeypatch):
+    """transenc.label (labeling.bi_scores, as eval and training's labeling): the embeddings of the
+    unique sentences in a ScratchRows, scored as in memory."""
+    import transenc
+    from transenc import ops
+    from transenc.models import BiEncoder
+
+    opened, real = [], kept_rows.ScratchRows.open
+
+    def open_(self, shape, batches, device):
+        opened.append(shape)
+        return real(self, shape, batches, device)
+
+    monkeypatch.setattr(kept_rows.ScratchRows, "open", open_)
+    pairs = transenc.read_pairs(DEMO_PAIRS)
+    scores = transenc.label(pairs, model=str(tiny_bert), device="cpu", precision="fp32")
+    assert opened == [(len(pairs.sentences), 32)]
+    in_memory = BiEncoder.load(str(tiny_bert), "cpu", inference=True).encode(pairs.sentences, 128, "fp32")
+    assert np.array_equal(scores, ops.pair_cosine_indexed(in_memory, pairs.pairs).numpy())

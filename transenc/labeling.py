@@ -8,7 +8,7 @@ import numpy as np
 
 from transenc import distributed, ops
 from transenc.errors import TransencError
-from transenc.kept_rows import KeptRows
+from transenc.kept_rows import KeptRows, ScratchRows
 from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_device
 from transenc.pairset import PairSet
 from transenc.precision import check_precision, inference_precision
@@ -28,8 +28,10 @@ INT8_CROSS_BATCH = 32
 def bi_scores(encoder: BiEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = BI_BATCH,
               precision: str = "auto", show_progress: bool | None = None, group=None) -> np.ndarray:
     """Each unique sentence encoded once (by the group's ranks, each a share), then one fused cosine
-    pass over the pair indices."""
-    embeddings = encoder.encode(cache or pairs.sentences, batch_size, precision, show_progress, group)
+    pass over the pair indices. In one process on a CPU the embeddings are a file in TMPDIR, mapped
+    (ScratchRows), as `transenc label`'s are: they take none of the process's own memory."""
+    scratch = None if distributed.active(group) else ScratchRows()  # a rank runs a share of the batches
+    embeddings = encoder.encode(cache or pairs.sentences, batch_size, precision, show_progress, group, scratch)
     return ops.pair_cosine_indexed(embeddings, pairs.pairs).numpy()
 
 
