@@ -368,6 +368,10 @@ def test_label_under_python_u_into_a_pipe_closed_early_is_not_called_done(tmp_pa
     (["train", "--max-pairs", "0"], "--max-pairs must be a whole number of at least 1, got 0"),
     (["mine", "--sentences", "DEMO", "--k", "0"], "k (neighbours per sentence) must be a whole number of at least 1, got 0"),
     (["train", "--out", "FILE"], "--out FILE is a file; a run is written to a folder"),
+    (["train", "--out", "FILE/run"], "--out FILE/run: FILE is a file, not a folder"),
+    (["label", "--pairs", "DEMO", "--out", "FILE/a/scores.tsv"], "--out FILE/a/scores.tsv: FILE is a file, not a folder"),
+    (["mine", "--sentences", "DEMO", "--out", "FILE/mined.tsv"], "--out FILE/mined.tsv: FILE is a file, not a folder"),
+    (["eval", "--data", "DEMO", "--json", "FILE/r.json"], "--json FILE/r.json: FILE is a file, not a folder"),
     (["train", "--dev", "sts="], "sts=: a name but no file after the '='"),
     (["label", "--pairs", "DEMO", "--device", "tpu"], "--device tpu: not a device name (cpu, cuda, cuda:1, ...)"),
     (["train", "--device", "cuda:99"], "--device cuda:99: this machine has "),  # none, or fewer than 100
@@ -381,8 +385,8 @@ def test_bad_settings_exit_2_before_any_work(tmp_path, capsys, argv, message):
 
     (tmp_path / "file").write_text("not a folder")
     argv = [str(DEMO_PAIRS) if a == "DEMO" else a for a in argv]
-    argv += [] if "--out" in argv else ["--out", str(tmp_path / "out")]
-    argv = [str(tmp_path / "file") if a == "FILE" else a for a in argv]
+    argv += [] if "--out" in argv or argv[0] == "eval" else ["--out", str(tmp_path / "out")]
+    argv = [a.replace("FILE", str(tmp_path / "file")) for a in argv]
     assert run(argv) == 2
     assert f"transenc: error: {message.replace('FILE', str(tmp_path / 'file'))}" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["file"]

@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pairs read, scored and written at a time (default 65536): memory grows with the unique "
                         "sentences (bi), not with the pairs")
     p.add_argument("--resume", action="store_true",
-                   help="go on with a stopped run's --out (its complete chunks are kept) where the pairs file, "
-                        "model and settings are the same")
+                   help="go on with a stopped run's --out (its complete chunks, and in bi mode its embeddings, "
+                        "are kept) where the pairs file, model and settings are the same")
     _add_model_args(p)
 
     p = sub.add_parser("eval", help="Spearman x 100 on STS sets, or ROC AUC x 100 on 0/1-labeled pairs")

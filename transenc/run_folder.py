@@ -11,7 +11,7 @@ import numpy as np
 
 from transenc import distributed
 from transenc.errors import TransencError
-from transenc.writers import atomic_dir, atomic_open, free_space_warning, writing
+from transenc.writers import atomic_dir, atomic_open, check_output_parents, free_space_warning, writing
 
 STAGES = ("bi_label", "cross_train", "cross_label", "bi_train")
 # What a failed write of a run says to do: a stage is marked done only once its files are complete.
@@ -39,6 +39,7 @@ class Run:
         self.out = out
         if out.exists() and not out.is_dir():
             raise TransencError(f"--out {out} is a file; a run is written to a folder")
+        check_output_parents(out, "--out")
         self.state_path = out / "state.json"
         if self.state_path.is_file() and not resume:
             raise TransencError(f"{out} already holds a run; pass --resume to continue it or choose another --out")

@@ -35,9 +35,20 @@ def check_output_file(path: str | Path | None, flag: str, source: str | Path | N
         return
     if os.path.isdir(path):
         raise TransencError(f"{flag} {path} is a folder; name the file to write")
+    check_output_parents(path, flag)
     if source is not None and os.path.exists(path) and os.path.exists(source) and os.path.samefile(source, path):
         raise TransencError(f"{flag} {path} is the input file {source}; it would be replaced by the "
                             f"output: choose another {flag}")
+
+
+def check_output_parents(path: str | Path, flag: str) -> None:
+    """Refuse, before any work, an output under a file (`--out scores.tsv/x.tsv`): nothing can be
+    made there, and the system's words for it (File exists, Not a directory) would not say why."""
+    for parent in Path(path).parents:  # the nearest first: the first that exists decides
+        if parent.exists():
+            if not parent.is_dir():
+                raise TransencError(f"{flag} {path}: {parent} is a file, not a folder")
+            return
 
 
 def output_error(path: str | Path, err: BaseException, hint: str | None = None) -> OutputError | None:
