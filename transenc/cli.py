@@ -147,7 +147,8 @@ def cmd_label(args) -> None:
                                args.resume, Path(args.out), KEPT_WORK_HINT) if resumable \
             else contextlib.nullcontext(ScratchRows())
     # the disk writes one chunk while the next is scored; done(n) records the first n rows complete
-    with embeddings as kept, output as (f, written, done), background_writes(f) as write:
+    with _one_writer(args.out) if resumable else contextlib.nullcontext(), \
+            embeddings as kept, output as (f, written, done), background_writes(f) as write:
         if args.resume:
             print(f"transenc: resuming {args.out} after its first {written:,} scores" if written else
                   f"transenc: resuming {args.out}: the embeddings of {kept.rows_kept:,} sentences kept"
@@ -164,6 +165,16 @@ def cmd_label(args) -> None:
     ran = f"{args.mode}-encoder, {precision} on {device}"
     print(f"transenc: wrote {written} scores to {args.out} ({ran})" if args.out else f"transenc: scored {written} pairs ({ran})",
           file=sys.stderr)
+
+
+def _one_writer(out: str):
+    """label's or mine's --out claimed (transenc.claims) before the work it keeps for --resume is
+    touched, by the lock file .OUT.partial.lock beside it."""
+    from transenc.claims import claimed
+    from transenc.writers import partial_path
+
+    return claimed(partial_path(out, ".lock"), f"{out}: another transenc is writing it now; let that one end "
+                                               "(or stop it), or choose another --out")
 
 
 def _label_settings(args, chunk_pairs: int, precision: str) -> dict:
@@ -232,7 +243,7 @@ def cmd_mine(args) -> None:
         from transenc.mine_checkpoint import mine_checkpoint
 
         kept = mine_checkpoint(args.out, settings, args.resume)
-    with kept as checkpoint:
+    with _one_writer(args.out) if resumable else contextlib.nullcontext(), kept as checkpoint:
         if args.resume:
             print(f"transenc: resuming {args.out}: the embeddings of {checkpoint.embeddings.rows_kept:,} sentences "
                   f"and the neighbours of {checkpoint.rows:,} kept" if checkpoint.resumed else

@@ -14,6 +14,7 @@ transenc.export.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import sys
@@ -27,6 +28,7 @@ import torch
 
 from transenc import distributed, export, lengths, selection
 from transenc.bundled import DEMO_DEV, DEMO_PAIRS
+from transenc.claims import claimed
 from transenc.dev_scores import DevScores, check_name, taught
 from transenc.errors import TransencError
 from transenc.evaluate import labeled_sets
@@ -141,6 +143,12 @@ class Trainer:
 
     # ---- the loop --------------------------------------------------------------------------
     def train(self) -> None:
+        busy = (f"{self.run.out}: another transenc is training in this folder now; let that one end (or stop it), "
+                "then --resume, or choose another --out")
+        with claimed(self.run.out, busy) if distributed.is_main() else contextlib.nullcontext():
+            self._train()
+
+    def _train(self) -> None:
         self.lengths = self.choose_lengths()
         check_free_space(self.run.out, self.models, self.config.cycles)
         self.start = [self.simcse(k) for k in range(len(self.models))] if self.config.simcse else list(self.models)
