@@ -22,7 +22,7 @@ LAYERS = [
     ["labeling", "mining", "mine_checkpoint", "evaluate", "report", "dev_scores", "selection", "train_config",
      "model_card"],
     ["models", "kept_rows", "fit", "distributed", "quantize", "bert", "recipes", "run_folder"],
-    ["ops", "packing", "readers", "writers"],
+    ["ops", "packing", "readers", "writers", "claims"],
     ["pairset", "tokens", "wordpiece", "errors", "precision", "progress", "bundled", "reference", "lengths"],
     # The engine, below everything: the C++ extension and the Triton kernels, which import nothing
     # from transenc but their own package's helpers (kernels/__init__.py, the last layer).

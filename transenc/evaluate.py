@@ -214,5 +214,5 @@ def read_labeled(path: str | Path) -> PairSet:
 
 
 _GOLD_HOLDER = {"tsv": "a number in every line's third field", "bars": "a number in every line's third field",
-                "csv": "a number in every row's score or label column", "jsonl": 'a numeric "score" or "label" on every line',
-                "sts": "a number in every line's score field"}
+                "csv": "a number in every row's score or label column",
+                "jsonl": 'a numeric "score" or "label" on every line', "sts": "a number in every line's score field"}
