@@ -1,7 +1,7 @@
 """A huge pairs file through `transenc label` in bounded memory, beside what bounds it (the disk
 writing the output alone, the engine's scanner reading the file); and a file of unique sentences,
-whose embeddings live in a file (beside --out, or in TMPDIR), beside sentence-transformers holding
-them in memory.
+whose embeddings live in a file (beside --out, or in TMPDIR; in TMPDIR for the Python API's
+transenc.label too), beside sentence-transformers holding them in memory.
 Fills label-stream-<cpu>.md.
 
     python -m pytest bench/test_bench_label_stream.py -q -s      # on an idle machine
@@ -35,6 +35,10 @@ _ST = ("import sys, numpy, torch; from sentence_transformers import SentenceTran
        "e = SentenceTransformer(sys.argv[2], device='cpu').encode(list(index), batch_size=128, convert_to_tensor=True, "
        "normalize_embeddings=True); ids = torch.tensor([[index[a], index[b]] for a, b in pairs]); "
        "numpy.save(sys.argv[3], (e[ids[:, 0]] * e[ids[:, 1]]).sum(1).numpy())")
+
+# the Python API, as a notebook would call it
+_API = ("import sys, numpy, transenc; "
+        "numpy.save(sys.argv[3], transenc.label(sys.argv[1], model=sys.argv[2], device='cpu', precision='fp32'))")
 
 
 def table_rows(measured: dict) -> list[list]:
@@ -160,6 +164,8 @@ def test_unique_sentences_in_bounded_memory(benchmark, table, tmp_path):
     base = own_memory_peak(ours(small), tmp_path / "small.log")
     to_file = w.timed(benchmark, own_memory_peak, ours(pairs, "--out", str(tmp_path / "ours.npy")), tmp_path / "ours.log")
     to_stdout = own_memory_peak(ours(pairs), tmp_path / "stdout.log")
+    api = own_memory_peak([sys.executable, "-c", _API, str(pairs), str(model), str(tmp_path / "api.npy")],
+                          tmp_path / "api.log")
     anchor = own_memory_peak(theirs, tmp_path / "theirs.log")
     agree = float(np.abs(np.load(tmp_path / "ours.npy") - np.load(tmp_path / "theirs.npy")).max())
     n, embeddings_mib = UNIQUE_PAIRS, 2 * UNIQUE_PAIRS * 384 * 4 / 2**20
@@ -167,13 +173,14 @@ def test_unique_sentences_in_bounded_memory(benchmark, table, tmp_path):
         "`transenc label`, 1,000 pairs of unique sentences, to standard output (process)": (1000, *base),
         f"`transenc label --out F.npy`, {n:,} pairs of unique sentences (process)": (n, *to_file),
         "the same, to standard output (the embeddings in TMPDIR)": (n, *to_stdout),
+        "`transenc.label(F)` in Python, returning the scores (the embeddings in TMPDIR)": (n, *api),
         "anchor: sentence-transformers `encode` + cosine, in memory (process)": (n, *anchor)})
     table.note(f"unique sentences: {2 * n:,} sentences, each in one pair; MiniLM's shape (384 dimensions) with one "
                f"layer of random weights, fp32; the embeddings alone take {embeddings_mib:,.0f} MiB; scores within "
                f"{agree:.1e} of the anchor's")
     table.note("own memory: RssAnon, the process's pages that no file backs; RSS counts the mapped file's pages too, "
                "which the kernel writes back and frees when memory is short")
-    assert agree < 1e-4
+    assert agree < 1e-4 and np.array_equal(np.load(tmp_path / "api.npy"), np.load(tmp_path / "ours.npy"))
     if embeddings_mib >= 500:  # smaller, the fixed costs outweigh the embeddings and this says nothing
-        for run in (to_file, to_stdout):  # the embeddings are not in its own memory
+        for run in (to_file, to_stdout, api):  # the embeddings are not in its own memory
             assert run[2] - base[2] < embeddings_mib
