@@ -173,11 +173,12 @@ def test_mine_output_feeds_label_unchanged(tmp_path, tiny_bert):
     assert np.allclose([float(r[2]) for r in scored], [float(r[2]) for r in mined], atol=1e-5)
 
 
-def test_sigterm_unwinds_as_ctrl_c_does(tmp_path, tiny_bert, monkeypatch, capsys):
-    """`kill` (SIGTERM) mid-label: exit 143 and one line, and neither the output's temporary file nor
-    the spooled standard input is left behind, as Python's default (ending on the spot) left them."""
+@pytest.mark.parametrize("name, code", [("SIGTERM", 143), ("SIGHUP", 129)])
+def test_a_stop_signal_unwinds_as_ctrl_c_does(name, code, tmp_path, tiny_bert, monkeypatch, capsys):
+    """`kill` (SIGTERM), or the terminal closing (SIGHUP), mid-label: exit 128 + the signal and one
+    line, and neither the output's temporary file nor the spooled standard input is left behind, as
+    Python's default (ending on the spot) left them."""
     import io
-    import os
     import signal
     import tempfile
 
@@ -192,15 +193,38 @@ def test_sigterm_unwinds_as_ctrl_c_does(tmp_path, tiny_bert, monkeypatch, capsys
     real = writers.score_rows
 
     def killed(*args):
-        os.kill(os.getpid(), signal.SIGTERM)  # as `kill PID` does, while the first chunk is written
+        os.kill(os.getpid(), getattr(signal, name))  # as `kill PID` does, while the first chunk is written
         return real(*args)
 
     monkeypatch.setattr(writers, "score_rows", killed)
-    before = signal.getsignal(signal.SIGTERM)
-    assert run(["label", "--pairs", "-", "--out", str(out / "scores.tsv"), "--model", str(tiny_bert)]) == 143
-    assert capsys.readouterr().err.endswith("transenc: stopped (SIGTERM)\n")
+    before = signal.getsignal(getattr(signal, name))
+    assert run(["label", "--pairs", "-", "--out", str(out / "scores.tsv"), "--model", str(tiny_bert)]) == code
+    assert capsys.readouterr().err.endswith(f"transenc: stopped ({name})\n")
     assert list(out.iterdir()) == [] and list(spools.iterdir()) == []
-    assert signal.getsignal(signal.SIGTERM) == before  # the command's handler is gone with it
+    assert signal.getsignal(getattr(signal, name)) == before  # the command's handler is gone with it
+
+
+def test_under_nohup_sighup_stays_ignored(tmp_path, tiny_bert, monkeypatch):
+    """`nohup transenc ...` ignores SIGHUP so that the run outlives the terminal: the command must
+    not catch it and stop."""
+    import signal
+
+    from transenc import writers
+    from transenc.bundled import DEMO_PAIRS
+
+    during, real = [], writers.score_rows
+
+    def writing(*args):
+        during.append(signal.getsignal(signal.SIGHUP))
+        return real(*args)
+
+    monkeypatch.setattr(writers, "score_rows", writing)
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert run(["label", "--pairs", str(DEMO_PAIRS), "--out", str(tmp_path / "s.tsv"), "--model", str(tiny_bert)]) == 0
+        assert during == [signal.SIG_IGN] and signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def test_standard_input_and_pipes_read_as_files_do(tmp_path, tiny_bert, monkeypatch, capsys):

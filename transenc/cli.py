@@ -297,20 +297,35 @@ COMMANDS = {"label": cmd_label, "eval": cmd_eval, "mine": cmd_mine, "train": cmd
             "data": cmd_data}
 
 
-class Terminated(BaseException):
-    """SIGTERM, the way `kill` and job schedulers stop a process. Python's default would end the
-    process on the spot, leaving temporary files beside the outputs and spooled input in TMPDIR; as
-    an exception it unwinds as Ctrl-C does, and the work a --resume takes up is kept as always."""
+# Signals that stop a run: SIGTERM (`kill`, job schedulers) and SIGHUP (the terminal or SSH session closed).
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
+class Stopped(BaseException):
+    """A stop signal (STOP_SIGNALS). Python's default would end the process on the spot, leaving
+    temporary files beside the outputs and spooled input in TMPDIR; as an exception it unwinds as
+    Ctrl-C does, and the work a --resume takes up is kept as always."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum, frame):
+    raise Stopped(signum)
+
+
+def _catch_stop_signals() -> dict:
+    """_raise_stopped for each stop signal left at its default: one the parent ignores stays ignored
+    (`nohup` ignores SIGHUP, so that the run outlives the terminal). Returns the handlers it replaced."""
+    return {signum: signal.signal(signum, _raise_stopped) for signum in STOP_SIGNALS
+            if signal.getsignal(signum) == signal.SIG_DFL}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()  # (signal handlers live there alone)
-    default_sigterm = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
+    replaced = _catch_stop_signals() if in_main_thread else {}
     try:
         COMMANDS[args.command](args)
         if args.command in ("label", "train"):
@@ -323,9 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("transenc: interrupted", file=sys.stderr)
         return 130
-    except Terminated:
-        print("transenc: stopped (SIGTERM)", file=sys.stderr)
-        return 128 + signal.SIGTERM
+    except Stopped as e:
+        print(f"transenc: stopped ({signal.Signals(e.signum).name})", file=sys.stderr)
+        return 128 + e.signum
     except BrokenPipeError:  # stdout's reader left (`transenc label ... | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the closing flush has somewhere to go
         return 141  # 128 + SIGPIPE, a shell's code for a writer whose pipe closed
@@ -336,8 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if "transenc.readers" in sys.modules:  # a command that read pairs from a stream: its spool goes
             sys.modules["transenc.readers"].remove_spools()
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, default_sigterm)
+        for signum, handler in replaced.items():
+            signal.signal(signum, handler)
     return 0
 
 
