@@ -217,6 +217,26 @@ def test_cache_built_block_by_block_holds_every_sentence_in_order(monkeypatch):
     assert len(empty) == 0 and empty.ids.dtype == np.int32 and empty.offsets.tolist() == [0]
 
 
+def test_long_texts_are_tokenized_in_blocks_of_characters(monkeypatch):
+    """Texts long as documents: a block holds at most TOKENIZE_BLOCK_CHARS characters (one text at
+    least, however long), and the ids are the same as in any other blocks."""
+    import transenc.tokens
+
+    tok = bert_tokenizer()
+    sentences = ["word " * n + f"number {i}" for i, n in enumerate([1, 30, 2, 2, 60, 1, 1, 1, 2, 45])]
+    whole = TokenCache(tok, sentences)
+    monkeypatch.setattr(transenc.tokens, "TOKENIZE_BLOCK_CHARS", 100)
+    blocks = list(transenc.tokens._blocks(sentences))
+    assert blocks[0][0] == 0 and blocks[-1][1] == len(sentences)
+    assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))  # in order, none left out
+    lengths = [sum(len(s) for s in sentences[a:b]) for a, b in blocks]
+    assert all(n <= 100 or b - a == 1 for n, (a, b) in zip(lengths, blocks))  # a long one alone
+    assert all(n + len(sentences[b]) > 100 for n, (a, b) in zip(lengths, blocks[:-1]))  # each as full as fits
+    assert (1, 2) in blocks and (4, 5) in blocks  # the texts of 150 and 300 characters, each alone
+    blocked = TokenCache(tok, sentences)
+    assert np.array_equal(blocked.ids, whole.ids) and np.array_equal(blocked.offsets, whole.offsets)
+
+
 def test_bad_arguments_fail_loudly():
     tok = bert_tokenizer()
     cache = TokenCache(tok, ["a b c", "d e"])
