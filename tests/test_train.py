@@ -421,3 +421,26 @@ def test_the_bi_encoders_teacher_is_scored_on_the_dev_pairs(tmp_path, tiny_bert,
     assert teacher == pytest.approx(expected, abs=1e-6)
     assert f"(taught by {expected:.2f})" in capsys.readouterr().err
     assert "teacher of the bi-encoder (its targets)" in (out / "report.html").read_text()
+
+
+def test_a_resume_whose_pairs_or_dev_files_changed_is_refused_naming_them(tmp_path, tiny_bert, pairs_64):
+    """Same names, other content: the stopped run's labels and cached dev scores belong to other
+    rows, so the resume is refused, naming what changed. A run recorded before the content was
+    (no "content" in its state) is taken up as before."""
+    pairs, dev = pairs_64
+    out = tmp_path / "run"
+    finished = train(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1))
+    lines = pairs.read_text().splitlines()
+    pairs.write_text("\n".join([lines[1], lines[0], *lines[2:]]) + "\n")  # as many pairs, two swapped
+    with pytest.raises(TransencError, match=r"other settings \(what pairs holds\)"):
+        train(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1, resume=True))
+    pairs.write_text("\n".join(lines) + "\n")
+    graded = dev.read_text().splitlines()
+    dev.write_text("\n".join([graded[0].rsplit("\t", 1)[0] + "\t4.5", *graded[1:]]) + "\n")  # one gold score
+    with pytest.raises(TransencError, match=r"other settings \(what dev dev holds\)"):
+        train(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1, resume=True))
+    dev.write_text("\n".join(graded) + "\n")
+    state = json.loads((out / "state.json").read_text())
+    del state["config"]["content"]
+    (out / "state.json").write_text(json.dumps(state))
+    assert train(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1, resume=True)).metrics == finished.metrics

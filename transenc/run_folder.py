@@ -32,6 +32,20 @@ def _read_state(path: Path) -> dict:
     return state
 
 
+def _changed(recorded: dict, config: dict) -> list[str]:
+    """The settings in which a resumed run differs from the recorded one, `cycles` apart (it may grow);
+    of "content", the files whose content changed. A run recorded before content was recorded is
+    taken up as it was."""
+    changed = []
+    for key in sorted((set(recorded) | set(config)) - {"cycles"}):
+        was, now = recorded.get(key), config.get(key)
+        if key == "content" and isinstance(was, dict) and isinstance(now, dict):
+            changed += [f"what {name} holds" for name in sorted(set(was) | set(now)) if was.get(name) != now.get(name)]
+        elif was != now and not (key == "content" and was is None):
+            changed.append(key)
+    return changed
+
+
 class Run:
     """The state of one training run folder: finished stages, metrics, model paths."""
 
@@ -49,8 +63,10 @@ class Run:
             # A run may be resumed with more cycles (continue a finished run), never with fewer.
             if recorded.get("cycles", 0) > config.get("cycles", 0):
                 raise TransencError(f"{out} holds a run of {recorded['cycles']} cycles; --resume takes that many or more")
-            if {**recorded, "cycles": None} != {**config, "cycles": None}:
-                raise TransencError(f"{out} holds a run with other settings; --resume needs the same arguments")
+            changed = _changed(recorded, config)
+            if changed:
+                raise TransencError(f"{out} holds a run with other settings ({', '.join(changed)}); --resume needs "
+                                    "the same arguments, and files that hold what they held")
             recorded["cycles"] = config.get("cycles")
         else:
             with writing(out, RESUME_HINT):

@@ -60,8 +60,11 @@ def _stats(labels: np.ndarray) -> dict:
 
 
 def _digest(pairs: PairSet) -> str:
+    """sha1 of the sentences, the pairs and their gold labels."""
     h = hashlib.sha1(json.dumps(pairs.sentences).encode())
     h.update(np.ascontiguousarray(pairs.pairs).tobytes())
+    if pairs.labels is not None:
+        h.update(np.ascontiguousarray(pairs.labels).tobytes())
     return h.hexdigest()
 
 
@@ -92,11 +95,15 @@ class Trainer:
         self.teachers = [str(resolve_model(t)) for t in config.teachers]
         for model in self.models:
             lengths.check_asked(config.max_length, Path(model))
+        test = labeled_sets(config.test)
         record = config.record() | {"models": self.models, "teachers": self.teachers}
         record["pairs"] = "sha1:" + _digest(config.pairs) if isinstance(config.pairs, PairSet) else config.pairs
+        # What the files held, not only their names: a resumed run whose pairs or dev sets changed in
+        # the meantime would take up labels and dev scores of other rows.
+        record["content"] = {"pairs": _digest(self.pairs), **{f"{split} {name}": _digest(pairs)
+                             for split, sets in (("dev", dev), ("test", test)) for name, (pairs, _) in sets.items()}}
         self.run = Run(Path(config.out), record, config.resume)
-        self.scored = DevScores(dev, labeled_sets(config.test), self.score, self.run.out / "scores",
-                                self.label_precision)
+        self.scored = DevScores(dev, test, self.score, self.run.out / "scores", self.label_precision)
         distributed.barrier()  # every rank has read the state before rank 0 writes it
         # With at least K ranks (a multiple of K), the K models train at once, each on its own ranks.
         self.split = distributed.split(len(self.models))
