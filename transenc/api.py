@@ -81,7 +81,6 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
     require_count("batch_size", batch_size)
     if isinstance(sentences, (str, Path)):
         sentences = read_sentences(sentences)  # a bad file stops here, before torch loads
-    from transenc.kept_rows import ScratchRows
     from transenc.mining import mine_pairs
     from transenc.models import BiEncoder, resolve_device
     from transenc.precision import check_precision
@@ -90,9 +89,9 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
     sentences = list(dict.fromkeys(sentences))  # unique, first-seen order
     if len(sentences) < 2:
         raise TransencError(f"mining needs at least two different sentences; got {len(sentences)}")
-    # the embeddings out of the process's memory (on a CPU): in the checkpoint, else in TMPDIR
-    kept = checkpoint.embeddings if checkpoint else ScratchRows()
-    embeddings = kept.complete(len(sentences))
+    # on a CPU the embeddings are out of the process's memory: in the checkpoint, else in TMPDIR (encode)
+    kept = checkpoint.embeddings if checkpoint else None
+    embeddings = kept.complete(len(sentences)) if kept else None
     if embeddings is None:
         encoder = BiEncoder.load(model, device, inference=True)
         embeddings = encoder.encode(sentences, batch_size=batch_size or 128, precision=precision, kept=kept)

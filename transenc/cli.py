@@ -120,7 +120,7 @@ def cmd_label(args) -> None:
     pool.shutdown(wait=False)  # the pass runs on; its thread ends with it
 
     from transenc import distributed
-    from transenc.kept_rows import ScratchRows, kept_rows
+    from transenc.kept_rows import kept_rows
     from transenc.labeling import load_scorer, stream_scores
     from transenc.models import resolve_device
     from transenc.precision import inference_precision
@@ -140,12 +140,10 @@ def cmd_label(args) -> None:
     resumable = settings is not None and args.out and not written_in_place(Path(args.out))
     output = resumable_open(args.out, settings, args.resume, KEPT_WORK_HINT)
     # bi: the embeddings, encoded before any row is written, are kept as they come (one process;
-    # the chunks' size does not change them), else held in TMPDIR, out of the process's memory
-    embeddings = contextlib.nullcontext()
-    if args.mode == "bi" and not distributed.active():
-        embeddings = kept_rows(partial_path(args.out, ".embeddings.npy"), {**settings, "chunk_pairs": None},
-                               args.resume, Path(args.out), KEPT_WORK_HINT) if resumable \
-            else contextlib.nullcontext(ScratchRows())
+    # the chunks' size does not change them); else encode holds them in TMPDIR, out of memory
+    embeddings = kept_rows(partial_path(args.out, ".embeddings.npy"), {**settings, "chunk_pairs": None},
+                           args.resume, Path(args.out), KEPT_WORK_HINT) \
+        if args.mode == "bi" and not distributed.active() and resumable else contextlib.nullcontext()
     # the disk writes one chunk while the next is scored; done(n) records the first n rows complete
     with _one_writer(args.out) if resumable else contextlib.nullcontext(), \
             embeddings as kept, output as (f, written, done), background_writes(f) as write:

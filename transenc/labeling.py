@@ -8,7 +8,7 @@ import numpy as np
 
 from transenc import distributed, ops
 from transenc.errors import TransencError
-from transenc.kept_rows import KeptRows, ScratchRows
+from transenc.kept_rows import KeptRows
 from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_device
 from transenc.pairset import PairSet
 from transenc.precision import check_precision, inference_precision
@@ -28,10 +28,9 @@ INT8_CROSS_BATCH = 32
 def bi_scores(encoder: BiEncoder, pairs: PairSet, cache: TokenCache | None = None, batch_size: int = BI_BATCH,
               precision: str = "auto", show_progress: bool | None = None, group=None) -> np.ndarray:
     """Each unique sentence encoded once (by the group's ranks, each a share), then one fused cosine
-    pass over the pair indices. In one process on a CPU the embeddings are a file in TMPDIR, mapped
-    (ScratchRows), as `transenc label`'s are: they take none of the process's own memory."""
-    scratch = None if distributed.active(group) else ScratchRows()  # a rank runs a share of the batches
-    embeddings = encoder.encode(cache or pairs.sentences, batch_size, precision, show_progress, group, scratch)
+    pass over the pair indices (in one process on a CPU the embeddings are a file in TMPDIR: encode's
+    ScratchRows)."""
+    embeddings = encoder.encode(cache or pairs.sentences, batch_size, precision, show_progress, group)
     return ops.pair_cosine_indexed(embeddings, pairs.pairs).numpy()
 
 
@@ -79,8 +78,8 @@ def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_p
     pairs (cross); only the group's rank 0 gets chunks to write. `first_pass`: a future of
     reader.first_pass (with the sentences in bi mode), started while the model loads. `skip`: the
     first pairs, whole chunks of them (a resumed output's), are read but neither scored nor yielded.
-    `kept` (bi, one process): where the embeddings go as they are encoded (transenc.kept_rows: a
-    KeptRows, whose stopped run's are taken up, or a ScratchRows).
+    `kept` (bi, one process): a KeptRows, where the embeddings are kept as they are encoded and a
+    stopped run's are taken up (transenc.kept_rows); else encode's ScratchRows.
     """
     if isinstance(encoder, BiEncoder):
         _, table, chunks = first_pass.result() if first_pass else reader.first_pass(chunk_pairs, sentences=True)

@@ -14,7 +14,7 @@ import torch
 
 from transenc import distributed
 from transenc.errors import ModelError, TransencError
-from transenc.kept_rows import KeptRows
+from transenc.kept_rows import KeptRows, ScratchRows
 from transenc.lengths import own_length
 from transenc.packing import Batch, pack_pairs, pack_sentences, padded_to_multiples, to_device
 from transenc.precision import autocast, inference_precision
@@ -145,6 +145,11 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+
+def _sharded(group) -> bool:
+    """Whether a pass runs shared out over the ranks of `group` (None: whole, in this process)."""
+    return group is not None and distributed.active(group)
+
 class _Encoder:
     """What both encoders share: a device, a tokenizer, a max length and batched inference."""
 
@@ -247,7 +252,7 @@ class _Encoder:
         gathered on every rank. `kept` (one process): where the rows go as they are done
         (transenc.kept_rows: a KeptRows, which takes up a stopped pass's, or a ScratchRows).
         """
-        sharded = group is not None and distributed.active(group)
+        sharded = _sharded(group)
         if sharded and kept is not None:
             raise ValueError("kept rows are one process's: a rank runs a share of the batches")
         if sharded:
@@ -334,9 +339,12 @@ class BiEncoder(_Encoder):
     def encode(self, sentences: Sequence[str] | TokenCache, batch_size: int = 128, precision: str = "auto",
                show_progress: bool | None = None, group=None, kept: KeptRows | None = None) -> torch.Tensor:
         """float32 [n, d] embeddings on the CPU, row i for sentence i (not normalised).
-        With a process group, its ranks share the work; `kept` holds them in a file (see _run)."""
+        With a process group, its ranks share the work; `kept` holds them in a file (see _run). In
+        one process, without `kept`, they are a ScratchRows: on a CPU a file in TMPDIR, mapped, out of
+        the process's own memory (a million sentences at 384 dimensions take 1.5 GB)."""
         cache = self._cache(sentences)
         ids = np.arange(len(cache), dtype=np.int32)
+        kept = kept if kept is not None or _sharded(group) else ScratchRows()
         return self._run(self.batches(cache, ids, batch_size), self.embed, len(cache), (self.dimension,), precision,
                          "encode", show_progress, group, kept)
 
