@@ -70,25 +70,6 @@ def label_peak(pairs, out=None):
     return time.perf_counter() - start, int(done.stdout) / 1024
 
 
-def own_memory_peak(command: list, log) -> tuple[float, float, float]:
-    """(seconds, peak RSS, peak own memory) of a process, in MiB, sampled every 20 ms from
-    /proc/PID/status. Own memory is RssAnon: the pages of a file the process maps are not counted, as
-    the kernel writes them back and frees them when memory is short, before a memory limit kills."""
-    start, peaks = time.perf_counter(), [0, 0]
-    with open(log, "w") as err:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
-        status = f"/proc/{process.pid}/status"
-        while process.poll() is None:
-            try:
-                fields = dict(line.split(":", 1) for line in open(status))
-                peaks = [max(p, int(fields[k].split()[0]) / 1024) for p, k in zip(peaks, ("VmRSS", "RssAnon"))]
-            except (OSError, KeyError, ValueError):
-                pass  # between its start and its end
-            time.sleep(0.02)
-    assert process.returncode == 0, open(log).read()[-2000:]
-    return time.perf_counter() - start, *peaks
-
-
 def unique_pairs_model(path):
     """all-MiniLM-L6-v2's shape (384 dimensions, its tokenizer) with one layer of random weights: the
     embeddings take as much room as MiniLM's, and the encoding is quicker."""
@@ -161,12 +142,13 @@ def test_unique_sentences_in_bounded_memory(benchmark, table, tmp_path):
                 "cpu", "--precision", "fp32", *out]
 
     theirs = [sys.executable, "-c", _ST, str(pairs), str(model), str(tmp_path / "theirs.npy")]
-    base = own_memory_peak(ours(small), tmp_path / "small.log")
-    to_file = w.timed(benchmark, own_memory_peak, ours(pairs, "--out", str(tmp_path / "ours.npy")), tmp_path / "ours.log")
-    to_stdout = own_memory_peak(ours(pairs), tmp_path / "stdout.log")
-    api = own_memory_peak([sys.executable, "-c", _API, str(pairs), str(model), str(tmp_path / "api.npy")],
+    base = w.own_memory_peak(ours(small), tmp_path / "small.log")
+    to_file = w.timed(benchmark, w.own_memory_peak, ours(pairs, "--out", str(tmp_path / "ours.npy")),
+                      tmp_path / "ours.log")
+    to_stdout = w.own_memory_peak(ours(pairs), tmp_path / "stdout.log")
+    api = w.own_memory_peak([sys.executable, "-c", _API, str(pairs), str(model), str(tmp_path / "api.npy")],
                           tmp_path / "api.log")
-    anchor = own_memory_peak(theirs, tmp_path / "theirs.log")
+    anchor = w.own_memory_peak(theirs, tmp_path / "theirs.log")
     agree = float(np.abs(np.load(tmp_path / "ours.npy") - np.load(tmp_path / "theirs.npy")).max())
     n, embeddings_mib = UNIQUE_PAIRS, 2 * UNIQUE_PAIRS * 384 * 4 / 2**20
     table.measured.update({

@@ -3,6 +3,7 @@ the reference recipe's shapes."""
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -31,6 +32,25 @@ def seconds(call) -> float:
     start = time.perf_counter()
     call()
     return time.perf_counter() - start
+
+
+def own_memory_peak(command: list, log) -> tuple[float, float, float]:
+    """(seconds, peak RSS, peak own memory) of a process, in MiB, sampled every 20 ms from
+    /proc/PID/status. Own memory is RssAnon: the pages of a file the process maps are not counted, as
+    the kernel writes them back and frees them when memory is short, before a memory limit kills."""
+    start, peaks = time.perf_counter(), [0, 0]
+    with open(log, "w") as err:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+        status = f"/proc/{process.pid}/status"
+        while process.poll() is None:
+            try:
+                fields = dict(line.split(":", 1) for line in open(status))
+                peaks = [max(p, int(fields[k].split()[0]) / 1024) for p, k in zip(peaks, ("VmRSS", "RssAnon"))]
+            except (OSError, KeyError, ValueError):
+                pass  # between its start and its end
+            time.sleep(0.02)
+    assert process.returncode == 0, open(log).read()[-2000:]
+    return time.perf_counter() - start, *peaks
 
 
 def sync() -> None:

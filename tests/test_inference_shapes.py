@@ -1,11 +1,15 @@
-"""Inference batches padded to a device's few shapes (models.INFERENCE_MULTIPLES, used on CUDA)
-give the scores of the packer's own batches, row for row. Run on the CPU by giving it CUDA's multiples."""
+"""Inference batches' shapes: padded to a device's few shapes (models.INFERENCE_MULTIPLES, used on
+CUDA) they give the scores of the packer's own batches, row for row (run on the CPU by giving it
+CUDA's multiples); on a CPU they hold at most models.CPU_BATCH_TOKENS."""
 import numpy as np
 import torch
 
 from test_fit import pairs_of_mixed_lengths
 from transenc import models
+from transenc.bundled import DEMO_PAIRS
+from transenc.cli import build_parser
 from transenc.models import BiEncoder, CrossEncoder
+from transenc.pairset import PairSetBuilder
 
 
 def assert_few_shapes(batches, max_length):
@@ -30,3 +34,43 @@ def test_padded_inference_batches_give_the_same_scores(tiny_bert, monkeypatch):
                                packed_embeddings, atol=1e-5, rtol=0)
     np.testing.assert_allclose(cross.predict(corpus.sentences, corpus.pairs, batch_size=16, precision="fp32",
                                              show_progress=False), packed_scores, atol=1e-5, rtol=0)
+
+
+def texts_of(words: int, n: int, rng) -> list[str]:
+    corpus = DEMO_PAIRS.read_text().split()
+    return [" ".join(corpus[(s := rng.integers(0, len(corpus) - words)):s + words]) for _ in range(n)]
+
+
+def test_on_a_cpu_a_batch_of_long_rows_holds_at_most_cpu_batch_tokens(tiny_bert, monkeypatch):
+    rng = np.random.default_rng(5)
+    long_texts, short_texts = texts_of(200, 300, rng), texts_of(3, 300, rng)
+    bi, cross = BiEncoder.load(tiny_bert, "cpu", "mean", 128), CrossEncoder.load(tiny_bert, "cpu", 128)
+    builder = PairSetBuilder()
+    for a, b in zip(long_texts[::2], long_texts[1::2]):
+        builder.add(a, b)
+    long_pairs = builder.build()
+
+    def shapes(batches):
+        return [tuple(b.input_ids.shape) for b in batches]
+
+    def sentence_batches(texts, batch_size=128):
+        cache = bi.token_cache(texts)
+        return shapes(bi.batches(cache, np.arange(len(cache), dtype=np.int32), batch_size))
+
+    def pair_batches():
+        return shapes(cross.batches(cross.token_cache(long_pairs.sentences), long_pairs.pairs, 64))
+
+    for batches in (sentence_batches(long_texts), pair_batches()):  # 128 (64) rows of 128 tokens, capped
+        assert all(width == 128 for _, width in batches)
+        assert max(rows * width for rows, width in batches) == models.CPU_BATCH_TOKENS
+    short = sentence_batches(short_texts)  # a few tokens a row: 128 rows fit the cap, batched as without it
+    monkeypatch.setattr(models, "CPU_BATCH_TOKENS", 10**9)
+    assert sentence_batches(short_texts) == short and sentence_batches(long_texts)[0] == (128, 128)
+    monkeypatch.undo()
+
+    for encoder in (bi, cross):  # on a GPU, rows alone size them (padded to its multiples)
+        monkeypatch.setattr(encoder, "device", torch.device("cuda"))
+    assert {rows for rows, _ in sentence_batches(long_texts)} == {128, 64}
+    assert {rows for rows, _ in pair_batches()} == {64, 32}
+    assert f"{models.CPU_BATCH_TOKENS:,} tokens" in " ".join(build_parser()._subparsers._group_actions[0]
+                                                           .choices["label"].format_help().split())

@@ -35,7 +35,8 @@ MODE_HELP = ("bi: the cosine of a bi-encoder's two embeddings (default); cross: 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="model directory or hub name (default: all-MiniLM-L6-v2)")
     p.add_argument("--batch-size", type=_positive, default=None,
-                   help="rows per batch, on average; batches are length-sorted (default: 128 bi, 64 cross, 32 cross in int8)")
+                   help="rows per batch, on average; batches are length-sorted and on a CPU hold at most 2,048 tokens "
+                        "(default: 128 bi, 64 cross, 32 cross in int8)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: bf16 on a GPU; on a CPU bf16 where it has AMX, else int8 where it has VNNI, else "

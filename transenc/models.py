@@ -116,17 +116,18 @@ def _quiet_transformers():
     logging.disable_progress_bar()
 
 
-def _token_budget(batch_size: int, mean_row_tokens: float, max_length: int) -> int:
-    """Batches hold about batch_size rows of average length, whatever the length spread
-    (and always room for one row of max_length, as the packer requires)."""
-    return max(int(batch_size * mean_row_tokens), max_length)
-
-
 # (rows, tokens) multiples that inference batches are padded up to, per device type. On an H200 a
 # first pass over 30k sentences took 4.1 s and a second pass over the same batches 1.4 s: every new
 # (rows, width) shape costs there (kernel choices, allocator and pinned blocks), and the packer
 # makes nearly one shape per batch. On a CPU a shape costs nothing and padding is pure work.
 INFERENCE_MULTIPLES = {"cuda": (32, 16)}
+
+# The most tokens an inference batch holds on a CPU. Sized by rows alone, a batch of 128 texts cut
+# at 256 tokens held 32k: its activations (the attention scores most) were fresh mappings every
+# batch, faulted in page by page and returned. Capped, `label` scored long texts 35% faster at int8
+# and 24% at fp32 (bi; cross at 128 tokens 10%), at half the peak memory or less (AMD EPYC, 2 cores:
+# bench/results/long-texts-*.md). Batches of sentences (128 x ~16 tokens) hold fewer: unchanged.
+CPU_BATCH_TOKENS = 2048
 
 
 def _four_d_masks(model) -> bool:
@@ -145,10 +146,10 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-
 def _sharded(group) -> bool:
     """Whether a pass runs shared out over the ranks of `group` (None: whole, in this process)."""
     return group is not None and distributed.active(group)
+
 
 class _Encoder:
     """What both encoders share: a device, a tokenizer, a max length and batched inference."""
@@ -180,6 +181,14 @@ class _Encoder:
 
     def _cache(self, sentences: Sequence[str] | TokenCache) -> TokenCache:
         return sentences if isinstance(sentences, TokenCache) else self.token_cache(sentences)
+
+    def _token_budget(self, batch_size: int, mean_row_tokens: float) -> int:
+        """Batches hold about batch_size rows of average length, whatever the length spread; on a CPU
+        at most CPU_BATCH_TOKENS (and always room for one row of max_length, as the packer requires)."""
+        budget = int(batch_size * mean_row_tokens)
+        if self.device.type == "cpu":
+            budget = min(budget, CPU_BATCH_TOKENS)
+        return max(budget, self.max_length)
 
     def _shaped(self, batches: list[Batch], pad_id: int) -> list[Batch]:
         """Inference batches in the device's few shapes (INFERENCE_MULTIPLES); as packed on a CPU."""
@@ -332,8 +341,7 @@ class BiEncoder(_Encoder):
 
     def batches(self, cache: TokenCache, sentence_ids: np.ndarray, batch_size: int) -> list[Batch]:
         lengths = np.minimum(cache.lengths[sentence_ids], self.max_length - cache.template.single_specials)
-        budget = _token_budget(batch_size, lengths.mean() + cache.template.single_specials if len(lengths) else 1,
-                               self.max_length)
+        budget = self._token_budget(batch_size, lengths.mean() + cache.template.single_specials if len(lengths) else 1)
         return self._shaped(pack_sentences(cache, sentence_ids, self.max_length, budget), cache.pad_id)
 
     def encode(self, sentences: Sequence[str] | TokenCache, batch_size: int = 128, precision: str = "auto",
@@ -403,8 +411,7 @@ class CrossEncoder(_Encoder):
 
     def batches(self, cache: TokenCache, pairs: np.ndarray, batch_size: int) -> list[Batch]:
         lengths = np.minimum(cache.lengths[pairs].sum(1), self.max_length - cache.template.pair_specials)
-        budget = _token_budget(batch_size, lengths.mean() + cache.template.pair_specials if len(lengths) else 1,
-                               self.max_length)
+        budget = self._token_budget(batch_size, lengths.mean() + cache.template.pair_specials if len(lengths) else 1)
         return self._shaped(pack_pairs(cache, pairs, self.max_length, budget), cache.pad_id)
 
     def predict(self, sentences: Sequence[str] | TokenCache, pairs: np.ndarray, batch_size: int = 64,
