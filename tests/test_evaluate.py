@@ -69,12 +69,18 @@ def test_eval_cli_reports_auc_of_a_binary_pairs_file(tmp_path, tiny_bert, capsys
         assert abs(json.loads((tmp_path / "r.json").read_text())["para"] - expected) < 1e-9
 
 
-def test_eval_cli_auc_on_graded_labels_is_a_clear_error(tmp_path, tiny_bert, capsys):
-    (tmp_path / "graded.tsv").write_text("a b\tc d\t0\ne f\tg h\t3.5\n")
+def test_eval_cli_auc_on_graded_labels_is_a_clear_error_naming_the_line(tmp_path, tiny_bert, capsys):
+    (tmp_path / "graded.tsv").write_text("a b\tc d\t0\n\ne f\tg h\t3.5\n")  # the pair after a blank line
     assert cli.main(["eval", "--data", str(tmp_path / "graded.tsv"), "--metric", "auc", "--model", str(tiny_bert),
                      "--json", str(tmp_path / "r.json")]) == 2
-    assert "graded.tsv: --metric auc needs 0/1 gold labels; pair 2 has 3.5" in capsys.readouterr().err
+    assert "graded.tsv:3: --metric auc needs 0/1 gold labels; this pair's is 3.5" in capsys.readouterr().err
     assert not (tmp_path / "r.json").exists()
+    sts = tmp_path / "sts"  # a folder's sets are named
+    sts.mkdir()
+    (sts / "sts-dev.csv").write_text("".join(f"main-news\tdev\t2012\t{i}\t{g}\ta b {i}\tc d {i}\n"
+                                             for i, g in enumerate((1, 2.5, 0))))
+    assert cli.main(["eval", "--data", str(sts), "--metric", "auc", "--model", str(tiny_bert)]) == 2
+    assert f"{sts} (sts-b-dev): --metric auc needs 0/1 gold labels; pair 2 has 2.5" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("name, text, line, reason", [

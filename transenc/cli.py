@@ -197,8 +197,10 @@ def cmd_eval(args) -> None:
     from transenc.writers import atomic_open, check_output_file, standard_output
 
     check_output_file(args.json, "--json")
-    sets = find_sets(args.data)
-    metrics = {name: resolve_metric(args.metric, pairs.labels, args.data) for name, pairs in sets.items()}
+    sets = find_sets(args.data, args.metric)
+    folder = Path(args.data).is_dir()  # its sets are named in what resolve_metric refuses
+    metrics = {name: resolve_metric(args.metric, pairs.labels, f"{args.data} ({name})" if folder else args.data)
+               for name, pairs in sets.items()}
     encoder = load_scorer(args.model, args.mode, args.device, args.precision)
     print(f"transenc: {args.mode}-encoder, {inference_precision(encoder.device, args.precision)} on {encoder.device}",
           file=sys.stderr)

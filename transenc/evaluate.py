@@ -150,11 +150,12 @@ def labeled_sets(specs: list[str]) -> dict[str, tuple[PairSet, str]]:
     return sets
 
 
-def find_sets(data: str | Path) -> dict[str, PairSet]:
-    """Every labeled set in `data`, by name: a labeled pairs file (its stem), or a folder of STS sets."""
+def find_sets(data: str | Path, metric: str = "auto") -> dict[str, PairSet]:
+    """Every labeled set in `data`, by name: a labeled pairs file (its stem; read_labeled checks its
+    labels for `metric`), or a folder of STS sets."""
     root = Path(data)
     if root.is_file() or is_stream(root):
-        return {"stdin" if str(root) == STANDARD_INPUT else root.stem: read_labeled(root)}
+        return {"stdin" if str(root) == STANDARD_INPUT else root.stem: read_labeled(root, metric)}
     if not root.is_dir():
         raise InputError(root, 0, "no such file or directory")
     sets = {}
@@ -200,9 +201,10 @@ def _sick(path: Path) -> PairSet:
     return builder.build()
 
 
-def read_labeled(path: str | Path) -> PairSet:
+def read_labeled(path: str | Path, metric: str = "auto") -> PairSet:
     """A pairs file in which every pair carries a gold score or 0/1 label; else the error names the
-    first line without one (a header line, often: a TSV file has none)."""
+    first line without one (a header line, often: a TSV file has none). For metric "auc" every label
+    must be 0 or 1, and the error names the first line whose label is not."""
     reader = PairReader(path)
     pairs = pair_set(reader)
     if pairs.labels is None:
@@ -210,6 +212,9 @@ def read_labeled(path: str | Path) -> PairSet:
         fmt = reader.format()
         header = " (a header line? a TSV file has none)" if number == 1 and fmt == "tsv" else ""
         raise InputError(path, number, f"no gold score{header}: a set to evaluate on needs {_GOLD_HOLDER[fmt]}")
+    if metric == "auc" and not is_binary(pairs.labels):
+        number, label = next((number, label) for number, _, _, label in reader.numbered() if label not in (0, 1))
+        raise InputError(path, number, f"--metric auc needs 0/1 gold labels; this pair's is {label:g}")
     return pairs
 
 
