@@ -13,6 +13,7 @@ import pytest
 from transenc import api, lengths, training
 from transenc.fit import FitConfig
 from transenc.recipes import Recipe
+from transenc.tokens import TokenCache
 
 from test_train import pairs_64  # noqa: F401  (a fixture: 64 demo pairs and a 20-pair dev set)
 
@@ -32,7 +33,10 @@ def test_covering_length_is_the_smallest_multiple_of_16_keeping_99_percent_whole
 
 
 class FakeCache:
-    """A token cache's lengths and special-token counts, for sentences of known lengths."""
+    """A token cache's lengths and special-token counts, for sentences of known lengths (its row
+    lengths are TokenCache's own)."""
+
+    sentence_row_lengths, pair_row_lengths = TokenCache.sentence_row_lengths, TokenCache.pair_row_lengths
 
     def __init__(self, sentence_lengths, single=2, pair=3):
         self.lengths = np.asarray(sentence_lengths)
@@ -199,3 +203,27 @@ def test_the_default_start_model_is_named_as_the_user_knows_it_not_by_its_packag
     assert training.Trainer.model_names.fget(trainer) == ["all-MiniLM-L6-v2"]
     trainer.config.models = ["models/all-mpnet-base-v2/"]
     assert training.Trainer.model_names.fget(trainer) == ["all-mpnet-base-v2"]
+
+
+def test_label_and_mine_say_how_many_rows_the_models_length_cuts(tmp_path, tiny_bert, capsys):
+    """tiny_bert reads 128 tokens: one sentence of ~300 tokens is cut, and said so; short ones are not."""
+    from transenc import cli
+
+    long, short = long_text(150, 4), ["a cat sits", "the dog runs", "rain falls", "two kids eat"]
+    (tmp_path / "long.tsv").write_text(f"{short[0]}\t{short[1]}\n{long}\t{short[2]}\n{short[2]}\t{short[3]}\n")
+    (tmp_path / "short.tsv").write_text(f"{short[0]}\t{short[1]}\n")
+    (tmp_path / "sentences.txt").write_text("\n".join([long, *short]) + "\n")
+
+    def notes(*argv):
+        assert cli.main([*argv, "--model", str(tiny_bert), "--device", "cpu", "--out", str(tmp_path / "out.tsv")]) == 0
+        return [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+
+    assert notes("label", "--pairs", str(tmp_path / "long.tsv")) == [
+        "transenc: note: 1 of 5 sentences are longer than the model's 128 tokens: each is scored on its first 128"]
+    assert notes("label", "--pairs", str(tmp_path / "long.tsv"), "--mode", "cross", "--chunk-pairs", "2") == [
+        "transenc: note: 1 of 3 pairs are longer than the model's 128 tokens: each is cut to 128, its longer "
+        "sentence first"]
+    assert notes("mine", "--sentences", str(tmp_path / "sentences.txt"), "--k", "1") == [
+        "transenc: note: 1 of 5 sentences are longer than the model's 128 tokens: each is scored on its first 128"]
+    for mode in ("bi", "cross"):
+        assert notes("label", "--pairs", str(tmp_path / "short.tsv"), "--mode", mode) == []

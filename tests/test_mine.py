@@ -100,7 +100,15 @@ class FakeBiEncoder:
         assert name == "fake-model"
         return cls()
 
-    def encode(self, sentences, batch_size, precision="auto", kept=None):
+    max_length = 512
+
+    def token_cache(self, sentences):  # its cache: the sentences themselves
+        return list(sentences)
+
+    def rows_cut(self, cache, rows):
+        return 0
+
+    def encode(self, sentences, batch_size, precision="auto", group=None, kept=None):
         FakeBiEncoder.calls.append((list(sentences), batch_size))
         out = torch.zeros(len(sentences), 26)
         for row, s in enumerate(sentences):
@@ -117,10 +125,10 @@ class FakeBiEncoder:
 
 @pytest.fixture
 def fake_models(monkeypatch):
-    from transenc.models import resolve_device
+    from transenc import models
 
-    module = types.ModuleType("transenc.models")
-    module.BiEncoder, module.resolve_device = FakeBiEncoder, resolve_device
+    module = types.ModuleType("transenc.models")  # the real one's names (what modules import), BiEncoder faked
+    module.__dict__.update({k: v for k, v in vars(models).items() if not k.startswith("__")}, BiEncoder=FakeBiEncoder)
     monkeypatch.setitem(sys.modules, "transenc.models", module)
     FakeBiEncoder.calls.clear()
 

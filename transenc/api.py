@@ -81,6 +81,7 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
     require_count("batch_size", batch_size)
     if isinstance(sentences, (str, Path)):
         sentences = read_sentences(sentences)  # a bad file stops here, before torch loads
+    from transenc.labeling import encode_texts
     from transenc.mining import mine_pairs
     from transenc.models import BiEncoder, resolve_device
     from transenc.precision import check_precision
@@ -94,7 +95,7 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
     embeddings = kept.complete(len(sentences)) if kept else None
     if embeddings is None:
         encoder = BiEncoder.load(model, device, inference=True)
-        embeddings = encoder.encode(sentences, batch_size=batch_size or 128, precision=precision, kept=kept)
+        embeddings = encode_texts(encoder, sentences, batch_size or 128, precision, kept=kept)
     device = resolve_device(device)
     if device.type == "cuda":
         embeddings = embeddings.to(device)  # ops.cosine_topk runs where the tensor lives

@@ -86,7 +86,7 @@ def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_p
         texts = table.texts()
         embeddings = kept.complete(len(texts)) if kept else None
         if embeddings is None:
-            embeddings = encoder.encode(texts, batch_size or BI_BATCH, precision, group=group, kept=kept)
+            embeddings = encode_texts(encoder, texts, batch_size or BI_BATCH, precision, group, kept)
         if not distributed.is_main(group):
             return  # the cosine pass is cheap next to reading the file again: rank 0 alone does it
         for chunk in _after(chunks if chunks is not None else reader.chunks(chunk_pairs, table), skip):
@@ -95,15 +95,39 @@ def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_p
         # one bar over the whole file (a chunk's pairs take minutes on a CPU); under a group a rank
         # scores a share of each chunk, so the bar goes on by whole chunks
         total = (first_pass.result() if first_pass else reader.first_pass(chunk_pairs, sentences=False)).pairs
-        sharded = distributed.active(group)
+        sharded, cut, scored = distributed.active(group), 0, 0
         with progress(total, "label", "pairs", None if distributed.is_main(group) else False, skip) as bar:
             for chunk in _after(reader.chunks(chunk_pairs), skip):
-                scores = cross_scores(encoder, PairSet(chunk.table.texts(), chunk.ids), batch_size=batch_size,
+                texts = chunk.table.texts()
+                cache = encoder.token_cache(texts)
+                cut, scored = cut + encoder.rows_cut(cache, chunk.ids), scored + len(chunk.ids)
+                scores = cross_scores(encoder, PairSet(texts, chunk.ids), cache, batch_size=batch_size,
                                       precision=precision, show_progress=False if sharded else bar, group=group)
                 if sharded:
                     bar.update(len(chunk.ids))
                 if distributed.is_main(group):
                     yield chunk, scores
+        if distributed.is_main(group):
+            note_cut(cut, scored, "pairs", encoder)
+
+
+def encode_texts(encoder: BiEncoder, texts: list[str], batch_size: int, precision: str, group=None,
+                 kept: KeptRows | None = None):
+    """encoder.encode(texts), after a note of how many of them its max_length cuts (rank 0's)."""
+    cache = encoder.token_cache(texts)
+    if distributed.is_main(group):
+        note_cut(encoder.rows_cut(cache, np.arange(len(cache))), len(cache), "sentences", encoder)
+    return encoder.encode(cache, batch_size, precision, group=group, kept=kept)
+
+
+def note_cut(cut: int, rows: int, what: str, encoder: BiEncoder | CrossEncoder) -> None:
+    """Says how many rows the model's max_length cuts, which no score shows."""
+    if cut:
+        length = encoder.max_length
+        how = f"scored on its first {length}" if isinstance(encoder, BiEncoder) else \
+            f"cut to {length}, its longer sentence first"
+        print(f"transenc: note: {cut:,} of {rows:,} {what} are longer than the model's {length} tokens: each is {how}",
+              file=sys.stderr)
 
 
 def _after(chunks: Iterator[PairChunk], skip: int) -> Iterator[PairChunk]:

@@ -81,8 +81,7 @@ def choose(model: Path, cache, pairs: np.ndarray, asked: tuple[int, int] | None,
     """Model's lengths on a pair set: `asked` (--max-length) for training and export; else for each
     encoder the recipe's `fixed` (bi, cross) length or, where it has none, the data's (see
     covering_length), capped by the start model's own length, which the exports keep."""
-    sentences = cache.lengths + cache.template.single_specials
-    rows = cache.lengths[pairs].sum(1) + cache.template.pair_specials
+    sentences, rows = cache.sentence_row_lengths(), cache.pair_row_lengths(pairs)
     if asked:
         bi, cross = asked
         return Lengths(bi, cross, bi, cross, f"training and export at --max-length {bi},{cross}: "

@@ -15,7 +15,7 @@ import torch
 from transenc import distributed
 from transenc.errors import ModelError, TransencError
 from transenc.kept_rows import KeptRows, ScratchRows
-from transenc.lengths import own_length
+from transenc.lengths import own_length, positions
 from transenc.packing import Batch, pack_pairs, pack_sentences, padded_to_multiples, to_device
 from transenc.precision import autocast, inference_precision
 from transenc.progress import progress
@@ -190,6 +190,11 @@ class _Encoder:
             budget = min(budget, CPU_BATCH_TOKENS)
         return max(budget, self.max_length)
 
+    def rows_cut(self, cache: TokenCache, rows: np.ndarray) -> int:
+        """How many of `rows` (sentence ids; a cross-encoder's: pairs) are longer than max_length: they
+        are scored on their first max_length tokens (a pair's longer sentence cut first)."""
+        return int((self.row_lengths(cache, rows) > self.max_length).sum())
+
     def _shaped(self, batches: list[Batch], pad_id: int) -> list[Batch]:
         """Inference batches in the device's few shapes (INFERENCE_MULTIPLES); as packed on a CPU."""
         multiples = INFERENCE_MULTIPLES.get(self.device.type)
@@ -339,9 +344,12 @@ class BiEncoder(_Encoder):
         mask = mask.unsqueeze(-1).to(hidden.dtype)
         return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1e-9)
 
+    def row_lengths(self, cache: TokenCache, sentence_ids: np.ndarray) -> np.ndarray:
+        return cache.sentence_row_lengths(sentence_ids)
+
     def batches(self, cache: TokenCache, sentence_ids: np.ndarray, batch_size: int) -> list[Batch]:
-        lengths = np.minimum(cache.lengths[sentence_ids], self.max_length - cache.template.single_specials)
-        budget = self._token_budget(batch_size, lengths.mean() + cache.template.single_specials if len(lengths) else 1)
+        lengths = np.minimum(self.row_lengths(cache, sentence_ids), self.max_length)
+        budget = self._token_budget(batch_size, lengths.mean() if len(lengths) else 1)
         return self._shaped(pack_sentences(cache, sentence_ids, self.max_length, budget), cache.pad_id)
 
     def encode(self, sentences: Sequence[str] | TokenCache, batch_size: int = 128, precision: str = "auto",
@@ -399,7 +407,8 @@ class CrossEncoder(_Encoder):
             tokenizer = _load_tokenizer(path, inference)
         except Exception as e:
             raise ModelError(f"cannot load a transformer from '{path}': {e}") from None
-        encoder = cls(model, tokenizer, max_length or min(tokenizer.model_max_length, 512), device)
+        # by default what both its tokenizer and its position table allow
+        encoder = cls(model, tokenizer, max_length or min(positions(path), 512), device)
         # Saved without a pair head (a bi-encoder, a plain encoder): the head is random, which is
         # where training starts, but scores from it mean nothing.
         encoder.fresh_head = not any(a.endswith("ForSequenceClassification") for a in model.config.architectures or [])
@@ -409,9 +418,12 @@ class CrossEncoder(_Encoder):
         """float32 logits (a bf16 sigmoid would round scores near 0.5 to steps of 1/256)."""
         return self._forward(batch)[0].logits[:, 0].float()
 
+    def row_lengths(self, cache: TokenCache, pairs: np.ndarray) -> np.ndarray:
+        return cache.pair_row_lengths(pairs)
+
     def batches(self, cache: TokenCache, pairs: np.ndarray, batch_size: int) -> list[Batch]:
-        lengths = np.minimum(cache.lengths[pairs].sum(1), self.max_length - cache.template.pair_specials)
-        budget = self._token_budget(batch_size, lengths.mean() + cache.template.pair_specials if len(lengths) else 1)
+        lengths = np.minimum(self.row_lengths(cache, pairs), self.max_length)
+        budget = self._token_budget(batch_size, lengths.mean() if len(lengths) else 1)
         return self._shaped(pack_pairs(cache, pairs, self.max_length, budget), cache.pad_id)
 
     def predict(self, sentences: Sequence[str] | TokenCache, pairs: np.ndarray, batch_size: int = 64,

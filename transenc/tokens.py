@@ -104,6 +104,14 @@ class TokenCache:
     def lengths(self) -> np.ndarray:
         return np.diff(self.offsets)
 
+    def sentence_row_lengths(self, sentence_ids: np.ndarray | None = None) -> np.ndarray:
+        """Tokens of each sentence's row (`prefix s suffix`) before any cut: all, or `sentence_ids`'."""
+        return (self.lengths if sentence_ids is None else self.lengths[sentence_ids]) + self.template.single_specials
+
+    def pair_row_lengths(self, pairs: np.ndarray) -> np.ndarray:
+        """Tokens of each pair's row (`prefix a middle b suffix`) before any cut, for [N, 2] sentence ids."""
+        return self.lengths[pairs].sum(1) + self.template.pair_specials
+
 
 class TokenCaches:
     """One token cache per (tokenizer, sentence table), reused by every stage and cycle of a run. A
