@@ -125,8 +125,8 @@ INFERENCE_MULTIPLES = {"cuda": (32, 16)}
 # The most tokens an inference batch holds on a CPU. Sized by rows alone, a batch of 128 texts cut
 # at 256 tokens held 32k: its activations (the attention scores most) were fresh mappings every
 # batch, faulted in page by page and returned. Capped, `label` scored long texts 35% faster at int8
-# and 24% at fp32 (bi; cross at 128 tokens 10%), at half the peak memory or less (AMD EPYC, 2 cores:
-# bench/results/long-texts-*.md). Batches of sentences (128 x ~16 tokens) hold fewer: unchanged.
+# and 24% at fp32 with a 46% / 59% lower peak RSS (bi), 10% faster with 11% / 25% less (cross at 128
+# tokens; AMD EPYC, 2 cores: bench/results/long-texts-*.md). Sentences (128 x ~16 tokens): unchanged.
 CPU_BATCH_TOKENS = 2048
 
 
