@@ -205,7 +205,7 @@ def test_the_default_start_model_is_named_as_the_user_knows_it_not_by_its_packag
     assert training.Trainer.model_names.fget(trainer) == ["all-mpnet-base-v2"]
 
 
-def test_label_and_mine_say_how_many_rows_the_models_length_cuts(tmp_path, tiny_bert, capsys):
+def test_label_mine_and_eval_say_how_many_rows_the_models_length_cuts(tmp_path, tiny_bert, capsys):
     """tiny_bert reads 128 tokens: one sentence of ~300 tokens is cut, and said so; short ones are not."""
     from transenc import cli
 
@@ -213,10 +213,16 @@ def test_label_and_mine_say_how_many_rows_the_models_length_cuts(tmp_path, tiny_
     (tmp_path / "long.tsv").write_text(f"{short[0]}\t{short[1]}\n{long}\t{short[2]}\n{short[2]}\t{short[3]}\n")
     (tmp_path / "short.tsv").write_text(f"{short[0]}\t{short[1]}\n")
     (tmp_path / "sentences.txt").write_text("\n".join([long, *short]) + "\n")
+    (tmp_path / "dev.tsv").write_text(f"{long}\t{short[2]}\t0\n{short[0]}\t{short[1]}\t1\n")
 
-    def notes(*argv):
-        assert cli.main([*argv, "--model", str(tiny_bert), "--device", "cpu", "--out", str(tmp_path / "out.tsv")]) == 0
+    def notes(*argv, out=("--out", str(tmp_path / "out.tsv"))):
+        assert cli.main([*argv, "--model", str(tiny_bert), "--device", "cpu", *out]) == 0
         return [line for line in capsys.readouterr().err.splitlines() if "note:" in line]
+
+    assert notes("eval", "--data", str(tmp_path / "dev.tsv"), out=()) == [
+        "transenc: note: dev: 1 of 4 sentences are longer than the model's 128 tokens: each is scored on its first 128"]
+    api.label(tmp_path / "long.tsv", model=str(tiny_bert), mode="cross", device="cpu")
+    assert "transenc: note: 1 of 3 pairs are longer than the model's 128 tokens" in capsys.readouterr().err
 
     assert notes("label", "--pairs", str(tmp_path / "long.tsv")) == [
         "transenc: note: 1 of 5 sentences are longer than the model's 128 tokens: each is scored on its first 128"]

@@ -207,7 +207,7 @@ def cmd_eval(args) -> None:
     results = {}
     with standard_output() as out:
         for name, pairs in sets.items():
-            scores = score(encoder, pairs, batch_size=args.batch_size, precision=args.precision)
+            scores = score(encoder, pairs, name, batch_size=args.batch_size, precision=args.precision)
             results[name] = score100(metrics[name], scores, pairs.labels)
             print(f"{name}\t{results[name]:.2f}", file=out, flush=True)  # each set's as it is scored
     if args.metric == "auto":

@@ -58,10 +58,16 @@ def load_scorer(model, mode: str, device=None, precision: str = "auto"):
     return encoder
 
 
-def score(encoder: BiEncoder | CrossEncoder, pairs: PairSet, **kwargs) -> np.ndarray:
-    """bi_scores or cross_scores by the encoder's kind; options left as None take their defaults."""
-    scorer = bi_scores if isinstance(encoder, BiEncoder) else cross_scores
-    return scorer(encoder, pairs, **{k: v for k, v in kwargs.items() if v is not None})
+def score(encoder: BiEncoder | CrossEncoder, pairs: PairSet, of: str | None = None, **kwargs) -> np.ndarray:
+    """bi_scores or cross_scores by the encoder's kind, after a note of how many sentences or pairs
+    its max_length cuts (`of`: the set's name, for that note); options left as None take their defaults."""
+    cache = encoder.token_cache(pairs.sentences)
+    if isinstance(encoder, BiEncoder):
+        scorer, rows = bi_scores, np.arange(len(cache))
+    else:
+        scorer, rows = cross_scores, pairs.pairs
+    note_cut(encoder.rows_cut(cache, rows), len(rows), encoder, of)
+    return scorer(encoder, pairs, cache, **{k: v for k, v in kwargs.items() if v is not None})
 
 
 def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_pairs: int = CHUNK_PAIRS,
@@ -108,7 +114,7 @@ def stream_scores(encoder: BiEncoder | CrossEncoder, reader: PairReader, chunk_p
                 if distributed.is_main(group):
                     yield chunk, scores
         if distributed.is_main(group):
-            note_cut(cut, scored, "pairs", encoder)
+            note_cut(cut, scored, encoder)
 
 
 def encode_texts(encoder: BiEncoder, texts: list[str], batch_size: int, precision: str, group=None,
@@ -116,18 +122,18 @@ def encode_texts(encoder: BiEncoder, texts: list[str], batch_size: int, precisio
     """encoder.encode(texts), after a note of how many of them its max_length cuts (rank 0's)."""
     cache = encoder.token_cache(texts)
     if distributed.is_main(group):
-        note_cut(encoder.rows_cut(cache, np.arange(len(cache))), len(cache), "sentences", encoder)
+        note_cut(encoder.rows_cut(cache, np.arange(len(cache))), len(cache), encoder)
     return encoder.encode(cache, batch_size, precision, group=group, kept=kept)
 
 
-def note_cut(cut: int, rows: int, what: str, encoder: BiEncoder | CrossEncoder) -> None:
-    """Says how many rows the model's max_length cuts, which no score shows."""
+def note_cut(cut: int, rows: int, encoder: BiEncoder | CrossEncoder, of: str | None = None) -> None:
+    """Says how many of `rows` sentences (a cross-encoder's: pairs) the model's max_length cuts,
+    which no score shows."""
     if cut:
-        length = encoder.max_length
-        how = f"scored on its first {length}" if isinstance(encoder, BiEncoder) else \
-            f"cut to {length}, its longer sentence first"
-        print(f"transenc: note: {cut:,} of {rows:,} {what} are longer than the model's {length} tokens: each is {how}",
-              file=sys.stderr)
+        length, bi = encoder.max_length, isinstance(encoder, BiEncoder)
+        how = f"scored on its first {length}" if bi else f"cut to {length}, its longer sentence first"
+        print(f"transenc: note: {f'{of}: ' if of else ''}{cut:,} of {rows:,} {'sentences' if bi else 'pairs'} are "
+              f"longer than the model's {length} tokens: each is {how}", file=sys.stderr)
 
 
 def _after(chunks: Iterator[PairChunk], skip: int) -> Iterator[PairChunk]:
