@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from transenc import claims, cli
+from transenc import claims, cli, models
 from transenc.bundled import DEMO_PAIRS
 from transenc.errors import TransencError
 from transenc.writers import partial_path
@@ -65,7 +65,8 @@ def test_without_locks_on_the_filesystem_the_work_goes_on_unclaimed(tmp_path, mo
 
 
 @pytest.mark.parametrize("verb", ["label", "mine"])
-def test_a_second_label_or_mine_onto_the_same_out_is_refused_and_touches_nothing(verb, tmp_path, tiny_bert, capsys):
+def test_a_second_label_or_mine_onto_the_same_out_is_refused_and_touches_nothing(verb, tmp_path, tiny_bert, capsys,
+                                                                                 monkeypatch):
     out = tmp_path / "out.tsv"
     source = tmp_path / "in.txt"
     if verb == "label":
@@ -77,13 +78,16 @@ def test_a_second_label_or_mine_onto_the_same_out_is_refused_and_touches_nothing
     before = sorted(p.name for p in tmp_path.iterdir())
     argv = [verb, "--pairs" if verb == "label" else "--sentences", str(source), "--out", str(out),
             "--model", str(tiny_bert), "--device", "cpu", "--precision", "fp32"]
+    real_load, loads = models._load_model, []
+    monkeypatch.setattr(models, "_load_model", lambda *a: loads.append(a) or real_load(*a))
     with claims.claimed(partial_path(out, ".lock"), "held by the first run"):
         assert cli.main(argv) == 2
     assert capsys.readouterr().err == (f"transenc: error: {out}: another transenc is writing it now; let that one "
                                        "end (or stop it), or choose another --out\n")
+    assert not loads  # refused before any model loads
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(before) - {partial_path(out, ".lock").name})
     assert kept.is_dir() if verb == "mine" else kept.read_bytes() == b"rows so far"
-    assert cli.main(argv) == 0 and out.is_file()  # once the first has ended
+    assert cli.main(argv) == 0 and out.is_file() and loads  # once the first has ended
 
 
 def test_a_second_train_in_the_same_folder_is_refused_before_it_writes(tmp_path, tiny_bert, capsys):

@@ -100,8 +100,7 @@ def cmd_label(args) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     from transenc.readers import CHUNK_PAIRS, PairReader, is_stream
-    from transenc.writers import (KEPT_WORK_HINT, background_writes, check_output_file, npy_header, output_format,
-                                  partial_path, resumable_open, score_rows, written_in_place)
+    from transenc.writers import check_output_file, output_format, written_in_place
 
     check_output_file(args.out, "--out", args.pairs)
     out_format = output_format(args.out)
@@ -121,14 +120,29 @@ def cmd_label(args) -> None:
     pool.shutdown(wait=False)  # the pass runs on; its thread ends with it
 
     from transenc import distributed
-    from transenc.kept_rows import kept_rows
-    from transenc.labeling import load_scorer, stream_scores
     from transenc.models import resolve_device
-    from transenc.precision import inference_precision
 
     device = distributed.setup(resolve_device(args.device))  # under torchrun: every rank labels a share
     if args.resume and distributed.active():
         raise TransencError("--resume runs in one process: rerun without torchrun, or without --resume")
+    resumable = bool(args.out) and not streamed and not written_in_place(Path(args.out))
+    # claimed before the model loads: a second label onto the same --out stops at once
+    with _one_writer(args.out) if resumable and distributed.is_main() else contextlib.nullcontext():
+        _label_claimed(args, reader, first_pass, chunk_pairs, device, resumable)
+
+
+def _label_claimed(args, reader, first_pass, chunk_pairs: int, device, resumable: bool) -> None:
+    """cmd_label from the model's loading on, with its --out claimed where it is `resumable` (a file
+    of the pairs, not written in place)."""
+    import contextlib
+
+    from transenc import distributed
+    from transenc.kept_rows import kept_rows
+    from transenc.labeling import load_scorer, stream_scores
+    from transenc.precision import inference_precision
+    from transenc.writers import (KEPT_WORK_HINT, background_writes, npy_header, output_format, partial_path,
+                                  resumable_open, score_rows)
+
     encoder = load_scorer(args.model, args.mode, device, args.precision)
     precision = inference_precision(device, args.precision)
     scored = functools.partial(stream_scores, encoder, reader, chunk_pairs, args.batch_size, args.precision,
@@ -137,17 +151,16 @@ def cmd_label(args) -> None:
         for _ in scored():  # the other ranks score their shares; rank 0 alone writes
             pass
         return
-    settings = None if streamed else _label_settings(args, chunk_pairs, precision)
-    resumable = settings is not None and args.out and not written_in_place(Path(args.out))
+    settings = _label_settings(args, chunk_pairs, precision) if resumable else None
     output = resumable_open(args.out, settings, args.resume, KEPT_WORK_HINT)
     # bi: the embeddings, encoded before any row is written, are kept as they come (one process;
     # the chunks' size does not change them); else encode holds them in TMPDIR, out of memory
     embeddings = kept_rows(partial_path(args.out, ".embeddings.npy"), {**settings, "chunk_pairs": None},
                            args.resume, Path(args.out), KEPT_WORK_HINT) \
         if args.mode == "bi" and not distributed.active() and resumable else contextlib.nullcontext()
+    out_format = output_format(args.out)
     # the disk writes one chunk while the next is scored; done(n) records the first n rows complete
-    with _one_writer(args.out) if resumable else contextlib.nullcontext(), \
-            embeddings as kept, output as (f, written, done), background_writes(f) as write:
+    with embeddings as kept, output as (f, written, done), background_writes(f) as write:
         if args.resume:
             print(f"transenc: resuming {args.out} after its first {written:,} scores" if written else
                   f"transenc: resuming {args.out}: the embeddings of {kept.rows_kept:,} sentences kept"
