@@ -28,14 +28,6 @@ _PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=T
 
 TITLE = "A huge pairs file through `transenc label`"
 HEADER = ["run", "seconds", "pairs/s", "peak RSS MiB", "peak own memory MiB"]
-# sentence-transformers as a user would score pairs with it: every unique sentence encoded, in memory
-_ST = ("import sys, numpy, torch; from sentence_transformers import SentenceTransformer; "
-       "pairs = [l.rstrip('\\n').split('\\t') for l in open(sys.argv[1], encoding='utf-8')]; "
-       "index = {s: i for i, s in enumerate(dict.fromkeys(s for p in pairs for s in p))}; "
-       "e = SentenceTransformer(sys.argv[2], device='cpu').encode(list(index), batch_size=128, convert_to_tensor=True, "
-       "normalize_embeddings=True); ids = torch.tensor([[index[a], index[b]] for a, b in pairs]); "
-       "numpy.save(sys.argv[3], (e[ids[:, 0]] * e[ids[:, 1]]).sum(1).numpy())")
-
 # the Python API, as a notebook would call it
 _API = ("import sys, numpy, transenc; "
         "numpy.save(sys.argv[3], transenc.label(sys.argv[1], model=sys.argv[2], device='cpu', precision='fp32'))")
@@ -124,24 +116,15 @@ def test_stream_in_bounded_memory(benchmark, table, tmp_path):
 
 
 def test_unique_sentences_in_bounded_memory(benchmark, table, tmp_path):
-    model, words = unique_pairs_model(tmp_path / "model"), DEMO_PAIRS.read_text().split()
-    rng = np.random.default_rng(0)
-
-    def write_unique_pairs(path, n):  # sentence 2i and 2i + 1: no sentence twice
-        with open(path, "w", encoding="utf-8") as f:
-            for i in range(n):
-                a, b = (" ".join(words[s:s + 12]) for s in rng.integers(0, len(words) - 12, 2))
-                f.write(f"{a} #{2 * i}\t{b} #{2 * i + 1}\n")
-        return path
-
-    small, pairs = write_unique_pairs(tmp_path / "small.tsv", 1000), write_unique_pairs(tmp_path / "unique.tsv",
-                                                                                          UNIQUE_PAIRS)
+    model, rng = unique_pairs_model(tmp_path / "model"), np.random.default_rng(0)
+    small = w.write_unique_pairs(tmp_path / "small.tsv", 1000, 12, rng)
+    pairs = w.write_unique_pairs(tmp_path / "unique.tsv", UNIQUE_PAIRS, 12, rng)
 
     def ours(pairs, *out):
         return [sys.executable, "-m", "transenc", "label", "--pairs", str(pairs), "--model", str(model), "--device",
                 "cpu", "--precision", "fp32", *out]
 
-    theirs = [sys.executable, "-c", _ST, str(pairs), str(model), str(tmp_path / "theirs.npy")]
+    theirs = [sys.executable, "-c", w.ST_PAIR_COSINES, str(pairs), str(model), str(tmp_path / "theirs.npy"), "128"]
     base = w.own_memory_peak(ours(small), tmp_path / "small.log")
     to_file = w.timed(benchmark, w.own_memory_peak, ours(pairs, "--out", str(tmp_path / "ours.npy")),
                       tmp_path / "ours.log")

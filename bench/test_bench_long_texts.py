@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 
 import workloads as w
-from transenc.bundled import DEMO_PAIRS
 
 pytest.importorskip("pytest_benchmark")
 PAIRS = int(os.environ.get("TRANSENC_BENCH_LONG_PAIRS", 1000))
@@ -24,11 +23,6 @@ ROWS_ALONE = "batches sized by rows alone (the CPU cap lifted)"
 # `transenc label` in a process whose batches are sized as before the CPU cap
 _UNCAPPED = ("import sys; from transenc import models; models.CPU_BATCH_TOKENS = 10**9; "
              "from transenc.cli import main; sys.exit(main(sys.argv[1:]))")
-_ST_BI = ("import sys, numpy, torch; from sentence_transformers import SentenceTransformer; "
-          "pairs = [l.rstrip('\\n').split('\\t') for l in open(sys.argv[1], encoding='utf-8')]; "
-          "e = SentenceTransformer(sys.argv[2], device='cpu').encode([s for p in pairs for s in p], "
-          "convert_to_tensor=True, normalize_embeddings=True); "
-          "numpy.save(sys.argv[3], (e[0::2] * e[1::2]).sum(1).numpy())")
 _ST_CROSS = ("import sys, numpy; from sentence_transformers import CrossEncoder; "
              "pairs = [l.rstrip('\\n').split('\\t') for l in open(sys.argv[1], encoding='utf-8')]; "
              "numpy.save(sys.argv[3], CrossEncoder(sys.argv[2], device='cpu').predict(pairs))")
@@ -44,31 +38,24 @@ def table_rows(measured: dict) -> list[list]:
     return rows
 
 
-def write_long_pairs(path, n, seed=0):
-    """n pairs of WORDS-word runs of the demo corpus, each text numbered: no text twice."""
-    words, rng = DEMO_PAIRS.read_text().split(), np.random.default_rng(seed)
-    with open(path, "w", encoding="utf-8") as f:
-        for i in range(n):
-            a, b = (" ".join(words[s:s + WORDS]) for s in rng.integers(0, len(words) - WORDS, 2))
-            f.write(f"{a} #{2 * i}\t{b} #{2 * i + 1}\n")
-
-
 @pytest.mark.parametrize("encoder", ["bi", "cross"])
 def test_long_texts(benchmark, table, tmp_path, encoder):
-    pairs = tmp_path / "long.tsv"
-    write_long_pairs(pairs, PAIRS)
+    pairs = w.write_unique_pairs(tmp_path / "long.tsv", PAIRS, WORDS, np.random.default_rng(0))
     model = str(w.minilm_path() if encoder == "bi" else w.trained_cross_encoder())
 
-    def run(name, *command, measure=w.own_memory_peak):
+    def run(name, *command, after=(), measure=w.own_memory_peak):
         out = tmp_path / f"{len(table.measured)}.npy"
-        table.measured[encoder, name] = measure([sys.executable, *command, str(out)], tmp_path / "log")
+        table.measured[encoder, name] = measure([sys.executable, *command, str(out), *after], tmp_path / "log")
         return np.load(out)
 
     def ours(entry, precision):
         return [*entry, "label", "--pairs", str(pairs), "--mode", encoder, "--model", model, "--device", "cpu",
                 "--precision", precision, "--out"]
 
-    anchor = run(ANCHOR, "-c", _ST_BI if encoder == "bi" else _ST_CROSS, str(pairs), model)
+    if encoder == "bi":
+        anchor = run(ANCHOR, "-c", w.ST_PAIR_COSINES, str(pairs), model, after=["32"])  # its default batch
+    else:
+        anchor = run(ANCHOR, "-c", _ST_CROSS, str(pairs), model)
     for precision in ("auto", "fp32"):
         measure = (lambda *a: w.timed(benchmark, w.own_memory_peak, *a)) if precision == "auto" else w.own_memory_peak
         name = f"`transenc label --precision {precision}`"

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from transenc import fit, ops
+from transenc.bundled import DEMO_PAIRS
 from transenc.models import BiEncoder, CrossEncoder, resolve_model
 from transenc.pairset import PairSet, PairSetBuilder
 from transenc.readers import read_pairs
@@ -32,6 +33,27 @@ def seconds(call) -> float:
     start = time.perf_counter()
     call()
     return time.perf_counter() - start
+
+
+# sentence-transformers as a user would score pairs with it, run as `python -c ST_PAIR_COSINES PAIRS.tsv MODEL
+# OUT.npy BATCH`: every unique sentence encoded (in memory), then the cosine of each pair's two embeddings
+ST_PAIR_COSINES = (
+    "import sys, numpy, torch; from sentence_transformers import SentenceTransformer; "
+    "pairs = [l.rstrip('\\n').split('\\t') for l in open(sys.argv[1], encoding='utf-8')]; "
+    "index = {s: i for i, s in enumerate(dict.fromkeys(s for p in pairs for s in p))}; "
+    "e = SentenceTransformer(sys.argv[2], device='cpu').encode(list(index), batch_size=int(sys.argv[4]), "
+    "convert_to_tensor=True, normalize_embeddings=True); ids = torch.tensor([[index[a], index[b]] for a, b in pairs]); "
+    "numpy.save(sys.argv[3], (e[ids[:, 0]] * e[ids[:, 1]]).sum(1).numpy())")
+
+
+def write_unique_pairs(path: Path, n: int, words_per_text: int, rng) -> Path:
+    """n pairs of `words_per_text`-word runs of the demo corpus, text 2i and 2i + 1 numbered so: no text twice."""
+    words = DEMO_PAIRS.read_text().split()
+    with open(path, "w", encoding="utf-8") as f:
+        for i in range(n):
+            a, b = (" ".join(words[s:s + words_per_text]) for s in rng.integers(0, len(words) - words_per_text, 2))
+            f.write(f"{a} #{2 * i}\t{b} #{2 * i + 1}\n")
+    return path
 
 
 def own_memory_peak(command: list, log) -> tuple[float, float, float]:
