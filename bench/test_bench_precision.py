@@ -65,8 +65,7 @@ def data(sts_pairs, table, tmp_path_factory):
     models = {kind: Path(shutil.copytree(path, folder / kind)) for kind, path in
               (("cross", w.trained_cross_encoder()), ("bi", w.minilm_path()))}
     # a BERT-base-sized model's agreement, where scripts/get_mpnet.sh (or TRANSENC_MPNET_DIR) put all-mpnet-base-v2
-    mpnet = Path(os.environ.get("TRANSENC_MPNET_DIR", w.REPO / "models" / "all-mpnet-base-v2"))
-    models["bi-base"] = mpnet if (mpnet / "config.json").is_file() else None
+    models["bi-base"] = w.mpnet_path()
     test, _ = read_pairs(w.sts_dir() / "sts-test.csv")
     row_of = {pair: i for i, pair in enumerate(texts)}
     table.measured["sts"] = (sts_pairs, np.array([row_of[test.pair_texts(i)] for i in range(len(test))]), test.labels)

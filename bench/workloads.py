@@ -109,6 +109,12 @@ def minilm_path() -> Path:
     return resolve_model(None)
 
 
+def mpnet_path() -> Path | None:
+    """all-mpnet-base-v2 (BERT-base sized) where scripts/get_mpnet.sh or TRANSENC_MPNET_DIR put it, else None."""
+    path = Path(os.environ.get("TRANSENC_MPNET_DIR", REPO / "models" / "all-mpnet-base-v2"))
+    return path if (path / "config.json").is_file() else None
+
+
 def sts_unique_pairs() -> PairSet:
     """The 8,567 unique (sentence1, sentence2) pairs of STS-B train+dev+test, labels dropped; on the
     GPU machine (no STS-B there) the same pairs as scripts/device_data.py wrote them."""

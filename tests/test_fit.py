@@ -301,3 +301,59 @@ def test_a_cosent_fit_learns_only_the_order_of_its_labels(tiny_bert):
     assert np.array_equal(np.argsort(plain), np.argsort(squeezed)) and len(set(squeezed)) == len(squeezed)
     assert torch.equal(cosent, cosent_squeezed)
     assert not torch.equal(weights_after("mse", False)[0], weights_after("mse", True)[0])
+
+
+@pytest.mark.parametrize("kind", ["cross", "bi"])
+def test_a_step_of_more_than_step_tokens_runs_in_checkpointed_parts_with_the_whole_steps_gradient(kind, tiny_bert,
+                                                                                                monkeypatch):
+    """A step whose rows hold more than policy.step_tokens tokens is cut into parts of at most part_tokens;
+    their activations are not kept for the backward (each part's forward runs again there, its dropout
+    replayed), and the loss and gradient are the whole step's. The CPU policy leaves steps of sentences whole."""
+    torch.manual_seed(1)
+    rng = np.random.default_rng(5)
+    corpus = pairs_of_mixed_lengths(40, rng)
+    targets = torch.from_numpy(rng.uniform(0, 1, len(corpus)).astype(np.float32))
+    in_parts = replace(fit.CPU_POLICY, step_tokens=200, part_tokens=64)
+    if kind == "cross":
+        encoder, step_loss = CrossEncoder.load(tiny_bert, "cpu", 48), fit.cross_step_loss
+        cache = encoder.token_cache(corpus.sentences)
+        rows, lengths = corpus.pairs, cache.pair_row_lengths(corpus.pairs)
+        parts = fit.step_pair_batches(cache, rows, 48, in_parts, in_parts=True)
+    else:
+        encoder, step_loss = BiEncoder.load(tiny_bert, "cpu", "mean", 24), fit.bi_step_loss
+        cache = encoder.token_cache(corpus.sentences)
+        rows, lengths = corpus.pairs.reshape(-1), cache.sentence_row_lengths(corpus.pairs.reshape(-1))
+        parts = fit.step_sentence_batches(cache, rows, 24, in_parts, in_parts=True)
+    assert fit._in_parts(lengths, encoder.max_length, in_parts) and not fit._in_parts(lengths, encoder.max_length,
+                                                                                         fit.CPU_POLICY)
+    assert len(parts) > 3 and all(b.input_ids.numel() <= 64 for b in parts)
+    assert sorted(np.concatenate([b.rows for b in parts])) == list(range(len(rows)))
+
+    def kept_for_backward(policy) -> int:
+        kept = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: kept.append(t.numel() * t.element_size()) or t,
+                                                      lambda t: t):
+            step_loss(encoder, cache, corpus.pairs, targets, policy)
+        return sum(kept)
+
+    assert kept_for_backward(in_parts) * 10 < kept_for_backward(fit.CPU_POLICY)
+
+    encoder.model.eval()  # no dropout: the parts and the whole step agree to rounding
+    loss_whole, grad_whole = loss_and_gradient(encoder.model, lambda: step_loss(encoder, cache, corpus.pairs, targets))
+    loss_parts, grad_parts = loss_and_gradient(encoder.model,
+                                               lambda: step_loss(encoder, cache, corpus.pairs, targets, in_parts))
+    assert loss_parts == pytest.approx(loss_whole, rel=1e-5)
+    assert torch.allclose(grad_parts, grad_whole, rtol=1e-4, atol=1e-6) and grad_whole.abs().max() > 0
+
+    encoder.model.train()  # dropout: the backward's second forward draws each part's masks again, the same
+
+    def with_dropout():
+        torch.manual_seed(7)
+        return loss_and_gradient(encoder.model, lambda: step_loss(encoder, cache, corpus.pairs, targets, in_parts))
+
+    loss_replayed, grad_replayed = with_dropout()
+    monkeypatch.setattr(fit, "checkpoint", lambda forward, batch, use_reentrant: forward(batch))  # parts kept whole
+    loss_kept, grad_kept = with_dropout()
+    assert loss_replayed == loss_kept
+    assert torch.allclose(grad_replayed, grad_kept, rtol=1e-5, atol=1e-7)
+    assert not torch.allclose(grad_kept, grad_whole, rtol=1e-2, atol=1e-4)  # dropout was on

@@ -12,6 +12,7 @@ from typing import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from transenc import distributed
 from transenc.errors import TransencError
@@ -28,6 +29,17 @@ from transenc.writers import atomic_open
 # On a CPU each step's batch is cut into length-sorted sub-batches instead, at least this full: the
 # same loss and gradient (padding is masked out) for ~1.8x fewer tokens (bench/results/archive/training-cpu.md).
 STEP_MIN_EFFICIENCY = 0.8
+# A step keeps every activation of its forward for the backward: a bi-encoder step of 128 pairs of
+# 256-token texts (65k tokens) grew past 21 GB with MiniLM-L6. On a CPU a step of more than
+# CPU_STEP_TOKENS tokens runs in parts of at most CPU_PART_TOKENS, each part's forward run again in the
+# backward (activation checkpointing, its dropout masks replayed): the whole step's loss and gradient
+# (to rounding; dropout draws its masks per part), one part's activations at a time. Against the whole
+# step: at 32k tokens 1.42x as fast in 43% of the memory, at 16k 0.90-0.93x in 35-41%
+# (bench/results/long-training-*.md); at 8k whole was 1.34x as fast, hence the threshold. Of parts of
+# 2k, 4k, 8k, 16k and 32k tokens, 4k held the least memory and ran within 12% of the fastest (2k,
+# which held 2-3x as much; by hand). Steps on sentences stay whole (MRPC's hold < 7.5k tokens).
+CPU_STEP_TOKENS = 8192
+CPU_PART_TOKENS = 4096
 
 
 @dataclass(frozen=True)
@@ -38,13 +50,16 @@ class StepPolicy:
     token_multiple: int  # batch width rounded up to a multiple of this (capped at max length)
     row_multiple: int  # batch rows rounded up to a multiple of this (padding rows are dropped)
     optimizer: str  # AdamW implementation: "fused", "foreach" or "plain" (a loop over tensors)
+    step_tokens: int = 0  # a step of more tokens runs in checkpointed parts (0: always whole)
+    part_tokens: int = 0  # tokens a part holds at most
     check_every: int = 100  # steps between loss checks (host syncs), besides dev checks and the end
 
 
 # CPU: FLOPs dominate and a forward of any shape costs little more than its work, so cut padding.
 # AdamW fused on the CPU too: one vectorised pass over the 22.7M parameters of MiniLM-L6 is ~6x
 # faster than foreach's (bench/results/archive/training-loop-cpu.md), and every data-parallel rank pays it.
-CPU_POLICY = StepPolicy(min_efficiency=STEP_MIN_EFFICIENCY, token_multiple=1, row_multiple=1, optimizer="fused")
+CPU_POLICY = StepPolicy(min_efficiency=STEP_MIN_EFFICIENCY, token_multiple=1, row_multiple=1, optimizer="fused",
+                        step_tokens=CPU_STEP_TOKENS, part_tokens=CPU_PART_TOKENS)
 # CUDA: a small encoder's step is a few ms of work, so launches, syncs and new shapes are the cost:
 # one batch per step from a small set of shapes (widths 16, 32, 48, 64; full batches), each seen in
 # the first steps and reused after (kernel choices, allocator blocks), and a fused AdamW.
@@ -240,23 +255,47 @@ def _finite_losses(pending: list[torch.Tensor], last_step: int, desc: str) -> li
     return values
 
 
-def step_pair_batches(cache: TokenCache, pairs: np.ndarray, max_length: int, policy: StepPolicy) -> list[Batch]:
-    """One training step's pair rows as the policy's batches."""
-    packed = pack_pairs(cache, pairs, max_length, len(pairs) * max_length, min_efficiency=policy.min_efficiency)
+def _in_parts(row_lengths: np.ndarray, max_length: int, policy: StepPolicy) -> bool:
+    """Whether a step's rows hold more than policy.step_tokens tokens: it then runs in checkpointed parts."""
+    return bool(policy.step_tokens) and int(np.minimum(row_lengths, max_length).sum()) > policy.step_tokens
+
+
+def _budget(rows: int, max_length: int, policy: StepPolicy, in_parts: bool) -> int:
+    """Tokens a batch of the step may hold: all its rows, or a part's (room for one row, as the packer requires)."""
+    return max(policy.part_tokens, max_length) if in_parts else rows * max_length
+
+
+def step_pair_batches(cache: TokenCache, pairs: np.ndarray, max_length: int, policy: StepPolicy,
+                      in_parts: bool = False) -> list[Batch]:
+    """One training step's pair rows as the policy's batches (in_parts: as its parts)."""
+    budget = _budget(len(pairs), max_length, policy, in_parts)
+    packed = pack_pairs(cache, pairs, max_length, budget, min_efficiency=policy.min_efficiency)
     return padded_to_multiples(packed, policy.row_multiple, policy.token_multiple, max_length, cache.pad_id)
 
 
-def step_sentence_batches(cache: TokenCache, ids: np.ndarray, max_length: int, policy: StepPolicy) -> list[Batch]:
-    """One training step's single-sentence rows as the policy's batches."""
-    packed = pack_sentences(cache, ids, max_length, len(ids) * max_length, min_efficiency=policy.min_efficiency)
+def step_sentence_batches(cache: TokenCache, ids: np.ndarray, max_length: int, policy: StepPolicy,
+                          in_parts: bool = False) -> list[Batch]:
+    """One training step's single-sentence rows as the policy's batches (in_parts: as its parts)."""
+    budget = _budget(len(ids), max_length, policy, in_parts)
+    packed = pack_sentences(cache, ids, max_length, budget, min_efficiency=policy.min_efficiency)
     return padded_to_multiples(packed, policy.row_multiple, policy.token_multiple, max_length, cache.pad_id)
+
+
+def _step_forward(forward: Callable[[Batch], torch.Tensor], batches: list[Batch], in_parts: bool) -> torch.Tensor:
+    """forward over a step's batches, outputs concatenated (padding rows dropped). In parts, each part's
+    activations are not kept: its forward runs again, dropout masks and autocast alike, in the backward."""
+    if in_parts and torch.is_grad_enabled():
+        return torch.cat([checkpoint(forward, b, use_reentrant=False)[:len(b.rows)] for b in batches])
+    return torch.cat([forward(b)[:len(b.rows)] for b in batches])
 
 
 def cross_step_loss(encoder: CrossEncoder, cache: TokenCache, pairs: np.ndarray, targets: torch.Tensor,
                     policy: StepPolicy | None = None, max_length: int | None = None) -> torch.Tensor:
     """Mean BCE between each pair's logit and its soft target, over the policy's sub-batches."""
-    batches = step_pair_batches(cache, pairs, max_length or encoder.max_length, policy or step_policy(encoder.device))
-    logits = torch.cat([encoder.logits(b)[:len(b.rows)] for b in batches])
+    max_length, policy = max_length or encoder.max_length, policy or step_policy(encoder.device)
+    in_parts = _in_parts(cache.pair_row_lengths(pairs), max_length, policy)
+    batches = step_pair_batches(cache, pairs, max_length, policy, in_parts)
+    logits = _step_forward(encoder.logits, batches, in_parts)
     ordered = to_device(targets[np.concatenate([b.rows for b in batches])], encoder.device)
     return F.binary_cross_entropy_with_logits(logits.float(), ordered)
 
@@ -273,8 +312,10 @@ def _pair_embeddings(encoder: BiEncoder, cache: TokenCache, pairs: np.ndarray, p
                      max_length: int | None = None):
     """Embeddings of both sides of a batch of pairs, from the policy's sub-batches, in pair order."""
     ids = np.concatenate([pairs[:, 0], pairs[:, 1]]).astype(np.int32)
-    batches = step_sentence_batches(cache, ids, max_length or encoder.max_length, policy or step_policy(encoder.device))
-    embedded = torch.cat([encoder.embed(b)[:len(b.rows)] for b in batches])
+    max_length, policy = max_length or encoder.max_length, policy or step_policy(encoder.device)
+    in_parts = _in_parts(cache.sentence_row_lengths(ids), max_length, policy)
+    batches = step_sentence_batches(cache, ids, max_length, policy, in_parts)
+    embedded = _step_forward(encoder.embed, batches, in_parts)
     rows = to_device(torch.from_numpy(np.concatenate([b.rows for b in batches])), encoder.device)
     ordered = torch.empty_like(embedded).index_copy(0, rows, embedded)  # differentiable scatter
     return ordered[:len(pairs)], ordered[len(pairs):]
