@@ -53,9 +53,9 @@ def fit_steps(pairs_file: str, kind: str, model: str, max_length: int, step: str
     encoder = BiEncoder.load(model, "cpu") if kind == "bi" else CrossEncoder.load(model, "cpu", max_length)
     cache = encoder.token_cache(pairs.sentences)
     recipe = w.RECIPES["transenc"]
-    cfg = replace(recipe.bi if kind == "bi" else recipe.cross, eval_every=0, max_length=max_length)
+    cfg = replace(recipe.bi if kind == "bi" else recipe.cross, epochs=1, warmup=0.0, eval_every=0,
+                  max_length=max_length)
     rows = pairs.pairs[:STEPS * cfg.batch_size]
-    cfg = replace(cfg, epochs=1, warmup=0.0)
     if step == WHOLE:
         fit.CPU_POLICY = replace(fit.CPU_POLICY, step_tokens=0)
     lengths = cache.sentence_row_lengths(rows.reshape(-1)) if kind == "bi" else cache.pair_row_lengths(rows)
