@@ -63,7 +63,7 @@ def fit_steps(pairs_file: str, kind: str, model: str, max_length: int, step: str
     start = time.perf_counter()
     (fit.fit_bi if kind == "bi" else fit.fit_cross)(encoder, cache, rows, labels, cfg, 0)
     seconds = (time.perf_counter() - start) / STEPS
-    tokens = int(np.minimum(lengths, max_length).sum()) // STEPS
+    tokens = fit.tokens_held(lengths, max_length) // STEPS
     json.dump({"seconds": seconds, "tokens": tokens}, open(out, "w"))
 
 

@@ -255,9 +255,14 @@ def _finite_losses(pending: list[torch.Tensor], last_step: int, desc: str) -> li
     return values
 
 
+def tokens_held(row_lengths: np.ndarray, max_length: int) -> int:
+    """Tokens a step's rows hold at max_length, padding not counted: what policy.step_tokens limits."""
+    return int(np.minimum(row_lengths, max_length).sum())
+
+
 def _in_parts(row_lengths: np.ndarray, max_length: int, policy: StepPolicy) -> bool:
     """Whether a step's rows hold more than policy.step_tokens tokens: it then runs in checkpointed parts."""
-    return bool(policy.step_tokens) and int(np.minimum(row_lengths, max_length).sum()) > policy.step_tokens
+    return bool(policy.step_tokens) and tokens_held(row_lengths, max_length) > policy.step_tokens
 
 
 def _budget(rows: int, max_length: int, policy: StepPolicy, in_parts: bool) -> int:
