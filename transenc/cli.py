@@ -128,10 +128,10 @@ def cmd_label(args) -> None:
     resumable = bool(args.out) and not streamed and not written_in_place(Path(args.out))
     # claimed before the model loads: a second label onto the same --out stops at once
     with _one_writer(args.out) if resumable and distributed.is_main() else contextlib.nullcontext():
-        _label_claimed(args, reader, first_pass, chunk_pairs, device, resumable)
+        _label_claimed(args, reader, first_pass, chunk_pairs, device, resumable, out_format)
 
 
-def _label_claimed(args, reader, first_pass, chunk_pairs: int, device, resumable: bool) -> None:
+def _label_claimed(args, reader, first_pass, chunk_pairs: int, device, resumable: bool, out_format: str) -> None:
     """cmd_label from the model's loading on, with its --out claimed where it is `resumable` (a file
     of the pairs, not written in place)."""
     import contextlib
@@ -140,8 +140,8 @@ def _label_claimed(args, reader, first_pass, chunk_pairs: int, device, resumable
     from transenc.kept_rows import kept_rows
     from transenc.labeling import load_scorer, stream_scores
     from transenc.precision import inference_precision
-    from transenc.writers import (KEPT_WORK_HINT, background_writes, npy_header, output_format, partial_path,
-                                  resumable_open, score_rows)
+    from transenc.writers import (KEPT_WORK_HINT, background_writes, npy_header, partial_path, resumable_open,
+                                  score_rows)
 
     encoder = load_scorer(args.model, args.mode, device, args.precision)
     precision = inference_precision(device, args.precision)
@@ -158,7 +158,6 @@ def _label_claimed(args, reader, first_pass, chunk_pairs: int, device, resumable
     embeddings = kept_rows(partial_path(args.out, ".embeddings.npy"), {**settings, "chunk_pairs": None},
                            args.resume, Path(args.out), KEPT_WORK_HINT) \
         if args.mode == "bi" and not distributed.active() and resumable else contextlib.nullcontext()
-    out_format = output_format(args.out)
     # the disk writes one chunk while the next is scored; done(n) records the first n rows complete
     with embeddings as kept, output as (f, written, done), background_writes(f) as write:
         if args.resume:
