@@ -444,3 +444,17 @@ def test_a_resume_whose_pairs_or_dev_files_changed_is_refused_naming_them(tmp_pa
     del state["config"]["content"]
     (out / "state.json").write_text(json.dumps(state))
     assert train(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1, resume=True)).metrics == finished.metrics
+
+
+def test_pairs_given_in_memory_are_recorded_by_their_content(tmp_path, tiny_bert, pairs_64):
+    """The API's pairs have no file name: the run records all of them by their content, and apart,
+    as for a file, the ones it trains on (max_pairs cuts them)."""
+    from transenc.train_config import TrainConfig
+
+    pairs = api.read_pairs(pairs_64[0])
+    for max_pairs, trained in ((None, pairs), (32, pairs.head(32))):
+        config = TrainConfig(out=tmp_path / f"run-{max_pairs}", pairs=pairs, models=[str(tiny_bert)], recipe="tiny",
+                             device="cpu", **({"max_pairs": max_pairs} if max_pairs else {}))
+        recorded = training.Trainer(config).run.state["config"]
+        assert recorded["pairs"] == "sha1:" + training._digest(pairs)
+        assert recorded["content"]["pairs"] == training._digest(trained)

@@ -97,10 +97,13 @@ class Trainer:
             lengths.check_asked(config.max_length, Path(model))
         test = labeled_sets(config.test)
         record = config.record() | {"models": self.models, "teachers": self.teachers}
-        record["pairs"] = "sha1:" + _digest(config.pairs) if isinstance(config.pairs, PairSet) else config.pairs
+        pairs_digest = _digest(self.pairs)
+        # the API's pairs by their content (hashed once where max_pairs cut none), a file by its name
+        record["pairs"] = ("sha1:" + (pairs_digest if self.pairs is config.pairs else _digest(config.pairs))
+                           if isinstance(config.pairs, PairSet) else config.pairs)
         # What the files held, not only their names: a resumed run whose pairs or dev sets changed in
         # the meantime would take up labels and dev scores of other rows.
-        record["content"] = {"pairs": _digest(self.pairs), **{f"{split} {name}": _digest(pairs)
+        record["content"] = {"pairs": pairs_digest, **{f"{split} {name}": _digest(pairs)
                              for split, sets in (("dev", dev), ("test", test)) for name, (pairs, _) in sets.items()}}
         self.run = Run(Path(config.out), record, config.resume)
         self.scored = DevScores(dev, test, self.score, self.run.out / "scores", self.label_precision)
