@@ -110,9 +110,12 @@ def minilm_path() -> Path:
 
 
 def mpnet_path() -> Path | None:
-    """all-mpnet-base-v2 (BERT-base sized) where scripts/get_mpnet.sh or TRANSENC_MPNET_DIR put it, else None."""
-    path = Path(os.environ.get("TRANSENC_MPNET_DIR", REPO / "models" / "all-mpnet-base-v2"))
-    return path if (path / "config.json").is_file() else None
+    """all-mpnet-base-v2 (BERT-base sized) where TRANSENC_MPNET_DIR or scripts/get_mpnet.sh put it, else
+    None; the tests look in the same places (tests/conftest.py)."""
+    for path in (os.environ.get("TRANSENC_MPNET_DIR"), REPO / "models" / "all-mpnet-base-v2"):
+        if path and (Path(path) / "config.json").is_file():
+            return Path(path)
+    return None
 
 
 def sts_unique_pairs() -> PairSet:

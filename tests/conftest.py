@@ -65,7 +65,7 @@ def tiny_bert(tmp_path_factory, default_model_path):
 @pytest.fixture(scope="session")
 def mpnet_path():
     """all-mpnet-base-v2, a 470 MB download kept out of CI: `bash scripts/get_mpnet.sh` puts it in
-    models/; TRANSENC_MPNET_DIR points elsewhere."""
+    models/; TRANSENC_MPNET_DIR points elsewhere (the benches look in the same places: bench/workloads.py)."""
     for c in (os.environ.get("TRANSENC_MPNET_DIR"), REPO / "models" / "all-mpnet-base-v2"):
         if c and (Path(c) / "config.json").is_file():
             return Path(c)
