@@ -357,3 +357,55 @@ def test_a_step_of_more_than_step_tokens_runs_in_checkpointed_parts_with_the_who
     assert loss_replayed == loss_kept
     assert torch.allclose(grad_replayed, grad_kept, rtol=1e-5, atol=1e-7)
     assert not torch.allclose(grad_kept, grad_whole, rtol=1e-2, atol=1e-4)  # dropout was on
+
+
+@pytest.mark.parametrize("kind", ["cross", "bi"])
+def test_cpu_training_steps_run_eager_attention_with_sdpas_gradient_and_dev_checks_keep_sdpa(kind, tiny_bert,
+                                                                                            monkeypatch):
+    """On a CPU SDPA has no fused kernel that takes dropout: a bf16 training step runs the architecture's
+    eager attention, the same computation, forward and backward; fp32 steps and dev checks keep SDPA."""
+    import transformers.models.bert.modeling_bert as bert
+
+    torch.manual_seed(1)
+    rng = np.random.default_rng(6)
+    corpus = pairs_of_mixed_lengths(24, rng)
+    targets = torch.from_numpy(rng.uniform(0, 1, len(corpus)).astype(np.float32))
+    if kind == "cross":
+        encoder, step_loss, fit_on = CrossEncoder.load(tiny_bert, "cpu", 48), fit.cross_step_loss, fit.fit_cross
+    else:
+        encoder, step_loss, fit_on = BiEncoder.load(tiny_bert, "cpu", "mean", 24), fit.bi_step_loss, fit.fit_bi
+    cache, model = encoder.token_cache(corpus.sentences), encoder.model
+    assert model.config._attn_implementation == "sdpa"
+
+    model.eval()  # no dropout: eager and SDPA agree to rounding
+    loss_sdpa, grad_sdpa = loss_and_gradient(model, lambda: step_loss(encoder, cache, corpus.pairs, targets))
+    with fit.step_attention(model, fit.CPU_POLICY.attention):
+        assert model.config._attn_implementation == "eager"
+        loss_eager, grad_eager = loss_and_gradient(model, lambda: step_loss(encoder, cache, corpus.pairs, targets))
+    assert model.config._attn_implementation == "sdpa"
+    assert loss_eager == pytest.approx(loss_sdpa, rel=1e-5)
+    assert torch.allclose(grad_eager, grad_sdpa, rtol=1e-4, atol=1e-6) and grad_sdpa.abs().max() > 0
+
+    calls, phase = {"step": 0, "dev check": 0}, ["step"]  # eager attention's calls, in steps and in dev checks
+    eager = bert.eager_attention_forward
+    monkeypatch.setattr(bert, "eager_attention_forward",
+                        lambda *a, **k: calls.__setitem__(phase[0], calls[phase[0]] + 1) or eager(*a, **k))
+
+    def dev_check():
+        phase[0] = "dev check"
+        model.eval()
+        with torch.no_grad():
+            step_loss(encoder, cache, corpus.pairs, targets)
+        phase[0] = "step"
+        return 0.0
+
+    for precision in ("bf16", "fp32"):  # eager under autocast; fp32 steps keep SDPA (as fast there)
+        calls.update({"step": 0, "dev check": 0})
+        cfg = fit.FitConfig(batch_size=8, epochs=1, lr=1e-4, warmup=0.0, eval_every=1, precision=precision)
+        result = fit_on(encoder, cache, corpus.pairs, targets.numpy(), cfg, 0, dev_check, fit.CPU_POLICY)
+        assert len(result.losses) == 3 and len(result.checks) == 3 and result.precision == precision
+        assert calls["dev check"] == 0 and model.config._attn_implementation == "sdpa"
+        if precision == "bf16":
+            assert calls["step"] >= 3 * model.config.num_hidden_layers
+        else:
+            assert calls["step"] == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -34,12 +35,21 @@ STEP_MIN_EFFICIENCY = 0.8
 # CPU_STEP_TOKENS tokens runs in parts of at most CPU_PART_TOKENS, each part's forward run again in the
 # backward (activation checkpointing, its dropout masks replayed): the whole step's loss and gradient
 # (to rounding; dropout draws its masks per part), one part's activations at a time. Against the whole
-# step: at 32k tokens 1.42x as fast in 43% of the memory, at 16k 0.90-0.93x in 35-41%
-# (bench/results/long-training-*.md); at 8k whole was 1.34x as fast, hence the threshold. Of parts of
-# 2k, 4k, 8k, 16k and 32k tokens, 4k held the least memory and ran within 12% of the fastest (2k,
-# which held 2-3x as much; by hand). Steps on sentences stay whole (MRPC's hold < 7.5k tokens).
+# step (both with SDPA): at 32k tokens 1.16x as fast in 36% of the memory, at 16k 0.91x in 34% (cross)
+# (bench/results/long-training-*.md; stop 57's run: 1.42x, 0.93x); at 8k whole was 1.34x as fast,
+# hence the threshold. Of parts of 2k, 4k, 8k, 16k and 32k tokens, 4k held the least memory and ran
+# within 12% of the fastest (2k, which held 2-3x as much; by hand). Steps on sentences stay whole
+# (MRPC's hold < 7.5k tokens).
 CPU_STEP_TOKENS = 8192
 CPU_PART_TOKENS = 4096
+# On a CPU PyTorch's fused attention kernels take no dropout, so in a training step (attention dropout
+# 0.1) SDPA falls back to its math path, which runs a bf16 step's attention in fp32, its scores made
+# whole. Under bf16 autocast a step runs the architecture's eager attention instead, the same
+# computation with autocast's matmuls: on 300-word texts steps ran 1.14-1.53x as fast (MiniLM, bi at
+# 128 and 256, cross at 256 and 512), peaks 2-38% lower; on sentences 1.07x (bi) and 0.95x (cross),
+# within run-to-run noise (bench/results/long-training-*.md). fp32 steps keep SDPA (eager ran
+# 0.93-0.97x there, by hand); so do dev checks and labeling, which run without dropout on the fused kernel.
+CPU_STEP_ATTENTION = "eager"
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class StepPolicy:
     optimizer: str  # AdamW implementation: "fused", "foreach" or "plain" (a loop over tensors)
     step_tokens: int = 0  # a step of more tokens runs in checkpointed parts (0: always whole)
     part_tokens: int = 0  # tokens a part holds at most
+    attention: str = ""  # the attention a model with SDPA trains with in bf16 steps ("": SDPA)
     check_every: int = 100  # steps between loss checks (host syncs), besides dev checks and the end
 
 
@@ -59,7 +70,7 @@ class StepPolicy:
 # AdamW fused on the CPU too: one vectorised pass over the 22.7M parameters of MiniLM-L6 is ~6x
 # faster than foreach's (bench/results/archive/training-loop-cpu.md), and every data-parallel rank pays it.
 CPU_POLICY = StepPolicy(min_efficiency=STEP_MIN_EFFICIENCY, token_multiple=1, row_multiple=1, optimizer="fused",
-                        step_tokens=CPU_STEP_TOKENS, part_tokens=CPU_PART_TOKENS)
+                        step_tokens=CPU_STEP_TOKENS, part_tokens=CPU_PART_TOKENS, attention=CPU_STEP_ATTENTION)
 # CUDA: a small encoder's step is a few ms of work, so launches, syncs and new shapes are the cost:
 # one batch per step from a small set of shapes (widths 16, 32, 48, 64; full batches), each seen in
 # the first steps and reused after (kernel choices, allocator blocks), and a fused AdamW.
@@ -168,6 +179,7 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
     # fp16 gradients underflow without loss scaling; for fp32 and bf16 the scaler passes through.
     precision = training_precision(device, cfg.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    attention = policy.attention if precision == "bf16" else ""  # see CPU_STEP_ATTENTION
     losses, pending, checks = [], [], []
     best, best_step, best_state = None, -1, None
     saved = checkpoint.load(len(batches)) if checkpoint else None
@@ -184,17 +196,18 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
     model.train()
     with progress(len(batches), desc, "steps", initial=done) as bar:
         for step, idx in enumerate(batches[done:], start=done + 1):
-            if parallel is None:
-                with autocast(device, precision):
-                    loss = step_loss(idx)
-                scaler.scale(loss).backward()
-            else:
-                mine, weight = parallel.share(idx)
-                with autocast(device, precision):
-                    local = step_loss(mine) * weight if len(mine) else torch.zeros((), device=device)
-                if local.requires_grad:
-                    scaler.scale(local).backward()
-                loss = parallel.reduce(local)  # gradients summed; the global batch's loss, the same on every rank
+            with step_attention(model, attention):  # the backward too: checkpointed parts run again there
+                if parallel is None:
+                    with autocast(device, precision):
+                        loss = step_loss(idx)
+                    scaler.scale(loss).backward()
+                else:
+                    mine, weight = parallel.share(idx)
+                    with autocast(device, precision):
+                        local = step_loss(mine) * weight if len(mine) else torch.zeros((), device=device)
+                    if local.requires_grad:
+                        scaler.scale(local).backward()
+                    loss = parallel.reduce(local)  # gradients summed; the global batch's loss, the same on every rank
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             scaler.step(opt)
@@ -226,6 +239,19 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
     if best_state is not None:
         model.load_state_dict(best_state)
     return FitResult(losses, best, best_step, checks, precision, resumed_after=done)
+
+
+@contextmanager
+def step_attention(model: torch.nn.Module, attention: str):
+    """A model that runs SDPA runs `attention` inside (a transformers attention implementation; "": SDPA)."""
+    switch = bool(attention) and getattr(getattr(model, "config", None), "_attn_implementation", None) == "sdpa"
+    if switch:
+        model.set_attn_implementation(attention)
+    try:
+        yield
+    finally:
+        if switch:
+            model.set_attn_implementation("sdpa")
 
 
 def _rng_state(device) -> dict:
