@@ -35,20 +35,19 @@ STEP_MIN_EFFICIENCY = 0.8
 # CPU_STEP_TOKENS tokens runs in parts of at most CPU_PART_TOKENS, each part's forward run again in the
 # backward (activation checkpointing, its dropout masks replayed): the whole step's loss and gradient
 # (to rounding; dropout draws its masks per part), one part's activations at a time. Against the whole
-# step (both with SDPA): at 32k tokens 1.18x as fast in 37% of the memory, at 16k 0.88x in 35% (cross)
-# (bench/results/long-training-*.md; earlier runs: 1.16x / 1.42x, 0.91x / 0.93x); at 8k whole was 1.34x as fast,
-# hence the threshold. Of parts of 2k, 4k, 8k, 16k and 32k tokens, 4k held the least memory and ran
-# within 12% of the fastest (2k, which held 2-3x as much; by hand). Steps on sentences stay whole
-# (MRPC's hold < 7.5k tokens).
+# step (both with SDPA): at 32k tokens 1.18x as fast in 37% of the memory, at 16k 0.88x in 35% (cross;
+# bench/results/long-training-*.md); at 8k whole was 1.34x as fast, hence the threshold. Of parts of
+# 2k, 4k, 8k, 16k and 32k tokens, 4k held the least memory and ran within 12% of the fastest (2k,
+# which held 2-3x as much; by hand). Steps on sentences stay whole (MRPC's hold < 7.5k tokens).
 CPU_STEP_TOKENS = 8192
 CPU_PART_TOKENS = 4096
 # On a CPU PyTorch's fused attention kernels take no dropout, so in a training step (attention dropout
 # 0.1) SDPA falls back to its math path, which runs a bf16 step's attention in fp32, its scores made
 # whole. Under bf16 autocast a step runs the architecture's eager attention instead, the same
 # computation with autocast's matmuls: on 300-word texts steps ran 1.12-1.45x as fast (MiniLM, bi at
-# 128 and 256, cross at 256 and 512), peaks 7-45% lower; on sentences within run-to-run noise (bi 1.02x
-# and 1.07x, cross 1.19x and 0.95x in two runs; bench/results/long-training-*.md). fp32 steps keep SDPA (eager ran
-# 0.93-0.97x there, by hand); so do dev checks and labeling, which run without dropout on the fused kernel.
+# 128 and 256, cross at 256 and 512), peaks 7-45% lower; on sentences within run-to-run noise
+# (bench/results/long-training-*.md). fp32 steps keep SDPA (eager ran 0.93-0.97x there, by hand); so
+# do dev checks and labeling, which run without dropout on the fused kernel.
 CPU_STEP_ATTENTION = "eager"
 
 

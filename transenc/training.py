@@ -98,9 +98,10 @@ class Trainer:
         test = labeled_sets(config.test)
         record = config.record() | {"models": self.models, "teachers": self.teachers}
         pairs_digest = _digest(self.pairs)
-        # the API's pairs by their content (hashed once where max_pairs cut none), a file by its name
-        record["pairs"] = ("sha1:" + (pairs_digest if self.pairs is config.pairs else _digest(config.pairs))
-                           if isinstance(config.pairs, PairSet) else config.pairs)
+        if isinstance(config.pairs, PairSet):  # the API's pairs, by their content (hashed once where max_pairs cut none)
+            record["pairs"] = "sha1:" + (pairs_digest if self.pairs is config.pairs else _digest(config.pairs))
+        else:  # a file, by its name
+            record["pairs"] = config.pairs
         # What the files held, not only their names: a resumed run whose pairs or dev sets changed in
         # the meantime would take up labels and dev scores of other rows.
         record["content"] = {"pairs": pairs_digest, **{f"{split} {name}": _digest(pairs)
