@@ -198,6 +198,26 @@ def test_the_model_card_carries_the_figures_of_metrics_json(tmp_path, tiny_bert,
         assert "|\n\n## test" in card  # the tables apart, or markdown runs the test heading into dev's table
 
 
+def test_a_card_says_an_exported_start_was_not_trained_and_whose_start_a_cross_encoder_is_compared_with():
+    from transenc.model_card import model_card
+
+    figures = lambda x: {"sets": {"dev": {"metric": "spearman", "models": [x]}}}  # noqa: E731
+    metrics = {"start": {"dev": figures(80.0)}, "start_names": ["all-MiniLM-L6-v2"], "best_cycle": {"bi": 1, "cross": 1},
+               "exported": {"bi": {"model": "start"}}, "lengths": [{"bi": 48, "cross": 80, "bi_export": 256, "cross_export": 256}],
+               "pairs": {"count": 10, "sentences": 20}, "precision": {"training": "bf16", "labeling": "int8"},
+               "cycles": [{"stages": {"bi_train": {"dev": figures(79.0), "models": [{"precision": "bf16"}]},
+                                      "cross_train": {"models": [{"precision": "bf16"}]},
+                                      "cross_label": {"dev": figures(81.0)}}}]}
+    config = {"models": ["all-MiniLM-L6-v2"], "recipe": "transenc", "seed": 1, "teachers": []}
+    bi, cross = model_card("bi", 0, metrics, config), model_card("cross", 0, metrics, config)
+    assert "`all-MiniLM-L6-v2`: the start model itself" in bi  # the name once, no folder of this machine
+    assert "| dev | spearman x 100 | 80.00 | 80.00 | +0.00 |" in bi
+    assert "trained at 48 tokens with bf16 steps, were not kept" in bi and "precision: training steps" not in bi
+    assert "| set | metric | start bi-encoder | exported | change |" in cross
+    assert "| dev | spearman x 100 | 80.00 | 81.00 | +1.00 |" in cross
+    assert "trained at 80 tokens; used and exported at 256" in cross and "training steps bf16" in cross
+
+
 def test_the_default_start_model_is_named_as_the_user_knows_it_not_by_its_packages_folder():
     trainer = SimpleNamespace(config=SimpleNamespace(models=[]))
     assert training.Trainer.model_names.fget(trainer) == ["all-MiniLM-L6-v2"]

@@ -446,6 +446,58 @@ def test_a_resume_whose_pairs_or_dev_files_changed_is_refused_naming_them(tmp_pa
     assert train(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1, resume=True)).metrics == finished.metrics
 
 
+def test_a_model_named_as_before_resumes_from_another_folder_but_not_with_other_weights(tmp_path, tiny_bert, pairs_64,
+                                                                                          monkeypatch):
+    """The run records a model by its name and its files, not by its folder: a moved run, or the
+    default model installed in another environment, resumes; the same name with other weights is
+    refused, naming it. A run recorded by an older transenc (the folders, no model content) is taken
+    up as before."""
+    import shutil
+    from pathlib import Path
+
+    from safetensors.torch import save_file
+
+    pairs, dev = pairs_64
+    folders = {"named": tiny_bert}
+    monkeypatch.setattr(training, "resolve_model", lambda name: Path(folders[name]))
+    finished = train(args_for(tmp_path / "run", pairs, ["named"], dev=dev, cycles=1))
+    shutil.move(tmp_path / "run", tmp_path / "moved")
+    folders["named"] = shutil.copytree(tiny_bert, tmp_path / "elsewhere")
+    assert train(args_for(tmp_path / "moved", pairs, ["named"], dev=dev, cycles=1, resume=True)).metrics == finished.metrics
+
+    changed = {k: v + 1e-3 if k.endswith("LayerNorm.bias") else v for k, v in weights(folders["named"]).items()}
+    save_file(changed, str(folders["named"] / "model.safetensors"))
+    with pytest.raises(TransencError, match=r"other settings \(what model named holds\)"):
+        train(args_for(tmp_path / "moved", pairs, ["named"], dev=dev, cycles=1, resume=True))
+
+    state = json.loads((tmp_path / "moved" / "state.json").read_text())
+    state["config"]["models"] = [str(folders["named"])]  # as an older transenc recorded it
+    del state["config"]["content"]["model named"]
+    (tmp_path / "moved" / "state.json").write_text(json.dumps(state))
+    assert train(args_for(tmp_path / "moved", pairs, ["named"], dev=dev, cycles=1, resume=True)).metrics == finished.metrics
+
+
+def test_a_models_digest_reads_what_loads_it_not_its_card_download_metadata_or_other_runtimes(tmp_path, tiny_bert):
+    import shutil
+
+    from transenc.models import model_digest
+
+    model = shutil.copytree(tiny_bert, tmp_path / "model")
+    before = model_digest(model)
+    (model / "README.md").write_text("a card")
+    (model / "onnx").mkdir()
+    (model / "onnx" / "model.onnx").write_bytes(b"other weights")
+    (model / ".cache").mkdir()
+    (model / ".cache" / "model.safetensors.metadata").write_text("etag, when")
+    assert model_digest(model) == before == model_digest(shutil.copytree(model, tmp_path / "moved"))
+    (model / "1_Pooling").mkdir()
+    (model / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')
+    with_pooling = model_digest(model)
+    assert with_pooling != before
+    (model / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}')
+    assert model_digest(model) not in (before, with_pooling)
+
+
 def test_pairs_given_in_memory_are_recorded_by_their_content(tmp_path, tiny_bert, pairs_64):
     """The API's pairs have no file name: the run records all of them by their content, and apart,
     as for a file, the ones it trains on (max_pairs cuts them)."""

@@ -25,10 +25,19 @@ def model_card(name: str, k: int, metrics: dict, config: dict) -> str:
     after = start if exported_start else stages["bi_train" if kind == "bi" else "cross_label"]
     lengths = metrics["lengths"][k]
     fit = stages["bi_train" if kind == "bi" else "cross_train"]["models"][k]
-    source = config["models"][k]
+    start_name, given = metrics["start_names"][k], config["models"][k]  # as named, and as given on the command line
+    named = f"`{start_name}`" + (f" ({given})" if given != start_name else "")
     what = ("the start model itself: no trained bi-encoder beat it beyond dev's noise (do no harm)" if exported_start
             else f"cycle {cycle} of {len(metrics['cycles'])}, chosen on dev")
-    rows = [f"## {split}\n\n| set | metric | start | exported | change |\n|---|---|---:|---:|---:|\n"
+    if exported_start:  # the run's figures, but not its lengths and precision: this model was not trained
+        how = (f"- length: used and exported at {lengths[kind + '_export']} tokens (`max_seq_length`), as the start model\n"
+               f"- the run's bi-encoders, trained at {lengths[kind]} tokens with {fit.get('precision', 'fp32')} steps, were not kept")
+    else:
+        how = (f"- lengths: trained at {lengths[kind]} tokens; used and exported at {lengths[kind + '_export']} (`max_seq_length`)\n"
+               f"- precision: training steps {fit.get('precision', 'fp32')}, labeling and dev checks {metrics['precision']['labeling']}")
+    # a cross-encoder's start is the start bi-encoder's cosine: there is no start cross-encoder
+    start_column = "start" if kind == "bi" else "start bi-encoder"
+    rows = [f"## {split}\n\n| set | metric | {start_column} | exported | change |\n|---|---|---:|---:|---:|\n"
             + "\n".join(_figures(start.get(split), after.get(split), k)) + "\n"
             for split in ("dev", "test") if _figures(start.get(split), after.get(split), k)]
     tables = "\n".join(rows) or "No dev or test set was given."
@@ -51,12 +60,11 @@ tags:
 # {name}: a Trans-Encoder {kind}-encoder
 
 Trained without labels by transenc (Trans-Encoder, Liu et al., ICLR 2022) from
-`{metrics["start_names"][k]}` ({source}): {what}.
+{named}: {what}.
 
 - pairs: {metrics["pairs"]["count"]:,} unlabeled pairs over {metrics["pairs"]["sentences"]:,} sentences
 - recipe: `{config["recipe"]}`, seed {config["seed"]}; co-teachers: {", ".join(config["teachers"]) or "none"}
-- lengths: trained at {lengths[kind]} tokens; used and exported at {lengths[kind + "_export"]} (`max_seq_length`)
-- precision: training steps {fit.get("precision", "fp32")}, labeling and dev checks {metrics["precision"]["labeling"]}
+{how}
 
 {tables}
 Scored by transenc in {metrics["precision"]["labeling"]} at {lengths[kind + "_export"]} tokens (the run's dev-check precision). Dev chose the cycle and

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 from contextlib import contextmanager, nullcontext
@@ -53,6 +54,26 @@ def resolve_model(name: str | os.PathLike | None) -> Path:
             f"model '{name}' is not a local directory and could not be downloaded from the "
             f"Hugging Face hub as '{repo}' ({type(e).__name__}: {str(e).splitlines()[0][:200]})"
         ) from None
+
+
+# what a model folder holds that transenc never reads: cards, and other frameworks' weights
+_NOT_READ = (".md", ".h5", ".msgpack", ".ot", ".onnx")
+
+
+def model_digest(folder: Path) -> str:
+    """sha1 of what a model folder holds, wherever it is installed: its files and those of its
+    sentence-transformers modules (1_Pooling/, ...), but for hidden ones (a download's metadata), cards
+    and other frameworks' weights; other folders (onnx/, checkpoints) are not read. A resumed run checks it."""
+    modules = [d for d in sorted(folder.iterdir()) if d.is_dir() and d.name.split("_")[0].isdigit()]
+    h = hashlib.sha1()
+    for f in sorted(folder.iterdir()) + [f for d in modules for f in sorted(d.iterdir())]:
+        if f.name.startswith(".") or f.suffix in _NOT_READ or not f.is_file():
+            continue
+        h.update(f.relative_to(folder).as_posix().encode() + b"\0")
+        with open(f, "rb") as stream:
+            while chunk := stream.read(1 << 22):
+                h.update(chunk)
+    return h.hexdigest()
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -295,6 +316,11 @@ class _Encoder:
         return out
 
 
+def has_pair_head(config) -> bool:
+    """Whether a model was saved with a trained pair head (a cross-encoder), by its config."""
+    return any(a.endswith("ForSequenceClassification") for a in config.architectures or [])
+
+
 class BiEncoder(_Encoder):
     """Sentence embeddings: transformer + mean or CLS pooling; pairs are scored by cosine."""
 
@@ -411,7 +437,7 @@ class CrossEncoder(_Encoder):
         encoder = cls(model, tokenizer, max_length or min(positions(path), 512), device)
         # Saved without a pair head (a bi-encoder, a plain encoder): the head is random, which is
         # where training starts, but scores from it mean nothing.
-        encoder.fresh_head = not any(a.endswith("ForSequenceClassification") for a in model.config.architectures or [])
+        encoder.fresh_head = not has_pair_head(model.config)
         return encoder
 
     def logits(self, batch: Batch) -> torch.Tensor:

@@ -32,16 +32,18 @@ def _read_state(path: Path) -> dict:
     return state
 
 
-def _changed(recorded: dict, config: dict) -> list[str]:
+def _changed(recorded: dict, config: dict, also: dict | None = None) -> list[str]:
     """The settings in which a resumed run differs from the recorded one, `cycles` apart (it may grow);
-    of "content", the files whose content changed. A run recorded before content was recorded is
-    taken up as it was."""
+    of "content", the files whose content changed. `also`: a second value each key may have been
+    recorded with by an older transenc. What an older run did not record of content is taken up as
+    it was."""
     changed = []
     for key in sorted((set(recorded) | set(config)) - {"cycles"}):
         was, now = recorded.get(key), config.get(key)
         if key == "content" and isinstance(was, dict) and isinstance(now, dict):
-            changed += [f"what {name} holds" for name in sorted(set(was) | set(now)) if was.get(name) != now.get(name)]
-        elif was != now and not (key == "content" and was is None):
+            changed += [f"what {name} holds" for name in sorted(set(was) | set(now))
+                        if name in was and was.get(name) != now.get(name)]
+        elif was != now and not (key == "content" and was is None) and not (key in (also or {}) and was == also[key]):
             changed.append(key)
     return changed
 
@@ -49,7 +51,7 @@ def _changed(recorded: dict, config: dict) -> list[str]:
 class Run:
     """The state of one training run folder: finished stages, metrics, model paths."""
 
-    def __init__(self, out: Path, config: dict, resume: bool):
+    def __init__(self, out: Path, config: dict, resume: bool, also_recorded_as: dict | None = None):
         self.out = out
         if out.exists() and not out.is_dir():
             raise TransencError(f"--out {out} is a file; a run is written to a folder")
@@ -63,7 +65,7 @@ class Run:
             # A run may be resumed with more cycles (continue a finished run), never with fewer.
             if recorded.get("cycles", 0) > config.get("cycles", 0):
                 raise TransencError(f"{out} holds a run of {recorded['cycles']} cycles; --resume takes that many or more")
-            changed = _changed(recorded, config)
+            changed = _changed(recorded, config, also_recorded_as)
             if changed:
                 raise TransencError(f"{out} holds a run with other settings ({', '.join(changed)}); --resume needs "
                                     "the same arguments, and files that hold what they held")

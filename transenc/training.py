@@ -34,7 +34,7 @@ from transenc.errors import TransencError
 from transenc.evaluate import labeled_sets
 from transenc.fit import StepCheckpoint, fit_bi, fit_cross, fit_simcse
 from transenc.labeling import bi_scores, cross_scores
-from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_device, resolve_model
+from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, model_digest, resolve_device, resolve_model
 from transenc.pairset import PairSet
 from transenc.precision import inference_precision, training_precision
 from transenc.readers import read_pairs
@@ -96,7 +96,10 @@ class Trainer:
         for model in self.models:
             lengths.check_asked(config.max_length, Path(model))
         test = labeled_sets(config.test)
-        record = config.record() | {"models": self.models, "teachers": self.teachers}
+        # The models as the user named them, and what their folders hold: the default model's folder
+        # is a package's, and a hub model's a cache's, on this machine alone (a run folder may move).
+        named = {"models": config.models or [DEFAULT_MODEL], "teachers": config.teachers}
+        record = config.record() | named
         pairs_digest = _digest(self.pairs)
         if isinstance(config.pairs, PairSet):  # the API's pairs, by their content (hashed once where max_pairs cut none)
             record["pairs"] = "sha1:" + (pairs_digest if self.pairs is config.pairs else _digest(config.pairs))
@@ -105,8 +108,11 @@ class Trainer:
         # What the files held, not only their names: a resumed run whose pairs or dev sets changed in
         # the meantime would take up labels and dev scores of other rows.
         record["content"] = {"pairs": pairs_digest, **{f"{split} {name}": _digest(pairs)
-                             for split, sets in (("dev", dev), ("test", test)) for name, (pairs, _) in sets.items()}}
-        self.run = Run(Path(config.out), record, config.resume)
+                             for split, sets in (("dev", dev), ("test", test)) for name, (pairs, _) in sets.items()},
+                             **{f"{what[:-1]} {name}": model_digest(Path(folder)) for what in named
+                                for name, folder in zip(named[what], getattr(self, what))}}
+        # runs recorded before the names were recorded hold the folders
+        self.run = Run(Path(config.out), record, config.resume, {"models": self.models, "teachers": self.teachers})
         self.scored = DevScores(dev, test, self.score, self.run.out / "scores", self.label_precision)
         distributed.barrier()  # every rank has read the state before rank 0 writes it
         # With at least K ranks (a multiple of K), the K models train at once, each on its own ranks.
