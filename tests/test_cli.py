@@ -2,6 +2,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -150,8 +151,15 @@ def test_mine_writes_to_standard_output_without_out(tmp_path, tiny_bert, capsys)
     assert run(argv + ["--out", str(tmp_path / "mined.tsv")]) == 0
     assert capsys.readouterr().err.endswith(f"transenc: wrote {len((tmp_path / 'mined.tsv').read_text().splitlines())} "
                                             f"pairs to {tmp_path / 'mined.tsv'}\n")
-    assert run(argv) == 0
-    assert capsys.readouterr().out == (tmp_path / "mined.tsv").read_text()
+    for standard_output in ([], ["--out", "-"]):  # - is standard output, as it is standard input for --sentences
+        assert run(argv + standard_output) == 0
+        assert capsys.readouterr().out == (tmp_path / "mined.tsv").read_text()
+    assert not (tmp_path / "-").exists() and not Path("-").exists()
+    label = ["label", "--pairs", str(tmp_path / "mined.tsv"), "--model", str(tiny_bert)]
+    assert run(label) == 0
+    scores = capsys.readouterr().out
+    assert run(label + ["--out", "-"]) == 0
+    assert capsys.readouterr().out == scores and scores.count("\n") == len((tmp_path / "mined.tsv").read_text().splitlines())
     (tmp_path / "one.txt").write_text("the same sentence\nthe same sentence\n")
     assert run(["mine", "--sentences", str(tmp_path / "one.txt"), "--model", str(tiny_bert)]) == 2
     assert "mining needs at least two different sentences; got 1" in capsys.readouterr().err
@@ -390,8 +398,13 @@ def test_label_under_python_u_into_a_pipe_closed_early_is_not_called_done(tmp_pa
     (["train", "--cycles", "0"], "--cycles must be a whole number of at least 1, got 0"),
     (["train", "--cycles", "-1"], "--cycles must be a whole number of at least 1, got -1"),
     (["train", "--max-pairs", "0"], "--max-pairs must be a whole number of at least 1, got 0"),
-    (["mine", "--sentences", "DEMO", "--k", "0"], "k (neighbours per sentence) must be a whole number of at least 1, got 0"),
     (["train", "--out", "FILE"], "--out FILE is a file; a run is written to a folder"),
+    (["train", "--out", ""], "--out is empty; name the run's folder"),  # an unset $OUT: not the current folder
+    (["label", "--pairs", "DEMO", "--out", ""], "--out is empty; name the file to write"),
+    (["label", "--pairs", "DEMO", "--out", "new.tsv/"], "--out new.tsv/ is a folder; name the file to write"),
+    (["label", "--pairs", "DEMO", "--out", "", "--resume"], "--out is empty; name the file to write"),
+    (["mine", "--sentences", "DEMO", "--out", ""], "--out is empty; name the file to write"),
+    (["eval", "--data", "DEMO", "--json", ""], "--json is empty; name the file to write"),
     (["train", "--out", "FILE/run"], "--out FILE/run: FILE is a file, not a folder"),
     (["label", "--pairs", "DEMO", "--out", "FILE/a/scores.tsv"], "--out FILE/a/scores.tsv: FILE is a file, not a folder"),
     (["mine", "--sentences", "DEMO", "--out", "FILE/mined.tsv"], "--out FILE/mined.tsv: FILE is a file, not a folder"),
@@ -416,18 +429,28 @@ def test_bad_settings_exit_2_before_any_work(tmp_path, capsys, argv, message):
     assert [p.name for p in tmp_path.iterdir()] == ["file"]
 
 
-@pytest.mark.parametrize("value", ["0", "-3", "many", "2.5"])
-def test_batch_size_must_be_a_positive_integer(capsys, value):
-    with pytest.raises(SystemExit) as e:
-        cli.main(["label", "--pairs", "x.tsv", "--batch-size", value])
-    assert e.value.code == 2 and f"argument --batch-size: must be a whole number of at least 1, got {value}" in capsys.readouterr().err
+@pytest.mark.parametrize("argv, option, values, rule", [
+    (["label", "--pairs", "x.tsv"], "--batch-size", ["0", "-3", "many", "2.5"], "must be a whole number of at least 1"),
+    (["mine", "--sentences", "x.txt"], "--k", ["0", "-3", "many", "2.5"], "must be a whole number of at least 1"),
+    (["mine", "--sentences", "x.txt"], "--min-score", ["nan", "1.01", "-2", "high"], "must be a cosine, from -1 to 1"),
+])
+def test_bad_numbers_exit_2_naming_the_option(capsys, argv, option, values, rule):
+    for value in values:
+        with pytest.raises(SystemExit) as e:
+            cli.main([*argv, option, value])
+        assert e.value.code == 2 and f"argument {option}: {rule}, got {value}" in capsys.readouterr().err
 
 
-def test_cross_mode_on_a_model_without_a_pair_head_warns(tmp_path, tiny_bert, capsys):
+def test_cross_mode_without_a_pair_head_and_bi_mode_on_a_cross_encoder_warn(tmp_path, tiny_bert, capsys):
     (tmp_path / "p.tsv").write_text("a b\tc d\ne f\tg h\n")
     argv = ["label", "--pairs", str(tmp_path / "p.tsv"), "--mode", "cross", "--out", str(tmp_path / "s.tsv")]
     assert run(argv + ["--model", str(tiny_bert)]) == 0  # a plain encoder: scores from a random head
     assert f"transenc: warning: {tiny_bert} has no cross-encoder head" in capsys.readouterr().err
     CrossEncoder.load(tiny_bert, "cpu").save(tmp_path / "cross")  # saved with its head: a cross-encoder
     assert run(argv + ["--model", str(tmp_path / "cross")]) == 0
+    assert "warning" not in capsys.readouterr().err
+    bi = [a for a in argv if a not in ("--mode", "cross")]  # and the other way round
+    assert run(bi + ["--model", str(tmp_path / "cross")]) == 0
+    assert f"transenc: warning: {tmp_path / 'cross'} is a cross-encoder (it has a pair head)" in capsys.readouterr().err
+    assert run(bi + ["--model", str(tiny_bert)]) == 0
     assert "warning" not in capsys.readouterr().err

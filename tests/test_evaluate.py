@@ -61,11 +61,12 @@ def test_eval_cli_reports_auc_of_a_binary_pairs_file(tmp_path, tiny_bert, capsys
                      "--out", str(tmp_path / "scores.tsv")]) == 0
     scores = [float(line.rsplit("\t", 1)[1]) for line in (tmp_path / "scores.tsv").read_text().splitlines()]
     expected = auc_by_counting(scores, [g for _, _, g in rows]) * 100
-    for metric in ("auc", "auto"):
+    for metric in (["--metric", "auc"], ["--metric", "auto"], []):  # auto, the default, as train's dev checks
         capsys.readouterr()
-        assert cli.main(["eval", "--data", str(tmp_path / "para.tsv"), "--metric", metric, "--model", str(tiny_bert),
+        assert cli.main(["eval", "--data", str(tmp_path / "para.tsv"), *metric, "--model", str(tiny_bert),
                          "--json", str(tmp_path / "r.json")]) == 0
-        assert capsys.readouterr().out == f"para\t{expected:.2f}\n"
+        said = capsys.readouterr()
+        assert said.out == f"para\t{expected:.2f}\n" and "transenc: metrics: para auc" in said.err
         assert abs(json.loads((tmp_path / "r.json").read_text())["para"] - expected) < 1e-9
 
 

@@ -66,12 +66,13 @@ def test_an_encoding_stopped_after_batch_3_goes_on_from_batch_4(command, damaged
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([source.name, "whole.tsv", "out.tsv"])
 
 
-def test_rows_that_do_not_fit_are_not_kept_and_the_label_goes_on(tmp_path, tiny_bert, monkeypatch, capsys):
+@pytest.mark.parametrize("code", ["ENOSPC", "EDQUOT", "EFBIG"])  # a full disk, a full quota, ulimit -f or FAT32
+def test_rows_that_do_not_fit_are_not_kept_and_the_label_goes_on(code, tmp_path, tiny_bert, monkeypatch, capsys):
     import errno
     import os
 
     def full(fd, offset, length):
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)))
 
     pairs = tmp_path / "pairs.tsv"
     pairs.write_text("\n".join(DEMO_PAIRS.read_text().splitlines()[:20]) + "\n")

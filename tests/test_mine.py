@@ -174,6 +174,7 @@ def test_mine_command_min_score_and_stdout(tmp_path, fake_models, capsys):
         (b"one\ntw\xffo\n", 2, "UTF-8"),
         (b"ok\nok\n\xc3", 3, "UTF-8"),
         (b"a\tb\n", 1, "tab"),
+        (b"one\ntw\x00o\n", 2, "NUL byte in a sentence"),  # label and train would refuse the pairs mined
     ],
 )
 def test_mine_command_rejects_bad_input(tmp_path, fake_models, content, line, reason):

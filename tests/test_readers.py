@@ -105,6 +105,17 @@ def test_nan_score_and_bad_json(tmp_path):
         read_pairs(path)
 
 
+def test_a_jsonl_score_is_read_under_either_name_and_a_bad_one_is_named_as_written(tmp_path):
+    path = write(tmp_path / "p.jsonl", '{"sentence1": "a", "sentence2": "b", "score": 4.5}\n'
+                                       '{"sentence1": "c", "sentence2": "d", "label": null, "score": 1}\n'
+                                       '{"sentence1": "e", "sentence2": "f", "label": 2, "score": 3}\n')
+    assert read_pairs(path)[0].labels.tolist() == [4.5, 1.0, 2.0]  # a null label leaves the score
+    for field, value in (("score", '"high"'), ("score", "true"), ("label", '"1"')):
+        path = write(tmp_path / "q.jsonl", f'{{"sentence1": "a", "sentence2": "b", "{field}": {value}}}\n')
+        with pytest.raises(InputError, match=rf"q.jsonl:1: '{field}' must be a number"):
+            read_pairs(path)
+
+
 def test_an_unpaired_surrogate_is_a_bad_line(tmp_path):
     """JSON can spell a lone surrogate ("\\ud800"), which has no UTF-8 form: refused by file and line."""
     path = write(tmp_path / "s.jsonl", '{"sentence1": "a", "sentence2": "b"}\n{"sentence1": "a \\ud800 b", "sentence2": "c"}\n')

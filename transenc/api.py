@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from transenc.bundled import DEMO_DEV, DEMO_PAIRS  # noqa: F401  (part of the API)
-from transenc.errors import TransencError, require_count
+from transenc.errors import TransencError, cosine_problem, require_count
 from transenc.pairset import PairSet, PairSetBuilder
 
 
@@ -79,6 +79,8 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
 
     require_count("k (neighbours per sentence)", k)
     require_count("batch_size", batch_size)
+    if cosine_problem(min_score):
+        raise TransencError(f"min_score {cosine_problem(min_score)}")
     if isinstance(sentences, (str, Path)):
         sentences = read_sentences(sentences)  # a bad file stops here, before torch loads
     from transenc.labeling import encode_texts

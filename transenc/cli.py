@@ -10,22 +10,33 @@ import sys
 import threading
 from pathlib import Path
 
-from transenc.errors import TransencError, count_problem
+from transenc.errors import TransencError, cosine_problem, count_problem
 from transenc.precision import PRECISIONS
 
 STSB_URL = "http://ixa2.si.ehu.eus/stswiki/images/4/48/Stsbenchmark.tar.gz"
 
 
-def _positive(text: str) -> int:
-    """argparse type for a count: errors.count_problem's rule on the number the text holds."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = text
-    problem = count_problem(value)
-    if problem:
-        raise argparse.ArgumentTypeError(problem)
-    return value
+def _checked(parse, problem_of):
+    """An argparse type: `parse`, then the rule of transenc.errors that the API's keyword obeys too."""
+    def check(text: str):
+        try:
+            value = parse(text)
+        except ValueError:
+            value = text
+        problem = problem_of(value)
+        if problem:
+            raise argparse.ArgumentTypeError(problem)
+        return value
+    return check
+
+
+_positive = _checked(int, count_problem)
+_cosine = _checked(float, cosine_problem)
+
+
+def _file_or_standard_output(text: str) -> str | None:
+    """--out as argparse reads it: - is standard output, as it is standard input for the input flags."""
+    return None if text == "-" else text
 
 
 MODE_HELP = ("bi: the cosine of a bi-encoder's two embeddings (default); cross: a cross-encoder's score in [0, 1] "
@@ -39,8 +50,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
                         "(default: 128 bi, 64 cross, 32 cross in int8)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="auto: bf16 on a GPU; on a CPU bf16 where it has AMX, else int8 where it has VNNI, else "
-                        "bf16 where it has AVX512-BF16, else fp32 (each measured to agree with fp32); fp32 is exact")
+                   help="auto: bf16 on a GPU; on a CPU bf16 where it has AMX, else int8 where it has VNNI or AVX2, "
+                        "else fp32 (each measured to agree with fp32); fp32 is exact")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,8 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pairs file: .tsv, .csv, .jsonl, s1||s2 lines, or STS-B csv; - reads standard input")
     p.add_argument("--format", choices=("tsv", "csv", "jsonl", "bars", "sts"), help="input format (default: by extension)")
     p.add_argument("--mode", choices=("bi", "cross"), default="bi", help=MODE_HELP)
-    p.add_argument("--out", help="output file: .tsv (s1, s2, score), .jsonl, or .npy (the float32 scores alone, "
-                                 "row i for pair i); default: TSV on standard output")
+    p.add_argument("--out", type=_file_or_standard_output,
+                   help="output file: .tsv (s1, s2, score), .jsonl, or .npy (the float32 scores alone, row i for "
+                        "pair i); default, or -: TSV on standard output")
     p.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="skip bad input lines instead of stopping")
     p.add_argument("--chunk-pairs", type=_positive, default=None,
                    help="pairs read, scored and written at a time (default 65536): memory grows with the unique "
@@ -67,16 +79,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="a labeled pairs file, or a folder with sts-dev.csv/sts-test.csv "
                                                  "(STS-B) or SentEval STS12-16/SICK-R")
     p.add_argument("--mode", choices=("bi", "cross"), default="bi", help=MODE_HELP)
-    p.add_argument("--metric", choices=("spearman", "auc", "auto"), default="spearman",
-                   help="auc: ROC AUC x 100 for 0/1 gold labels; auto: AUC where every label is 0 or 1, else Spearman")
+    p.add_argument("--metric", choices=("spearman", "auc", "auto"), default="auto",
+                   help="auto (default): ROC AUC x 100 where every gold label is 0 or 1, as train's dev checks, else "
+                        "Spearman x 100; the metric of each set is said on standard error")
     p.add_argument("--json", help="also write the scores to this JSON file")
     _add_model_args(p)
 
     p = sub.add_parser("mine", help="candidate pairs from unpaired sentences by exact cosine top-k")
     p.add_argument("--sentences", required=True, help="text file, one sentence per line; - reads standard input")
-    p.add_argument("--k", type=int, default=5, help="neighbours per sentence")
-    p.add_argument("--min-score", type=float, default=None, help="drop pairs under this cosine")
-    p.add_argument("--out", help="pairs file to write (TSV: s1, s2, cosine); default: standard output")
+    p.add_argument("--k", type=_positive, default=5, help="neighbours per sentence")
+    p.add_argument("--min-score", type=_cosine, default=None, help="drop pairs under this cosine (-1 to 1)")
+    p.add_argument("--out", type=_file_or_standard_output,
+                   help="pairs file to write (TSV: s1, s2, cosine); default, or -: standard output")
     p.add_argument("--resume", action="store_true",
                    help="go on with the work a stopped run kept for --out (its embeddings and the neighbours "
                         "found) where the sentences file, model and settings are the same")
@@ -222,8 +236,7 @@ def cmd_eval(args) -> None:
             scores = score(encoder, pairs, name, batch_size=args.batch_size, precision=args.precision)
             results[name] = score100(metrics[name], scores, pairs.labels)
             print(f"{name}\t{results[name]:.2f}", file=out, flush=True)  # each set's as it is scored
-    if args.metric == "auto":
-        print("transenc: metrics: " + ", ".join(f"{n} {m}" for n, m in metrics.items()), file=sys.stderr)
+    print("transenc: metrics: " + ", ".join(f"{n} {m}" for n, m in metrics.items()), file=sys.stderr)
     if args.json:
         with atomic_open(args.json) as f:
             json.dump(results, f, indent=2)

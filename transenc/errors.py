@@ -37,6 +37,14 @@ def count_problem(value) -> str | None:
     return None
 
 
+def cosine_problem(value) -> str | None:
+    """What is wrong with a cosine threshold (None is its default), or None when nothing is: one
+    outside [-1, 1], or NaN, would keep every pair or none."""
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not -1 <= value <= 1):
+        return f"must be a cosine, from -1 to 1, got {value}"
+    return None
+
+
 def require_count(name: str, value) -> None:
     """A count keyword or option: a TransencError naming it when count_problem finds one."""
     problem = count_problem(value)

@@ -96,11 +96,12 @@ class KeptRows:
         return out, done
 
     def _allocated(self, shape: tuple) -> np.memmap | None:
-        """A new file for `shape`'s rows, or None (with a warning) where the disk has no room."""
+        """A new file for `shape`'s rows, or None (with a warning) where there is no room for it: a full
+        disk, a full quota, or a file size limit (ulimit -f, FAT32's 4 GiB)."""
         try:
             return allocated_npy(self.path, np.float32, shape)
         except OSError as e:
-            if e.errno != errno.ENOSPC:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
                 raise
         self.discard()  # the pass runs on, without keeping its rows
         print(f"transenc: warning: the {size_for_people(4 * int(np.prod(shape)))} of rows that --resume would take "

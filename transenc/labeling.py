@@ -9,7 +9,7 @@ import numpy as np
 from transenc import distributed, ops
 from transenc.errors import TransencError
 from transenc.kept_rows import KeptRows
-from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_device
+from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, has_pair_head, resolve_device
 from transenc.pairset import PairSet
 from transenc.precision import check_precision, inference_precision
 from transenc.progress import progress
@@ -49,7 +49,11 @@ def load_scorer(model, mode: str, device=None, precision: str = "auto"):
     device = resolve_device(device)
     check_precision(precision, device)
     if mode == "bi":
-        return BiEncoder.load(model, device, inference=True)
+        encoder = BiEncoder.load(model, device, inference=True)
+        if has_pair_head(encoder.model.config):
+            print(f"transenc: warning: {model} is a cross-encoder (it has a pair head): its embeddings' cosines "
+                  "are not what it was trained to score; score with --mode cross", file=sys.stderr)
+        return encoder
     encoder = CrossEncoder.load(model, device, inference=True)
     if encoder.fresh_head:
         print(f"transenc: warning: {model or DEFAULT_MODEL} has no cross-encoder head (it is a bi-encoder or a plain "

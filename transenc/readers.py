@@ -223,8 +223,9 @@ class PairReader:
 
 
 def read_sentences(path: str) -> list[str]:
-    """One sentence per line (`-`: standard input), strict UTF-8; an empty file, an empty line or a
-    tab (which would break the TSV output) raises InputError with the 1-based line number."""
+    """One sentence per line (`-`: standard input), strict UTF-8; an empty file, an empty line, a tab
+    (which would break the TSV output) or a NUL byte (which label and train refuse in the pairs mined)
+    raises InputError with the 1-based line number."""
     if str(path) == STANDARD_INPUT:
         data = sys.stdin.buffer.read()
     else:
@@ -249,6 +250,8 @@ def read_sentences(path: str) -> list[str]:
             raise InputError(path, number, "empty line")
         if "\t" in line:
             raise InputError(path, number, "tab character in a sentence (the output is TSV)")
+        if "\x00" in line:
+            raise InputError(path, number, "NUL byte in a sentence")
         sentences.append(line)
     return sentences
 
@@ -461,9 +464,10 @@ def _parse_jsonl(number: int, text: str):
             a, b = record[ka], record[kb]
             if not isinstance(a, str) or not isinstance(b, str):
                 raise BadLine(number, f"'{ka}' and '{kb}' must be strings")
-            label = record.get("label", record.get("score"))
+            field = "label" if record.get("label") is not None else "score"  # a null label leaves the score
+            label = record.get(field)
             if label is not None and (isinstance(label, bool) or not isinstance(label, (int, float))):
-                raise BadLine(number, "'label' must be a number")
+                raise BadLine(number, f"'{field}' must be a number")
             return number, a, b, None if label is None else float(label)
     raise BadLine(number, "expected keys sentence1/sentence2 or text_a/text_b")
 

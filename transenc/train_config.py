@@ -58,6 +58,8 @@ class TrainConfig:
         for name in ("models", "teachers", "dev", "test"):
             setattr(self, name, _as_list(getattr(self, name)))
         self.max_length = parse_max_length(self.max_length)
+        if str(self.out) == "":  # an unset shell variable, say: Path("") would be the current folder
+            raise TransencError("--out is empty; name the run's folder")
         if isinstance(self.pairs, Path):
             self.pairs = str(self.pairs)  # recorded in state.json as the CLI gives it
         require_count("--cycles", self.cycles)
@@ -116,7 +118,7 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="labeling and dev checks: as `transenc label --precision` (auto: bf16 on a GPU; on a CPU "
-                        "bf16 with AMX, else int8 with VNNI, else bf16 with AVX512-BF16, else fp32); training steps "
+                        "bf16 with AMX, else int8 with VNNI or AVX2, else fp32); training steps "
                         "(never int8): auto is bf16 autocast on a GPU and on a CPU with AMX or AVX512-BF16, else fp32")
     p.add_argument("--resume", action="store_true", help="continue a killed run from its last finished stage (a fit: from its last save, every 10 min)")
     p.add_argument("--max-pairs", type=int, default=None, help="use only the first N pairs")

@@ -33,7 +33,9 @@ def check_output_file(path: str | Path | None, flag: str, source: str | Path | N
     (the output would replace it)."""
     if path is None:
         return
-    if os.path.isdir(path):
+    if str(path) == "":  # an unset shell variable, say: not "no --out", and not the current folder
+        raise TransencError(f"{flag} is empty; name the file to write")
+    if os.path.isdir(path) or str(path).endswith(os.sep):  # a new folder's name too: not a file of that name
         raise TransencError(f"{flag} {path} is a folder; name the file to write")
     check_output_parents(path, flag)
     if source is not None and os.path.exists(path) and os.path.exists(source) and os.path.samefile(source, path):
