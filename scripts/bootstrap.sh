@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up .venv with everything transenc needs, on a fresh machine: the CPU wheel of torch
 # (never a free torch choice, which would pull a multi-GB CUDA build), then transenc itself,
-# compiled from csrc/, with its test, benchmark and report (matplotlib) extras.
+# compiled from csrc/, with its test and report (matplotlib) extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
