@@ -454,3 +454,6 @@ def test_cross_mode_without_a_pair_head_and_bi_mode_on_a_cross_encoder_warn(tmp_
     assert f"transenc: warning: {tmp_path / 'cross'} is a cross-encoder (it has a pair head)" in capsys.readouterr().err
     assert run(bi + ["--model", str(tiny_bert)]) == 0
     assert "warning" not in capsys.readouterr().err
+    (tmp_path / "s.txt").write_text("a b\nc d\ne f\n")  # mine embeds with it too
+    assert run(["mine", "--sentences", str(tmp_path / "s.txt"), "--k", "1", "--model", str(tmp_path / "cross")]) == 0
+    assert f"transenc: warning: {tmp_path / 'cross'} is a cross-encoder (it has a pair head)" in capsys.readouterr().err

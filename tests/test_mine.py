@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from transenc import reference
+from transenc import labeling, reference
 from transenc.errors import InputError
 from transenc.cli import cmd_mine as mine_command
 from transenc.mining import mine_pairs
@@ -94,6 +94,7 @@ class FakeBiEncoder:
     calls = []
 
     device = torch.device("cpu")
+    model = types.SimpleNamespace(config=types.SimpleNamespace(architectures=["BertModel"]))  # no pair head
 
     @classmethod
     def load(cls, name, device=None, inference=False):
@@ -130,6 +131,7 @@ def fake_models(monkeypatch):
     module = types.ModuleType("transenc.models")  # the real one's names (what modules import), BiEncoder faked
     module.__dict__.update({k: v for k, v in vars(models).items() if not k.startswith("__")}, BiEncoder=FakeBiEncoder)
     monkeypatch.setitem(sys.modules, "transenc.models", module)
+    monkeypatch.setattr(labeling, "BiEncoder", FakeBiEncoder)  # what load_scorer loads, imported before
     FakeBiEncoder.calls.clear()
 
 

@@ -157,6 +157,17 @@ def test_eval_json(tmp_path, pairs, tiny_bert, monkeypatch, capsys):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_eval_json_into_a_folder_that_cannot_take_it_fails_before_the_model_loads(tmp_path, pairs, tiny_bert,
+                                                                                   monkeypatch, capsys):
+    from transenc import labeling
+
+    fail(monkeypatch, errno.EROFS, tmp_path)
+    monkeypatch.setattr(labeling, "load_scorer", lambda *a: pytest.fail("the model loaded"))
+    out = tmp_path / "scores.json"
+    argv = ["eval", "--data", str(graded(pairs)), "--json", str(out), "--model", str(tiny_bert), "--device", "cpu"]
+    assert_one_line(cli.main(argv), capsys, out, errno.EROFS)
+
+
 @pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full here")
 @pytest.mark.parametrize("unbuffered", [False, True], ids=["buffered", "python-u"])
 @pytest.mark.parametrize("verb", ["label", "mine", "eval"])

@@ -116,6 +116,15 @@ def test_a_jsonl_score_is_read_under_either_name_and_a_bad_one_is_named_as_writt
             read_pairs(path)
 
 
+def test_a_csv_quote_never_closed_is_a_bad_line_not_the_rest_of_the_file_in_one_sentence(tmp_path):
+    path = write(tmp_path / "p.csv", 'sentence1,sentence2\na b,c d\ne f,"g h\ni j,k l\nm n,o p\n')
+    with pytest.raises(InputError, match=r"p.csv:3: a quoted field opened on this line is never closed"):
+        read_pairs(path)
+    # a quoted field over two lines, quotes doubled inside one, and a lone inch mark are CSV as it is written
+    path = write(tmp_path / "q.csv", 'sentence1,sentence2\na b,"c\nd"\n"e ""f""",g\n5" tall,x\n')
+    assert read_pairs(path)[0].sentences == ["a b", "c\nd", 'e "f"', "g", '5" tall', "x"]
+
+
 def test_an_unpaired_surrogate_is_a_bad_line(tmp_path):
     """JSON can spell a lone surrogate ("\\ud800"), which has no UTF-8 form: refused by file and line."""
     path = write(tmp_path / "s.jsonl", '{"sentence1": "a", "sentence2": "b"}\n{"sentence1": "a \\ud800 b", "sentence2": "c"}\n')

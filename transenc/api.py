@@ -83,9 +83,9 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
         raise TransencError(f"min_score {cosine_problem(min_score)}")
     if isinstance(sentences, (str, Path)):
         sentences = read_sentences(sentences)  # a bad file stops here, before torch loads
-    from transenc.labeling import encode_texts
+    from transenc.labeling import encode_texts, load_scorer
     from transenc.mining import mine_pairs
-    from transenc.models import BiEncoder, resolve_device
+    from transenc.models import resolve_device
     from transenc.precision import check_precision
 
     check_precision(precision, device)
@@ -96,7 +96,7 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
     kept = checkpoint.embeddings if checkpoint else None
     embeddings = kept.complete(len(sentences)) if kept else None
     if embeddings is None:
-        encoder = BiEncoder.load(model, device, inference=True)
+        encoder = load_scorer(model, "bi", device, precision)  # as label's: a cross-encoder is warned of
         embeddings = encode_texts(encoder, sentences, batch_size or 128, precision, kept=kept)
     device = resolve_device(device)
     if device.type == "cuda":

@@ -217,6 +217,8 @@ def _input_and_model(path: str, model: str | None) -> dict:
 
 
 def cmd_eval(args) -> None:
+    import contextlib
+
     from transenc.evaluate import find_sets, resolve_metric, score100
     from transenc.labeling import load_scorer, score
     from transenc.precision import inference_precision
@@ -227,19 +229,19 @@ def cmd_eval(args) -> None:
     folder = Path(args.data).is_dir()  # its sets are named in what resolve_metric refuses
     metrics = {name: resolve_metric(args.metric, pairs.labels, f"{args.data} ({name})" if folder else args.data)
                for name, pairs in sets.items()}
-    encoder = load_scorer(args.model, args.mode, args.device, args.precision)
-    print(f"transenc: {args.mode}-encoder, {inference_precision(encoder.device, args.precision)} on {encoder.device}",
-          file=sys.stderr)
     results = {}
-    with standard_output() as out:
+    # --json opened first: a folder that cannot take it fails before the model loads, not after the scoring
+    with (atomic_open(args.json) if args.json else contextlib.nullcontext()) as json_file, standard_output() as out:
+        encoder = load_scorer(args.model, args.mode, args.device, args.precision)
+        print(f"transenc: {args.mode}-encoder, {inference_precision(encoder.device, args.precision)} on {encoder.device}",
+              file=sys.stderr)
         for name, pairs in sets.items():
             scores = score(encoder, pairs, name, batch_size=args.batch_size, precision=args.precision)
             results[name] = score100(metrics[name], scores, pairs.labels)
             print(f"{name}\t{results[name]:.2f}", file=out, flush=True)  # each set's as it is scored
-    print("transenc: metrics: " + ", ".join(f"{n} {m}" for n, m in metrics.items()), file=sys.stderr)
-    if args.json:
-        with atomic_open(args.json) as f:
-            json.dump(results, f, indent=2)
+        print("transenc: metrics: " + ", ".join(f"{n} {m}" for n, m in metrics.items()), file=sys.stderr)
+        if args.json:
+            json.dump(results, json_file, indent=2)
 
 
 def cmd_report(args) -> None:

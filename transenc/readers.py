@@ -477,11 +477,11 @@ _PARSERS = {"tsv": _parse_tsv, "bars": _parse_bars, "jsonl": _parse_jsonl, "sts"
 
 def _csv_records(lines, problems: Problems):
     """CSV with a header: the sentence1/sentence2 columns if named, else the first two."""
-    where = {"line": 0}
+    record = []  # the lines the reader took for the row it gives next: a quoted field may span several
 
     def texts():
         for number, text in lines:
-            where["line"] = number
+            record.append((number, text))
             yield text + "\n"
 
     rows = csv.reader(texts())
@@ -489,9 +489,13 @@ def _csv_records(lines, problems: Problems):
     a = names.index("sentence1") if "sentence1" in names else 0
     b = names.index("sentence2") if "sentence2" in names else 1
     score = next((names.index(n) for n in ("score", "label") if n in names), None)
+    record.clear()
     for row in rows:
-        number = where["line"]
+        number, quotes, spans = record[0][0], sum(text.count('"') for _, text in record), len(record) > 1
+        record.clear()
         try:
+            if spans and quotes % 2:  # a quote never closed took the lines after it (to the end of the file)
+                raise BadLine(number, "a quoted field opened on this line is never closed")
             if len(row) <= max(a, b):
                 raise BadLine(number, f"expected at least {max(a, b) + 1} comma-separated fields")
             label = _number(row[score], number) if score is not None and score < len(row) else None
