@@ -4,6 +4,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Subprocesses (python -m transenc, python -c, torchrun workers) import this checkout's transenc, as
+# the tests themselves do, not whichever one an editable install points at.
+os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
 
 
 def sts_dir() -> Path | None:

@@ -24,7 +24,7 @@ EXACT = "fp32"
 
 def one_thread_env():
     # Exact equality needs equal intra-op thread counts too: a matmul's sums may be split by thread.
-    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(HERE))
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(HERE), os.environ["PYTHONPATH"]]))
 
 
 def torchrun(*args, nproc=2, timeout=240):

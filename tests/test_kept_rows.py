@@ -88,13 +88,18 @@ def test_rows_that_do_not_fit_are_not_kept_and_the_label_goes_on(code, tmp_path,
 
 
 @pytest.mark.parametrize("command", ["label", "mine"])
-def test_a_system_without_posix_fallocate_keeps_the_rows_all_the_same(command, tmp_path, tiny_bert, monkeypatch):
+def test_a_system_without_posix_fallocate_keeps_the_rows_all_the_same(command, tmp_path, tiny_bert, monkeypatch,
+                                                                        capsys):
     """macOS has no os.posix_fallocate: the kept files' blocks are then allocated as rows come."""
     _, argv = _encoding_job(command, 20, tmp_path, tiny_bert)
     assert cli.main(argv + ["--out", str(tmp_path / "whole.tsv")]) == 0
     monkeypatch.delattr(os, "posix_fallocate")
+    kept, allocated = [], kept_rows.allocated_npy
+    monkeypatch.setattr(kept_rows, "allocated_npy", lambda *a: kept.append(a[2]) or allocated(*a))
+    capsys.readouterr()
     assert cli.main(argv + ["--out", str(tmp_path / "out.tsv")]) == 0
     assert (tmp_path / "out.tsv").read_bytes() == (tmp_path / "whole.tsv").read_bytes()
+    assert kept and "not kept" not in capsys.readouterr().err  # kept on the disk, not held in memory instead
 
 def _mapped_from(path) -> tuple[int, int]:
     """The address range at which this process maps `path` (Linux's /proc/self/maps)."""

@@ -44,8 +44,7 @@ def test_under_interpreter():
         # The compiled CUDA checks cover the kernels here; and the GPU image's Triton 3.6
         # interpreter fails on numpy >= 2.4 (a 1-element array where it wants a scalar).
         pytest.skip("a CUDA device is present: the same checks run compiled on it")
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env = dict(os.environ, TRITON_INTERPRET="1")  # PYTHONPATH: this checkout (conftest)
     run = subprocess.run(
         [sys.executable, "-m", "pytest", __file__, "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
@@ -239,9 +238,14 @@ def test_cosine_topk_edges(device):
 # ---------------------------------------------------------------------------- through transenc.ops (GPU)
 
 @pytest.mark.parametrize("device", [d for d in DEVICES if d == "cuda"])
-def test_ops_door_uses_kernels(device):
+def test_ops_door_uses_kernels(device, monkeypatch):
     from transenc import ops
+    from transenc.kernels import pair_cosine as pc
 
+    called = []  # each op's CUDA tensors reach its Triton kernel
+    for module, name in ((pc, "pair_cosine"), (pc, "pair_cosine_indexed"), (ct, "cosine_topk")):
+        real = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _real=real, _name=name, **kw: called.append(_name) or _real(*a, **kw))
     gen = torch.Generator().manual_seed(3)
     a, b = _rand((1000, 384), torch.float16, device, gen), _rand((1000, 384), torch.float16, device, gen)
     torch.testing.assert_close(ops.pair_cosine(a, b).cpu(), reference.pair_cosine_reference(a.cpu(), b.cpu()),
@@ -249,6 +253,6 @@ def test_ops_door_uses_kernels(device):
     idx = torch.randint(0, 1000, (500, 2), generator=gen, dtype=torch.int32)
     torch.testing.assert_close(ops.pair_cosine_indexed(a, idx.to(device)).cpu(),
                                reference.pair_cosine_indexed_reference(a.cpu(), idx), atol=TOL, rtol=0)
-    if hasattr(ops, "cosine_topk"):
-        scores, ids = ops.cosine_topk(a[:100], b, 10)
-        assert_topk_matches(scores, ids, a[:100], b, 10, False)
+    scores, ids = ops.cosine_topk(a[:100], b, 10)
+    assert_topk_matches(scores, ids, a[:100], b, 10, None)  # no exclude_self: None, where False meant first id 0
+    assert called == ["pair_cosine", "pair_cosine_indexed", "cosine_topk"]

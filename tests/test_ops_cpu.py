@@ -45,12 +45,26 @@ def test_cpu_ops_call_the_engine(monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_half_inputs_reach_the_engine_without_a_copy(dtype):
-    x = torch.randn(6, 16).to(dtype)
-    arr, kind = ops._engine_rows(x)
-    assert arr.__array_interface__["data"][0] == x.data_ptr()
-    assert arr.itemsize == x.element_size()
-    assert kind == {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}[dtype]
+def test_half_inputs_reach_the_engine_without_a_copy(dtype, monkeypatch):
+    """Each op hands the engine its tensors' own memory, in their own dtype."""
+    x, y = torch.randn(6, 16).to(dtype), torch.randn(6, 16).to(dtype)
+    reached = []
+
+    def spy(real):  # records each call's rows (address, item size) and kinds; ids (int32) are not rows
+        def call(*args):
+            reached.append([(v.__array_interface__["data"][0], v.itemsize) for v in args
+                            if isinstance(v, np.ndarray) and v.dtype != np.int32] + [v for v in args if isinstance(v, str)])
+            return real(*args)
+        return call
+
+    for name in ("pair_cosine", "pair_cosine_indexed", "cosine_topk"):
+        monkeypatch.setattr(ops._C, name, spy(getattr(ops._C, name)))
+    ops.pair_cosine(x, y)
+    ops.pair_cosine_indexed(x, np.array([[0, 1], [2, 3]]))
+    ops.cosine_topk(x, y, 2)
+    kind = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16"}[dtype]
+    own = [(x.data_ptr(), x.element_size()), (y.data_ptr(), y.element_size())]
+    assert reached == [[*own, kind], [own[0], kind], [*own, kind, kind]]
 
 
 # ---- the engine's variants (csrc/variants.h) ----------------------------------------------

@@ -615,14 +615,13 @@ def test_cpu_streams_give_one_stream_s_rows_in_order(tiny_bert, precision):
     pairs = np.array([[i, (i * 7 + 3) % 40] for i in range(40)])
     bi, cross = BiEncoder.load(tiny_bert, "cpu"), CrossEncoder.load(tiny_bert, "cpu")
     seen = set()
-    forward = bi.model.forward
 
-    def recording(*args, **kwargs):
+    def recording(module, args, kwargs):
         seen.add(threading.current_thread().name)
         time.sleep(0.01)  # a tiny model's batch ends before the next is handed out: one thread would take all
-        return forward(*args, **kwargs)
 
-    bi.model.forward = recording
+    # a hook, which int8's copy of the model keeps: a replaced forward would run the fp32 model's
+    bi.model.register_forward_pre_hook(recording, with_kwargs=True)
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)  # one stream
@@ -637,3 +636,5 @@ def test_cpu_streams_give_one_stream_s_rows_in_order(tiny_bert, precision):
     finally:
         torch.set_num_threads(threads)
     assert np.array_equal(np.asarray(one[0]), np.asarray(three[0])) and np.array_equal(one[1], three[1])
+    if precision != "fp32":  # the streams ran that precision's model, not the fp32 one
+        assert not np.array_equal(np.asarray(one[0]), np.asarray(bi.encode(sentences, 4, "fp32", show_progress=False)))

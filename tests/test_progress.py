@@ -1,4 +1,7 @@
 """Progress in logs: plain lines, no carriage returns; silent when disabled and on ranks other than 0."""
+import pytest
+
+from transenc import progress as progress_module
 from transenc.progress import LogLines, clock, progress
 
 
@@ -14,20 +17,32 @@ def test_log_lines_report_count_rate_and_loss(capsys):
     assert "\r" not in err
 
 
-def test_progress_off_a_terminal_is_log_lines_and_can_be_silenced(capsys):
-    assert isinstance(progress(5, "encode"), LogLines)  # pytest's captured stderr is no terminal
-    with progress(5, "encode", enabled=False) as bar:
+def shown(**kwargs):
+    """A progress of 5 rows, run to its end: with the fixture below, each update prints its line."""
+    with progress(5, "encode", "rows", **kwargs) as bar:
         bar.update(5)
+    return bar
+
+
+@pytest.fixture
+def every_update(monkeypatch):
+    monkeypatch.setattr(progress_module, "LOG_EVERY_S", 0.0)  # else nothing prints in a test's first 30 s
+
+
+def test_progress_off_a_terminal_is_log_lines_and_can_be_silenced(capsys, every_update):
+    assert isinstance(shown(), LogLines)  # pytest's captured stderr is no terminal
+    assert capsys.readouterr().err.startswith("encode: 5/5 rows (")
+    shown(enabled=False)
     assert capsys.readouterr().err == ""
 
 
-def test_under_torchrun_only_rank_0_shows_progress(capsys, monkeypatch):
+def test_under_torchrun_only_rank_0_shows_progress(capsys, monkeypatch, every_update):
     monkeypatch.setenv("RANK", "1")
-    with progress(5, "encode") as bar:
-        bar.update(5)
-    monkeypatch.setenv("RANK", "0")
-    assert isinstance(progress(5, "encode"), LogLines)
+    shown()
     assert capsys.readouterr().err == ""
+    monkeypatch.setenv("RANK", "0")
+    shown()
+    assert capsys.readouterr().err.startswith("encode: 5/5 rows (")
 
 
 def test_a_resumed_count_starts_where_it_was(capsys):
