@@ -76,6 +76,9 @@ def test_read_pairs_takes_a_path_a_pairset_or_tuples(tmp_path):
     (lambda out: transenc.train(ROWS, out, cycles=1.5), "--cycles must be a whole number of at least 1, got 1.5"),
     (lambda out: transenc.train(ROWS, out, patience=-1), "--patience must be 0"),
     (lambda out: transenc.train(ROWS, out, max_length=4), "--max-length 4: at least 8 tokens"),
+    (lambda out: transenc.train(ROWS, out, max_length=64.7), "--max-length 64.7: expected a number of tokens"),
+    (lambda out: transenc.train(ROWS, out, max_length=(64, True)), "--max-length \\(64, True\\): expected a number"),
+    (lambda out: transenc.train(ROWS, out, seed="x"), "--seed must be a whole number, got 'x'"),
     (lambda out: transenc.train(ROWS, out, max_length="long"), "--max-length long: expected a number of tokens"),
     (lambda out: transenc.train(ROWS, out, cycles=0), "--cycles must be a whole number of at least 1, got 0"),
 ])

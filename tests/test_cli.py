@@ -400,6 +400,7 @@ def test_label_under_python_u_into_a_pipe_closed_early_is_not_called_done(tmp_pa
     (["train", "--max-pairs", "0"], "--max-pairs must be a whole number of at least 1, got 0"),
     (["train", "--out", "FILE"], "--out FILE is a file; a run is written to a folder"),
     (["train", "--out", ""], "--out is empty; name the run's folder"),  # an unset $OUT: not the current folder
+    (["train", "--model", ""], "a model name is empty (--model or --teacher ''); name a model folder or a hub name"),
     (["label", "--pairs", "DEMO", "--out", ""], "--out is empty; name the file to write"),
     (["label", "--pairs", "DEMO", "--out", "new.tsv/"], "--out new.tsv/ is a folder; name the file to write"),
     (["label", "--pairs", "DEMO", "--out", "", "--resume"], "--out is empty; name the file to write"),

@@ -51,7 +51,8 @@ def test_a_stopped_label_resumes_with_the_rest_alone(tmp_path, job, monkeypatch,
         stop_at_chunk(m, 4, KeyboardInterrupt())
         assert cli.main(argv(out)) == 130
     assert not out.exists() and (tmp_path / ".out.tsv.partial").read_bytes() == b"".join(whole.splitlines(True)[:24])
-    capsys.readouterr()
+    assert capsys.readouterr().err.endswith("transenc: interrupted; the same command with --resume goes on from the "
+                                            "work kept\n")
     calls = cosine_calls(monkeypatch)
     assert cli.main(argv(out, "--resume")) == 0
     assert out.read_bytes() == whole and len(calls) == 7 - 3  # the three complete chunks are not scored again

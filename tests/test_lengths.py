@@ -216,6 +216,16 @@ def test_a_card_says_an_exported_start_was_not_trained_and_whose_start_a_cross_e
     assert "| set | metric | start bi-encoder | exported | change |" in cross
     assert "| dev | spearman x 100 | 80.00 | 81.00 | +1.00 |" in cross
     assert "trained at 80 tokens; used and exported at 256" in cross and "training steps bf16" in cross
+    assert "Dev chose the cycle" in cross and "SimCSE" not in cross
+
+    # no dev set: the last cycle, said so; a SimCSE warm-up: the start it made, said so
+    metrics |= {"start": {"dev": None, "test": figures(80.0)}, "exported": {}}
+    for stage in ("bi_train", "cross_label"):
+        metrics["cycles"][0]["stages"][stage] = {**metrics["cycles"][0]["stages"][stage], "dev": None, "test": figures(82.0)}
+    bi = model_card("bi", 0, {**metrics}, {**config, "simcse": True})
+    assert "`all-MiniLM-L6-v2`, after a SimCSE warm-up on the pairs: cycle 1 of 1, the last (no dev set)" in bi
+    assert "With no dev set, the last\ncycle's last step is exported" in bi and "Dev chose" not in bi
+    assert "| dev | spearman x 100 | 80.00 | 82.00 | +2.00 |" in bi  # the test table (its set is named dev here)
 
 
 def test_the_default_start_model_is_named_as_the_user_knows_it_not_by_its_packages_folder():

@@ -440,6 +440,11 @@ def test_a_resume_whose_pairs_or_dev_files_changed_is_refused_naming_them(tmp_pa
     with pytest.raises(TransencError, match=r"other settings \(what dev dev holds\)"):
         train(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1, resume=True))
     dev.write_text("\n".join(graded) + "\n")
+    # a setting is named by its option; a file named anew is that, not a file whose content changed
+    with pytest.raises(TransencError, match=r"other settings \(--dev\);"):
+        train({**args_for(out, pairs, [tiny_bert], cycles=1, resume=True), "dev": [f"renamed={dev}"]})
+    with pytest.raises(TransencError, match=r"other settings \(--seed\);"):
+        train({**args_for(out, pairs, [tiny_bert], dev=dev, cycles=1, resume=True), "seed": 8})
     state = json.loads((out / "state.json").read_text())
     del state["config"]["content"]
     (out / "state.json").write_text(json.dumps(state))

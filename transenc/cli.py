@@ -350,6 +350,15 @@ def _catch_stop_signals() -> dict:
             if signal.getsignal(signum) == signal.SIG_DFL}
 
 
+def _resume_hint(args) -> str:
+    """What a stopped command kept for --resume: a run folder, or label's and mine's work beside --out
+    (not from a stream, which cannot be read again)."""
+    source = getattr(args, "pairs", None) or getattr(args, "sentences", None)
+    if args.command == "train" or (args.command in ("label", "mine") and args.out and source != "-"):
+        return "; the same command with --resume goes on from the work kept"
+    return ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     in_main_thread = threading.current_thread() is threading.main_thread()  # (signal handlers live there alone)
@@ -364,10 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"transenc: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("transenc: interrupted", file=sys.stderr)
+        print("transenc: interrupted" + _resume_hint(args), file=sys.stderr)
         return 130
     except Stopped as e:
-        print(f"transenc: stopped ({signal.Signals(e.signum).name})", file=sys.stderr)
+        print(f"transenc: stopped ({signal.Signals(e.signum).name})" + _resume_hint(args), file=sys.stderr)
         return 128 + e.signum
     except BrokenPipeError:  # stdout's reader left (`transenc label ... | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the closing flush has somewhere to go

@@ -27,10 +27,13 @@ def model_card(name: str, k: int, metrics: dict, config: dict) -> str:
     fit = stages["bi_train" if kind == "bi" else "cross_train"]["models"][k]
     start_name, given = metrics["start_names"][k], config["models"][k]  # as named, and as given on the command line
     named = f"`{start_name}`" + (f" ({given})" if given != start_name else "")
+    if config.get("simcse"):  # the run's start is the warm-up's model, not the one named
+        named += ", after a SimCSE warm-up on the pairs"
+    with_dev = bool(start.get("dev"))
     what = ("the start model itself: no trained bi-encoder beat it beyond dev's noise (do no harm)" if exported_start
-            else f"cycle {cycle} of {len(metrics['cycles'])}, chosen on dev")
+            else f"cycle {cycle} of {len(metrics['cycles'])}, " + ("chosen on dev" if with_dev else "the last (no dev set)"))
     if exported_start:  # the run's figures, but not its lengths and precision: this model was not trained
-        how = (f"- length: used and exported at {lengths[kind + '_export']} tokens (`max_seq_length`), as the start model\n"
+        how = (f"- length: used and exported at {lengths[kind + '_export']} tokens (`max_seq_length`)\n"
                f"- the run's bi-encoders, trained at {lengths[kind]} tokens with {fit.get('precision', 'fp32')} steps, were not kept")
     else:
         how = (f"- lengths: trained at {lengths[kind]} tokens; used and exported at {lengths[kind + '_export']} (`max_seq_length`)\n"
@@ -41,6 +44,8 @@ def model_card(name: str, k: int, metrics: dict, config: dict) -> str:
             + "\n".join(_figures(start.get(split), after.get(split), k)) + "\n"
             for split in ("dev", "test") if _figures(start.get(split), after.get(split), k)]
     tables = "\n".join(rows) or "No dev or test set was given."
+    chose = ("Dev chose the cycle and\nthe checkpoint; test was never used to choose." if with_dev else
+             "With no dev set, the last\ncycle's last step is exported; test was never used to choose.")
     if kind == "bi":
         load = ("from sentence_transformers import SentenceTransformer\n\n"
                 f"model = SentenceTransformer(\"{name}\")\n"
@@ -67,8 +72,7 @@ Trained without labels by transenc (Trans-Encoder, Liu et al., ICLR 2022) from
 {how}
 
 {tables}
-Scored by transenc in {metrics["precision"]["labeling"]} at {lengths[kind + "_export"]} tokens (the run's dev-check precision). Dev chose the cycle and
-the checkpoint; test was never used to choose.
+Scored by transenc in {metrics["precision"]["labeling"]} at {lengths[kind + "_export"]} tokens (the run's dev-check precision). {chose}
 
 ## Usage
 

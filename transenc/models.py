@@ -30,6 +30,8 @@ SIGMOID = "torch.nn.modules.activation.Sigmoid"
 def resolve_model(name: str | os.PathLike | None) -> Path:
     """A local directory for a model name: a path, the bundled default, or a hub download."""
     name = str(name) if name is not None else DEFAULT_MODEL
+    if not name.strip():  # an unset variable, say: Path("") would be the current folder
+        raise ModelError("a model name is empty (--model or --teacher ''); name a model folder or a hub name")
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():

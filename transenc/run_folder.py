@@ -41,11 +41,14 @@ def _changed(recorded: dict, config: dict, also: dict | None = None) -> list[str
     for key in sorted((set(recorded) | set(config)) - {"cycles"}):
         was, now = recorded.get(key), config.get(key)
         if key == "content" and isinstance(was, dict) and isinstance(now, dict):
-            changed += [f"what {name} holds" for name in sorted(set(was) | set(now))
-                        if name in was and was.get(name) != now.get(name)]
+            # a file under both names whose content changed; one named anew is its option's change
+            changed += [f"what {name} holds" for name in sorted(set(was) & set(now)) if was[name] != now[name]]
         elif was != now and not (key == "content" and was is None) and not (key in (also or {}) and was == also[key]):
-            changed.append(key)
+            changed.append(_OPTIONS.get(key, "--" + key.replace("_", "-")))
     return changed
+
+
+_OPTIONS = {"models": "--model", "teachers": "--teacher"}  # the settings by the options that set them
 
 
 class Run:

@@ -18,16 +18,23 @@ def _as_list(value) -> list[str]:
     return [] if value is None else [str(v) for v in ([value] if isinstance(value, (str, Path)) else value)]
 
 
+def _whole(value) -> int | None:
+    """A whole number written as text or given as an int, else None."""
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            return None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def parse_max_length(text) -> tuple[int, int] | None:
     """`--max-length N` (both encoders) or `BI,CROSS` -> (bi, cross) tokens; None stays None."""
     if text is None:
         return None
-    parts = [text] if isinstance(text, int) else str(text).split(",") if isinstance(text, str) else list(text)
-    try:
-        lengths = [int(p) for p in parts]
-    except (TypeError, ValueError):
-        lengths = []
-    if len(lengths) not in (1, 2):
+    parts = text.split(",") if isinstance(text, str) else list(text) if isinstance(text, (list, tuple)) else [text]
+    lengths = [_whole(p) for p in parts]  # 64.7 or True is no length: never cut to one
+    if len(lengths) not in (1, 2) or None in lengths:
         raise TransencError(f"--max-length {text}: expected a number of tokens, or BI,CROSS (e.g. 128,256)")
     if min(lengths) < SHORTEST_LENGTH:
         raise TransencError(f"--max-length {text}: at least {SHORTEST_LENGTH} tokens")
@@ -62,6 +69,8 @@ class TrainConfig:
             raise TransencError("--out is empty; name the run's folder")
         if isinstance(self.pairs, Path):
             self.pairs = str(self.pairs)  # recorded in state.json as the CLI gives it
+        if _whole(self.seed) is None or isinstance(self.seed, str):
+            raise TransencError(f"--seed must be a whole number, got {self.seed!r}")
         require_count("--cycles", self.cycles)
         require_count("--max-pairs", self.max_pairs)
         if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:

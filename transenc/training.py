@@ -218,6 +218,9 @@ class Trainer:
         target = self.run.out / f"simcse-{k}"
         key = f"simcse.{k}"
         if not self.run.done(key):
+            if distributed.is_main():  # a stage of minutes whose progress lines come every 30 s
+                print(f"transenc: SimCSE warm-up of {self.model_names[k]} on the {len(self.pairs.sentences):,} "
+                      "sentences", file=sys.stderr)
             seed = self._seed_for("simcse", k)
             encoder = BiEncoder.load(self.models[k], self.device, self.recipe.pooling, self.lengths[k].bi_export)
             cfg = FitConfig(batch_size=64, epochs=1, lr=3e-5, warmup=0.0, precision=self.train_precision,
@@ -233,16 +236,16 @@ class Trainer:
         """Each co-teacher's cosines on the pairs, computed once (out/teacher-K.npy) and reused by every
         cycle; its dev/test figures go to metrics.json["teachers"]."""
         labels = []
-        for k, path in enumerate(self.teachers):
+        for k, (path, named) in enumerate(zip(self.teachers, self.config.teachers)):
             target, key = self.run.out / f"teacher-{k}.npy", f"teacher.{k}"
             if not self.run.done(key):
-                print(f"co-teacher {k}: labeling with {path} ...", file=sys.stderr, flush=True)
+                print(f"co-teacher {k}: labeling with {named} ...", file=sys.stderr, flush=True)
                 t0 = time.perf_counter()
                 teacher = BiEncoder.load(path, self.device)
                 save_array(target, _check_finite(self.score(teacher, self.pairs).astype(np.float32), "co-teacher labels"))
                 seconds = round(time.perf_counter() - t0, 2)  # its cost: load and label, not the dev checks
                 self.run.metrics.setdefault("teachers", []).append(
-                    {"model": path, "seconds": seconds, **{split: self.scored.evaluate([teacher], split, [f"teacher-{k}"])
+                    {"model": named, "seconds": seconds, **{split: self.scored.evaluate([teacher], split, [f"teacher-{k}"])
                                                           for split in ("dev", "test")}})
                 self.run.finish(key)
                 distributed.barrier()  # rank 0's file is there for every rank
