@@ -69,7 +69,7 @@ class TrainConfig:
             raise TransencError("--out is empty; name the run's folder")
         if isinstance(self.pairs, Path):
             self.pairs = str(self.pairs)  # recorded in state.json as the CLI gives it
-        if _whole(self.seed) is None or isinstance(self.seed, str):
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TransencError(f"--seed must be a whole number, got {self.seed!r}")
         require_count("--cycles", self.cycles)
         require_count("--max-pairs", self.max_pairs)
