@@ -411,6 +411,7 @@ def test_label_under_python_u_into_a_pipe_closed_early_is_not_called_done(tmp_pa
     (["mine", "--sentences", "DEMO", "--out", "FILE/mined.tsv"], "--out FILE/mined.tsv: FILE is a file, not a folder"),
     (["eval", "--data", "DEMO", "--json", "FILE/r.json"], "--json FILE/r.json: FILE is a file, not a folder"),
     (["train", "--dev", "sts="], "sts=: a name but no file after the '='"),
+    (["train", "--dev", "=FILE"], "=FILE: a file but no name before the '='"),
     (["label", "--pairs", "DEMO", "--device", "tpu"], "--device tpu: not a device name (cpu, cuda, cuda:1, ...)"),
     (["train", "--device", "cuda:99"], "--device cuda:99: this machine has "),  # none, or fewer than 100
     (["train", "--max-length", "4"], "--max-length 4: at least 8 tokens"),

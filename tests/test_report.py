@@ -168,6 +168,18 @@ def test_report_command_rewrites_the_report(two_dev_run, tmp_path):
     assert (run / "report.html").is_file() and (run / "labels.png").is_file()
 
 
+def test_a_report_of_a_run_that_has_not_ended_says_so(two_dev_run, tmp_path):
+    run = tmp_path / "copy"
+    shutil.copytree(two_dev_run / "run", run, ignore=shutil.ignore_patterns("*.png", "report.html", "bi*", "cross*"))
+    assert "This run has not ended" not in (two_dev_run / "run" / "report.html").read_text(encoding="utf-8")
+    metrics = json.loads((run / "metrics.json").read_text())
+    for ended in ("stopped", "best_cycle", "exported"):  # as a run killed in its last cycle left them
+        metrics.pop(ended, None)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert cli.main(["report", str(run)]) == 0
+    assert "This run has not ended: these are its figures so far" in (run / "report.html").read_text(encoding="utf-8")
+
+
 def test_report_of_constant_labels_says_so_without_a_warning(two_dev_run, tmp_path):
     import warnings
 

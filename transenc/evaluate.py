@@ -139,6 +139,8 @@ def labeled_sets(specs: list[str]) -> dict[str, tuple[PairSet, str]]:
     sets = {}
     for spec in specs:
         name, sep, path = spec.partition("=")
+        if sep and not name and not Path(spec).exists():
+            raise TransencError(f"{spec}: a file but no name before the '='")
         if not sep or not name or "/" in name or Path(spec).exists():
             name, path = Path(spec).stem, spec
         elif not path:

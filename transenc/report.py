@@ -299,7 +299,9 @@ def render_html(run: Path, metrics: dict, images: dict[str, bytes]) -> str:
                 "labels.png": "Labels", "stage_times.png": "Time"}
     stopped = metrics.get("stopped")
     stop = (f"<p id=\"stopped\">Ended after cycle {stopped['cycle']} of {stopped['cycles']}: "
-            f"{html.escape(stopped['reason'])}.</p>") if stopped else ""
+            f"{html.escape(stopped['reason'])}.</p>") if stopped else \
+        ("<p id=\"stopped\">This run has not ended: these are its figures so far, and nothing is exported yet; "
+         "the same <code>transenc train</code> command with <code>--resume</code> goes on.</p>")
     stop += "".join(f"<p class=\"exported\">{html.escape(name)}: {html.escape(v['reason'])}.</p>"
                     for name, v in metrics.get("exported", {}).items())
     figures = "".join(f"<h2>{captions[name]}</h2><img alt=\"{name}\" src=\"data:image/png;base64,"
