@@ -79,8 +79,9 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
 
     require_count("k (neighbours per sentence)", k)
     require_count("batch_size", batch_size)
-    if cosine_problem(min_score):
-        raise TransencError(f"min_score {cosine_problem(min_score)}")
+    problem = cosine_problem(min_score)
+    if problem:
+        raise TransencError(f"min_score {problem}")
     if isinstance(sentences, (str, Path)):
         sentences = read_sentences(sentences)  # a bad file stops here, before torch loads
     from transenc.labeling import encode_texts, load_scorer

@@ -66,9 +66,10 @@ def model_digest(folder: Path) -> str:
     """sha1 of what a model folder holds, wherever it is installed: its files and those of its
     sentence-transformers modules (1_Pooling/, ...), but for hidden ones (a download's metadata), cards
     and other frameworks' weights; other folders (onnx/, checkpoints) are not read. A resumed run checks it."""
-    modules = [d for d in sorted(folder.iterdir()) if d.is_dir() and d.name.split("_")[0].isdigit()]
+    entries = sorted(folder.iterdir())
+    modules = [f for d in entries if d.is_dir() and d.name.split("_")[0].isdigit() for f in sorted(d.iterdir())]
     h = hashlib.sha1()
-    for f in sorted(folder.iterdir()) + [f for d in modules for f in sorted(d.iterdir())]:
+    for f in entries + modules:
         if f.name.startswith(".") or f.suffix in _NOT_READ or not f.is_file():
             continue
         h.update(f.relative_to(folder).as_posix().encode() + b"\0")
