@@ -459,3 +459,18 @@ def test_cross_mode_without_a_pair_head_and_bi_mode_on_a_cross_encoder_warn(tmp_
     (tmp_path / "s.txt").write_text("a b\nc d\ne f\n")  # mine embeds with it too
     assert run(["mine", "--sentences", str(tmp_path / "s.txt"), "--k", "1", "--model", str(tmp_path / "cross")]) == 0
     assert f"transenc: warning: {tmp_path / 'cross'} is a cross-encoder (it has a pair head)" in capsys.readouterr().err
+
+
+def test_a_stopped_command_offers_resume_only_where_it_kept_work(tmp_path):
+    """A pairs file kept work beside --out; standard input, a pipe (`<(zcat …)`) or standard output kept none."""
+    from types import SimpleNamespace
+
+    (tmp_path / "p.tsv").write_text("a\tb\n")
+    os.mkfifo(tmp_path / "pipe")
+    hint = "; the same command with --resume goes on from the work kept"
+    label = lambda pairs, out="s.tsv": SimpleNamespace(command="label", pairs=pairs, out=out)  # noqa: E731
+    assert cli._resume_hint(label(str(tmp_path / "p.tsv"))) == hint
+    assert cli._resume_hint(SimpleNamespace(command="train", out="runs/x")) == hint
+    for stream in ("-", str(tmp_path / "pipe")):
+        assert cli._resume_hint(label(stream)) == ""
+    assert cli._resume_hint(label(str(tmp_path / "p.tsv"), out=None)) == ""

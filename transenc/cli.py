@@ -353,8 +353,10 @@ def _catch_stop_signals() -> dict:
 def _resume_hint(args) -> str:
     """What a stopped command kept for --resume: a run folder, or label's and mine's work beside --out
     (not from a stream, which cannot be read again)."""
+    from transenc.readers import is_stream
+
     source = getattr(args, "pairs", None) or getattr(args, "sentences", None)
-    if args.command == "train" or (args.command in ("label", "mine") and args.out and source != "-"):
+    if args.command == "train" or (args.command in ("label", "mine") and args.out and not is_stream(Path(source))):
         return "; the same command with --resume goes on from the work kept"
     return ""
 
