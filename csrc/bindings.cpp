@@ -144,7 +144,7 @@ static py::dict py_pack(const char* name, carray<int32_t> ids, carray<int64_t> o
   for (int64_t i = 0; i < n * width; ++i) in_range &= sq[i] >= 0 && sq[i] < sentences;
   require(in_range, fn + ": sentence index out of range");
   require(max_length >= t.specials(width), fn + ": max_length leaves no room for the special tokens");
-  require(token_budget >= max_length, fn + ": token_budget must be >= max_length");
+  require(token_budget >= 1, fn + ": token_budget must be >= 1");
   require(min_efficiency >= 0 && min_efficiency <= 1, fn + ": min_efficiency must be in [0, 1]");
 
   PackPlan plan;

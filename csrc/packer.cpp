@@ -6,8 +6,8 @@
 
 namespace transenc {
 
-// Greedy cut of the rows sorted by length: a batch grows while (rows + 1) x the new, longest
-// length fits the budget.
+// Greedy cut of the rows sorted by length: a batch takes its first row whatever its length, and
+// grows while (rows + 1) x the new, longest length fits the budget.
 static void cut_batches(PackPlan& plan, const std::vector<int32_t>& sorted_length, int64_t budget) {
   const int64_t n = int64_t(sorted_length.size());
   plan.batch_rows.assign(1, 0);
@@ -64,10 +64,12 @@ PackPlan plan_packing(const int64_t* offsets, const int32_t* seq, int64_t n, int
 
   // Full-budget batches are the largest, and on many rows neighbours in length order differ by a
   // token or so. On few rows a full batch spans many lengths: shrink the budget by 10% steps until
-  // padding is within the target, or the budget reaches max_length. Each try is one O(n) pass.
-  for (int64_t budget = token_budget;; budget = std::max(max_length, budget * 9 / 10)) {
+  // padding is within the target, or the budget reaches max_length (or the given budget, if
+  // smaller: a batch then holds one row). Each try is one O(n) pass.
+  const int64_t floor = std::min(max_length, token_budget);
+  for (int64_t budget = token_budget;; budget = std::max(floor, budget * 9 / 10)) {
     cut_batches(plan, sorted_length, budget);
-    if (plan.real_tokens >= min_efficiency * double(plan.total_elements()) || budget == max_length) break;
+    if (plan.real_tokens >= min_efficiency * double(plan.total_elements()) || budget == floor) break;
   }
   return plan;
 }

@@ -50,9 +50,9 @@ struct PackPlan {
 };
 
 // seq holds n rows of `width` sentence ids (width 2: pairs, width 1: single sentences) into the
-// cache (offsets has sentences + 1 entries). Every batch's rows x width stays within token_budget,
-// which must be >= max_length; the budget shrinks (down to max_length) while real tokens / all
-// tokens would fall below min_efficiency (0: always full-budget batches).
+// cache (offsets has sentences + 1 entries). Every batch's rows x width stays within token_budget
+// (>= 1), but for a batch of one row longer than it; the budget shrinks (down to max_length) while
+// real tokens / all tokens would fall below min_efficiency (0: always full-budget batches).
 PackPlan plan_packing(const int64_t* offsets, const int32_t* seq, int64_t n, int width,
                       const PackTemplate& t, int64_t max_length, int64_t token_budget,
                       double min_efficiency);

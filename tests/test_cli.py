@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from transenc import cli, ops
+from transenc.evaluate import labeled_sets
 from transenc.models import CrossEncoder
 from transenc.readers import read_pairs
 
@@ -273,6 +274,11 @@ def test_standard_input_and_pipes_read_as_files_do(tmp_path, tiny_bert, monkeypa
     stdin(scored)
     assert run(["eval", "--data", "-"] + model) == 0
     assert capsys.readouterr().out == from_file.replace("scores\t", "stdin\t") and from_file.startswith("scores\t")
+    threading.Thread(target=fifo.write_bytes, args=(scored,), daemon=True).start()
+    assert run(["eval", "--data", str(fifo)] + model) == 0  # as <(zcat ...) gives: not named after /dev/fd/63
+    assert capsys.readouterr().out == from_file.replace("scores\t", "stream\t")
+    threading.Thread(target=fifo.write_bytes, args=(scored,), daemon=True).start()
+    assert list(labeled_sets([str(fifo)])) == ["stream"]  # train's --dev
     stdin(b"a\tb\nbad line\n")  # a bad line: its error names standard input, and the spool goes all the same
     capsys.readouterr()
     assert run(label + ["--pairs", "-", "--out", str(tmp_path / "bad.tsv")]) == 2

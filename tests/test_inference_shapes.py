@@ -74,3 +74,19 @@ def test_on_a_cpu_a_batch_of_long_rows_holds_at_most_cpu_batch_tokens(tiny_bert,
     assert {rows for rows, _ in pair_batches()} == {64, 32}
     assert f"{models.CPU_BATCH_TOKENS:,} tokens" in " ".join(build_parser()._subparsers._group_actions[0]
                                                            .choices["label"].format_help().split())
+
+
+def test_a_small_batch_size_is_honoured_on_short_rows(tiny_bert):
+    """--batch-size 4 on rows far shorter than max_length: batches of about 4 rows, where room for one
+    row of max_length (the packer's old rule) made them ~20 rows."""
+    rng = np.random.default_rng(11)
+    texts = texts_of(6, 200, rng)
+    bi = BiEncoder.load(tiny_bert, "cpu", "mean", 256)
+    cache = bi.token_cache(texts)
+    for batch_size in (1, 4, 16):
+        rows = [len(b.rows) for b in bi.batches(cache, np.arange(len(cache), dtype=np.int32), batch_size)]
+        assert sum(rows) == len(texts)
+        assert batch_size * 0.5 <= np.mean(rows) <= batch_size * 1.5, (batch_size, rows)
+    embeddings = bi.encode(texts, batch_size=4, precision="fp32", show_progress=False)
+    torch.testing.assert_close(embeddings, bi.encode(texts, batch_size=128, precision="fp32", show_progress=False),
+                               atol=1e-5, rtol=0)

@@ -118,7 +118,7 @@ def test_report_files_images_and_table_equal_metrics(two_dev_run):
         width, height = Image.open(BytesIO(data)).size
         assert width > 300 and height > 100
     header, *rows = page.rows
-    assert header == ["", "dev graded (spearman)", "dev binary (auc)", "dev mean", "test graded"]
+    assert header == ["", "dev graded (spearman)", "dev binary (auc)", "dev mean", "test graded (spearman)"]
 
     def expected(label, stage, dev_key="dev"):
         dev, test = stage[dev_key], stage.get("test") if dev_key == "dev" else None

@@ -515,3 +515,19 @@ def test_pairs_given_in_memory_are_recorded_by_their_content(tmp_path, tiny_bert
         recorded = training.Trainer(config).run.state["config"]
         assert recorded["pairs"] == "sha1:" + training._digest(pairs)
         assert recorded["content"]["pairs"] == training._digest(trained)
+
+
+def test_a_resumed_cycle_prints_the_seconds_its_stages_took(tmp_path, tiny_bert, pairs_64, capsys):
+    """A finished cycle taken up again prints the recorded times of its stages, not the 0 s that
+    passed on the resume."""
+    pairs, dev = pairs_64
+    out = tmp_path / "run"
+    train(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1))
+    state = json.loads((out / "state.json").read_text())
+    for info in state["metrics"]["cycles"][0]["stages"].values():
+        info["seconds"] = 100.0  # as a cycle of real size records them
+    (out / "state.json").write_text(json.dumps(state))
+    capsys.readouterr()
+    train(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1, resume=True))
+    line = next(x for x in capsys.readouterr().err.splitlines() if x.startswith("cycle 1: dev"))
+    assert line.endswith("| 400s") and "cross_train=100s" in line, line

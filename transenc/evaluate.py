@@ -142,7 +142,7 @@ def labeled_sets(specs: list[str]) -> dict[str, tuple[PairSet, str]]:
         if sep and not name and not Path(spec).exists():
             raise TransencError(f"{spec}: a file but no name before the '='")
         if not sep or not name or "/" in name or Path(spec).exists():
-            name, path = Path(spec).stem, spec
+            name, path = default_set_name(Path(spec)), spec
         elif not path:
             raise TransencError(f"{spec}: a name but no file after the '='")
         if name in sets:
@@ -152,12 +152,20 @@ def labeled_sets(specs: list[str]) -> dict[str, tuple[PairSet, str]]:
     return sets
 
 
+def default_set_name(path: Path) -> str:
+    """A set's name when none is given: its file's stem; 'stdin' or 'stream' for what is read once
+    (a process substitution's /dev/fd/63 would be named '63')."""
+    if str(path) == STANDARD_INPUT:
+        return "stdin"
+    return "stream" if is_stream(path) else path.stem
+
+
 def find_sets(data: str | Path, metric: str = "auto") -> dict[str, PairSet]:
     """Every labeled set in `data`, by name: a labeled pairs file (its stem; read_labeled checks its
     labels for `metric`), or a folder of STS sets."""
     root = Path(data)
     if root.is_file() or is_stream(root):
-        return {"stdin" if str(root) == STANDARD_INPUT else root.stem: read_labeled(root, metric)}
+        return {default_set_name(root): read_labeled(root, metric)}
     if not root.is_dir():
         raise InputError(root, 0, "no such file or directory")
     sets = {}

@@ -291,8 +291,8 @@ def _in_parts(row_lengths: np.ndarray, max_length: int, policy: StepPolicy) -> b
 
 
 def _budget(rows: int, max_length: int, policy: StepPolicy, in_parts: bool) -> int:
-    """Tokens a batch of the step may hold: all its rows, or a part's (room for one row, as the packer requires)."""
-    return max(policy.part_tokens, max_length) if in_parts else rows * max_length
+    """Tokens a batch of the step may hold: all its rows, or a part's (a longer row makes a part alone)."""
+    return policy.part_tokens if in_parts else rows * max_length
 
 
 def step_pair_batches(cache: TokenCache, pairs: np.ndarray, max_length: int, policy: StepPolicy,

@@ -208,11 +208,11 @@ class _Encoder:
 
     def _token_budget(self, batch_size: int, mean_row_tokens: float) -> int:
         """Batches hold about batch_size rows of average length, whatever the length spread; on a CPU
-        at most CPU_BATCH_TOKENS (and always room for one row of max_length, as the packer requires)."""
+        at most CPU_BATCH_TOKENS, or one row where a row is longer (the packer's rule)."""
         budget = int(batch_size * mean_row_tokens)
         if self.device.type == "cpu":
             budget = min(budget, CPU_BATCH_TOKENS)
-        return max(budget, self.max_length)
+        return max(budget, 1)
 
     def rows_cut(self, cache: TokenCache, rows: np.ndarray) -> int:
         """How many of `rows` (sentence ids; a cross-encoder's: pairs) are longer than max_length: they

@@ -91,7 +91,8 @@ def table(metrics: dict) -> tuple[list[str], list[list[str]]]:
     dev_names, test_names = list(_sets(start.get("dev"))), list(_sets(start.get("test")))
     k_models = len((start.get("dev") or start.get("test") or {"models": [0]})["models"])
     header = ["", *(f"dev {n} ({_sets(start['dev'])[n]['metric']})" for n in dev_names)]
-    header += ["dev mean"] * (len(dev_names) > 1) + [f"test {n}" for n in test_names]
+    header += ["dev mean"] * (len(dev_names) > 1)
+    header += [f"test {n} ({_sets(start['test'])[n]['metric']})" for n in test_names]
 
     def row(label: str, dev: dict | None, test: dict | None, key: int | str) -> list[str]:
         def pick(d):

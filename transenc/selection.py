@@ -49,8 +49,9 @@ def best_cycle(metrics: dict, kind: str, k: int) -> int:
     return max(metrics["cycles"], key=dev_of)["cycle"]
 
 
-def cycle_line(metrics: dict, cycle: int, dev_names: str, seconds: float) -> str:
-    """One line: the start models' dev score against this cycle's cross- and bi-encoders'."""
+def cycle_line(metrics: dict, cycle: int, dev_names: str) -> str:
+    """One line: the start models' dev score against this cycle's cross- and bi-encoders', and the
+    seconds its stages took (as recorded: a resumed cycle's include those of the run before)."""
     stages = metrics["cycles"][cycle - 1]["stages"]
 
     def dev(d):
@@ -59,6 +60,7 @@ def cycle_line(metrics: dict, cycle: int, dev_names: str, seconds: float) -> str
     labels = " ".join(f"{s.split('_')[0]} labels mean {stages[s]['labels']['mean']:.3f}"
                       for s in ("bi_label", "cross_label") if s in stages)
     split = " ".join(f"{s}={stages[s]['seconds']:.0f}s" for s in STAGES if s in stages)
+    seconds = sum(stages[s]["seconds"] for s in STAGES if s in stages)
     teacher = stages.get("bi_train", {}).get("teacher_dev")
     taught = f" (taught by {dev(teacher)})" if teacher else ""
     return (f"cycle {cycle}: dev ({dev_names}): start {dev(metrics['start']['dev'])} -> this cycle cross "

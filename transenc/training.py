@@ -191,7 +191,6 @@ class Trainer:
         dev_names += ", mean" if len(self.scored.dev) > 1 else ""
         for cycle in range(1, cycles + 1):
             folder = self.run.folder(f"cycle{cycle}")
-            started = time.perf_counter()
             for stage in STAGES:
                 key = f"cycle{cycle}.{stage}"
                 if self.run.done(key):
@@ -203,7 +202,7 @@ class Trainer:
                 self.run.cycle_metrics(cycle)["stages"][stage] = info
                 self.run.finish(key)
                 distributed.barrier()  # rank 0's files of this stage are there for every rank
-            print(selection.cycle_line(metrics, cycle, dev_names, time.perf_counter() - started), file=sys.stderr)
+            print(selection.cycle_line(metrics, cycle, dev_names), file=sys.stderr)
             reason = selection.stop_reason(metrics, cycle, patience) if cycle > resumed_past else None
             metrics["stopped"] = {"cycle": cycle, "cycles": cycles,
                                   "reason": reason or selection.finish_reason(bool(self.scored.dev), patience, cycles)}
