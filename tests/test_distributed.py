@@ -27,10 +27,10 @@ def one_thread_env():
     return dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(HERE), os.environ["PYTHONPATH"]]))
 
 
-def torchrun(*args, nproc=2, timeout=240):
-    """`python -m torch.distributed.run` on this machine, one thread per rank."""
+def torchrun(*args, nproc=2, timeout=240, **env):
+    """`python -m torch.distributed.run` on this machine, one thread per rank (env: more variables)."""
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
-                           *map(str, args)], env=one_thread_env(), capture_output=True, text=True, timeout=timeout)
+                           *map(str, args)], env=one_thread_env() | env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -84,11 +84,17 @@ def test_label_under_torchrun_writes_the_plain_run_file(tmp_path, bi_model, cros
     plain = subprocess.run([sys.executable, "-m", "transenc", *map(str, common), "--out", str(tmp_path / "one.tsv")],
                            env=one_thread_env(), capture_output=True, text=True, timeout=240)
     assert plain.returncode == 0, plain.stderr[-3000:]
-    done = torchrun("-m", "transenc", *common, "--out", tmp_path / "two.tsv")
+    counts = tmp_path / "rows"
+    counts.mkdir()
+    done = torchrun(HERE / "dist_train_worker.py", *common, "--out", tmp_path / "two.tsv", TRANSENC_TEST_ROWS_TO=str(counts))
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "two.tsv").read_bytes() == (tmp_path / "one.tsv").read_bytes()
-    assert len((tmp_path / "two.tsv").read_text().splitlines()) == len(read_pairs(odd_pairs)[0])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.tsv", "two.tsv"]
+    pairs = read_pairs(odd_pairs)[0]
+    assert len((tmp_path / "two.tsv").read_text().splitlines()) == len(pairs)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["one.tsv", "rows", "two.tsv"]
+    # the ranks shared the work: each computed some of the rows, together each row once
+    rows = [json.loads((counts / f"rows-{r}.json").read_text())[mode] for r in range(2)]
+    assert min(rows) > 0 and sum(rows) == (len(pairs.sentences) if mode == "bi" else len(pairs)), rows
 
 
 @pytest.fixture(scope="module")
