@@ -12,8 +12,8 @@ engine = Pybind11Extension(
     include_dirs=["csrc"],
     depends=sorted(glob.glob("csrc/*.h") + glob.glob("csrc/*.inc")),  # editing one rebuilds the engine
     cxx_std=17,
-    # One build for any x86-64 it is copied to: a baseline target here, and the vector kernels
-    # compiled once more for AVX-512 and chosen at run time (csrc/variants.h).
+    # One build for any x86-64-v2 CPU it is copied to: a baseline target here, and the vector kernels
+    # compiled four times more (AVX2 to AVX512-BF16) and chosen at run time (csrc/variants.h).
     # -fno-trapping-math: nothing reads the FP exception flags, and without it gcc will not vectorise a
     # loop whose float compares or float-to-int conversions might raise one (attention's exp).
     extra_compile_args=["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wall", *(["-march=x86-64-v2"] if x86_64 else [])],

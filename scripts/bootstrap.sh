@@ -7,7 +7,10 @@ cd "$(dirname "$0")/.."
 python=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-  .venv/bin/pip install --quiet "torch==2.13.0"
+  # Named by its local version, only a CPU build matches (PyPI's plain torch==2.13.0 for Linux is
+  # the CUDA one): from the indexes pip is set up with, else from PyTorch's CPU index.
+  .venv/bin/pip install --quiet "torch==2.13.0+cpu" 2>/dev/null ||
+    .venv/bin/pip install --quiet "torch==2.13.0+cpu" --index-url https://download.pytorch.org/whl/cpu
 fi
 .venv/bin/pip install --quiet -e ".[test,report]"
 .venv/bin/python -c "import transenc._C, torch; print('transenc ready: torch', torch.__version__)"

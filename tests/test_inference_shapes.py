@@ -68,7 +68,7 @@ def test_on_a_cpu_a_batch_of_long_rows_holds_at_most_cpu_batch_tokens(tiny_bert,
     assert sentence_batches(short_texts) == short and sentence_batches(long_texts)[0] == (128, 128)
     monkeypatch.undo()
 
-    for encoder in (bi, cross):  # on a GPU, rows alone size them (padded to its multiples)
+    for encoder in (bi, cross):  # on a GPU, no cap: batch_size rows of these (even) lengths, padded to its multiples
         monkeypatch.setattr(encoder, "device", torch.device("cuda"))
     assert {rows for rows, _ in sentence_batches(long_texts)} == {128, 64}
     assert {rows for rows, _ in pair_batches()} == {64, 32}

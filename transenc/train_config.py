@@ -120,8 +120,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
                         f"at its 32/64-token lengths) (default: {DEFAULT_RECIPE})")
     p.add_argument("--max-length", default=None, metavar="N|BI,CROSS",
                    help="training lengths in tokens, for both encoders or bi,cross (default: the smallest multiple "
-                        "of 16 that keeps 99%% of the sentences, and of the pairs, whole; capped by the start "
-                        "model's own maximum); exported models keep the start model's length, or this one")
+                        "of 16 that keeps 99%% of the sentences, and of the pairs, whole; at most the start model's "
+                        "own length, its max_seq_length); exported models keep the start model's length, or this one")
     p.add_argument("--simcse", action="store_true", help="SimCSE warm-up first (for a raw language model)")
     p.add_argument("--seed", type=int, default=2021, help="batch order, dropout and head initialisation")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)")
