@@ -126,7 +126,9 @@ bool plain_number(std::string_view s, double& value) {
   if (i != s.size()) return false;
   const char* begin = s.data() + (s[0] == '+');  // from_chars takes no '+'
   auto [end, error] = std::from_chars(begin, s.data() + s.size(), value);
-  return error == std::errc() && end == s.data() + s.size() && std::isfinite(value);
+  // beyond float32's range: the labels are float32, so the Python parser refuses it as not finite
+  return error == std::errc() && end == s.data() + s.size() &&
+         std::fabs(value) <= std::numeric_limits<float>::max();
 }
 
 // The fields of a line split on the format's separator, as Python's str.split(sep) gives them.

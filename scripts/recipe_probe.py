@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from scipy.stats import rankdata
 
-from transenc.evaluate import spearman100
+from transenc.metrics import spearman100
 from transenc.fit import FitConfig, fit_bi, fit_cross
 from transenc.labeling import bi_scores, cross_scores
 from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, resolve_model

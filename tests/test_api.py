@@ -1,5 +1,6 @@
 """The Python API: `import transenc` stays light, pairs come as paths, PairSets or tuples, and the
 README's example runs as written."""
+import json
 import re
 import subprocess
 import sys
@@ -50,14 +51,81 @@ def test_read_pairs_takes_a_path_a_pairset_or_tuples(tmp_path):
     assert scored.labels.tolist() == [0, 1, 2]
     with pytest.raises(TransencError, match="pair 2: expected"):
         transenc.read_pairs([("a", "b"), ("only one",)])
-    with pytest.raises(TransencError, match="pair 1: expected"):
+    with pytest.raises(TransencError, match="pair 1: empty sentence"):
         transenc.read_pairs([("a", " ")])
     as_array = transenc.read_pairs(np.array(ROWS))  # rows of a numpy array of strings
     assert as_array.sentences == from_tuples.sentences and np.array_equal(as_array.pairs, from_tuples.pairs)
     assert transenc.read_pairs([("a", "b", None)]).labels is None  # None: no score, as an empty column
-    for bad in ("x", float("nan"), float("inf"), [1]):
+    for bad in ("x", float("nan"), float("inf"), [1], 1e300):  # 1e300: finite, but inf as a float32 label
         with pytest.raises(TransencError, match="pair 1: score .* is not a finite number"):
             transenc.read_pairs([("a", "b", bad)])
+    for row, why in [(("a\ud800", "c"), "unpaired surrogate"), (("a\x00b", "c"), "NUL byte"),
+                     ({"sentence1": "a", "sentence2": "b"}, "got a dict \\(keys sentence1, sentence2\\): pass the values")]:
+        with pytest.raises(TransencError, match=f"pair 1: .*{why}"):  # what a file's line is refused for
+            transenc.read_pairs([row])
+    skipped = transenc.read_pairs([("a", ""), ROWS[0], ("b", "c", "x")], on_error="skip")  # as for a file's lines
+    assert skipped.sentences == list(ROWS[0]) and len(skipped) == 1
+
+
+@pytest.mark.parametrize("suffix, text, line", [
+    (".tsv", "c\td\t2\na\tb\t1e300\n", 2),  # the engine's scanner leaves it to the Python parser, which refuses it
+    (".csv", "sentence1,sentence2,score\nc,d,2\na,b,-1e39\n", 3),
+    (".jsonl", '{"sentence1": "a", "sentence2": "b", "score": 1e300}\n', 1),
+])
+def test_a_score_beyond_float32_is_refused_in_a_file_too(tmp_path, suffix, text, line):
+    """1e300 is a finite float64 but an infinite float32 label: refused as not finite, at its line."""
+    path = tmp_path / f"p{suffix}"
+    path.write_text(text)
+    with pytest.raises(TransencError, match=f"p{suffix}:{line}: score is not a finite number"):
+        transenc.read_pairs(path)
+
+
+@pytest.mark.parametrize("call", [lambda model: transenc.label(ROWS, model=model),
+                                  lambda model: transenc.label(ROWS, model=model, mode="cross"),
+                                  lambda model: transenc.mine(["a", "b"], model=model)])
+def test_a_model_is_named_by_path_and_a_loaded_one_is_refused_as_such(call):
+    with pytest.raises(TransencError, match="a model is named by its folder or hub name .* got object; save a loaded one"):
+        call(object())
+    with pytest.raises(TransencError, match="model 'm{80}...' is no folder or hub name \\(File name too long\\)"):
+        call("m" * 300)  # a loaded model's repr, say
+
+
+def test_numpy_numbers_are_taken_where_python_ones_are(tiny_bert, tmp_path):
+    """What a notebook's numpy or pandas arithmetic gives: numpy ints and floats, as ints and floats."""
+    from transenc.train_config import TrainConfig
+
+    assert np.array_equal(transenc.label(ROWS, model=tiny_bert, batch_size=np.int64(2)),
+                          transenc.label(ROWS, model=tiny_bert, batch_size=2))
+    sentences = [a for a, _ in ROWS] + [b for _, b in ROWS]
+    assert transenc.mine(sentences, k=np.int64(2), min_score=np.float32(-0.5), model=tiny_bert) == \
+        transenc.mine(sentences, k=2, min_score=-0.5, model=tiny_bert)
+    config = TrainConfig(out=tmp_path, cycles=np.int64(1), seed=np.int32(3), patience=np.int64(0), max_length=np.int64(32))
+    assert json.loads(json.dumps(config.record()))["cycles"] == 1 and config.max_length == (32, 32)  # state.json takes it
+
+
+def test_evaluate_gives_what_the_command_prints(tiny_bert, capsys):
+    from transenc import cli
+
+    assert cli.main(["eval", "--data", str(transenc.DEMO_DEV), "--model", str(tiny_bert)]) == 0
+    printed = capsys.readouterr().out
+    seen = []
+    results = transenc.evaluate(transenc.DEMO_DEV, model=tiny_bert, each=lambda *x: seen.append(x))
+    assert printed == "".join(f"{name}\t{value:.2f}\n" for name, value in results.items()) and list(results) == ["demo_dev"]
+    assert seen == [("demo_dev", "spearman", results["demo_dev"])]
+    pairs = transenc.read_pairs(transenc.DEMO_DEV)  # in memory: the same set, named "pairs"
+    assert transenc.evaluate(pairs, model=tiny_bert) == {"pairs": results["demo_dev"]}
+
+
+def test_a_load_leaves_transformers_logging_as_it_was(tiny_bert):
+    """A notebook's own transformers verbosity and progress bars stay as they were after a model loads."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_info()
+    try:
+        transenc.label(ROWS, model=tiny_bert, mode="cross")  # a fresh pair head: quiet while it loads
+        assert logging.get_verbosity() == logging.INFO and logging.is_progress_bar_enabled()
+    finally:
+        logging.set_verbosity_warning()
 
 
 @pytest.mark.parametrize("call, message", [
@@ -81,6 +149,21 @@ def test_read_pairs_takes_a_path_a_pairset_or_tuples(tmp_path):
     (lambda out: transenc.train(ROWS, out, seed="x"), "--seed must be a whole number, got 'x'"),
     (lambda out: transenc.train(ROWS, out, max_length="long"), "--max-length long: expected a number of tokens"),
     (lambda out: transenc.train(ROWS, out, cycles=0), "--cycles must be a whole number of at least 1, got 0"),
+    (lambda out: transenc.train(ROWS, out, models=object()), "models: expected a path or name, or a list of them, got object"),
+    (lambda out: transenc.train(ROWS, out, dev=transenc.read_pairs(ROWS)), "dev: expected a path or name.* got PairSet"),
+    (lambda out: transenc.train(ROWS, out, test=[("a", "b", 1.0)]), "test: expected a path or name.* holding tuple"),
+    (lambda out: transenc.read_pairs(ROWS, on_error="bogus"), "on_error must be 'raise' or 'skip', got 'bogus'"),
+    (lambda out: transenc.read_pairs(None), "pairs: expected a path, a PairSet or .* got NoneType"),
+    (lambda out: transenc.read_pairs(5), "pairs: expected a path, a PairSet or .* got int"),
+    (lambda out: transenc.mine(transenc.read_pairs(ROWS)), "sentences: expected a file or a list of strings \\(a PairSet's are its .sentences\\)"),
+    (lambda out: transenc.mine(["a", "", "b"]), "sentence 2: empty sentence"),
+    (lambda out: transenc.mine(["a", None, "b"]), "sentence 2: not a str but NoneType"),
+    (lambda out: transenc.mine([b"a", b"b"]), "sentence 1: not a str but bytes"),
+    (lambda out: transenc.mine(["a", "b\x00c"]), "sentence 2: NUL byte in a sentence"),
+    (lambda out: transenc.mine(["a\ud800", "b"]), "sentence 1: a sentence holds an unpaired surrogate"),
+    (lambda out: transenc.mine(str(out / "missing.txt")), "missing.txt: no such file"),
+    (lambda out: transenc.mine(out.parent), "is a folder, not a sentences file"),
+    (lambda out: transenc.evaluate(ROWS), "pairs: every pair needs a gold score"),
 ])
 def test_keywords_are_checked_as_the_command_checks_its_options(tmp_path, monkeypatch, call, message):
     """A bad keyword is a TransencError before any model loads or folder is made, never a KeyError, a
@@ -101,7 +184,11 @@ def test_verbs_stay_verbs_when_the_library_modules_are_imported(tiny_bert):
     import transenc.api
     import transenc.labeling  # noqa: F401  (the library behind transenc.label: a name of its own, no shadowing)
 
+    import transenc.metrics  # noqa: F401  (eval's metrics: a module of another name than transenc.evaluate)
+
     assert transenc.label is transenc.api.label and transenc.train is transenc.api.train
+    assert transenc.evaluate is transenc.api.evaluate
+    assert {"label", "evaluate", "mine", "train", "read_pairs", "Run"} <= set(dir(transenc))
     bi = transenc.label(ROWS, model=tiny_bert)
     assert bi.shape == (3,) and bi.dtype == np.float32
     assert np.array_equal(bi, transenc.label(transenc.read_pairs(ROWS), model=str(tiny_bert)))

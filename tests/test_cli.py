@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from transenc import cli, ops
-from transenc.evaluate import labeled_sets
+from transenc.metrics import labeled_sets
 from transenc.models import CrossEncoder
 from transenc.readers import read_pairs
 

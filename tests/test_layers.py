@@ -19,7 +19,7 @@ LAYERS = [
     ["api"],
     ["training"],
     ["export"],
-    ["labeling", "mining", "mine_checkpoint", "evaluate", "report", "dev_scores", "selection", "train_config",
+    ["labeling", "mining", "mine_checkpoint", "metrics", "report", "dev_scores", "selection", "train_config",
      "model_card"],
     ["models", "kept_rows", "fit", "distributed", "quantize", "bert", "recipes", "run_folder"],
     ["ops", "packing", "readers", "writers", "claims"],

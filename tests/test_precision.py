@@ -593,7 +593,7 @@ STSB_TOLERANCE = 0.3
 @pytest.mark.parametrize("precision", ["int8", "bf16"])
 def test_real_minilm_agrees_with_fp32(sts, precision):
     """The bi-encoder (a trained cross-encoder's agreement is measured in bench/: none ships here)."""
-    from transenc.evaluate import score100
+    from transenc.metrics import score100
     from transenc.labeling import bi_scores
     from transenc.models import BiEncoder
     from transenc.readers import read_pairs

@@ -19,7 +19,7 @@ from transenc.fit import FitConfig
 from transenc.labeling import bi_scores
 from transenc.models import BiEncoder
 
-from test_evaluate import auc_by_counting
+from test_metrics import auc_by_counting
 from test_train import train
 
 CHECKED = training.Recipe(
@@ -222,7 +222,7 @@ def test_report_of_a_folder_that_is_no_run(tmp_path, capsys):
 
 
 def test_the_demo_corpus_gets_the_bundled_dev_set(tmp_path):
-    from transenc.evaluate import read_labeled
+    from transenc.metrics import read_labeled
 
     dev = read_labeled(DEMO_DEV)
     assert 200 <= len(dev) <= 300

@@ -393,7 +393,7 @@ def test_bi_targets_mean_calibrated_puts_the_cross_labels_on_the_bi_labels_scale
 @pytest.mark.parametrize("kind", ["cross", "mean", "mean_calibrated"])
 def test_the_bi_encoders_teacher_is_scored_on_the_dev_pairs(tmp_path, tiny_bert, pairs_64, monkeypatch, capsys, kind):
     """Its figure: the recipe's targets made from the dev pairs' scores by the cycle's labeling models."""
-    from transenc.evaluate import spearman100
+    from transenc.metrics import spearman100
     from transenc.labeling import bi_scores, cross_scores
     from transenc.models import BiEncoder, CrossEncoder
     from transenc.readers import read_pairs

@@ -1,6 +1,6 @@
 """transenc: unsupervised sentence-pair modelling (Trans-Encoder) and a fast pair-scoring engine.
 
-The Python API (transenc.read_pairs, .label, .mine, .train, .Run) lives in transenc.api and is loaded
+The Python API (transenc.read_pairs, .label, .evaluate, .mine, .train, .Run) lives in transenc.api and is loaded
 on first use, so that `import transenc` does not import torch.
 """
 import importlib
@@ -9,10 +9,14 @@ from transenc.errors import InputError, TransencError  # noqa: F401  (what the A
 
 __version__ = "0.1.0"
 
-_API = ("read_pairs", "label", "mine", "train", "Run", "DEMO_PAIRS", "DEMO_DEV")
+_API = ("read_pairs", "label", "evaluate", "mine", "train", "Run", "DEMO_PAIRS", "DEMO_DEV")
 
 
 def __getattr__(name: str):
     if name in _API:
         return getattr(importlib.import_module("transenc.api"), name)
     raise AttributeError(f"module 'transenc' has no attribute '{name}'")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_API))  # the API too, for tab completion

@@ -3,10 +3,12 @@
     import transenc
     pairs = transenc.read_pairs("pairs.tsv")                  # a PairSet
     cosines = transenc.label(pairs)                           # np.ndarray, one score per pair
+    scores = transenc.evaluate("sts-dev.csv")                 # {"sts-dev": Spearman x 100}
     mined = transenc.mine(sentences, k=5)                     # [(s1, s2, cosine), ...]
     run = transenc.train(mined, "runs/x", dev="sts-dev.csv")  # a Run: metrics, best model folders
 
-Wherever pairs are taken, a path, a PairSet or a list of (s1, s2) or (s1, s2, score) tuples will do.
+Wherever pairs are taken (to label, evaluate or train on), a path, a PairSet or a list of (s1, s2)
+or (s1, s2, score) tuples will do; models, and train's dev and test sets, are named by path.
 torch and transformers are imported inside the functions, so `import transenc` stays light.
 """
 from __future__ import annotations
@@ -22,7 +24,10 @@ from transenc.pairset import PairSet, PairSetBuilder
 
 
 def read_pairs(pairs, fmt: str | None = None, on_error: str = "raise") -> PairSet:
-    """A pairs file (any format `transenc label` reads), a PairSet, or (s1, s2[, score]) tuples -> PairSet."""
+    """A pairs file (any format `transenc label` reads), a PairSet, or (s1, s2[, score]) tuples -> PairSet.
+    on_error="skip" skips bad lines or tuples (their count goes to stderr) where "raise" stops at the first."""
+    if on_error not in ("raise", "skip"):
+        raise TransencError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if isinstance(pairs, PairSet):
         return pairs
     if isinstance(pairs, (str, Path)):
@@ -32,29 +37,45 @@ def read_pairs(pairs, fmt: str | None = None, on_error: str = "raise") -> PairSe
         if skipped:
             print(f"transenc: skipped {skipped} bad line(s) in {pairs}", file=sys.stderr)
         return result
-    builder = PairSetBuilder()
+    if isinstance(pairs, (bytes, dict)) or not hasattr(pairs, "__iter__"):
+        raise TransencError(f"pairs: expected a path, a PairSet or (sentence1, sentence2[, score]) tuples, "
+                            f"got {type(pairs).__name__}")
+    builder, skipped = PairSetBuilder(), 0
     for i, row in enumerate(pairs, start=1):  # tuples, lists, rows of a numpy array of strings
-        if (isinstance(row, (str, bytes)) or not hasattr(row, "__len__") or len(row) not in (2, 3)
-                or not all(isinstance(s, str) and s.strip() for s in row[:2])):
-            raise TransencError(f"pair {i}: expected (sentence1, sentence2) or (sentence1, sentence2, score) "
-                                f"with non-empty sentences, got {str(row)[:80]}")
-        builder.add(row[0], row[1], _score(row[2], i) if len(row) == 3 else None)
+        problem = _row_problem(row)
+        if problem and on_error == "raise":
+            raise TransencError(f"pair {i}: {problem}")
+        if problem:
+            skipped += 1
+            continue
+        builder.add(row[0], row[1], float(row[2]) if len(row) == 3 and row[2] is not None else None)
+    if skipped:
+        print(f"transenc: skipped {skipped} bad pair(s)", file=sys.stderr)
     if not len(builder):
         raise TransencError("no sentence pairs given")
     return builder.build()
 
 
-def _score(value, i: int) -> float | None:
-    """A tuple's third item: a finite number, or None for no score (as a file's empty column)."""
-    if value is None:
-        return None
-    try:
-        score = float(value)
-    except (TypeError, ValueError):
-        score = math.nan
-    if not math.isfinite(score):
-        raise TransencError(f"pair {i}: score {value!r} is not a finite number")
-    return score
+def _row_problem(row) -> str | None:
+    """Why a (s1, s2[, score]) tuple is refused, or None: what a file's line is refused for."""
+    from transenc.readers import is_score, text_problem
+
+    if isinstance(row, dict):  # a `datasets` row, say
+        return f"expected (sentence1, sentence2[, score]), got a dict (keys {', '.join(map(str, row))[:60]}): pass the values"
+    if isinstance(row, (str, bytes)) or not hasattr(row, "__len__") or len(row) not in (2, 3) \
+            or not all(isinstance(s, str) for s in row[:2]):
+        return f"expected (sentence1, sentence2) or (sentence1, sentence2, score), got {str(row)[:80]}"
+    problem = text_problem(row[0]) or text_problem(row[1])
+    if problem:
+        return f"{problem}: {str(row)[:80]}"
+    if len(row) == 3 and row[2] is not None:
+        try:
+            score = float(row[2])
+        except (TypeError, ValueError):
+            score = math.nan
+        if not is_score(score):
+            return f"score {row[2]!r} is not a finite number"
+    return None
 
 
 def label(pairs, model=None, mode: str = "bi", device=None, batch_size: int | None = None,
@@ -63,10 +84,42 @@ def label(pairs, model=None, mode: str = "bi", device=None, batch_size: int | No
     from transenc.labeling import load_scorer, score
     from transenc.precision import check_precision
 
-    require_count("batch_size", batch_size)
+    batch_size = require_count("batch_size", batch_size)
     check_precision(precision)
     pairs = read_pairs(pairs)
     return score(load_scorer(model, mode, device, precision), pairs, batch_size=batch_size, precision=precision)
+
+
+def evaluate(data, model=None, mode: str = "bi", metric: str = "auto", device=None, batch_size: int | None = None,
+             precision: str = "auto", each=None) -> dict[str, float]:
+    """{set name: Spearman x 100, or ROC AUC x 100} of the model's scores against the gold ones, as
+    `transenc eval` gives them. data: a labeled pairs file, an STS-B folder or SentEval tree (each of
+    its sets), or labeled pairs in memory (a PairSet or (s1, s2, score) tuples, named "pairs").
+    metric: auto (AUC where every label is 0 or 1, else Spearman), spearman or auc.
+    each: called with (name, metric, value) as each set is scored."""
+    from transenc.labeling import load_scorer, score
+    from transenc.metrics import find_sets, resolve_metric, score100
+    from transenc.precision import check_precision
+
+    batch_size = require_count("batch_size", batch_size)
+    check_precision(precision)
+    if isinstance(data, (str, Path)):
+        sets = find_sets(data, metric)
+        folder = Path(data).is_dir()  # its sets are named in what resolve_metric refuses
+        where = {name: f"{data} ({name})" if folder else str(data) for name in sets}
+    else:
+        sets, where = {"pairs": read_pairs(data)}, {"pairs": "pairs"}
+        if sets["pairs"].labels is None:
+            raise TransencError("pairs: every pair needs a gold score (s1, s2, score) to be evaluated")
+    metrics = {name: resolve_metric(metric, pairs.labels, where[name]) for name, pairs in sets.items()}
+    encoder = load_scorer(model, mode, device, precision)
+    results = {}
+    for name, pairs in sets.items():
+        predicted = score(encoder, pairs, name, batch_size=batch_size, precision=precision)
+        results[name] = score100(metrics[name], predicted, pairs.labels)
+        if each:
+            each(name, metrics[name], results[name])
+    return results
 
 
 def mine(sentences, k: int = 5, model=None, min_score: float | None = None, device=None,
@@ -77,13 +130,16 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
     holds what a stopped run kept."""
     from transenc.readers import read_sentences
 
-    require_count("k (neighbours per sentence)", k)
-    require_count("batch_size", batch_size)
+    k = require_count("k (neighbours per sentence)", k)
+    batch_size = require_count("batch_size", batch_size)
     problem = cosine_problem(min_score)
     if problem:
         raise TransencError(f"min_score {problem}")
+    min_score = None if min_score is None else float(min_score)
     if isinstance(sentences, (str, Path)):
         sentences = read_sentences(sentences)  # a bad file stops here, before torch loads
+    else:
+        sentences = _checked_sentences(sentences)
     from transenc.labeling import encode_texts, load_scorer
     from transenc.mining import mine_pairs
     from transenc.models import resolve_device
@@ -104,6 +160,21 @@ def mine(sentences, k: int = 5, model=None, min_score: float | None = None, devi
         embeddings = embeddings.to(device)  # ops.cosine_topk runs where the tensor lives
     pairs, scores = mine_pairs(embeddings, k, min_score, checkpoint=checkpoint)
     return [(sentences[i], sentences[j], s) for (i, j), s in zip(pairs.tolist(), scores.tolist())]
+
+
+def _checked_sentences(sentences) -> list[str]:
+    """A list of sentences as mine takes them: each a str that label and train would take in a pair."""
+    from transenc.readers import text_problem
+
+    if isinstance(sentences, (bytes, dict, PairSet)) or not hasattr(sentences, "__iter__"):
+        hint = " (a PairSet's are its .sentences)" if isinstance(sentences, PairSet) else ""
+        raise TransencError(f"sentences: expected a file or a list of strings{hint}, got {type(sentences).__name__}")
+    sentences = list(sentences)
+    for i, text in enumerate(sentences, start=1):
+        problem = f"not a str but {type(text).__name__}" if not isinstance(text, str) else text_problem(text)
+        if problem:
+            raise TransencError(f"sentence {i}: {problem}: {str(text)[:80]!r}")
+    return sentences
 
 
 @dataclass

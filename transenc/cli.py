@@ -23,7 +23,7 @@ def _checked(parse, problem_of):
             value = parse(text)
         except ValueError:
             value = text
-        problem = problem_of(value)
+        problem = problem_of(value, text)
         if problem:
             raise argparse.ArgumentTypeError(problem)
         return value
@@ -219,26 +219,26 @@ def _input_and_model(path: str, model: str | None) -> dict:
 def cmd_eval(args) -> None:
     import contextlib
 
-    from transenc.evaluate import find_sets, resolve_metric, score100
-    from transenc.labeling import load_scorer, score
+    from transenc import api
+    from transenc.models import resolve_device
     from transenc.precision import inference_precision
     from transenc.writers import atomic_open, check_output_file, standard_output
 
     check_output_file(args.json, "--json")
-    sets = find_sets(args.data, args.metric)
-    folder = Path(args.data).is_dir()  # its sets are named in what resolve_metric refuses
-    metrics = {name: resolve_metric(args.metric, pairs.labels, f"{args.data} ({name})" if folder else args.data)
-               for name, pairs in sets.items()}
-    results = {}
+    metrics = {}
     # --json opened first: a folder that cannot take it fails before the model loads, not after the scoring
     with (atomic_open(args.json) if args.json else contextlib.nullcontext()) as json_file, standard_output() as out:
-        encoder = load_scorer(args.model, args.mode, args.device, args.precision)
-        print(f"transenc: {args.mode}-encoder, {inference_precision(encoder.device, args.precision)} on {encoder.device}",
-              file=sys.stderr)
-        for name, pairs in sets.items():
-            scores = score(encoder, pairs, name, batch_size=args.batch_size, precision=args.precision)
-            results[name] = score100(metrics[name], scores, pairs.labels)
-            print(f"{name}\t{results[name]:.2f}", file=out, flush=True)  # each set's as it is scored
+        device = resolve_device(args.device)
+
+        def each(name, metric, value):  # each set's line as it is scored
+            if not metrics:  # what ran, once the data and the model were taken
+                print(f"transenc: {args.mode}-encoder, {inference_precision(device, args.precision)} on {device}",
+                      file=sys.stderr)
+            metrics[name] = metric
+            print(f"{name}\t{value:.2f}", file=out, flush=True)
+
+        results = api.evaluate(args.data, args.model, args.mode, args.metric, device, args.batch_size,
+                               args.precision, each)
         print("transenc: metrics: " + ", ".join(f"{n} {m}" for n, m in metrics.items()), file=sys.stderr)
         if args.json:
             json.dump(results, json_file, indent=2)
@@ -401,6 +401,9 @@ def run(argv: list[str] | None = None) -> None:
     (bench/results/archive/label-breakdown-cpu.md), which under torchrun gloo's threads can also abort.
     A command that never imported torch (an input refused at once) leaves as any program does:
     importing torch to leave would cost it that second."""
+    # transformers' warnings (a text over a tokenizer's length, say: transenc cuts and says so itself)
+    # at errors only for the process, unless the user set it; the library quiets loads alone.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     code = main(argv)
     if "torch" not in sys.modules:
         sys.exit(code)

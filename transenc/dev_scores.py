@@ -9,7 +9,7 @@ from typing import Callable
 import numpy as np
 
 from transenc import distributed
-from transenc.evaluate import score100
+from transenc.metrics import score100
 from transenc.pairset import PairSet
 from transenc.run_folder import RESUME_HINT
 from transenc.writers import atomic_open

@@ -1,6 +1,7 @@
 """Errors that the CLI turns into one clear line and exit code 2."""
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 
@@ -30,23 +31,36 @@ class OutputError(TransencError):
         super().__init__(f"cannot write {self.path}: {reason}" + (f"; {hint}" if hint else ""))
 
 
-def count_problem(value) -> str | None:
-    """What is wrong with a count option's value (None is its default), or None when nothing is."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        return f"must be a whole number of at least 1, got {value}"
+def is_whole(value) -> bool:
+    """An int, numpy's included (what a notebook's arithmetic gives), but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _shown(value) -> str:
+    """A refused value as the message quotes it: a number as written, anything else as its repr."""
+    return str(value) if isinstance(value, numbers.Number) else repr(value)
+
+
+def count_problem(value, shown: str | None = None) -> str | None:
+    """What is wrong with a count option's value (None is its default), or None when nothing is.
+    shown: the value as the user typed it (an option's text)."""
+    if value is not None and (not is_whole(value) or value < 1):
+        return f"must be a whole number of at least 1, got {shown or _shown(value)}"
     return None
 
 
-def cosine_problem(value) -> str | None:
+def cosine_problem(value, shown: str | None = None) -> str | None:
     """What is wrong with a cosine threshold (None is its default), or None when nothing is: one
     outside [-1, 1], or NaN, would keep every pair or none."""
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not -1 <= value <= 1):
-        return f"must be a cosine, from -1 to 1, got {value}"
+    if value is not None and (isinstance(value, bool) or not isinstance(value, numbers.Real) or not -1 <= value <= 1):
+        return f"must be a cosine, from -1 to 1, got {shown or _shown(value)}"
     return None
 
 
-def require_count(name: str, value) -> None:
-    """A count keyword or option: a TransencError naming it when count_problem finds one."""
+def require_count(name: str, value) -> int | None:
+    """A count keyword or option as a plain int (None stays None): a TransencError naming it when
+    count_problem finds one."""
     problem = count_problem(value)
     if problem:
         raise TransencError(f"{name} {problem}")
+    return None if value is None else int(value)

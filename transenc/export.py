@@ -12,7 +12,7 @@ import numpy as np
 
 from transenc import distributed
 from transenc.dev_scores import DevScores, check_name
-from transenc.evaluate import paired_gain
+from transenc.metrics import paired_gain
 from transenc.model_card import model_card
 from transenc.run_folder import RESUME_HINT, Run, save_model, write_text
 from transenc.writers import atomic_dir
@@ -34,7 +34,7 @@ def check_scores(dev: DevScores, metrics: dict, k: int, length: int) -> tuple[li
 def harm_verdict(sets: list[tuple[str, np.ndarray]], before: list[np.ndarray], after: list[np.ndarray],
                  others: list[list[np.ndarray]] | None, chosen_from: int) -> dict:
     """Keep the trained bi-encoder only if its dev gain over the start is beyond dev's noise and beyond
-    its choice among `chosen_from` candidates on the same dev pairs (evaluate.paired_gain): by their
+    its choice among `chosen_from` candidates on the same dev pairs (metrics.paired_gain): by their
     scores (`others`), or by Bonferroni where those were not kept (None)."""
     if others is None:
         gain, low = paired_gain(sets, before, after, bonferroni=chosen_from)

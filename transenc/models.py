@@ -29,10 +29,17 @@ SIGMOID = "torch.nn.modules.activation.Sigmoid"
 
 def resolve_model(name: str | os.PathLike | None) -> Path:
     """A local directory for a model name: a path, the bundled default, or a hub download."""
+    if name is not None and not isinstance(name, (str, os.PathLike)):  # a loaded model, say
+        raise ModelError(f"a model is named by its folder or hub name (a str or Path), got {type(name).__name__}; "
+                         "save a loaded one (model.save(folder)) and name the folder")
     name = str(name) if name is not None else DEFAULT_MODEL
     if not name.strip():  # an unset variable, say: Path("") would be the current folder
         raise ModelError("a model name is empty (--model or --teacher ''); name a model folder or a hub name")
     path = Path(name).expanduser()
+    try:
+        path.exists()
+    except OSError as e:  # a name too long for a path (a model's repr, say)
+        raise ModelError(f"model '{name[:80]}...' is no folder or hub name ({e.strerror})") from None
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise ModelError(f"model directory '{path}' has no config.json")
@@ -109,8 +116,8 @@ def _load_tokenizer(path: Path, inference: bool = False):
             return tokenizer
     from transformers import AutoTokenizer
 
-    _quiet_transformers()
-    return AutoTokenizer.from_pretrained(str(path))
+    with _quiet_transformers():
+        return AutoTokenizer.from_pretrained(str(path))
 
 
 def _load_model(path: Path, cross: bool, inference: bool, device: torch.device):
@@ -125,19 +132,29 @@ def _load_model(path: Path, cross: bool, inference: bool, device: torch.device):
         return bert.load(path, cross, device)
     from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
 
-    _quiet_transformers()
-    auto_class = AutoModelForSequenceClassification if cross else AutoModel
-    config = AutoConfig.from_pretrained(str(path), **({"num_labels": 1} if cross else {}))
-    model_class = auto_class._model_mapping[type(config)]
-    attention = "sdpa" if getattr(model_class, "_supports_sdpa", False) else "eager"
-    return auto_class.from_pretrained(str(path), config=config, attn_implementation=attention)
+    with _quiet_transformers():
+        auto_class = AutoModelForSequenceClassification if cross else AutoModel
+        config = AutoConfig.from_pretrained(str(path), **({"num_labels": 1} if cross else {}))
+        model_class = auto_class._model_mapping[type(config)]
+        attention = "sdpa" if getattr(model_class, "_supports_sdpa", False) else "eager"
+        return auto_class.from_pretrained(str(path), config=config, attn_implementation=attention)
 
 
+@contextmanager
 def _quiet_transformers():
+    """transformers' logging at errors only and its bars off while it loads ("newly initialized
+    weights" is the design, not a warning), then as the caller had them (a notebook's own settings)."""
     from transformers.utils import logging
 
-    logging.set_verbosity_error()  # "newly initialized weights" is the design, not a warning
+    verbosity, bars = logging.get_verbosity(), logging.is_progress_bar_enabled()
+    logging.set_verbosity_error()
     logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        logging.set_verbosity(verbosity)
+        if bars:
+            logging.enable_progress_bar()
 
 
 # (rows, tokens) multiples that inference batches are padded up to, per device type. On an H200 a

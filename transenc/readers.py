@@ -35,6 +35,7 @@ CHUNK_PAIRS = 65536
 # `transenc label` reads a file of up to 16M pairs once; a longer one is read again for its pairs.
 KEEP_IDS_PAIRS = 1 << 24
 STANDARD_INPUT = "-"  # the name that reads standard input where a file is asked for
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # labels are float32
 _BY_SUFFIX = {".tsv": "tsv", ".txt": "tsv", ".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}
 _JSON_KEYS = (("sentence1", "sentence2"), ("text_a", "text_b"))
 
@@ -84,15 +85,28 @@ def detect_format(path: Path, first_line: str) -> str:
 
 def record_problem(a: str, b: str, label: float | None) -> str | None:
     """Why a parsed record is refused, or None."""
-    if not a.strip() or not b.strip():
-        return "empty sentence"
-    if "\x00" in a or "\x00" in b:  # a binary file or a broken export, never text
-        return "NUL byte in a sentence"
-    if not (a + b).isascii() and not _encodable(a + b):  # JSON's "\ud800": not text, no UTF-8 form
-        return "a sentence holds an unpaired surrogate (\\ud800-\\udfff)"
-    if label is not None and not math.isfinite(label):
+    problem = text_problem(a) or text_problem(b)
+    if problem:
+        return problem
+    if label is not None and not is_score(label):
         return f"score is not a finite number ({label})"
     return None
+
+
+def text_problem(text: str) -> str | None:
+    """Why a sentence is refused (label, train and mine alike), or None."""
+    if not text.strip():
+        return "empty sentence"
+    if "\x00" in text:  # a binary file or a broken export, never text
+        return "NUL byte in a sentence"
+    if not text.isascii() and not _encodable(text):  # JSON's "\ud800": not text, no UTF-8 form
+        return "a sentence holds an unpaired surrogate (\\ud800-\\udfff)"
+    return None
+
+
+def is_score(value: float) -> bool:
+    """Finite as the float32 it is kept as (1e300 is a finite float64, but inf as a label)."""
+    return math.isfinite(value) and abs(value) <= FLOAT32_MAX
 
 
 def _encodable(text: str) -> bool:
@@ -222,13 +236,15 @@ class PairReader:
             yield chunker.take()
 
 
-def read_sentences(path: str) -> list[str]:
+def read_sentences(path: str | Path) -> list[str]:
     """One sentence per line (`-`: standard input), strict UTF-8; an empty file, an empty line, a tab
     (which would break the TSV output) or a NUL byte (which label and train refuse in the pairs mined)
     raises InputError with the 1-based line number."""
     if str(path) == STANDARD_INPUT:
         data = sys.stdin.buffer.read()
     else:
+        if not (Path(path).is_file() or is_stream(Path(path))):
+            raise InputError(path, 0, "is a folder, not a sentences file" if Path(path).is_dir() else "no such file")
         with open(path, "rb") as f:
             data = f.read()
     try:

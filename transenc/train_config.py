@@ -6,7 +6,7 @@ import argparse
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from transenc.errors import TransencError, require_count
+from transenc.errors import TransencError, is_whole, require_count
 from transenc.pairset import PairSet
 from transenc.precision import PRECISIONS, check_precision
 from transenc.recipes import DEFAULT_RECIPE, RECIPES
@@ -14,8 +14,21 @@ from transenc.recipes import DEFAULT_RECIPE, RECIPES
 SHORTEST_LENGTH = 8  # tokens: below this a pair row is little more than its special tokens
 
 
-def _as_list(value) -> list[str]:
-    return [] if value is None else [str(v) for v in ([value] if isinstance(value, (str, Path)) else value)]
+def _as_list(name: str, value) -> list[str]:
+    """A keyword's file or model names, one or a list, as str; anything else is refused by name (a
+    loaded model, a PairSet as a dev set: these take names)."""
+    if value is None:
+        return []
+    values = [value] if isinstance(value, (str, Path)) else value
+    if not isinstance(values, (list, tuple)) or not all(isinstance(v, (str, Path)) for v in values):
+        raise TransencError(f"{name}: expected a path or name, or a list of them, got {_kind(value)}")
+    return [str(v) for v in values]
+
+
+def _kind(value) -> str:
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} holding " + ", ".join(sorted({type(v).__name__ for v in value}))
+    return type(value).__name__
 
 
 def _whole(value) -> int | None:
@@ -25,7 +38,7 @@ def _whole(value) -> int | None:
             return int(value)
         except ValueError:
             return None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return int(value) if is_whole(value) else None
 
 
 def parse_max_length(text) -> tuple[int, int] | None:
@@ -63,18 +76,19 @@ class TrainConfig:
     def __post_init__(self):
         """Lists from single values, then every check that needs no model or file."""
         for name in ("models", "teachers", "dev", "test"):
-            setattr(self, name, _as_list(getattr(self, name)))
+            setattr(self, name, _as_list(name, getattr(self, name)))
         self.max_length = parse_max_length(self.max_length)
         if str(self.out) == "":  # an unset shell variable, say: Path("") would be the current folder
             raise TransencError("--out is empty; name the run's folder")
         if isinstance(self.pairs, Path):
             self.pairs = str(self.pairs)  # recorded in state.json as the CLI gives it
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+        if not is_whole(self.seed):
             raise TransencError(f"--seed must be a whole number, got {self.seed!r}")
-        require_count("--cycles", self.cycles)
-        require_count("--max-pairs", self.max_pairs)
-        if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
-            raise TransencError(f"--patience must be 0 (run every cycle) or more, got {self.patience}")
+        self.cycles = require_count("--cycles", self.cycles)
+        self.max_pairs = require_count("--max-pairs", self.max_pairs)
+        if not is_whole(self.patience) or self.patience < 0:
+            raise TransencError(f"--patience must be 0 (run every cycle) or more, got {self.patience!r}")
+        self.seed, self.patience = int(self.seed), int(self.patience)  # numpy's ints too, recorded as JSON
         if self.recipe not in RECIPES:
             raise TransencError(f"--recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}")
         check_precision(self.precision, self.device)

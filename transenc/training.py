@@ -31,9 +31,9 @@ from transenc.bundled import DEMO_DEV, DEMO_PAIRS
 from transenc.claims import claimed
 from transenc.dev_scores import DevScores, check_name, taught
 from transenc.errors import TransencError
-from transenc.evaluate import labeled_sets
 from transenc.fit import StepCheckpoint, fit_bi, fit_cross, fit_simcse
 from transenc.labeling import bi_scores, cross_scores
+from transenc.metrics import labeled_sets
 from transenc.models import DEFAULT_MODEL, BiEncoder, CrossEncoder, model_digest, resolve_device, resolve_model
 from transenc.pairset import PairSet
 from transenc.precision import inference_precision, training_precision

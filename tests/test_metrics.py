@@ -6,7 +6,7 @@ import pytest
 
 from transenc import cli
 from transenc.errors import InputError
-from transenc.evaluate import auc, resolve_metric, score100
+from transenc.metrics import auc, resolve_metric, score100
 
 
 def auc_by_counting(predicted, gold):
@@ -113,7 +113,7 @@ def test_a_set_whose_gold_scores_are_all_equal_is_a_clear_error(tmp_path, tiny_b
 
 
 def test_paired_gain_tells_a_real_gain_from_noise():
-    from transenc.evaluate import paired_gain
+    from transenc.metrics import paired_gain
 
     rng = np.random.default_rng(0)
     gold = rng.uniform(0, 5, 300)
@@ -131,7 +131,7 @@ def test_paired_gain_tells_a_real_gain_from_noise():
 def test_the_bootstrap_is_paired():
     """Both models scored on the same resampled pairs: equal scores give a gain of exactly 0 in every
     draw (an unpaired bootstrap, resampling each model's pairs apart, would not)."""
-    from transenc.evaluate import paired_draws
+    from transenc.metrics import paired_draws
 
     rng = np.random.default_rng(1)
     gold = rng.uniform(0, 5, 200)
@@ -145,7 +145,7 @@ def test_the_bootstrap_is_paired():
 def test_scores_of_resampled_rows_equal_score100():
     """The bootstrap's vectorised Spearman and AUC against score100 row by row, on fresh draws with
     tied scores and tied gold labels."""
-    from transenc.evaluate import row_scorer, score100
+    from transenc.metrics import row_scorer, score100
 
     rng = np.random.default_rng()
     n = int(rng.integers(50, 90))
@@ -159,7 +159,7 @@ def test_scores_of_resampled_rows_equal_score100():
 
 @pytest.mark.parametrize("bonferroni", [1, 9])
 def test_the_bound_alone_is_the_5th_percentile_corrected_by_bonferroni(bonferroni):
-    from transenc.evaluate import paired_draws, paired_gain
+    from transenc.metrics import paired_draws, paired_gain
 
     rng = np.random.default_rng(2)
     gold = rng.uniform(0, 5, 150)
@@ -174,7 +174,7 @@ def test_the_bound_alone_is_the_5th_percentile_corrected_by_bonferroni(bonferron
 def test_the_bound_over_candidates_is_max_t():
     """Chosen among candidates by their kept scores: copies of the chosen one cost nothing; the bound
     is the chosen gain plus the 5th percentile of each draw's lowest deviation (a float64 reference)."""
-    from transenc.evaluate import paired_draws, paired_gain, score100
+    from transenc.metrics import paired_draws, paired_gain, score100
 
     rng = np.random.default_rng()
     gold = rng.uniform(0, 5, 120)
