@@ -402,8 +402,10 @@ def run(argv: list[str] | None = None) -> None:
     A command that never imported torch (an input refused at once) leaves as any program does:
     importing torch to leave would cost it that second."""
     # transformers' warnings (a text over a tokenizer's length, say: transenc cuts and says so itself)
-    # at errors only for the process, unless the user set it; the library quiets loads alone.
+    # and the hub's progress bars off for the process, unless the user set them; the library quiets
+    # its loads and saves alone.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     code = main(argv)
     if "torch" not in sys.modules:
         sys.exit(code)

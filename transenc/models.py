@@ -209,7 +209,8 @@ class _Encoder:
             raise TransencError("this encoder was loaded for inference only (transenc.bert); load it without "
                                 "inference=True to train or save it")
         if distributed.rank() == 0:
-            self.model.save_pretrained(str(directory))
+            with _quiet_transformers():  # no "Writing model shards" bar amid the run's own lines
+                self.model.save_pretrained(str(directory))
             return
         from safetensors.torch import save_model
 
