@@ -1,11 +1,10 @@
-"""The Triton kernels on one GPU beside what a user would otherwise run (the DESIGN.md anchors);
+"""The Triton kernels on one GPU beside what a user would otherwise run (the anchors of ../shared/DESIGN.md);
 fills bench/results/gpu-kernels-<card>.md.
 
     python -m pytest bench/test_bench_gpu_kernels.py -q -s --bench-device cuda   # bench/gpu_check.sh, stage bench
     TRITON_INTERPRET=1 python -m pytest bench/test_bench_gpu_kernels.py -q -s   # dry run: tiny sizes on the CPU
 """
 import os
-import sys
 from functools import partial
 
 import pytest
@@ -13,17 +12,15 @@ import torch
 import torch.nn.functional as F
 
 import workloads as w
-
-sys.path.insert(0, str(w.REPO / "tests"))
-from source_tree import use_source_tree  # noqa: E402
+from source_tree import use_source_tree  # (tests/ is on the path: workloads puts it there)
 
 use_source_tree()  # transenc.kernels from this tree's kernels/, whatever is installed
 from transenc.kernels import cosine_topk as ct, pair_cosine as pc  # noqa: E402
 
 pytest.importorskip("pytest_benchmark")
-FULL = dict(device="cuda", pair_n=10_000_000, d=384, table_rows=1_000_000, corpus=1_000_000, queries=20_000, k=10,
+FULL = dict(device="cuda", pair_n=10_000_000, d=384, gather_rows=1_000_000, corpus=1_000_000, queries=20_000, k=10,
             chunk=4096, exact_sample=256, rounds=10)
-DRY = dict(device="cpu", pair_n=300, d=24, table_rows=50, corpus=500, queries=40, k=5, chunk=16, exact_sample=8, rounds=2)
+DRY = dict(device="cpu", pair_n=300, d=24, gather_rows=50, corpus=500, queries=40, k=5, chunk=16, exact_sample=8, rounds=2)
 # Beside the launch tables (kernels/*.py MEASURED, on an H200 at d = 384: pair fp32 16 rows at 4 warps, top-k 64 x 256
 # x 64 tiles, 8 warps, 3 stages, the tile loop; elsewhere the defaults: 32 rows at 8 warps, 128 x 128 x 64 tiles); what
 # lost on the H200 of 2026-11-28 is no longer swept (512-wide pair blocks, 16 splits, 64 x 64, 64 x 128, 128 x 128 x 128
@@ -156,7 +153,7 @@ INDEXED = {FUSED: lambda t, i, i64: pc.pair_cosine_indexed(t, i, check_bounds=Fa
 def test_pair_cosine_indexed(measure, inputs, sizes, impl):
     def table_and_ids():  # pairs of row ids over a table of rows: int32 for ours, int64 for torch's gather
         gen = torch.Generator(device=sizes["device"]).manual_seed(2)
-        rows = torch.randn(sizes["table_rows"], sizes["d"], device=sizes["device"], generator=gen)
+        rows = torch.randn(sizes["gather_rows"], sizes["d"], device=sizes["device"], generator=gen)
         idx = torch.randint(0, len(rows), (sizes["pair_n"], 2), device=sizes["device"], generator=gen, dtype=torch.int32)
         return rows, idx, idx.long()
 

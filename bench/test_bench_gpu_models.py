@@ -41,24 +41,12 @@ def table_rows(measured: dict) -> list[list]:
 
 
 def random_bert(size: str, folder: Path, tiny: bool) -> tuple[Path, Path]:
-    """A bi-encoder and a cross-encoder folder with random weights (seed 0) of MiniLM-L6's size or
-    BERT-base's (tiny: 2 layers of 32, for dry runs), with MiniLM's tokenizer: speed figures where no
-    trained model of that size is at hand."""
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
-
-    tokenizer, minilm = AutoTokenizer.from_pretrained(str(w.minilm_path())), str(w.minilm_path())
-    config = BertConfig.from_pretrained(minilm) if size == "minilm-l6" else BertConfig(vocab_size=tokenizer.vocab_size)
-    if tiny:
-        config.update(dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64))
-    torch.manual_seed(0)
-    bi_dir, cross_dir = folder / "bi", folder / "cross"
-    BertModel(config).save_pretrained(str(bi_dir))
-    config.num_labels = 1
-    BertForSequenceClassification(config).save_pretrained(str(cross_dir))
-    for model_dir in (bi_dir, cross_dir):
-        tokenizer.save_pretrained(str(model_dir))
-    CrossEncoder.load(cross_dir, "cpu", max_length=128).save(cross_dir)  # the sigmoid activation, for ST
-    return bi_dir, cross_dir
+    """A bi-encoder and a cross-encoder folder of MiniLM-L6's size or BERT-base's (tiny: 2 layers of 32,
+    for dry runs), random weights (workloads.random_bert)."""
+    sizes = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64) if tiny else {}
+    base = size != "minilm-l6"
+    return (w.random_bert(folder / "bi", base=base, **sizes),
+            w.random_bert(folder / "cross", cross=True, base=base, **sizes))
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +58,8 @@ def pairs(device, table) -> PairSet:
         pairs = PairSet(pairs.sentences[:400], pairs.pairs[(pairs.pairs < 400).all(1)][:200])
     table.note(f"{len(pairs):,} pairs over {len(pairs.sentences):,} sentences (.device-data/pairs.tsv where at hand); "
                "random weights; the anchors at batch 128 (predict) and 32 (encode, its default) in fp32, as they run by "
-               "default; ours at precision auto, counting its tokenizing as the anchors do; one timed run each after "
+               "default; ours at precision auto, loaded as `transenc label` loads them (transenc.bert for BERT), counting "
+               "its tokenizing as the anchors do (but for the row from a ready token cache); one timed run each after "
                "a 2,048-row warm-up")
     return pairs
 
@@ -78,7 +67,13 @@ def pairs(device, table) -> PairSet:
 @pytest.fixture(scope="module")
 def models(device, tmp_path_factory):
     made = {}
-    return lambda size: made.setdefault(size, random_bert(size, tmp_path_factory.mktemp(size), tiny=device == "cpu"))
+
+    def model(size: str) -> tuple[Path, Path]:  # each size made once, at its first test
+        if size not in made:
+            made[size] = random_bert(size, tmp_path_factory.mktemp(size), tiny=device == "cpu")
+        return made[size]
+
+    return model
 
 
 def task_runner(impl: str, bi_dir: Path, cross_dir: Path, pairs: PairSet, device: str, note):
@@ -93,12 +88,12 @@ def task_runner(impl: str, bi_dir: Path, cross_dir: Path, pairs: PairSet, device
         model = st.SentenceTransformer(str(bi_dir), device=device)
         return lambda n: model.encode(pairs.sentences[:n], batch_size=32, convert_to_tensor=True, show_progress_bar=False)
     if IMPLS[impl] == PREDICT:
-        model = CrossEncoder.load(cross_dir, device, max_length=128)
+        model = CrossEncoder.load(cross_dir, device, max_length=128, inference=True)  # as label loads it
         cache = model.token_cache(pairs.sentences)
         note(f"ours' padding efficiency: {padding_efficiency(model.batches(cache, pairs.pairs, 256)):.3f}")
         source = cache if "cache" in impl else pairs.sentences
         return lambda n: model.predict(source, pairs.pairs[:n], batch_size=256, show_progress=False)
-    model = BiEncoder.load(bi_dir, device)
+    model = BiEncoder.load(bi_dir, device, inference=True)
     if IMPLS[impl] == ENCODE:
         return lambda n: model.encode(pairs.sentences[:n], batch_size=256, show_progress=False)
     return lambda n: bi_scores(model, pairs if n is None else pairs.head(n), batch_size=256, show_progress=False)

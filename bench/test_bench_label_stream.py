@@ -7,9 +7,7 @@ Fills label-stream-<cpu>.md.
     python -m pytest bench/test_bench_label_stream.py -q -s      # on an idle machine
 """
 import os
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -23,8 +21,6 @@ PAIRS = int(os.environ.get("TRANSENC_BENCH_LABEL_PAIRS", 10_000_000))
 UNIQUE = 2000
 UNIQUE_PAIRS = int(os.environ.get("TRANSENC_BENCH_UNIQUE_PAIRS", 250_000))  # every sentence in one pair only
 SLACK_MIB = 300  # the issue's bound: the big run's peak within this of the small run's
-_PEAK = ("import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, stdout=subprocess.DEVNULL); "
-         "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
 
 TITLE = "A huge pairs file through `transenc label`"
 HEADER = ["run", "seconds", "pairs/s", "peak RSS MiB", "peak own memory MiB"]
@@ -53,26 +49,11 @@ def write_pairs_file(path, n, seed=0):
             f.writelines(f"{sentences[a]}\t{sentences[b]}\n" for a, b in idx)
 
 
-def label_peak(pairs, out=None):
-    """(seconds, peak RSS in MiB) of `transenc label` as its own process, its peak read by a wrapper
-    (RUSAGE_CHILDREN: neither pytest nor earlier children count); without `out`, its output discarded."""
-    command = [sys.executable, "-c", _PEAK, sys.executable, "-m", "transenc", "label", "--pairs", str(pairs), "--device", "cpu"]
-    start = time.perf_counter()
-    done = subprocess.run(command + (["--out", str(out)] if out else []), check=True, capture_output=True, text=True)
-    return time.perf_counter() - start, int(done.stdout) / 1024
-
-
-def unique_pairs_model(path):
-    """all-MiniLM-L6-v2's shape (384 dimensions, its tokenizer) with one layer of random weights: the
-    embeddings take as much room as MiniLM's, and the encoding is quicker."""
-    from transformers import AutoTokenizer, BertConfig, BertModel
-    import torch
-
-    torch.manual_seed(0)
-    config = BertConfig.from_pretrained(str(w.minilm_path()), num_hidden_layers=1)
-    BertModel(config).save_pretrained(str(path))
-    AutoTokenizer.from_pretrained(str(w.minilm_path())).save_pretrained(str(path))
-    return path
+def label_peak(pairs, out=None) -> tuple[float, float, float]:
+    """(seconds, peak RSS, peak own memory) of `transenc label` as its own process (w.own_memory_peak);
+    without `out`, its output discarded."""
+    command = [sys.executable, "-m", "transenc", "label", "--pairs", str(pairs), "--device", "cpu"]
+    return w.own_memory_peak(command + (["--out", str(out)] if out else []), f"{pairs}.log")
 
 
 def npy_seconds(pairs, out) -> float:
@@ -93,15 +74,16 @@ def test_stream_in_bounded_memory(benchmark, table, tmp_path):
     small, big, out = tmp_path / "small.tsv", tmp_path / "big.tsv", tmp_path / "big.out.tsv"
     write_pairs_file(small, 1000)
     write_pairs_file(big, PAIRS)
-    small_s, small_rss = label_peak(small, tmp_path / "small.out.tsv")
-    big_s, big_rss = w.timed(benchmark, label_peak, big, out)
+    small_run = label_peak(small, tmp_path / "small.out.tsv")
+    big_run = w.timed(benchmark, label_peak, big, out)
+    small_rss, big_rss = small_run[1], big_run[1]
     with open(out, "rb") as f:
         assert sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b"")) == PAIRS
     out_bytes = out.stat().st_size
     out.unlink()
     table.measured.update({
-        "`transenc label`, 1,000 pairs (process)": (0, small_s, small_rss),
-        f"`transenc label`, {PAIRS:,} pairs (process)": (PAIRS, big_s, big_rss),
+        "`transenc label`, 1,000 pairs (process)": (0, *small_run),
+        f"`transenc label`, {PAIRS:,} pairs (process)": (PAIRS, *big_run),
         "the same, output to standard output, discarded": (PAIRS, label_peak(big)[0], None),
         "the same, output `.npy` (the scores alone, 4 bytes a pair)": (PAIRS, npy_seconds(big, tmp_path / "big.npy"), None),
         f"the disk alone: writing the output's {out_bytes / 2**20:,.0f} MiB (synced)":
@@ -116,7 +98,8 @@ def test_stream_in_bounded_memory(benchmark, table, tmp_path):
 
 
 def test_unique_sentences_in_bounded_memory(benchmark, table, tmp_path):
-    model, rng = unique_pairs_model(tmp_path / "model"), np.random.default_rng(0)
+    # MiniLM's shape (384 dimensions) with one layer: the embeddings take MiniLM's room, the encoding is quicker
+    model, rng = w.random_bert(tmp_path / "model", num_hidden_layers=1), np.random.default_rng(0)
     small = w.write_unique_pairs(tmp_path / "small.tsv", 1000, 12, rng)
     pairs = w.write_unique_pairs(tmp_path / "unique.tsv", UNIQUE_PAIRS, 12, rng)
 

@@ -23,9 +23,6 @@ ROWS_ALONE = "batches sized by rows alone (the CPU cap lifted)"
 # `transenc label` in a process whose batches are sized as before the CPU cap
 _UNCAPPED = ("import sys; from transenc import models; models.CPU_BATCH_TOKENS = 10**9; "
              "from transenc.cli import main; sys.exit(main(sys.argv[1:]))")
-_ST_CROSS = ("import sys, numpy; from sentence_transformers import CrossEncoder; "
-             "pairs = [l.rstrip('\\n').split('\\t') for l in open(sys.argv[1], encoding='utf-8')]; "
-             "numpy.save(sys.argv[3], CrossEncoder(sys.argv[2], device='cpu').predict(pairs))")
 
 
 def table_rows(measured: dict) -> list[list]:
@@ -55,7 +52,7 @@ def test_long_texts(benchmark, table, tmp_path, encoder):
     if encoder == "bi":
         anchor = run(ANCHOR, "-c", w.ST_PAIR_COSINES, str(pairs), model, after=["32"])  # its default batch
     else:
-        anchor = run(ANCHOR, "-c", _ST_CROSS, str(pairs), model)
+        anchor = run(ANCHOR, "-c", w.ST_CROSS_SCORES, str(pairs), model)
     for precision in ("auto", "fp32"):
         measure = (lambda *a: w.timed(benchmark, w.own_memory_peak, *a)) if precision == "auto" else w.own_memory_peak
         name = f"`transenc label --precision {precision}`"

@@ -65,13 +65,13 @@ def fit_steps(pairs_file: str, kind: str, model: str, max_length: int, steps: in
     cfg = replace(recipe.bi if kind == "bi" else recipe.cross, epochs=1, warmup=0.0, eval_every=0,
                   max_length=max_length)
     rows = pairs.pairs[:steps * cfg.batch_size]
-    if step != POLICY:
-        fit.CPU_POLICY = replace(fit.CPU_POLICY, attention="", **({"step_tokens": 0} if step == WHOLE else {}))
+    policy = fit.CPU_POLICY if step == POLICY else \
+        replace(fit.CPU_POLICY, attention="", **({"step_tokens": 0} if step == WHOLE else {}))
     ran = _record_step_attention(fit)
     lengths = cache.sentence_row_lengths(rows.reshape(-1)) if kind == "bi" else cache.pair_row_lengths(rows)
     labels = np.random.default_rng(1).uniform(0, 1, len(rows)).astype(np.float32)
     start = time.perf_counter()
-    (fit.fit_bi if kind == "bi" else fit.fit_cross)(encoder, cache, rows, labels, cfg, 0)
+    (fit.fit_bi if kind == "bi" else fit.fit_cross)(encoder, cache, rows, labels, cfg, 0, None, policy)
     seconds = (time.perf_counter() - start) / steps
     tokens = fit.tokens_held(lengths, max_length) // steps
     json.dump({"seconds": seconds, "tokens": tokens, "attention": ", ".join(sorted(ran))}, open(out, "w"))

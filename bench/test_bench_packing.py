@@ -27,8 +27,8 @@ def table_rows(measured: dict) -> list[list]:
         seconds["cache + packer"] = seconds[CACHE] + seconds[PACKER]
     ratio = lambda a, b: f"{seconds[a] / seconds[b]:,.2f}x" if a in seconds and b in seconds else "-"  # noqa: E731
     rate = f"; {measured['pairs'] / seconds[PACKER] / 1e6:.1f}M pairs/s" if PACKER in seconds else ""
-    notes = {HF_PAIRS: "anchor", PACKER: f"{ratio(HF_PAIRS, PACKER)} the HF call{rate}",
-             CACHE: f"cache + packer: {ratio(HF_PAIRS, 'cache + packer')} the HF call",
+    notes = {HF_PAIRS: "anchor", PACKER: f"{ratio(HF_PAIRS, PACKER)} faster than the HF call{rate}",
+             CACHE: f"cache + packer: {ratio(HF_PAIRS, 'cache + packer')} faster than the HF call",
              HF_SENTENCES: f"the cache build is {ratio(HF_SENTENCES, CACHE)} faster"}
     return [[what, f"{seconds[what] * 1e3:,.2f}", measured[what][1], note] for what, note in notes.items()
             if what in seconds]

@@ -4,7 +4,7 @@ as whole `transenc label` processes, each timed once; then transenc int8 against
 head, in alternating rounds (the table's notes); fills bench/results/precision-<cpu>.md.
 
 In the bench environment (its pins: pyproject.toml's `bench` extra):
-    python -m venv .venv-bench && .venv-bench/bin/pip install torch==2.13.0 && .venv-bench/bin/pip install -e ".[bench]"
+    python -m venv .venv-bench && .venv-bench/bin/pip install "torch==2.13.0+cpu" && .venv-bench/bin/pip install -e ".[bench]"
     .venv-bench/bin/python -m pytest bench/test_bench_precision.py -q -s
 """
 import json
@@ -21,7 +21,6 @@ import torch
 from scipy.stats import spearmanr
 
 import workloads as w
-from transenc import ops
 from transenc.readers import read_pairs
 
 pytest.importorskip("pytest_benchmark")
@@ -103,8 +102,8 @@ def record(benchmark, table, kind: str, path: str, fn):  # one timed call (the c
 
 def skip_without_a_fast_path(precision: str) -> None:
     """A precision this CPU has no arithmetic for runs several times slower than fp32 (bf16 ~7x without
-    AVX512-BF16 or AMX, int8 through torch._int_mm ~25x without VNNI; roofline-<cpu>.md): rows that
-    would take an hour and say nothing new are skipped."""
+    AVX512-BF16 or AMX; int8 without AVX2, where neither the engine's matmul nor VNNI runs; see
+    transenc.precision.slow_on_this_cpu): rows that would take an hour and say nothing new are skipped."""
     from transenc.precision import slow_on_this_cpu
 
     if reason := slow_on_this_cpu(precision):
@@ -144,7 +143,7 @@ def st_scorer(data, kind: str, backend: str):
         if kind == "cross":
             return model.predict(texts[:rows], batch_size=32, show_progress_bar=False)
         embeddings = torch.as_tensor(model.encode(pairs.sentences[:rows], batch_size=32, show_progress_bar=False))
-        return None if rows else ops.pair_cosine_indexed(embeddings.float(), pairs.pairs).numpy()
+        return None if rows else w.pair_cosines(embeddings, pairs.pairs)
 
     run(64)  # warm-up
     return run

@@ -2,8 +2,8 @@
 the reference recipe's shapes."""
 from __future__ import annotations
 
-import os
 import subprocess
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +19,9 @@ from transenc.readers import read_pairs
 from transenc.training import RECIPES
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+import local_data  # noqa: E402  (where STS-B and mpnet are kept, for the tests and the benchmarks)
+
 DEVICE_DATA = REPO / ".device-data"  # what scripts/device_data.py packs for the GPU machine
 REFERENCE = RECIPES["reference"]  # its batches: cross-encoder 32 rows at max length 64, bi-encoder 128 pairs at 32
 
@@ -44,6 +47,19 @@ ST_PAIR_COSINES = (
     "e = SentenceTransformer(sys.argv[2], device='cpu').encode(list(index), batch_size=int(sys.argv[4]), "
     "convert_to_tensor=True, normalize_embeddings=True); ids = torch.tensor([[index[a], index[b]] for a, b in pairs]); "
     "numpy.save(sys.argv[3], (e[ids[:, 0]] * e[ids[:, 1]]).sum(1).numpy())")
+# and a cross-encoder's scores: `python -c ST_CROSS_SCORES PAIRS.tsv MODEL OUT.npy` (its default batch, 32)
+ST_CROSS_SCORES = (
+    "import sys, numpy; from sentence_transformers import CrossEncoder; "
+    "pairs = [l.rstrip('\\n').split('\\t') for l in open(sys.argv[1], encoding='utf-8')]; "
+    "numpy.save(sys.argv[3], CrossEncoder(sys.argv[2], device='cpu').predict(pairs))")
+
+
+def pair_cosines(embeddings: torch.Tensor, pairs: np.ndarray) -> np.ndarray:
+    """Each pair's cosine from its sentences' embeddings in plain torch, as ST_PAIR_COSINES does: an
+    anchor's cosine, none of the engine's time in it."""
+    unit = torch.nn.functional.normalize(embeddings.float(), dim=1)
+    ids = torch.as_tensor(pairs, dtype=torch.int64)
+    return (unit[ids[:, 0]] * unit[ids[:, 1]]).sum(1).numpy()
 
 
 def write_unique_pairs(path: Path, n: int, words_per_text: int, rng) -> Path:
@@ -57,22 +73,44 @@ def write_unique_pairs(path: Path, n: int, words_per_text: int, rng) -> Path:
 
 
 def own_memory_peak(command: list, log) -> tuple[float, float, float]:
-    """(seconds, peak RSS, peak own memory) of a process, in MiB, sampled every 20 ms from
-    /proc/PID/status. Own memory is RssAnon: the pages of a file the process maps are not counted, as
-    the kernel writes them back and frees them when memory is short, before a memory limit kills."""
-    start, peaks = time.perf_counter(), [0, 0]
+    """(seconds, peak RSS, peak own memory) of a process, in MiB, its output discarded and its stderr in
+    `log`, read every 20 ms from /proc/PID/status. Peak RSS is VmHWM, the kernel's running peak of this
+    program (from its exec: ru_maxrss would count the forking parent's pages too); own memory is RssAnon,
+    sampled: the pages of a file the process maps are not counted, as the kernel writes them back and
+    frees them when memory is short, before a memory limit kills."""
+    start, peaks = time.perf_counter(), [0.0, 0.0]
     with open(log, "w") as err:
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
         status = f"/proc/{process.pid}/status"
         while process.poll() is None:
             try:
                 fields = dict(line.split(":", 1) for line in open(status))
-                peaks = [max(p, int(fields[k].split()[0]) / 1024) for p, k in zip(peaks, ("VmRSS", "RssAnon"))]
+                peaks = [max(p, int(fields[k].split()[0]) / 1024) for p, k in zip(peaks, ("VmHWM", "RssAnon"))]
             except (OSError, KeyError, ValueError):
                 pass  # between its start and its end
             time.sleep(0.02)
     assert process.returncode == 0, open(log).read()[-2000:]
     return time.perf_counter() - start, *peaks
+
+
+def random_bert(folder: Path, cross: bool = False, base: bool = False, **sizes) -> Path:
+    """A BERT of MiniLM-L6's shape (base: BERT-base's) with random weights (seed 0) and MiniLM's tokenizer,
+    `sizes` overriding its config (num_hidden_layers=1, ...): speed figures where no trained model of that
+    shape is at hand. cross: with a one-logit pair head, saved as transenc saves a cross-encoder."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, BertModel
+
+    minilm = str(minilm_path())
+    tokenizer = AutoTokenizer.from_pretrained(minilm)
+    config = BertConfig(vocab_size=tokenizer.vocab_size) if base else BertConfig.from_pretrained(minilm)
+    config.update(sizes)
+    torch.manual_seed(0)
+    if cross:
+        config.num_labels = 1
+    (BertForSequenceClassification if cross else BertModel)(config).save_pretrained(str(folder))
+    tokenizer.save_pretrained(str(folder))
+    if cross:
+        CrossEncoder.load(folder, "cpu").save(folder)  # the sigmoid activation, for sentence-transformers
+    return folder
 
 
 def sync() -> None:
@@ -89,14 +127,15 @@ def topk_semantic_search(queries: torch.Tensor, corpus: torch.Tensor, k: int) ->
 
 
 def topk_torch(queries: torch.Tensor, corpus: torch.Tensor, k: int, chunk: int = 4096) -> torch.Tensor:
-    """The plain-torch top-k anchor of DESIGN.md, ids [Q, k]: topk(q @ c.T) in chunks of normalised rows."""
+    """The plain-torch top-k anchor of ../shared/DESIGN.md, ids [Q, k]: topk(q @ c.T) in chunks of normalised rows."""
     return torch.cat([torch.topk(queries[i:i + chunk] @ corpus.T, k, dim=1).indices for i in range(0, len(queries), chunk)])
 
 
 def sts_dir() -> Path:
-    path = Path(os.environ.get("TRANSENC_STS_DIR", REPO.parent / "shared" / "data" / "stsbenchmark"))
-    if not (path / "sts-train.csv").is_file():
-        raise FileNotFoundError(f"STS-B not found in {path}; set TRANSENC_STS_DIR")
+    """local_data.sts_dir, which the tests use too; a benchmark without it is skipped (FileNotFoundError)."""
+    path = local_data.sts_dir()
+    if path is None:
+        raise FileNotFoundError("STS-B not found in ../shared/data/stsbenchmark; set TRANSENC_STS_DIR")
     return path
 
 
@@ -110,12 +149,8 @@ def minilm_path() -> Path:
 
 
 def mpnet_path() -> Path | None:
-    """all-mpnet-base-v2 (BERT-base sized) where TRANSENC_MPNET_DIR or scripts/get_mpnet.sh put it, else
-    None; the tests look in the same places (tests/conftest.py)."""
-    for path in (os.environ.get("TRANSENC_MPNET_DIR"), REPO / "models" / "all-mpnet-base-v2"):
-        if path and (Path(path) / "config.json").is_file():
-            return Path(path)
-    return None
+    """all-mpnet-base-v2 (BERT-base sized) where TRANSENC_MPNET_DIR or scripts/get_mpnet.sh put it, else None."""
+    return local_data.mpnet_dir()
 
 
 def sts_unique_pairs() -> PairSet:

@@ -3,19 +3,12 @@ from pathlib import Path
 
 import pytest
 
+from local_data import mpnet_dir, sts_dir
+
 REPO = Path(__file__).resolve().parents[1]
 # Subprocesses (python -m transenc, python -c, torchrun workers) import this checkout's transenc, as
 # the tests themselves do, not whichever one an editable install points at.
 os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p])
-
-
-def sts_dir() -> Path | None:
-    """STS-B lives in ../shared beside the repository (never committed); TRANSENC_STS_DIR overrides."""
-    candidates = [os.environ.get("TRANSENC_STS_DIR"), REPO.parent / "shared" / "data" / "stsbenchmark"]
-    for c in candidates:
-        if c and (Path(c) / "sts-test.csv").is_file():
-            return Path(c)
-    return None
 
 
 def _engine_variants() -> list[str]:
@@ -67,9 +60,8 @@ def tiny_bert(tmp_path_factory, default_model_path):
 
 @pytest.fixture(scope="session")
 def mpnet_path():
-    """all-mpnet-base-v2, a 470 MB download kept out of CI: `bash scripts/get_mpnet.sh` puts it in
-    models/; TRANSENC_MPNET_DIR points elsewhere (the benches look in the same places: bench/workloads.py)."""
-    for c in (os.environ.get("TRANSENC_MPNET_DIR"), REPO / "models" / "all-mpnet-base-v2"):
-        if c and (Path(c) / "config.json").is_file():
-            return Path(c)
-    pytest.skip("all-mpnet-base-v2 not found (bash scripts/get_mpnet.sh, or TRANSENC_MPNET_DIR)")
+    """all-mpnet-base-v2, a 470 MB download kept out of CI (local_data.mpnet_dir)."""
+    path = mpnet_dir()
+    if path is None:
+        pytest.skip("all-mpnet-base-v2 not found (bash scripts/get_mpnet.sh, or TRANSENC_MPNET_DIR)")
+    return path

@@ -6,7 +6,6 @@ W must equal the reference rows `rows`, cut to W columns, with only padding beyo
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +13,10 @@ import pytest
 import torch
 import transformers
 
+from local_data import sts_dir
 from transenc.packing import pack_pairs, pack_sentences, padding_efficiency, truncate_longest_first
 from transenc.tokens import TokenCache
 
-STS_DIR = Path(os.environ.get(
-    "TRANSENC_STS_DIR", Path(__file__).resolve().parents[1].parent / "shared" / "data" / "stsbenchmark"))
 # 25: an odd pair budget for MPNet's 4 special tokens (BERT's 3 give one at 32), where the
 # longest-first tie-break shows. Each length costs a full HF pass over the data.
 PAIR_LENGTHS = (25, 32, 64, 128)
@@ -26,11 +24,11 @@ SINGLE_LENGTHS = (32, 64, 128)
 BUDGET = 8192  # tokens per batch: a realistic CPU / GPU forward
 
 
-def read_sts_pairs() -> list[tuple[str, str]]:
+def read_sts_pairs(folder: Path) -> list[tuple[str, str]]:
     pairs = []
     for split in ("train", "dev", "test"):
         # Tab-separated with stray quotes and extra fields on some lines: plain split, no csv quoting.
-        for line in (STS_DIR / f"sts-{split}.csv").read_text(encoding="utf-8").splitlines():
+        for line in (folder / f"sts-{split}.csv").read_text(encoding="utf-8").splitlines():
             fields = line.split("\t")
             pairs.append((fields[5], fields[6]))
     return pairs
@@ -58,9 +56,10 @@ TOKENIZERS = {"bert": bert_tokenizer, "mpnet": mpnet_tokenizer}
 
 def load_sts():
     """(pairs as text, unique sentences, int32 pair indices) for every STS-B pair; skips without the data."""
-    if not STS_DIR.is_dir():
-        pytest.skip(f"STS-B data not found at {STS_DIR} (set TRANSENC_STS_DIR)")
-    pairs = read_sts_pairs()
+    folder = sts_dir()
+    if folder is None:
+        pytest.skip("STS-B not found (../shared/data/stsbenchmark or TRANSENC_STS_DIR)")
+    pairs = read_sts_pairs(folder)
     sentences = sorted({s for pair in pairs for s in pair})
     index = {s: i for i, s in enumerate(sentences)}
     idx = np.array([(index[a], index[b]) for a, b in pairs], dtype=np.int32)
