@@ -186,6 +186,13 @@ def scanned_reading(path, fmt, on_error, chunk_pairs, shared):
     return records, reader.skipped
 
 
+def test_an_empty_sentence_beside_a_nul_is_empty_to_both_readers(tmp_path):
+    """The rules in one order for the scanner and the Python parser: a case the random files below met."""
+    path = write(tmp_path / "p.tsv", b"a\x00b\t \n")
+    assert python_reading(path, "tsv", "raise") == scanned_reading(path, "tsv", "raise", 1000, False) \
+        == f"{path}:1: empty sentence"
+
+
 @pytest.mark.parametrize("fmt, sep", [("tsv", "\t"), ("bars", "||"), ("sts", "\t")])
 def test_the_scanner_reads_what_the_python_parsers_read(tmp_path, monkeypatch, fmt, sep):
     """Fresh random files of awkward lines (Unicode whitespace, NUL, bad UTF-8, BOMs, \\r, odd

@@ -65,7 +65,7 @@ def _row_problem(row) -> str | None:
     if isinstance(row, (str, bytes)) or not hasattr(row, "__len__") or len(row) not in (2, 3) \
             or not all(isinstance(s, str) for s in row[:2]):
         return f"expected (sentence1, sentence2) or (sentence1, sentence2, score), got {str(row)[:80]}"
-    problem = text_problem(row[0]) or text_problem(row[1])
+    problem = text_problem(row[0], row[1])
     if problem:
         return f"{problem}: {str(row)[:80]}"
     if len(row) == 3 and row[2] is not None:

@@ -85,7 +85,7 @@ def detect_format(path: Path, first_line: str) -> str:
 
 def record_problem(a: str, b: str, label: float | None) -> str | None:
     """Why a parsed record is refused, or None."""
-    problem = text_problem(a) or text_problem(b)
+    problem = text_problem(a, b)
     if problem:
         return problem
     if label is not None and not is_score(label):
@@ -93,13 +93,14 @@ def record_problem(a: str, b: str, label: float | None) -> str | None:
     return None
 
 
-def text_problem(text: str) -> str | None:
-    """Why a sentence is refused (label, train and mine alike), or None."""
-    if not text.strip():
+def text_problem(*texts: str) -> str | None:
+    """Why sentences are refused (label, train and mine alike), or None: the first rule any of them
+    breaks, in the order the engine's scanner checks them (an empty sentence beside a NUL is 'empty')."""
+    if any(not t.strip() for t in texts):
         return "empty sentence"
-    if "\x00" in text:  # a binary file or a broken export, never text
+    if any("\x00" in t for t in texts):  # a binary file or a broken export, never text
         return "NUL byte in a sentence"
-    if not text.isascii() and not _encodable(text):  # JSON's "\ud800": not text, no UTF-8 form
+    if any(not t.isascii() and not _encodable(t) for t in texts):  # JSON's "\ud800": not text, no UTF-8 form
         return "a sentence holds an unpaired surrogate (\\ud800-\\udfff)"
     return None
 
