@@ -85,8 +85,8 @@ def test_eval_cli_auc_on_graded_labels_is_a_clear_error_naming_the_line(tmp_path
 
 
 @pytest.mark.parametrize("name, text, line, reason", [
-    ("header.tsv", "sentence1\tsentence2\tscore\na b\tc d\t3\n", 1,
-     "no gold score (a header line? a TSV file has none): a set to evaluate on needs a number in every line's third field"),
+    ("header.tsv", "first\tsecond\tscore\na b\tc d\t3\n", 1,  # a header of names no reader knows
+     "no gold score (a header line? a tsv header names its columns sentence1, sentence2): a set to evaluate on needs a number in every line's third field"),
     ("gap.tsv", "a b\tc d\t3\n\ne f\tg h\n", 3, "no gold score: a set to evaluate on needs a number in every line's third field"),
     ("rows.csv", "sentence1,sentence2,score\na b,c d,3\ne f,g h,\n", 3,
      "no gold score: a set to evaluate on needs a number in every row's score or label column"),

@@ -186,6 +186,19 @@ def scanned_reading(path, fmt, on_error, chunk_pairs, shared):
     return records, reader.skipped
 
 
+@pytest.mark.parametrize("header", [b"sentence1\tsentence2\tscore", b"\xef\xbb\xbfText_A\ttext_b", b"sentence1\tsentence2\r"])
+def test_a_tsv_header_on_line_1_is_no_pair_to_either_reader(tmp_path, header):
+    """A datasets export's header line (column names the csv and jsonl readers know) is left out, by
+    the scanner and the Python parsers alike; the same names on a later line are a pair."""
+    path = write(tmp_path / "p.tsv", header + b"\na b\tc d\t3\nsentence1\tsentence2\t1\n")
+    want = ([("a b", "c d", 3.0), ("sentence1", "sentence2", 1.0)], 0)
+    for on_error in ("raise", "skip"):
+        assert python_reading(path, None, on_error) == want
+        assert scanned_reading(path, None, on_error, 1000, False) == want
+    with pytest.raises(InputError, match="file holds no sentence pairs"):
+        read_pairs(write(tmp_path / "only.tsv", header + b"\n"))
+
+
 def test_an_empty_sentence_beside_a_nul_is_empty_to_both_readers(tmp_path):
     """The rules in one order for the scanner and the Python parser: a case the random files below met."""
     path = write(tmp_path / "p.tsv", b"a\x00b\t \n")

@@ -61,7 +61,8 @@ def _row_problem(row) -> str | None:
     from transenc.readers import is_score, text_problem
 
     if isinstance(row, dict):  # a `datasets` row, say
-        return f"expected (sentence1, sentence2[, score]), got a dict (keys {', '.join(map(str, row))[:60]}): pass the values"
+        keys = ", ".join(map(str, row))[:60]
+        return f"expected (sentence1, sentence2[, score]), got a dict (keys {keys}): pass the values"
     if isinstance(row, (str, bytes)) or not hasattr(row, "__len__") or len(row) not in (2, 3) \
             or not all(isinstance(s, str) for s in row[:2]):
         return f"expected (sentence1, sentence2) or (sentence1, sentence2, score), got {str(row)[:80]}"

@@ -213,14 +213,15 @@ def _sick(path: Path) -> PairSet:
 
 def read_labeled(path: str | Path, metric: str = "auto") -> PairSet:
     """A pairs file in which every pair carries a gold score or 0/1 label; else the error names the
-    first line without one (a header line, often: a TSV file has none). For metric "auc" every label
-    must be 0 or 1, and the error names the first line whose label is not."""
+    first line without one (often a header line, of names a tsv header does not use). For metric
+    "auc" every label must be 0 or 1, and the error names the first line whose label is not."""
     reader = PairReader(path)
     pairs = pair_set(reader)
     if pairs.labels is None:
         number = next(number for number, _, _, label in reader.numbered() if label is None)
         fmt = reader.format()
-        header = " (a header line? a TSV file has none)" if number == 1 and fmt == "tsv" else ""
+        header = (" (a header line? a tsv header names its columns sentence1, sentence2)"
+                  if number == 1 and fmt == "tsv" else "")
         raise InputError(path, number, f"no gold score{header}: a set to evaluate on needs {_GOLD_HOLDER[fmt]}")
     if metric == "auc" and not is_binary(pairs.labels):
         number, label = next((number, label) for number, _, _, label in reader.numbered() if label not in (0, 1))

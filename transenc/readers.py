@@ -74,6 +74,14 @@ def text_lines(path: Path, problems: Problems) -> Iterator[tuple[int, str]]:
                 yield number, text
 
 
+def is_tsv_header(fmt: str, first_line: str) -> bool:
+    """A tsv file's line 1 that names its columns as the csv and jsonl readers know them
+    (sentence1, sentence2 or text_a, text_b, then anything): a header, as a datasets export writes
+    it, and no pair to score or train on."""
+    names = tuple(field.strip().lower() for field in first_line.split("\t")[:2])
+    return fmt == "tsv" and names in _JSON_KEYS
+
+
 def detect_format(path: Path, first_line: str) -> str:
     fmt = _BY_SUFFIX.get(path.suffix.lower(), "tsv")
     if fmt == "csv" and first_line.count("\t") >= 6:
@@ -161,13 +169,17 @@ class PairReader:
         self.fmt, self.on_error, self.skipped = fmt, on_error, 0
         Problems(self.path, on_error)  # checks on_error now, not at the first pass
 
-    def _lines(self, problems: Problems) -> tuple[str, Iterator[tuple[int, str]]]:
-        """The format (given, or from the first readable line) and the (number, text) lines."""
+    def _lines(self, problems: Problems) -> tuple[str, Iterator[tuple[int, str]], bool]:
+        """The format (given, or from the first readable line), the (number, text) lines, and whether
+        line 1 was a tsv header (left out of the lines)."""
         lines = text_lines(self.source, problems)
         first = next(lines, None)
         if first is None:
             raise InputError(self.path, 0, "file is empty" if not problems.skipped else "no readable lines")
-        return self.fmt or detect_format(self.path, first[1]), itertools.chain([first], lines)
+        fmt = self.fmt or detect_format(self.path, first[1])
+        if first[0] == 1 and is_tsv_header(fmt, first[1]):
+            return fmt, lines, True
+        return fmt, itertools.chain([first], lines), False
 
     def format(self) -> str:
         """The format the passes read: the one given, or the one the file's first line shows."""
@@ -183,7 +195,7 @@ class PairReader:
     def numbered(self) -> Iterator[tuple[int, str, str, float | None]]:
         """(line number, sentence1, sentence2, label or None) of each valid pair, read by Python's parsers."""
         problems = Problems(self.path, self.on_error)
-        fmt, lines = self._lines(problems)
+        fmt, lines, _ = self._lines(problems)
         records = _csv_records(lines, problems) if fmt == "csv" else _line_records(_PARSERS[fmt], lines, problems)
         good = 0
         for record in _valid_records(records, problems):
@@ -198,13 +210,13 @@ class PairReader:
         """The pairs in chunks of chunk_pairs (the last one shorter), in input order. Sentences are
         interned into `table`, one for the whole file (ids that hold across chunks and passes), or,
         when None, into a new table per chunk (memory bounded by the chunk)."""
-        fmt = self.format()  # (the empty-file errors)
+        fmt, _, header = self._lines(Problems(self.path, self.on_error))  # (the empty-file errors)
         chunker = _Chunker(chunk_pairs, table)
         if fmt not in SCANNED:
             yield from self._parsed(chunker)
             return
         problems, good = Problems(self.path, self.on_error), 0
-        for chunk in _scanned(self.source, fmt, problems, chunker):
+        for chunk in _scanned(self.source, fmt, problems, chunker, after_header=header):
             good += len(chunk.ids)
             self.skipped = problems.skipped
             yield chunk
@@ -389,12 +401,17 @@ class _Chunker:
         return chunk
 
 
-def _scanned(path: Path, fmt: str, problems: Problems, chunker: _Chunker) -> Iterator[PairChunk]:
-    """The engine's scanner over the file, a block at a time; a deferred line is read here."""
+def _scanned(path: Path, fmt: str, problems: Problems, chunker: _Chunker,
+             after_header: bool = False) -> Iterator[PairChunk]:
+    """The engine's scanner over the file, a block at a time (after_header: from line 2); a deferred
+    line is read here."""
     from transenc._C import scan_pairs
 
     with open(path, "rb") as f:
         buf, start, line, eof = b"", 0, 0, False
+        if after_header:
+            f.readline()
+            line = 1
         while True:
             ids, labels, bad, deferred, start, line = scan_pairs(buf, start, line, chunker.room(), eof, fmt,
                                                                  not problems.skip, chunker.table)
