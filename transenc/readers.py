@@ -104,12 +104,16 @@ def record_problem(a: str, b: str, label: float | None) -> str | None:
 def text_problem(*texts: str) -> str | None:
     """Why sentences are refused (label, train and mine alike), or None: the first rule any of them
     breaks, in the order the engine's scanner checks them (an empty sentence beside a NUL is 'empty')."""
-    if any(not t.strip() for t in texts):
-        return "empty sentence"
-    if any("\x00" in t for t in texts):  # a binary file or a broken export, never text
-        return "NUL byte in a sentence"
-    if any(not t.isascii() and not _encodable(t) for t in texts):  # JSON's "\ud800": not text, no UTF-8 form
-        return "a sentence holds an unpaired surrogate (\\ud800-\\udfff)"
+    # plain loops, no generators: this runs once per record of the Python parsers (csv, jsonl)
+    for text in texts:
+        if not text.strip():
+            return "empty sentence"
+    for text in texts:
+        if "\x00" in text:  # a binary file or a broken export, never text
+            return "NUL byte in a sentence"
+    for text in texts:
+        if not text.isascii() and not _encodable(text):  # JSON's "\ud800": not text, no UTF-8 form
+            return "a sentence holds an unpaired surrogate (\\ud800-\\udfff)"
     return None
 
 
@@ -163,7 +167,7 @@ class PairReader:
         if self.source is not self.path:
             _SPOOLS.append(weakref.finalize(self, _remove, self.source))
         if not self.source.is_file():
-            raise InputError(self.path, 0, "is a folder, not a pairs file" if self.path.is_dir() else "no such file")
+            raise _not_a_file(self.path, "pairs file")
         if fmt is not None and fmt not in FORMATS:
             raise InputError(self.path, 0, f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
         self.fmt, self.on_error, self.skipped = fmt, on_error, 0
@@ -257,7 +261,7 @@ def read_sentences(path: str | Path) -> list[str]:
         data = sys.stdin.buffer.read()
     else:
         if not (Path(path).is_file() or is_stream(Path(path))):
-            raise InputError(path, 0, "is a folder, not a sentences file" if Path(path).is_dir() else "no such file")
+            raise _not_a_file(Path(path), "sentences file")
         with open(path, "rb") as f:
             data = f.read()
     try:
@@ -279,10 +283,15 @@ def read_sentences(path: str | Path) -> list[str]:
             raise InputError(path, number, "empty line")
         if "\t" in line:
             raise InputError(path, number, "tab character in a sentence (the output is TSV)")
-        if "\x00" in line:
-            raise InputError(path, number, "NUL byte in a sentence")
+        problem = text_problem(line)  # the rules of a pair's sentences (NUL; decoded text holds no surrogate)
+        if problem:
+            raise InputError(path, number, problem)
         sentences.append(line)
     return sentences
+
+
+def _not_a_file(path: Path, what: str) -> InputError:
+    return InputError(path, 0, f"is a folder, not a {what}" if path.is_dir() else "no such file")
 
 
 def is_stream(path: Path) -> bool:
