@@ -142,7 +142,7 @@ def _load_model(path: Path, cross: bool, inference: bool, device: torch.device):
 
 @contextmanager
 def _quiet_transformers():
-    """transformers' logging at errors only and its bars off while it loads ("newly initialized
+    """transformers' logging at errors only and its bars off while it loads or saves ("newly initialized
     weights" is the design, not a warning), then as the caller had them (a notebook's own settings)."""
     from transformers.utils import logging
 
