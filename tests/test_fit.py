@@ -176,10 +176,11 @@ def test_non_finite_loss_stops_naming_the_step():
 
 @pytest.mark.parametrize("kind", ["cross", "bi"])
 def test_best_dev_weights_are_restored_and_saved(kind, tiny_bert, tmp_path):
-    """The model ends with the weights of its best dev check (the 2nd of 3), and saves exactly those."""
+    """The model ends with the weights of its best dev check (the 2nd of 3; the 3rd ties it, and a tie
+    is no gain), and saves exactly those."""
     from safetensors.torch import load_file
 
-    scores, states = iter([1.0, 3.0, 2.0]), []
+    scores, states = iter([1.0, 3.0, 3.0]), []
 
     def evaluate_of(encoder):
         def evaluate():
@@ -188,7 +189,7 @@ def test_best_dev_weights_are_restored_and_saved(kind, tiny_bert, tmp_path):
         return evaluate
 
     encoder, result = tiny_fit(tiny_bert, kind, fit.GPU_POLICY, evaluate_of)
-    assert result.checks == [(4, 1.0), (8, 3.0), (12, 2.0)]
+    assert result.checks == [(4, 1.0), (8, 3.0), (12, 3.0)]
     assert (result.best_step, result.best_dev) == (8, 3.0)
     assert len(result.losses) == 12 and all(isinstance(x, float) for x in result.losses)
     best, last = states[1], states[2]

@@ -30,6 +30,7 @@ def test_covering_length_is_the_smallest_multiple_of_16_keeping_99_percent_whole
     assert lengths.covering_length(np.array([10] * 989 + [40] * 11), cap=256) == 48  # 98.9%: not enough
     assert lengths.covering_length(np.array([300] * 100), cap=256) == 256  # capped by the model
     assert lengths.covering_length(np.array([32] * 100), cap=256) == 32  # a multiple stays as it is
+    assert lengths.share_whole(np.array([32, 40]), 32) == 0.5  # a row of exactly the length is whole
 
 
 class FakeCache:
@@ -79,6 +80,9 @@ def test_a_models_own_length_and_what_it_reads(tmp_path):
     assert lengths.positions(plain) == 512  # RoBERTa's positions start after the padding index
     with pytest.raises(Exception, match="reads at most 512 tokens"):
         lengths.check_asked((64, 600), plain)
+    lengths.check_asked((512, 512), plain)  # all it reads: taken
+    beyond = st_folder(tmp_path / "c" if (tmp_path / "c").mkdir() is None else None, 512, 128)
+    assert lengths.own_length(beyond) == 128  # a saved max_seq_length beyond its positions: what it reads
 
 
 def test_a_plain_encoder_loads_at_the_length_sentence_transformers_gives_it(tiny_bert):
@@ -226,6 +230,28 @@ def test_a_card_says_an_exported_start_was_not_trained_and_whose_start_a_cross_e
     assert "`all-MiniLM-L6-v2`, after a SimCSE warm-up on the pairs: cycle 1 of 1, the last (no dev set)" in bi
     assert "With no dev set, the last\ncycle's last step is exported" in bi and "Dev chose" not in bi
     assert "| dev | spearman x 100 | 80.00 | 82.00 | +2.00 |" in bi  # the test table (its set is named dev here)
+
+
+def test_the_card_of_model_k_carries_model_ks_figures_lengths_and_name():
+    from transenc.model_card import model_card
+
+    figures = lambda *x: {"sets": {"dev": {"metric": "spearman", "models": list(x)}}}  # noqa: E731
+    fits = {"models": [{"precision": "bf16"}, {"precision": "fp32"}]}
+    metrics = {"start": {"dev": figures(70.0, 80.0)}, "start_names": ["first", "second"], "exported": {},
+               "best_cycle": {"bi-0": 1, "bi-1": 2, "cross-0": 2, "cross-1": 1},
+               "lengths": [{"bi": 32, "cross": 64, "bi_export": 128, "cross_export": 128},
+                           {"bi": 48, "cross": 80, "bi_export": 256, "cross_export": 384}],
+               "pairs": {"count": 10, "sentences": 20}, "precision": {"training": "bf16", "labeling": "int8"},
+               "cycles": [{"stages": {"bi_train": {"dev": figures(71.0, 85.0), **fits}, "cross_train": fits,
+                                      "cross_label": {"dev": figures(72.0, 86.0)}}},
+                          {"stages": {"bi_train": {"dev": figures(60.0, 90.0), **fits}, "cross_train": fits,
+                                      "cross_label": {"dev": figures(73.0, 75.0)}}}]}
+    config = {"models": ["first", "second"], "recipe": "transenc", "seed": 1, "teachers": []}
+    bi, cross = model_card("bi-1", 1, metrics, config), model_card("cross-1", 1, metrics, config)
+    assert "`second`: cycle 2 of 2" in bi and "| dev | spearman x 100 | 80.00 | 90.00 | +10.00 |" in bi
+    assert "trained at 48 tokens; used and exported at 256" in bi and "training steps fp32" in bi
+    assert "`second`: cycle 1 of 2" in cross and "| dev | spearman x 100 | 80.00 | 86.00 | +6.00 |" in cross
+    assert "trained at 80 tokens; used and exported at 384" in cross
 
 
 def test_the_default_start_model_is_named_as_the_user_knows_it_not_by_its_packages_folder():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from transenc import cli
-from transenc.errors import InputError
+from transenc.errors import InputError, TransencError
 from transenc.metrics import auc, resolve_metric, score100
 
 
@@ -128,6 +128,30 @@ def test_paired_gain_tells_a_real_gain_from_noise():
     assert abs(gain) < 1 and low < 0  # a jitter of the scores: inside the noise
 
 
+def test_the_draws_are_of_the_mean_gain_over_the_sets():
+    """With two dev sets, each draw is the mean of the sets' gains, not their sum: the draws centre on
+    the mean gain paired_gain reports, and a set listed twice weighs as it does once."""
+    from transenc.metrics import paired_draws, paired_gain
+
+    rng = np.random.default_rng(4)
+    gold = rng.uniform(0, 5, 300)
+    before, after = gold + rng.normal(0, 3, 300), gold + rng.normal(0, 1, 300)
+    sets, flat = [("spearman", gold), ("spearman", gold)], [("spearman", gold)]
+    gain, _ = paired_gain(sets, [before, before], [after, before])  # a gain on one set, none on the other
+    draws = paired_draws(sets, [before, before], [[after, before]])[0]
+    assert gain == pytest.approx(paired_gain(flat, [before], [after])[0] / 2)
+    assert abs(np.median(draws) - gain) < 0.25 * gain
+    twice = paired_draws(sets, [before, before], [[after, after]])[0]
+    assert abs(np.median(twice) - 2 * gain) < 0.25 * gain  # the same set twice: its own gain, not double
+
+
+def test_auto_on_one_gold_value_says_what_spearman_needs():
+    """Labels all 1 are binary but not two-sided: auto means Spearman there, and its error names Spearman,
+    not an AUC the user never asked for."""
+    with pytest.raises(TransencError, match="Spearman needs at least two different gold scores"):
+        resolve_metric("auto", np.ones(3), "f.tsv")
+
+
 def test_the_bootstrap_is_paired():
     """Both models scored on the same resampled pairs: equal scores give a gain of exactly 0 in every
     draw (an unpaired bootstrap, resampling each model's pairs apart, would not)."""
@@ -218,6 +242,51 @@ def test_do_no_harm_keeps_a_clear_gain_and_refuses_a_chosen_jitter():
     by_count = harm_verdict([("spearman", gold)], [start], [best], None, chosen_from=30)
     assert alone["model"] == "trained" and corrected["gain_5th_percentile"] < alone["gain_5th_percentile"]
     assert corrected["model"] == by_count["model"] == "start" and by_count["correction"] == "bonferroni"
+
+
+def test_do_no_harm_corrects_for_the_checks_of_every_cycle():
+    """The exported bi-encoder was chosen among every dev check of every cycle's fit: all of them are
+    its candidates, by their kept scores, or counted for Bonferroni where one was not kept."""
+    from transenc.dev_scores import check_name
+    from transenc.export import check_scores
+
+    def cycle(c, checks):
+        return {"cycle": c, "stages": {"bi_train": {"models": [{"checks": [[6 * i, 80.0] for i in range(checks)]}]}}}
+
+    metrics, asked = {"cycles": [cycle(1, 3), cycle(2, 2)]}, []
+
+    class Kept:
+        dev, missing = {"sts": None}, None
+
+        def kept_scores(self, name, length, split):
+            asked.append((name, length, split))
+            return None if name == self.missing else {"sts": np.full(4, float(len(asked)))}
+
+    scores, count = check_scores(Kept(), metrics, 0, 64)
+    names = [check_name("cycle1-bi-0", i) for i in (1, 2, 3)] + [check_name("cycle2-bi-0", i) for i in (1, 2)]
+    assert count == 5 and asked == [(name, 64, "dev") for name in names]
+    assert [s[0][0] for s in scores] == [1, 2, 3, 4, 5]
+    kept = Kept()
+    kept.missing = names[3]
+    assert check_scores(kept, metrics, 0, 64) == (None, 5)
+
+
+def test_the_ensemble_figure_scores_the_mean_of_the_models_scores():
+    from types import SimpleNamespace
+
+    from transenc.dev_scores import figures
+
+    rng = np.random.default_rng(5)
+    gold = {"a": rng.uniform(0, 5, 60), "b": rng.integers(0, 2, 60).astype(float)}
+    sets = {name: (SimpleNamespace(labels=g), "spearman" if name == "a" else "auc") for name, g in gold.items()}
+    scores = [{name: g + rng.normal(0, 2, 60) for name, g in gold.items()} for _ in range(2)]
+    result = figures(sets, scores)
+    for name, (_, metric) in sets.items():
+        mean = (scores[0][name] + scores[1][name]) / 2
+        assert result["sets"][name]["ensemble"] == score100(metric, mean, gold[name])
+        assert result["sets"][name]["models"] == [score100(metric, s[name], gold[name]) for s in scores]
+    assert result["ensemble"] == pytest.approx(np.mean([result["sets"][n]["ensemble"] for n in sets]))
+    assert "ensemble" not in figures(sets, scores[:1])
 
 
 def test_kept_scores_are_per_model_length_and_precision(tmp_path):

@@ -5,6 +5,7 @@ import random
 import numpy as np
 import pytest
 
+import transenc
 from transenc import readers
 from transenc.errors import InputError
 from transenc.readers import PairReader, read_pairs
@@ -58,6 +59,15 @@ def test_sts_layout_with_extra_fields(sts):
     assert len(ps) == 1379 and ps.labels is not None
     ps, _ = read_pairs(sts / "sts-train.csv")
     assert len(ps) == 5749
+
+
+def test_a_pair_set_in_both_orders_is_its_pairs_then_the_same_pairs_swapped():
+    """What a cross-encoder trains on: (a, b) and (b, a) for every pair, the labels repeated in that order."""
+    ps = transenc.read_pairs([("a", "b"), ("c", "a"), ("d", "e")])
+    both = ps.both_orders()
+    np.testing.assert_array_equal(both[:3], ps.pairs)
+    np.testing.assert_array_equal(both[3:], ps.pairs[:, ::-1])
+    assert [ps.sentences[i] for i in both[4]] == ["a", "c"]
 
 
 def test_shuffled_duplicates_keep_row_order(tmp_path):

@@ -79,6 +79,12 @@ def test_two_cycles_learn_and_save_sentence_transformers_models(tmp_path, tiny_b
     assert emb.shape == (2, 32) and np.isfinite(emb).all()
     assert np.isfinite(ce.predict([("a cat sits", "a dog runs")])).all()
     assert metrics["best_cycle"]["bi"] in (1, 2)
+    # cycle 2 builds on cycle 1: its pairs are labeled by cycle 1's bi-encoder and its own cross-encoder
+    precision = metrics["precision"]["labeling"]
+    for labels, model, mode in (("cycle2/labels_bi.npy", "cycle1/bi-0", "bi"),
+                                ("cycle2/labels_cross.npy", "cycle2/cross-0", "cross")):
+        scored = api.label(pairs, model=out / model, mode=mode, device="cpu", precision=precision)
+        np.testing.assert_allclose(np.load(out / labels), scored, atol=1e-4, err_msg=labels)  # int8: batches differ
 
 
 def test_kill_and_resume_gives_identical_weights(tmp_path, tiny_bert, pairs_64, monkeypatch):
@@ -175,6 +181,12 @@ def test_mutual_distillation_of_two_models(tmp_path, tiny_bert, pairs_64):
     assert len(dev_bi["models"]) == 2 and "ensemble" in dev_bi
     for name in ("bi-0", "bi-1", "cross-0", "cross-1"):
         assert (out / name / "config.json").is_file()
+    # every label is the mean of both models' scores: the start bi-encoders', then cycle 1's cross-encoders'
+    precision = metrics["precision"]["labeling"]
+    for labels, models, mode in (("labels_bi.npy", [tiny_bert, second], "bi"),
+                                 ("labels_cross.npy", [out / "cycle1" / "cross-0", out / "cycle1" / "cross-1"], "cross")):
+        mean = np.mean([api.label(pairs, model=m, mode=mode, device="cpu", precision=precision) for m in models], 0)
+        np.testing.assert_allclose(np.load(out / "cycle1" / labels), mean, atol=1e-4, err_msg=labels)  # int8: batches differ
 
 
 def test_non_finite_labels_stop_with_a_clear_message(tmp_path, tiny_bert, pairs_64, monkeypatch):
@@ -259,6 +271,24 @@ def scripted_dev(monkeypatch, gains: dict[int, float]):
         return float(np.mean(metrics["start"]["dev"]["models"])) + gains[cycle]
 
     monkeypatch.setattr(selection, "cycle_dev", cycle_dev)
+
+
+def dev_history(start: list[float], *cycles: list[float]) -> dict:
+    """metrics.json's figures as selection reads them: each model's dev score, the start's and each cycle's."""
+    def figures(models):
+        return {"models": models}
+    return {"start": {"dev": figures(start)},
+            "cycles": [{"cycle": c, "stages": {"bi_train": {"dev": figures(m)}, "cross_label": {"dev": figures(m)}}}
+                       for c, m in enumerate(cycles, start=1)]}
+
+
+def test_each_models_best_cycle_is_its_own_and_a_tie_is_no_gain():
+    metrics = dev_history([5.0, 5.0], [9.0, 1.0], [1.0, 9.0], [9.0, 9.0])
+    assert [selection.best_cycle(metrics, kind, k) for kind in ("bi", "cross") for k in (0, 1)] == [1, 2, 1, 2]
+    # a cycle that only equals the best so far does not beat it
+    assert "(5.00, the start models)" in selection.stop_reason(dev_history([5.0], [5.0]), 1, 1)
+    assert selection.stop_reason(dev_history([5.0], [5.5]), 1, 1) is None
+    assert "(6.00, cycle 1)" in selection.stop_reason(dev_history([5.0], [6.0], [6.0], [6.0]), 3, 2)
 
 
 def test_a_cycle_that_does_not_improve_stops_the_run(tmp_path, tiny_bert, pairs_64, monkeypatch, capsys):
