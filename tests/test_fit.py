@@ -254,6 +254,67 @@ def test_a_save_of_other_settings_or_a_damaged_one_is_refused(tiny_bert, tmp_pat
                     checkpoint=fit.StepCheckpoint(path))[1].resumed_after == 0
 
 
+def test_the_learning_rate_warms_up_from_its_first_step_then_decays_to_zero():
+    """Linear warm-up over the first 10% of steps (the first step already at 1/warm of the rate), then
+    linear decay to 0 at the last step."""
+    model = torch.nn.Linear(2, 2)
+    opt, schedule = fit._optimizer(model, fit.FitConfig(batch_size=1, epochs=1, lr=1.0, warmup=0.1), 100, "plain")
+    rates = []
+    for _ in range(100):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    assert rates[0] == pytest.approx(0.1) and rates[4] == pytest.approx(0.5)
+    assert rates[9] == rates[10] == pytest.approx(1.0) and rates[99] == pytest.approx(1 / 90)
+
+
+def test_weight_decay_spares_biases_and_layer_norms(tiny_bert):
+    model = BiEncoder.load(tiny_bert, "cpu").model
+    opt, _ = fit._optimizer(model, fit.FitConfig(batch_size=1, epochs=1, lr=1e-3, warmup=0.0), 10, "plain")
+    decayed, spared = opt.param_groups
+    names = {id(p): name for name, p in model.named_parameters()}
+    assert decayed["weight_decay"] == 0.01 and spared["weight_decay"] == 0.0
+    assert all(p.ndim == 2 and "LayerNorm" not in names[id(p)] for p in decayed["params"])
+    assert {names[id(p)] for p in spared["params"]} == {n for n, p in model.named_parameters()
+                                                          if p.ndim < 2 or "LayerNorm" in n}
+
+
+def test_gradients_are_clipped_at_the_configs_norm(monkeypatch):
+    clipped, clip = [], torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", lambda params, norm: clipped.append(norm) or clip(params, norm))
+    model = torch.nn.Linear(2, 1)
+    cfg = fit.FitConfig(batch_size=4, epochs=1, lr=1e-3, warmup=0.0, max_grad_norm=0.5)
+    fit._train(model, torch.device("cpu"), 12, cfg, lambda idx: model(torch.ones(len(idx), 2)).sum() ** 2, 0, "toy",
+               None, fit.CPU_POLICY)
+    assert clipped == [0.5] * 3
+
+
+def test_every_epoch_is_a_new_seeded_order_of_all_rows_and_a_last_partial_batch_counts():
+    cfg = fit.FitConfig(batch_size=8, epochs=1.5, lr=1.0, warmup=0.0)
+    batches = fit._batches_of(30, cfg, torch.Generator().manual_seed(1))
+    assert [len(b) for b in batches] == [8, 8, 8, 6, 8, 8]  # 4 batches an epoch, the last of 6 rows; half of epoch 2
+    assert sorted(np.concatenate(batches[:4]).tolist()) == list(range(30))
+    two = fit._batches_of(30, replace(cfg, epochs=2), torch.Generator().manual_seed(1))
+    assert not np.array_equal(np.concatenate(two[:4]), np.concatenate(two[4:]))  # epoch 2 is shuffled anew
+    again, other = (fit._batches_of(30, cfg, torch.Generator().manual_seed(s)) for s in (1, 2))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+    assert not all(np.array_equal(a, b) for a, b in zip(batches, other))
+
+
+def test_simcse_pairs_each_sentence_with_itself_through_dropout(tiny_bert, monkeypatch):
+    """Unsupervised SimCSE: the positive of a sentence is its own second pass (dropout tells them apart),
+    the rest of the batch its negatives."""
+    seen, embed = [], fit._pair_embeddings
+    monkeypatch.setattr(fit, "_pair_embeddings", lambda encoder, cache, rows, *a: seen.append(rows.copy())
+                        or embed(encoder, cache, rows, *a))
+    encoder = BiEncoder.load(tiny_bert, "cpu", "mean", 16)
+    sentences = [f"sentence number {i} of the warm-up" for i in range(20)]
+    result = fit.fit_simcse(encoder, encoder.token_cache(sentences), fit.FitConfig(8, 1, 1e-3, 0.0), 0)
+    assert [len(rows) for rows in seen] == [8, 8, 4] and len(result.losses) == 3
+    assert all((rows[:, 0] == rows[:, 1]).all() for rows in seen)
+    assert sorted(np.concatenate([rows[:, 0] for rows in seen]).tolist()) == list(range(20))
+
+
 def test_the_recipes_name_every_bi_loss():
     from transenc.recipes import BI_LOSS_NAMES
 

@@ -85,6 +85,15 @@ def test_a_models_own_length_and_what_it_reads(tmp_path):
     assert lengths.own_length(beyond) == 128  # a saved max_seq_length beyond its positions: what it reads
 
 
+def test_max_length_is_one_length_for_both_or_bi_then_cross_and_8_at_least():
+    from transenc.train_config import parse_max_length
+
+    assert parse_max_length("8") == (8, 8) and parse_max_length("128,256") == (128, 256)
+    assert parse_max_length([96, 160]) == (96, 160) and parse_max_length(None) is None
+    with pytest.raises(Exception, match="at least 8 tokens"):
+        parse_max_length("7,128")
+
+
 def test_a_plain_encoder_loads_at_the_length_sentence_transformers_gives_it(tiny_bert):
     """No sentence-transformers config: its positions (128 for the tiny BERT), as SentenceTransformer reads it."""
     from sentence_transformers import SentenceTransformer

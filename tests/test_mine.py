@@ -67,6 +67,8 @@ def test_mine_pairs_min_score_filters():
     assert [tuple(p) for p in kept_pairs.tolist()] == want_pairs
     empty, none = mine_pairs(emb, 8, 1.5)
     assert empty.shape == (0, 2) and none.shape == (0,)
+    at_least, _ = mine_pairs(emb, 8, float(scores.min()))  # a pair at exactly min_score is kept
+    assert np.array_equal(at_least, pairs)
 
 
 def test_mine_pairs_agrees_with_faiss():

@@ -386,6 +386,37 @@ def test_a_corpus_too_small_for_the_cross_encoder_gets_more_steps_and_a_warning(
     assert metrics["cycles"][0]["stages"]["bi_train"]["models"][0]["steps"] == 24  # the bi-encoder as it was
 
 
+def test_the_cross_encoders_least_steps_are_a_bound_and_a_stretched_fit_checks_dev_four_times(capsys):
+    from transenc.recipes import cross_fit_config
+
+    assert cross_fit_config(replace(TINY, cross_min_steps=48), 128) is TINY.cross  # 8 batches x 6 epochs: enough
+    assert capsys.readouterr().err == ""
+    stretched = cross_fit_config(replace(TINY, cross_min_steps=60), 128, warn=False)
+    assert (stretched.epochs, stretched.eval_every) == (60 / 8, 15)
+
+
+def test_rank_targets_are_percentile_ranks_with_the_top_at_one():
+    from transenc.recipes import cross_targets
+
+    np.testing.assert_allclose(cross_targets(np.array([0.3, 0.1, 0.2, 0.2], np.float32), "rank"),
+                               [1.0, 0.25, 0.625, 0.625])  # ties share their average rank
+
+
+def test_a_simcse_warm_up_makes_the_runs_start(tmp_path, tiny_bert, pairs_64, capsys):
+    """--simcse: the start model is first tuned on the pairs' sentences (SimCSE), and that model, not
+    the one named, labels cycle 1 and is what the run's bi-encoders start from."""
+    pairs, dev = pairs_64
+    out = tmp_path / "run"
+    api.train(**args_for(out, pairs, [tiny_bert], dev=dev, cycles=1), simcse=True)
+    assert "SimCSE warm-up of" in capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["simcse.0"]["loss_last"] < metrics["simcse.0"]["loss_first"]
+    start, warmed = weights(tiny_bert), weights(out / "simcse-0")
+    assert any(not torch.equal(v, start[k]) for k, v in warmed.items())
+    scored = api.label(pairs, model=out / "simcse-0", device="cpu", precision=metrics["precision"]["labeling"])
+    np.testing.assert_allclose(np.load(out / "cycle1" / "labels_bi.npy"), scored, atol=1e-4)  # int8: batches differ
+
+
 @pytest.mark.parametrize("field", ["cross_targets", "bi_targets", "bi_loss"])
 def test_a_recipe_with_an_unknown_kind_is_refused_when_made(field):
     with pytest.raises(ValueError, match=f"Recipe.{field} must be one of .*'cosnet'"):
