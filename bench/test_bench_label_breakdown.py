@@ -54,6 +54,7 @@ code = transenc.cli.main(sys.argv[1:])
 print(json.dumps({"first_line": t_first, "times": times, "calls": calls}))
 transenc.distributed.exit_now(code)  # the command's own way out (transenc.cli.run)
 """
+INSTRUMENTED = (sys.executable, "-c", _INSTRUMENTED)
 
 TITLE = "Where the time of a `transenc label` process goes"
 HEADER = ["phase", "bi", "cross"]
@@ -65,10 +66,10 @@ def table_rows(measured: dict) -> list[list]:
     return [[name, cell("bi", name), cell("cross", name)] for name in PHASES + TOTALS]
 
 
-def instrumented_run(argv: list[str]) -> dict:
-    """Phase -> seconds of one instrumented process, and its calls per phase."""
+def instrumented_run(command: list[str]) -> dict:
+    """Phase -> seconds of one instrumented process (`command` started by INSTRUMENTED), and its calls per phase."""
     start = time.time()
-    done = subprocess.run([sys.executable, "-c", _INSTRUMENTED, *argv], capture_output=True, text=True)
+    done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     total = time.time() - start
     report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -83,12 +84,12 @@ def instrumented_run(argv: list[str]) -> dict:
 def test_breakdown(benchmark, request, table, tmp_path, device, mode):
     option = request.config.getoption
     pairs, runs = option("--label-pairs") or str(w.sts_dir() / "sts-test.csv"), option("--label-runs")
-    argv = ["label", "--pairs", pairs, "--mode", mode, "--device", device, "--out", str(tmp_path / "out.tsv")]
     model = option("--label-model") if mode == "bi" else option("--label-cross-model") or str(w.trained_cross_encoder())
-    argv += ["--model", model] if model else []
-    instrumented = [instrumented_run(argv) for _ in range(runs)]
-    w.timed(benchmark, subprocess.run, [sys.executable, "-m", "transenc", *argv], check=True, capture_output=True,
-            rounds=runs)
+    options = ["--mode", mode, "--out", tmp_path / "out.tsv", *(["--model", model] if model else [])]
+    instrumented = [instrumented_run(w.label_command(pairs, *options, program=INSTRUMENTED, device=device))
+                    for _ in range(runs)]
+    w.timed(benchmark, subprocess.run, w.label_command(pairs, *options, device=device), check=True,
+            capture_output=True, rounds=runs)
     medians = {name: statistics.median(run[name] for run in instrumented) for name in PHASES + TOTALS[:1]}
     table.measured[mode] = {**medians, "total (plain process)": benchmark.stats.stats.median}
     table.note(f"`transenc label` on {Path(pairs).name}, {device}, {runs} run(s) of each, median seconds")

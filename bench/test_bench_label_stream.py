@@ -52,8 +52,7 @@ def write_pairs_file(path, n, seed=0):
 def label_peak(pairs, out=None) -> tuple[float, float, float]:
     """(seconds, peak RSS, peak own memory) of `transenc label` as its own process (w.own_memory_peak);
     without `out`, its output discarded."""
-    command = [sys.executable, "-m", "transenc", "label", "--pairs", str(pairs), "--device", "cpu"]
-    return w.own_memory_peak(command + (["--out", str(out)] if out else []), f"{pairs}.log")
+    return w.own_memory_peak(w.label_command(pairs, *(["--out", out] if out else [])), f"{pairs}.log")
 
 
 def npy_seconds(pairs, out) -> float:
@@ -104,12 +103,11 @@ def test_unique_sentences_in_bounded_memory(benchmark, table, tmp_path):
     pairs = w.write_unique_pairs(tmp_path / "unique.tsv", UNIQUE_PAIRS, 12, rng)
 
     def ours(pairs, *out):
-        return [sys.executable, "-m", "transenc", "label", "--pairs", str(pairs), "--model", str(model), "--device",
-                "cpu", "--precision", "fp32", *out]
+        return w.label_command(pairs, "--model", model, "--precision", "fp32", *out)
 
     theirs = [sys.executable, "-c", w.ST_PAIR_COSINES, str(pairs), str(model), str(tmp_path / "theirs.npy"), "128"]
     base = w.own_memory_peak(ours(small), tmp_path / "small.log")
-    to_file = w.timed(benchmark, w.own_memory_peak, ours(pairs, "--out", str(tmp_path / "ours.npy")),
+    to_file = w.timed(benchmark, w.own_memory_peak, ours(pairs, "--out", tmp_path / "ours.npy"),
                       tmp_path / "ours.log")
     to_stdout = w.own_memory_peak(ours(pairs), tmp_path / "stdout.log")
     api = w.own_memory_peak([sys.executable, "-c", _API, str(pairs), str(model), str(tmp_path / "api.npy")],

@@ -40,24 +40,25 @@ def test_long_texts(benchmark, table, tmp_path, encoder):
     pairs = w.write_unique_pairs(tmp_path / "long.tsv", PAIRS, WORDS, np.random.default_rng(0))
     model = str(w.minilm_path() if encoder == "bi" else w.trained_cross_encoder())
 
-    def run(name, *command, after=(), measure=w.own_memory_peak):
+    def run(name, command, after=(), measure=w.own_memory_peak):  # command's output file follows it, then `after`
         out = tmp_path / f"{len(table.measured)}.npy"
-        table.measured[encoder, name] = measure([sys.executable, *command, str(out), *after], tmp_path / "log")
+        table.measured[encoder, name] = measure([*command, str(out), *after], tmp_path / "log")
         return np.load(out)
 
-    def ours(entry, precision):
-        return [*entry, "label", "--pairs", str(pairs), "--mode", encoder, "--model", model, "--device", "cpu",
-                "--precision", precision, "--out"]
+    def ours(precision, program=w.TRANSENC):
+        return w.label_command(pairs, "--mode", encoder, "--model", model, "--precision", precision, "--out",
+                               program=program)
 
     if encoder == "bi":
-        anchor = run(ANCHOR, "-c", w.ST_PAIR_COSINES, str(pairs), model, after=["32"])  # its default batch
+        # its default batch, 32
+        anchor = run(ANCHOR, [sys.executable, "-c", w.ST_PAIR_COSINES, str(pairs), model], after=["32"])
     else:
-        anchor = run(ANCHOR, "-c", w.ST_CROSS_SCORES, str(pairs), model)
+        anchor = run(ANCHOR, [sys.executable, "-c", w.ST_CROSS_SCORES, str(pairs), model])
     for precision in ("auto", "fp32"):
         measure = (lambda *a: w.timed(benchmark, w.own_memory_peak, *a)) if precision == "auto" else w.own_memory_peak
         name = f"`transenc label --precision {precision}`"
-        scores = run(name, *ours(["-m", "transenc"], precision), measure=measure)
-        run(f"{name}, {ROWS_ALONE}", *ours(["-c", _UNCAPPED], precision))
+        scores = run(name, ours(precision), measure=measure)
+        run(f"{name}, {ROWS_ALONE}", ours(precision, program=(sys.executable, "-c", _UNCAPPED)))
     agree = float(np.abs(scores - anchor).max())  # fp32's
     table.note(f"{PAIRS:,} pairs of {WORDS}-word texts (demo-corpus words, each text once): every text is cut, at 256 "
                "tokens (bi: all-MiniLM-L6-v2) or the pair at 128 (cross: MiniLM trained 600 steps as a cross-encoder, "

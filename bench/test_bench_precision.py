@@ -161,8 +161,9 @@ def ours_in_process(data, kind: str, precision: str):
 def ours_label_process(data, kind: str, precision: str):
     """run(): `transenc label` as a whole process over all pairs, its output file read back."""
     out = data["folder"] / f"{kind}-{precision}.tsv"
-    command = [str(Path(sys.executable).parent / "transenc"), "label", "--pairs", str(data["folder"] / "pairs.tsv"),
-               "--mode", kind, "--model", str(data["models"][kind]), "--precision", precision, "--out", str(out)]
+    command = w.label_command(data["folder"] / "pairs.tsv", "--mode", kind, "--model", data["models"][kind],
+                              "--precision", precision, "--out", out,
+                              program=[Path(sys.executable).parent / "transenc"])  # the console script
 
     def run():
         subprocess.run(command, check=True, capture_output=True)

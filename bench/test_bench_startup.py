@@ -45,8 +45,7 @@ def test_startup(benchmark, table, twenty_pairs, what):
     else:
         name = f"`transenc label`, 20 pairs, {what}"
         model = ["--mode", "cross", "--model", str(w.trained_cross_encoder())] if what == "cross" else []
-        command = [sys.executable, "-m", "transenc", "label", "--pairs", str(twenty_pairs), "--device", "cpu",
-                   "--out", str(twenty_pairs.with_suffix(".out.tsv")), *model]
+        command = w.label_command(twenty_pairs, "--out", twenty_pairs.with_suffix(".out.tsv"), *model)
     subprocess.run(command, check=True, capture_output=True)  # warm the file cache
     w.timed(benchmark, subprocess.run, command, check=True, capture_output=True, rounds=ROUNDS)
     table.measured[name] = benchmark.stats.stats.median

@@ -24,11 +24,18 @@ import local_data  # noqa: E402  (where STS-B and mpnet are kept, for the tests 
 
 DEVICE_DATA = REPO / ".device-data"  # what scripts/device_data.py packs for the GPU machine
 REFERENCE = RECIPES["reference"]  # its batches: cross-encoder 32 rows at max length 64, bi-encoder 128 pairs at 32
+TRANSENC = (sys.executable, "-m", "transenc")  # how a benchmark starts the command line
 
 
 def timed(benchmark, fn, *args, rounds: int = 1, **kwargs):
     """fn(*args, **kwargs) timed `rounds` times by pytest-benchmark (callers warm up first); its result."""
     return benchmark.pedantic(fn, args=args, kwargs=kwargs, rounds=rounds, iterations=1, warmup_rounds=0)
+
+
+def label_command(pairs, *options, program=TRANSENC, device: str = "cpu") -> list[str]:
+    """The argv of a `transenc label --pairs PAIRS --device DEVICE OPTIONS...` process. program: what
+    runs the command line (the console script, or a `python -c` wrapper that patches or times it)."""
+    return [*map(str, program), "label", "--pairs", str(pairs), "--device", device, *map(str, options)]
 
 
 def seconds(call) -> float:
