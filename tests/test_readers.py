@@ -62,7 +62,7 @@ def test_sts_layout_with_extra_fields(sts):
 
 
 def test_a_pair_set_in_both_orders_is_its_pairs_then_the_same_pairs_swapped():
-    """What a cross-encoder trains on: (a, b) and (b, a) for every pair, the labels repeated in that order."""
+    """What a cross-encoder trains on: every pair (a, b), then every pair again as (b, a)."""
     ps = transenc.read_pairs([("a", "b"), ("c", "a"), ("d", "e")])
     both = ps.both_orders()
     np.testing.assert_array_equal(both[:3], ps.pairs)
