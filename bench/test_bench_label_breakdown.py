@@ -19,7 +19,8 @@ pytest.importorskip("pytest_benchmark")
 PHASES = ("interpreter start", "imports", "argparse", "reading", "model load", "tokenizing", "model work", "scoring",
           "writing", "rest (file writes, exit)", "of model load: cuda start")
 TOTALS = ("total (instrumented)", "total (plain process)")
-_INSTRUMENTED = r"""
+# `transenc label` with the library's own functions wrapped in timers
+_TIMED_LABEL = r"""
 import json, sys, time
 t_first, t0 = time.time(), time.perf_counter()
 import transenc.cli, transenc.distributed, transenc.labeling, transenc.readers, transenc.writers
@@ -54,7 +55,7 @@ code = transenc.cli.main(sys.argv[1:])
 print(json.dumps({"first_line": t_first, "times": times, "calls": calls}))
 transenc.distributed.exit_now(code)  # the command's own way out (transenc.cli.run)
 """
-INSTRUMENTED = (sys.executable, "-c", _INSTRUMENTED)
+INSTRUMENTED = (sys.executable, "-c", _TIMED_LABEL)
 
 TITLE = "Where the time of a `transenc label` process goes"
 HEADER = ["phase", "bi", "cross"]

@@ -10,6 +10,7 @@ import pytest
 
 BOOTSTRAP = Path(__file__).resolve().parents[1] / "scripts" / "bootstrap.sh"
 CPU_INDEX = "--index-url https://download.pytorch.org/whl/cpu"
+pytestmark = pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
 
 
 def stub(path: Path, body: str) -> None:
@@ -35,7 +36,6 @@ def bootstrap(tmp_path: Path, first_install_says: str) -> tuple[subprocess.Compl
     return run, calls.read_text().splitlines()
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
 def test_only_a_missing_cpu_build_goes_to_pytorchs_index(tmp_path):
     run, calls = bootstrap(tmp_path, "ERROR: No matching distribution found for torch==2.13.0+cpu")
     assert run.returncode == 0, run.stderr
@@ -43,7 +43,6 @@ def test_only_a_missing_cpu_build_goes_to_pytorchs_index(tmp_path):
     assert calls[2].startswith("install --quiet -e")
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
 def test_any_other_pip_failure_stops_with_pips_message(tmp_path):
     run, calls = bootstrap(tmp_path, "ERROR: Could not install packages due to an OSError: No space left on device")
     assert run.returncode == 1

@@ -78,8 +78,7 @@ def is_tsv_header(fmt: str, first_line: str) -> bool:
     """A tsv file's line 1 that names its columns as the csv and jsonl readers know them
     (sentence1, sentence2 or text_a, text_b, then anything): a header, as a datasets export writes
     it, and no pair to score or train on."""
-    names = tuple(field.strip().lower() for field in first_line.split("\t")[:2])
-    return fmt == "tsv" and names in _JSON_KEYS
+    return fmt == "tsv" and tuple(field.strip().lower() for field in first_line.split("\t")[:2]) in _JSON_KEYS
 
 
 def detect_format(path: Path, first_line: str) -> str:
