@@ -5,22 +5,14 @@ import shutil
 import pytest
 from transformers import AutoTokenizer
 
+import corpora
 from transenc import wordpiece
-from transenc.bundled import DEMO_DEV, DEMO_PAIRS
 from transenc.readers import read_pairs
 from transenc.tokens import Template, TokenCache
 
-AWKWARD = ["Café naïve RÉSUMÉ", "e\u0301 combining", "我爱北京天安门 and 東京", "Hello,世界!", "a\tb\x00c\x7f d",
-           "[CLS] literal [SEP] tokens [MASK] [PAD] [UNK]", "[cls] lower [sep]", "🙂👍🏽 emoji", "zero\u200bwidth",
-           "3.14e10 $5,000 50% #tag @user https://example.com/a?b=c", "  spaced   out  ", "x" * 300,
-           " ".join(["antidisestablishmentarianism"] * 200), "ß ǅ ﬁ Ⅻ ①", "don't won't O'Neil's", "\u3000full width"]
-
 
 def sentences():
-    found = []
-    for path in (DEMO_PAIRS, DEMO_DEV):
-        found += read_pairs(path)[0].sentences
-    return found + AWKWARD
+    return corpora.demo_sentences() + corpora.AWKWARD + corpora.CONTROL
 
 
 def assert_same_tokenizer(ours, theirs, texts):
