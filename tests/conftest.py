@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from local_data import mpnet_dir, sts_dir
+from local_data import mpnet_dir
 
 REPO = Path(__file__).resolve().parents[1]
 # Subprocesses (python -m transenc, python -c, torchrun workers) import this checkout's transenc, as
@@ -29,10 +29,9 @@ def engine_variant(request):
 
 @pytest.fixture(scope="session")
 def sts():
-    path = sts_dir()
-    if path is None:
-        pytest.skip("STS-B not found (../shared/data/stsbenchmark or TRANSENC_STS_DIR)")
-    return path
+    import corpora
+
+    return corpora.sts_b_folder()
 
 
 @pytest.fixture(scope="session")

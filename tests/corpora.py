@@ -46,15 +46,21 @@ def demo_mix(n_pairs: int, seed: int = 0) -> list[tuple[str, str]]:
     return [(rng.choice(texts), rng.choice(texts)) for _ in range(n_pairs)]
 
 
-def sts_b(splits: tuple[str, ...] = ("train", "dev", "test")) -> list[tuple[str, str]]:
-    """Every pair of STS-B's splits, in file order; skips the test without the data."""
+def sts_b_folder() -> Path:
+    """STS-B's folder; skips the test without it."""
     folder = sts_dir()
     if folder is None:
         pytest.skip("STS-B not found (../shared/data/stsbenchmark or TRANSENC_STS_DIR)")
+    return folder
+
+
+def sts_b(splits: tuple[str, ...] = ("train", "dev", "test")) -> list[tuple[str, str]]:
+    """Every pair of STS-B's splits, in file order; skips the test without the data."""
+    folder = sts_b_folder()
     pairs = []
     for split in splits:
         # Tab-separated with stray quotes and extra fields on some lines: plain split, no csv quoting.
-        for line in (Path(folder) / f"sts-{split}.csv").read_text(encoding="utf-8").splitlines():
+        for line in (folder / f"sts-{split}.csv").read_text(encoding="utf-8").splitlines():
             fields = line.split("\t")
             pairs.append((fields[5], fields[6]))
     return pairs
