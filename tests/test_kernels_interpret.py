@@ -89,6 +89,21 @@ def test_pair_cosine(device, dtype, n, d, blocks):
 
 
 @pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("scale", [1e-15, 1e15])
+def test_pair_cosine_and_topk_are_free_of_the_rows_scale(device, scale):
+    """Norms far from 1 (fp32): each norm is taken on its own; sqrt(|a|^2 |b|^2) leaves fp32's range,
+    to 0 or to inf, long before either square does."""
+    gen = torch.Generator().manual_seed(4)
+    a, b = _rand((37, 130), torch.float64, "cpu", gen), _rand((37, 130), torch.float64, "cpu", gen)
+    far_a, far_b = (a * scale).float().to(device), (b * scale).float().to(device)
+    got = pc.pair_cosine(far_a, far_b, block_n=16, block_d=64)
+    torch.testing.assert_close(got.cpu(), reference.pair_cosine_reference(a, b), atol=TOL, rtol=0)
+    scores, _ = ct.cosine_topk(far_a, far_b, 5, config=SMALL, splits=2)
+    torch.testing.assert_close(scores.cpu().double(), reference.cosine_topk_reference(a, b, 5, False, 0)[0],
+                               atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 @pytest.mark.parametrize("rows,d", [(50, 7), (23, 384)])
 def test_pair_cosine_indexed(device, dtype, rows, d):

@@ -39,6 +39,16 @@ def test_pair_cosine_zero_rows_give_zero(dtype):
     assert got[[3, 7, 11]].tolist() == [0.0, 0.0, 0.0]
 
 
+@pytest.mark.parametrize("scale", [1e-15, 1e15])
+def test_pair_cosine_is_free_of_the_rows_scale(scale):
+    """Norms far from 1: each norm is taken on its own (|a| |b|, not sqrt(|a|^2 |b|^2), whose product
+    leaves fp32's range, to 0 or to inf, long before either square does)."""
+    gen = torch.Generator().manual_seed(3)
+    a, b = rand(gen, 50, 384).double(), rand(gen, 50, 384).double()
+    got = ops.pair_cosine((a * scale).float(), (b * scale).float())
+    torch.testing.assert_close(got, reference.pair_cosine_reference(a, b), atol=1e-5, rtol=0)
+
+
 def test_pair_cosine_odd_inputs():
     gen = torch.Generator().manual_seed(2)
     a, b = rand(gen, 300, 64), rand(gen, 64, 300).T  # b is not contiguous
@@ -176,6 +186,14 @@ def test_cosine_topk_ties_go_to_the_lower_id(q):
     for s_row, i_row in zip(scores.tolist(), ids.tolist()):
         for j in range(1, len(s_row)):
             assert s_row[j] < s_row[j - 1] or (s_row[j] == s_row[j - 1] and i_row[j] > i_row[j - 1])
+
+
+@pytest.mark.parametrize("scale", [1e-15, 1e15])
+def test_cosine_topk_is_free_of_the_rows_scale(scale):
+    gen = torch.Generator().manual_seed(5)
+    q, c = rand(gen, 37, 130).double(), rand(gen, 300, 130).double()
+    scores, _ = ops.cosine_topk((q * scale).float(), (c * scale).float(), 5)
+    torch.testing.assert_close(scores.double(), reference.cosine_topk_reference(q, c, 5, False, 0)[0], atol=1e-5, rtol=0)
 
 
 def test_cosine_topk_zero_rows():

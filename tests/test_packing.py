@@ -17,7 +17,7 @@ import transformers
 
 import corpora
 from transenc.packing import pack_pairs, pack_sentences, padding_efficiency, truncate_longest_first
-from transenc.tokens import TokenCache
+from transenc.tokens import TokenCache, TokenCaches
 
 # 25: an odd pair budget for MPNet's 4 special tokens (BERT's 3 give one at 32), where the
 # longest-first tie-break shows. Each length costs a full HF pass over the data.
@@ -82,6 +82,7 @@ def check_batches(batches, ref, n, token_budget, with_types):
         assert np.array_equal(b.input_ids.numpy(), ref["input_ids"][b.rows, :width])
         assert np.array_equal(b.attention_mask.numpy(), ref["attention_mask"][b.rows, :width])
         assert not ref["attention_mask"][b.rows, width:].any(), "only padding beyond the batch width"
+        assert b.attention_mask[:, -1].any(), "the batch as wide as its longest row"
         if with_types:
             assert np.array_equal(b.token_type_ids.numpy(), ref["token_type_ids"][b.rows, :width])
         else:
@@ -178,6 +179,18 @@ def test_a_budget_below_max_length_puts_a_longer_row_in_a_batch_of_its_own(case)
     assert np.array_equal(np.sort(np.concatenate([b.rows for b in batches])), np.arange(3000))
 
 
+def test_rows_of_one_length_fill_the_budget_exactly():
+    """Rows without padding are never cut into smaller batches, and a row that brings the batch to
+    exactly the budget joins it: 100 rows of 7 tokens make one batch under a budget of 700, two under 699."""
+    tok = bert_tokenizer()
+    cache = TokenCache(tok, ["one two three four five", "six seven eight nine ten"])  # 5 tokens each
+    sentences, pairs = np.zeros(100, np.int32), np.tile(np.array([[0, 1]], np.int32), (100, 1))
+    for budget, sizes in ((700, [100]), (699, [99, 1])):
+        assert [len(b.rows) for b in pack_sentences(cache, sentences, 32, budget)] == sizes
+    for budget, sizes in ((1300, [100]), (1299, [99, 1])):  # pair rows: 5 + 5 + 3 specials
+        assert [len(b.rows) for b in pack_pairs(cache, pairs, 32, budget)] == sizes
+
+
 def test_truncate_longest_first_rule():
     # A pair that fits is kept; a side within half the budget is kept whole; else both get half,
     # the odd token to the longer side, and to the second on a tie.
@@ -206,12 +219,39 @@ def test_cache_built_block_by_block_holds_every_sentence_in_order(monkeypatch):
     tok = bert_tokenizer()
     sentences = [f"sentence number {i} " + "word " * (i % 7) for i in range(23)] + ["", "the end"]
     monkeypatch.setattr(transenc.tokens, "TOKENIZE_BLOCK", 4)  # 7 blocks, the last one short
+    assert list(transenc.tokens._blocks(sentences)) == [(i, min(i + 4, 25)) for i in range(0, 25, 4)]
     cache = TokenCache(tok, sentences)
     assert len(cache) == len(sentences)
     for i, sentence in enumerate(sentences):
         assert cache.tokens(i).tolist() == tok(sentence, add_special_tokens=False)["input_ids"]
     empty = TokenCache(tok, [])
     assert len(empty) == 0 and empty.ids.dtype == np.int32 and empty.offsets.tolist() == [0]
+
+
+def test_row_lengths_are_the_tokenizers_own():
+    """Rows before any cut, special tokens included, as each tokenizer counts them (BERT adds 2 to a
+    sentence and 3 to a pair, MPNet 2 and 4)."""
+    texts = corpora.demo_sentences()[:40]
+    pairs = np.array([[i, (i * 7 + 3) % 40] for i in range(40)], np.int32)
+    for make in TOKENIZERS.values():
+        tok = make()
+        cache = TokenCache(tok, texts)
+        assert cache.sentence_row_lengths().tolist() == [len(tok(t)["input_ids"]) for t in texts]
+        assert cache.sentence_row_lengths(pairs[:, 1]).tolist() == [len(tok(texts[b])["input_ids"]) for b in pairs[:, 1]]
+        assert cache.pair_row_lengths(pairs).tolist() == [len(tok(texts[a], texts[b])["input_ids"]) for a, b in pairs]
+
+
+def test_one_token_cache_per_tokenizer_and_sentence_table():
+    """A run's caches (TokenCaches): models whose tokenizers have the same rules share one per pair
+    set; another pair set, or another tokenizer, gets its own."""
+    caches, tok = TokenCaches(), bert_tokenizer()
+    first, second = ["a cat sleeps", "a dog barks"], ["the sun rises"]  # the owners: kept alive here
+    one = caches.get(tok, first, first)
+    assert caches.get(bert_tokenizer(), first, first) is one  # another object, the same vocabulary and rules
+    other = caches.get(tok, second, second)
+    assert other is not one and len(other) == 1
+    assert other.tokens(0).tolist() == tok("the sun rises", add_special_tokens=False)["input_ids"]
+    assert caches.get(mpnet_tokenizer(), first, first) is not one
 
 
 def test_long_texts_are_tokenized_in_blocks_of_characters(monkeypatch):
@@ -230,6 +270,7 @@ def test_long_texts_are_tokenized_in_blocks_of_characters(monkeypatch):
     assert all(n <= 100 or b - a == 1 for n, (a, b) in zip(lengths, blocks))  # a long one alone
     assert all(n + len(sentences[b]) > 100 for n, (a, b) in zip(lengths, blocks[:-1]))  # each as full as fits
     assert (1, 2) in blocks and (4, 5) in blocks  # the texts of 150 and 300 characters, each alone
+    assert list(transenc.tokens._blocks(["x" * 25] * 10)) == [(0, 4), (4, 8), (8, 10)]  # 100 characters fit 100
     blocked = TokenCache(tok, sentences)
     assert np.array_equal(blocked.ids, whole.ids) and np.array_equal(blocked.offsets, whole.offsets)
 

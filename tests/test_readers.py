@@ -209,6 +209,16 @@ def test_a_tsv_header_on_line_1_is_no_pair_to_either_reader(tmp_path, header):
         read_pairs(write(tmp_path / "only.tsv", header + b"\n"))
 
 
+@pytest.mark.parametrize("fmt, sep", [("tsv", b"\t"), ("bars", b"||")])
+def test_a_bom_before_the_first_pair_is_no_part_of_its_sentence(tmp_path, fmt, sep):
+    """A file saved with a byte order mark (Windows' Notepad): U+FEFF at the file's start marks the
+    encoding and is dropped by both readers; the first pair is a pair like the others."""
+    path = write(tmp_path / f"p.{fmt}", b"\xef\xbb\xbfa b" + sep + b"c d\ne" + sep + b"f\n")
+    want = ([("a b", "c d", None), ("e", "f", None)], 0)
+    assert python_reading(path, fmt, "raise") == want
+    assert scanned_reading(path, fmt, "raise", 1000, False) == want
+
+
 def test_an_empty_sentence_beside_a_nul_is_empty_to_both_readers(tmp_path):
     """The rules in one order for the scanner and the Python parser: a case the random files below met."""
     path = write(tmp_path / "p.tsv", b"a\x00b\t \n")

@@ -42,9 +42,17 @@ def test_a_folder_transenc_saved(tiny_bert):
     assert_same_tokenizer(wordpiece.load(tiny_bert), AutoTokenizer.from_pretrained(str(tiny_bert)), sentences())
 
 
+# tokenizer_config.json's list of added tokens as save_pretrained may write it: exactly tokenizer.json's.
+SAVED_SPECIALS = {str(i): {"content": token, "lstrip": False, "normalized": False, "rstrip": False,
+                           "single_word": False, "special": True}
+                  for i, token in ((0, "[PAD]"), (100, "[UNK]"), (101, "[CLS]"), (102, "[SEP]"), (103, "[MASK]"))}
+
+
 @pytest.mark.parametrize("flags", [{"do_lower_case": False}, {"strip_accents": True}, {"strip_accents": False},
                                    {"tokenize_chinese_chars": False}, {"model_max_length": 128},
-                                   {"model_max_length": "unset"}, {"do_lower_case": "unset"}])
+                                   {"model_max_length": "unset"}, {"do_lower_case": "unset"},
+                                   {"strip_accents": "unset"}, {"tokenize_chinese_chars": "unset"},
+                                   {"added_tokens_decoder": SAVED_SPECIALS}])
 def test_tokenizer_config_flags_over_tokenizer_json(tmp_path, default_model_path, flags):
     """transformers builds the normalizer from tokenizer_config.json's flags, whatever tokenizer.json says."""
     for name in ("tokenizer.json", "vocab.txt", "special_tokens_map.json", "config.json"):
