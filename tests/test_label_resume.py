@@ -2,6 +2,7 @@
 pairs and settings scores only the rest and ends with the bytes an unstopped run writes."""
 import errno
 import os
+import shutil
 
 import pytest
 
@@ -98,6 +99,32 @@ def test_a_label_of_other_settings_starts_over(change, tmp_path, job, monkeypatc
     assert ("no stopped run of these pairs and settings to resume" in err) == (change == "pairs file")
     assert ("the embeddings of 75 sentences kept" in err) == (change == "chunk-pairs")
     assert not (tmp_path / ".out.tsv.partial").exists() and not (tmp_path / ".out.tsv.partial.json").exists()
+
+
+def test_other_weights_under_the_same_model_path_start_over(tmp_path, job, tiny_bert, monkeypatch, capsys):
+    """A model folder given new weights between the stop and the --resume: neither the kept rows nor
+    the kept embeddings of the old weights are taken up."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    _, argv, _ = job
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert, model)
+
+    def with_model(out, *more):
+        return [*argv(out, *more), "--model", str(model)]  # the last --model is the one taken
+
+    with monkeypatch.context() as m:
+        stop_at_chunk(m, 4, KeyboardInterrupt())
+        assert cli.main(with_model(tmp_path / "out.tsv")) == 130
+    torch.manual_seed(1)
+    BertModel(BertConfig.from_pretrained(model)).save_pretrained(model)  # the same config, other weights
+    assert cli.main(with_model(tmp_path / "new.tsv")) == 0
+    capsys.readouterr()
+    assert cli.main(with_model(tmp_path / "out.tsv", "--resume")) == 0
+    assert (tmp_path / "out.tsv").read_bytes() == (tmp_path / "new.tsv").read_bytes()
+    err = capsys.readouterr().err
+    assert "no stopped run of these pairs and settings to resume" in err and "embeddings" not in err
 
 
 class FillsUp:

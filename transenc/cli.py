@@ -209,11 +209,18 @@ def _label_settings(args, chunk_pairs: int, precision: str) -> dict:
 
 
 def _input_and_model(path: str, model: str | None) -> dict:
-    """The input file as a resumed run recognises it (path, size, modification time), and the model."""
+    """The input file as a resumed run recognises it (path, size, modification time), and the model:
+    a folder's files the same way, so that other weights copied to the same path start over, never
+    mixed with the kept rows. Stat calls only: hashing the weights would cost label its fixed time."""
     found = Path(path)
-    model = str(Path(model).resolve()) if model and Path(model).exists() else model
+    files = None
+    if model and Path(model).exists():
+        folder = Path(model).resolve()
+        model = str(folder)
+        files = sorted([str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns]
+                       for f in folder.rglob("*") if f.is_file())
     return {"input": str(found.resolve()), "bytes": found.stat().st_size, "modified_ns": found.stat().st_mtime_ns,
-            "model": model}
+            "model": model, "model_files": files}
 
 
 def cmd_eval(args) -> None:
