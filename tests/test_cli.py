@@ -498,3 +498,13 @@ def test_a_stopped_command_offers_resume_only_where_it_kept_work(tmp_path):
     for stream in ("-", str(tmp_path / "pipe")):
         assert cli._resume_hint(label(stream)) == ""
     assert cli._resume_hint(label(str(tmp_path / "p.tsv"), out=None)) == ""
+
+
+def test_ctrl_c_while_the_parser_loads_is_one_line(monkeypatch, capsys):
+    """Ctrl-C in a command's first tenth of a second, while build_parser's imports load: no traceback."""
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted)
+    assert cli.main(["label", "--help"]) == 130
+    assert capsys.readouterr().err == "transenc: interrupted\n"

@@ -369,7 +369,11 @@ def _resume_hint(args) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the parser's imports load (~0.1 s): nothing begun, nothing kept
+        print("transenc: interrupted", file=sys.stderr)
+        return 130
     in_main_thread = threading.current_thread() is threading.main_thread()  # (signal handlers live there alone)
     replaced = _catch_stop_signals() if in_main_thread else {}
     try:
