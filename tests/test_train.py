@@ -1,6 +1,7 @@
 """`transenc train` on a tiny BERT: losses fall, outputs load in sentence-transformers,
 kill-and-resume (between stages or inside a fit) ends with the same weights, mutual distillation runs."""
 import json
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -124,6 +125,25 @@ def test_kill_and_resume_gives_identical_weights(tmp_path, tiny_bert, pairs_64, 
             assert whole.keys() == other.keys()
             for key in whole:
                 assert torch.equal(whole[key], other[key]), (run, name, key)
+
+
+def test_a_run_folder_removed_under_the_run_stops_it_before_its_state_is_written(tmp_path, tiny_bert, pairs_64,
+                                                                                 monkeypatch):
+    """`rm -rf` of the folder while cycle 1's bi-encoder labels the pairs: the run's writes make the
+    folder again, and its next record stops it with a clear error instead of marking the stages before
+    done in a folder that has lost them (which no --resume could finish, and a second run could claim)."""
+    pairs, _ = pairs_64
+    out = tmp_path / "run"
+    real = training.Trainer.bi_label
+
+    def removed(self, cycle, folder):
+        shutil.rmtree(out)
+        return real(self, cycle, folder)
+
+    monkeypatch.setattr(training.Trainer, "bi_label", removed)
+    with pytest.raises(TransencError, match="removed or replaced while this run wrote to it"):
+        train(args_for(out, pairs, [tiny_bert]))
+    assert not (out / "state.json").exists()
 
 
 def test_a_run_killed_inside_a_fit_resumes_from_the_fits_save(tmp_path, tiny_bert, pairs_64, monkeypatch):

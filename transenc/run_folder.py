@@ -4,6 +4,7 @@ the files rank 0 alone writes. A stage is marked done only once its outputs are 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -77,6 +78,7 @@ class Run:
             with writing(out, RESUME_HINT):
                 out.mkdir(parents=True, exist_ok=True)
             self.state = {"config": config, "done": [], "metrics": {"cycles": []}}
+        self.identity = _identity(out)
 
     @property
     def metrics(self) -> dict:
@@ -92,6 +94,12 @@ class Run:
     def save(self) -> None:
         if not distributed.is_main():  # under torchrun every rank keeps the state, rank 0 writes it
             return
+        # A folder removed (or replaced) under a running run: its writes made a new one, without the
+        # stages before; marking them done there would leave a run no --resume can finish, and a
+        # second run may claim it meanwhile. Stop before the state says anything.
+        if _identity(self.out) != self.identity:
+            raise TransencError(f"{self.out} was removed or replaced while this run wrote to it; the run stops. "
+                                "What that folder holds now is incomplete: start the run again in an empty --out")
         write_text(self.out / "metrics.json", json.dumps(self.state["metrics"], indent=2))
         write_text(self.state_path, json.dumps(self.state, indent=2))  # last: what it marks done is on disk
 
@@ -106,6 +114,14 @@ class Run:
         with writing(self.out / name, RESUME_HINT):
             (self.out / name).mkdir(exist_ok=True)
         return self.out / name
+
+
+def _identity(folder: Path) -> tuple[int, int] | None:
+    try:
+        found = os.stat(folder)
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 def write_text(path: Path, text: str) -> None:
