@@ -112,6 +112,19 @@ def test_family_cross_encoder_labels_like_sentence_transformers(family_model, tm
 
 
 @pytest.mark.parametrize("kind", ["bi", "cross"])
+def test_a_saved_tokenizer_is_the_same_whatever_calls_it_served(family_model, tmp_path, kind):
+    """A model saved before and after its tokenizer served a call with truncation and padding (HF
+    leaves them set on the backend) writes the same tokenizer.json: a resumed run's exports equal an
+    unstopped run's."""
+    _, path, _ = family_model
+    encoder = (BiEncoder if kind == "bi" else CrossEncoder).load(path, "cpu")
+    encoder.save(tmp_path / "before")
+    encoder.tokenizer(SENTENCES, truncation=True, max_length=7, padding="max_length")
+    encoder.save(tmp_path / "after")
+    assert (tmp_path / "before" / "tokenizer.json").read_bytes() == (tmp_path / "after" / "tokenizer.json").read_bytes()
+
+
+@pytest.mark.parametrize("kind", ["bi", "cross"])
 def test_family_trains_one_step(family_model, kind):
     name, path, _ = family_model
     torch.manual_seed(2)

@@ -120,6 +120,18 @@ def _load_tokenizer(path: Path, inference: bool = False):
         return AutoTokenizer.from_pretrained(str(path))
 
 
+def _save_tokenizer(tokenizer, directory: Path) -> None:
+    """save_pretrained, with the same tokenizer.json whatever calls the tokenizer served: each call
+    leaves its truncation and padding on the Rust backend, which would be saved (a resumed run's
+    exports then differed from an unstopped run's). Saved without either: transformers and
+    sentence-transformers set their own at every call."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_truncation()
+        backend.no_padding()
+    tokenizer.save_pretrained(str(directory))
+
+
 def _load_model(path: Path, cross: bool, inference: bool, device: torch.device):
     """The transformer at `path`: with `cross`, with a one-logit pair head. For inference, a
     checkpoint transenc.bert covers is built there, its weights read straight onto the device; every
@@ -416,7 +428,7 @@ class BiEncoder(_Encoder):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         self._save_model(directory)
-        self.tokenizer.save_pretrained(str(directory))
+        _save_tokenizer(self.tokenizer, directory)
         modules = [
             {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
             {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
@@ -490,4 +502,4 @@ class CrossEncoder(_Encoder):
         self.model.config.sentence_transformers = {"activation_fn": SIGMOID}
         self._save_model(directory)
         self.tokenizer.model_max_length = self.max_length
-        self.tokenizer.save_pretrained(str(directory))
+        _save_tokenizer(self.tokenizer, directory)
