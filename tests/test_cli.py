@@ -486,13 +486,19 @@ def test_cross_mode_without_a_pair_head_and_bi_mode_on_a_cross_encoder_warn(tmp_
 
 
 def test_a_stopped_command_offers_resume_only_where_it_kept_work(tmp_path):
-    """A pairs file kept work beside --out; standard input, a pipe (`<(zcat …)`) or standard output kept none."""
+    """A pairs file kept work beside --out where any was complete (its `.NAME.partial*` files stay);
+    standard input, a pipe (`<(zcat …)`) or standard output kept none."""
     from types import SimpleNamespace
 
     (tmp_path / "p.tsv").write_text("a\tb\n")
     os.mkfifo(tmp_path / "pipe")
     hint = "; the same command with --resume goes on from the work kept"
-    label = lambda pairs, out="s.tsv": SimpleNamespace(command="label", pairs=pairs, out=out)  # noqa: E731
+    out = str(tmp_path / "s[1].tsv")  # a glob's characters in the name match themselves
+    label = lambda pairs, out=out: SimpleNamespace(command="label", pairs=pairs, out=out)  # noqa: E731
+    assert cli._resume_hint(label(str(tmp_path / "p.tsv"))) == "; no work was complete enough to keep"
+    (tmp_path / ".s1.tsv.partial.json").write_text("{}")  # another output's work
+    assert cli._resume_hint(label(str(tmp_path / "p.tsv"))) == "; no work was complete enough to keep"
+    (tmp_path / ".s[1].tsv.partial.json").write_text("{}")
     assert cli._resume_hint(label(str(tmp_path / "p.tsv"))) == hint
     assert cli._resume_hint(SimpleNamespace(command="train", out="runs/x")) == hint
     for stream in ("-", str(tmp_path / "pipe")):

@@ -64,6 +64,15 @@ def test_a_stopped_label_resumes_with_the_rest_alone(tmp_path, job, monkeypatch,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.tsv", "pairs.tsv", "whole.tsv"]
 
 
+def test_a_label_stopped_in_its_first_chunk_says_nothing_was_kept(tmp_path, job, monkeypatch, capsys):
+    """A cross-encoder's label (a bi-encoder's keeps the embeddings it encoded before any row)."""
+    _, argv, _ = job
+    stop_at_chunk(monkeypatch, 1, KeyboardInterrupt())
+    assert cli.main(argv(tmp_path / "out.tsv", "--mode", "cross")) == 130
+    assert capsys.readouterr().err.endswith("transenc: interrupted; no work was complete enough to keep\n")
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.tsv")]
+
+
 def test_a_stopped_npy_output_resumes_to_the_same_bytes(tmp_path, job, monkeypatch):
     pairs, argv, _ = job
     whole, out = tmp_path / "whole.npy", tmp_path / "out.npy"

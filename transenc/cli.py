@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import glob
 import json
 import os
 import signal
@@ -333,6 +334,7 @@ COMMANDS = {"label": cmd_label, "eval": cmd_eval, "mine": cmd_mine, "train": cmd
 
 
 # Signals that stop a run: SIGTERM (`kill`, job schedulers) and SIGHUP (the terminal or SSH session closed).
+RESUME_FROM_KEPT = "; the same command with --resume goes on from the work kept"
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
@@ -359,12 +361,18 @@ def _catch_stop_signals() -> dict:
 
 def _resume_hint(args) -> str:
     """What a stopped command kept for --resume: a run folder, or label's and mine's work beside --out
-    (not from a stream, which cannot be read again)."""
+    (not from a stream, which cannot be read again), where any was complete: their files
+    `.NAME.partial*` stay only then (a label stopped inside its first chunk keeps none)."""
     from transenc.readers import is_stream
+    from transenc.writers import partial_path
 
     source = getattr(args, "pairs", None) or getattr(args, "sentences", None)
-    if args.command == "train" or (args.command in ("label", "mine") and args.out and not is_stream(Path(source))):
-        return "; the same command with --resume goes on from the work kept"
+    if args.command == "train":
+        return RESUME_FROM_KEPT
+    if args.command in ("label", "mine") and args.out and not is_stream(Path(source)):
+        kept = partial_path(args.out)
+        return RESUME_FROM_KEPT if any(kept.parent.glob(glob.escape(kept.name) + "*")) else \
+            "; no work was complete enough to keep"
     return ""
 
 
