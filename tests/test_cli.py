@@ -497,6 +497,7 @@ def test_a_stopped_command_offers_resume_only_where_it_kept_work(tmp_path):
     label = lambda pairs, out=out: SimpleNamespace(command="label", pairs=pairs, out=out)  # noqa: E731
     assert cli._resume_hint(label(str(tmp_path / "p.tsv"))) == "; no work was complete enough to keep"
     (tmp_path / ".s1.tsv.partial.json").write_text("{}")  # another output's work
+    (tmp_path / ".s[1].tsv.partial.lock").write_text("")  # a claim a killed run left: no work
     assert cli._resume_hint(label(str(tmp_path / "p.tsv"))) == "; no work was complete enough to keep"
     (tmp_path / ".s[1].tsv.partial.json").write_text("{}")
     assert cli._resume_hint(label(str(tmp_path / "p.tsv"))) == hint

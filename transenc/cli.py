@@ -333,8 +333,8 @@ COMMANDS = {"label": cmd_label, "eval": cmd_eval, "mine": cmd_mine, "train": cmd
             "data": cmd_data}
 
 
-# Signals that stop a run: SIGTERM (`kill`, job schedulers) and SIGHUP (the terminal or SSH session closed).
 RESUME_FROM_KEPT = "; the same command with --resume goes on from the work kept"
+# Signals that stop a run: SIGTERM (`kill`, job schedulers) and SIGHUP (the terminal or SSH session closed).
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
@@ -371,8 +371,8 @@ def _resume_hint(args) -> str:
         return RESUME_FROM_KEPT
     if args.command in ("label", "mine") and args.out and not is_stream(Path(source)):
         kept = partial_path(args.out)
-        return RESUME_FROM_KEPT if any(kept.parent.glob(glob.escape(kept.name) + "*")) else \
-            "; no work was complete enough to keep"
+        files = kept.parent.glob(glob.escape(kept.name) + "*")
+        return RESUME_FROM_KEPT if any(f.suffix != ".lock" for f in files) else "; no work was complete enough to keep"
     return ""
 
 
