@@ -146,6 +146,23 @@ def test_a_run_folder_removed_under_the_run_stops_it_before_its_state_is_written
     assert not (out / "state.json").exists()
 
 
+def test_a_resumed_run_removes_the_half_written_files_a_killed_one_left(tmp_path, tiny_bert, pairs_64):
+    """A SIGKILL during a save leaves its temporary (`.NAME.XXXXXXXX.tmp`, a model's size at most): the
+    next run in the folder removes them; the user's own files stay."""
+    pairs, _ = pairs_64
+    out = tmp_path / "run"
+    train(args_for(out, pairs, [tiny_bert], cycles=1))
+    stale = [out / "cycle1" / ".cross-0.yw1skq87.tmp", out / "cycle1" / ".labels_bi.npy.a_b3x9q2.tmp"]
+    stale[0].mkdir()
+    (stale[0] / "model.safetensors").write_bytes(b"half")
+    stale[1].write_bytes(b"half")
+    mine = [out / "notes.tmp", out / ".hidden.tmp", out / "cycle1" / "my.model.12345678.txt"]
+    for path in mine:
+        path.write_text("mine")
+    train(args_for(out, pairs, [tiny_bert], cycles=1, resume=True))
+    assert not any(path.exists() for path in stale) and all(path.exists() for path in mine)
+
+
 def test_a_run_killed_inside_a_fit_resumes_from_the_fits_save(tmp_path, tiny_bert, pairs_64, monkeypatch):
     """Killed at cycle 1's 5th cross-encoder step with the fit saving every step, resumed: the fit goes on
     after step 4, the run ends with the uninterrupted run's weights and dev checks (each dev set's

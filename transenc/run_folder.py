@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from transenc.errors import TransencError
 from transenc.writers import atomic_dir, atomic_open, check_output_parents, free_space_warning, writing
 
 STAGES = ("bi_label", "cross_train", "cross_label", "bi_train")
+STALE_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # tempfile's 8 random characters
 # What a failed write of a run says to do: a stage is marked done only once its files are complete.
 RESUME_HINT = "free space (or fix the folder's permissions), then rerun with --resume; nothing finished is lost"
 
@@ -102,6 +105,18 @@ class Run:
                                 "What that folder holds now is incomplete: start the run again in an empty --out")
         write_text(self.out / "metrics.json", json.dumps(self.state["metrics"], indent=2))
         write_text(self.state_path, json.dumps(self.state, indent=2))  # last: what it marks done is on disk
+
+    def remove_stale_temporaries(self) -> None:
+        """The half-written files and folders a killed run left (`.NAME.XXXXXXXX.tmp`, as
+        writers.atomic_open and atomic_dir name them: a model, a steps file): up to a model's size
+        each, hidden, and never taken up. Only under the run's claim, when no other process writes here."""
+        for stale in sorted(self.out.rglob(".*.tmp"), reverse=True):  # inner ones first
+            if not STALE_TEMPORARY.fullmatch(stale.name):
+                continue
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink(missing_ok=True)
 
     def cycle_metrics(self, cycle: int) -> dict:
         cycles = self.state["metrics"]["cycles"]

@@ -163,6 +163,8 @@ class Trainer:
         busy = (f"{self.run.out}: another transenc is training in this folder now; let that one end (or stop it), "
                 "then --resume, or choose another --out")
         with claimed(self.run.out, busy) if distributed.is_main() else contextlib.nullcontext():
+            if distributed.is_main():
+                self.run.remove_stale_temporaries()
             self._train()
 
     def _train(self) -> None:
