@@ -136,6 +136,20 @@ def test_other_weights_under_the_same_model_path_start_over(tmp_path, job, tiny_
     assert "no stopped run of these pairs and settings to resume" in err and "embeddings" not in err
 
 
+def test_an_output_inside_the_model_folder_resumes(tmp_path, job, tiny_bert, monkeypatch, capsys):
+    """The work kept beside an --out in the model's own folder is no change of the model."""
+    _, argv, whole = job
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert, model)
+    out = model / "scores.tsv"
+    with monkeypatch.context() as m:
+        stop_at_chunk(m, 4, KeyboardInterrupt())
+        assert cli.main([*argv(out), "--model", str(model)]) == 130
+    capsys.readouterr()
+    assert cli.main([*argv(out, "--resume"), "--model", str(model)]) == 0
+    assert "after its first 24 scores" in capsys.readouterr().err and out.read_bytes() == whole
+
+
 class FillsUp:
     """The partial output's file on a disk that fills up at its n-th write."""
 

@@ -212,14 +212,17 @@ def _label_settings(args, chunk_pairs: int, precision: str) -> dict:
 def _input_and_model(path: str, model: str | None) -> dict:
     """The input file as a resumed run recognises it (path, size, modification time), and the model:
     a folder's files the same way, so that other weights copied to the same path start over, never
-    mixed with the kept rows. Stat calls only: hashing the weights would cost label its fixed time."""
+    mixed with the kept rows. Stat calls only: hashing the weights would cost label its fixed time.
+    Hidden files are left out, as models.model_digest does: an --out inside the folder keeps its
+    work there as `.NAME.partial*`, which changes between the stop and the --resume."""
     found = Path(path)
     files = None
     if model and Path(model).exists():
         folder = Path(model).resolve()
         model = str(folder)
         files = sorted([str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns]
-                       for f in folder.rglob("*") if f.is_file())
+                       for f in folder.rglob("*")
+                       if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts))
     return {"input": str(found.resolve()), "bytes": found.stat().st_size, "modified_ns": found.stat().st_mtime_ns,
             "model": model, "model_files": files}
 
