@@ -220,9 +220,13 @@ def _input_and_model(path: str, model: str | None) -> dict:
     if model and Path(model).exists():
         folder = Path(model).resolve()
         model = str(folder)
-        files = sorted([str(f.relative_to(folder)), f.stat().st_size, f.stat().st_mtime_ns]
-                       for f in folder.rglob("*")
-                       if f.is_file() and not any(part.startswith(".") for part in f.relative_to(folder).parts))
+        files = []
+        for f in folder.rglob("*"):
+            name = f.relative_to(folder)
+            if f.is_file() and not any(part.startswith(".") for part in name.parts):
+                meta = f.stat()
+                files.append([str(name), meta.st_size, meta.st_mtime_ns])
+        files.sort()
     return {"input": str(found.resolve()), "bytes": found.stat().st_size, "modified_ns": found.stat().st_mtime_ns,
             "model": model, "model_files": files}
 

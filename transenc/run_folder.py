@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -14,10 +13,10 @@ import numpy as np
 
 from transenc import distributed
 from transenc.errors import TransencError
-from transenc.writers import atomic_dir, atomic_open, check_output_parents, free_space_warning, writing
+from transenc.writers import (atomic_dir, atomic_open, check_output_parents, free_space_warning, is_temporary,
+                              writing)
 
 STAGES = ("bi_label", "cross_train", "cross_label", "bi_train")
-STALE_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # tempfile's 8 random characters
 # What a failed write of a run says to do: a stage is marked done only once its files are complete.
 RESUME_HINT = "free space (or fix the folder's permissions), then rerun with --resume; nothing finished is lost"
 
@@ -111,7 +110,7 @@ class Run:
         writers.atomic_open and atomic_dir name them: a model, a steps file): up to a model's size
         each, hidden, and never taken up. Only under the run's claim, when no other process writes here."""
         for stale in sorted(self.out.rglob(".*.tmp"), reverse=True):  # inner ones first
-            if not STALE_TEMPORARY.fullmatch(stale.name):
+            if not is_temporary(stale.name):
                 continue
             if stale.is_dir() and not stale.is_symlink():
                 shutil.rmtree(stale)

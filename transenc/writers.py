@@ -164,6 +164,17 @@ def _open(target: str | Path | int, binary: bool, append: bool = False):
     return open(target, mode + "b") if binary else open(target, mode, encoding="utf-8", newline="\n")
 
 
+def _temporary_affixes(target: Path) -> dict:
+    """How atomic_open and atomic_dir name their temporaries: `.NAME.XXXXXXXX.tmp` beside `target`."""
+    return {"dir": target.parent, "prefix": f".{target.name}.", "suffix": ".tmp"}
+
+
+def is_temporary(name: str) -> bool:
+    """A name atomic_open or atomic_dir gives its temporary (tempfile's 8 random characters): what a
+    killed writer leaves behind."""
+    return re.fullmatch(r"\..+\.[a-z0-9_]{8}\.tmp", name) is not None
+
+
 @contextmanager
 def atomic_open(path: str | Path, binary: bool = False, hint: str | None = None):
     """A file to write `path` with: a temporary file beside it, renamed onto it when the block completes,
@@ -178,7 +189,7 @@ def atomic_open(path: str | Path, binary: bool = False, hint: str | None = None)
             f, tmp = _open(path, binary, append=True), None
         else:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+            fd, tmp = tempfile.mkstemp(**_temporary_affixes(target))
             f = _open(fd, binary)
     try:
         yield _Output(f, path, hint)
@@ -303,7 +314,7 @@ def atomic_dir(target: str | Path, hint: str | None = None):
     target = _through_links(Path(target))
     with writing(target, hint):
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+        tmp = Path(tempfile.mkdtemp(**_temporary_affixes(target)))
         try:
             yield tmp
             os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes the folder private; give it a normal folder's mode
