@@ -231,6 +231,44 @@ def test_a_stop_signal_unwinds_as_ctrl_c_does(name, code, tmp_path, tiny_bert, m
     assert signal.getsignal(getattr(signal, name)) == before  # the command's handler is gone with it
 
 
+def test_stops_after_the_first_wait_for_its_unwinding(tmp_path, tiny_bert, monkeypatch, capsys):
+    """An impatient user's second Ctrl-C, or `kill` twice: signals that arrive together, and one more
+    while the first unwinds, end the command with one line and its work kept, as one signal does. A
+    second exception used to break off the cleanup with a traceback and exit 1, and a handler set to
+    SIG_IGN with a signal pending prints "Signal 15 ignored due to race condition"."""
+    import signal
+
+    from transenc import readers, writers
+    from transenc.bundled import DEMO_PAIRS
+
+    both = {signal.SIGINT, signal.SIGTERM}
+    real_rows, real_spools, unraisable = writers.score_rows, readers.remove_spools, []
+
+    def killed_twice(*args):
+        signal.pthread_sigmask(signal.SIG_BLOCK, both)  # both arrive before either handler runs
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, both)
+        return real_rows(*args)
+
+    def killed_while_cleaning_up():
+        os.kill(os.getpid(), signal.SIGTERM)
+        real_spools()
+
+    monkeypatch.setattr(writers, "score_rows", killed_twice)
+    monkeypatch.setattr(readers, "remove_spools", killed_while_cleaning_up)
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    before = {signum: signal.getsignal(signum) for signum in both}
+    out = tmp_path / "out"
+    out.mkdir()
+    code = run(["label", "--pairs", str(DEMO_PAIRS), "--out", str(out / "s.tsv"), "--model", str(tiny_bert)])
+    err = capsys.readouterr().err
+    assert (code, err) in [(130, "transenc: interrupted" + cli.RESUME_FROM_KEPT + "\n"),
+                           (143, "transenc: stopped (SIGTERM)" + cli.RESUME_FROM_KEPT + "\n")]
+    assert unraisable == [] and not any(writers.is_temporary(f.name) for f in out.iterdir())
+    assert {signum: signal.getsignal(signum) for signum in both} == before
+
+
 def test_under_nohup_sighup_stays_ignored(tmp_path, tiny_bert, monkeypatch):
     """`nohup transenc ...` ignores SIGHUP so that the run outlives the terminal: the command must
     not catch it and stop."""

@@ -343,6 +343,8 @@ COMMANDS = {"label": cmd_label, "eval": cmd_eval, "mine": cmd_mine, "train": cmd
 RESUME_FROM_KEPT = "; the same command with --resume goes on from the work kept"
 # Signals that stop a run: SIGTERM (`kill`, job schedulers) and SIGHUP (the terminal or SSH session closed).
 STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+# Each signal the command catches, with the handler it has when nobody chose one: Ctrl-C's too.
+DEFAULT_HANDLERS = {signal.SIGINT: signal.default_int_handler, **{signum: signal.SIG_DFL for signum in STOP_SIGNALS}}
 
 
 class Stopped(BaseException):
@@ -355,15 +357,26 @@ class Stopped(BaseException):
         self.signum = signum
 
 
-def _raise_stopped(signum, frame):
-    raise Stopped(signum)
+def _stop(signum, frame):
+    """The first stop (Ctrl-C or a stop signal) unwinds the command; every later one is ignored. The
+    unwinding keeps the work for --resume and removes the temporaries in a tenth of a second; a second
+    exception would break that off, with a traceback, wherever it struck. `kill -9` still ends a hung one."""
+    for caught in DEFAULT_HANDLERS:
+        if signal.getsignal(caught) is _stop:
+            signal.signal(caught, _ignore)
+    raise KeyboardInterrupt if signum == signal.SIGINT else Stopped(signum)
+
+
+def _ignore(signum, frame):
+    """A handler that does nothing: with SIG_IGN, a signal already arrived and not yet handled prints
+    "Signal 15 ignored due to race condition"."""
 
 
 def _catch_stop_signals() -> dict:
-    """_raise_stopped for each stop signal left at its default: one the parent ignores stays ignored
+    """_stop for Ctrl-C and each stop signal left at its default: one the parent ignores stays ignored
     (`nohup` ignores SIGHUP, so that the run outlives the terminal). Returns the handlers it replaced."""
-    return {signum: signal.signal(signum, _raise_stopped) for signum in STOP_SIGNALS
-            if signal.getsignal(signum) == signal.SIG_DFL}
+    return {signum: signal.signal(signum, _stop) for signum, default in DEFAULT_HANDLERS.items()
+            if signal.getsignal(signum) == default}
 
 
 def _resume_hint(args) -> str:
