@@ -150,6 +150,43 @@ def test_an_output_inside_the_model_folder_resumes(tmp_path, job, tiny_bert, mon
     assert "after its first 24 scores" in capsys.readouterr().err and out.read_bytes() == whole
 
 
+def test_a_label_removes_the_half_written_files_a_killed_one_left(tmp_path, job, monkeypatch):
+    """A SIGKILL while a record of kept work, or the output, is written leaves its temporary
+    (`.NAME.XXXXXXXX.tmp`) beside the output: the next label onto that output removes them, under
+    its claim. Another output's, and the user's own files, stay."""
+    _, argv, whole = job
+    out = tmp_path / "out.tsv"
+    with monkeypatch.context() as m:
+        stop_at_chunk(m, 4, KeyboardInterrupt())
+        assert cli.main(argv(out)) == 130
+    stale = ["..out.tsv.partial.json.k3j9x0ab.tmp", "..out.tsv.partial.embeddings.npy.json.q1w2_3r4.tmp",
+             ".out.tsv.a1b2c3d4.tmp"]
+    others = [".out.tsv.gz.a1b2c3d4.tmp", "..other.tsv.partial.json.a1b2c3d4.tmp", ".out.tsv.notes.tmp",
+              "out.tsv.a1b2c3d4.tmp"]
+    for name in stale + others:
+        (tmp_path / name).write_text("half")
+    assert cli.main(argv(out, "--resume")) == 0 and out.read_bytes() == whole
+    assert [name for name in stale + others if (tmp_path / name).exists()] == others
+
+
+def test_an_output_folder_removed_under_a_label_offers_no_resume(tmp_path, job, monkeypatch, capsys):
+    """Its kept work went with the folder: the error says what failed, and not to go on from it."""
+    _, argv, _ = job
+    out = tmp_path / "gone" / "out.tsv"
+    real, calls = writers.write_record, []
+
+    def record(path, *args, **kwargs):
+        calls.append(path)
+        if path.name == ".out.tsv.partial.json" and calls.count(path) == 3:  # two chunks are kept
+            shutil.rmtree(out.parent)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(writers, "write_record", record)
+    assert cli.main(argv(out)) == 2
+    assert capsys.readouterr().err == f"transenc: error: cannot write {out}: No such file or directory\n"
+    assert not out.parent.exists() or list(out.parent.iterdir()) == []  # no record of rows that are gone
+
+
 class FillsUp:
     """The partial output's file on a disk that fills up at its n-th write."""
 

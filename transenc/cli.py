@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import glob
 import json
@@ -111,7 +112,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_label(args) -> None:
-    import contextlib
     from concurrent.futures import ThreadPoolExecutor
 
     from transenc.readers import CHUNK_PAIRS, PairReader, is_stream
@@ -149,7 +149,6 @@ def cmd_label(args) -> None:
 def _label_claimed(args, reader, first_pass, chunk_pairs: int, device, resumable: bool, out_format: str) -> None:
     """cmd_label from the model's loading on, with its --out claimed where it is `resumable` (a file
     of the pairs, not written in place)."""
-    import contextlib
 
     from transenc import distributed
     from transenc.kept_rows import kept_rows
@@ -193,14 +192,18 @@ def _label_claimed(args, reader, first_pass, chunk_pairs: int, device, resumable
           file=sys.stderr)
 
 
+@contextlib.contextmanager
 def _one_writer(out: str):
     """label's or mine's --out claimed (transenc.claims) before the work it keeps for --resume is
-    touched, by the lock file .OUT.partial.lock beside it."""
+    touched, by the lock file .OUT.partial.lock beside it; under the claim, the temporaries a killed
+    run left there go."""
     from transenc.claims import claimed
-    from transenc.writers import partial_path
+    from transenc.writers import partial_path, remove_temporaries, temporaries_of
 
-    return claimed(partial_path(out, ".lock"), f"{out}: another transenc is writing it now; let that one end "
-                                               "(or stop it), or choose another --out")
+    with claimed(partial_path(out, ".lock"), f"{out}: another transenc is writing it now; let that one end "
+                                             "(or stop it), or choose another --out"):
+        remove_temporaries(temporaries_of(out))
+        yield
 
 
 def _label_settings(args, chunk_pairs: int, precision: str) -> dict:
@@ -232,8 +235,6 @@ def _input_and_model(path: str, model: str | None) -> dict:
 
 
 def cmd_eval(args) -> None:
-    import contextlib
-
     from transenc import api
     from transenc.models import resolve_device
     from transenc.precision import inference_precision
@@ -267,7 +268,6 @@ def cmd_report(args) -> None:
 
 def cmd_mine(args) -> None:
     """Writes `s1<TAB>s2<TAB>score` lines to --out (standard output when it is not given)."""
-    import contextlib
 
     from transenc import api
     from transenc.readers import is_stream

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import numpy as np
 
 from transenc import distributed
 from transenc.errors import TransencError
-from transenc.writers import (atomic_dir, atomic_open, check_output_parents, free_space_warning, is_temporary,
+from transenc.writers import (atomic_dir, atomic_open, check_output_parents, free_space_warning, remove_temporaries,
                               writing)
 
 STAGES = ("bi_label", "cross_train", "cross_label", "bi_train")
@@ -106,16 +105,8 @@ class Run:
         write_text(self.state_path, json.dumps(self.state, indent=2))  # last: what it marks done is on disk
 
     def remove_stale_temporaries(self) -> None:
-        """The half-written files and folders a killed run left (`.NAME.XXXXXXXX.tmp`, as
-        writers.atomic_open and atomic_dir name them: a model, a steps file): up to a model's size
-        each, hidden, and never taken up. Only under the run's claim, when no other process writes here."""
-        for stale in sorted(self.out.rglob(".*.tmp"), reverse=True):  # inner ones first
-            if not is_temporary(stale.name):
-                continue
-            if stale.is_dir() and not stale.is_symlink():
-                shutil.rmtree(stale)
-            else:
-                stale.unlink(missing_ok=True)
+        """What a killed run left half-written (a model, a steps file), under the run's claim."""
+        remove_temporaries(self.out.rglob(".*.tmp"))
 
     def cycle_metrics(self, cycle: int) -> dict:
         cycles = self.state["metrics"]["cycles"]

@@ -169,10 +169,41 @@ def _temporary_affixes(target: Path) -> dict:
     return {"dir": target.parent, "prefix": f".{target.name}.", "suffix": ".tmp"}
 
 
+def temporary_of(name: str) -> str | None:
+    """The name of the file or folder that a temporary of atomic_open or atomic_dir (tempfile's 8
+    random characters) was to become; None for any other name."""
+    made = re.fullmatch(r"\.(.+)\.[a-z0-9_]{8}\.tmp", name)
+    return made and made.group(1)
+
+
 def is_temporary(name: str) -> bool:
-    """A name atomic_open or atomic_dir gives its temporary (tempfile's 8 random characters): what a
-    killed writer leaves behind."""
-    return re.fullmatch(r"\..+\.[a-z0-9_]{8}\.tmp", name) is not None
+    """A name atomic_open or atomic_dir gives its temporary: what a killed writer leaves behind."""
+    return temporary_of(name) is not None
+
+
+def temporaries_of(out: str | Path) -> list[Path]:
+    """The temporaries that killed writers of label's or mine's `out` leave beside it: out's own, and
+    those of the work kept for it (`.OUT.partial*`, records and all). (Those in mine's kept folder
+    go with it, once the mine completes.)"""
+    target = _through_links(Path(out))
+    kept = partial_path(target).name
+    return [path for path in target.parent.glob(".*.tmp")
+            if temporary_of(path.name) in (target.name, kept) or (temporary_of(path.name) or "").startswith(kept + ".")]
+
+
+def remove_temporaries(found) -> None:
+    """Removes those of the paths `found` that are temporaries (is_temporary): the files and folders,
+    up to a model's or an output's size, that killed writers left hidden and nothing takes up. Only
+    under the claim (transenc.claims) of what they were written for, when no other process writes
+    there. One that cannot be removed stays: it harms nothing."""
+    for stale in sorted(found, reverse=True):  # inner ones first
+        if not is_temporary(stale.name):
+            continue
+        with contextlib.suppress(OSError):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
 
 
 @contextmanager
@@ -262,7 +293,7 @@ def resumable_open(path: str | Path | None, settings: dict | None, resume: bool,
     except BaseException as e:
         with contextlib.suppress(OSError):
             f.close()
-        if rows == 0:  # nothing complete: nothing to resume
+        if rows == 0 or not partial.is_file():  # nothing complete, or it went with its folder: nothing to resume
             for leftover in (partial, record):
                 with contextlib.suppress(OSError):
                     leftover.unlink()
