@@ -263,8 +263,8 @@ def test_stops_after_the_first_wait_for_its_unwinding(tmp_path, tiny_bert, monke
     out.mkdir()
     code = run(["label", "--pairs", str(DEMO_PAIRS), "--out", str(out / "s.tsv"), "--model", str(tiny_bert)])
     err = capsys.readouterr().err
-    assert (code, err) in [(130, "transenc: interrupted" + cli.RESUME_FROM_KEPT + "\n"),
-                           (143, "transenc: stopped (SIGTERM)" + cli.RESUME_FROM_KEPT + "\n")]
+    said = {130: "transenc: interrupted", 143: "transenc: stopped (SIGTERM)"}[code] + cli.RESUME_FROM_KEPT
+    assert err.startswith(said) and err.endswith(f" in {out / '.s.tsv.partial'}*)\n") and err.count("\n") == 1
     assert unraisable == [] and not any(writers.is_temporary(f.name) for f in out.iterdir())
     assert {signum: signal.getsignal(signum) for signum in both} == before
 
@@ -538,7 +538,11 @@ def test_a_stopped_command_offers_resume_only_where_it_kept_work(tmp_path):
     (tmp_path / ".s[1].tsv.partial.lock").write_text("")  # a claim a killed run left: no work
     assert cli._resume_hint(label(str(tmp_path / "p.tsv"))) == "; no work was complete enough to keep"
     (tmp_path / ".s[1].tsv.partial.json").write_text("{}")
-    assert cli._resume_hint(label(str(tmp_path / "p.tsv"))) == hint
+    kept = f" (2 bytes in {tmp_path / '.s[1].tsv.partial'}*)"  # hidden, and up to gigabytes: where and how much
+    assert cli._resume_hint(label(str(tmp_path / "p.tsv"))) == hint + kept
+    (tmp_path / ".s[1].tsv.partial").mkdir()  # mine's folder
+    (tmp_path / ".s[1].tsv.partial" / "embeddings.npy").write_bytes(bytes(1500))
+    assert cli._resume_hint(label(str(tmp_path / "p.tsv"))).endswith(f" (1.5 kB in {tmp_path / '.s[1].tsv.partial'}*)")
     assert cli._resume_hint(SimpleNamespace(command="train", out="runs/x")) == hint
     for stream in ("-", str(tmp_path / "pipe")):
         assert cli._resume_hint(label(stream)) == ""

@@ -52,8 +52,9 @@ def test_a_stopped_label_resumes_with_the_rest_alone(tmp_path, job, monkeypatch,
         stop_at_chunk(m, 4, KeyboardInterrupt())
         assert cli.main(argv(out)) == 130
     assert not out.exists() and (tmp_path / ".out.tsv.partial").read_bytes() == b"".join(whole.splitlines(True)[:24])
+    kept = writers.size_for_people(sum(f.stat().st_size for f in tmp_path.glob(".out.tsv.partial*")))
     assert capsys.readouterr().err.endswith("transenc: interrupted; the same command with --resume goes on from the "
-                                            "work kept\n")
+                                            f"work kept ({kept} in {tmp_path / '.out.tsv.partial'}*)\n")
     calls = cosine_calls(monkeypatch)
     partial = tmp_path / ".out.tsv.partial"  # bytes past the recorded rows (a write cut short) are dropped
     partial.write_bytes(partial.read_bytes() + b"half a row\n" * len(whole))

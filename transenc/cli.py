@@ -384,16 +384,29 @@ def _resume_hint(args) -> str:
     (not from a stream, which cannot be read again), where any was complete: their files
     `.NAME.partial*` stay only then (a label stopped inside its first chunk keeps none)."""
     from transenc.readers import is_stream
-    from transenc.writers import partial_path
+    from transenc.writers import partial_path, size_for_people
 
     source = getattr(args, "pairs", None) or getattr(args, "sentences", None)
     if args.command == "train":
         return RESUME_FROM_KEPT
     if args.command in ("label", "mine") and args.out and not is_stream(Path(source)):
         kept = partial_path(args.out)
-        files = kept.parent.glob(glob.escape(kept.name) + "*")
-        return RESUME_FROM_KEPT if any(f.suffix != ".lock" for f in files) else "; no work was complete enough to keep"
+        work = [f for f in kept.parent.glob(glob.escape(kept.name) + "*") if f.suffix != ".lock"]
+        if not work:
+            return "; no work was complete enough to keep"
+        # hidden, and up to gigabytes (a bi-encoder's embeddings): say where and how much
+        return RESUME_FROM_KEPT + f" ({size_for_people(_bytes_in(work))} in {kept}*)"
     return ""
+
+
+def _bytes_in(paths: list[Path]) -> int:
+    """The size of these files and folders, all they hold (one that goes meanwhile counts for none)."""
+    total = 0
+    for path in paths:
+        for f in [path] if path.is_file() else path.rglob("*"):
+            with contextlib.suppress(OSError):
+                total += f.stat().st_size if f.is_file() else 0
+    return total
 
 
 def main(argv: list[str] | None = None) -> int:
