@@ -152,9 +152,11 @@ def test_a_resumed_run_removes_the_half_written_files_a_killed_one_left(tmp_path
     pairs, _ = pairs_64
     out = tmp_path / "run"
     train(args_for(out, pairs, [tiny_bert], cycles=1))
-    stale = [out / "cycle1" / ".cross-0.yw1skq87.tmp", out / "cycle1" / ".labels_bi.npy.a_b3x9q2.tmp"]
-    stale[0].mkdir()
-    (stale[0] / "model.safetensors").write_bytes(b"half")
+    stale = [out / "cycle1" / ".cross-0.yw1skq87.tmp", out / "cycle1" / ".labels_bi.npy.a_b3x9q2.tmp",
+             out / "cycle1" / ".bi-0.yw1skq87.old"]  # killed between a folder's two renames (writers._replace_dir)
+    for folder in (stale[0], stale[2]):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"half")
     stale[1].write_bytes(b"half")
     mine = [out / "notes.tmp", out / ".hidden.tmp", out / "cycle1" / "my.model.12345678.txt"]
     for path in mine:

@@ -106,7 +106,7 @@ class Run:
 
     def remove_stale_temporaries(self) -> None:
         """What a killed run left half-written (a model, a steps file), under the run's claim."""
-        remove_temporaries(self.out.rglob(".*.tmp"))
+        remove_temporaries(self.out.rglob(".*"))
 
     def cycle_metrics(self, cycle: int) -> dict:
         cycles = self.state["metrics"]["cycles"]

@@ -171,8 +171,9 @@ def _temporary_affixes(target: Path) -> dict:
 
 def temporary_of(name: str) -> str | None:
     """The name of the file or folder that a temporary of atomic_open or atomic_dir (tempfile's 8
-    random characters) was to become; None for any other name."""
-    made = re.fullmatch(r"\.(.+)\.[a-z0-9_]{8}\.tmp", name)
+    random characters) was to become, or that a folder atomic_dir put aside for its replacement
+    (`.old`) was; None for any other name."""
+    made = re.fullmatch(r"\.(.+)\.[a-z0-9_]{8}\.(?:tmp|old)", name)
     return made and made.group(1)
 
 
@@ -187,7 +188,7 @@ def temporaries_of(out: str | Path) -> list[Path]:
     go with it, once the mine completes.)"""
     target = _through_links(Path(out))
     kept = partial_path(target).name
-    return [path for path in target.parent.glob(".*.tmp")
+    return [path for path in target.parent.glob(".*")
             if temporary_of(path.name) in (target.name, kept) or (temporary_of(path.name) or "").startswith(kept + ".")]
 
 
@@ -357,7 +358,8 @@ def atomic_dir(target: str | Path, hint: str | None = None):
 
 def _replace_dir(new: Path, target: Path) -> None:
     """rename(2) cannot put a folder over a non-empty one: the old folder steps aside first, and comes
-    back if the new one cannot take its place."""
+    back if the new one cannot take its place. (Killed between the two, it stays as `.NAME.XXXXXXXX.old`,
+    a temporary the next run removes: is_temporary.)"""
     if not target.is_dir():
         os.replace(new, target)
         return
