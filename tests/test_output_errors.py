@@ -282,8 +282,22 @@ def test_a_symbolic_link_keeps_pointing_at_the_output(tmp_path):
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == ["scores.tsv"]  # no temporary left
 
 
+def test_a_folder_is_made_for_an_output_the_user_named_alone(tmp_path):
+    """A job's own files go into the folders it made as it began: one removed under it is not made
+    again, half empty (the job stops); an output the user named may be in a new folder."""
+    for save in (lambda: atomic_open(tmp_path / "gone" / "state.json"), lambda: atomic_dir(tmp_path / "gone" / "bi")):
+        with pytest.raises(OutputError, match="No such file or directory"):
+            with save():
+                pass
+    assert list(tmp_path.iterdir()) == []
+    with atomic_open(tmp_path / "new" / "scores.tsv", make_folder=True) as f:
+        f.write("1")
+    assert (tmp_path / "new" / "scores.tsv").read_text() == "1"
+
+
 def test_atomic_dir_saves_whole_or_not_at_all(tmp_path):
     target = tmp_path / "run" / "bi"
+    target.parent.mkdir()
     with atomic_dir(target) as tmp:
         assert tmp.parent == target.parent and tmp.name.startswith(".bi.") and not target.exists()
         (tmp / "config.json").write_text("1")

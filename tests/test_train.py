@@ -129,9 +129,9 @@ def test_kill_and_resume_gives_identical_weights(tmp_path, tiny_bert, pairs_64, 
 
 def test_a_run_folder_removed_under_the_run_stops_it_before_its_state_is_written(tmp_path, tiny_bert, pairs_64,
                                                                                  monkeypatch):
-    """`rm -rf` of the folder while cycle 1's bi-encoder labels the pairs: the run's writes make the
-    folder again, and its next record stops it with a clear error instead of marking the stages before
-    done in a folder that has lost them (which no --resume could finish, and a second run could claim)."""
+    """`rm -rf` of the folder while cycle 1's bi-encoder labels the pairs: the run's next write stops it
+    with a clear error, and the folder is not made again, half empty (its state would mark the stages
+    before done in a folder that has lost them, which no --resume could finish)."""
     pairs, _ = pairs_64
     out = tmp_path / "run"
     real = training.Trainer.bi_label
@@ -143,7 +143,7 @@ def test_a_run_folder_removed_under_the_run_stops_it_before_its_state_is_written
     monkeypatch.setattr(training.Trainer, "bi_label", removed)
     with pytest.raises(TransencError, match="removed or replaced while this run wrote to it"):
         train(args_for(out, pairs, [tiny_bert]))
-    assert not (out / "state.json").exists()
+    assert not out.exists()
 
 
 def test_a_resumed_run_removes_the_half_written_files_a_killed_one_left(tmp_path, tiny_bert, pairs_64):

@@ -243,7 +243,7 @@ def cmd_eval(args) -> None:
     check_output_file(args.json, "--json")
     metrics = {}
     # --json opened first: a folder that cannot take it fails before the model loads, not after the scoring
-    with (atomic_open(args.json) if args.json else contextlib.nullcontext()) as json_file, standard_output() as out:
+    with (atomic_open(args.json, make_folder=True) if args.json else contextlib.nullcontext()) as json_file, standard_output() as out:
         device = resolve_device(args.device)
 
         def each(name, metric, value):  # each set's line as it is scored
@@ -295,7 +295,8 @@ def cmd_mine(args) -> None:
         rows = api.mine(args.sentences, args.k, args.model, args.min_score, args.device, args.batch_size,
                         args.precision, checkpoint)
         with standard_output() if args.out is None else \
-                atomic_open(args.out, hint=KEPT_WORK_HINT if checkpoint and checkpoint.kept else None) as f:
+                atomic_open(args.out, hint=KEPT_WORK_HINT if checkpoint and checkpoint.kept else None,
+                            make_folder=True) as f:
             for a, b, score in rows:
                 f.write(f"{a}\t{b}\t{score:.6f}\n")
     if args.out:

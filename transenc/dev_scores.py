@@ -12,7 +12,7 @@ from transenc import distributed
 from transenc.metrics import score100
 from transenc.pairset import PairSet
 from transenc.run_folder import RESUME_HINT
-from transenc.writers import atomic_open
+from transenc.writers import atomic_open, writing
 
 LabeledSets = dict[str, tuple[PairSet, str]]  # name -> (pairs with gold labels, metric)
 
@@ -89,6 +89,8 @@ class DevScores:
         key = self._key(name, encoder.max_length, split)
         self.kept[key] = {s: self.score(encoder, pairs, group) for s, (pairs, _) in self.sets[split].items()}
         if distributed.is_main() and self.kept[key]:
+            with writing(self.folder, RESUME_HINT):
+                self.folder.mkdir(exist_ok=True)  # in the run's folder, which is not made again if it went
             with atomic_open(self.folder / f"{key}.npz", binary=True, hint=RESUME_HINT) as f:
                 np.savez(f, **self.kept[key])
         return self.kept[key]

@@ -95,14 +95,17 @@ class Run:
     def save(self) -> None:
         if not distributed.is_main():  # under torchrun every rank keeps the state, rank 0 writes it
             return
-        # A folder removed (or replaced) under a running run: its writes made a new one, without the
-        # stages before; marking them done there would leave a run no --resume can finish, and a
-        # second run may claim it meanwhile. Stop before the state says anything.
-        if _identity(self.out) != self.identity:
-            raise TransencError(f"{self.out} was removed or replaced while this run wrote to it; the run stops. "
-                                "What that folder holds now is incomplete: start the run again in an empty --out")
+        self.check_still_there()
         write_text(self.out / "metrics.json", json.dumps(self.state["metrics"], indent=2))
         write_text(self.state_path, json.dumps(self.state, indent=2))  # last: what it marks done is on disk
+
+    def check_still_there(self) -> None:
+        """Stops the run (TransencError) if its folder was removed or replaced under it. Its writes do
+        not make the folder again, but a new one may be there (another run's, the user's): marking
+        the stages before done there would leave a run no --resume can finish."""
+        if _identity(self.out) != self.identity:
+            raise TransencError(f"{self.out} was removed or replaced while this run wrote to it; the run stops. "
+                                "Start it again (in an empty --out)")
 
     def remove_stale_temporaries(self) -> None:
         """What a killed run left half-written (a model, a steps file), under the run's claim."""
@@ -113,7 +116,6 @@ class Run:
         while len(cycles) < cycle:
             cycles.append({"cycle": len(cycles) + 1, "stages": {}})
         return cycles[cycle - 1]
-
 
     def folder(self, name: str) -> Path:
         with writing(self.out / name, RESUME_HINT):

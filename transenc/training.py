@@ -30,7 +30,7 @@ from transenc import distributed, export, lengths, selection
 from transenc.bundled import DEMO_DEV, DEMO_PAIRS
 from transenc.claims import claimed
 from transenc.dev_scores import DevScores, check_name, taught
-from transenc.errors import TransencError
+from transenc.errors import OutputError, TransencError
 from transenc.fit import StepCheckpoint, fit_bi, fit_cross, fit_simcse
 from transenc.labeling import bi_scores, cross_scores
 from transenc.metrics import labeled_sets
@@ -165,7 +165,11 @@ class Trainer:
         with claimed(self.run.out, busy) if distributed.is_main() else contextlib.nullcontext():
             if distributed.is_main():
                 self.run.remove_stale_temporaries()
-            self._train()
+            try:
+                self._train()
+            except OutputError:
+                self.run.check_still_there()  # a write failed because the folder went: say so, not "--resume"
+                raise
 
     def _train(self) -> None:
         self.lengths = self.choose_lengths()

@@ -208,11 +208,13 @@ def remove_temporaries(found) -> None:
 
 
 @contextmanager
-def atomic_open(path: str | Path, binary: bool = False, hint: str | None = None):
+def atomic_open(path: str | Path, binary: bool = False, hint: str | None = None, make_folder: bool = False):
     """A file to write `path` with: a temporary file beside it, renamed onto it when the block completes,
     removed when it fails (a symbolic link's target is replaced, the link kept; a device or pipe is
     written in place). A failed write (the folder, the temporary file, its writes, the rename) raises
-    OutputError naming `path`, with `hint`."""
+    OutputError naming `path`, with `hint`. `make_folder`: for an output the user named, whose folder
+    may be new; a job's own files go into the folders it made as it began, and a folder removed under
+    it is not made again, half empty (the job stops instead)."""
     path = Path(path)
     in_place = written_in_place(path)
     target = _through_links(path)
@@ -220,7 +222,8 @@ def atomic_open(path: str | Path, binary: bool = False, hint: str | None = None)
         if in_place:
             f, tmp = _open(path, binary, append=True), None
         else:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if make_folder:
+                target.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(**_temporary_affixes(target))
             f = _open(fd, binary)
     try:
@@ -259,7 +262,7 @@ def resumable_open(path: str | Path | None, settings: dict | None, resume: bool,
             yield f, 0, None
         return
     if settings is None or written_in_place(Path(path)):  # nothing to resume from, or nothing to keep
-        with atomic_open(path, binary=True) as f:
+        with atomic_open(path, binary=True, make_folder=True) as f:
             yield f, 0, None
         return
     path = _through_links(Path(path))
@@ -342,10 +345,9 @@ def atomic_dir(target: str | Path, hint: str | None = None):
     """A temporary folder beside `target` to save into (a model): renamed onto `target` when the block
     completes (a folder already there is replaced), removed with its contents when the block fails, so
     `target` is only ever a complete save. A failed write, in the block or of the folder, raises
-    OutputError naming `target`, with `hint`."""
+    OutputError naming `target`, with `hint`. `target`'s folder is not made (atomic_open's `make_folder`)."""
     target = _through_links(Path(target))
     with writing(target, hint):
-        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(**_temporary_affixes(target)))
         try:
             yield tmp
