@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+import corpora
+import transenc
 from transenc import fit
 from transenc.errors import TransencError
 from transenc.models import BiEncoder, CrossEncoder
@@ -79,10 +81,13 @@ def epoch_shapes(cache, rows: np.ndarray, batch_size: int, max_length: int, poli
     return shapes
 
 
-def test_gpu_policy_draws_few_shapes_per_epoch(sts, default_model_path):
-    """One epoch of STS-B train at the default recipe's batches: the GPU policy sees a handful of
-    (rows, tokens) shapes, the CPU policy (cut for padding) a new one at nearly every forward."""
-    pairs, _ = read_pairs(sts / "sts-train.csv")
+@pytest.mark.parametrize("corpus", ["demo-mix", "sts-b"])
+def test_gpu_policy_draws_few_shapes_per_epoch(corpus, default_model_path):
+    """One epoch of STS-B train (or as many demo_mix pairs) at the default recipe's batches: the GPU
+    policy sees a handful of (rows, tokens) shapes, the CPU policy (cut for padding) a new one at
+    nearly every forward."""
+    pairs = transenc.read_pairs(corpora.demo_mix(5749)) if corpus == "demo-mix" else \
+        read_pairs(corpora.sts_b_folder() / "sts-train.csv")[0]
     encoder = BiEncoder.load(default_model_path, "cpu")
     cache = encoder.token_cache(pairs.sentences)
     both = pairs.both_orders()

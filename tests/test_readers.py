@@ -5,6 +5,7 @@ import random
 import numpy as np
 import pytest
 
+import corpora
 import transenc
 from transenc import readers
 from transenc.errors import InputError
@@ -243,11 +244,24 @@ def test_the_scanner_reads_what_the_python_parsers_read(tmp_path, monkeypatch, f
                 assert scanned_reading(path, fmt, on_error, chunk_pairs, shared) == want, (lines, on_error)
 
 
-def test_scanner_and_python_agree_on_a_real_file_and_the_writer_bytes(sts):
+def demo_mix_in_sts_layout(path):
+    """demo_mix's pairs in STS-B's layout (genre, file, year, id, score, the two sentences), with
+    STS-B's oddities: extra fields on some lines, stray quotes."""
+    rng = random.Random(0)
+    lines = []
+    for i, (a, b) in enumerate(corpora.demo_mix(1500)):
+        a = f'"{a}' if i % 17 == 0 else a
+        extra = "\tsource-a\tsource-b" if i % 13 == 0 else ""
+        lines.append(f"main-news\tfile-{i % 5}\t2012\t{i:04d}\t{rng.uniform(0, 5):.3f}\t{a}\t{b}{extra}\n")
+    return write(path, "".join(lines))
+
+
+@pytest.mark.parametrize("corpus", ["demo-mix", "sts-b"])
+def test_scanner_and_python_agree_on_a_real_file_and_the_writer_bytes(corpus, tmp_path):
     from transenc._C import SentenceTable
     from transenc.writers import score_line
 
-    path = sts / "sts-dev.csv"
+    path = demo_mix_in_sts_layout(tmp_path / "dev.csv") if corpus == "demo-mix" else corpora.sts_b_folder() / "sts-dev.csv"
     want = python_reading(path, "sts", "raise")
     assert scanned_reading(path, "sts", "raise", 500, True) == want
     table = SentenceTable()

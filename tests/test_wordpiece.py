@@ -31,8 +31,13 @@ def test_the_default_models_tokenizer(default_model_path):
                           sentences())
 
 
-def test_every_sts_b_sentence(default_model_path, sts):
-    texts = sorted({s for split in ("train", "dev", "test") for s in read_pairs(sts / f"sts-{split}.csv")[0].sentences})
+@pytest.mark.parametrize("corpus", ["demo-mix", "sts-b"])
+def test_every_sentence_of_a_real_corpus(default_model_path, corpus):
+    if corpus == "demo-mix":
+        texts = sorted({s for pair in corpora.demo_mix(8000) for s in pair})
+    else:
+        folder = corpora.sts_b_folder()
+        texts = sorted({s for split in ("train", "dev", "test") for s in read_pairs(folder / f"sts-{split}.csv")[0].sentences})
     assert_same_tokenizer(wordpiece.load(default_model_path), AutoTokenizer.from_pretrained(str(default_model_path)),
                           texts)
 
