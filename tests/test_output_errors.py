@@ -183,6 +183,27 @@ def test_standard_output_on_a_full_disk_is_named(verb, unbuffered, tmp_path, pai
     assert_one_line(cli.main(argv), capsys, writers.STANDARD_OUTPUT, errno.ENOSPC)
 
 
+@pytest.mark.parametrize("verb", ["label", "eval"])
+def test_an_input_that_cannot_be_read_is_no_failed_write_of_standard_output(verb, tmp_path, pairs, tiny_bert,
+                                                                            monkeypatch, capsys):
+    """Rows to standard output while the input is read: a read that fails (a file without read
+    permission, a disk's I/O error) names the input, not standard output."""
+    from transenc import readers
+
+    unreadable = graded(pairs)
+
+    def refused(file, *args, **kwargs):
+        if str(file) == str(unreadable):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+        return open(file, *args, **kwargs)
+
+    monkeypatch.setattr(readers, "open", refused, raising=False)
+    data = {"label": "--pairs", "eval": "--data"}[verb]
+    argv = [verb, data, str(unreadable), "--model", str(tiny_bert), "--device", "cpu", "--precision", "fp32"]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == f"transenc: error: {unreadable}: Permission denied\n"
+
+
 @pytest.mark.parametrize("code", CODES)
 def test_report(code, tmp_path, monkeypatch, capsys):
     pytest.importorskip("matplotlib")

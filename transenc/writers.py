@@ -88,7 +88,8 @@ def standard_output(binary: bool = False):
     not at the process's exit. Under `python -u` (PYTHONUNBUFFERED) sys.stdout's bytes are a raw
     FileIO, whose write may take only a part of the data and drop the rest (a pipe whose reader left
     takes what fits, with no error): the rows then go through a buffered writer of the same
-    descriptor, which writes all or raises."""
+    descriptor, which writes all or raises. Only its own writes name it: an input that cannot be
+    read in the block is that input's error."""
     with writing(STANDARD_OUTPUT):
         sys.stdout.flush()
         buffer = sys.stdout.buffer
@@ -97,7 +98,8 @@ def standard_output(binary: bool = False):
             f = buffer if binary else io.TextIOWrapper(buffer, sys.stdout.encoding, sys.stdout.errors)
         else:
             f = buffer if binary else sys.stdout
-        yield f
+    yield _Output(f, STANDARD_OUTPUT, None)
+    with writing(STANDARD_OUTPUT):
         f.flush()
 
 
@@ -114,10 +116,11 @@ def writing_as(path: str | Path, hint: str | None = None):
 
 
 class _Output:
-    """atomic_open's temporary file: its failed writes name the target. Only the file's own writes:
-    an OSError of other work in the block (reading the input) is not a failed write of the target."""
+    """atomic_open's temporary file, or standard output: its failed writes name the target. Only the
+    file's own writes: an OSError of other work in the block (reading the input) is not a failed
+    write of the target."""
 
-    def __init__(self, f, path: Path, hint: str | None):
+    def __init__(self, f, path: Path | str, hint: str | None):
         self._f, self._path, self._hint = f, path, hint
 
     def write(self, data):
