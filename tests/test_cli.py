@@ -404,12 +404,28 @@ def test_an_output_that_is_a_folder_or_the_input_is_refused_before_any_work(tmp_
     source = tmp_path / "in.tsv"
     source.write_text("a\tb\t1\nc\td\t2\ne\tf\t3\n")
     flag = command.split()[-2]
-    for out in (tmp_path, tmp_path / "in.tsv") if command.startswith(("label", "mine")) else (tmp_path,):
+    for out in (tmp_path, tmp_path / "in.tsv"):
         argv = command.replace("IN", str(source)).replace("OUT", str(out)).split() + ["--model", str(tiny_bert)]
         assert run(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith(f"transenc: error: {flag} {out} is ") and ("folder" in err or str(source) in err)
         assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tsv"] and source.read_text().startswith("a\tb")
+
+
+def test_eval_json_onto_a_file_of_the_data_folder_is_refused(tmp_path, capsys, tiny_bert):
+    """`eval --data FOLDER --json FOLDER/sts-dev.csv`: the set it scores would be replaced by its scores."""
+    data = tmp_path / "sts"
+    (data / "STS12").mkdir(parents=True)
+    dev = data / "sts-dev.csv"
+    dev.write_text("".join(f"g\tf\t2012\t{i}\t{i % 5}.0\ts{i} a\ts{i} b\n" for i in range(6)))
+    gold = data / "STS12" / "STS.gs.x.txt"
+    gold.write_text("1\n2\n")
+    (data / "STS12" / "STS.input.x.txt").write_text("a b\tc d\ne f\tg h\n")
+    for out in (dev, gold):
+        before = out.read_bytes()
+        assert run(["eval", "--data", str(data), "--json", str(out), "--model", str(tiny_bert)]) == 2
+        assert capsys.readouterr().err.startswith(f"transenc: error: --json {out} is the input file {out}; ")
+        assert out.read_bytes() == before
 
 
 @pytest.mark.parametrize("state", [b'{"config": {', b"\xff\xfe", b"[]", b'{"config": {}, "done": 3, "metrics": {}}'])

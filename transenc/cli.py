@@ -236,11 +236,14 @@ def _input_and_model(path: str, model: str | None) -> dict:
 
 def cmd_eval(args) -> None:
     from transenc import api
+    from transenc.metrics import data_files
     from transenc.models import resolve_device
     from transenc.precision import inference_precision
     from transenc.writers import atomic_open, check_output_file, standard_output
 
     check_output_file(args.json, "--json")
+    for read in data_files(args.data) if args.json else []:  # a data file, or one in the --data folder
+        check_output_file(args.json, "--json", read)
     metrics = {}
     # --json opened first: a folder that cannot take it fails before the model loads, not after the scoring
     with (atomic_open(args.json, make_folder=True) if args.json else contextlib.nullcontext()) as json_file, standard_output() as out:

@@ -185,6 +185,15 @@ def find_sets(data: str | Path, metric: str = "auto") -> dict[str, PairSet]:
     return sets
 
 
+def data_files(data: str | Path) -> list[Path]:
+    """The files find_sets(data) may read: what an output must not replace."""
+    root = Path(data)
+    if not root.is_dir():
+        return [root]
+    return [path for path in (*root.glob("sts-*.csv"), *root.rglob("STS.*.txt"), *root.rglob("SICK_test_annotated.txt"))
+            if path.is_file()]
+
+
 def _senteval_sts(folder: Path) -> PairSet | None:
     builder = PairSetBuilder()
     for inputs in sorted(folder.glob("STS.input.*.txt")):
