@@ -42,6 +42,18 @@ def test_mine_pairs_matches_brute_force(n, k):
     assert len({tuple(p) for p in pairs.tolist()}) == len(pairs)
 
 
+def test_a_k_past_the_other_rows_asks_for_those_alone(monkeypatch):
+    """`mine --k 10000000` on 7 sentences: every pair, as --k 6 gives, without 7 x 10^15 lists allocated
+    (or an overflow) first."""
+    from transenc import mining
+
+    emb = torch.randn(7, 16, generator=torch.Generator().manual_seed(0))
+    asked, real = [], mining.nearest_others
+    monkeypatch.setattr(mining, "nearest_others", lambda emb, k, *a: asked.append(k) or real(emb, k, *a))
+    huge, six = mine_pairs(emb, 10**15), mine_pairs(emb, 6)
+    assert asked == [6, 6] and np.array_equal(huge[0], six[0]) and len(huge[0]) == 7 * 6 // 2
+
+
 @pytest.mark.parametrize("n, k, block", [(1, 3, 1), (50, 4, 7), (64, 1, 32), (333, 6, 100)])
 def test_neighbours_asked_in_blocks_are_the_whole_calls(n, k, block, monkeypatch):
     from transenc import mining, ops

@@ -86,6 +86,29 @@ def test_a_full_disk_keeps_the_blocks_found_and_says_how_to_go_on(tmp_path, job,
     assert out.read_bytes() == whole and calls[0] == 16
 
 
+def test_neighbour_lists_that_do_not_fit_leave_no_file_of_their_size(tmp_path, job, monkeypatch):
+    """The lists' files are allocated whole before the search: on a disk without room for them, the
+    blocks allocated until it was full go too (they were gigabytes, for good, beside kept embeddings)."""
+    import os
+
+    src, whole = job
+    out = tmp_path / "out.tsv"
+    real = os.posix_fallocate
+
+    def full_for_lists(fd, offset, length):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith("scores.npy"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, offset, length)
+
+    with monkeypatch.context() as m:
+        m.setattr(os, "posix_fallocate", full_for_lists)
+        with pytest.raises(OutputError, match="No space left on device"):
+            cli.cmd_mine(args_for(src, out, k=3))
+    assert sorted(p.name for p in (tmp_path / ".out.tsv.partial").iterdir()) == ["embeddings.npy", "embeddings.npy.json"]
+    cli.cmd_mine(args_for(src, out, k=3, resume=True))
+    assert out.read_bytes() == whole
+
+
 def test_stopped_while_encoding_leaves_nothing(tmp_path, job, monkeypatch):
     src, _ = job
     out = tmp_path / "out.tsv"

@@ -30,6 +30,7 @@ def mine_pairs(embeddings: torch.Tensor, k: int, min_score: float | None = None,
     its kept rows and are kept as they are found.
     """
     n = embeddings.shape[0]
+    k = min(k, max(n - 1, 1))  # no row has more others: a larger k would only allocate n x k lists
     scores, ids = nearest_others(embeddings, k, show_progress, checkpoint)
     scores, ids = scores.reshape(-1), ids.reshape(-1)  # query, then rank
     rows = np.repeat(np.arange(n, dtype=np.int64), k)
