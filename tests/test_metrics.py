@@ -6,7 +6,7 @@ import pytest
 
 from transenc import cli
 from transenc.errors import InputError, TransencError
-from transenc.metrics import auc, resolve_metric, score100
+from transenc.metrics import auc, find_sets, resolve_metric, score100
 
 
 def auc_by_counting(predicted, gold):
@@ -316,3 +316,57 @@ def test_kept_scores_are_per_model_length_and_precision(tmp_path):
     scored(128, "fp32")
     assert len(calls) == 3 and sorted(p.name for p in tmp_path.iterdir()) == [
         "m@128.fp32.dev.npz", "m@64.fp32.dev.npz", "m@64.int8.dev.npz"]
+
+
+def senteval_tree(root, inputs=b"a b\tc d\ne f\tg h\n\ni j\tk l\nm n\to p\n", gold=b"1.5\n4\n\n\n0.25\n",
+                  sick=b"pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment\n"
+                       b"1\tq r\ts t\t3.6\tNEUTRAL\n2\tu v\tw x\t1.2\tNEUTRAL\n"):
+    """A SentEval tree: STS13 with one scored input (line 3 blank, line 4 unlabeled) and one without a
+    gold file, and SICK-R. Returns (the STS input, its gold file, the SICK file)."""
+    sts = root / "STS" / "STS13-en-test"
+    sts.mkdir(parents=True)
+    (sts / "STS.input.headlines.txt").write_bytes(inputs)
+    (sts / "STS.gs.headlines.txt").write_bytes(gold)
+    (sts / "STS.input.OnWN.txt").write_bytes(b"y z\tz y\n")  # no gold file: skipped
+    (root / "SICK_test_annotated.txt").write_bytes(sick)
+    return sts / "STS.input.headlines.txt", sts / "STS.gs.headlines.txt", root / "SICK_test_annotated.txt"
+
+
+def test_a_senteval_tree_is_scored_line_by_line(tmp_path):
+    senteval_tree(tmp_path)
+    sets = find_sets(tmp_path)
+    assert list(sets) == ["sts13-en-test", "sick-r"]
+    sts, sick = sets["sts13-en-test"], sets["sick-r"]
+    assert [sts.pair_texts(i) for i in range(len(sts))] == [("a b", "c d"), ("e f", "g h"), ("m n", "o p")]
+    assert sts.labels.tolist() == [1.5, 4, 0.25]
+    assert [sick.pair_texts(i) for i in range(len(sick))] == [("q r", "s t"), ("u v", "w x")]
+    assert np.allclose(sick.labels, [3.6, 1.2])
+
+
+@pytest.mark.parametrize("which, files, line, reason", [
+    ("gold", {"gold": b"1.5\nabc\n"}, 2, "score 'abc' is not a number"),
+    ("gold", {"gold": b"1.5\n4\n\n\nnan\n"}, 5, "score is not a finite number (nan)"),
+    ("gold", {"gold": b"inf\n"}, 1, "score is not a finite number (inf)"),
+    ("gold", {"gold": b"1.5\n\xff\n"}, 2, "invalid UTF-8 at byte 0 of the line"),
+    ("inputs", {"inputs": b"a b\tc d\ne f g h\n"}, 2, "expected 2 tab-separated sentences"),
+    ("inputs", {"inputs": b"a b\tc d\ne f\t\xffg h\n"}, 2, "invalid UTF-8 at byte 4 of the line"),
+    ("inputs", {"inputs": b"a b\t \n"}, 1, "empty sentence"),
+    ("inputs", {"inputs": b"a b\tc\x00d\n"}, 1, "NUL byte in a sentence"),
+    ("sick", {"sick": b"pair_ID\tsentence_A\tsentence_B\trelatedness_score\n1\tq r\ts t\tx\n"}, 2,
+     "score 'x' is not a number"),
+    ("sick", {"sick": b"1\tq r\ts t\t3.6\n2\tu v\tw x\tnan\n"}, 2, "score is not a finite number (nan)"),
+    ("sick", {"sick": b"1\tq r\t\t3.6\n"}, 1, "empty sentence"),
+])
+def test_a_bad_senteval_line_is_an_input_error_naming_its_file_and_line(tmp_path, which, files, line, reason):
+    paths = dict(zip(("inputs", "gold", "sick"), senteval_tree(tmp_path, **files)))
+    with pytest.raises(InputError) as error:
+        find_sets(tmp_path)
+    assert (error.value.path, error.value.line, error.value.reason) == (str(paths[which]), line, reason)
+
+
+def test_eval_cli_names_a_bad_senteval_gold_line(tmp_path, tiny_bert, capsys):
+    _, gold, _ = senteval_tree(tmp_path, gold=b"1.5\nnan\n")
+    argv = ["eval", "--data", str(tmp_path), "--model", str(tiny_bert), "--json", str(tmp_path / "r.json")]
+    assert cli.main(argv) == 2
+    assert capsys.readouterr().err == f"transenc: error: {gold}:2: score is not a finite number (nan)\n"
+    assert not (tmp_path / "r.json").exists()

@@ -12,7 +12,8 @@ import numpy as np
 
 from transenc.errors import InputError, TransencError
 from transenc.pairset import PairSet, PairSetBuilder
-from transenc.readers import STANDARD_INPUT, PairReader, Problems, is_stream, pair_set, read_pairs, text_lines
+from transenc.readers import (STANDARD_INPUT, PairReader, Problems, is_score, is_stream, pair_set, read_pairs,
+                              text_lines, text_problem)
 
 
 def spearman100(predicted: np.ndarray, gold: np.ndarray) -> float:
@@ -195,16 +196,22 @@ def data_files(data: str | Path) -> list[Path]:
 
 
 def _senteval_sts(folder: Path) -> PairSet | None:
+    """The pairs of each STS.input.X.txt that its STS.gs.X.txt scores, line N by line N: a blank gold
+    line is an unlabeled pair (real SentEval gold files have them), not scored, and an input without a
+    gold file is skipped."""
     builder = PairSetBuilder()
     for inputs in sorted(folder.glob("STS.input.*.txt")):
         gold_path = inputs.with_name(inputs.name.replace("STS.input.", "STS.gs."))
         if not gold_path.is_file():
             continue
-        gold = gold_path.read_text(encoding="utf-8").split("\n")
-        for i, line in enumerate(inputs.read_text(encoding="utf-8").split("\n")):
-            if i < len(gold) and gold[i].strip() and line.strip():  # unlabeled lines are not scored
-                a, b = line.split("\t")[:2]
-                builder.add(a, b, float(gold[i]))
+        gold = {number: _gold_score(gold_path, number, text)
+                for number, text in text_lines(gold_path, Problems(gold_path, "raise"))}
+        for number, text in text_lines(inputs, Problems(inputs, "raise")):
+            if number in gold:
+                fields = text.split("\t")
+                _refuse(inputs, number, text_problem(*fields[:2]) if len(fields) >= 2
+                        else "expected 2 tab-separated sentences")
+                builder.add(fields[0], fields[1], gold[number])
     return builder.build() if len(builder) else None
 
 
@@ -214,10 +221,27 @@ def _sick(path: Path) -> PairSet:
         fields = text.split("\t")
         if number == 1 and fields[0] == "pair_ID":
             continue
-        if len(fields) < 4:
-            raise InputError(path, number, "expected pair_ID, sentence_A, sentence_B, relatedness_score")
-        builder.add(fields[1], fields[2], float(fields[3]))
+        _refuse(path, number, text_problem(*fields[1:3]) if len(fields) >= 4
+                else "expected pair_ID, sentence_A, sentence_B, relatedness_score")
+        builder.add(fields[1], fields[2], _gold_score(path, number, fields[3]))
     return builder.build()
+
+
+def _gold_score(path: Path, number: int, text: str) -> float:
+    """A SentEval gold score, held to the pair readers' rule (is_score): a NaN would score the set NaN
+    and make --json write invalid JSON."""
+    try:
+        score = float(text)
+    except ValueError:
+        raise InputError(path, number, f"score '{text.strip()[:40]}' is not a number") from None
+    _refuse(path, number, None if is_score(score) else f"score is not a finite number ({score})")
+    return score
+
+
+def _refuse(path: Path, number: int, problem: str | None) -> None:
+    """The SentEval files' problems are the pair readers' (text_problem), reported as theirs are."""
+    if problem:
+        raise InputError(path, number, problem)
 
 
 def read_labeled(path: str | Path, metric: str = "auto") -> PairSet:
