@@ -146,6 +146,26 @@ def test_a_run_folder_removed_under_the_run_stops_it_before_its_state_is_written
     assert not out.exists()
 
 
+def test_a_folder_of_other_files_is_refused_and_a_killed_runs_early_scores_go(tmp_path, tiny_bert, pairs_64):
+    """`--out` a folder of the user's files: a run would replace them (report.html, metrics.json) or mix
+    its own in, so it stops before any work. A folder a run was killed in before its first state save
+    holds only its start's dev scores, kept by model name (start-0): no settings say they are this
+    run's model's, so they go."""
+    pairs, dev = pairs_64
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "report.html").write_text("my report")
+    (mine / ".DS_Store").write_text("")
+    with pytest.raises(TransencError, match=r"--out .*mine holds files and no run \(report.html\); .* choose a new or"):
+        train(args_for(mine, pairs, [tiny_bert], dev=dev, cycles=1))
+    assert sorted(p.name for p in mine.iterdir()) == [".DS_Store", "report.html"]
+    killed = tmp_path / "killed"
+    (killed / "scores").mkdir(parents=True)
+    (killed / "scores" / "start-0.npz").write_bytes(b"another model's")
+    train(args_for(killed, pairs, [tiny_bert], dev=dev, cycles=1))
+    assert not (killed / "scores" / "start-0.npz").exists() and (killed / "state.json").is_file()
+
+
 def test_a_resumed_run_removes_the_half_written_files_a_killed_one_left(tmp_path, tiny_bert, pairs_64):
     """A SIGKILL during a save leaves its temporary (`.NAME.XXXXXXXX.tmp`, a model's size at most): the
     next run in the folder removes them; the user's own files stay."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import sys
 from pathlib import Path
 
@@ -76,9 +78,15 @@ class Run:
                                     "the same arguments, and files that hold what they held")
             recorded["cycles"] = config.get("cycles")
         else:
+            others = _not_a_runs(out)
+            if others:
+                raise TransencError(f"--out {out} holds files and no run ({', '.join(others[:3])}"
+                                    f"{', …' if len(others) > 3 else ''}); a run writes its models, cycles and report "
+                                    "there: choose a new or empty folder")
             with writing(out, RESUME_HINT):
                 out.mkdir(parents=True, exist_ok=True)
             self.state = {"config": config, "done": [], "metrics": {"cycles": []}}
+        self.recorded = self.state_path.is_file()  # else no settings say whose its files are
         self.identity = _identity(out)
 
     @property
@@ -107,9 +115,13 @@ class Run:
             raise TransencError(f"{self.out} was removed or replaced while this run wrote to it; the run stops. "
                                 "Start it again (in an empty --out)")
 
-    def remove_stale_temporaries(self) -> None:
-        """What a killed run left half-written (a model, a steps file), under the run's claim."""
+    def remove_leftovers(self) -> None:
+        """Under the run's claim: what a killed run left half-written (a model, a steps file), and
+        the dev scores of one killed before its first state save, which no settings say are of
+        this run's models (scores are kept by model name: start-0 may have been another model)."""
         remove_temporaries(self.out.rglob(".*"))
+        if not self.recorded:
+            shutil.rmtree(self.out / "scores", ignore_errors=True)
 
     def cycle_metrics(self, cycle: int) -> dict:
         cycles = self.state["metrics"]["cycles"]
@@ -121,6 +133,16 @@ class Run:
         with writing(self.out / name, RESUME_HINT):
             (self.out / name).mkdir(exist_ok=True)
         return self.out / name
+
+
+def _not_a_runs(out: Path) -> list[str]:
+    """The files of a folder without a run's state besides those a run writes before its first
+    state save (its start's dev scores, a SimCSE warm-up): the user's, which a run would replace or
+    mix with its own. Hidden ones (.DS_Store, temporaries) aside."""
+    if not out.is_dir():
+        return []
+    return sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
+                  and not re.fullmatch(r"scores|simcse-\d+", p.name))
 
 
 def _identity(folder: Path) -> tuple[int, int] | None:

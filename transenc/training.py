@@ -164,7 +164,7 @@ class Trainer:
                 "then --resume, or choose another --out")
         with claimed(self.run.out, busy) if distributed.is_main() else contextlib.nullcontext():
             if distributed.is_main():
-                self.run.remove_stale_temporaries()
+                self.run.remove_leftovers()
             try:
                 self._train()
             except OutputError:
