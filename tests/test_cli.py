@@ -133,6 +133,25 @@ def test_missing_or_unreadable_model_exits_2(tmp_path, capsys, model, message):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("removed", [["tokenizer.json"], ["tokenizer.json", "tokenizer_config.json"]])
+@pytest.mark.parametrize("mode", ["bi", "cross"])
+def test_a_model_folder_without_a_tokenizer_exits_2(tmp_path, capsys, tiny_bert, removed, mode):
+    """transformers would build a tokenizer of the special tokens alone from config.json: every word
+    [UNK], every score nearly the same, exit 0."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert, model)
+    for name in removed:
+        (model / name).unlink()
+    (tmp_path / "p.tsv").write_text("a man plays a guitar\tthe cat sat on the mat\n")
+    out = tmp_path / "o.tsv"
+    assert run(["label", "--mode", mode, "--pairs", str(tmp_path / "p.tsv"), "--model", str(model), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"model directory '{model}' has no tokenizer: none of tokenizer.json, vocab.txt" in err and err.count("\n") == 1
+    assert not out.exists()
+
+
 def test_offline_hub_name_fails_clearly(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     (tmp_path / "p.tsv").write_text("a\tb\n")

@@ -9,6 +9,7 @@ import torch
 import transformers
 
 from transenc.fit import FitConfig, fit_bi, fit_cross
+from transenc.errors import ModelError
 from transenc.labeling import bi_scores, cross_scores
 from transenc.models import BiEncoder, CrossEncoder
 from transenc.pairset import PairSet
@@ -109,6 +110,37 @@ def test_family_cross_encoder_labels_like_sentence_transformers(family_model, tm
     ours = cross_scores(CrossEncoder.load(tmp_path, "cpu"), _pairset(), precision="fp32")
     theirs = STCrossEncoder(str(tmp_path), device="cpu").predict([(SENTENCES[a], SENTENCES[b]) for a, b in PAIRS])
     np.testing.assert_allclose(ours, theirs, atol=1e-5, err_msg=name)
+
+
+def _copy(path, target, names):
+    target.mkdir()
+    for name in names:
+        (target / name).write_bytes((path / name).read_bytes())
+    return target
+
+
+@pytest.mark.parametrize("kept", [["tokenizer_config.json"], []])
+@pytest.mark.parametrize("kind", ["bi", "cross"])
+def test_family_without_its_tokenizer_files_is_refused(family_model, tmp_path, kind, kept):
+    """Without them transformers builds a vocabulary of the special tokens alone from config.json: every
+    word the unknown token, every score nearly the same. The load says so instead."""
+    name, path, _ = family_model
+    bare = _copy(path, tmp_path / name, ["config.json", "model.safetensors", *kept])
+    with pytest.raises(ModelError, match=f"'{bare}' has no tokenizer: none of tokenizer.json, .* holds a vocabulary"):
+        (BiEncoder if kind == "bi" else CrossEncoder).load(bare, "cpu")
+
+
+def test_a_wordpiece_family_with_a_vocab_txt_alone_still_loads(family_model, tmp_path):
+    """A folder as older tools saved it: vocab.txt and no tokenizer.json."""
+    name, path, _ = family_model
+    encoder = BiEncoder.load(path, "cpu")
+    if encoder.tokenizer.vocab_files_names.get("vocab_file") != "vocab.txt":
+        pytest.skip(f"{name}: not a WordPiece vocabulary")
+    folder = _copy(path, tmp_path / name, ["config.json", "model.safetensors", "tokenizer_config.json"])
+    vocab = sorted(encoder.tokenizer.get_vocab().items(), key=lambda item: item[1])
+    (folder / "vocab.txt").write_text("".join(f"{token}\n" for token, _ in vocab))
+    ids = BiEncoder.load(folder, "cpu").tokenizer(SENTENCES[0], SENTENCES[1])["input_ids"]
+    assert ids == encoder.tokenizer(SENTENCES[0], SENTENCES[1])["input_ids"], name
 
 
 @pytest.mark.parametrize("kind", ["bi", "cross"])

@@ -117,7 +117,14 @@ def _load_tokenizer(path: Path, inference: bool = False):
     from transformers import AutoTokenizer
 
     with _quiet_transformers():
-        return AutoTokenizer.from_pretrained(str(path))
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+    # A folder without the files its tokenizer class reads a vocabulary from (tokenizer.json, vocab.txt,
+    # a sentencepiece model...) still loads: transformers builds a vocabulary of the special tokens alone,
+    # every word becomes the unknown token and every score nearly the same. Any real vocabulary has more.
+    if set(tokenizer.get_vocab()) <= set(tokenizer.all_special_tokens) | set(tokenizer.get_added_vocab()):
+        files = sorted(tokenizer.vocab_files_names.values(), key=lambda name: name != "tokenizer.json")
+        raise ModelError(f"model directory '{path}' has no tokenizer: none of {', '.join(files)} holds a vocabulary")
+    return tokenizer
 
 
 def _save_tokenizer(tokenizer, directory: Path) -> None:
@@ -379,6 +386,8 @@ class BiEncoder(_Encoder):
         try:
             model = _load_model(path / sub, False, inference, device)
             tokenizer = _load_tokenizer(path / sub, inference)
+        except ModelError:
+            raise
         except Exception as e:
             raise ModelError(f"cannot load a transformer from '{path}': {e}") from None
         return cls(
@@ -464,6 +473,8 @@ class CrossEncoder(_Encoder):
         try:
             model = _load_model(path, True, inference, device)
             tokenizer = _load_tokenizer(path, inference)
+        except ModelError:
+            raise
         except Exception as e:
             raise ModelError(f"cannot load a transformer from '{path}': {e}") from None
         # by default what both its tokenizer and its position table allow
