@@ -1,4 +1,5 @@
 """Every input format, input order, and the reader's handling of bad input."""
+import gzip
 import json
 import random
 
@@ -60,6 +61,26 @@ def test_sts_layout_with_extra_fields(sts):
     assert len(ps) == 1379 and ps.labels is not None
     ps, _ = read_pairs(sts / "sts-train.csv")
     assert len(ps) == 5749
+
+
+@pytest.mark.parametrize("data, reason", [
+    (gzip.compress(b"a b\tc d\n"), "a gzip file: decompress it first"),
+    ("a b\tc d\n".encode("utf-16"), "UTF-16 text: convert it to UTF-8 first"),
+    (b"\xfe\xff" + "a b\tc d\n".encode("utf-16-be"), "UTF-16 text: convert it to UTF-8 first"),
+    (b"a b\tc d\re f\tg h\r", "lines end in a carriage return alone"),
+])
+def test_a_file_that_is_no_text_of_lines_says_what_to_do(tmp_path, data, reason):
+    """Read on, each would be 'invalid UTF-8 at byte 1' (or 0), or (CR-ended lines, from classic Mac
+    OS or an export) one line of glued sentences: one pair labeled, trained on or mined."""
+    for read, name in ((read_pairs, "p.tsv"), (readers.read_sentences, "s.txt")):
+        with pytest.raises(InputError, match=reason) as e:
+            read(write(tmp_path / name, data))
+        assert e.value.line == 0
+
+
+@pytest.mark.parametrize("data", [b"a b\tc d\r\ne f\tg h\r\n", b"a b\tc d\r", b"a\rb\tc d\ne\tf\n"])
+def test_crlf_a_last_cr_and_a_cr_inside_a_line_are_text_of_lines(tmp_path, data):
+    assert len(read_pairs(write(tmp_path / "p.tsv", data))[0]) >= 1
 
 
 def test_a_pair_set_in_both_orders_is_its_pairs_then_the_same_pairs_swapped():

@@ -167,6 +167,8 @@ class PairReader:
             _SPOOLS.append(weakref.finalize(self, _remove, self.source))
         if not self.source.is_file():
             raise _not_a_file(self.path, "pairs file")
+        with open(self.source, "rb") as f:
+            _check_head(self.path, f.read(HEAD_BYTES))
         if fmt is not None and fmt not in FORMATS:
             raise InputError(self.path, 0, f"unknown format '{fmt}' (choose from {', '.join(FORMATS)})")
         self.fmt, self.on_error, self.skipped = fmt, on_error, 0
@@ -263,6 +265,7 @@ def read_sentences(path: str | Path) -> list[str]:
             raise _not_a_file(Path(path), "sentences file")
         with open(path, "rb") as f:
             data = f.read()
+    _check_head(Path(path), data[:HEAD_BYTES])
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -287,6 +290,22 @@ def read_sentences(path: str | Path) -> list[str]:
             raise InputError(path, number, problem)
         sentences.append(line)
     return sentences
+
+
+HEAD_BYTES = 1 << 16  # what _check_head looks at: a file's first 64 KiB
+
+
+def _check_head(path: Path, head: bytes) -> None:
+    """Refuses a file whose first bytes show it is no text the readers take, with what to do: read
+    on, a gzip file would be 'invalid UTF-8 at byte 1' and a file of CR-ended lines (classic Mac OS,
+    some exports) one long line, that is one pair of glued sentences."""
+    if head.startswith(b"\x1f\x8b"):
+        raise InputError(path, 0, "a gzip file: decompress it first (zcat FILE | transenc ... -)")
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise InputError(path, 0, "UTF-16 text: convert it to UTF-8 first (iconv -f UTF-16 -t UTF-8)")
+    if b"\n" not in head and b"\r" in head.rstrip(b"\r"):
+        raise InputError(path, 0, "lines end in a carriage return alone (CR, classic Mac OS): convert them to LF "
+                                  "first (tr '\\r' '\\n')")
 
 
 def _not_a_file(path: Path, what: str) -> InputError:
