@@ -187,8 +187,8 @@ def test_mine_command_min_score_and_stdout(tmp_path, fake_models, capsys):
         (b"", 1, "empty file"),
         (b"one\n\nthree\n", 2, "empty line"),
         (b"one\ntwo\n   \n", 3, "empty line"),
-        (b"one\ntw\xffo\n", 2, "UTF-8"),
-        (b"ok\nok\n\xc3", 3, "UTF-8"),
+        (b"one\ntw\xffo\n", 2, "invalid UTF-8 at byte 2 of the line"),  # of the line, as label says it
+        (b"ok\nok\n\xc3", 3, "invalid UTF-8 at byte 0 of the line"),
         (b"a\tb\n", 1, "tab"),
         (b"one\ntw\x00o\n", 2, "NUL byte in a sentence"),  # label and train would refuse the pairs mined
     ],

@@ -269,8 +269,8 @@ def read_sentences(path: str | Path) -> list[str]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise InputError(path, line, f"invalid UTF-8 at byte {e.start}") from None
+        line, start = data.count(b"\n", 0, e.start) + 1, data.rfind(b"\n", 0, e.start) + 1
+        raise InputError(path, line, f"invalid UTF-8 at byte {e.start - start} of the line") from None
     if text.startswith("\ufeff"):
         text = text[1:]
     lines = text.split("\n")
