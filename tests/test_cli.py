@@ -431,6 +431,16 @@ def test_an_output_that_is_a_folder_or_the_input_is_refused_before_any_work(tmp_
         assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tsv"] and source.read_text().startswith("a\tb")
 
 
+@pytest.mark.parametrize("command", ["label --pairs IN", "mine --sentences IN", "train --pairs IN --out OUT"])
+def test_a_loop_of_links_as_input_is_one_line(command, tmp_path, capsys, tiny_bert):
+    """Path.resolve raises RuntimeError on a loop of symbolic links: mine and train ended in a traceback."""
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    argv = command.replace("IN", str(tmp_path / "a")).replace("OUT", str(tmp_path / "run")).split()
+    assert run(argv + ["--model", str(tiny_bert)]) == 2
+    assert capsys.readouterr().err == f"transenc: error: {tmp_path / 'a'}: a symbolic link to no file (or a loop of links)\n"
+
+
 def test_eval_json_onto_a_file_of_the_data_folder_is_refused(tmp_path, capsys, tiny_bert):
     """`eval --data FOLDER --json FOLDER/sts-dev.csv`: the set it scores would be replaced by its scores."""
     data = tmp_path / "sts"

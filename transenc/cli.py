@@ -221,7 +221,7 @@ def _input_and_model(path: str, model: str | None) -> dict:
     found = Path(path)
     files = None
     if model and Path(model).exists():
-        folder = Path(model).resolve()
+        folder = Path(os.path.realpath(model))  # (Path.resolve raises on a loop of links)
         model = str(folder)
         files = []
         for f in folder.rglob("*"):
@@ -230,7 +230,7 @@ def _input_and_model(path: str, model: str | None) -> dict:
                 meta = f.stat()
                 files.append([str(name), meta.st_size, meta.st_mtime_ns])
         files.sort()
-    return {"input": str(found.resolve()), "bytes": found.stat().st_size, "modified_ns": found.stat().st_mtime_ns,
+    return {"input": os.path.realpath(found), "bytes": found.stat().st_size, "modified_ns": found.stat().st_mtime_ns,
             "model": model, "model_files": files}
 
 

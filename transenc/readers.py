@@ -309,7 +309,9 @@ def _check_head(path: Path, head: bytes) -> None:
 
 
 def _not_a_file(path: Path, what: str) -> InputError:
-    return InputError(path, 0, f"is a folder, not a {what}" if path.is_dir() else "no such file")
+    if path.is_dir():
+        return InputError(path, 0, f"is a folder, not a {what}")
+    return InputError(path, 0, "a symbolic link to no file (or a loop of links)" if path.is_symlink() else "no such file")
 
 
 def is_stream(path: Path) -> bool:
