@@ -542,6 +542,9 @@ def test_bad_settings_exit_2_before_any_work(tmp_path, capsys, argv, message):
 @pytest.mark.parametrize("argv, option, values, rule", [
     (["label", "--pairs", "x.tsv"], "--batch-size", ["0", "-3", "many", "2.5"], "must be a whole number of at least 1"),
     (["mine", "--sentences", "x.txt"], "--k", ["0", "-3", "many", "2.5"], "must be a whole number of at least 1"),
+    # past int32's pair indices; 2^63 overflowed the engine's counts (a TypeError)
+    (["label", "--pairs", "x.tsv"], "--chunk-pairs", [str(2**31), str(2**63)], "must be at most 2,147,483,647"),
+    (["mine", "--sentences", "x.txt"], "--k", [str(2**31)], "must be at most 2,147,483,647"),
     (["mine", "--sentences", "x.txt"], "--min-score", ["nan", "1.01", "-2", "high"], "must be a cosine, from -1 to 1"),
 ])
 def test_bad_numbers_exit_2_naming_the_option(capsys, argv, option, values, rule):

@@ -46,7 +46,14 @@ def count_problem(value, shown: str | None = None) -> str | None:
     shown: the value as the user typed it (an option's text)."""
     if value is not None and (not is_whole(value) or value < 1):
         return f"must be a whole number of at least 1, got {shown or _shown(value)}"
+    if value is not None and value > MAX_COUNT:
+        return f"must be at most {MAX_COUNT:,}, got {shown or _shown(value)}"
     return None
+
+
+# The most of anything counted (pairs, a batch's rows, neighbours, cycles): pair indices are int32, and
+# the engine's counts overflow past 2^63 (--chunk-pairs 9223372036854775808 was a TypeError).
+MAX_COUNT = 2**31 - 1
 
 
 def cosine_problem(value, shown: str | None = None) -> str | None:
