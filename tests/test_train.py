@@ -159,11 +159,17 @@ def test_a_folder_of_other_files_is_refused_and_a_killed_runs_early_scores_go(tm
     with pytest.raises(TransencError, match=r"--out .*mine holds files and no run \(report.html\); .* choose a new or"):
         train(args_for(mine, pairs, [tiny_bert], dev=dev, cycles=1))
     assert sorted(p.name for p in mine.iterdir()) == [".DS_Store", "report.html"]
+    results = tmp_path / "results"  # `label --out results/scores/p.tsv`: the user's scores
+    (results / "scores").mkdir(parents=True)
+    (results / "scores" / "p.tsv").write_text("a\tb\t0.5\n")
+    with pytest.raises(TransencError, match=r"holds files and no run \(scores\)"):
+        train(args_for(results, pairs, [tiny_bert], dev=dev, cycles=1))
+    assert (results / "scores" / "p.tsv").is_file()
     killed = tmp_path / "killed"
     (killed / "scores").mkdir(parents=True)
-    (killed / "scores" / "start-0.npz").write_bytes(b"another model's")
+    (killed / "scores" / "start-0@999.fp32.dev.npz").write_bytes(b"another model's")
     train(args_for(killed, pairs, [tiny_bert], dev=dev, cycles=1))
-    assert not (killed / "scores" / "start-0.npz").exists() and (killed / "state.json").is_file()
+    assert not (killed / "scores" / "start-0@999.fp32.dev.npz").exists() and (killed / "state.json").is_file()
 
 
 def test_a_resumed_run_removes_the_half_written_files_a_killed_one_left(tmp_path, tiny_bert, pairs_64):

@@ -107,7 +107,7 @@ class DevScores:
         return self.kept[key]
 
     def _key(self, name: str, length: int, split: str) -> str:
-        return f"{name}@{length}.{self.precision}.{split}"
+        return f"{name}@{length}.{self.precision}.{split}"  # as run_folder.KEPT_SCORES reads its file's name
 
     def evaluate(self, encoders: list, split: str, names: list[str] | None = None, group="all") -> dict | None:
         """The split's figures (see `figures`) for one model or K side by side."""

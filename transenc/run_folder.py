@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import sys
 from pathlib import Path
 
@@ -121,7 +120,9 @@ class Run:
         this run's models (scores are kept by model name: start-0 may have been another model)."""
         remove_temporaries(self.out.rglob(".*"))
         if not self.recorded:
-            shutil.rmtree(self.out / "scores", ignore_errors=True)
+            for kept in (self.out / "scores").glob("*.npz"):
+                if KEPT_SCORES.fullmatch(kept.name):
+                    kept.unlink(missing_ok=True)
 
     def cycle_metrics(self, cycle: int) -> dict:
         cycles = self.state["metrics"]["cycles"]
@@ -135,14 +136,22 @@ class Run:
         return self.out / name
 
 
+# A model's dev scores as DevScores keeps them in out/scores/: NAME@LENGTH.PRECISION.SPLIT.npz
+KEPT_SCORES = re.compile(r"[^/]+@\d+\.\w+\.(dev|test)\.npz")
+
+
 def _not_a_runs(out: Path) -> list[str]:
     """The files of a folder without a run's state besides those a run writes before its first
     state save (its start's dev scores, a SimCSE warm-up): the user's, which a run would replace or
     mix with its own. Hidden ones (.DS_Store, temporaries) aside."""
+    def a_runs(path: Path) -> bool:
+        if path.name == "scores" and path.is_dir() and not path.is_symlink():
+            return all(f.name.startswith(".") or KEPT_SCORES.fullmatch(f.name) for f in path.iterdir())
+        return re.fullmatch(r"simcse-\d+", path.name) is not None and path.is_dir()
+
     if not out.is_dir():
         return []
-    return sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
-                  and not re.fullmatch(r"scores|simcse-\d+", p.name))
+    return sorted(p.name for p in out.iterdir() if not p.name.startswith(".") and not a_runs(p))
 
 
 def _identity(folder: Path) -> tuple[int, int] | None:

@@ -165,6 +165,7 @@ class Trainer:
         with claimed(self.run.out, busy) if distributed.is_main() else contextlib.nullcontext():
             if distributed.is_main():
                 self.run.remove_leftovers()
+            distributed.barrier()  # no rank reads scores/ before rank 0 swept it
             try:
                 self._train()
             except OutputError:
