@@ -86,9 +86,11 @@ def test_a_full_disk_keeps_the_blocks_found_and_says_how_to_go_on(tmp_path, job,
     assert out.read_bytes() == whole and calls[0] == 16
 
 
-def test_neighbour_lists_that_do_not_fit_leave_no_file_of_their_size(tmp_path, job, monkeypatch):
+@pytest.mark.parametrize("full_at", ["scores.npy", "ids.npy"])  # the first, or the second (twice as big)
+def test_neighbour_lists_that_do_not_fit_leave_no_file_of_their_size(tmp_path, job, monkeypatch, full_at):
     """The lists' files are allocated whole before the search: on a disk without room for them, the
-    blocks allocated until it was full go too (they were gigabytes, for good, beside kept embeddings)."""
+    blocks allocated until it was full go too, and a first file that fit (they were gigabytes, for
+    good, beside the kept embeddings)."""
     import os
 
     src, whole = job
@@ -96,7 +98,7 @@ def test_neighbour_lists_that_do_not_fit_leave_no_file_of_their_size(tmp_path, j
     real = os.posix_fallocate
 
     def full_for_lists(fd, offset, length):
-        if os.readlink(f"/proc/self/fd/{fd}").endswith("scores.npy"):
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(full_at):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real(fd, offset, length)
 

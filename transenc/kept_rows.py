@@ -180,8 +180,6 @@ def allocated_npy(path: Path, dtype, shape: tuple) -> np.memmap:
                 allocate(f.fileno(), 0, os.fstat(f.fileno()).st_size)
         except OSError as e:
             if e.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
-                del array
-                path.unlink(missing_ok=True)  # the blocks it did allocate, up to a full disk's worth
                 raise
     return array
 

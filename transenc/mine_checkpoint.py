@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from transenc.errors import TransencError
+from transenc.errors import OutputError, TransencError
 from transenc.kept_rows import KeptRows, allocated_npy
 from transenc.writers import KEPT_WORK_HINT, partial_path, read_record, write_record, writing_as
 
@@ -49,10 +49,17 @@ class MineCheckpoint:
 
     def neighbour_lists(self, n: int, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores float32[n, k], ids int64[n, k]) on the disk; the first `rows` hold the kept lists."""
-        with self._writing():
-            self._lists = tuple(np.lib.format.open_memmap(self.folder / f"{name}.npy", "r+") if self.rows else
-                                allocated_npy(self.folder / f"{name}.npy", dtype, (n, k))
-                                for name, dtype in (("scores", np.float32), ("ids", np.int64)))
+        files = {name: self.folder / f"{name}.npy" for name in ("scores", "ids")}
+        try:
+            with self._writing():
+                self._lists = tuple(np.lib.format.open_memmap(files[name], "r+") if self.rows else
+                                    allocated_npy(files[name], dtype, (n, k))
+                                    for name, dtype in (("scores", np.float32), ("ids", np.int64)))
+        except OutputError:
+            if not self.rows:  # new files, allocated whole up front: gigabytes, and no lists in them yet
+                for path in files.values():
+                    path.unlink(missing_ok=True)
+            raise
         if any(a.shape != (n, k) for a in self._lists):
             raise TransencError(f"{self.folder} holds neighbour lists of another shape than {n} x {k}; "
                                 "rerun without --resume")
