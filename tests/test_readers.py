@@ -78,7 +78,7 @@ def test_a_file_that_is_no_text_of_lines_says_what_to_do(tmp_path, data, reason)
         assert e.value.line == 0
 
 
-@pytest.mark.parametrize("data", [b"a b\tc d\r\ne f\tg h\r\n", b"a b\tc d\r", b"a\rb\tc d\ne\tf\n"])
+@pytest.mark.parametrize("data", [b"a b\tc d\r\ne f\tg h\r\n", b"a b\tc d\r", b"a\rb\tc d\ne\tf\n", b"a\rb\tc d"])
 def test_crlf_a_last_cr_and_a_cr_inside_a_line_are_text_of_lines(tmp_path, data):
     assert len(read_pairs(write(tmp_path / "p.tsv", data))[0]) >= 1
 
