@@ -90,6 +90,28 @@ def test_a_second_label_or_mine_onto_the_same_out_is_refused_and_touches_nothing
     assert cli.main(argv) == 0 and out.is_file() and loads  # once the first has ended
 
 
+@pytest.mark.parametrize("verb", ["label", "mine"])
+def test_a_writer_of_standard_input_claims_its_out_too(verb, tmp_path, tiny_bert, capsys, monkeypatch):
+    """A label or mine of a stream keeps no work, but writes `.OUT.XXXXXXXX.tmp` beside --out as it
+    goes: a second writer of that output stops before its sweep of killed runs' temporaries could
+    remove the live one (the first would then fail at its last rename, its work lost)."""
+    import io
+    import sys
+
+    data = ("\n".join(DEMO_PAIRS.read_text().splitlines()[:8]) if verb == "label" else
+            "".join(f"sentence {i}\n" for i in range(12))).encode()
+    out, live = tmp_path / "out.tsv", tmp_path / ".out.tsv.a1b2c3d4.tmp"
+    live.write_text("the first run's rows")
+    argv = [verb, "--pairs" if verb == "label" else "--sentences", "-", "--out", str(out),
+            "--model", str(tiny_bert), "--device", "cpu", "--precision", "fp32"]
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    with claims.claimed(partial_path(out, ".lock"), "held by the first run"):
+        assert cli.main(argv) == 2
+    assert "another transenc is writing it now" in capsys.readouterr().err and live.is_file()
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+    assert cli.main(argv) == 0 and out.is_file() and not live.exists()  # its writer gone: a killed run's
+
+
 def test_a_second_train_in_the_same_folder_is_refused_before_it_writes(tmp_path, tiny_bert, capsys):
     run = tmp_path / "run"
     run.mkdir()

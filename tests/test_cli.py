@@ -288,6 +288,33 @@ def test_stops_after_the_first_wait_for_its_unwinding(tmp_path, tiny_bert, monke
     assert {signum: signal.getsignal(signum) for signum in both} == before
 
 
+def test_a_stop_during_a_stuck_clean_up_ends_the_process():
+    """A later stop is ignored while the first unwinds, but a clean-up that runs past STUCK_AFTER_S (a
+    write to a stalled pipe or NFS mount) is stuck: a further Ctrl-C or kill then ends the process at
+    once, as no kill -9 should be needed for."""
+    import signal
+    import textwrap
+
+    code = textwrap.dedent("""
+        import os, signal, time
+        from transenc import cli
+        cli.STUCK_AFTER_S = 0.2
+        cli._catch_stop_signals()
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except cli.Stopped:
+            os.kill(os.getpid(), signal.SIGTERM)  # at once: ignored
+            print("unwinding", flush=True)
+            time.sleep(0.3)  # stuck
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+            print("still there", flush=True)
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout) == (-signal.SIGTERM, "unwinding\n"), proc.stderr
+
+
 def test_under_nohup_sighup_stays_ignored(tmp_path, tiny_bert, monkeypatch):
     """`nohup transenc ...` ignores SIGHUP so that the run outlives the terminal: the command must
     not catch it and stop."""
@@ -431,7 +458,8 @@ def test_an_output_that_is_a_folder_or_the_input_is_refused_before_any_work(tmp_
         assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tsv"] and source.read_text().startswith("a\tb")
 
 
-@pytest.mark.parametrize("command", ["label --pairs IN", "mine --sentences IN", "train --pairs IN --out OUT"])
+@pytest.mark.parametrize("command", ["label --pairs IN", "mine --sentences IN", "train --pairs IN --out OUT",
+                                     "label --pairs IN --out OUT", "mine --sentences IN --out OUT"])
 def test_a_loop_of_links_as_input_is_one_line(command, tmp_path, capsys, tiny_bert):
     """Path.resolve raises RuntimeError on a loop of symbolic links: mine and train ended in a traceback."""
     (tmp_path / "a").symlink_to(tmp_path / "b")

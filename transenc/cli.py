@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from transenc.errors import TransencError, cosine_problem, count_problem
@@ -140,9 +141,10 @@ def cmd_label(args) -> None:
     device = distributed.setup(resolve_device(args.device))  # under torchrun: every rank labels a share
     if args.resume and distributed.active():
         raise TransencError("--resume runs in one process: rerun without torchrun, or without --resume")
-    resumable = bool(args.out) and not streamed and not written_in_place(Path(args.out))
+    a_file = bool(args.out) and not written_in_place(Path(args.out))
+    resumable = a_file and not streamed
     # claimed before the model loads: a second label onto the same --out stops at once
-    with _one_writer(args.out) if resumable and distributed.is_main() else contextlib.nullcontext():
+    with _one_writer(args.out) if a_file and distributed.is_main() else contextlib.nullcontext():
         _label_claimed(args, reader, first_pass, chunk_pairs, device, resumable, out_format)
 
 
@@ -194,9 +196,9 @@ def _label_claimed(args, reader, first_pass, chunk_pairs: int, device, resumable
 
 @contextlib.contextmanager
 def _one_writer(out: str):
-    """label's or mine's --out claimed (transenc.claims) before the work it keeps for --resume is
-    touched, by the lock file .OUT.partial.lock beside it; under the claim, the temporaries a killed
-    run left there go."""
+    """label's or mine's --out file claimed (transenc.claims) before its work kept for --resume, or its
+    temporary, is touched: by the lock file .OUT.partial.lock beside it, whatever the input (a
+    stream's writer too has a temporary there). Under the claim, the temporaries a killed run left go."""
     from transenc.claims import claimed
     from transenc.writers import partial_path, remove_temporaries, temporaries_of
 
@@ -208,17 +210,21 @@ def _one_writer(out: str):
 
 def _label_settings(args, chunk_pairs: int, precision: str) -> dict:
     """What a resumed label shares with the stopped one, so that its rows go on where those ended."""
-    return {**_input_and_model(args.pairs, args.model), "format": args.format, "on_error": args.on_error,
+    return {**_input_and_model(args.pairs, "pairs file", args.model), "format": args.format, "on_error": args.on_error,
             "mode": args.mode, "precision": precision, "batch_size": args.batch_size, "chunk_pairs": chunk_pairs}
 
 
-def _input_and_model(path: str, model: str | None) -> dict:
+def _input_and_model(path: str, what: str, model: str | None) -> dict:
     """The input file as a resumed run recognises it (path, size, modification time), and the model:
     a folder's files the same way, so that other weights copied to the same path start over, never
     mixed with the kept rows. Stat calls only: hashing the weights would cost label its fixed time.
     Hidden files are left out, as models.model_digest does: an --out inside the folder keeps its
     work there as `.NAME.partial*`, which changes between the stop and the --resume."""
+    from transenc.readers import not_a_file
+
     found = Path(path)
+    if not found.is_file():  # (mine reads it after: say what is wrong as its reader would)
+        raise not_a_file(found, what)
     files = None
     if model and Path(model).exists():
         folder = Path(os.path.realpath(model))  # (Path.resolve raises on a loop of links)
@@ -289,7 +295,8 @@ def cmd_mine(args) -> None:
         from transenc.mine_checkpoint import mine_checkpoint
 
         kept = mine_checkpoint(args.out, settings, args.resume)
-    with _one_writer(args.out) if resumable else contextlib.nullcontext(), kept as checkpoint:
+    a_file = args.out is not None and not written_in_place(Path(args.out))
+    with _one_writer(args.out) if a_file else contextlib.nullcontext(), kept as checkpoint:
         if args.resume:
             print(f"transenc: resuming {args.out}: the embeddings of {checkpoint.embeddings.rows_kept:,} sentences "
                   f"and the neighbours of {checkpoint.rows:,} kept" if checkpoint.resumed else
@@ -308,7 +315,7 @@ def cmd_mine(args) -> None:
 
 def _mine_settings(args) -> dict:
     """What a resumed mine shares with the stopped one, so that its embeddings and neighbours hold."""
-    sentences = _input_and_model(args.sentences, args.model)  # a missing file stops here, before torch loads
+    sentences = _input_and_model(args.sentences, "sentences file", args.model)  # a missing file stops here, before torch loads
     from transenc.models import resolve_device
     from transenc.precision import inference_precision
 
@@ -361,10 +368,17 @@ class Stopped(BaseException):
         self.signum = signum
 
 
+# A clean-up after a stop still going this long is stuck (a write to a stalled pipe or NFS mount):
+# a further stop then ends the process at once.
+STUCK_AFTER_S = 10.0
+_STOPPED_AT: list[float] = []  # when the first stop came
+
+
 def _stop(signum, frame):
-    """The first stop (Ctrl-C or a stop signal) unwinds the command; every later one is ignored. The
-    unwinding keeps the work for --resume and removes the temporaries in a tenth of a second; a second
-    exception would break that off, with a traceback, wherever it struck. `kill -9` still ends a hung one."""
+    """The first stop (Ctrl-C or a stop signal) unwinds the command; later ones are ignored while the
+    unwinding keeps the work for --resume and removes the temporaries (a tenth of a second): a second
+    exception would break that off, with a traceback, wherever it struck."""
+    _STOPPED_AT[:] = [time.monotonic()]
     for caught in DEFAULT_HANDLERS:
         if signal.getsignal(caught) is _stop:
             signal.signal(caught, _ignore)
@@ -372,8 +386,12 @@ def _stop(signum, frame):
 
 
 def _ignore(signum, frame):
-    """A handler that does nothing: with SIG_IGN, a signal already arrived and not yet handled prints
-    "Signal 15 ignored due to race condition"."""
+    """A later stop: nothing, unless the clean-up is stuck (STUCK_AFTER_S), when the signal's default
+    ends the process. (A handler, not SIG_IGN: with SIG_IGN, a signal already arrived and not yet
+    handled prints "Signal 15 ignored due to race condition".)"""
+    if time.monotonic() - _STOPPED_AT[0] > STUCK_AFTER_S:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 def _catch_stop_signals() -> dict:
