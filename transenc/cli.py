@@ -149,8 +149,8 @@ def cmd_label(args) -> None:
 
 
 def _label_claimed(args, reader, first_pass, chunk_pairs: int, device, resumable: bool, out_format: str) -> None:
-    """cmd_label from the model's loading on, with its --out claimed where it is `resumable` (a file
-    of the pairs, not written in place)."""
+    """cmd_label from the model's loading on, with its --out claimed where it is a file (_one_writer);
+    `resumable` where the pairs are a file too."""
 
     from transenc import distributed
     from transenc.kept_rows import kept_rows
@@ -252,7 +252,8 @@ def cmd_eval(args) -> None:
         check_output_file(args.json, "--json", read)
     metrics = {}
     # --json opened first: a folder that cannot take it fails before the model loads, not after the scoring
-    with (atomic_open(args.json, make_folder=True) if args.json else contextlib.nullcontext()) as json_file, standard_output() as out:
+    json_out = atomic_open(args.json, make_folder=True) if args.json else contextlib.nullcontext()
+    with json_out as json_file, standard_output() as out:
         device = resolve_device(args.device)
 
         def each(name, metric, value):  # each set's line as it is scored
@@ -315,7 +316,8 @@ def cmd_mine(args) -> None:
 
 def _mine_settings(args) -> dict:
     """What a resumed mine shares with the stopped one, so that its embeddings and neighbours hold."""
-    sentences = _input_and_model(args.sentences, "sentences file", args.model)  # a missing file stops here, before torch loads
+    # a missing file stops here, before torch loads
+    sentences = _input_and_model(args.sentences, "sentences file", args.model)
     from transenc.models import resolve_device
     from transenc.precision import inference_precision
 

@@ -309,6 +309,7 @@ def _check_head(path: Path, head: bytes) -> None:
 
 
 def not_a_file(path: Path, what: str) -> InputError:
+    """Why `path` cannot be read as the `what` ("pairs file", ...) asked for."""
     if path.is_dir():
         return InputError(path, 0, f"is a folder, not a {what}")
     return InputError(path, 0, "a symbolic link to no file (or a loop of links)" if path.is_symlink() else "no such file")

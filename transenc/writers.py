@@ -16,6 +16,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -195,7 +196,7 @@ def temporaries_of(out: str | Path) -> list[Path]:
             if temporary_of(path.name) in (target.name, kept) or (temporary_of(path.name) or "").startswith(kept + ".")]
 
 
-def remove_temporaries(found) -> None:
+def remove_temporaries(found: Iterable[Path]) -> None:
     """Removes those of the paths `found` that are temporaries (is_temporary): the files and folders,
     up to a model's or an output's size, that killed writers left hidden and nothing takes up. Only
     under the claim (transenc.claims) of what they were written for, when no other process writes
