@@ -152,6 +152,28 @@ def test_a_model_folder_without_a_tokenizer_exits_2(tmp_path, capsys, tiny_bert,
     assert not out.exists()
 
 
+@pytest.mark.parametrize("mode", ["bi", "cross"])
+def test_weights_that_cannot_be_read_say_so(tmp_path, tiny_bert, mode):
+    """safetensors calls a weights file it may not read "No such file or directory". Run for real: as
+    root (who reads everything), with the capabilities that let root read dropped (setpriv)."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_bert, model)
+    (model / "model.safetensors").chmod(0)
+    (tmp_path / "p.tsv").write_text("a man plays a guitar\tthe cat sat on the mat\n")
+    command = [sys.executable, "-m", "transenc", "label", "--mode", mode, "--pairs", str(tmp_path / "p.tsv"),
+               "--model", str(model)]
+    if os.geteuid() == 0:
+        caps = "-dac_override,-dac_read_search"
+        setpriv = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}"]
+        if shutil.which("setpriv") is None or subprocess.run([*setpriv, "true"]).returncode != 0:
+            pytest.skip("running as root, and no setpriv here to drop the capability to read any file")
+        command = [*setpriv, *command]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.endswith(f"Permission denied: '{model / 'model.safetensors'}'\n")
+
+
 def test_offline_hub_name_fails_clearly(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     (tmp_path / "p.tsv").write_text("a\tb\n")
