@@ -12,8 +12,8 @@ import numpy as np
 
 from transenc.errors import InputError, TransencError
 from transenc.pairset import PairSet, PairSetBuilder
-from transenc.readers import (STANDARD_INPUT, PairReader, Problems, is_score, is_stream, pair_set, read_pairs,
-                              text_lines, text_problem)
+from transenc.readers import (STANDARD_INPUT, PairReader, Problems, is_stream, not_a_number, pair_set, read_pairs,
+                              score_problem, text_lines, text_problem)
 
 
 def spearman100(predicted: np.ndarray, gold: np.ndarray) -> float:
@@ -228,13 +228,13 @@ def _sick(path: Path) -> PairSet:
 
 
 def _gold_score(path: Path, number: int, text: str) -> float:
-    """A SentEval gold score, held to the pair readers' rule (is_score): a NaN would score the set NaN
+    """A SentEval gold score, held to the pair readers' rules and words: a NaN would score the set NaN
     and make --json write invalid JSON."""
     try:
         score = float(text)
     except ValueError:
-        raise InputError(path, number, f"score '{text.strip()[:40]}' is not a number") from None
-    _refuse(path, number, None if is_score(score) else f"score is not a finite number ({score})")
+        raise InputError(path, number, not_a_number(text)) from None
+    _refuse(path, number, score_problem(score))
     return score
 
 

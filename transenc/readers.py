@@ -95,9 +95,17 @@ def record_problem(a: str, b: str, label: float | None) -> str | None:
     problem = text_problem(a, b)
     if problem:
         return problem
-    if label is not None and not is_score(label):
-        return f"score is not a finite number ({label})"
-    return None
+    return None if label is None else score_problem(label)
+
+
+def score_problem(label: float) -> str | None:
+    """Why a parsed gold score is refused (not finite as the float32 it is kept as), or None."""
+    return None if is_score(label) else f"score is not a finite number ({label})"
+
+
+def not_a_number(text: str) -> str:
+    """Why a gold score field that does not parse is refused."""
+    return f"score '{text.strip()[:40]}' is not a number"
 
 
 def text_problem(*texts: str) -> str | None:
@@ -483,7 +491,7 @@ def _number(text: str, number: int) -> float | None:
     try:
         return float(text)
     except ValueError:
-        raise BadLine(number, f"score '{text[:40]}' is not a number") from None
+        raise BadLine(number, not_a_number(text)) from None
 
 
 def _optional_score(fields: list[str]) -> float | None:
