@@ -221,6 +221,24 @@ def test_report_of_a_folder_that_is_no_run(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["metrics.json"]
 
 
+@pytest.mark.parametrize("edit", [
+    lambda m: m["cycles"][0]["stages"]["bi_label"].update(seconds="abc"),
+    lambda m: m["cycles"][0]["stages"]["bi_train"]["models"][0].update(checks=5),
+    lambda m: m["start"]["dev"]["sets"]["binary"].update(models=["a"]),
+    lambda m: m.update(exported=3),
+], ids=["seconds-a-string", "checks-a-number", "score-a-string", "exported-a-number"])
+def test_a_hand_edited_metrics_file_is_named_not_a_traceback(two_dev_run, tmp_path, capsys, edit):
+    run = tmp_path / "copy"
+    shutil.copytree(two_dev_run / "run", run, ignore=shutil.ignore_patterns("*.png", "report.html", "bi*", "cross*"))
+    metrics = json.loads((run / "metrics.json").read_text())
+    edit(metrics)
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    assert cli.main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"transenc: error: {run / 'metrics.json'}: cannot be drawn: a value of the wrong type")
+    assert not any(p.suffix in (".png", ".html", ".tmp") for p in run.iterdir())
+
+
 def test_the_demo_corpus_gets_the_bundled_dev_set(tmp_path):
     from transenc.metrics import read_labeled
 
