@@ -6,6 +6,8 @@ Understands the STS-B csv layout (sts-dev.csv, sts-test.csv) and a SentEval-styl
 """
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -169,30 +171,37 @@ def find_sets(data: str | Path, metric: str = "auto") -> dict[str, PairSet]:
         return {default_set_name(root): read_labeled(root, metric)}
     if not root.is_dir():
         raise InputError(root, 0, "no such file or directory")
-    sets = {}
-    for split in ("dev", "test"):
-        path = root / f"sts-{split}.csv"
-        if path.is_file():
-            sets[f"sts-b-{split}"] = read_pairs(path, fmt="sts")[0]
-    for folder in sorted(p for p in root.rglob("STS1[2-6]*") if p.is_dir()):
-        pairs = _senteval_sts(folder)
-        if pairs is not None:
-            sets[folder.name.lower()] = pairs
-    sick = next(root.rglob("SICK_test_annotated.txt"), None)
-    if sick is not None:
-        sets["sick-r"] = _sick(sick)
+    sets = {name: pairs for name, _, read in _folder_sets(root) if (pairs := read()) is not None}
     if not sets:
         raise InputError(root, 0, "no STS-B csv files (sts-dev.csv, sts-test.csv) or SentEval STS/SICK files found")
     return sets
 
 
 def data_files(data: str | Path) -> list[Path]:
-    """The files find_sets(data) may read: what an output must not replace."""
+    """The files find_sets(data) reads: what an output must not replace."""
     root = Path(data)
-    if not root.is_dir():
-        return [root]
-    return [path for path in (*root.glob("sts-*.csv"), *root.rglob("STS.*.txt"), *root.rglob("SICK_test_annotated.txt"))
-            if path.is_file()]
+    return [path for _, files, _ in _folder_sets(root) for path in files] if root.is_dir() else [root]
+
+
+def _folder_sets(root: Path) -> list[tuple[str, list[Path], Callable[[], PairSet | None]]]:
+    """Each STS set a folder may hold: its name, the files it is read from, and its reader (None where
+    a SentEval folder holds no scored pair)."""
+    found = []
+    for split in ("dev", "test"):
+        path = root / f"sts-{split}.csv"
+        if path.is_file():
+            found.append((f"sts-b-{split}", [path], functools.partial(_sts_b, path)))
+    for folder in sorted(p for p in root.rglob("STS1[2-6]*") if p.is_dir()):
+        found.append((folder.name.lower(), sorted(p for p in folder.glob("STS.*.txt") if p.is_file()),
+                      functools.partial(_senteval_sts, folder)))
+    sick = next(root.rglob("SICK_test_annotated.txt"), None)
+    if sick is not None:
+        found.append(("sick-r", [sick], functools.partial(_sick, sick)))
+    return found
+
+
+def _sts_b(path: Path) -> PairSet:
+    return read_pairs(path, fmt="sts")[0]
 
 
 def _senteval_sts(folder: Path) -> PairSet | None:
