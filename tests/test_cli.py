@@ -209,11 +209,17 @@ def test_mine_writes_to_standard_output_without_out(tmp_path, tiny_bert, capsys)
     (tmp_path / "s.txt").write_text("".join(f"sentence {i} about topic {i % 3}\n" for i in range(12)))
     argv = ["mine", "--sentences", str(tmp_path / "s.txt"), "--k", "2", "--model", str(tiny_bert)]
     assert run(argv + ["--out", str(tmp_path / "mined.tsv")]) == 0
-    assert capsys.readouterr().err.endswith(f"transenc: wrote {len((tmp_path / 'mined.tsv').read_text().splitlines())} "
-                                            f"pairs to {tmp_path / 'mined.tsv'}\n")
+    n = len((tmp_path / "mined.tsv").read_text().splitlines())
+    from transenc.models import resolve_device
+    from transenc.precision import inference_precision
+
+    device = resolve_device("auto")
+    ran = f"(bi-encoder, {inference_precision(device, 'auto')} on {device})"  # the summary line, as label's
+    assert capsys.readouterr().err.endswith(f"transenc: wrote {n} pairs to {tmp_path / 'mined.tsv'} {ran}\n")
     for standard_output in ([], ["--out", "-"]):  # - is standard output, as it is standard input for --sentences
         assert run(argv + standard_output) == 0
-        assert capsys.readouterr().out == (tmp_path / "mined.tsv").read_text()
+        printed = capsys.readouterr()
+        assert printed.out == (tmp_path / "mined.tsv").read_text() and printed.err.endswith(f"mined {n} pairs {ran}\n")
     assert not (tmp_path / "-").exists() and not Path("-").exists()
     label = ["label", "--pairs", str(tmp_path / "mined.tsv"), "--model", str(tiny_bert)]
     assert run(label) == 0
@@ -601,7 +607,9 @@ def test_bad_numbers_exit_2_naming_the_option(capsys, argv, option, values, rule
     for value in values:
         with pytest.raises(SystemExit) as e:
             cli.main([*argv, option, value])
-        assert e.value.code == 2 and f"argument {option}: {rule}, got {value}" in capsys.readouterr().err
+        # one line, as every refusal (argparse's own would print the usage block first)
+        assert e.value.code == 2 and capsys.readouterr().err == \
+            f"transenc: error: argument {option}: {rule}, got {value} (see transenc {argv[0]} --help)\n"
 
 
 def test_cross_mode_without_a_pair_head_and_bi_mode_on_a_cross_encoder_warn(tmp_path, tiny_bert, capsys):

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from transenc.errors import TransencError, cosine_problem, count_problem
-from transenc.precision import PRECISIONS
+from transenc.precision import DEVICE_HELP, PRECISIONS
 
 STSB_URL = "http://ixa2.si.ehu.eus/stswiki/images/4/48/Stsbenchmark.tar.gz"
 
@@ -46,19 +46,27 @@ MODE_HELP = ("bi: the cosine of a bi-encoder's two embeddings (default); cross: 
              "(--model: one transenc train exported, e.g. runs/demo/cross)")
 
 
-def _add_model_args(p: argparse.ArgumentParser) -> None:
+def _add_model_args(p: argparse.ArgumentParser, batch_default: str = "128 bi, 64 cross, 32 cross in int8") -> None:
     p.add_argument("--model", default=None, help="model directory or hub name (default: all-MiniLM-L6-v2)")
     p.add_argument("--batch-size", type=_positive, default=None,
                    help="rows per batch, on average; batches are length-sorted and on a CPU hold at most 2,048 tokens "
-                        "(default: 128 bi, 64 cross, 32 cross in int8)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)")
+                        f"(default: {batch_default})")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="auto: bf16 on a GPU; on a CPU bf16 where it has AMX, else int8 where it has VNNI or AVX2, "
                         "else fp32 (each measured to agree with fp32); fp32 is exact")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's, with a bad argument said in one line, as every other refusal is (its default prints
+    the whole usage block first)."""
+
+    def error(self, message: str):
+        self.exit(2, f"transenc: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="transenc", description="Unsupervised sentence-pair modelling (Trans-Encoder).")
+    parser = _Parser(prog="transenc", description="Unsupervised sentence-pair modelling (Trans-Encoder).")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("label", help="score sentence pairs with a bi-encoder or a cross-encoder")
@@ -69,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=_file_or_standard_output,
                    help="output file: .tsv (s1, s2, score), .jsonl, or .npy (the float32 scores alone, row i for "
                         "pair i); default, or -: TSV on standard output")
-    p.add_argument("--on-error", choices=("raise", "skip"), default="raise", help="skip bad input lines instead of stopping")
+    p.add_argument("--on-error", choices=("raise", "skip"), default="raise",
+                   help="raise (default): stop at the first bad input line, naming it; skip: leave bad lines out")
     p.add_argument("--chunk-pairs", type=_positive, default=None,
                    help="pairs read, scored and written at a time (default 65536): memory grows with the unique "
                         "sentences (bi), not with the pairs")
@@ -79,8 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p)
 
     p = sub.add_parser("eval", help="Spearman x 100 on STS sets, or ROC AUC x 100 on 0/1-labeled pairs")
-    p.add_argument("--data", required=True, help="a labeled pairs file, or a folder with sts-dev.csv/sts-test.csv "
-                                                 "(STS-B) or SentEval STS12-16/SICK-R")
+    p.add_argument("--data", required=True, help="a labeled pairs file (- reads standard input), or a folder with "
+                                                 "sts-dev.csv/sts-test.csv (STS-B) or SentEval STS12-16/SICK-R")
     p.add_argument("--mode", choices=("bi", "cross"), default="bi", help=MODE_HELP)
     p.add_argument("--metric", choices=("spearman", "auc", "auto"), default="auto",
                    help="auto (default): ROC AUC x 100 where every gold label is 0 or 1, as train's dev checks, else "
@@ -90,14 +99,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("mine", help="candidate pairs from unpaired sentences by exact cosine top-k")
     p.add_argument("--sentences", required=True, help="text file, one sentence per line; - reads standard input")
-    p.add_argument("--k", type=_positive, default=5, help="neighbours per sentence")
-    p.add_argument("--min-score", type=_cosine, default=None, help="drop pairs under this cosine (-1 to 1)")
+    p.add_argument("--k", type=_positive, default=5, help="neighbours per sentence (default 5)")
+    p.add_argument("--min-score", type=_cosine, default=None,
+                   help="drop pairs under this cosine, -1 to 1 (default: keep every pair)")
     p.add_argument("--out", type=_file_or_standard_output,
                    help="pairs file to write (TSV: s1, s2, cosine); default, or -: standard output")
     p.add_argument("--resume", action="store_true",
                    help="go on with the work a stopped run kept for --out (its embeddings and the neighbours "
                         "found) where the sentences file, model and settings are the same")
-    _add_model_args(p)
+    _add_model_args(p, batch_default="128")
 
     p = sub.add_parser("train", help="Trans-Encoder: bi->cross->bi distillation cycles without labels")
     from transenc.train_config import add_train_args
@@ -108,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a transenc train --out folder")
 
     p = sub.add_parser("data", help="download STS-B (needs network access)")
-    p.add_argument("--out", default="data", help="folder to put stsbenchmark/ in")
+    p.add_argument("--out", default="data", help="folder to put stsbenchmark/ in (default: data)")
     return parser
 
 
@@ -189,7 +199,7 @@ def _label_claimed(args, reader, first_pass, chunk_pairs: int, device, resumable
             write(score_rows(chunk, scores, out_format), done and functools.partial(done, written))
     if reader.skipped:
         print(f"transenc: skipped {reader.skipped} bad line(s) in {args.pairs}", file=sys.stderr)
-    ran = f"{args.mode}-encoder, {precision} on {device}"
+    ran = _what_ran(args.mode, device, args.precision)
     print(f"transenc: wrote {written} scores to {args.out} ({ran})" if args.out else f"transenc: scored {written} pairs ({ran})",
           file=sys.stderr)
 
@@ -244,7 +254,6 @@ def cmd_eval(args) -> None:
     from transenc import api
     from transenc.metrics import data_files
     from transenc.models import resolve_device
-    from transenc.precision import inference_precision
     from transenc.writers import atomic_open, check_output_file, standard_output
 
     check_output_file(args.json, "--json")
@@ -258,8 +267,7 @@ def cmd_eval(args) -> None:
 
         def each(name, metric, value):  # each set's line as it is scored
             if not metrics:  # what ran, once the data and the model were taken
-                print(f"transenc: {args.mode}-encoder, {inference_precision(device, args.precision)} on {device}",
-                      file=sys.stderr)
+                print(f"transenc: {_what_ran(args.mode, device, args.precision)}", file=sys.stderr)
             metrics[name] = metric
             print(f"{name}\t{value:.2f}", file=out, flush=True)
 
@@ -310,8 +318,18 @@ def cmd_mine(args) -> None:
                             make_folder=True) as f:
             for a, b, score in rows:
                 f.write(f"{a}\t{b}\t{score:.6f}\n")
-    if args.out:
-        print(f"transenc: wrote {len(rows)} pairs to {args.out}", file=sys.stderr)
+    from transenc.models import resolve_device
+
+    ran = _what_ran("bi", resolve_device(args.device), args.precision)
+    print(f"transenc: wrote {len(rows)} pairs to {args.out} ({ran})" if args.out else
+          f"transenc: mined {len(rows)} pairs ({ran})", file=sys.stderr)
+
+
+def _what_ran(mode: str, device, precision: str) -> str:
+    """The summary line's model kind and arithmetic: 'bi-encoder, int8 on cpu'."""
+    from transenc.precision import inference_precision
+
+    return f"{mode}-encoder, {inference_precision(device, precision)} on {device}"
 
 
 def _mine_settings(args) -> dict:
@@ -343,7 +361,8 @@ def cmd_data(args) -> None:
             blob = response.read()
     except OSError as e:
         raise TransencError(f"cannot download STS-B from {STSB_URL} ({e}); are you offline? "
-                            "Put sts-train/dev/test.csv in a folder by hand and pass it with --data.") from None
+                            "Put its sts-dev.csv and sts-test.csv in a folder by hand: eval --data FOLDER scores "
+                            "them, and train --dev FOLDER/sts-dev.csv selects on the first.") from None
     with tarfile.open(fileobj=io.BytesIO(blob)) as archive:
         archive.extractall(Path(args.out), filter="data")
     print(f"transenc: STS-B is in {Path(args.out) / 'stsbenchmark'}", file=sys.stderr)

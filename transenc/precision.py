@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import torch
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+DEVICE_HELP = "auto (default: cuda if present, else cpu), cpu, cuda, cuda:1, ..."  # --device, beside --precision
 # torch is imported inside the functions: the CLI's parser reads PRECISIONS without it.
 
 

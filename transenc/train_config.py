@@ -8,7 +8,7 @@ from pathlib import Path
 
 from transenc.errors import TransencError, is_whole, require_count
 from transenc.pairset import PairSet
-from transenc.precision import PRECISIONS, check_precision
+from transenc.precision import DEVICE_HELP, PRECISIONS, check_precision
 from transenc.recipes import DEFAULT_RECIPE, RECIPES
 
 SHORTEST_LENGTH = 8  # tokens: below this a pair row is little more than its special tokens
@@ -135,10 +135,11 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", default=None, metavar="N|BI,CROSS",
                    help="training lengths in tokens, for both encoders or bi,cross (default: the smallest multiple "
                         "of 16 that keeps 99%% of the sentences, and of the pairs, whole; at most the start model's "
-                        "own length, its max_seq_length); exported models keep the start model's length, or this one")
+                        "own length, its max_seq_length); at least 8; exported models keep the start model's length, "
+                        "or this one")
     p.add_argument("--simcse", action="store_true", help="SimCSE warm-up first (for a raw language model)")
-    p.add_argument("--seed", type=int, default=2021, help="batch order, dropout and head initialisation")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if present)")
+    p.add_argument("--seed", type=int, default=2021, help="batch order, dropout and head initialisation (default 2021)")
+    p.add_argument("--device", default="auto", help=DEVICE_HELP)
     p.add_argument("--precision", choices=PRECISIONS, default="auto",
                    help="labeling and dev checks: as `transenc label --precision` (auto: bf16 on a GPU; on a CPU "
                         "bf16 with AMX, else int8 with VNNI or AVX2, else fp32); training steps "
