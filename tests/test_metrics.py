@@ -6,7 +6,7 @@ import pytest
 
 from transenc import cli
 from transenc.errors import InputError, TransencError
-from transenc.metrics import auc, find_sets, resolve_metric, score100
+from transenc.metrics import auc, data_files, find_sets, resolve_metric, score100
 
 
 def auc_by_counting(predicted, gold):
@@ -341,6 +341,20 @@ def test_a_senteval_tree_is_scored_line_by_line(tmp_path):
     assert sts.labels.tolist() == [1.5, 4, 0.25]
     assert [sick.pair_texts(i) for i in range(len(sick))] == [("q r", "s t"), ("u v", "w x")]
     assert np.allclose(sick.labels, [3.6, 1.2])
+
+
+def test_sts_b_is_found_below_the_folder_as_transenc_data_puts_it(tmp_path):
+    """`transenc data --out data` writes data/stsbenchmark/sts-*.csv; `eval --data data` reads them."""
+    rows = "".join(f"g\tf\t2012\t{i}\t{i % 5}.0\ts{i} a\ts{i} b\n" for i in range(4))
+    (tmp_path / "stsbenchmark").mkdir()
+    for split in ("dev", "test", "train"):
+        (tmp_path / "stsbenchmark" / f"sts-{split}.csv").write_text(rows)
+    assert {name: len(pairs) for name, pairs in find_sets(tmp_path).items()} == {"sts-b-dev": 4, "sts-b-test": 4}
+    assert sorted(p.name for p in data_files(tmp_path)) == ["sts-dev.csv", "sts-test.csv"]  # what it reads
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "sts-dev.csv").write_text(rows)
+    with pytest.raises(InputError, match="holds 2 STS-B dev sets .*: pass the folder of one"):
+        find_sets(tmp_path)
 
 
 @pytest.mark.parametrize("which, files, line, reason", [

@@ -188,9 +188,13 @@ def _folder_sets(root: Path) -> list[tuple[str, list[Path], Callable[[], PairSet
     a SentEval folder holds no scored pair)."""
     found = []
     for split in ("dev", "test"):
-        path = root / f"sts-{split}.csv"
-        if path.is_file():
-            found.append((f"sts-b-{split}", [path], functools.partial(_sts_b, path)))
+        # in the folder or below, as the SentEval sets are: `transenc data --out data` puts them in
+        # data/stsbenchmark/
+        paths = sorted(p for p in root.rglob(f"sts-{split}.csv") if p.is_file())
+        if len(paths) > 1:
+            raise InputError(root, 0, f"holds {len(paths)} STS-B {split} sets ({', '.join(map(str, paths))}): "
+                                      "pass the folder of one")
+        found += [(f"sts-b-{split}", paths, functools.partial(_sts_b, paths[0]))] if paths else []
     for folder in sorted(p for p in root.rglob("STS1[2-6]*") if p.is_dir()):
         found.append((folder.name.lower(), sorted(p for p in folder.glob("STS.*.txt") if p.is_file()),
                       functools.partial(_senteval_sts, folder)))
