@@ -64,7 +64,7 @@ class Run:
         check_output_parents(out, "--out")
         self.state_path = out / "state.json"
         if self.state_path.is_file() and not resume:
-            raise TransencError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+            raise TransencError(f"{out} already holds a run; pass --resume (resume=True in Python) to continue it or choose another --out")
         if resume and self.state_path.is_file():
             self.state = _read_state(self.state_path)
             recorded = self.state["config"]
