@@ -222,3 +222,16 @@ def test_resume_needs_an_output_file_and_a_pairs_file(tiny_bert, capsys):
     assert "--resume needs --out and a --pairs file" in capsys.readouterr().err
     assert cli.main(["label", "--pairs", "-", "--out", "x.tsv", "--resume", "--model", str(tiny_bert)]) == 2
     assert "--resume needs --out and a --pairs file" in capsys.readouterr().err
+
+
+def test_a_resume_onto_a_finished_output_says_that_it_is_replaced(tmp_path, job, capsys):
+    """A job run again with --resume once it is done starts over (only a stopped run's work is kept,
+    and a finished output records no settings), and says so: the file there is not taken up."""
+    pairs, argv, whole = job
+    capsys.readouterr()
+    out = tmp_path / "new.tsv"
+    assert cli.main(argv(out, "--resume")) == 0
+    assert "resume; starting\n" in capsys.readouterr().err  # nothing there yet: nothing to replace
+    assert cli.main(argv(out, "--resume")) == 0
+    assert "resume; starting: the file already there is replaced when this run ends" in capsys.readouterr().err
+    assert out.read_bytes() == whole

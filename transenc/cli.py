@@ -190,7 +190,8 @@ def _label_claimed(args, reader, first_pass, chunk_pairs: int, device, resumable
             print(f"transenc: resuming {args.out} after its first {written:,} scores" if written else
                   f"transenc: resuming {args.out}: the embeddings of {kept.rows_kept:,} sentences kept"
                   if kept and kept.rows_kept else
-                  f"transenc: {args.out}: no stopped run of these pairs and settings to resume; starting",
+                  f"transenc: {args.out}: no stopped run of these pairs and settings to resume; starting"
+                  + _replaces(args.out),
                   file=sys.stderr)
         if out_format == "npy" and not written:
             write(npy_header(first_pass.result().pairs))  # its rows follow: the file's shape is known first
@@ -202,6 +203,12 @@ def _label_claimed(args, reader, first_pass, chunk_pairs: int, device, resumable
     ran = _what_ran(args.mode, device, args.precision)
     print(f"transenc: wrote {written} scores to {args.out} ({ran})" if args.out else f"transenc: scored {written} pairs ({ran})",
           file=sys.stderr)
+
+
+def _replaces(out: str) -> str:
+    """Where a --resume starts over onto a finished output (a job run again once it is done, say):
+    that it will be replaced, not taken up (only a stopped run's work is)."""
+    return ": the file already there is replaced when this run ends" if Path(out).is_file() else ""
 
 
 @contextlib.contextmanager
@@ -309,7 +316,8 @@ def cmd_mine(args) -> None:
         if args.resume:
             print(f"transenc: resuming {args.out}: the embeddings of {checkpoint.embeddings.rows_kept:,} sentences "
                   f"and the neighbours of {checkpoint.rows:,} kept" if checkpoint.resumed else
-                  f"transenc: {args.out}: no stopped run of these sentences and settings to resume; starting",
+                  f"transenc: {args.out}: no stopped run of these sentences and settings to resume; starting"
+                  + _replaces(args.out),
                   file=sys.stderr)
         rows = api.mine(args.sentences, args.k, args.model, args.min_score, args.device, args.batch_size,
                         args.precision, checkpoint)
