@@ -219,7 +219,7 @@ def test_cache_built_block_by_block_holds_every_sentence_in_order(monkeypatch):
     tok = bert_tokenizer()
     sentences = [f"sentence number {i} " + "word " * (i % 7) for i in range(23)] + ["", "the end"]
     monkeypatch.setattr(transenc.tokens, "TOKENIZE_BLOCK", 4)  # 7 blocks, the last one short
-    assert list(transenc.tokens._blocks(sentences)) == [(i, min(i + 4, 25)) for i in range(0, 25, 4)]
+    assert list(transenc.tokens._blocks(sentences)) == [sentences[i:i + 4] for i in range(0, 25, 4)]
     cache = TokenCache(tok, sentences)
     assert len(cache) == len(sentences)
     for i, sentence in enumerate(sentences):
@@ -264,13 +264,12 @@ def test_long_texts_are_tokenized_in_blocks_of_characters(monkeypatch):
     whole = TokenCache(tok, sentences)
     monkeypatch.setattr(transenc.tokens, "TOKENIZE_BLOCK_CHARS", 100)
     blocks = list(transenc.tokens._blocks(sentences))
-    assert blocks[0][0] == 0 and blocks[-1][1] == len(sentences)
-    assert all(a[1] == b[0] for a, b in zip(blocks, blocks[1:]))  # in order, none left out
-    lengths = [sum(len(s) for s in sentences[a:b]) for a, b in blocks]
-    assert all(n <= 100 or b - a == 1 for n, (a, b) in zip(lengths, blocks))  # a long one alone
-    assert all(n + len(sentences[b]) > 100 for n, (a, b) in zip(lengths, blocks[:-1]))  # each as full as fits
-    assert (1, 2) in blocks and (4, 5) in blocks  # the texts of 150 and 300 characters, each alone
-    assert list(transenc.tokens._blocks(["x" * 25] * 10)) == [(0, 4), (4, 8), (8, 10)]  # 100 characters fit 100
+    assert sum(blocks, []) == sentences  # in order, none left out
+    lengths = [sum(map(len, block)) for block in blocks]
+    assert all(n <= 100 or len(block) == 1 for n, block in zip(lengths, blocks))  # a long one alone
+    assert all(n + len(after[0]) > 100 for n, after in zip(lengths, blocks[1:]))  # each as full as fits
+    assert [sentences[1]] in blocks and [sentences[4]] in blocks  # the texts of 150 and 300 characters, each alone
+    assert [len(b) for b in transenc.tokens._blocks(["x" * 25] * 10)] == [4, 4, 2]  # 100 characters fit 100
     blocked = TokenCache(tok, sentences)
     assert np.array_equal(blocked.ids, whole.ids) and np.array_equal(blocked.offsets, whole.offsets)
 

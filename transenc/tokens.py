@@ -2,14 +2,17 @@
 
 Ids are kept without special tokens and untruncated, as one flat int32 array plus offsets, so
 pairs in both orders, predict, fit and every cycle reuse them; transenc.packing assembles rows.
+A text long as a file goes to the tokenizer in pieces that give the same ids (PIECE_CHARS).
 """
 from __future__ import annotations
 
 import copy
 import hashlib
 import itertools
+import re
+import string
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -18,6 +21,14 @@ import numpy as np
 # flattened (40,000 texts of ~900 tokens, documents given as sentences: +1.9 GB in blocks of
 # 16,384 alone).
 TOKENIZE_BLOCK, TOKENIZE_BLOCK_CHARS = 16_384, 4_000_000
+# A text longer than this goes to the tokenizer in pieces of about this many characters, cut where
+# its ids are the pieces' ids end to end (_cut_characters): the tokenizers library holds ~90 bytes a
+# character of a text while it tokenizes it (one 50 MB line took 4.3 GB), and a block of pieces
+# is bounded like any other block. A run without a cut character still goes whole.
+PIECE_CHARS = 1 << 16
+# BertNormalizer's CJK ranges (tokenizers' is_chinese_char), around whose characters it puts spaces
+CJK = ("\u4e00-\u9fff\u3400-\u4dbf\U00020000-\U0002a6df\U0002a700-\U0002b73f\U0002b740-\U0002b81f"
+       "\U0002b920-\U0002ceaf\uf900-\ufaff\U0002f800-\U0002fa1f")
 
 
 @dataclass(frozen=True)
@@ -84,14 +95,16 @@ class TokenCache:
         self.template = Template.of(tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         encode = _token_ids_of(tokenizer)
+        pieces = np.ones(len(sentences), dtype=np.int64)  # each sentence's pieces (_pieces)
         ids, lengths = [], []
         # A block at a time: a million sentences at once would hold gigabytes (TOKENIZE_BLOCK).
-        for start, end in _blocks(sentences):
-            encoded = encode(list(sentences[start:end]))
+        for block in _blocks(_pieces(sentences, _cut_characters(tokenizer), pieces)):
+            encoded = encode(block)
             lengths.append(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)))
             ids.append(np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int32, count=int(lengths[-1].sum())))
-        self.offsets = np.zeros(len(sentences) + 1, dtype=np.int64)
-        np.cumsum(np.concatenate(lengths) if lengths else np.zeros(0, np.int64), out=self.offsets[1:])
+        ends = np.zeros(int(pieces.sum()) + 1, dtype=np.int64)  # ends[k]: the ids of the first k pieces
+        np.cumsum(np.concatenate(lengths) if lengths else np.zeros(0, np.int64), out=ends[1:])
+        self.offsets = ends[np.concatenate(([0], np.cumsum(pieces)))]
         self.ids = np.concatenate(ids) if ids else np.zeros(0, np.int32)
 
     def __len__(self) -> int:
@@ -134,17 +147,65 @@ class TokenCaches:
         return self.caches[key]
 
 
-def _blocks(sentences: Sequence[str]) -> Iterator[tuple[int, int]]:
-    """(start, end) of each call of the tokenizer: TOKENIZE_BLOCK sentences, fewer where they hold
-    more than TOKENIZE_BLOCK_CHARS characters, and at least one."""
-    ends = np.zeros(len(sentences) + 1, dtype=np.int64)  # ends[i]: the characters of the first i sentences
-    np.cumsum(np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences)), out=ends[1:])
-    start = 0
-    while start < len(sentences):
-        fits = int(np.searchsorted(ends, ends[start] + TOKENIZE_BLOCK_CHARS, side="right")) - 1
-        end = max(start + 1, min(start + TOKENIZE_BLOCK, fits))
-        yield start, end
-        start = end
+def _blocks(texts: Iterable[str]) -> Iterator[list[str]]:
+    """The texts in calls of the tokenizer: TOKENIZE_BLOCK texts, fewer where they hold more than
+    TOKENIZE_BLOCK_CHARS characters, and at least one."""
+    block, chars = [], 0
+    for text in texts:
+        if block and (len(block) == TOKENIZE_BLOCK or chars + len(text) > TOKENIZE_BLOCK_CHARS):
+            yield block
+            block, chars = [], 0
+        block.append(text)
+        chars += len(text)
+    if block:
+        yield block
+
+
+def _pieces(sentences: Sequence[str], cut: re.Pattern | None, counts: np.ndarray) -> Iterator[str]:
+    """Each sentence; one over PIECE_CHARS characters (where `cut` is known) in pieces, each ending
+    at the first cut character past its PIECE_CHARS (a run without one goes whole). counts[i]:
+    sentence i's pieces, counted here (1 to start with)."""
+    for i, text in enumerate(sentences):
+        start = 0
+        while cut is not None and len(text) - start > PIECE_CHARS:
+            at = cut.search(text, start + PIECE_CHARS)
+            if at is None:
+                break
+            yield text[start:at.end()]
+            start = at.end()
+            counts[i] += 1
+        yield text[start:] if start else text
+
+
+def _cut_characters(tokenizer) -> re.Pattern | None:
+    """The characters after which a text may be cut, its ids then being its pieces' ids end to end;
+    None where the tokenizer's rules are not BERT's (BertNormalizer, BertPreTokenizer): its long
+    texts go whole.
+
+    BERT's normalizer works character by character (NFD reorders marks between starters only, and
+    these are starters), and an ASCII space, tab, line break or punctuation mark, or a CJK character
+    where the normalizer puts spaces around them, ends a word and starts the next (whitespace that
+    an added token strips on its side gives no ids either way). Left out: the characters an added
+    token holds, as written or normalized ([MASK], <s>), which a cut could split; where a token must
+    stand as a single word, those a word holds (`_`, CJK), after which it would stand at a piece's
+    start; and all where a token holds whitespace."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    from tokenizers import normalizers, pre_tokenizers
+
+    normalizer = backend.normalizer
+    if not (isinstance(normalizer, normalizers.BertNormalizer)
+            and isinstance(backend.pre_tokenizer, pre_tokenizers.BertPreTokenizer)):
+        return None
+    added = backend.get_added_tokens_decoder().values()
+    held = "".join(t.content + normalizer.normalize_str(t.content) for t in added)
+    if any(c.isspace() for c in held):
+        return None
+    single_word = any(t.single_word for t in added)
+    cuts = set(" \t\n\r" + string.punctuation) - set(held) - ({"_"} if single_word else set())
+    cjk = normalizer.handle_chinese_chars and not single_word and not re.search(f"[{CJK}]", held)
+    return re.compile("[" + re.escape("".join(sorted(cuts))) + (CJK if cjk else "") + "]")
 
 
 def _token_ids_of(tokenizer):
