@@ -163,7 +163,23 @@ def test_a_load_leaves_transformers_logging_as_it_was(tiny_bert):
     (lambda out: transenc.mine(["a\ud800", "b"]), "sentence 1: a sentence holds an unpaired surrogate"),
     (lambda out: transenc.mine(str(out / "missing.txt")), "missing.txt: no such file"),
     (lambda out: transenc.mine(out.parent), "is a folder, not a sentences file"),
-    (lambda out: transenc.evaluate(ROWS), "pairs: every pair needs a gold score"),
+    (lambda out: transenc.evaluate(ROWS), "pairs: pair 1 has none; every pair needs a gold score"),
+    (lambda out: transenc.evaluate([("a", "b", 1.0), ("a", "c")]), "pairs: pair 2 has none; every pair needs a gold"),
+    (lambda out: transenc.evaluate([("a", "b", 1.0), ("a", "c", 2.0)], each=5), "each must be a function"),
+    (lambda out: transenc.read_pairs([(None, "b")]), "pair 1: sentence1 is not a str but NoneType"),
+    (lambda out: transenc.read_pairs([("a", "b"), ("a", float("nan"))]), "pair 2: sentence2 is not a str but float"),
+    (lambda out: transenc.read_pairs({("a", "b"), ("c", "d")}), "pairs: a set has no order, and score i is pair i's"),
+    (lambda out: transenc.label(PairSet(["a", "b"], np.array([[0, 7]]))), "must index its 2 sentences \\(0 to 1\\)"),
+    (lambda out: transenc.label(PairSet(["a", "b"], np.array([0, 1]))), "must be an int array of shape \\(N, 2\\)"),
+    (lambda out: transenc.label(PairSet(["a", None], np.array([[0, 1]]))), "sentences\\[1\\] is not a str but NoneType"),
+    (lambda out: transenc.evaluate(PairSet(["a", "b"], np.array([[0, 1], [1, 0]]), np.ones(1, np.float32))),
+     "PairSet.labels holds 1 scores for 2 pairs"),
+    (lambda out: transenc.mine(["a", "b", "c"], k=None), "k .* must be a whole number of at least 1, got None"),
+    (lambda out: transenc.train(ROWS, None), "out must be the run's folder, a path, got NoneType"),
+    (lambda out: transenc.train(ROWS, out, simcse="no"), "simcse must be True or False, got 'no'"),
+    (lambda out: transenc.train(ROWS, out, resume="no"), "resume must be True or False, got 'no'"),
+    (lambda out: transenc.label(ROWS, device="mps"), "--device mps: transenc runs on cpu or on cuda"),
+    (lambda out: transenc.label(ROWS, device="cpu:1"), "--device cpu:1: transenc runs on cpu or on cuda"),
 ])
 def test_keywords_are_checked_as_the_command_checks_its_options(tmp_path, monkeypatch, call, message):
     """A bad keyword is a TransencError before any model loads or folder is made, never a KeyError, a
@@ -178,6 +194,17 @@ def test_keywords_are_checked_as_the_command_checks_its_options(tmp_path, monkey
     with pytest.raises(TransencError, match=message):
         call(tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_model_that_scores_every_pair_alike_has_no_spearman_and_says_so(tiny_bert):
+    """Not the NaN (and scipy's warning) that a Spearman of constant scores is."""
+    with pytest.raises(TransencError, match="pairs: the model gives every pair the same score .*: Spearman has no"):
+        transenc.evaluate([("a cat", "a dog", 4.0), ("a cat", "a dog", 1.0)], model=tiny_bert)
+
+
+def test_the_api_exports_what_it_returns_and_raises():
+    assert transenc.PairSet is type(transenc.read_pairs(ROWS))
+    assert issubclass(transenc.ModelError, transenc.TransencError) and issubclass(transenc.OutputError, transenc.TransencError)
 
 
 def test_verbs_stay_verbs_when_the_library_modules_are_imported(tiny_bert):

@@ -5,11 +5,11 @@ on first use, so that `import transenc` does not import torch.
 """
 import importlib
 
-from transenc.errors import InputError, TransencError  # noqa: F401  (what the API raises; no torch)
+from transenc.errors import InputError, ModelError, OutputError, TransencError  # noqa: F401  (what the API raises; no torch)
 
 __version__ = "0.1.0"
 
-_API = ("read_pairs", "label", "evaluate", "mine", "train", "Run", "DEMO_PAIRS", "DEMO_DEV")
+_API = ("read_pairs", "label", "evaluate", "mine", "train", "Run", "PairSet", "DEMO_PAIRS", "DEMO_DEV")
 
 
 def __getattr__(name: str):

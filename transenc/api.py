@@ -18,6 +18,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from transenc.bundled import DEMO_DEV, DEMO_PAIRS  # noqa: F401  (part of the API)
 from transenc.errors import TransencError, cosine_problem, require_count
 from transenc.pairset import PairSet, PairSetBuilder
@@ -29,7 +31,7 @@ def read_pairs(pairs, fmt: str | None = None, on_error: str = "raise") -> PairSe
     if on_error not in ("raise", "skip"):
         raise TransencError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if isinstance(pairs, PairSet):
-        return pairs
+        return _checked_pair_set(pairs)
     if isinstance(pairs, (str, Path)):
         from transenc.readers import read_pairs as read_file
 
@@ -40,6 +42,8 @@ def read_pairs(pairs, fmt: str | None = None, on_error: str = "raise") -> PairSe
     if isinstance(pairs, (bytes, dict)) or not hasattr(pairs, "__iter__"):
         raise TransencError(f"pairs: expected a path, a PairSet or (sentence1, sentence2[, score]) tuples, "
                             f"got {type(pairs).__name__}")
+    if isinstance(pairs, (set, frozenset)):  # score i belongs to pair i: a set has no i
+        raise TransencError("pairs: a set has no order, and score i is pair i's: pass a list")
     builder, skipped = PairSetBuilder(), 0
     for i, row in enumerate(pairs, start=1):  # tuples, lists, rows of a numpy array of strings
         problem = _row_problem(row)
@@ -56,6 +60,27 @@ def read_pairs(pairs, fmt: str | None = None, on_error: str = "raise") -> PairSe
     return builder.build()
 
 
+def _checked_pair_set(pairs: PairSet) -> PairSet:
+    """A PairSet as given (built or changed by hand, perhaps), held to what the readers make of a file:
+    a bad index or type here would be a traceback deep in the engine."""
+    indices, n = pairs.pairs, len(pairs.sentences)
+    if not (isinstance(indices, np.ndarray) and indices.ndim == 2 and indices.shape[1] == 2
+            and np.issubdtype(indices.dtype, np.integer)):
+        raise TransencError(f"PairSet.pairs must be an int array of shape (N, 2), got "
+                            f"{getattr(indices, 'shape', type(indices).__name__)}")
+    if len(indices) and (indices.min() < 0 or indices.max() >= n):
+        raise TransencError(f"PairSet.pairs must index its {n} sentences (0 to {n - 1}); it holds {indices.min()} to "
+                            f"{indices.max()}")
+    bad = next((i for i, text in enumerate(pairs.sentences) if not isinstance(text, str)), None)
+    if bad is not None:
+        raise TransencError(f"PairSet.sentences[{bad}] is not a str but {type(pairs.sentences[bad]).__name__}")
+    if pairs.labels is not None and len(pairs.labels) != len(indices):
+        raise TransencError(f"PairSet.labels holds {len(pairs.labels)} scores for {len(indices)} pairs")
+    if indices.dtype != np.int32:  # the engine's pair indices
+        pairs = PairSet(pairs.sentences, indices.astype(np.int32), pairs.labels)
+    return pairs
+
+
 def _row_problem(row) -> str | None:
     """Why a (s1, s2[, score]) tuple is refused, or None: what a file's line is refused for."""
     from transenc.readers import is_score, text_problem
@@ -63,9 +88,11 @@ def _row_problem(row) -> str | None:
     if isinstance(row, dict):  # a `datasets` row, say
         keys = ", ".join(map(str, row))[:60]
         return f"expected (sentence1, sentence2[, score]), got a dict (keys {keys}): pass the values"
-    if isinstance(row, (str, bytes)) or not hasattr(row, "__len__") or len(row) not in (2, 3) \
-            or not all(isinstance(s, str) for s in row[:2]):
+    if isinstance(row, (str, bytes)) or not hasattr(row, "__len__") or len(row) not in (2, 3):
         return f"expected (sentence1, sentence2) or (sentence1, sentence2, score), got {str(row)[:80]}"
+    for side, text in zip(("sentence1", "sentence2"), row[:2]):
+        if not isinstance(text, str):  # None or NaN: a gap in a table, say
+            return f"{side} is not a str but {type(text).__name__} ({str(text)[:40]}): {str(row)[:80]}"
     problem = text_problem(row[0], row[1])
     if problem:
         return f"{problem}: {str(row)[:80]}"
@@ -104,19 +131,27 @@ def evaluate(data, model=None, mode: str = "bi", metric: str = "auto", device=No
 
     batch_size = require_count("batch_size", batch_size)
     check_precision(precision)
+    if each is not None and not callable(each):
+        raise TransencError(f"each must be a function of (name, metric, value), got {type(each).__name__}")
     if isinstance(data, (str, Path)):
         sets = find_sets(data, metric)
         folder = Path(data).is_dir()  # its sets are named in what resolve_metric refuses
         where = {name: f"{data} ({name})" if folder else str(data) for name in sets}
     else:
-        sets, where = {"pairs": read_pairs(data)}, {"pairs": "pairs"}
+        rows = data if isinstance(data, PairSet) or not hasattr(data, "__iter__") else list(data)  # (a generator)
+        sets, where = {"pairs": read_pairs(rows)}, {"pairs": "pairs"}
         if sets["pairs"].labels is None:
-            raise TransencError("pairs: every pair needs a gold score (s1, s2, score) to be evaluated")
+            first = "" if isinstance(rows, PairSet) else \
+                next(f"pair {i} has none; " for i, row in enumerate(rows, start=1) if len(row) < 3 or row[2] is None)
+            raise TransencError(f"pairs: {first}every pair needs a gold score (s1, s2, score) to be evaluated")
     metrics = {name: resolve_metric(metric, pairs.labels, where[name]) for name, pairs in sets.items()}
     encoder = load_scorer(model, mode, device, precision)
     results = {}
     for name, pairs in sets.items():
         predicted = score(encoder, pairs, name, batch_size=batch_size, precision=precision)
+        if metrics[name] == "spearman" and len(predicted) and (predicted == predicted[0]).all():
+            raise TransencError(f"{where[name]}: the model gives every pair the same score ({predicted[0]:.6g}): "
+                                "Spearman has no value (a collapsed model?)")
         results[name] = score100(metrics[name], predicted, pairs.labels)
         if each:
             each(name, metrics[name], results[name])
@@ -124,13 +159,21 @@ def evaluate(data, model=None, mode: str = "bi", metric: str = "auto", device=No
 
 
 def mine(sentences, k: int = 5, model=None, min_score: float | None = None, device=None,
-         batch_size: int | None = None, precision: str = "auto", checkpoint=None) -> list[tuple[str, str, float]]:
+         batch_size: int | None = None, precision: str = "auto") -> list[tuple[str, str, float]]:
     """Each unique sentence's k nearest neighbours by exact cosine, as unordered pairs (s1, s2, cosine),
-    each once, no self-pairs. `sentences`: a list of strings or a file with one sentence per line.
-    checkpoint: a transenc.mine_checkpoint.MineCheckpoint, which keeps the work as it is done and
-    holds what a stopped run kept."""
+    each once, no self-pairs. `sentences`: a list of strings or a file with one sentence per line."""
+    return mine_kept(sentences, k, model, min_score, device, batch_size, precision, checkpoint=None)
+
+
+def mine_kept(sentences, k, model, min_score, device, batch_size, precision, checkpoint) -> list[tuple[str, str, float]]:
+    """mine, keeping its work in `checkpoint` (a transenc.mine_checkpoint.MineCheckpoint: `transenc
+    mine --out FILE`) as it is done, and taking up what a stopped run kept there. The checkpoint's
+    settings are what says the work is these sentences' (the CLI's name the sentences file, its size
+    and time): the count alone is checked here."""
     from transenc.readers import read_sentences
 
+    if k is None:  # require_count's None is "the default", and k's is 5
+        raise TransencError("k (neighbours per sentence) must be a whole number of at least 1, got None")
     k = require_count("k (neighbours per sentence)", k)
     batch_size = require_count("batch_size", batch_size)
     problem = cosine_problem(min_score)

@@ -319,8 +319,8 @@ def cmd_mine(args) -> None:
                   f"transenc: {args.out}: no stopped run of these sentences and settings to resume; starting"
                   + _replaces(args.out),
                   file=sys.stderr)
-        rows = api.mine(args.sentences, args.k, args.model, args.min_score, args.device, args.batch_size,
-                        args.precision, checkpoint)
+        rows = api.mine_kept(args.sentences, args.k, args.model, args.min_score, args.device, args.batch_size,
+                             args.precision, checkpoint)
         with standard_output() if args.out is None else \
                 atomic_open(args.out, hint=KEPT_WORK_HINT if checkpoint and checkpoint.kept else None,
                             make_folder=True) as f:

@@ -95,6 +95,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         resolved = torch.device(device)
     except RuntimeError:
         raise TransencError(f"--device {device}: not a device name (cpu, cuda, cuda:1, ...)") from None
+    if resolved.type not in ("cpu", "cuda") or (resolved.type == "cpu" and resolved.index):
+        # mps, meta, cpu:1 ...: torch names them, and the model's load would fail on them, blaming the model
+        raise TransencError(f"--device {device}: transenc runs on cpu or on cuda, cuda:1, ...")
     if resolved.type == "cuda":
         count = torch.cuda.device_count()
         if not count:

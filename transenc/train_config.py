@@ -78,8 +78,13 @@ class TrainConfig:
         for name in ("models", "teachers", "dev", "test"):
             setattr(self, name, _as_list(name, getattr(self, name)))
         self.max_length = parse_max_length(self.max_length)
+        if not isinstance(self.out, (str, Path)):
+            raise TransencError(f"out must be the run's folder, a path, got {type(self.out).__name__}")
         if str(self.out) == "":  # an unset shell variable, say: Path("") would be the current folder
             raise TransencError("--out is empty; name the run's folder")
+        for name in ("simcse", "resume"):  # "no" would be true
+            if not isinstance(getattr(self, name), bool):
+                raise TransencError(f"{name} must be True or False, got {getattr(self, name)!r}")
         if isinstance(self.pairs, Path):
             self.pairs = str(self.pairs)  # recorded in state.json as the CLI gives it
         if not is_whole(self.seed):
