@@ -248,7 +248,7 @@ def test_the_demo_corpus_gets_the_bundled_dev_set(tmp_path):
     corpus = set(training.read_training_pairs(DEMO_PAIRS).sentences)
     assert not corpus & set(dev.sentences)  # dev sentences never appear in the training corpus
     config = TrainConfig(out=tmp_path / "r", cycles=1, seed=1, device="cpu")
-    assert list(training.Trainer(config).scored.dev) == ["demo_dev"]
+    assert list(training.Trainer(config).scored.dev) == ["demo-dev"]
     (tmp_path / "p.tsv").write_text("a b\tc d\n")
     config = TrainConfig(out=tmp_path / "r2", pairs=tmp_path / "p.tsv", cycles=1, seed=1, device="cpu")
     assert training.Trainer(config).scored.dev == {}  # other training data: no dev set unless asked for

@@ -90,7 +90,9 @@ class Trainer:
         self.pairs = read_training_pairs(config.pairs or DEMO_PAIRS, config.max_pairs)  # (a bad path stops here)
         on_demo = config.pairs is None or (isinstance(config.pairs, (str, Path))
                                            and Path(config.pairs).resolve() == DEMO_PAIRS.resolve())
-        dev = labeled_sets(config.dev or ([str(DEMO_DEV)] if on_demo else []))
+        # named demo-dev, not by its file's stem as eval names it: a demo run's kept dev scores are
+        # keyed by that name, and a resumed run takes them up
+        dev = labeled_sets(config.dev or ([f"demo-dev={DEMO_DEV}"] if on_demo else []))
         self.models = [str(resolve_model(m)) for m in (config.models or [DEFAULT_MODEL])]
         self.teachers = [str(resolve_model(t)) for t in config.teachers]
         for model in self.models:
