@@ -171,7 +171,10 @@ def test_a_load_leaves_transformers_logging_as_it_was(tiny_bert):
     (lambda out: transenc.read_pairs({("a", "b"), ("c", "d")}), "pairs: a set has no order, and score i is pair i's"),
     (lambda out: transenc.label(PairSet(["a", "b"], np.array([[0, 7]]))), "must index its 2 sentences \\(0 to 1\\)"),
     (lambda out: transenc.label(PairSet(["a", "b"], np.array([0, 1]))), "must be an int array of shape \\(N, 2\\)"),
-    (lambda out: transenc.label(PairSet(["a", None], np.array([[0, 1]]))), "sentences\\[1\\] is not a str but NoneType"),
+    (lambda out: transenc.label(PairSet(["a", None], np.array([[0, 1]]))), "sentences\\[1\\]: not a str but NoneType"),
+    (lambda out: transenc.label(PairSet(["a\ud800", "b"], np.array([[0, 1]]))),
+     "PairSet.sentences\\[0\\]: a sentence holds an unpaired surrogate"),
+    (lambda out: transenc.label(PairSet(["a", " "], np.array([[0, 1]]))), "PairSet.sentences\\[1\\]: empty sentence"),
     (lambda out: transenc.evaluate(PairSet(["a", "b"], np.array([[0, 1], [1, 0]]), np.ones(1, np.float32))),
      "PairSet.labels holds 1 scores for 2 pairs"),
     (lambda out: transenc.mine(["a", "b", "c"], k=None), "k .* must be a whole number of at least 1, got None"),
@@ -200,6 +203,23 @@ def test_a_model_that_scores_every_pair_alike_has_no_spearman_and_says_so(tiny_b
     """Not the NaN (and scipy's warning) that a Spearman of constant scores is."""
     with pytest.raises(TransencError, match="pairs: the model gives every pair the same score .*: Spearman has no"):
         transenc.evaluate([("a cat", "a dog", 4.0), ("a cat", "a dog", 1.0)], model=tiny_bert)
+
+
+def test_a_pair_set_of_other_int_indices_and_other_path_and_bool_types_are_taken(tiny_bert, tmp_path):
+    import os
+
+    from transenc.train_config import TrainConfig
+
+    pairs = transenc.read_pairs(ROWS)
+    wide = PairSet(pairs.sentences, pairs.pairs.astype(np.int64))  # as numpy makes them by default
+    assert np.array_equal(transenc.label(wide, model=tiny_bert), transenc.label(pairs, model=tiny_bert))
+
+    class Folder(os.PathLike):  # py.path.local, say
+        def __fspath__(self):
+            return str(tmp_path / "run")
+
+    config = TrainConfig(out=Folder(), simcse=np.True_, resume=np.False_)
+    assert (config.simcse, config.resume) == (True, False) and type(config.simcse) is bool
 
 
 def test_the_api_exports_what_it_returns_and_raises():

@@ -612,6 +612,30 @@ def test_bad_numbers_exit_2_naming_the_option(capsys, argv, option, values, rule
             f"transenc: error: argument {option}: {rule}, got {value} (see transenc {argv[0]} --help)\n"
 
 
+@pytest.mark.parametrize("argv, said", [
+    ([], "the following arguments are required: {label,eval,mine,train,report,data} (see transenc --help)"),
+    (["lab"], "invalid choice: 'lab' (choose from 'label', 'eval', 'mine', 'train', 'report', 'data') (see transenc --help)"),
+    (["label"], "the following arguments are required: --pairs (see transenc label --help)"),
+    (["label", "--pairs", "x.tsv", "--k", "3"], "unrecognized arguments: --k 3 (see transenc label --help)"),
+])
+def test_a_bad_command_line_is_one_line_pointing_to_the_help_that_lists_its_options(capsys, argv, said):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.startswith("transenc: error: ") and err.endswith(said + "\n") and err.count("\n") == 1
+
+
+def test_help_and_version_exit_0(capsys):
+    import transenc
+
+    for argv, said in ((["--help"], "usage: transenc [-h] [--version] {label,eval,mine,train,report,data}"),
+                       (["mine", "--help"], "usage: transenc mine [-h] --sentences SENTENCES"),
+                       (["--version"], f"transenc {transenc.__version__}\n")):
+        with pytest.raises(SystemExit) as e:
+            cli.main(argv)
+        assert e.value.code == 0 and capsys.readouterr().out.startswith(said)
+
+
 def test_cross_mode_without_a_pair_head_and_bi_mode_on_a_cross_encoder_warn(tmp_path, tiny_bert, capsys):
     (tmp_path / "p.tsv").write_text("a b\tc d\ne f\tg h\n")
     argv = ["label", "--pairs", str(tmp_path / "p.tsv"), "--mode", "cross", "--out", str(tmp_path / "s.tsv")]

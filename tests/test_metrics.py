@@ -351,9 +351,18 @@ def test_sts_b_is_found_below_the_folder_as_transenc_data_puts_it(tmp_path):
         (tmp_path / "stsbenchmark" / f"sts-{split}.csv").write_text(rows)
     assert {name: len(pairs) for name, pairs in find_sets(tmp_path).items()} == {"sts-b-dev": 4, "sts-b-test": 4}
     assert sorted(p.name for p in data_files(tmp_path)) == ["sts-dev.csv", "sts-test.csv"]  # what it reads
+    # SentEval's tree holds a copy too, deeper, beside the sets it adds: the shallowest is read
+    senteval_tree(tmp_path / "senteval")
+    (tmp_path / "senteval" / "STS" / "STSBenchmark").mkdir(parents=True)
+    (tmp_path / "senteval" / "STS" / "STSBenchmark" / "sts-dev.csv").write_text(rows.replace("s0 a", "other"))
+    sets = find_sets(tmp_path)
+    assert list(sets) == ["sts-b-dev", "sts-b-test", "sts13-en-test", "sick-r"]
+    assert sets["sts-b-dev"].pair_texts(0) == ("s0 a", "s0 b")
+    assert tmp_path / "stsbenchmark" / "sts-dev.csv" in data_files(tmp_path)
+    assert tmp_path / "senteval" / "STS" / "STSBenchmark" / "sts-dev.csv" not in data_files(tmp_path)
     (tmp_path / "copy").mkdir()
     (tmp_path / "copy" / "sts-dev.csv").write_text(rows)
-    with pytest.raises(InputError, match="holds 2 STS-B dev sets .*: pass the folder of one"):
+    with pytest.raises(InputError, match="holds 2 STS-B dev sets at one depth .*: pass the folder of one"):
         find_sets(tmp_path)
 
 

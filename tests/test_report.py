@@ -227,7 +227,7 @@ def test_report_of_a_folder_that_is_no_run(tmp_path, capsys):
     lambda m: m["start"]["dev"]["sets"]["binary"].update(models=["a"]),
     lambda m: m.update(exported=3),
 ], ids=["seconds-a-string", "checks-a-number", "score-a-string", "exported-a-number"])
-def test_a_hand_edited_metrics_file_is_named_not_a_traceback(two_dev_run, tmp_path, capsys, edit):
+def test_a_hand_edited_metrics_file_is_said_not_a_traceback(two_dev_run, tmp_path, capsys, edit):
     run = tmp_path / "copy"
     shutil.copytree(two_dev_run / "run", run, ignore=shutil.ignore_patterns("*.png", "report.html", "bi*", "cross*"))
     metrics = json.loads((run / "metrics.json").read_text())
@@ -235,7 +235,8 @@ def test_a_hand_edited_metrics_file_is_named_not_a_traceback(two_dev_run, tmp_pa
     (run / "metrics.json").write_text(json.dumps(metrics))
     assert cli.main(["report", str(run)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"transenc: error: {run / 'metrics.json'}: cannot be drawn: a value of the wrong type")
+    assert err.startswith(f"transenc: error: {run}: its report cannot be drawn from its metrics.json and "
+                          "cycle*/labels_*.npy (") and err.endswith("; was one edited by hand or damaged?\n")
     assert not any(p.suffix in (".png", ".html", ".tmp") for p in run.iterdir())
 
 

@@ -28,23 +28,29 @@ from transenc.pairset import PairSet, PairSetBuilder
 def read_pairs(pairs, fmt: str | None = None, on_error: str = "raise") -> PairSet:
     """A pairs file (any format `transenc label` reads), a PairSet, or (s1, s2[, score]) tuples -> PairSet.
     on_error="skip" skips bad lines or tuples (their count goes to stderr) where "raise" stops at the first."""
+    return _read_pairs(pairs, fmt, on_error)[0]
+
+
+def _read_pairs(pairs, fmt: str | None, on_error: str) -> tuple[PairSet, int | None]:
+    """read_pairs, and the number of the first tuple given without a score (None for a file or a
+    PairSet): the pairs keep no scores where one has none, and evaluate names it."""
     if on_error not in ("raise", "skip"):
         raise TransencError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if isinstance(pairs, PairSet):
-        return _checked_pair_set(pairs)
+        return _checked_pair_set(pairs), None
     if isinstance(pairs, (str, Path)):
         from transenc.readers import read_pairs as read_file
 
         result, skipped = read_file(pairs, fmt, on_error)
         if skipped:
             print(f"transenc: skipped {skipped} bad line(s) in {pairs}", file=sys.stderr)
-        return result
+        return result, None
     if isinstance(pairs, (bytes, dict)) or not hasattr(pairs, "__iter__"):
         raise TransencError(f"pairs: expected a path, a PairSet or (sentence1, sentence2[, score]) tuples, "
                             f"got {type(pairs).__name__}")
     if isinstance(pairs, (set, frozenset)):  # score i belongs to pair i: a set has no i
         raise TransencError("pairs: a set has no order, and score i is pair i's: pass a list")
-    builder, skipped = PairSetBuilder(), 0
+    builder, skipped, unscored = PairSetBuilder(), 0, None
     for i, row in enumerate(pairs, start=1):  # tuples, lists, rows of a numpy array of strings
         problem = _row_problem(row)
         if problem and on_error == "raise":
@@ -52,12 +58,15 @@ def read_pairs(pairs, fmt: str | None = None, on_error: str = "raise") -> PairSe
         if problem:
             skipped += 1
             continue
-        builder.add(row[0], row[1], float(row[2]) if len(row) == 3 and row[2] is not None else None)
+        scored = len(row) == 3 and row[2] is not None
+        if unscored is None and not scored:
+            unscored = i
+        builder.add(row[0], row[1], float(row[2]) if scored else None)
     if skipped:
         print(f"transenc: skipped {skipped} bad pair(s)", file=sys.stderr)
     if not len(builder):
         raise TransencError("no sentence pairs given")
-    return builder.build()
+    return builder.build(), unscored
 
 
 def _checked_pair_set(pairs: PairSet) -> PairSet:
@@ -71,14 +80,22 @@ def _checked_pair_set(pairs: PairSet) -> PairSet:
     if len(indices) and (indices.min() < 0 or indices.max() >= n):
         raise TransencError(f"PairSet.pairs must index its {n} sentences (0 to {n - 1}); it holds {indices.min()} to "
                             f"{indices.max()}")
-    bad = next((i for i, text in enumerate(pairs.sentences) if not isinstance(text, str)), None)
-    if bad is not None:
-        raise TransencError(f"PairSet.sentences[{bad}] is not a str but {type(pairs.sentences[bad]).__name__}")
+    for i, text in enumerate(pairs.sentences):  # what a file's line and a tuple are held to
+        problem = _sentence_problem(text)
+        if problem:
+            raise TransencError(f"PairSet.sentences[{i}]: {problem}: {str(text)[:80]!r}")
     if pairs.labels is not None and len(pairs.labels) != len(indices):
         raise TransencError(f"PairSet.labels holds {len(pairs.labels)} scores for {len(indices)} pairs")
     if indices.dtype != np.int32:  # the engine's pair indices
         pairs = PairSet(pairs.sentences, indices.astype(np.int32), pairs.labels)
     return pairs
+
+
+def _sentence_problem(text) -> str | None:
+    """Why a sentence given in memory is refused, or None: a str a file's line would give."""
+    from transenc.readers import text_problem
+
+    return f"not a str but {type(text).__name__}" if not isinstance(text, str) else text_problem(text)
 
 
 def _row_problem(row) -> str | None:
@@ -138,11 +155,10 @@ def evaluate(data, model=None, mode: str = "bi", metric: str = "auto", device=No
         folder = Path(data).is_dir()  # its sets are named in what resolve_metric refuses
         where = {name: f"{data} ({name})" if folder else str(data) for name in sets}
     else:
-        rows = data if isinstance(data, PairSet) or not hasattr(data, "__iter__") else list(data)  # (a generator)
-        sets, where = {"pairs": read_pairs(rows)}, {"pairs": "pairs"}
-        if sets["pairs"].labels is None:
-            first = "" if isinstance(rows, PairSet) else \
-                next(f"pair {i} has none; " for i, row in enumerate(rows, start=1) if len(row) < 3 or row[2] is None)
+        pairs, unscored = _read_pairs(data, None, "raise")
+        sets, where = {"pairs": pairs}, {"pairs": "pairs"}
+        if pairs.labels is None:
+            first = f"pair {unscored} has none; " if unscored else ""
             raise TransencError(f"pairs: {first}every pair needs a gold score (s1, s2, score) to be evaluated")
     metrics = {name: resolve_metric(metric, pairs.labels, where[name]) for name, pairs in sets.items()}
     encoder = load_scorer(model, mode, device, precision)
@@ -208,14 +224,12 @@ def mine_kept(sentences, k, model, min_score, device, batch_size, precision, che
 
 def _checked_sentences(sentences) -> list[str]:
     """A list of sentences as mine takes them: each a str that label and train would take in a pair."""
-    from transenc.readers import text_problem
-
     if isinstance(sentences, (bytes, dict, PairSet)) or not hasattr(sentences, "__iter__"):
         hint = " (a PairSet's are its .sentences)" if isinstance(sentences, PairSet) else ""
         raise TransencError(f"sentences: expected a file or a list of strings{hint}, got {type(sentences).__name__}")
     sentences = list(sentences)
     for i, text in enumerate(sentences, start=1):
-        problem = f"not a str but {type(text).__name__}" if not isinstance(text, str) else text_problem(text)
+        problem = _sentence_problem(text)
         if problem:
             raise TransencError(f"sentence {i}: {problem}: {str(text)[:80]!r}")
     return sentences

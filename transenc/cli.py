@@ -67,7 +67,11 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="transenc", description="Unsupervised sentence-pair modelling (Trans-Encoder).")
-    sub = parser.add_subparsers(dest="command", required=True)
+    from transenc import __version__
+
+    parser.add_argument("--version", action="version", version=f"transenc {__version__}")
+    # the commands listed where one is missing ("required: command" would name none)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
 
     p = sub.add_parser("label", help="score sentence pairs with a bi-encoder or a cross-encoder")
     p.add_argument("--pairs", required=True,
@@ -119,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("data", help="download STS-B (needs network access)")
     p.add_argument("--out", default="data", help="folder to put stsbenchmark/ in (default: data)")
+    parser.commands = sub.choices  # {name: its parser}
     return parser
 
 
@@ -288,7 +293,14 @@ def cmd_eval(args) -> None:
 def cmd_report(args) -> None:
     from transenc.report import write_report
 
-    print(f"transenc: wrote {write_report(args.run_dir)}", file=sys.stderr)
+    try:
+        written = write_report(args.run_dir)
+    except (TypeError, ValueError, KeyError, IndexError, AttributeError) as e:
+        # what a run writes draws (tests/test_report.py); a value of the wrong type or a missing field
+        # is a file edited by hand or damaged, and a traceback deep in matplotlib would not say so
+        raise TransencError(f"{args.run_dir}: its report cannot be drawn from its metrics.json and "
+                            f"cycle*/labels_*.npy ({type(e).__name__}: {e}); was one edited by hand or damaged?") from e
+    print(f"transenc: wrote {written}", file=sys.stderr)
 
 
 def cmd_mine(args) -> None:
@@ -462,7 +474,10 @@ def _bytes_in(paths: list[Path]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        parser = build_parser()
+        args, unknown = parser.parse_known_args(argv)
+        if unknown:  # said by the command's parser, whose --help lists what it takes
+            parser.commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     except KeyboardInterrupt:  # Ctrl-C while the parser's imports load (~0.1 s): nothing begun, nothing kept
         print("transenc: interrupted", file=sys.stderr)
         return 130

@@ -188,13 +188,15 @@ def _folder_sets(root: Path) -> list[tuple[str, list[Path], Callable[[], PairSet
     a SentEval folder holds no scored pair)."""
     found = []
     for split in ("dev", "test"):
-        # in the folder or below, as the SentEval sets are: `transenc data --out data` puts them in
-        # data/stsbenchmark/
-        paths = sorted(p for p in root.rglob(f"sts-{split}.csv") if p.is_file())
-        if len(paths) > 1:
-            raise InputError(root, 0, f"holds {len(paths)} STS-B {split} sets ({', '.join(map(str, paths))}): "
-                                      "pass the folder of one")
-        found += [(f"sts-b-{split}", paths, functools.partial(_sts_b, paths[0]))] if paths else []
+        # in the folder or below, as the SentEval sets are (`transenc data --out data` puts them in
+        # data/stsbenchmark/): the shallowest copy, as SentEval's own tree holds one in
+        # downstream/STS/STSBenchmark/ beside its other sets
+        paths = sorted((len(p.relative_to(root).parts), p) for p in root.rglob(f"sts-{split}.csv") if p.is_file())
+        nearest = [path for depth, path in paths if depth == paths[0][0]]
+        if len(nearest) > 1:
+            raise InputError(root, 0, f"holds {len(nearest)} STS-B {split} sets at one depth "
+                                      f"({', '.join(map(str, nearest))}): pass the folder of one")
+        found += [(f"sts-b-{split}", nearest, functools.partial(_sts_b, nearest[0]))] if nearest else []
     for folder in sorted(p for p in root.rglob("STS1[2-6]*") if p.is_dir()):
         found.append((folder.name.lower(), sorted(p for p in folder.glob("STS.*.txt") if p.is_file()),
                       functools.partial(_senteval_sts, folder)))

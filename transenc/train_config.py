@@ -3,8 +3,11 @@ the CLI (from its flags) and the Python API (from keywords)."""
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+import numpy as np
 
 from transenc.errors import TransencError, is_whole, require_count
 from transenc.pairset import PairSet
@@ -78,13 +81,15 @@ class TrainConfig:
         for name in ("models", "teachers", "dev", "test"):
             setattr(self, name, _as_list(name, getattr(self, name)))
         self.max_length = parse_max_length(self.max_length)
-        if not isinstance(self.out, (str, Path)):
+        if not isinstance(self.out, (str, os.PathLike)):
             raise TransencError(f"out must be the run's folder, a path, got {type(self.out).__name__}")
         if str(self.out) == "":  # an unset shell variable, say: Path("") would be the current folder
             raise TransencError("--out is empty; name the run's folder")
         for name in ("simcse", "resume"):  # "no" would be true
-            if not isinstance(getattr(self, name), bool):
-                raise TransencError(f"{name} must be True or False, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise TransencError(f"{name} must be True or False, got {value!r}")
+            setattr(self, name, bool(value))  # recorded as JSON
         if isinstance(self.pairs, Path):
             self.pairs = str(self.pairs)  # recorded in state.json as the CLI gives it
         if not is_whole(self.seed):
@@ -140,8 +145,8 @@ def add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", default=None, metavar="N|BI,CROSS",
                    help="training lengths in tokens, for both encoders or bi,cross (default: the smallest multiple "
                         "of 16 that keeps 99%% of the sentences, and of the pairs, whole; at most the start model's "
-                        "own length, its max_seq_length); at least 8; exported models keep the start model's length, "
-                        "or this one")
+                        "own length, its max_seq_length); at least 8, at most what the model reads (512 for MiniLM); "
+                        "exported models keep the start model's length, or this one")
     p.add_argument("--simcse", action="store_true", help="SimCSE warm-up first (for a raw language model)")
     p.add_argument("--seed", type=int, default=2021, help="batch order, dropout and head initialisation (default 2021)")
     p.add_argument("--device", default="auto", help=DEVICE_HELP)
