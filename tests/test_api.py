@@ -162,6 +162,8 @@ def test_a_load_leaves_transformers_logging_as_it_was(tiny_bert):
     (lambda out: transenc.mine(["a", "b\x00c"]), "sentence 2: NUL byte in a sentence"),
     (lambda out: transenc.mine(["a\ud800", "b"]), "sentence 1: a sentence holds an unpaired surrogate"),
     (lambda out: transenc.mine(str(out / "missing.txt")), "missing.txt: no such file"),
+    (lambda out: transenc.mine("A cat sleeps on the sofa."), "no file is named 'A cat sleeps on the sofa.': a str names "
+                                                             "a file of sentences, .* pass the sentences themselves as a list"),
     (lambda out: transenc.mine(out.parent), "is a folder, not a sentences file"),
     (lambda out: transenc.evaluate(ROWS), "pairs: pair 1 has none; every pair needs a gold score"),
     (lambda out: transenc.evaluate([("a", "b", 1.0), ("a", "c")]), "pairs: pair 2 has none; every pair needs a gold"),

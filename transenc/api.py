@@ -196,6 +196,9 @@ def mine_kept(sentences, k, model, min_score, device, batch_size, precision, che
     if problem:
         raise TransencError(f"min_score {problem}")
     min_score = None if min_score is None else float(min_score)
+    if isinstance(sentences, str) and not Path(sentences).exists() and (" " in sentences or "\n" in sentences):
+        raise TransencError(f"sentences: no file is named {sentences[:60]!r}: a str names a file of sentences, "
+                            "one per line; pass the sentences themselves as a list")
     if isinstance(sentences, (str, Path)):
         sentences = read_sentences(sentences)  # a bad file stops here, before torch loads
     else:
