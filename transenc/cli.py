@@ -67,9 +67,9 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="transenc", description="Unsupervised sentence-pair modelling (Trans-Encoder).")
-    from transenc import __version__
+    import transenc  # the package itself, loaded already: its __version__
 
-    parser.add_argument("--version", action="version", version=f"transenc {__version__}")
+    parser.add_argument("--version", action="version", version=f"transenc {transenc.__version__}")
     # the commands listed where one is missing ("required: command" would name none)
     sub = parser.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
 
