@@ -80,22 +80,17 @@ def _checked_pair_set(pairs: PairSet) -> PairSet:
     if len(indices) and (indices.min() < 0 or indices.max() >= n):
         raise TransencError(f"PairSet.pairs must index its {n} sentences (0 to {n - 1}); it holds {indices.min()} to "
                             f"{indices.max()}")
-    for i, text in enumerate(pairs.sentences):  # what a file's line and a tuple are held to
-        problem = _sentence_problem(text)
-        if problem:
-            raise TransencError(f"PairSet.sentences[{i}]: {problem}: {str(text)[:80]!r}")
+    from transenc.readers import first_text_problem
+
+    found = first_text_problem(pairs.sentences)  # what a file's line and a tuple are held to
+    if found:
+        i, problem = found
+        raise TransencError(f"PairSet.sentences[{i}]: {problem}: {str(pairs.sentences[i])[:80]!r}")
     if pairs.labels is not None and len(pairs.labels) != len(indices):
         raise TransencError(f"PairSet.labels holds {len(pairs.labels)} scores for {len(indices)} pairs")
     if indices.dtype != np.int32:  # the engine's pair indices
         pairs = PairSet(pairs.sentences, indices.astype(np.int32), pairs.labels)
     return pairs
-
-
-def _sentence_problem(text) -> str | None:
-    """Why a sentence given in memory is refused, or None: a str a file's line would give."""
-    from transenc.readers import text_problem
-
-    return f"not a str but {type(text).__name__}" if not isinstance(text, str) else text_problem(text)
 
 
 def _row_problem(row) -> str | None:
@@ -230,11 +225,13 @@ def _checked_sentences(sentences) -> list[str]:
     if isinstance(sentences, (bytes, dict, PairSet)) or not hasattr(sentences, "__iter__"):
         hint = " (a PairSet's are its .sentences)" if isinstance(sentences, PairSet) else ""
         raise TransencError(f"sentences: expected a file or a list of strings{hint}, got {type(sentences).__name__}")
+    from transenc.readers import first_text_problem
+
     sentences = list(sentences)
-    for i, text in enumerate(sentences, start=1):
-        problem = _sentence_problem(text)
-        if problem:
-            raise TransencError(f"sentence {i}: {problem}: {str(text)[:80]!r}")
+    found = first_text_problem(sentences)
+    if found:
+        i, problem = found
+        raise TransencError(f"sentence {i + 1}: {problem}: {str(sentences[i])[:80]!r}")
     return sentences
 
 

@@ -205,7 +205,7 @@ def _label_claimed(args, reader, first_pass, chunk_pairs: int, device, resumable
             write(score_rows(chunk, scores, out_format), done and functools.partial(done, written))
     if reader.skipped:
         print(f"transenc: skipped {reader.skipped} bad line(s) in {args.pairs}", file=sys.stderr)
-    ran = _what_ran(args.mode, device, args.precision)
+    ran = _what_ran(args.mode, device, precision)  # (resolved already: a named precision stays itself)
     print(f"transenc: wrote {written} scores to {args.out} ({ran})" if args.out else f"transenc: scored {written} pairs ({ran})",
           file=sys.stderr)
 
@@ -258,7 +258,8 @@ def _input_and_model(path: str, what: str, model: str | None) -> dict:
                 meta = f.stat()
                 files.append([str(name), meta.st_size, meta.st_mtime_ns])
         files.sort()
-    return {"input": os.path.realpath(found), "bytes": found.stat().st_size, "modified_ns": found.stat().st_mtime_ns,
+    meta = found.stat()
+    return {"input": os.path.realpath(found), "bytes": meta.st_size, "modified_ns": meta.st_mtime_ns,
             "model": model, "model_files": files}
 
 
@@ -313,7 +314,8 @@ def cmd_mine(args) -> None:
 
     check_output_file(args.out, "--out", args.sentences)
     output_format(args.out, allowed=("tsv",))  # a pairs file, read back by its suffix: .jsonl would not parse
-    resumable = args.out is not None and not is_stream(Path(args.sentences)) and not written_in_place(Path(args.out))
+    a_file = args.out is not None and not written_in_place(Path(args.out))
+    resumable = a_file and not is_stream(Path(args.sentences))
     if args.resume and not resumable:
         raise TransencError("--resume needs --out and a --sentences file: it goes on with the work a stopped run "
                             "kept for the same sentences")
@@ -323,7 +325,6 @@ def cmd_mine(args) -> None:
         from transenc.mine_checkpoint import mine_checkpoint
 
         kept = mine_checkpoint(args.out, settings, args.resume)
-    a_file = args.out is not None and not written_in_place(Path(args.out))
     with _one_writer(args.out) if a_file else contextlib.nullcontext(), kept as checkpoint:
         if args.resume:
             print(f"transenc: resuming {args.out}: the embeddings of {checkpoint.embeddings.rows_kept:,} sentences "

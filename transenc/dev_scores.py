@@ -11,7 +11,7 @@ import numpy as np
 from transenc import distributed
 from transenc.metrics import score100
 from transenc.pairset import PairSet
-from transenc.run_folder import RESUME_HINT
+from transenc.run_folder import RESUME_HINT, kept_scores_name
 from transenc.writers import atomic_open, writing
 
 LabeledSets = dict[str, tuple[PairSet, str]]  # name -> (pairs with gold labels, metric)
@@ -107,7 +107,7 @@ class DevScores:
         return self.kept[key]
 
     def _key(self, name: str, length: int, split: str) -> str:
-        return f"{name}@{length}.{self.precision}.{split}"  # as run_folder.KEPT_SCORES reads its file's name
+        return kept_scores_name(name, length, self.precision, split)
 
     def evaluate(self, encoders: list, split: str, names: list[str] | None = None, group="all") -> dict | None:
         """The split's figures (see `figures`) for one model or K side by side."""

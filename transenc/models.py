@@ -150,8 +150,8 @@ def _load_model(path: Path, cross: bool, inference: bool, device: torch.device):
     where it has not (MPNet, DeBERTa-v2), as sentence-transformers does."""
     from transenc import bert
 
-    if (path / "model.safetensors").is_file():
-        with open(path / "model.safetensors", "rb"):  # safetensors says "No such file" of one it may not read
+    if (path / bert.WEIGHTS).is_file():
+        with open(path / bert.WEIGHTS, "rb"):  # safetensors says "No such file" of one it may not read
             pass
     if inference and bert.supported(path, cross):
         return bert.load(path, cross, device)

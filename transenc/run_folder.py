@@ -120,7 +120,7 @@ class Run:
         this run's models (scores are kept by model name: start-0 may have been another model)."""
         remove_temporaries(self.out.rglob(".*"))
         if not self.recorded:
-            for kept in (self.out / "scores").glob("*.npz"):
+            for kept in (self.out / SCORES).glob("*.npz"):
                 if KEPT_SCORES.fullmatch(kept.name):
                     kept.unlink(missing_ok=True)
 
@@ -136,8 +136,14 @@ class Run:
         return self.out / name
 
 
-# A model's dev scores as DevScores keeps them in out/scores/: NAME@LENGTH.PRECISION.SPLIT.npz
+# A model's dev scores as DevScores keeps them in out/scores/ (kept_scores_name), and the files'
+# names as a new run tells them from the user's
+SCORES = "scores"
 KEPT_SCORES = re.compile(r"[^/]+@\d+\.\w+\.(dev|test)\.npz")
+
+
+def kept_scores_name(model: str, length: int, precision: str, split: str) -> str:
+    return f"{model}@{length}.{precision}.{split}"  # + ".npz": KEPT_SCORES
 
 
 def _not_a_runs(out: Path) -> list[str]:
@@ -145,7 +151,7 @@ def _not_a_runs(out: Path) -> list[str]:
     state save (its start's dev scores, a SimCSE warm-up): the user's, which a run would replace or
     mix with its own. Hidden ones (.DS_Store, temporaries) aside."""
     def a_runs(path: Path) -> bool:
-        if path.name == "scores" and path.is_dir() and not path.is_symlink():
+        if path.name == SCORES and path.is_dir() and not path.is_symlink():
             return all(f.name.startswith(".") or KEPT_SCORES.fullmatch(f.name) for f in path.iterdir())
         return re.fullmatch(r"simcse-\d+", path.name) is not None and path.is_dir()
 

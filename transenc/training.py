@@ -39,7 +39,7 @@ from transenc.pairset import PairSet
 from transenc.precision import inference_precision, training_precision
 from transenc.readers import read_pairs
 from transenc.recipes import RECIPES, FitConfig, Recipe, combine_targets, cross_fit_config, cross_targets  # noqa: F401  (Recipe: part of the API)
-from transenc.run_folder import STAGES, Run, check_free_space, save_array, save_model
+from transenc.run_folder import SCORES, STAGES, Run, check_free_space, save_array, save_model
 from transenc.tokens import TokenCaches
 from transenc.train_config import TrainConfig
 
@@ -115,7 +115,7 @@ class Trainer:
                                 for name, folder in zip(named[what], getattr(self, what))}}
         # runs recorded before the names were recorded hold the folders
         self.run = Run(Path(config.out), record, config.resume, {"models": self.models, "teachers": self.teachers})
-        self.scored = DevScores(dev, test, self.score, self.run.out / "scores", self.label_precision)
+        self.scored = DevScores(dev, test, self.score, self.run.out / SCORES, self.label_precision)
         distributed.barrier()  # every rank has read the state before rank 0 writes it
         # With at least K ranks (a multiple of K), the K models train at once, each on its own ranks.
         self.split = distributed.split(len(self.models))
