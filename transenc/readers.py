@@ -584,7 +584,9 @@ def _csv_records(lines, problems: Problems):
         number, quotes, spans = record[0][0], sum(text.count('"') for _, text in record), len(record) > 1
         record.clear()
         try:
-            if spans and quotes % 2:  # a quote never closed took the lines after it (to the end of the file)
+            # a quote never closed takes the lines after it to the end of the file; on the last line, the
+            # line end it swallowed is the sign (a lone quote inside an unquoted field is CSV: 5" tall)
+            if quotes % 2 and (spans or row and row[-1].endswith("\n")):
                 raise BadLine(number, "a quoted field opened on this line is never closed")
             if len(row) <= max(a, b):
                 raise BadLine(number, f"expected at least {max(a, b) + 1} comma-separated fields")
