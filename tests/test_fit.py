@@ -179,13 +179,15 @@ def test_non_finite_loss_stops_naming_the_step():
         fit._train(model, torch.device("cpu"), n, cfg, step_loss, 0, "toy", None, replace(fit.CPU_POLICY, check_every=10))
 
 
+@pytest.mark.parametrize("first", [1.0, math.nan])
 @pytest.mark.parametrize("kind", ["cross", "bi"])
-def test_best_dev_weights_are_restored_and_saved(kind, tiny_bert, tmp_path):
+def test_best_dev_weights_are_restored_and_saved(kind, first, tiny_bert, tmp_path):
     """The model ends with the weights of its best dev check (the 2nd of 3; the 3rd ties it, and a tie
-    is no gain), and saves exactly those."""
+    is no gain), and saves exactly those. A first check without a value (NaN: every dev pair scored
+    alike) is below any other, not kept for good because NaN > x is always False."""
     from safetensors.torch import load_file
 
-    scores, states = iter([1.0, 3.0, 3.0]), []
+    scores, states = iter([first, 3.0, 3.0]), []
 
     def evaluate_of(encoder):
         def evaluate():
@@ -194,7 +196,8 @@ def test_best_dev_weights_are_restored_and_saved(kind, tiny_bert, tmp_path):
         return evaluate
 
     encoder, result = tiny_fit(tiny_bert, kind, fit.GPU_POLICY, evaluate_of)
-    assert result.checks == [(4, 1.0), (8, 3.0), (12, 3.0)]
+    assert result.checks[1:] == [(8, 3.0), (12, 3.0)] and result.checks[0][0] == 4
+    np.testing.assert_equal(result.checks[0][1], first)
     assert (result.best_step, result.best_dev) == (8, 3.0)
     assert len(result.losses) == 12 and all(isinstance(x, float) for x in result.losses)
     best, last = states[1], states[2]

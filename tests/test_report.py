@@ -161,6 +161,27 @@ def test_closing_lines_give_each_model_start_and_best_as_metrics_say(two_dev_run
             assert line.endswith(f"; {run / name}")
 
 
+def test_a_figure_without_a_value_is_said_so_in_the_closing_lines_the_table_and_the_card():
+    """A model that scores every dev pair alike has no Spearman: 'n/a (all scores equal)', never 'nan', and a
+    cross-encoder without one is not taken to be at or above the start's level."""
+    from transenc.model_card import model_card
+    from transenc.report import gain_lines, table
+
+    nan = float("nan")
+    figures = lambda x: {"models": [x], "sets": {"dev": {"metric": "spearman", "models": [x]}}}  # noqa: E731
+    metrics = {"start": {"dev": figures(80.0)}, "start_names": ["start"], "best_cycle": {"cross": 1}, "exported": {},
+               "lengths": [{"bi": 48, "cross": 80, "bi_export": 256, "cross_export": 256}],
+               "pairs": {"count": 10, "sentences": 20}, "precision": {"training": "bf16", "labeling": "bf16"},
+               "cycles": [{"cycle": 1, "stages": {"cross_train": {"models": [{"precision": "bf16"}]},
+                                                  "cross_label": {"dev": figures(nan)}}}]}
+    closing = gain_lines(metrics, "out")
+    assert closing == ["cross: start -> cycle 1: dev dev 80.00 -> n/a (all scores equal); "
+                       "out/cross (below the start model's level on dev: prefer the bi-encoder)"]
+    assert ["cycle 1 cross-encoder", "n/a (all scores equal)"] in table(metrics)[1]
+    card = model_card("cross", 0, metrics, {"models": ["start"], "recipe": "transenc", "seed": 1, "teachers": []})
+    assert "| dev | spearman x 100 | 80.00 | n/a (all scores equal) | n/a (all scores equal) |" in card
+
+
 def test_report_command_rewrites_the_report(two_dev_run, tmp_path):
     run = tmp_path / "copy"
     shutil.copytree(two_dev_run / "run", run, ignore=shutil.ignore_patterns("*.png", "report.html", "bi*", "cross*"))

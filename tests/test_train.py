@@ -38,8 +38,10 @@ def pairs_64(tmp_path):
     return path, dev
 
 
-def args_for(out, pairs, models, dev=None, resume=False, cycles=2, teachers=None, precision="auto") -> dict:
-    """`transenc.train`'s keywords for a tiny run (every other setting its default)."""
+def args_for(out, pairs, models, dev=None, resume=False, cycles=2, teachers=None, precision="fp32") -> dict:
+    """`transenc.train`'s keywords for a tiny run (every other setting its default). fp32, not `auto`:
+    a tiny random model's cross-encoder scores pairs within ~1e-5 of each other, which bf16 (`auto` on a
+    CPU with AMX) rounds to one label for every pair, and labels all alike stop a run."""
     return dict(pairs=str(pairs), out=out, models=[str(m) for m in models], cycles=cycles,
                 teachers=[str(t) for t in teachers] if teachers else None, dev=[str(dev)] if dev else None,
                 recipe="tiny", seed=7, device="cpu", resume=resume, precision=precision)
@@ -66,8 +68,6 @@ def assert_labeled_by(labels: Path, models: list, mode: str, pairs, precision: s
 def test_two_cycles_learn_and_save_sentence_transformers_models(tmp_path, tiny_bert, pairs_64, capsys):
     from sentence_transformers import CrossEncoder, SentenceTransformer
 
-    from transenc.precision import cpu_auto_precision, cpu_training_precision
-
     pairs, dev = pairs_64
     out = tmp_path / "run"
     train(args_for(out, pairs, [tiny_bert], dev=dev))
@@ -77,11 +77,10 @@ def test_two_cycles_learn_and_save_sentence_transformers_models(tmp_path, tiny_b
         for stage in ("cross_train", "bi_train"):
             fit = cycle["stages"][stage]["models"][0]
             assert fit["loss_last"] < fit["loss_first"], (stage, fit)
-            assert fit["precision"] == cpu_training_precision()  # auto: bf16 where the CPU has bf16 arithmetic
+            assert fit["precision"] == "fp32"
         for stage in training.STAGES:
             assert cycle["stages"][stage]["seconds"] >= 0
-    said = f"on cpu, training steps {cpu_training_precision()}, labeling and dev checks {cpu_auto_precision()}"
-    assert said in capsys.readouterr().err
+    assert "on cpu, training steps fp32, labeling and dev checks fp32" in capsys.readouterr().err
     st = SentenceTransformer(str(out / "bi"), device="cpu")
     ce = CrossEncoder(str(out / "cross"), device="cpu")
     emb = st.encode(["a cat sits", "a dog runs"])
@@ -267,6 +266,16 @@ def test_non_finite_labels_stop_with_a_clear_message(tmp_path, tiny_bert, pairs_
     assert not (tmp_path / "nan" / "cycle1" / "labels_bi.npy").exists()
 
 
+def test_labels_all_alike_stop_with_a_clear_message(tmp_path, tiny_bert, pairs_64, monkeypatch):
+    """A collapsed model scores every pair alike (in bf16 a near-collapsed one does too): an MSE fit onto
+    one target for every pair learns no order and undoes the start's, so the run stops there."""
+    pairs, _ = pairs_64
+    monkeypatch.setattr(training.Trainer, "score", lambda self, e, p: np.full(len(p), 0.558, dtype=np.float32))
+    with pytest.raises(TransencError, match=r"bi-encoder labels: all 64 pairs got the same label \(0\.558\), .*collapsed"):
+        train(args_for(tmp_path / "alike", pairs, [tiny_bert], cycles=1))
+    assert not (tmp_path / "alike" / "cycle1" / "labels_bi.npy").exists()
+
+
 def test_co_teacher_enters_every_label_mean_and_is_not_trained(tmp_path, tiny_bert, pairs_64, monkeypatch, capsys):
     from transenc.labeling import bi_scores, cross_scores
     from transenc.models import BiEncoder, CrossEncoder
@@ -281,11 +290,11 @@ def test_co_teacher_enters_every_label_mean_and_is_not_trained(tmp_path, tiny_be
         TINY, bi_with_teacher=FitConfig(batch_size=16, epochs=2, lr=1e-3, warmup=0.0)))
     train(args_for(out, pairs, [tiny_bert], dev=dev, cycles=1, teachers=[teacher]))
     ps, _ = read_pairs(pairs)
-    taught = bi_scores(BiEncoder.load(teacher, "cpu"), ps)
+    taught = bi_scores(BiEncoder.load(teacher, "cpu"), ps, precision="fp32")  # the run's (args_for)
     np.testing.assert_allclose(np.load(out / "teacher-0.npy"), taught, atol=1e-6)
-    student = bi_scores(BiEncoder.load(tiny_bert, "cpu", None, TINY.bi_max_length), ps)
+    student = bi_scores(BiEncoder.load(tiny_bert, "cpu", None, TINY.bi_max_length), ps, precision="fp32")
     np.testing.assert_allclose(np.load(out / "cycle1" / "labels_bi.npy"), (student + taught) / 2, atol=1e-6)
-    cross = cross_scores(CrossEncoder.load(out / "cycle1" / "cross-0", "cpu"), ps)
+    cross = cross_scores(CrossEncoder.load(out / "cycle1" / "cross-0", "cpu"), ps, precision="fp32")
     np.testing.assert_allclose(np.load(out / "cycle1" / "labels_cross.npy"), (cross + taught) / 2, atol=1e-6)
     metrics = json.loads((out / "metrics.json").read_text())
     own = metrics["teachers"][0]
@@ -359,6 +368,23 @@ def test_each_models_best_cycle_is_its_own_and_a_tie_is_no_gain():
     assert "(5.00, the start models)" in selection.stop_reason(dev_history([5.0], [5.0]), 1, 1)
     assert selection.stop_reason(dev_history([5.0], [5.5]), 1, 1) is None
     assert "(6.00, cycle 1)" in selection.stop_reason(dev_history([5.0], [6.0], [6.0], [6.0]), 3, 2)
+
+
+def test_a_figure_without_a_value_is_never_the_best_and_is_printed_as_such():
+    """A model that scores every dev pair alike has no Spearman (NaN). NaN > x is always False, so a max or
+    argmax that meets it first kept it: a collapsed cycle was the best and reset --patience."""
+    nan = float("nan")
+    metrics = dev_history([5.0], [nan], [3.0])
+    assert [selection.best_cycle(metrics, kind, 0) for kind in ("bi", "cross")] == [2, 2]
+    assert "(5.00, the start models)" in selection.stop_reason(dev_history([5.0], [nan]), 1, 1)
+    assert selection.stop_reason(dev_history([5.0], [nan], [6.0]), 2, 2) is None
+    assert selection.cycle_dev({"cycles": [{"stages": {"bi_train": {"dev": {"models": [nan]}},
+                                                       "cross_label": {"dev": {"models": [4.0]}}}}]}, 1) == 4.0
+    stages = metrics["cycles"][0]["stages"]
+    stages |= {"bi_train": {**stages["bi_train"], "seconds": 1.0}, "cross_label": {**stages["cross_label"], "seconds": 1.0,
+                                                                                  "labels": {"mean": 0.5}}}
+    line = selection.cycle_line(metrics, 1, "dev")
+    assert "this cycle cross n/a (all scores equal), bi n/a (all scores equal)" in line and "nan" not in line
 
 
 def test_a_cycle_that_does_not_improve_stops_the_run(tmp_path, tiny_bert, pairs_64, monkeypatch, capsys):
@@ -630,6 +656,16 @@ def test_a_models_digest_reads_what_loads_it_not_its_card_download_metadata_or_o
     assert with_pooling != before
     (model / "1_Pooling" / "config.json").write_text('{"pooling_mode_mean_tokens": true}')
     assert model_digest(model) not in (before, with_pooling)
+
+
+def test_auto_runs_this_cpus_precisions(tmp_path, tiny_bert, pairs_64):
+    """`auto`: bf16 steps where the CPU has bf16 arithmetic, and labeling in its fastest inference precision."""
+    from transenc.precision import cpu_auto_precision, cpu_training_precision
+    from transenc.train_config import TrainConfig
+
+    trainer = training.Trainer(TrainConfig(out=tmp_path / "run", pairs=str(pairs_64[0]), models=[str(tiny_bert)],
+                                           device="cpu", precision="auto"))
+    assert (trainer.train_precision, trainer.label_precision) == (cpu_training_precision(), cpu_auto_precision())
 
 
 def test_pairs_given_in_memory_are_recorded_by_their_content(tmp_path, tiny_bert, pairs_64):

@@ -12,7 +12,7 @@ import numpy as np
 
 from transenc import distributed
 from transenc.dev_scores import DevScores, check_name
-from transenc.metrics import paired_gain
+from transenc.metrics import figure, paired_gain
 from transenc.model_card import model_card
 from transenc.run_folder import RESUME_HINT, Run, save_model, write_text
 from transenc.writers import atomic_dir
@@ -48,7 +48,7 @@ def harm_verdict(sets: list[tuple[str, np.ndarray]], before: list[np.ndarray], a
     if low <= 0:
         why = "inside dev's noise" if gain > 0 else "no gain"
         kept = f"{why}, so the start model is exported in its place (do no harm)"
-    verdict["reason"] = (f"dev mean {gain:+.2f} over the start model (bootstrap 5th percentile {low:+.2f}, corrected "
+    verdict["reason"] = (f"dev mean {figure(gain, '+')} over the start model (bootstrap 5th percentile {figure(low, '+')}, corrected "
                          f"for the best of {chosen_from} dev checks: {how}): {kept}")
     return verdict
 

@@ -224,7 +224,8 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
                 score = distributed.broadcast(evaluate(), group)  # one decision for every rank
                 model.train()
                 checks.append((step, score))
-                if best is None or score > best:
+                # a check without a value (NaN: every dev pair scored alike) gives way to any other
+                if best is None or score > best or (math.isnan(best) and not math.isnan(score)):
                     best, best_step = score, step
                     best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
             if checkpoint and step < len(batches) and time.monotonic() - last_save >= checkpoint.every_seconds:

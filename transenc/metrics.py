@@ -26,6 +26,21 @@ def spearman100(predicted: np.ndarray, gold: np.ndarray) -> float:
     return float(spearmanr(predicted, gold).statistic * 100)
 
 
+NO_VALUE = "n/a (all scores equal)"  # Spearman of a model that scores every pair alike
+
+
+def ranked(score: float) -> float:
+    """A dev figure as choices compare it: one without a value (NaN: Spearman of a model that scores
+    every pair alike, a collapsed one) ranks below every other, never above (NaN > x is always False)."""
+    return -np.inf if np.isnan(score) else score
+
+
+def figure(score: float, sign: str = "") -> str:
+    """A figure as the run's lines, report and model cards print it: two decimals (`sign` "+": signed),
+    or NO_VALUE."""
+    return NO_VALUE if np.isnan(score) else f"{score:{sign}.2f}"
+
+
 def auc(predicted: np.ndarray, gold: np.ndarray) -> float:
     """ROC AUC by the Mann-Whitney U statistic: the chance that a random positive pair scores above a
     random negative one, ties counting one half (average ranks)."""

@@ -2,6 +2,8 @@
 trained from and how, its dev and test figures (start -> exported, from metrics.json), how to load it."""
 from __future__ import annotations
 
+from transenc.metrics import figure
+
 
 def _figures(before: dict | None, after: dict | None, k: int) -> list[str]:
     """A table row per set: metric, start, exported, difference (two decimals, as metrics.json rounds to)."""
@@ -11,7 +13,7 @@ def _figures(before: dict | None, after: dict | None, k: int) -> list[str]:
     for name, s in before["sets"].items():
         if name in after["sets"]:
             a, b = s["models"][k], after["sets"][name]["models"][k]
-            rows.append(f"| {name} | {s['metric']} x 100 | {a:.2f} | {b:.2f} | {b - a:+.2f} |")
+            rows.append(f"| {name} | {s['metric']} x 100 | {figure(a)} | {figure(b)} | {figure(b - a, '+')} |")
     return rows
 
 

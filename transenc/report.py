@@ -17,6 +17,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from transenc.errors import InputError, TransencError
+from transenc.metrics import figure, ranked
 from transenc.writers import write_files
 
 FIT_STAGES = (("cross_train", "cross-encoder training"), ("bi_train", "bi-encoder training"))
@@ -98,7 +99,7 @@ def table(metrics: dict) -> tuple[list[str], list[list[str]]]:
 
     def row(label: str, dev: dict | None, test: dict | None, key: int | str) -> list[str]:
         def pick(d):
-            return "-" if d is None else f"{d['models'][key] if key != 'ensemble' else d['ensemble']:.2f}"
+            return "-" if d is None else figure(d['models'][key] if key != 'ensemble' else d['ensemble'])
         cols = [label, *(pick(_sets(dev).get(n)) for n in dev_names)]
         return cols + [pick(dev)] * (len(dev_names) > 1) + [pick(_sets(test).get(n)) for n in test_names]
 
@@ -134,7 +135,7 @@ def gain_lines(metrics: dict, out: str | Path) -> list[str]:
     start, cycles = metrics.get("start", {}), metrics.get("cycles", [])
 
     def figures(before: dict | None, after: dict | None, k: int, what: str) -> list[str]:
-        return [f"{what} {n} {s['models'][k]:.2f} -> {_sets(after)[n]['models'][k]:.2f}"
+        return [f"{what} {n} {figure(s['models'][k])} -> {figure(_sets(after)[n]['models'][k])}"
                 for n, s in _sets(before).items() if n in _sets(after)]
 
     lines = []
@@ -146,13 +147,13 @@ def gain_lines(metrics: dict, out: str | Path) -> list[str]:
         if metrics.get("exported", {}).get(name, {}).get("model") == "start":
             verdict = f"no gain beyond dev's noise: {where} is the start model"
         elif name.startswith("cross") and best.get("dev") and start.get("dev") and \
-                best["dev"]["models"][k] < start["dev"]["models"][k]:
+                ranked(best["dev"]["models"][k]) < ranked(start["dev"]["models"][k]):
             verdict = f"{where} (below the start model's level on dev: prefer the bi-encoder)"
         else:
             verdict = where
         lines.append(f"{name}: start -> cycle {cycle}: {', '.join(gains) or 'no dev or test set'}; {verdict}")
     for teacher in metrics.get("teachers", []):
-        own = [f"{w} {n} {s['models'][0]:.2f}" for w in ("dev", "test") for n, s in _sets(teacher.get(w)).items()]
+        own = [f"{w} {n} {figure(s['models'][0])}" for w in ("dev", "test") for n, s in _sets(teacher.get(w)).items()]
         cost = f", labels in {teacher['seconds']:.1f} s" if "seconds" in teacher else ""
         lines.append(f"co-teacher {teacher['model']}: {', '.join(own) or 'no dev or test set'}{cost}")
     return lines

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from transenc.metrics import figure, ranked
 from transenc.run_folder import STAGES
 
 
@@ -12,7 +13,7 @@ def cycle_dev(metrics: dict, cycle: int) -> float | None:
     stages = metrics["cycles"][cycle - 1]["stages"]
     scores = [float(np.mean(d["models"])) for d in
               (stages.get("bi_train", {}).get("dev"), stages.get("cross_label", {}).get("dev")) if d]
-    return max(scores) if scores else None
+    return max(scores, key=ranked) if scores else None
 
 
 def stop_reason(metrics: dict, cycle: int, patience: int) -> str | None:
@@ -22,12 +23,12 @@ def stop_reason(metrics: dict, cycle: int, patience: int) -> str | None:
     if not patience or not start:
         return None
     history = [float(np.mean(start["models"]))] + [cycle_dev(metrics, c) for c in range(1, cycle + 1)]
-    best = int(np.argmax(history))  # the first of equal scores: a tie is no gain
+    best = int(np.argmax([ranked(h) for h in history]))  # the first of equal scores: a tie is no gain
     if cycle - best < patience:
         return None
     where = "the start models" if best == 0 else f"cycle {best}"
     return (f"{'cycle' if patience == 1 else f'{patience} cycles up to'} {cycle} did not beat "
-            f"the best dev mean so far ({history[best]:.2f}, {where}); --patience {patience}")
+            f"the best dev mean so far ({figure(history[best])}, {where}); --patience {patience}")
 
 
 def finish_reason(has_dev: bool, patience: int, cycles: int) -> str:
@@ -46,7 +47,7 @@ def best_cycle(metrics: dict, kind: str, k: int) -> int:
         d = c["stages"][stage].get("dev")
         return d["models"][k] if d else c["cycle"]
 
-    return max(metrics["cycles"], key=dev_of)["cycle"]
+    return max(metrics["cycles"], key=lambda c: ranked(dev_of(c)))["cycle"]
 
 
 def cycle_line(metrics: dict, cycle: int, dev_names: str) -> str:
@@ -55,7 +56,7 @@ def cycle_line(metrics: dict, cycle: int, dev_names: str) -> str:
     stages = metrics["cycles"][cycle - 1]["stages"]
 
     def dev(d):
-        return "-" if not d else " ".join(f"{x:.2f}" for x in d["models"])
+        return "-" if not d else " ".join(map(figure, d["models"]))
 
     labels = " ".join(f"{s.split('_')[0]} labels mean {stages[s]['labels']['mean']:.3f}"
                       for s in ("bi_label", "cross_label") if s in stages)

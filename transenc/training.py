@@ -68,10 +68,17 @@ def _digest(pairs: PairSet) -> str:
     return h.hexdigest()
 
 
-def _check_finite(labels: np.ndarray, what: str) -> np.ndarray:
+def _checked_labels(labels: np.ndarray, what: str) -> np.ndarray:
+    """Labels a fit can learn from: finite, and not all equal (every target alike teaches no order, and
+    an MSE fit onto them would undo the start's)."""
+    stopping = "stopping (the last finished stage's checkpoint is kept)"
     if not np.isfinite(labels).all():
-        raise TransencError(f"{what}: {int((~np.isfinite(labels)).sum())} labels are not finite; stopping "
-                            "(the last finished stage's checkpoint is kept)")
+        raise TransencError(f"{what}: {int((~np.isfinite(labels)).sum())} labels are not finite; {stopping}")
+    if len(labels) > 1 and labels.min() == labels.max():
+        raise TransencError(f"{what}: all {len(labels):,} pairs got the same label ({labels[0]:.4g}), and a fit on one "
+                            "target for every pair learns nothing: either the pairs are all alike (say, each sentence "
+                            "with itself) or the models that labeled them score every pair alike (collapsed); "
+                            f"{stopping}")
     return labels
 
 
@@ -250,7 +257,7 @@ class Trainer:
                 print(f"co-teacher {k}: labeling with {named} ...", file=sys.stderr, flush=True)
                 t0 = time.perf_counter()
                 teacher = BiEncoder.load(path, self.device)
-                save_array(target, _check_finite(self.score(teacher, self.pairs).astype(np.float32), "co-teacher labels"))
+                save_array(target, _checked_labels(self.score(teacher, self.pairs).astype(np.float32), "co-teacher labels"))
                 seconds = round(time.perf_counter() - t0, 2)  # its cost: load and label, not the dev checks
                 self.run.metrics.setdefault("teachers", []).append(
                     {"model": named, "seconds": seconds, **{split: self.scored.evaluate([teacher], split, [f"teacher-{k}"])
@@ -262,7 +269,7 @@ class Trainer:
 
     def label_mean(self, scores: list[np.ndarray], what: str) -> np.ndarray:
         """The mean of the trained models' labels and the co-teachers' (every teacher is one more member)."""
-        return _check_finite(np.mean(scores + self.teacher_scores, 0).astype(np.float32), what)
+        return _checked_labels(np.mean(scores + self.teacher_scores, 0).astype(np.float32), what)
 
     def labelers(self, kind: str, cycle: int) -> list[tuple[object, str]]:
         """(encoder, lasting name) of the models that label cycle `cycle`'s pairs: bi-encoders from
