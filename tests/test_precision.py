@@ -503,6 +503,40 @@ def test_int8_model_shares_the_rest_and_leaves_the_model_alone(tiny_bert):
     assert all(torch.equal(v, before[k]) for k, v in encoder.model.state_dict().items())
 
 
+def test_a_half_copy_casts_the_linear_layers_once_shares_the_rest_and_leaves_the_model_alone(tiny_bert):
+    from transenc.models import BiEncoder
+    from transenc.precision import half_linear_copy
+
+    encoder = BiEncoder.load(tiny_bert, "cpu")
+    encoder.model.train()
+    before = {k: v.clone() for k, v in encoder.model.state_dict().items()}
+    half = half_linear_copy(encoder.model, "bf16")
+    linears = [m for m in half.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(m.weight.dtype == m.bias.dtype == torch.bfloat16 for m in linears)
+    assert half.embeddings.word_embeddings.weight is encoder.model.embeddings.word_embeddings.weight
+    assert not half.training and encoder.model.training
+    assert all(v.dtype == torch.float32 and torch.equal(v, before[k]) for k, v in encoder.model.state_dict().items())
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+@pytest.mark.parametrize("kind", ["bi", "cross"])
+def test_half_precision_scores_are_autocasts_bit_for_bit(tiny_bert, kind, precision, monkeypatch):
+    """Cast once before the pass (half_linear_copy) or by autocast on every batch: the same rounding of
+    the same weights, so the same scores exactly."""
+    from transenc import models
+    from transenc.labeling import load_scorer, score
+    from transenc.pairset import PairSetBuilder
+
+    builder = PairSetBuilder()
+    for a, b in [("a cat sits on the mat", "a dog runs"), ("rain again", "it is raining today"), ("x", "y z")] * 3:
+        builder.add(a, b)
+    pairs = builder.build()
+    encoder = load_scorer(str(tiny_bert), kind, "cpu", precision)  # once: a cross-encoder of it gets a random head
+    once = score(encoder, pairs, precision=precision, show_progress=False)
+    monkeypatch.setattr(models, "half_linear_copy", lambda model, precision: model)  # autocast casts each batch
+    assert np.array_equal(once, score(encoder, pairs, precision=precision, show_progress=False))
+
+
 def test_int8_encode_keeps_the_model_fp32_and_its_train_mode(tiny_bert):
     from transenc.models import BiEncoder
 

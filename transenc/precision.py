@@ -132,6 +132,25 @@ def _gpu_precision() -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
+def half_linear_copy(model: torch.nn.Module, precision: str) -> torch.nn.Module:
+    """An inference copy of `model` whose Linear weights and biases are already bf16 / fp16, every other
+    tensor shared: under autocast they would be cast again on every batch (its cache lasts one autocast
+    region, a batch here). It is the same rounding, so the scores are autocast's bit for bit."""
+    import copy
+
+    import torch
+
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    shared = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
+    half = copy.deepcopy(model, memo=shared)  # new modules over the same tensors
+    for module in half.modules():
+        if isinstance(module, torch.nn.Linear):
+            for name in ("weight", "bias"):
+                if getattr(module, name) is not None:
+                    setattr(module, name, torch.nn.Parameter(getattr(module, name).detach().to(dtype), requires_grad=False))
+    return half.eval()
+
+
 def autocast(device: torch.device, precision: str):
     """An already resolved precision's context: nothing for fp32 and int8, autocast for bf16/fp16."""
     if precision in ("fp32", "int8"):
