@@ -1,7 +1,8 @@
 """Scoring STS-B's 8,567 unique pairs at every precision, cross- and bi-encoder: sentence-transformers
 (torch fp32, ONNX Runtime fp32 and int8, OpenVINO fp32 and static int8) against transenc in process and
-as whole `transenc label` processes, each timed once; then transenc int8 against OpenVINO int8 head to
-head, in alternating rounds (the table's notes); fills bench/results/precision-<cpu>.md.
+as whole `transenc label` processes, each timed once; then transenc at `--precision auto` (this CPU's
+fastest: int8, or bf16 where it has AMX) against OpenVINO int8 head to head, in alternating rounds (the
+table's notes); fills bench/results/precision-<cpu>.md.
 
 In the bench environment (its pins: pyproject.toml's `bench` extra):
     python -m venv .venv-bench && .venv-bench/bin/pip install "torch==2.13.0+cpu" && .venv-bench/bin/pip install -e ".[bench]"
@@ -21,6 +22,7 @@ import torch
 from scipy.stats import spearmanr
 
 import workloads as w
+from transenc.precision import cpu_auto_precision
 from transenc.readers import read_pairs
 
 pytest.importorskip("pytest_benchmark")
@@ -56,8 +58,6 @@ def table_rows(measured: dict) -> list[list]:
 
 @pytest.fixture(scope="module")
 def data(sts_pairs, table, tmp_path_factory):
-    from transenc.precision import cpu_auto_precision
-
     folder, texts = tmp_path_factory.mktemp("precision"), [sts_pairs.pair_texts(i) for i in range(len(sts_pairs))]
     (folder / "pairs.tsv").write_text("".join(f"{a}\t{b}\n" for a, b in texts), encoding="utf-8")
     # ONNX exports write into the model folder: work on copies
@@ -195,14 +195,15 @@ def test_ours_label_process(benchmark, table, data, kind, precision):
 
 @pytest.mark.parametrize("kind", ["cross", "bi"])
 def test_head_to_head(benchmark, table, data, kind):
-    """transenc int8 in process and `transenc label --precision auto` as a whole process against ST OpenVINO
+    """transenc at `--precision auto` in process and as a whole `transenc label` process against ST OpenVINO
     int8, alternating over HEAD_TO_HEAD_ROUNDS rounds. This machine's speed drifts by 15% and more from one
     minute to the next, and OpenVINO's more: each row above, timed once at its own moment, can be off by more
     than the paths differ (on a Zen 4 EPYC two runs gave transenc int8 1.71x and 1.16x OpenVINO int8 on the
     cross-encoder). The medians of paired rounds are the figures to quote."""
-    skip_without_a_fast_path("int8")
+    auto = cpu_auto_precision()
+    skip_without_a_fast_path(auto)
     paths = {"OpenVINO int8": st_scorer(data, kind, "openvino-int8"),
-             "transenc int8 in process": ours_in_process(data, kind, "int8"),
+             f"transenc {auto} in process": ours_in_process(data, kind, auto),
              "`transenc label --precision auto` process": ours_label_process(data, kind, "auto")}
 
     def rounds():

@@ -1,4 +1,4 @@
-"""The scoring forward against this CPU's GEMM peak, at fp32 and at int8, and where the rest of its
+"""The scoring forward against this CPU's GEMM peak, at fp32, bf16 and int8, and where the rest of its
 time goes: fills bench/results/roofline-<cpu>.md.
 
 Everything runs on one core (torch single-threaded, one stream), as each of `transenc label`'s
@@ -9,7 +9,9 @@ int8 matmul (what it calls elsewhere: AVX512-VNNI's or AVX2's u8 x s8 products, 
 fbgemm's dynamically quantized Linear (AVX2 kernels, a yardstick from outside). The forward's rate is its encoder layers' Linear
 multiply-adds (2 ops each) over its whole time. The breakdown times each kind of op exclusively (a
 call inside a timed call counts only for the inner one) by wrapping the functions the forward
-calls; what no wrapper covers is the rest: Python, reshapes, residual adds, pooling, the cosine. The
+calls; what no wrapper covers is the rest: Python, reshapes, residual adds, pooling, the cosine. bf16
+is autocast, `--precision auto` on a CPU with AMX: its peak is F.linear on bf16 tensors (oneDNN's
+AMX or AVX512-BF16 kernels), and its forward is skipped where the CPU has no bf16 arithmetic. The
 engine's fused int8 self-attention runs as its three steps under the clock (self_attention_in_steps).
 
     python -m pytest bench/test_bench_roofline.py -q -s
@@ -29,13 +31,13 @@ from transenc.precision import slow_on_this_cpu
 from transenc.quantize import int8_model
 
 pytest.importorskip("pytest_benchmark")
-COLUMNS = [(kind, precision) for kind in ("cross", "bi") for precision in ("fp32", "int8")]
-GEMMS = ("GEMMs (fp32: F.linear; int8: torch._int_mm, or the engine's int8_linear with its epilogue, and "
+COLUMNS = [(kind, precision) for kind in ("cross", "bi") for precision in ("fp32", "bf16", "int8")]
+GEMMS = ("GEMMs (fp32, bf16: F.linear; int8: torch._int_mm, or the engine's int8_linear with its epilogue, and "
          "int8_linear_gelu_u8 with GELU and the next quantization fused)")
 QUANTIZE = "int8: quantize activations (engine)"
-ATTENTION = "attention (fp32: SDPA; int8: the engine's, ops.attention: bf16 products in its avx512_bf16 variant)"
+ATTENTION = "attention (fp32, bf16: SDPA; int8: the engine's, ops.attention: bf16 products in its avx512_bf16 variant)"
 # (owner, attribute, phase): the functions the forward calls, by the kind of work they do
-NORM = "layer norm (fp32; int8 engine: ops.layer_norm_u8, the residual add and its output's quantization fused)"
+NORM = "layer norm (fp32, bf16; int8 engine: ops.layer_norm_u8, the residual add and its output's quantization fused)"
 WRAPPED = [(F, "linear", GEMMS), (torch, "_int_mm", GEMMS), (ops, "int8_linear", GEMMS), (ops, "int8_linear_gelu_u8", GEMMS),
            (ops, "quantize_rows", QUANTIZE), (ops, "quantize_rows_u8", QUANTIZE),
            (ops, "dequantize_rows_", "int8: dequantize epilogue (engine)"),
@@ -50,7 +52,7 @@ PHASES = list(dict.fromkeys(phase for *_, phase in WRAPPED)) + [REST]
 # MiniLM's Linear shapes (hidden 384, 1,536 inside) at ~2,000 tokens a batch, and a large square
 SHAPES = [(2048, 384, 1152), (2048, 384, 384), (2048, 384, 1536), (2048, 1536, 384), (2048, 2048, 2048)]
 
-TITLE = "The scoring forward against this CPU's GEMM peak, fp32 and int8 (one core)"
+TITLE = "The scoring forward against this CPU's GEMM peak, fp32, bf16 and int8 (one core)"
 HEADER = ["what", *(f"{kind} {precision}" for kind, precision in COLUMNS)]
 
 
@@ -99,7 +101,7 @@ def single_core():
 
 
 def gemm_rate(method: str, m: int, k: int, n: int, seconds: float = 1.5) -> float:
-    """ops/s of one [m, k] x [k, n] GEMM: "fp32" as F.linear's x @ w.T; "int8" as Int8Linear's torch._int_mm
+    """ops/s of one [m, k] x [k, n] GEMM: "fp32" and "bf16" as F.linear's x @ w.T; "int8" as Int8Linear's torch._int_mm
     on the weight's transposed view; "int8 engine" as the engine's int8_linear on quantized rows (its fused
     epilogue included); "int8 fbgemm" as torch's dynamically quantized Linear (fbgemm's u8 x s8 kernels,
     its activation quantization included)."""
@@ -119,7 +121,8 @@ def gemm_rate(method: str, m: int, k: int, n: int, seconds: float = 1.5) -> floa
         x = torch.randn(m, k)
         call = lambda: linear(x)  # noqa: E731
     else:
-        a, b = torch.randn(m, k), torch.randn(n, k)
+        dtype = torch.bfloat16 if method == "bf16" else torch.float32
+        a, b = torch.randn(m, k, dtype=dtype), torch.randn(n, k, dtype=dtype)
         call = lambda: F.linear(a, b)  # noqa: E731
     call()
     calls, start = 0, time.perf_counter()
@@ -129,11 +132,11 @@ def gemm_rate(method: str, m: int, k: int, n: int, seconds: float = 1.5) -> floa
     return 2 * m * k * n * calls / elapsed
 
 
-@pytest.mark.parametrize("precision", ["fp32", "int8"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_peak(benchmark, table, precision):
     """A precision's peak: the best rate of its GEMMs on one core (int8: torch._int_mm's, the engine's or
     fbgemm's)."""
-    methods = ["int8", "int8 engine", "int8 fbgemm"] if precision == "int8" else ["fp32"]
+    methods = ["int8", "int8 engine", "int8 fbgemm"] if precision == "int8" else [precision]
     with single_core():
         rates = w.timed(benchmark, lambda: {(method, shape): gemm_rate(method, *shape)
                                             for method in methods for shape in SHAPES})
@@ -218,7 +221,7 @@ def test_forward(benchmark, table, sts_pairs, kind, precision):
     """The scoring of STS-B's unique pairs on one core: timed plain, then once more under the phase clock."""
     from transenc.labeling import INT8_CROSS_BATCH, load_scorer, score
 
-    if reason := slow_on_this_cpu(precision):  # int8 without VNNI, AMX or AVX2: the peak row shows it
+    if reason := slow_on_this_cpu(precision):  # int8 without VNNI, AMX or AVX2, bf16 without AVX512-BF16 or AMX
         table.note(f"{precision} forwards not run: {reason}, and its GEMM peak row shows what torch runs it at")
         pytest.skip(reason)
     path = w.trained_cross_encoder() if kind == "cross" else w.minilm_path()
