@@ -214,6 +214,10 @@ def test_the_bound_over_candidates_is_max_t():
     assert (gain, low) == pytest.approx((gains[0], expected), abs=1e-9) and low < alone[1]
     with pytest.raises(ValueError):
         paired_gain(sets, [before], [after], others=others, bonferroni=4)
+    # a check that scored every pair alike (no Spearman: NaN) could not have been chosen: it is left out,
+    # where its NaN draws made the bound NaN and the start was exported in place of any gain
+    collapsed = [[np.full(120, 0.5)]]
+    assert paired_gain(sets, [before], [after], others=others + collapsed) == pytest.approx((gain, low), abs=1e-9)
 
 
 def test_do_no_harm_keeps_a_clear_gain_and_refuses_a_chosen_jitter():

@@ -526,14 +526,20 @@ def test_half_precision_scores_are_autocasts_bit_for_bit(tiny_bert, kind, precis
     from transenc import models
     from transenc.labeling import load_scorer, score
     from transenc.pairset import PairSetBuilder
+    from transenc.precision import half_linear_copy
+
+    from transenc.bundled import DEMO_PAIRS
 
     builder = PairSetBuilder()
-    for a, b in [("a cat sits on the mat", "a dog runs"), ("rain again", "it is raining today"), ("x", "y z")] * 3:
-        builder.add(a, b)
+    for line in DEMO_PAIRS.read_text().splitlines()[:40]:
+        builder.add(*line.split("\t")[:2])
     pairs = builder.build()
     encoder = load_scorer(str(tiny_bert), kind, "cpu", precision)  # once: a cross-encoder of it gets a random head
+    copies = []
+    monkeypatch.setattr(models, "half_linear_copy", lambda model, p: copies.append(p) or half_linear_copy(model, p))
     once = score(encoder, pairs, precision=precision, show_progress=False)
-    monkeypatch.setattr(models, "half_linear_copy", lambda model, precision: model)  # autocast casts each batch
+    assert copies == [precision] and len(np.unique(once)) > 3  # the copy ran, on scores with room to differ
+    monkeypatch.setattr(models, "half_linear_copy", lambda model, p: model)  # autocast casts each batch
     assert np.array_equal(once, score(encoder, pairs, precision=precision, show_progress=False))
 
 

@@ -152,12 +152,14 @@ def test_a_csv_quote_never_closed_is_a_bad_line_not_the_rest_of_the_file_in_one_
     path = write(tmp_path / "p.csv", 'sentence1,sentence2\na b,c d\ne f,"g h\ni j,k l\nm n,o p\n')
     with pytest.raises(InputError, match=r"p.csv:3: a quoted field opened on this line is never closed"):
         read_pairs(path)
-    path = write(tmp_path / "p.csv", 'sentence1,sentence2\na b,c d\ne f,"g h\n')  # on the last line
-    with pytest.raises(InputError, match=r"p.csv:3: a quoted field opened on this line is never closed"):
-        read_pairs(path)
-    # a quoted field over two lines, quotes doubled inside one, and a lone inch mark are CSV as it is written
-    path = write(tmp_path / "q.csv", 'sentence1,sentence2\na b,"c\nd"\n"e ""f""",g\n5" tall,x\n')
-    assert read_pairs(path)[0].sentences == ["a b", "c\nd", 'e "f"', "g", '5" tall', "x"]
+    for last in ('e f,"g h', '5" tall,"g h'):  # on the last line, an inch mark before it or not
+        path = write(tmp_path / "p.csv", f'sentence1,sentence2\na b,c d\n{last}\n')
+        with pytest.raises(InputError, match=r"p.csv:3: a quoted field opened on this line is never closed"):
+            read_pairs(path)
+    # a quoted field over two lines (an inch mark beside one too), quotes doubled inside one, and a lone
+    # inch mark are CSV as it is written
+    path = write(tmp_path / "q.csv", 'sentence1,sentence2\na b,"c\nd"\n"e ""f""",g\n5" tall,x\n5" y,"z\nw"\n')
+    assert read_pairs(path)[0].sentences == ["a b", "c\nd", 'e "f"', "g", '5" tall', "x", '5" y', "z\nw"]
 
 
 def test_an_unpaired_surrogate_is_a_bad_line(tmp_path):

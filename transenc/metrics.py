@@ -139,10 +139,13 @@ def paired_gain(sets: list[tuple[str, np.ndarray]], before: list[np.ndarray], af
     gain). Candidates that move together, as a fit's successive checks do, then cost little, and
     independent ones as much as Bonferroni. `bonferroni` = N instead divides the percentile by N, for
     a choice among N whose scores were not kept. A bound above 0 says the gain is more than dev's
-    noise and than its choice (one-sided, 95%)."""
+    noise and than its choice (one-sided, 95%). Other candidates without a value (NaN: a check that
+    scored every dev pair alike) could not have been chosen, and are left out."""
     candidates = [list(after), *others]
     gains = np.array([np.mean([score100(m, c, g) - score100(m, b, g) for (m, g), b, c in zip(sets, before, candidate)])
                       for candidate in candidates])
+    chosen_from = [0] + [i for i in range(1, len(candidates)) if not np.isnan(gains[i])]
+    candidates, gains = [candidates[i] for i in chosen_from], gains[chosen_from]
     draws = paired_draws(sets, before, candidates, resamples, seed)
     if len(candidates) == 1:
         return float(gains[0]), float(np.nanpercentile(draws[0], 5 / bonferroni))

@@ -568,11 +568,13 @@ _PARSERS = {"tsv": _parse_tsv, "bars": _parse_bars, "jsonl": _parse_jsonl, "sts"
 def _csv_records(lines, problems: Problems):
     """CSV with a header: the sentence1/sentence2 columns if named, else the first two."""
     record = []  # the lines the reader took for the row it gives next: a quoted field may span several
+    ended = []  # not empty once the reader asked for a line past the last: it was inside a quoted field
 
     def texts():
         for number, text in lines:
             record.append((number, text))
             yield text + "\n"
+        ended.append(True)
 
     rows = csv.reader(texts())
     names = [n.strip().lower() for n in next(rows)]
@@ -581,12 +583,13 @@ def _csv_records(lines, problems: Problems):
     score = next((names.index(n) for n in ("score", "label") if n in names), None)
     record.clear()
     for row in rows:
-        number, quotes, spans = record[0][0], sum(text.count('"') for _, text in record), len(record) > 1
+        number = record[0][0]
         record.clear()
         try:
-            # a quote never closed takes the lines after it to the end of the file; on the last line, the
-            # line end it swallowed is the sign (a lone quote inside an unquoted field is CSV: 5" tall)
-            if quotes % 2 and (spans or row and row[-1].endswith("\n")):
+            # every line ends in a line end, which ends a row outside quotes: a row that took the reader
+            # past the last line opened a quote and never closed it (a lone quote inside an unquoted
+            # field is CSV: 5" tall)
+            if ended:
                 raise BadLine(number, "a quoted field opened on this line is never closed")
             if len(row) <= max(a, b):
                 raise BadLine(number, f"expected at least {max(a, b) + 1} comma-separated fields")

@@ -77,8 +77,8 @@ def _checked_labels(labels: np.ndarray, what: str) -> np.ndarray:
     if len(labels) > 1 and labels.min() == labels.max():
         raise TransencError(f"{what}: all {len(labels):,} pairs got the same label ({labels[0]:.4g}), and a fit on one "
                             "target for every pair learns nothing: either the pairs are all alike (say, each sentence "
-                            "with itself) or the models that labeled them score every pair alike (collapsed); "
-                            f"{stopping}")
+                            "with itself) or the models that labeled them score every pair alike (collapsed, or so "
+                            f"nearly that a bf16 or fp16 pass rounded their scores together); {stopping}")
     return labels
 
 
