@@ -538,7 +538,10 @@ def test_half_precision_scores_are_autocasts_bit_for_bit(tiny_bert, kind, precis
     copies = []
     monkeypatch.setattr(models, "half_linear_copy", lambda model, p: copies.append(p) or half_linear_copy(model, p))
     once = score(encoder, pairs, precision=precision, show_progress=False)
-    assert copies == [precision] and len(np.unique(once)) > 3  # the copy ran, on scores with room to differ
+    assert copies == [precision]  # the copy ran
+    # on scores with room to differ: the random cross head's all sit within ~1e-5 of 0.5, which bf16 and fp16
+    # may round together, so the bi-encoder's carry that (both kinds share the copy's code path)
+    assert kind == "cross" or len(np.unique(once)) > 3
     monkeypatch.setattr(models, "half_linear_copy", lambda model, p: model)  # autocast casts each batch
     assert np.array_equal(once, score(encoder, pairs, precision=precision, show_progress=False))
 
