@@ -132,17 +132,22 @@ def _gpu_precision() -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
+def module_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """New modules over the same tensors: an inference copy whose layers can be swapped or recast
+    (int8's, half_linear_copy's) while the model, which training changes and saves, stays as it is."""
+    import copy
+
+    return copy.deepcopy(model, memo={id(t): t for t in list(model.parameters()) + list(model.buffers())})
+
+
 def half_linear_copy(model: torch.nn.Module, precision: str) -> torch.nn.Module:
     """An inference copy of `model` whose Linear weights and biases are already bf16 / fp16, every other
     tensor shared: under autocast they would be cast again on every batch (its cache lasts one autocast
     region, a batch here). It is the same rounding, so the scores are autocast's bit for bit."""
-    import copy
-
     import torch
 
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    shared = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
-    half = copy.deepcopy(model, memo=shared)  # new modules over the same tensors
+    half = module_copy(model)
     for module in half.modules():
         if isinstance(module, torch.nn.Linear):
             for name in ("weight", "bias"):

@@ -30,13 +30,12 @@ its first token alone (bert.Bert.last_layer_first_token), the one its pair head 
 """
 from __future__ import annotations
 
-import copy
 import threading
 
 import torch
 
 from transenc import _C, bert, ops
-from transenc.precision import cpu_flags
+from transenc.precision import cpu_flags, module_copy
 
 KERNELS = ("torch", "engine")
 
@@ -231,8 +230,7 @@ def int8_model(model: torch.nn.Module, kernel: str | None = None) -> torch.nn.Mo
     Every other parameter and buffer is shared with `model`, not copied, so the copy costs only the int8
     weights."""
     kernel = kernel or int8_kernel()
-    shared = {id(t): t for t in list(model.parameters()) + list(model.buffers())}
-    quantized = copy.deepcopy(model, memo=shared)
+    quantized = module_copy(model)
     last_input = _LastInput(kernel)
     if isinstance(quantized, bert.Bert):
         quantized.last_layer_first_token = True  # every int8 kernel here treats each row on its own
