@@ -28,14 +28,14 @@ from torch.nn import functional as F
 import workloads as w
 from transenc import _C, models, ops, tokens
 from transenc.precision import slow_on_this_cpu
-from transenc.quantize import int8_model
 
 pytest.importorskip("pytest_benchmark")
 COLUMNS = [(kind, precision) for kind in ("cross", "bi") for precision in ("fp32", "bf16", "int8")]
 GEMMS = ("GEMMs (fp32, bf16: F.linear; int8: torch._int_mm, or the engine's int8_linear with its epilogue, and "
          "int8_linear_gelu_u8 with GELU and the next quantization fused)")
 QUANTIZE = "int8: quantize activations (engine)"
-ATTENTION = "attention (fp32, bf16: SDPA; int8: the engine's, ops.attention: bf16 products in its avx512_bf16 variant)"
+ATTENTION = ("attention (fp32: SDPA; int8, and bf16 under the engine's avx512_bf16 variant: the engine's, ops.attention, "
+             "bf16 products in that variant; bf16 elsewhere: SDPA)")
 # (owner, attribute, phase): the functions the forward calls, by the kind of work they do
 NORM = "layer norm (fp32, bf16; int8 engine: ops.layer_norm_u8, the residual add and its output's quantization fused)"
 WRAPPED = [(F, "linear", GEMMS), (torch, "_int_mm", GEMMS), (ops, "int8_linear", GEMMS), (ops, "int8_linear_gelu_u8", GEMMS),
@@ -195,7 +195,8 @@ def self_attention_in_steps(q, k, packed, n, row_scale, row_offset, col_scale, c
 def counted_ops(model, pairs, kind: str, precision: str) -> tuple[int, int]:
     """(ops executed, ops on real tokens) of one pass over `pairs`, from the batches' shapes as scoring packs
     them: per token, 2 x in x out per Linear of the encoder layers (the cross-encoder's pooler and head run on
-    one row), except where an int8 cross-encoder's last layer runs past attention for the first token alone."""
+    one row), except where a cross-encoder's last layer runs past attention for the first token alone (its int8
+    copy's, and its bf16 copy's where that attends on the engine)."""
     from transenc.labeling import BI_BATCH, CROSS_BATCH, INT8_CROSS_BATCH
 
     cache = model.token_cache(pairs.sentences)
@@ -204,8 +205,8 @@ def counted_ops(model, pairs, kind: str, precision: str) -> tuple[int, int]:
     ops_of = lambda linears: sum(2 * m.in_features * m.out_features for m in linears)  # noqa: E731
     per_token = ops_of(m for name, m in model.model.named_modules()
                        if isinstance(m, torch.nn.Linear) and "layers." in name)
-    first_token_only = precision == "int8" and getattr(int8_model(model.model), "last_layer_first_token", False) \
-        and kind == "cross"
+    with model._inference_weights(precision):  # the copy that the pass runs
+        first_token_only = kind == "cross" and getattr(model.model, "last_layer_first_token", False)
     last = model.model.layers[-1] if first_token_only else None
     skipped = ops_of([last.attention_out, last.intermediate, last.output]) if first_token_only else 0
 

@@ -1,4 +1,4 @@
-// Multi-head self-attention of a BERT layer in fp32, for the int8 inference path (transenc.quantize):
+// Multi-head self-attention of a BERT layer, for the int8 inference path and bf16 passes (transenc.quantize):
 // torch's scaled_dot_product_attention spends most of its time around the work on the short rows
 // that scoring packs (one Zen 4 core: ~20 G FLOP/s at 32 pairs of 28 tokens, a fifth of its fp32
 // peak, and 18-22% of an int8 forward). Here each (row, head) is one pass over cache-resident
@@ -22,5 +22,11 @@ namespace transenc {
 // of the int8 quantization that reads it next.
 void attention(const float* qkv, const uint8_t* key_mask, int64_t b, int64_t t, int64_t heads, int64_t dh,
                int64_t queries, float* out);
+
+// The same on bf16 (its bits as uint16_t), for bf16 inference passes, which made qkv in bf16 and read
+// out in bf16: exactly attention() of qkv widened to fp32, its output rounded to bf16 (to nearest
+// even). Each batch row is widened in cache; no fp32 copy of the whole is made.
+void attention_bf16(const uint16_t* qkv, const uint8_t* key_mask, int64_t b, int64_t t, int64_t heads, int64_t dh,
+                    int64_t queries, uint16_t* out);
 
 }  // namespace transenc

@@ -32,8 +32,8 @@ static void require(bool ok, const std::string& message) {
 // ---------------------------------------------------------------------------------------
 namespace scoring {
 
-Dtype checked_rows(const py::array& x, const std::string& kind, const char* what) {
-  require(x.ndim() == 2, std::string(what) + " must be 2-D");
+Dtype checked_rows(const py::array& x, const std::string& kind, const char* what, int ndim = 2) {
+  require(x.ndim() == ndim, std::string(what) + " must be " + std::to_string(ndim) + "-D");
   require(x.flags() & py::array::c_style, std::string(what) + " must be C-contiguous");
   const char k = x.dtype().kind();
   const auto size = x.itemsize();
@@ -397,21 +397,34 @@ static py::array_t<float> py_gelu(const rows_of<float>& x) {
   return out;
 }
 
-// ---- attention for the int8 path (attention.h) --------------------------------------------------
-static py::array_t<float> py_attention(const rows_of<float>& qkv, const rows_of<uint8_t>& key_mask, int64_t heads,
-                                       int64_t queries) {
-  require(qkv.ndim() == 3 && heads > 0 && qkv.shape(2) > 0 && qkv.shape(2) % (3 * heads) == 0,
-          "attention: qkv must be float32[b, t, 3 * heads * dh] with heads > 0");
+// ---- attention for the int8 path and bf16 passes (attention.h) ---------------------------------
+static py::array py_attention(const py::array& qkv, const std::string& kind, const rows_of<uint8_t>& key_mask,
+                              int64_t heads, int64_t queries) {
+  require(kind == "f32" || kind == "bf16", "attention: kind must be 'f32' or 'bf16', got '" + kind + "'");
+  scoring::checked_rows(qkv, kind, "attention: qkv", 3);
+  require(heads > 0 && qkv.shape(2) > 0 && qkv.shape(2) % (3 * heads) == 0,
+          "attention: qkv must be [b, t, 3 * heads * dh] with heads > 0");
   const int64_t b = qkv.shape(0), t = qkv.shape(1), dh = qkv.shape(2) / (3 * heads);
   require(key_mask.ndim() == 2 && key_mask.shape(0) == b && key_mask.shape(1) == t, "attention: key_mask must be uint8[b, t]");
   require(queries >= 1 && queries <= t, "attention: queries must be 1 .. t");
+  if (kind == "bf16") {
+    py::array_t<uint16_t> out({b, queries, heads * dh});
+    const auto* in = static_cast<const uint16_t*>(qkv.data());
+    uint16_t* o = out.mutable_data();
+    {
+      py::gil_scoped_release release;
+      attention_bf16(in, key_mask.data(), b, t, heads, dh, queries, o);
+    }
+    return std::move(out);
+  }
   py::array_t<float> out({b, queries, heads * dh});
+  const auto* in = static_cast<const float*>(qkv.data());
   float* o = out.mutable_data();
   {
     py::gil_scoped_release release;
-    attention(qkv.data(), key_mask.data(), b, t, heads, dh, queries, o);
+    attention(in, key_mask.data(), b, t, heads, dh, queries, o);
   }
-  return out;
+  return std::move(out);
 }
 
 // ---- the pairs-file reader's per-line work (transenc.readers' fast formats) ---------------------
@@ -529,8 +542,9 @@ PYBIND11_MODULE(_C, m) {
         "(y float32[N, d], q uint8[N, d rounded up to 4], scale, offset): LayerNorm of the rows of x + residual "
         "(None: x), and y quantized as quantize_rows_u8 makes it");
   m.def("gelu", &py_gelu, py::arg("x"), "float32 copy of x with GELU (erf's) applied, to within 1.5e-7 |x|");
-  m.def("attention", &py_attention, py::arg("qkv"), py::arg("key_mask"), py::arg("heads"), py::arg("queries"),
-        "float32[b, queries, heads * dh]: multi-head softmax attention of a layer's fused query/key/value projection "
-        "qkv float32[b, t, 3 * heads * dh] over the keys where key_mask uint8[b, t] is nonzero, for each batch "
-        "row's first `queries` tokens");
+  m.def("attention", &py_attention, py::arg("qkv"), py::arg("kind"), py::arg("key_mask"), py::arg("heads"),
+        py::arg("queries"),
+        "[b, queries, heads * dh] of qkv's kind ('f32': float32; 'bf16': its bits as a 2-byte integer array): "
+        "multi-head softmax attention of a layer's fused query/key/value projection qkv[b, t, 3 * heads * dh] over "
+        "the keys where key_mask uint8[b, t] is nonzero, for each batch row's first `queries` tokens");
 }

@@ -1,4 +1,5 @@
-// Input element types of the engine (fp32, fp16, bf16) and how to widen them to fp32.
+// Input element types of the engine (fp32, fp16, bf16) and how to widen them to fp32 (and fp32 to
+// bf16, for the attention's bf16 output).
 // Every op accumulates in fp32 whatever the input type, so these (and their vector loads in
 // cosine_kernels.inc) are the only places that know the storage formats.
 #pragma once
@@ -41,6 +42,14 @@ struct BF16 {
   using T = uint16_t;
   static float scalar(const T* p) { return bits_to_float(uint32_t(*p) << 16); }
 };
+
+// float -> bf16 bits, rounded to nearest even as torch rounds (a NaN to torch's quiet NaN).
+inline uint16_t float_to_bf16(float x) {
+  uint32_t bits;
+  std::memcpy(&bits, &x, sizeof bits);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
+  return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
 
 // Calls f(E{}) with E the element struct for dtype t.
 template <typename F>

@@ -12,7 +12,7 @@ from scipy.stats import spearmanr
 from transenc import ops, reference
 from transenc.errors import TransencError
 from transenc.precision import (check_precision, cpu_auto_precision, cpu_training_precision, inference_precision,
-                                training_precision)
+                                module_copy, training_precision)
 from transenc import _C
 from transenc.quantize import (Int8Linear, QuantizingLayerNorm, engine_attention, engine_feed_forward,
                                engine_self_attention, int8_kernel, int8_model)
@@ -252,11 +252,10 @@ ATTENTIONS = [(1, 1, 1, 1), (3, 17, 2, 5), (2, 8, 3, 16), (2, 33, 1, 33), (4, 40
               (2, 9, 1, 130), (5, 16, 4, 31)]
 
 
-@pytest.mark.parametrize("b,t,heads,dh", ATTENTIONS)
-def test_engine_attention_matches_float64(b, t, heads, dh, engine_variant):
-    """Keys masked anywhere, right padding, a row with one kept key and a row with none (zeros), and
-    scores large enough that a softmax without its shift would overflow. The avx512_bf16 variant
-    against the float64 attention of its bf16 inputs."""
+def attention_inputs(b: int, t: int, heads: int, dh: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """qkv float32 [b, t, 3 * heads * dh] and its key mask: keys masked anywhere, right padding, a row
+    with one kept key and a row with none, and scores large enough that a softmax without its shift
+    would overflow."""
     g = torch.Generator().manual_seed(b * 1000 + t * 10 + dh)
     qkv = torch.randn(b, t, 3 * heads * dh, generator=g) * torch.logspace(-1, 1.3, b)[:, None, None]
     mask = torch.rand(b, t, generator=g) > 0.3
@@ -268,6 +267,14 @@ def test_engine_attention_matches_float64(b, t, heads, dh, engine_variant):
         mask[2, t - 1] = True
     if b > 3:
         mask[3] = False
+    return qkv, mask
+
+
+@pytest.mark.parametrize("b,t,heads,dh", ATTENTIONS)
+def test_engine_attention_matches_float64(b, t, heads, dh, engine_variant):
+    """attention_inputs' rows; a row without a kept key gives zeros. The avx512_bf16 variant against the
+    float64 attention of its bf16 inputs."""
+    qkv, mask = attention_inputs(b, t, heads, dh)
     got = ops.attention(qkv, mask, heads)
     values = qkv[..., 2 * heads * dh:].double().abs().amax((1, 2))[:, None, None]  # each row's value scale
     if engine_variant == "avx512_bf16":
@@ -285,6 +292,36 @@ def test_engine_attention_matches_float64(b, t, heads, dh, engine_variant):
         assert not got[3].any()
     for queries in sorted({1, t // 2 + 1, t}):  # the first tokens alone: their rows of the whole, to the bit
         assert torch.equal(ops.attention(qkv, mask, heads, queries), got[:, :queries])
+
+
+@pytest.mark.parametrize("b,t,heads,dh", ATTENTIONS)
+def test_engine_bf16_attention_is_the_fp32_attention_of_its_inputs_rounded(b, t, heads, dh, engine_variant):
+    """bf16 in and out, as a bf16 pass gives and reads it: exactly the fp32 path's output for the widened
+    inputs, rounded to bf16 as torch rounds, also for the first tokens alone; and so within one bf16
+    rounding more than that path of the float64 attention."""
+    qkv, mask = attention_inputs(b, t, heads, dh)
+    half = qkv.to(torch.bfloat16)
+    got = ops.attention(half, mask, heads)
+    assert got.dtype == torch.bfloat16 and got.shape == (b, t, heads * dh)
+    fp32 = ops.attention(half.float(), mask, heads)
+    assert torch.equal(got.view(torch.int16), fp32.to(torch.bfloat16).view(torch.int16))
+    for queries in sorted({1, t // 2 + 1, t}):
+        assert torch.equal(ops.attention(half, mask, heads, queries).view(torch.int16), got[:, :queries].view(torch.int16))
+    want = reference.attention_reference(half.float(), mask, heads)
+    values = half[..., 2 * heads * dh:].double().abs().amax((1, 2))[:, None, None]
+    assert ((got.double() - want).abs() <= 2 ** -8 * values + 2 ** -8 * want.abs()).all()
+    if b > 3:
+        assert not got[3].float().any()
+
+
+def test_engine_bf16_attention_rounds_a_tie_to_even(engine_variant):
+    """Two equal keys weigh their values 1/2 each, so the fp32 output is their mean exactly: 1 + 1.5 * 2^-7
+    and -(1 + 2^-8), each halfway between two bf16 values, go to the even one (1 + 2^-6 and -1), where
+    truncation would give 1 + 2^-7 and rounding half up -(1 + 2^-7)."""
+    q, k = [0.5, 0.25], [1.0, -2.0]
+    qkv = torch.tensor([[q + k + [1.0, -1.0], q + k + [1 + 3 * 2 ** -7, -(1 + 2 ** -7)]]], dtype=torch.bfloat16)
+    got = ops.attention(qkv, torch.ones(1, 2, dtype=torch.bool), 1)
+    assert got.float().tolist() == [[[1 + 2 ** -6, -1.0], [1 + 2 ** -6, -1.0]]]
 
 
 def test_engine_attention_refuses_mismatched_arguments():
@@ -542,8 +579,58 @@ def test_half_precision_scores_are_autocasts_bit_for_bit(tiny_bert, kind, precis
     # on scores with room to differ: the random cross head's all sit within ~1e-5 of 0.5, which bf16 and fp16
     # may round together, so the bi-encoder's carry that (both kinds share the copy's code path)
     assert kind == "cross" or len(np.unique(once)) > 3
-    monkeypatch.setattr(models, "half_linear_copy", lambda model, p: model)  # autocast casts each batch
+    # autocast casts each batch (a copy all the same: a bf16 pass may swap the copy's attention)
+    monkeypatch.setattr(models, "half_linear_copy", lambda model, p: module_copy(model).eval())
     assert np.array_equal(once, score(encoder, pairs, precision=precision, show_progress=False))
+
+
+@pytest.mark.parametrize("kind", ["bi", "cross"])
+@pytest.mark.parametrize("variant", ["avx512_bf16", "avx512"])
+def test_bf16_passes_attend_on_the_engine_where_its_products_are_bf16(tiny_bert, variant, kind, monkeypatch, tmp_path):
+    """Under the avx512_bf16 variant a bf16 pass's attention runs on the engine, bf16 in and out, a
+    cross-encoder's last layer for its first token alone, and the bi-encoder scores as with SDPA's bf16
+    attention to within bf16's rounding (the tiny cross-encoder's random head scores every pair within
+    ~1e-5 of 0.5: no spread to compare); under a narrower variant, where the engine's products would be
+    fp32, SDPA stays."""
+    from transenc import bert, quantize
+    from transenc.api import read_pairs
+    from transenc.labeling import load_scorer, score
+
+    if variant not in _C.variants():
+        pytest.skip(f"this CPU does not run the engine's {variant} variant")
+    texts = [f"sentence {i} about {w}" for i, w in enumerate("cats dogs rain the sea a long road home".split())]
+    pairs = read_pairs([(a, b) for a in texts for b in texts[:3]])
+    model = tiny_bert
+    if kind == "cross":  # with a pair head, which transenc.bert loads (a fresh head is left to transformers)
+        import shutil
+        import transformers
+
+        model = shutil.copytree(tiny_bert, tmp_path / "cross")
+        transformers.BertForSequenceClassification.from_pretrained(str(tiny_bert), num_labels=1).save_pretrained(model)
+    encoder = load_scorer(str(model), kind, "cpu", "bf16")
+    assert isinstance(encoder.model, bert.Bert)
+    calls = []
+    real = ops.attention
+    monkeypatch.setattr(ops, "attention", lambda qkv, mask, heads, queries=None: calls.append((qkv.dtype, queries))
+                        or real(qkv, mask, heads, queries))
+    _C.set_variant(variant)
+    try:
+        got = score(encoder, pairs, precision="bf16", show_progress=False)
+        monkeypatch.setattr(quantize, "use_engine_in_bf16", lambda model: model)
+        sdpa = score(encoder, pairs, precision="bf16", show_progress=False)
+    finally:
+        _C.set_variant("auto")
+    assert not encoder.model.last_layer_first_token  # the copy's, not the model's
+    if variant != "avx512_bf16":
+        assert calls == []
+        return
+    assert {dtype for dtype, _ in calls} == {torch.bfloat16}
+    # two layers a batch (streams may interleave them): the last one answers the first token alone in a
+    # cross-encoder, every token in a bi-encoder
+    queries = [q for _, q in calls]
+    assert queries.count(1) == (len(queries) // 2 if kind == "cross" else 0) and set(queries) <= {1, None}
+    if kind == "bi":
+        assert np.abs(got - sdpa).max() < 0.05 * got.std() and spearmanr(got, sdpa).statistic > 0.99
 
 
 def test_int8_encode_keeps_the_model_fp32_and_its_train_mode(tiny_bert):

@@ -131,10 +131,10 @@ class Bert(nn.Module):
     The pair head reads the first token alone; with `last_layer_first_token` the last layer answers
     attention for it alone (every token still a key; the engine's attention skips the other
     queries, SDPA computes and drops them) and computes nothing else past attention (12% of a
-    MiniLM-L6 cross-encoder's matmul work on STS-B pairs). Set on int8 copies only
-    (transenc.quantize), whose kernels treat each row on its own, so the logit is bit for bit the
-    same; a float BLAS may round a row differently when the batch has fewer rows, and fp32 scores
-    stay those of transformers' network."""
+    MiniLM-L6 cross-encoder's matmul work on STS-B pairs). Set on int8 copies, whose kernels treat
+    each row on its own, so the logit is bit for bit the same, and on bf16 copies that attend on the
+    engine, already rounded apart from autocast's (transenc.quantize); a float BLAS may round a row
+    differently when the batch has fewer rows, and fp32 scores stay those of transformers' network."""
 
     last_layer_first_token = False
 

@@ -191,16 +191,20 @@ def dequantize_rows_(acc: torch.Tensor, row_scale: torch.Tensor, row_offset: tor
 
 def attention(qkv: torch.Tensor, key_mask: torch.Tensor, heads: int, queries: int | None = None) -> torch.Tensor:
     """Multi-head softmax attention of a BERT layer from its fused query/key/value projection
-    (csrc/attention.h): qkv float32 [B, T, 3 * heads * dh], key_mask [B, T] (nonzero or True: a token
-    to attend to) -> float32 [B, queries, heads * dh], the heads side by side as the next Linear reads
-    them: the first `queries` tokens' (None: all T), each what it is when all are answered.
+    (csrc/attention.h): qkv [B, T, 3 * heads * dh], key_mask [B, T] (nonzero or True: a token to attend
+    to) -> [B, queries, heads * dh], the heads side by side as the next Linear reads them: the first
+    `queries` tokens' (None: all T), each what it is when all are answered.
     F.scaled_dot_product_attention's result to fp32 rounding (reference.attention_reference), except
-    that a row without a kept key gives zeros, not NaN. CPU only (the int8 inference path)."""
+    that a row without a kept key gives zeros, not NaN. bf16 qkv gives bf16, exactly the fp32 result of
+    its widened values rounded to bf16 (a bf16 pass's); any other dtype is read as fp32 and gives fp32.
+    CPU only (the int8 path and bf16 passes)."""
     if qkv.dim() != 3 or qkv.is_cuda or tuple(key_mask.shape) != tuple(qkv.shape[:2]):
         raise ValueError(f"attention needs CPU qkv [B, T, 3 * width] and key_mask [B, T], got {tuple(qkv.shape)} "
                          f"and {tuple(key_mask.shape)}")
-    return torch.from_numpy(_C.attention(qkv.detach().to(torch.float32).contiguous().numpy(), _mask_bytes(key_mask),
-                                         int(heads), int(qkv.shape[1] if queries is None else queries)))
+    rows, kind = _engine_rows(qkv, torch.bfloat16 if qkv.dtype == torch.bfloat16 else torch.float32)
+    out = torch.from_numpy(_C.attention(rows, kind, _mask_bytes(key_mask), int(heads),
+                                        int(qkv.shape[1] if queries is None else queries)))
+    return out.view(torch.bfloat16) if kind == "bf16" else out
 
 
 def _mask_bytes(key_mask: torch.Tensor) -> np.ndarray:
