@@ -19,7 +19,8 @@ namespace transenc {
 // exponentials are fp32 to about 2 ulp. In the avx512_bf16 variant the two products read queries,
 // keys, values and softmax weights rounded to bf16 (to nearest even), with fp32 sums, the weights
 // normalised after their rounding: the output moves by ~2^-9 of the values' scale, under the step
-// of the int8 quantization that reads it next.
+// of the int8 quantization that reads it next, and about one rounding of the bf16 Linear that reads
+// it in a bf16 pass.
 void attention(const float* qkv, const uint8_t* key_mask, int64_t b, int64_t t, int64_t heads, int64_t dh,
                int64_t queries, float* out);
 

@@ -398,6 +398,20 @@ static py::array_t<float> py_gelu(const rows_of<float>& x) {
 }
 
 // ---- attention for the int8 path and bf16 passes (attention.h) ---------------------------------
+// attention or attention_bf16 into a new [b, queries, width] array of Out (bf16 travels as int16, as it came).
+template <typename In, typename Out, typename Kernel>
+static py::array attention_into(const py::array& qkv, const rows_of<uint8_t>& key_mask, int64_t b, int64_t t,
+                                int64_t heads, int64_t dh, int64_t queries, Kernel kernel) {
+  py::array_t<Out> out({b, queries, heads * dh});
+  const auto* in = static_cast<const In*>(qkv.data());
+  auto* o = reinterpret_cast<In*>(out.mutable_data());
+  {
+    py::gil_scoped_release release;
+    kernel(in, key_mask.data(), b, t, heads, dh, queries, o);
+  }
+  return std::move(out);
+}
+
 static py::array py_attention(const py::array& qkv, const std::string& kind, const rows_of<uint8_t>& key_mask,
                               int64_t heads, int64_t queries) {
   require(kind == "f32" || kind == "bf16", "attention: kind must be 'f32' or 'bf16', got '" + kind + "'");
@@ -407,24 +421,8 @@ static py::array py_attention(const py::array& qkv, const std::string& kind, con
   const int64_t b = qkv.shape(0), t = qkv.shape(1), dh = qkv.shape(2) / (3 * heads);
   require(key_mask.ndim() == 2 && key_mask.shape(0) == b && key_mask.shape(1) == t, "attention: key_mask must be uint8[b, t]");
   require(queries >= 1 && queries <= t, "attention: queries must be 1 .. t");
-  if (kind == "bf16") {
-    py::array_t<uint16_t> out({b, queries, heads * dh});
-    const auto* in = static_cast<const uint16_t*>(qkv.data());
-    uint16_t* o = out.mutable_data();
-    {
-      py::gil_scoped_release release;
-      attention_bf16(in, key_mask.data(), b, t, heads, dh, queries, o);
-    }
-    return std::move(out);
-  }
-  py::array_t<float> out({b, queries, heads * dh});
-  const auto* in = static_cast<const float*>(qkv.data());
-  float* o = out.mutable_data();
-  {
-    py::gil_scoped_release release;
-    attention(in, key_mask.data(), b, t, heads, dh, queries, o);
-  }
-  return std::move(out);
+  if (kind == "bf16") return attention_into<uint16_t, int16_t>(qkv, key_mask, b, t, heads, dh, queries, attention_bf16);
+  return attention_into<float, float>(qkv, key_mask, b, t, heads, dh, queries, attention);
 }
 
 // ---- the pairs-file reader's per-line work (transenc.readers' fast formats) ---------------------
@@ -544,7 +542,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("gelu", &py_gelu, py::arg("x"), "float32 copy of x with GELU (erf's) applied, to within 1.5e-7 |x|");
   m.def("attention", &py_attention, py::arg("qkv"), py::arg("kind"), py::arg("key_mask"), py::arg("heads"),
         py::arg("queries"),
-        "[b, queries, heads * dh] of qkv's kind ('f32': float32; 'bf16': its bits as a 2-byte integer array): "
+        "[b, queries, heads * dh] of qkv's kind ('f32': float32; 'bf16': its bits as int16, as it came): "
         "multi-head softmax attention of a layer's fused query/key/value projection qkv[b, t, 3 * heads * dh] over "
         "the keys where key_mask uint8[b, t] is nonzero, for each batch row's first `queries` tokens");
 }

@@ -43,7 +43,8 @@ struct BF16 {
   static float scalar(const T* p) { return bits_to_float(uint32_t(*p) << 16); }
 };
 
-// float -> bf16 bits, rounded to nearest even as torch rounds (a NaN to torch's quiet NaN).
+// float -> bf16 bits, rounded to nearest even as torch's scalar conversion rounds (c10's round_to_nearest_even,
+// a NaN to its quiet NaN).
 inline uint16_t float_to_bf16(float x) {
   uint32_t bits;
   std::memcpy(&bits, &x, sizeof bits);

@@ -327,6 +327,12 @@ def test_engine_bf16_attention_rounds_a_tie_to_even(engine_variant):
 def test_engine_attention_refuses_mismatched_arguments():
     qkv = torch.zeros(2, 5, 12)
     ops.attention(qkv, torch.ones(2, 5), 2)
+    mask = np.ones((2, 5), np.uint8)
+    for array, kind, what in [(qkv.numpy(), "f16", "kind must be"), (qkv.numpy(), "bf16", "does not match kind"),
+                              (qkv.bfloat16().view(torch.int16).numpy(), "f32", "does not match kind"),
+                              (qkv[0].numpy(), "f32", "must be 3-D")]:
+        with pytest.raises(ValueError, match=what):  # the binding's own checks, behind ops.attention's
+            _C.attention(array, kind, mask, 2, 5)
     with pytest.raises(ValueError, match="key_mask"):
         ops.attention(qkv, torch.ones(2, 4), 2)
     with pytest.raises(ValueError, match="3 \\* heads"):
@@ -616,19 +622,24 @@ def test_bf16_passes_attend_on_the_engine_where_its_products_are_bf16(tiny_bert,
     _C.set_variant(variant)
     try:
         got = score(encoder, pairs, precision="bf16", show_progress=False)
+        engine_calls = len(calls)
         monkeypatch.setattr(quantize, "use_engine_in_bf16", lambda model: model)
         sdpa = score(encoder, pairs, precision="bf16", show_progress=False)
     finally:
         _C.set_variant("auto")
-    assert not encoder.model.last_layer_first_token  # the copy's, not the model's
+    assert len(calls) == engine_calls  # the second pass ran SDPA
+    # the copy's, not the model's
+    assert not encoder.model.last_layer_first_token
+    assert {layer.attention for layer in encoder.model.layers} == {bert.sdpa_attention}
     if variant != "avx512_bf16":
         assert calls == []
         return
-    assert {dtype for dtype, _ in calls} == {torch.bfloat16}
-    # two layers a batch (streams may interleave them): the last one answers the first token alone in a
-    # cross-encoder, every token in a bi-encoder
+    assert calls and {dtype for dtype, _ in calls} == {torch.bfloat16}
+    # each layer once a batch (streams may interleave them): the last one answers the first token alone in
+    # a cross-encoder, every token in a bi-encoder
     queries = [q for _, q in calls]
-    assert queries.count(1) == (len(queries) // 2 if kind == "cross" else 0) and set(queries) <= {1, None}
+    layers = len(encoder.model.layers)
+    assert queries.count(1) == (len(queries) // layers if kind == "cross" else 0) and set(queries) <= {1, None}
     if kind == "bi":
         assert np.abs(got - sdpa).max() < 0.05 * got.std() and spearmanr(got, sdpa).statistic > 0.99
 
