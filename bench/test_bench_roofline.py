@@ -37,13 +37,16 @@ QUANTIZE = "int8: quantize activations (engine)"
 ATTENTION = ("attention (fp32: SDPA; int8, and bf16 under the engine's avx512_bf16 variant: the engine's, ops.attention, "
              "bf16 products in that variant; bf16 elsewhere: SDPA)")
 # (owner, attribute, phase): the functions the forward calls, by the kind of work they do
-NORM = "layer norm (fp32, bf16; int8 engine: ops.layer_norm_u8, the residual add and its output's quantization fused)"
+NORM = ("layer norm (fp32; bf16: torch's, or under the engine's avx512_bf16 variant ops.layer_norm_bf16, the residual add "
+        "and its output's bf16 rows fused; int8 engine: ops.layer_norm_u8, the residual add and its output's quantization "
+        "fused)")
+GELU = "GELU (fp32; bf16: torch's, or under the engine's avx512_bf16 variant ops.gelu_bf16_)"
 WRAPPED = [(F, "linear", GEMMS), (torch, "_int_mm", GEMMS), (ops, "int8_linear", GEMMS), (ops, "int8_linear_gelu_u8", GEMMS),
            (ops, "quantize_rows", QUANTIZE), (ops, "quantize_rows_u8", QUANTIZE),
            (ops, "dequantize_rows_", "int8: dequantize epilogue (engine)"),
            (F, "scaled_dot_product_attention", ATTENTION), (ops, "attention", ATTENTION),
-           (F, "layer_norm", NORM), (ops, "layer_norm_u8", NORM),
-           (F, "gelu", "GELU (fp32)"),
+           (F, "layer_norm", NORM), (ops, "layer_norm_u8", NORM), (ops, "layer_norm_bf16", NORM),
+           (F, "gelu", GELU), (ops, "gelu_bf16_", GELU),
            (F, "embedding", "embedding lookups"),
            (models, "pack_pairs", "packing"), (models, "pack_sentences", "packing"),
            (tokens.TokenCache, "__init__", "tokenizing")]

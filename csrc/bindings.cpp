@@ -386,6 +386,40 @@ static py::tuple py_layer_norm_u8(const rows_of<float>& x, const py::object& res
   return py::make_tuple(y, q, scale, offset);
 }
 
+// bf16 travels as int16 bits (numpy has no bf16), both ways.
+static py::tuple py_layer_norm_bf16(const py::object& sublayer, const rows_of<float>& x, const rows_of<float>& gamma,
+                                    const rows_of<float>& beta, float eps) {
+  require(x.ndim() == 2 && x.shape(1) > 0, "layer_norm_bf16: x must be float32[N, d] with d > 0");
+  const int64_t n = x.shape(0), d = x.shape(1);
+  require(gamma.ndim() == 1 && gamma.shape(0) == d && beta.ndim() == 1 && beta.shape(0) == d,
+          "layer_norm_bf16: gamma and beta must be float32[d]");
+  rows_of<int16_t> held;
+  if (!sublayer.is_none()) {
+    held = sublayer.cast<rows_of<int16_t>>();
+    require(held.ndim() == 2 && held.shape(0) == n && held.shape(1) == d,
+            "layer_norm_bf16: sublayer must be x's shape (bf16 bits as int16) or None");
+  }
+  py::array_t<float> y({n, d});
+  py::array_t<int16_t> half({n, d});
+  float* yd = y.mutable_data();
+  auto* hd = reinterpret_cast<uint16_t*>(half.mutable_data());
+  {
+    py::gil_scoped_release release;
+    layer_norm_bf16(sublayer.is_none() ? nullptr : reinterpret_cast<const uint16_t*>(held.data()), x.data(), n, d,
+                    gamma.data(), beta.data(), eps, yd, hd);
+  }
+  return py::make_tuple(y, half);
+}
+
+static void py_gelu_bf16_(py::array x) {
+  require((x.flags() & py::array::c_style) && x.dtype().kind() == 'i' && x.itemsize() == 2 && x.writeable(),
+          "gelu_bf16_: x must be a writeable C-contiguous int16 array (bf16 bits)");
+  auto* data = static_cast<uint16_t*>(x.mutable_data());
+  const int64_t count = x.size();
+  py::gil_scoped_release release;
+  gelu_bf16_(data, count);
+}
+
 static py::array_t<float> py_gelu(const rows_of<float>& x) {
   py::array_t<float> out(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
   std::memcpy(out.mutable_data(), x.data(), x.size() * sizeof(float));
@@ -539,6 +573,12 @@ PYBIND11_MODULE(_C, m) {
         py::arg("eps"),
         "(y float32[N, d], q uint8[N, d rounded up to 4], scale, offset): LayerNorm of the rows of x + residual "
         "(None: x), and y quantized as quantize_rows_u8 makes it");
+  m.def("layer_norm_bf16", &py_layer_norm_bf16, py::arg("sublayer"), py::arg("x"), py::arg("gamma"),
+        py::arg("beta"), py::arg("eps"),
+        "(y float32[N, d], y's bf16 bits int16[N, d]): LayerNorm of the rows of sublayer (bf16 bits as int16, or "
+        "None) + x, and y rounded to bf16 (to nearest even)");
+  m.def("gelu_bf16_", &py_gelu_bf16_, py::arg("x"),
+        "in place on bf16 bits (int16): GELU (erf's) of each widened value, rounded to bf16 (to nearest even)");
   m.def("gelu", &py_gelu, py::arg("x"), "float32 copy of x with GELU (erf's) applied, to within 1.5e-7 |x|");
   m.def("attention", &py_attention, py::arg("qkv"), py::arg("kind"), py::arg("key_mask"), py::arg("heads"),
         py::arg("queries"),

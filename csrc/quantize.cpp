@@ -5,6 +5,7 @@
 #include <cstring>
 #include <type_traits>
 
+#include "elements.h"
 #include "variants.h"
 
 #define TRANSENC_KERNELS "quantize_kernels.inc"
@@ -26,6 +27,13 @@ void layer_norm_u8(const float* x, const float* residual, int64_t n, int64_t d, 
                    float eps, float* y, int64_t stride, uint8_t* q, float* scale, float* offset) {
   TRANSENC_VARIANT_CALL(layer_norm_u8)(x, residual, n, d, gamma, beta, eps, y, stride, q, scale, offset);
 }
+
+void layer_norm_bf16(const uint16_t* sublayer, const float* x, int64_t n, int64_t d, const float* gamma,
+                     const float* beta, float eps, float* y, uint16_t* half) {
+  TRANSENC_VARIANT_CALL(layer_norm_bf16)(sublayer, x, n, d, gamma, beta, eps, y, half);
+}
+
+void gelu_bf16_(uint16_t* x, int64_t count) { TRANSENC_VARIANT_CALL(gelu_bf16_)(x, count); }
 
 void dequantize_rows(void* acc, int64_t n, int64_t d, const Int8Epilogue& e) {
   TRANSENC_VARIANT_CALL(dequantize_rows)(acc, n, d, e);

@@ -1,5 +1,6 @@
 // Per-row int8 quantization, its fp32 epilogue, and the element-wise steps whose output the next
-// int8 layer quantizes (GELU, LayerNorm), for the engine's int8 inference path (transenc.quantize).
+// int8 layer quantizes (GELU, LayerNorm), for the engine's int8 inference path (transenc.quantize);
+// and the same steps for bf16 passes, whose next layer reads bf16.
 // Kept free of Python: bindings.cpp adapts numpy buffers. All run on the calling thread: they sit
 // between torch ops, whose OpenMP workers still spin there, and a second set of threads beside them
 // slowed the whole int8 forward by a fifth.
@@ -28,6 +29,17 @@ void gelu_(float* x, int64_t count);
 // reads. residual may be null (x alone); the sum is rounded to fp32 first, as torch's x + residual.
 void layer_norm_u8(const float* x, const float* residual, int64_t n, int64_t d, const float* gamma, const float* beta,
                    float eps, float* y, int64_t stride, uint8_t* q, float* scale, float* offset);
+
+// A bf16 pass's LayerNorm: of each row of sublayer[n, d] (bf16 bits, a sublayer's output; may be null)
+// plus x[n, d] (fp32, the sublayer's input) into y (fp32: the next residual), and y rounded to bf16 as
+// float_to_bf16 rounds (what the next layer's matmul reads, instead of casting y once more). The sum is
+// rounded to fp32 first, as torch's bf16 + fp32.
+void layer_norm_bf16(const uint16_t* sublayer, const float* x, int64_t n, int64_t d, const float* gamma,
+                     const float* beta, float eps, float* y, uint16_t* half);
+
+// GELU in place on bf16 bits: each widened, gelu_'s GELU, rounded as float_to_bf16 rounds. A bf16
+// pass's 384 -> 1,536 output, which torch's F.gelu would widen and round as well.
+void gelu_bf16_(uint16_t* x, int64_t count);
 
 // The fp32 epilogue of an int8 matmul: output [i, j] of acc[i, j] (int32, sum_k q[i, k] * wq[k, j]) is
 // acc * row_scale[i] * col_scale[j] + row_offset[i] * col_sum[j] + bias[j], where col_sum[j] =

@@ -120,30 +120,99 @@ def test_engine_gelu_matches_float64(count, engine_variant):
     assert torch.from_numpy(_C.gelu(np.full(count, np.nan, dtype=np.float32))).isnan().all()
 
 
-@pytest.mark.parametrize("n,d", SHAPES)
-def test_engine_layer_norm_u8_matches_float64(n, d, engine_variant):
-    """LayerNorm to fp32 rounding on rows with an offset and a spread, and its output quantized exactly as
-    quantize_rows_u8 quantizes it; with a residual, exactly the LayerNorm of the sum."""
+def layer_norm_inputs(n: int, d: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows with an offset and a spread, a LayerNorm's weight and bias, and a residual to add."""
     g = torch.Generator().manual_seed(n * 7 + d)
     x = torch.randn(n, d, generator=g) * torch.logspace(-2, 2, n)[:, None] + torch.randn(n, 1, generator=g) * 10
-    weight, bias = torch.randn(d, generator=g), torch.randn(d, generator=g)
-    y, rows = ops.layer_norm_u8(x, weight, bias, 1e-5)
-    want = torch.nn.functional.layer_norm(x.double(), (d,), weight.double(), bias.double(), 1e-5)
-    assert y.dtype == torch.float32 and y.shape == (n, d)
+    return x, torch.randn(d, generator=g), torch.randn(d, generator=g), torch.randn(n, d, generator=g) * 3
+
+
+def assert_layer_norm_of(y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> None:
+    """y is LayerNorm(x) (eps 1e-5) to fp32 rounding."""
+    want = torch.nn.functional.layer_norm(x.double(), x.shape[-1:], weight.double(), bias.double(), 1e-5)
+    assert y.dtype == torch.float32 and y.shape == x.shape
     # the mean of fp32 inputs is only known to a few ulps of itself: relative to a row's spread that
     # moves every output of a row with a large mean and a small spread (torch's fp32 LayerNorm alike)
     spread = x.double().std(1, unbiased=False)[:, None] + 1e-30
     ill = 1e-6 * x.double().mean(1).abs()[:, None] / spread * weight.double().abs()
     assert ((y.double() - want).abs() <= 2e-6 * (1 + want.abs()) + ill).all()
+
+
+@pytest.mark.parametrize("n,d", SHAPES)
+def test_engine_layer_norm_u8_matches_float64(n, d, engine_variant):
+    """LayerNorm to fp32 rounding on rows with an offset and a spread, and its output quantized exactly as
+    quantize_rows_u8 quantizes it; with a residual, exactly the LayerNorm of the sum."""
+    x, weight, bias, residual = layer_norm_inputs(n, d)
+    y, rows = ops.layer_norm_u8(x, weight, bias, 1e-5)
+    assert_layer_norm_of(y, x, weight, bias)
     for got, expected in zip(rows, ops.quantize_rows_u8(y)):
         assert torch.equal(got, expected)
     # with a residual (bert.ResidualNorm's y + x): exactly the norm of the fp32 sum
-    residual = torch.randn(n, d, generator=g) * 3
     y_sum, rows_sum = ops.layer_norm_u8(x, weight, bias, 1e-5, residual=residual)
     y_of_sum, rows_of_sum = ops.layer_norm_u8(x + residual, weight, bias, 1e-5)
     assert torch.equal(y_sum, y_of_sum) and all(map(torch.equal, rows_sum, rows_of_sum))
     with pytest.raises(ValueError, match="residual must be x's shape"):
         ops.layer_norm_u8(x, weight, bias, 1e-5, residual=residual[:, :-1] if d > 1 else residual[:0])
+
+
+@pytest.mark.parametrize("n,d", SHAPES)
+def test_engine_layer_norm_bf16_matches_float64(n, d, engine_variant):
+    """A bf16 pass's norm: LayerNorm to fp32 rounding, and that output rounded to bf16 exactly as torch
+    rounds it; with a bf16 sublayer output, exactly the norm of its fp32 sum with x (bf16 + fp32 in torch)."""
+    x, weight, bias, residual = layer_norm_inputs(n, d)
+    y, half = ops.layer_norm_bf16(x, weight, bias, 1e-5)
+    assert_layer_norm_of(y, x, weight, bias)
+    assert half.dtype == torch.bfloat16 and torch.equal(half.view(torch.int16), y.to(torch.bfloat16).view(torch.int16))
+    sublayer = residual.to(torch.bfloat16)
+    y_sum, half_sum = ops.layer_norm_bf16(x, weight, bias, 1e-5, sublayer)
+    y_of_sum, half_of_sum = ops.layer_norm_bf16(sublayer + x, weight, bias, 1e-5)
+    assert (sublayer + x).dtype == torch.float32
+    assert torch.equal(y_sum, y_of_sum) and torch.equal(half_sum.view(torch.int16), half_of_sum.view(torch.int16))
+    for rows, added in ((x.to(torch.bfloat16), None), (x, sublayer.float()), (x, sublayer[:, :-1] if d > 1 else sublayer[:0])):
+        with pytest.raises(ValueError, match="layer_norm_bf16 needs CPU x float32"):
+            ops.layer_norm_bf16(rows, weight, bias, 1e-5, added)
+
+
+def test_engine_bf16_rounding_is_torchs_to_the_bit(engine_variant):
+    """With a zero weight a LayerNorm's output is its bias exactly, so its bf16 rows show the engine's
+    rounding of chosen values (a row of 39: whole vectors and a tail): ties to even (1 + 2^-8 down to 1,
+    1 + 3 * 2^-8 up), the largest floats up to infinity, subnormals kept (AVX512-BF16's own conversion
+    would flush them), zero and infinities, each as torch's .to(torch.bfloat16) gives it; NaNs stay NaN (torch's
+    bits for one differ between its scalar and vector conversions)."""
+    values = [1 + 2 ** -8, 1 + 3 * 2 ** -8, -(1 + 2 ** -8), 3.4028235e38, -3.4028235e38, 1e-40, -1e-40, 2 ** -133,
+              0.0, 2 ** -126, float("inf"), float("-inf"), float("nan"), -float("nan"), 1 + 2 ** -8 + 2 ** -20, 0.1]
+    bias = torch.tensor(values * 2 + values[:7])
+    _, half = ops.layer_norm_bf16(torch.randn(3, len(bias)), torch.zeros(len(bias)), bias, 1e-5)
+    number = ~bias.isnan()
+    want = bias.to(torch.bfloat16).view(torch.int16)[number]
+    for row in half:
+        assert torch.equal(row.view(torch.int16)[number], want) and row[~number].isnan().all()
+
+
+@pytest.mark.parametrize("count", [1, 15, 16, 17, 4099])
+def test_engine_bf16_gelu_is_the_fp32_gelu_of_its_inputs_rounded(count, engine_variant):
+    """GELU on bf16 in place: exactly the engine's fp32 GELU (_C.gelu) of the widened values, rounded to bf16
+    as torch rounds, so within 1.5e-7 |x| and one bf16 rounding of float64's. (Below x = -3.5, where GELU
+    is under 1e-3 in size, 1.5e-7 |x| is a sizeable part of a bf16 step, and below about -4.1 more than
+    one: there it may round a step or more away from F.gelu's.) NaN stays NaN."""
+    g = torch.Generator().manual_seed(count)
+    x = (torch.randn(count, generator=g) * torch.logspace(-3, 1.5, count)).to(torch.bfloat16)
+    special = torch.tensor([0.0, -0.0, 1e-30, -1e-30, -3.7, 3.7, -9.0, -13.5, 50.0, float("nan"), 1e-40, -6.0])
+    x[: min(count, len(special))] = special[:count].to(torch.bfloat16)
+    widened = x.float()
+    got = ops.gelu_bf16_(x)
+    assert got is x and got.dtype == torch.bfloat16
+    want = torch.from_numpy(_C.gelu(widened.numpy())).to(torch.bfloat16)
+    kept = ~widened.isnan()
+    assert torch.equal(got.view(torch.int16)[kept], want.view(torch.int16)[kept])
+    exact = widened.double() * 0.5 * (1 + torch.erf(widened.double() / 2 ** 0.5))
+    # and subnormal outputs may come out as 0 (both GELUs)
+    bound = (1 + 2 ** -8) * 1.5e-7 * widened.double().abs() + 2 ** -8 * exact.abs() + 2 ** -126
+    assert ((got.double() - exact).abs()[kept] <= bound[kept]).all()
+    assert got[~kept].isnan().all()
+    for bad in (widened, torch.zeros(4, 6, dtype=torch.bfloat16)[:, ::2]):
+        with pytest.raises(ValueError, match="gelu_bf16_ needs a contiguous CPU bfloat16 tensor"):
+            ops.gelu_bf16_(bad)
 
 
 @pytest.mark.parametrize("m,k,n", [(1, 1, 1), (15, 5, 17), (16, 384, 1536), (37, 383, 45), (257, 70, 3)])
@@ -592,12 +661,13 @@ def test_half_precision_scores_are_autocasts_bit_for_bit(tiny_bert, kind, precis
 
 @pytest.mark.parametrize("kind", ["bi", "cross"])
 @pytest.mark.parametrize("variant", ["avx512_bf16", "avx512"])
-def test_bf16_passes_attend_on_the_engine_where_its_products_are_bf16(tiny_bert, variant, kind, monkeypatch, tmp_path):
+def test_bf16_passes_run_on_the_engine_where_its_products_are_bf16(tiny_bert, variant, kind, monkeypatch, tmp_path):
     """Under the avx512_bf16 variant a bf16 pass's attention runs on the engine, bf16 in and out, a
-    cross-encoder's last layer for its first token alone, and the bi-encoder scores as with SDPA's bf16
-    attention to within bf16's rounding (the tiny cross-encoder's random head scores every pair within
-    ~1e-5 of 0.5: no spread to compare); under a narrower variant, where the engine's products would be
-    fp32, SDPA stays."""
+    cross-encoder's last layer for its first token alone; the LayerNorms that a Linear reads hand it their
+    output's bf16 rows, which it takes as they are, and GELU runs on the engine; and the bi-encoder scores as
+    with transformers' way (SDPA, torch's norms and GELU under autocast) to within bf16's rounding (the
+    tiny cross-encoder's random head scores every pair within ~1e-5 of 0.5: no spread to compare). Under a
+    narrower variant, where the engine's products would be fp32, all stays torch's."""
     from transenc import bert, quantize
     from transenc.api import read_pairs
     from transenc.labeling import load_scorer, score
@@ -615,10 +685,14 @@ def test_bf16_passes_attend_on_the_engine_where_its_products_are_bf16(tiny_bert,
         transformers.BertForSequenceClassification.from_pretrained(str(tiny_bert), num_labels=1).save_pretrained(model)
     encoder = load_scorer(str(model), kind, "cpu", "bf16")
     assert isinstance(encoder.model, bert.Bert)
-    calls = []
-    real = ops.attention
+    calls, norms, gelus, reads = [], [], [], []
+    real, real_norm, real_gelu, real_rows_of = ops.attention, ops.layer_norm_bf16, ops.gelu_bf16_, quantize._LastInput.rows_of
     monkeypatch.setattr(ops, "attention", lambda qkv, mask, heads, queries=None: calls.append((qkv.dtype, queries))
                         or real(qkv, mask, heads, queries))
+    monkeypatch.setattr(ops, "layer_norm_bf16", lambda x, weight, bias, eps, sublayer=None:
+                        norms.append(sublayer is not None) or real_norm(x, weight, bias, eps, sublayer))
+    monkeypatch.setattr(ops, "gelu_bf16_", lambda x: gelus.append(x.shape) or real_gelu(x))
+    monkeypatch.setattr(quantize._LastInput, "rows_of", lambda self, x: reads.append(x is self.x) or real_rows_of(self, x))
     _C.set_variant(variant)
     try:
         got = score(encoder, pairs, precision="bf16", show_progress=False)
@@ -632,13 +706,19 @@ def test_bf16_passes_attend_on_the_engine_where_its_products_are_bf16(tiny_bert,
     assert not encoder.model.last_layer_first_token
     assert {layer.attention for layer in encoder.model.layers} == {bert.sdpa_attention}
     if variant != "avx512_bf16":
-        assert calls == []
+        assert calls == norms == gelus == reads == []
         return
     assert calls and {dtype for dtype, _ in calls} == {torch.bfloat16}
+    # a batch: the embeddings' norm (nothing to add), each layer's attention norm and all output norms but
+    # the last (read by pooling), each adding its sublayer's output; a GELU a layer; every Linear that
+    # reads a norm (query/key/value, intermediate) takes the rows that norm made
+    layers = len(encoder.model.layers)
+    batches = len(calls) // layers
+    assert norms.count(False) == batches and norms.count(True) == batches * (2 * layers - 1)
+    assert len(gelus) == batches * layers and reads == [True] * (2 * layers * batches)
     # each layer once a batch (streams may interleave them): the last one answers the first token alone in
     # a cross-encoder, every token in a bi-encoder
     queries = [q for _, q in calls]
-    layers = len(encoder.model.layers)
     assert queries.count(1) == (len(queries) // layers if kind == "cross" else 0) and set(queries) <= {1, None}
     if kind == "bi":
         assert np.abs(got - sdpa).max() < 0.05 * got.std() and spearmanr(got, sdpa).statistic > 0.99

@@ -177,6 +177,30 @@ def layer_norm_u8(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps
     return torch.from_numpy(y), tuple(torch.from_numpy(a) for a in rows)
 
 
+def layer_norm_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+                    sublayer: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """A bf16 pass's LayerNorm in one pass of the engine (csrc/quantize.h): F.layer_norm of the rows [N, d] of
+    sublayer + x (sublayer bf16, a sublayer's output, or None: x alone; x fp32; the sum rounded to fp32 as
+    torch's is) to fp32 rounding, and that output rounded to bf16 as .to(torch.bfloat16) rounds it:
+    (fp32 [N, d], bf16 [N, d]). CPU only."""
+    for t, dtype in ((x, torch.float32), (sublayer, torch.bfloat16)):
+        if t is not None and (t.dim() != 2 or t.is_cuda or t.dtype != dtype or t.shape != x.shape):
+            raise ValueError(f"layer_norm_bf16 needs CPU x float32 [N, d] and sublayer bfloat16 of its shape, got "
+                             f"{tuple(t.shape)} {t.dtype} on {t.device}")
+    y, half = _C.layer_norm_bf16(None if sublayer is None else sublayer.contiguous().view(torch.int16).numpy(),
+                                 x.contiguous().numpy(), weight.detach().numpy(), bias.detach().numpy(), float(eps))
+    return torch.from_numpy(y), torch.from_numpy(half).view(torch.bfloat16)
+
+
+def gelu_bf16_(x: torch.Tensor) -> torch.Tensor:
+    """GELU (erf's, as F.gelu's) of a contiguous CPU bf16 tensor in place, each value widened, its GELU to
+    within 1.5e-7 |x| (csrc/quantize.h), rounded back to nearest even; returns x."""
+    if x.dtype != torch.bfloat16 or x.is_cuda or not x.is_contiguous():
+        raise ValueError(f"gelu_bf16_ needs a contiguous CPU bfloat16 tensor, got {x.dtype} on {x.device}")
+    _C.gelu_bf16_(x.view(torch.int16).numpy())
+    return x
+
+
 def dequantize_rows_(acc: torch.Tensor, row_scale: torch.Tensor, row_offset: torch.Tensor, col_scale: torch.Tensor,
                      col_sum: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The int8 matmul's epilogue in one pass, in place: int32 acc[i, j] (sum_k q[i, k] wq[k, j]) ->

@@ -28,7 +28,9 @@ the LayerNorms that an int8 layer reads, which quantize their output as they mak
 (QuantizingLayerNorm). An int8 cross-encoder's last layer answers attention, and runs past it, for
 its first token alone (bert.Bert.last_layer_first_token), the one its pair head reads.
 bf16 passes (precision.half_linear_copy) attend on the engine too, bf16 in and out, where its
-products are bf16, and cut a cross-encoder's last layer as int8 copies do (use_engine_in_bf16).
+products are bf16, and cut a cross-encoder's last layer as int8 copies do; there their norms hand
+the next Linear its bf16 rows as int8's hand it int8 rows, and GELU runs on the engine
+(use_engine_in_bf16).
 """
 from __future__ import annotations
 
@@ -68,24 +70,30 @@ def engine_weight_scale(weight: torch.Tensor) -> torch.Tensor:
 
 
 class _LastInput(threading.local):
-    """The last input quantized in a model, and its int8 rows, per thread (the CPU runs one stream of
-    batches per core through the same model). Attention's query, key and value layers read the same
-    tensor object: they quantize it once. (Held here, the tensor cannot be freed and its memory
-    reused by another; inference tensors have no version counter, so an in-place change between
-    two calls would go unseen: no encoder layer makes one.)"""
+    """The last input that a model's Linear layers read, and the rows they take of it, per thread (the
+    CPU runs one stream of batches per core through the same model): int8 rows for an int8 kernel (kind
+    one of KERNELS: its quantized rows), bf16 for a bf16 pass (kind "bf16"). Attention's query, key and
+    value layers read the same tensor object: they make its rows once; a LayerNorm that makes them as it
+    makes its output leaves them here (QuantizingLayerNorm, HalvingLayerNorm). (Held here, the tensor
+    cannot be freed and its memory reused by another; inference tensors have no version counter, so an
+    in-place change between two calls would go unseen: no encoder layer makes one.)"""
 
-    def __init__(self, kernel: str = "torch"):
-        self.kernel, self.x, self.rows = kernel, None, None
+    def __init__(self, kind: str = "torch"):
+        self.kind, self.x, self.rows = kind, None, None
 
-    def remember(self, x: torch.Tensor, rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
-        """x's rows, quantized by whoever made x (QuantizingLayerNorm) for this kernel."""
+    def remember(self, x: torch.Tensor, rows) -> None:
+        """x's rows, made for this kind by whoever made x (QuantizingLayerNorm, HalvingLayerNorm)."""
         self.x, self.rows = x, rows
 
-    def quantized(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def rows_of(self, x: torch.Tensor):
+        """bf16: x in bf16; int8 kinds: (q, scale, offset) of x's rows [N, d]."""
         if x is not self.x:
             self.x = x
-            quantize = ops.quantize_rows if self.kernel == "torch" else ops.quantize_rows_u8
-            self.rows = quantize(x.reshape(-1, x.shape[-1]))
+            if self.kind == "bf16":
+                self.rows = x.to(torch.bfloat16)
+            else:
+                quantize = ops.quantize_rows if self.kind == "torch" else ops.quantize_rows_u8
+                self.rows = quantize(x.reshape(-1, x.shape[-1]))
         return self.rows
 
 
@@ -115,7 +123,7 @@ class Int8Linear(torch.nn.Module):
         self.in_features, self.out_features = linear.in_features, linear.out_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.from_rows(self.last_input.quantized(x)).view(*x.shape[:-1], self.out_features)
+        return self.from_rows(self.last_input.rows_of(x)).view(*x.shape[:-1], self.out_features)
 
     def from_rows(self, rows: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
         """float32[N, out_features] from the quantized input rows (q, scale, offset) of this kernel."""
@@ -150,7 +158,7 @@ class QuantizingLayerNorm(torch.nn.Module):
 
     def __init__(self, norm: torch.nn.LayerNorm, last_input: _LastInput):
         super().__init__()
-        if last_input.kernel != "engine" or len(norm.normalized_shape) != 1:
+        if last_input.kind != "engine" or len(norm.normalized_shape) != 1:
             raise ValueError("QuantizingLayerNorm hands rows to the engine kernel's layers, over one dimension")
         self.weight, self.bias, self.eps, self.last_input = norm.weight, norm.bias, norm.eps, last_input
 
@@ -164,6 +172,53 @@ class QuantizingLayerNorm(torch.nn.Module):
         return y
 
 
+class HalvingLayerNorm(torch.nn.Module):
+    """A bf16 pass's LayerNorm whose output a Linear layer reads next: made in fp32 (the residual the
+    layer's norm adds next stays fp32, as under autocast) and rounded to bf16 in one pass of the
+    engine (ops.layer_norm_bf16), the bf16 rows left in the shared _LastInput, where the Linear
+    (HalfInputLinear) finds them instead of casting its input once more. In place of a
+    bert.ResidualNorm it adds the sublayer's bf16 output in that pass too."""
+
+    def __init__(self, norm: torch.nn.LayerNorm, last_input: _LastInput):
+        super().__init__()
+        if last_input.kind != "bf16" or len(norm.normalized_shape) != 1:
+            raise ValueError("HalvingLayerNorm hands bf16 rows to the next layer, over one dimension")
+        self.weight, self.bias, self.eps, self.last_input = norm.weight, norm.bias, norm.eps, last_input
+
+    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+        """LayerNorm(x), x fp32, or in place of a bert.ResidualNorm LayerNorm(x + residual), x the
+        sublayer's bf16 output and residual its fp32 input, the add in the same pass."""
+        d = x.shape[-1]
+        if residual is None:
+            y, half = ops.layer_norm_bf16(x.reshape(-1, d), self.weight, self.bias, self.eps)
+        else:
+            y, half = ops.layer_norm_bf16(residual.reshape(-1, d), self.weight, self.bias, self.eps, x.reshape(-1, d))
+        y = y.view(x.shape)
+        self.last_input.remember(y, half.view(x.shape))
+        return y
+
+
+class HalfInputLinear(torch.nn.Module):
+    """A bf16 pass's Linear (its weights bf16 already, precision.half_linear_copy, or cast by autocast) that
+    reads its input's bf16 rows from the shared _LastInput: those a HalvingLayerNorm made, or its input
+    cast once for all its readers."""
+
+    def __init__(self, linear: torch.nn.Linear, last_input: _LastInput):
+        super().__init__()
+        if last_input.kind != "bf16":
+            raise ValueError("HalfInputLinear reads bf16 rows")
+        self.weight, self.bias, self.last_input = linear.weight, linear.bias, last_input
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(self.last_input.rows_of(x), self.weight, self.bias)
+
+
+def engine_feed_forward_bf16(layer: bert.Layer, x: torch.Tensor) -> torch.Tensor:
+    """bert.feed_forward of a bf16 pass with GELU on the engine, in place on the intermediate layer's bf16
+    output (ops.gelu_bf16_)."""
+    return layer.output(ops.gelu_bf16_(layer.intermediate(x)))
+
+
 def engine_self_attention(layer: bert.Layer, x: torch.Tensor, mask: torch.Tensor, queries: int | None = None
                           ) -> torch.Tensor:
     """bert.Layer's query/key/value Linear, attention and the quantization of its output in one call of
@@ -171,7 +226,7 @@ def engine_self_attention(layer: bert.Layer, x: torch.Tensor, mask: torch.Tensor
     the quantized rows wait for the attention output Linear in the shared _LastInput. `mask` is the
     [B, 1, 1, T] key mask that bert.Bert passes to SDPA."""
     qkv = layer.qkv
-    q, scale, offset = qkv.last_input.quantized(x)
+    q, scale, offset = qkv.last_input.rows_of(x)
     attended, rows = ops.int8_self_attention_u8(q, qkv.in_features, qkv.packed, qkv.out_features, scale, offset,
                                                 qkv.scale, qkv.col_sum, qkv.bias,
                                                 _key_mask(mask, *x.shape[:2], "engine_self_attention"), layer.heads,
@@ -187,7 +242,7 @@ def engine_feed_forward(layer: bert.Layer, x: torch.Tensor) -> torch.Tensor:
     core over 3,000 STS-B pairs, the whole int8 forward ran 1.07x (cross) and 1.19x (bi) as fast as
     with F.gelu, torch's LayerNorm and separate quantizations (medians of 4 alternating rounds)."""
     inner, outer = layer.intermediate, layer.output
-    q, scale, offset = inner.last_input.quantized(x)
+    q, scale, offset = inner.last_input.rows_of(x)
     rows = ops.int8_linear_gelu_u8(q, inner.in_features, inner.packed, inner.out_features, scale, offset,
                                    inner.scale, inner.col_sum, inner.bias)
     return outer.from_rows(rows).view(*x.shape[:-1], outer.out_features)
@@ -216,12 +271,14 @@ def engine_attends() -> bool:
     return _variant_from("avx512")
 
 
-def quantized_norms(model: bert.Bert) -> list[tuple[torch.nn.Module, str]]:
-    """The LayerNorms of `model` whose output an int8 layer reads next: the embeddings', each layer's
-    attention norm (read by its intermediate layer) and each output norm but the last (read by the
-    next layer's query/key/value layer). The last one's output goes to pooling or one pooled row."""
+def norms_make_rows(model: bert.Bert, norm_type: type, last_input: _LastInput) -> None:
+    """The LayerNorms of `model` whose output a Linear layer reads next become `norm_type`s that leave its
+    rows in `last_input` (QuantizingLayerNorm, HalvingLayerNorm): the embeddings', each layer's attention
+    norm (read by its intermediate layer) and each output norm but the last (read by the next layer's
+    query/key/value layer). The last one's output goes to pooling or one pooled row."""
     inner = [(model.embeddings, "LayerNorm")] + [(layer, "attention_norm") for layer in model.layers]
-    return inner + [(layer, "output_norm") for layer in model.layers[:-1]]
+    for owner, name in inner + [(layer, "output_norm") for layer in model.layers[:-1]]:
+        setattr(owner, name, norm_type(getattr(owner, name), last_input))
 
 
 def use_engine_in_bf16(model: torch.nn.Module) -> torch.nn.Module:
@@ -230,13 +287,24 @@ def use_engine_in_bf16(model: torch.nn.Module) -> torch.nn.Module:
     and a cross-encoder's last layer runs for its first token alone, as an int8 copy's does. On a
     2-core Xeon with AMX, STS-B's 8,567 pairs scored 1.15x (cross) and 1.19x (bi) as fast with the
     engine's attention as with SDPA's, and the cross-encoder 1.07x more with its last layer cut
-    (medians of 3 alternating rounds), their Spearman against fp32 unchanged (0.99998 / 1.00000)."""
+    (medians of 3 alternating rounds), their Spearman against fp32 unchanged (0.99998 / 1.00000).
+    There too the LayerNorms that a Linear reads make that Linear's bf16 rows as they make their output
+    (HalvingLayerNorm, HalfInputLinear), the residual add in the same pass, where autocast would add in
+    one pass, normalise in another and cast in a third; and GELU runs on the engine in place
+    (engine_feed_forward_bf16). On the same Xeon, against attention alone on the engine: 1.09x (cross)
+    and 1.18x (bi) (1.14x / 1.15x for a first build of the same kernels), of which GELU 1.04x / 1.04x
+    (the same way), Spearman against fp32 unchanged again (0.99998 / 1.00000)."""
     if _variant_from("avx512_bf16"):
+        last_input = _LastInput("bf16")
         if isinstance(model, bert.Bert):
             model.last_layer_first_token = True
-        for module in model.modules():
+            norms_make_rows(model, HalvingLayerNorm, last_input)
+        for module in list(model.modules()):
             if isinstance(module, bert.Layer):
                 module.attention = engine_attention
+                module.feed_forward = engine_feed_forward_bf16
+                module.qkv = HalfInputLinear(module.qkv, last_input)
+                module.intermediate = HalfInputLinear(module.intermediate, last_input)
     return model
 
 
@@ -253,8 +321,7 @@ def int8_model(model: torch.nn.Module, kernel: str | None = None) -> torch.nn.Mo
     if isinstance(quantized, bert.Bert):
         quantized.last_layer_first_token = True  # every int8 kernel here treats each row on its own
     if isinstance(quantized, bert.Bert) and kernel == "engine":
-        for owner, name in quantized_norms(quantized):
-            setattr(owner, name, QuantizingLayerNorm(getattr(owner, name), last_input))
+        norms_make_rows(quantized, QuantizingLayerNorm, last_input)
     for module in list(quantized.modules()):
         if isinstance(module, bert.Layer):
             if engine_attends():
