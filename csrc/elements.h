@@ -1,5 +1,5 @@
 // Input element types of the engine (fp32, fp16, bf16) and how to widen them to fp32 (and fp32 to
-// bf16, for the attention's bf16 output).
+// bf16, for bf16 outputs: attention's, the norms' and GELU's of a bf16 pass).
 // Every op accumulates in fp32 whatever the input type, so these (and their vector loads in
 // cosine_kernels.inc) are the only places that know the storage formats.
 #pragma once
@@ -50,6 +50,12 @@ inline uint16_t float_to_bf16(float x) {
   std::memcpy(&bits, &x, sizeof bits);
   if ((bits & 0x7fffffffu) > 0x7f800000u) return 0x7fc0;
   return static_cast<uint16_t>((bits + 0x7fffu + ((bits >> 16) & 1u)) >> 16);
+}
+
+// count floats to bf16 bits, each rounded as float_to_bf16 rounds it (a loop that the kernels' variants
+// vectorise where they inline it).
+inline void round_to_bf16(const float* x, int64_t count, uint16_t* out) {
+  for (int64_t j = 0; j < count; ++j) out[j] = float_to_bf16(x[j]);
 }
 
 // Calls f(E{}) with E the element struct for dtype t.

@@ -14,7 +14,7 @@ from transenc.errors import TransencError
 from transenc.precision import (check_precision, cpu_auto_precision, cpu_training_precision, inference_precision,
                                 module_copy, training_precision)
 from transenc import _C
-from transenc.quantize import (Int8Linear, QuantizingLayerNorm, engine_attention, engine_feed_forward,
+from transenc.quantize import (Int8Linear, RowMakingLayerNorm, engine_attention, engine_feed_forward,
                                engine_self_attention, int8_kernel, int8_model)
 
 SHAPES = [(1, 1), (3, 5), (17, 33), (64, 384), (129, 1537)]  # rows x width: odd, below and above a vector
@@ -158,18 +158,21 @@ def test_engine_layer_norm_u8_matches_float64(n, d, engine_variant):
 @pytest.mark.parametrize("n,d", SHAPES)
 def test_engine_layer_norm_bf16_matches_float64(n, d, engine_variant):
     """A bf16 pass's norm: LayerNorm to fp32 rounding, and that output rounded to bf16 exactly as torch
-    rounds it; with a bf16 sublayer output, exactly the norm of its fp32 sum with x (bf16 + fp32 in torch)."""
+    rounds it; of a bf16 sublayer output with an fp32 residual, exactly the norm of their fp32 sum (bf16 +
+    fp32 in torch), also with the residual a slice (a cross-encoder's last layer keeps its first token)."""
     x, weight, bias, residual = layer_norm_inputs(n, d)
     y, half = ops.layer_norm_bf16(x, weight, bias, 1e-5)
     assert_layer_norm_of(y, x, weight, bias)
     assert half.dtype == torch.bfloat16 and torch.equal(half.view(torch.int16), y.to(torch.bfloat16).view(torch.int16))
     sublayer = residual.to(torch.bfloat16)
-    y_sum, half_sum = ops.layer_norm_bf16(x, weight, bias, 1e-5, sublayer)
-    y_of_sum, half_of_sum = ops.layer_norm_bf16(sublayer + x, weight, bias, 1e-5)
     assert (sublayer + x).dtype == torch.float32
-    assert torch.equal(y_sum, y_of_sum) and torch.equal(half_sum.view(torch.int16), half_of_sum.view(torch.int16))
-    for rows, added in ((x.to(torch.bfloat16), None), (x, sublayer.float()), (x, sublayer[:, :-1] if d > 1 else sublayer[:0])):
-        with pytest.raises(ValueError, match="layer_norm_bf16 needs CPU x float32"):
+    y_of_sum, half_of_sum = ops.layer_norm_bf16(sublayer + x, weight, bias, 1e-5)
+    for fp32 in (x, torch.cat([x, residual], 1)[:, :d]):  # x itself and a strided view of its values
+        y_sum, half_sum = ops.layer_norm_bf16(sublayer, weight, bias, 1e-5, residual=fp32)
+        assert torch.equal(y_sum, y_of_sum) and torch.equal(half_sum.view(torch.int16), half_of_sum.view(torch.int16))
+    short = sublayer[:, :-1] if d > 1 else sublayer[:0]
+    for rows, added in ((x.to(torch.bfloat16), None), (sublayer.float(), x), (sublayer, x.to(torch.bfloat16)), (short, x)):
+        with pytest.raises(ValueError, match="layer_norm_bf16 takes x float32"):
             ops.layer_norm_bf16(rows, weight, bias, 1e-5, added)
 
 
@@ -499,7 +502,7 @@ def test_int8_models_fuse_attention_and_feed_forward_on_the_engine_under_vnni_an
 
 def test_int8_engine_models_quantize_where_their_norms_are_read_by_int8_layers(tiny_bert, monkeypatch):
     """On the engine kernel, the embeddings' norm, every attention norm and every output norm but the last
-    (read by pooling) become QuantizingLayerNorm, and the int8 layers after them take their rows instead
+    (read by pooling) become RowMakingLayerNorm, and the int8 layers after them take their rows instead
     of quantizing again (counted); the model agrees with plain norms. On torch's kernel none changes."""
     from transenc import bert
     from transenc.models import BiEncoder
@@ -509,8 +512,8 @@ def test_int8_engine_models_quantize_where_their_norms_are_read_by_int8_layers(t
     norms = lambda m: [m.embeddings.LayerNorm] + [n for layer in m.layers for n in (layer.attention_norm, layer.output_norm)]  # noqa: E731
     quantized = int8_model(model, "engine")
     kinds = [type(n) for n in norms(quantized)]
-    assert kinds == [QuantizingLayerNorm] * (len(kinds) - 1) + [bert.ResidualNorm]
-    assert not any(isinstance(n, QuantizingLayerNorm) for n in norms(int8_model(model, "torch")))
+    assert kinds == [RowMakingLayerNorm] * (len(kinds) - 1) + [bert.ResidualNorm]
+    assert not any(isinstance(n, RowMakingLayerNorm) for n in norms(int8_model(model, "torch")))
     batch = encoder.tokenizer(["a cat sleeps on the mat", "rain", "the stock market fell sharply today"],
                               padding=True, return_tensors="pt")
     quantize_calls = []
@@ -689,8 +692,8 @@ def test_bf16_passes_run_on_the_engine_where_its_products_are_bf16(tiny_bert, va
     real, real_norm, real_gelu, real_rows_of = ops.attention, ops.layer_norm_bf16, ops.gelu_bf16_, quantize._LastInput.rows_of
     monkeypatch.setattr(ops, "attention", lambda qkv, mask, heads, queries=None: calls.append((qkv.dtype, queries))
                         or real(qkv, mask, heads, queries))
-    monkeypatch.setattr(ops, "layer_norm_bf16", lambda x, weight, bias, eps, sublayer=None:
-                        norms.append(sublayer is not None) or real_norm(x, weight, bias, eps, sublayer))
+    monkeypatch.setattr(ops, "layer_norm_bf16", lambda x, weight, bias, eps, residual=None:
+                        norms.append(residual is not None) or real_norm(x, weight, bias, eps, residual))
     monkeypatch.setattr(ops, "gelu_bf16_", lambda x: gelus.append(x.shape) or real_gelu(x))
     monkeypatch.setattr(quantize._LastInput, "rows_of", lambda self, x: reads.append(x is self.x) or real_rows_of(self, x))
     _C.set_variant(variant)
@@ -722,6 +725,36 @@ def test_bf16_passes_run_on_the_engine_where_its_products_are_bf16(tiny_bert, va
     assert queries.count(1) == (len(queries) // layers if kind == "cross" else 0) and set(queries) <= {1, None}
     if kind == "bi":
         assert np.abs(got - sdpa).max() < 0.05 * got.std() and spearmanr(got, sdpa).statistic > 0.99
+
+
+@pytest.mark.skipif("avx512_bf16" not in _C.variants(), reason="the engine's avx512_bf16 variant does not run here")
+def test_a_bf16_cross_encoders_first_token_on_the_engine_is_torchs_to_bf16_rounding(tiny_bert, tmp_path):
+    """What a cross-encoder's pair head reads, its last layer's first token: on the engine (attention, the
+    norms' bf16 rows and GELU, the last layer past attention for that token alone, its residual a strided
+    slice) as close to fp32's as torch's bf16 pass under autocast (within twice its distance), and not the
+    same numbers. (The tiny model's random head scores every pair alike: the hidden state has the spread.)"""
+    import shutil
+    import transformers
+    from transformers import AutoTokenizer
+    from transenc import bert, quantize
+    from transenc.precision import half_linear_copy
+
+    path = shutil.copytree(tiny_bert, tmp_path / "cross")
+    transformers.BertForSequenceClassification.from_pretrained(str(tiny_bert), num_labels=1).save_pretrained(path)
+    model = bert.load(path, cross=True, device=torch.device("cpu"))
+    texts = ["a cat sat on the mat", "dogs bark", "rain again today in the hills", "the sea"]
+    batch = AutoTokenizer.from_pretrained(str(path))(texts, texts[::-1], padding=True, return_tensors="pt")
+    first_tokens = []
+    for precision in ("engine", "bf16", "fp32"):
+        copy = half_linear_copy(model, "bf16") if precision != "fp32" else module_copy(model)
+        if precision == "engine":
+            quantize.use_engine_in_bf16(copy)
+        copy.pooler = copy.classifier = torch.nn.Identity()  # the head reads tanh(first token)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision != "fp32"):
+            first_tokens.append(copy(batch["input_ids"], batch["attention_mask"], batch["token_type_ids"]).logits.float())
+    got, torchs, fp32 = first_tokens
+    assert got.shape == (len(texts), model.config.hidden_size) and fp32.std() > 0.1
+    assert (got - fp32).abs().max() <= 2 * (torchs - fp32).abs().max() and not torch.equal(got, torchs)
 
 
 def test_int8_encode_keeps_the_model_fp32_and_its_train_mode(tiny_bert):

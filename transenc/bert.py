@@ -94,7 +94,7 @@ def feed_forward(layer: "Layer", x: torch.Tensor) -> torch.Tensor:
 
 class ResidualNorm(nn.LayerNorm):
     """A sublayer's LayerNorm over its output y plus its input x: LayerNorm(y + x). Called with both, so
-    that an int8 copy can add them inside its norm (quantize.QuantizingLayerNorm)."""
+    that an int8 or bf16 copy can add them inside its norm (quantize.RowMakingLayerNorm)."""
 
     def forward(self, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return super().forward(y + x)
@@ -104,7 +104,7 @@ class Layer(nn.Module):
     def __init__(self, c):
         super().__init__()
         self.heads = c.num_attention_heads
-        # an int8 copy may run the engine's kernels for these instead (transenc.quantize)
+        # an int8 or bf16 copy may run the engine's kernels for these instead (transenc.quantize)
         self.self_attention = self_attention
         self.attention = sdpa_attention
         self.feed_forward = feed_forward

@@ -178,17 +178,18 @@ def layer_norm_u8(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps
 
 
 def layer_norm_bf16(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
-                    sublayer: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                    residual: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A bf16 pass's LayerNorm in one pass of the engine (csrc/quantize.h): F.layer_norm of the rows [N, d] of
-    sublayer + x (sublayer bf16, a sublayer's output, or None: x alone; x fp32; the sum rounded to fp32 as
-    torch's is) to fp32 rounding, and that output rounded to bf16 as .to(torch.bfloat16) rounds it:
-    (fp32 [N, d], bf16 [N, d]). CPU only."""
-    for t, dtype in ((x, torch.float32), (sublayer, torch.bfloat16)):
-        if t is not None and (t.dim() != 2 or t.is_cuda or t.dtype != dtype or t.shape != x.shape):
-            raise ValueError(f"layer_norm_bf16 needs CPU x float32 [N, d] and sublayer bfloat16 of its shape, got "
-                             f"{tuple(t.shape)} {t.dtype} on {t.device}")
+    x + residual (x fp32 alone, or x bf16, a sublayer's output, with its fp32 input as the residual; the sum
+    rounded to fp32 as torch's is) to fp32 rounding, and that output rounded to bf16 as .to(torch.bfloat16)
+    rounds it: (fp32 [N, d], bf16 [N, d]). CPU only."""
+    fp32, sublayer = (x, None) if residual is None else (residual, x)
+    for t, dtype in ((fp32, torch.float32), (sublayer, torch.bfloat16)):
+        if t is not None and (t.dim() != 2 or t.is_cuda or t.dtype != dtype or t.shape != fp32.shape):
+            raise ValueError("layer_norm_bf16 takes x float32 [N, d] alone, or x bfloat16 [N, d] with a float32 "
+                             f"residual of its shape, got {tuple(t.shape)} {t.dtype} on {t.device}")
     y, half = _C.layer_norm_bf16(None if sublayer is None else sublayer.contiguous().view(torch.int16).numpy(),
-                                 x.contiguous().numpy(), weight.detach().numpy(), bias.detach().numpy(), float(eps))
+                                 fp32.contiguous().numpy(), weight.detach().numpy(), bias.detach().numpy(), float(eps))
     return torch.from_numpy(y), torch.from_numpy(half).view(torch.bfloat16)
 
 

@@ -25,7 +25,7 @@ variant, where SDPA spent most of its time around the work on scoring's short ro
 bf16 under avx512_bf16); under avx512_vnni and above, GELU inside the intermediate layer's matmul
 (engine_feed_forward) and attention beside the query/key/value matmul (engine_self_attention); and
 the LayerNorms that an int8 layer reads, which quantize their output as they make it
-(QuantizingLayerNorm). An int8 cross-encoder's last layer answers attention, and runs past it, for
+(RowMakingLayerNorm). An int8 cross-encoder's last layer answers attention, and runs past it, for
 its first token alone (bert.Bert.last_layer_first_token), the one its pair head reads.
 bf16 passes (precision.half_linear_copy) attend on the engine too, bf16 in and out, where its
 products are bf16, and cut a cross-encoder's last layer as int8 copies do; there their norms hand
@@ -74,7 +74,7 @@ class _LastInput(threading.local):
     CPU runs one stream of batches per core through the same model): int8 rows for an int8 kernel (kind
     one of KERNELS: its quantized rows), bf16 for a bf16 pass (kind "bf16"). Attention's query, key and
     value layers read the same tensor object: they make its rows once; a LayerNorm that makes them as it
-    makes its output leaves them here (QuantizingLayerNorm, HalvingLayerNorm). (Held here, the tensor
+    makes its output leaves them here (RowMakingLayerNorm). (Held here, the tensor
     cannot be freed and its memory reused by another; inference tensors have no version counter, so an
     in-place change between two calls would go unseen: no encoder layer makes one.)"""
 
@@ -82,18 +82,17 @@ class _LastInput(threading.local):
         self.kind, self.x, self.rows = kind, None, None
 
     def remember(self, x: torch.Tensor, rows) -> None:
-        """x's rows, made for this kind by whoever made x (QuantizingLayerNorm, HalvingLayerNorm)."""
+        """x's rows, made for this kind by whoever made x (RowMakingLayerNorm)."""
         self.x, self.rows = x, rows
 
     def rows_of(self, x: torch.Tensor):
-        """bf16: x in bf16; int8 kinds: (q, scale, offset) of x's rows [N, d]."""
+        """x's rows [N, d]: bf16, or for an int8 kind (q, scale, offset)."""
         if x is not self.x:
-            self.x = x
+            self.x, rows = x, x.reshape(-1, x.shape[-1])
             if self.kind == "bf16":
-                self.rows = x.to(torch.bfloat16)
+                self.rows = rows.to(torch.bfloat16)
             else:
-                quantize = ops.quantize_rows if self.kind == "torch" else ops.quantize_rows_u8
-                self.rows = quantize(x.reshape(-1, x.shape[-1]))
+                self.rows = (ops.quantize_rows if self.kind == "torch" else ops.quantize_rows_u8)(rows)
         return self.rows
 
 
@@ -150,57 +149,36 @@ def _key_mask(mask: torch.Tensor, b: int, t: int, who: str) -> torch.Tensor:
     return mask.reshape(b, t)
 
 
-class QuantizingLayerNorm(torch.nn.Module):
-    """A LayerNorm whose output an int8 layer of the engine's kernel reads next: normalised and quantized
-    in one pass of the engine (ops.layer_norm_u8), the quantized rows left in the shared _LastInput, so
-    that the next layer finds them there instead of reading its input once more. In place of a
-    bert.ResidualNorm it adds the sublayer's input in that pass too."""
+class RowMakingLayerNorm(torch.nn.Module):
+    """A LayerNorm whose output a Linear layer reads next, made into that layer's rows in the same pass of
+    the engine: quantized for the engine kernel's int8 layers (ops.layer_norm_u8), rounded to bf16 for a bf16
+    pass's (ops.layer_norm_bf16, its fp32 output kept as the next residual, as under autocast). The rows
+    wait in the shared _LastInput, where the next layer finds them instead of reading its input once more.
+    In place of a bert.ResidualNorm it adds the sublayer's input in that pass too."""
+
+    OPS = {"engine": "layer_norm_u8", "bf16": "layer_norm_bf16"}  # by the rows' kind (looked up when called)
 
     def __init__(self, norm: torch.nn.LayerNorm, last_input: _LastInput):
         super().__init__()
-        if last_input.kind != "engine" or len(norm.normalized_shape) != 1:
-            raise ValueError("QuantizingLayerNorm hands rows to the engine kernel's layers, over one dimension")
+        if last_input.kind not in self.OPS or len(norm.normalized_shape) != 1:
+            raise ValueError("RowMakingLayerNorm hands rows to the engine kernel's int8 layers or a bf16 pass's, "
+                             "over one dimension")
         self.weight, self.bias, self.eps, self.last_input = norm.weight, norm.bias, norm.eps, last_input
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
         """LayerNorm(x), or LayerNorm(x + residual) (in place of a bert.ResidualNorm), the add in the same pass."""
         d = x.shape[-1]
-        y, rows = ops.layer_norm_u8(x.reshape(-1, d), self.weight, self.bias, self.eps,
-                                    None if residual is None else residual.reshape(-1, d))
+        make = getattr(ops, self.OPS[self.last_input.kind])
+        y, rows = make(x.reshape(-1, d), self.weight, self.bias, self.eps,
+                       None if residual is None else residual.reshape(-1, d))
         y = y.view(x.shape)
         self.last_input.remember(y, rows)
         return y
 
 
-class HalvingLayerNorm(torch.nn.Module):
-    """A bf16 pass's LayerNorm whose output a Linear layer reads next: made in fp32 (the residual the
-    layer's norm adds next stays fp32, as under autocast) and rounded to bf16 in one pass of the
-    engine (ops.layer_norm_bf16), the bf16 rows left in the shared _LastInput, where the Linear
-    (HalfInputLinear) finds them instead of casting its input once more. In place of a
-    bert.ResidualNorm it adds the sublayer's bf16 output in that pass too."""
-
-    def __init__(self, norm: torch.nn.LayerNorm, last_input: _LastInput):
-        super().__init__()
-        if last_input.kind != "bf16" or len(norm.normalized_shape) != 1:
-            raise ValueError("HalvingLayerNorm hands bf16 rows to the next layer, over one dimension")
-        self.weight, self.bias, self.eps, self.last_input = norm.weight, norm.bias, norm.eps, last_input
-
-    def forward(self, x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-        """LayerNorm(x), x fp32, or in place of a bert.ResidualNorm LayerNorm(x + residual), x the
-        sublayer's bf16 output and residual its fp32 input, the add in the same pass."""
-        d = x.shape[-1]
-        if residual is None:
-            y, half = ops.layer_norm_bf16(x.reshape(-1, d), self.weight, self.bias, self.eps)
-        else:
-            y, half = ops.layer_norm_bf16(residual.reshape(-1, d), self.weight, self.bias, self.eps, x.reshape(-1, d))
-        y = y.view(x.shape)
-        self.last_input.remember(y, half.view(x.shape))
-        return y
-
-
 class HalfInputLinear(torch.nn.Module):
     """A bf16 pass's Linear (its weights bf16 already, precision.half_linear_copy, or cast by autocast) that
-    reads its input's bf16 rows from the shared _LastInput: those a HalvingLayerNorm made, or its input
+    reads its input's bf16 rows from the shared _LastInput: those a RowMakingLayerNorm made, or its input
     cast once for all its readers."""
 
     def __init__(self, linear: torch.nn.Linear, last_input: _LastInput):
@@ -210,7 +188,8 @@ class HalfInputLinear(torch.nn.Module):
         self.weight, self.bias, self.last_input = linear.weight, linear.bias, last_input
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.linear(self.last_input.rows_of(x), self.weight, self.bias)
+        rows = torch.nn.functional.linear(self.last_input.rows_of(x), self.weight, self.bias)
+        return rows.view(*x.shape[:-1], rows.shape[-1])
 
 
 def engine_feed_forward_bf16(layer: bert.Layer, x: torch.Tensor) -> torch.Tensor:
@@ -238,7 +217,7 @@ def engine_self_attention(layer: bert.Layer, x: torch.Tensor, mask: torch.Tensor
 def engine_feed_forward(layer: bert.Layer, x: torch.Tensor) -> torch.Tensor:
     """bert.Layer's intermediate Linear, GELU and output Linear on the engine's int8 kernel, GELU and the
     output layer's quantization inside the intermediate layer's matmul (ops.int8_linear_gelu_u8): its
-    fp32 [tokens, 1,536] is never written out, nor read twice more. With QuantizingLayerNorm, on one Zen 4
+    fp32 [tokens, 1,536] is never written out, nor read twice more. With RowMakingLayerNorm, on one Zen 4
     core over 3,000 STS-B pairs, the whole int8 forward ran 1.07x (cross) and 1.19x (bi) as fast as
     with F.gelu, torch's LayerNorm and separate quantizations (medians of 4 alternating rounds)."""
     inner, outer = layer.intermediate, layer.output
@@ -271,14 +250,14 @@ def engine_attends() -> bool:
     return _variant_from("avx512")
 
 
-def norms_make_rows(model: bert.Bert, norm_type: type, last_input: _LastInput) -> None:
-    """The LayerNorms of `model` whose output a Linear layer reads next become `norm_type`s that leave its
-    rows in `last_input` (QuantizingLayerNorm, HalvingLayerNorm): the embeddings', each layer's attention
-    norm (read by its intermediate layer) and each output norm but the last (read by the next layer's
-    query/key/value layer). The last one's output goes to pooling or one pooled row."""
+def norms_make_rows(model: bert.Bert, last_input: _LastInput) -> None:
+    """The LayerNorms of `model` whose output a Linear layer reads next become RowMakingLayerNorms that
+    leave its rows in `last_input`: the embeddings', each layer's attention norm (read by its intermediate
+    layer) and each output norm but the last (read by the next layer's query/key/value layer). The last
+    one's output goes to pooling or one pooled row."""
     inner = [(model.embeddings, "LayerNorm")] + [(layer, "attention_norm") for layer in model.layers]
     for owner, name in inner + [(layer, "output_norm") for layer in model.layers[:-1]]:
-        setattr(owner, name, norm_type(getattr(owner, name), last_input))
+        setattr(owner, name, RowMakingLayerNorm(getattr(owner, name), last_input))
 
 
 def use_engine_in_bf16(model: torch.nn.Module) -> torch.nn.Module:
@@ -289,16 +268,17 @@ def use_engine_in_bf16(model: torch.nn.Module) -> torch.nn.Module:
     engine's attention as with SDPA's, and the cross-encoder 1.07x more with its last layer cut
     (medians of 3 alternating rounds), their Spearman against fp32 unchanged (0.99998 / 1.00000).
     There too the LayerNorms that a Linear reads make that Linear's bf16 rows as they make their output
-    (HalvingLayerNorm, HalfInputLinear), the residual add in the same pass, where autocast would add in
+    (RowMakingLayerNorm, HalfInputLinear), the residual add in the same pass, where autocast would add in
     one pass, normalise in another and cast in a third; and GELU runs on the engine in place
     (engine_feed_forward_bf16). On the same Xeon, against attention alone on the engine: 1.09x (cross)
     and 1.18x (bi) (1.14x / 1.15x for a first build of the same kernels), of which GELU 1.04x / 1.04x
-    (the same way), Spearman against fp32 unchanged again (0.99998 / 1.00000)."""
+    (the same way), Spearman against fp32 unchanged again (0.99998 / 1.00000); the benchmark tables
+    before and after showed less, 1.07x / 1.07x in process (docs/precision.md gives every figure)."""
     if _variant_from("avx512_bf16"):
         last_input = _LastInput("bf16")
         if isinstance(model, bert.Bert):
             model.last_layer_first_token = True
-            norms_make_rows(model, HalvingLayerNorm, last_input)
+            norms_make_rows(model, last_input)
         for module in list(model.modules()):
             if isinstance(module, bert.Layer):
                 module.attention = engine_attention
@@ -312,7 +292,7 @@ def int8_model(model: torch.nn.Module, kernel: str | None = None) -> torch.nn.Mo
     """An inference copy of `model` whose Linear layers are Int8Linear on `kernel` (default: this CPU's,
     int8_kernel) and whose transenc.bert layers attend (engine_attends), and run their self-attention and
     feed-forward as fused calls (engine_fuses_layers), on the engine where that is faster; on the engine kernel the LayerNorms that
-    int8 layers read quantize their output as they make it (QuantizingLayerNorm).
+    int8 layers read quantize their output as they make it (RowMakingLayerNorm).
     Every other parameter and buffer is shared with `model`, not copied, so the copy costs only the int8
     weights."""
     kernel = kernel or int8_kernel()
@@ -321,7 +301,7 @@ def int8_model(model: torch.nn.Module, kernel: str | None = None) -> torch.nn.Mo
     if isinstance(quantized, bert.Bert):
         quantized.last_layer_first_token = True  # every int8 kernel here treats each row on its own
     if isinstance(quantized, bert.Bert) and kernel == "engine":
-        norms_make_rows(quantized, QuantizingLayerNorm, last_input)
+        norms_make_rows(quantized, last_input)
     for module in list(quantized.modules()):
         if isinstance(module, bert.Layer):
             if engine_attends():
