@@ -363,17 +363,29 @@ static py::tuple py_int8_self_attention_u8(const rows_of<uint8_t>& q, int64_t k,
   return py::make_tuple(out, q_out, scale, offset);
 }
 
+// A LayerNorm binding's arguments: x float32[N, d] with d > 0, gamma and beta float32[d], and `added` (what
+// the norm adds to x's rows) None or an array of T of x's shape, returned held (empty for None).
+template <typename T>
+static rows_of<T> checked_norm_arguments(const std::string& op, const rows_of<float>& x, const py::object& added,
+                                         const std::string& added_rule, const rows_of<float>& gamma,
+                                         const rows_of<float>& beta) {
+  require(x.ndim() == 2 && x.shape(1) > 0, op + ": x must be float32[N, d] with d > 0");
+  const int64_t d = x.shape(1);
+  require(gamma.ndim() == 1 && gamma.shape(0) == d && beta.ndim() == 1 && beta.shape(0) == d,
+          op + ": gamma and beta must be float32[d]");
+  rows_of<T> held;
+  if (!added.is_none()) {
+    held = added.cast<rows_of<T>>();
+    require(held.ndim() == 2 && held.shape(0) == x.shape(0) && held.shape(1) == d, op + ": " + added_rule);
+  }
+  return held;
+}
+
 static py::tuple py_layer_norm_u8(const rows_of<float>& x, const py::object& residual, const rows_of<float>& gamma,
                                    const rows_of<float>& beta, float eps) {
-  require(x.ndim() == 2 && x.shape(1) > 0, "layer_norm_u8: x must be float32[N, d] with d > 0");
+  const rows_of<float> held =
+      checked_norm_arguments<float>("layer_norm_u8", x, residual, "residual must be x's shape or None", gamma, beta);
   const int64_t n = x.shape(0), d = x.shape(1);
-  require(gamma.ndim() == 1 && gamma.shape(0) == d && beta.ndim() == 1 && beta.shape(0) == d,
-          "layer_norm_u8: gamma and beta must be float32[d]");
-  rows_of<float> held;
-  if (!residual.is_none()) {
-    held = residual.cast<rows_of<float>>();
-    require(held.ndim() == 2 && held.shape(0) == n && held.shape(1) == d, "layer_norm_u8: residual must be x's shape or None");
-  }
   py::array_t<float> y({n, d}), scale(n), offset(n);
   py::array_t<uint8_t> q({n, int8_row_stride(d)});
   float *yd = y.mutable_data(), *sd = scale.mutable_data(), *od = offset.mutable_data();
@@ -389,16 +401,9 @@ static py::tuple py_layer_norm_u8(const rows_of<float>& x, const py::object& res
 // bf16 travels as int16 bits (numpy has no bf16), both ways.
 static py::tuple py_layer_norm_bf16(const py::object& sublayer, const rows_of<float>& x, const rows_of<float>& gamma,
                                     const rows_of<float>& beta, float eps) {
-  require(x.ndim() == 2 && x.shape(1) > 0, "layer_norm_bf16: x must be float32[N, d] with d > 0");
+  const rows_of<int16_t> held = checked_norm_arguments<int16_t>(
+      "layer_norm_bf16", x, sublayer, "sublayer must be x's shape (bf16 bits as int16) or None", gamma, beta);
   const int64_t n = x.shape(0), d = x.shape(1);
-  require(gamma.ndim() == 1 && gamma.shape(0) == d && beta.ndim() == 1 && beta.shape(0) == d,
-          "layer_norm_bf16: gamma and beta must be float32[d]");
-  rows_of<int16_t> held;
-  if (!sublayer.is_none()) {
-    held = sublayer.cast<rows_of<int16_t>>();
-    require(held.ndim() == 2 && held.shape(0) == n && held.shape(1) == d,
-            "layer_norm_bf16: sublayer must be x's shape (bf16 bits as int16) or None");
-  }
   py::array_t<float> y({n, d});
   py::array_t<int16_t> half({n, d});
   float* yd = y.mutable_data();
