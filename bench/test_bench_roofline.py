@@ -10,8 +10,10 @@ fbgemm's dynamically quantized Linear (AVX2 kernels, a yardstick from outside). 
 multiply-adds (2 ops each) over its whole time. The breakdown times each kind of op exclusively (a
 call inside a timed call counts only for the inner one) by wrapping the functions the forward
 calls; what no wrapper covers is the rest: Python, reshapes, residual adds, pooling, the cosine. bf16
-is autocast, `--precision auto` on a CPU with AMX: its peak is F.linear on bf16 tensors (oneDNN's
-AMX or AVX512-BF16 kernels), and its forward is skipped where the CPU has no bf16 arithmetic. The
+is autocast, `--precision auto` on a CPU with AMX: its peak is the best of F.linear on bf16 tensors
+(oneDNN's AMX or AVX512-BF16 kernels) and the same inner product on a weight oneDNN packed once (what a
+bf16 pass's layers call under the engine's avx512_bf16 variant, quantize.packed_bf16_linear), and its
+forward is skipped where the CPU has no bf16 arithmetic. The
 engine's fused int8 self-attention runs as its three steps under the clock (self_attention_in_steps).
 
     python -m pytest bench/test_bench_roofline.py -q -s
@@ -26,12 +28,13 @@ import torch
 from torch.nn import functional as F
 
 import workloads as w
-from transenc import _C, models, ops, tokens
+from transenc import _C, models, ops, quantize, tokens
 from transenc.precision import slow_on_this_cpu
 
 pytest.importorskip("pytest_benchmark")
 COLUMNS = [(kind, precision) for kind in ("cross", "bi") for precision in ("fp32", "bf16", "int8")]
-GEMMS = ("GEMMs (fp32, bf16: F.linear; int8: torch._int_mm, or the engine's int8_linear with its epilogue, and "
+GEMMS = ("GEMMs (fp32, bf16: F.linear, or under the engine's avx512_bf16 variant oneDNN on weights packed once, "
+         "quantize.packed_bf16_linear; int8: torch._int_mm, or the engine's int8_linear with its epilogue, and "
          "int8_linear_gelu_u8 with GELU and the next quantization fused)")
 QUANTIZE = "int8: quantize activations (engine)"
 ATTENTION = ("attention (fp32: SDPA; int8, and bf16 under the engine's avx512_bf16 variant: the engine's, ops.attention, "
@@ -41,7 +44,8 @@ NORM = ("layer norm (fp32; bf16: torch's, or under the engine's avx512_bf16 vari
         "and its output's bf16 rows fused; int8 engine: ops.layer_norm_u8, the residual add and its output's quantization "
         "fused)")
 GELU = "GELU (fp32; bf16: torch's, or under the engine's avx512_bf16 variant ops.gelu_bf16_)"
-WRAPPED = [(F, "linear", GEMMS), (torch, "_int_mm", GEMMS), (ops, "int8_linear", GEMMS), (ops, "int8_linear_gelu_u8", GEMMS),
+WRAPPED = [(F, "linear", GEMMS), (quantize, "packed_bf16_linear", GEMMS), (torch, "_int_mm", GEMMS),
+           (ops, "int8_linear", GEMMS), (ops, "int8_linear_gelu_u8", GEMMS),
            (ops, "quantize_rows", QUANTIZE), (ops, "quantize_rows_u8", QUANTIZE),
            (ops, "dequantize_rows_", "int8: dequantize epilogue (engine)"),
            (F, "scaled_dot_product_attention", ATTENTION), (ops, "attention", ATTENTION),
@@ -104,7 +108,8 @@ def single_core():
 
 
 def gemm_rate(method: str, m: int, k: int, n: int, seconds: float = 1.5) -> float:
-    """ops/s of one [m, k] x [k, n] GEMM: "fp32" and "bf16" as F.linear's x @ w.T; "int8" as Int8Linear's torch._int_mm
+    """ops/s of one [m, k] x [k, n] GEMM: "fp32" and "bf16" as F.linear's x @ w.T; "bf16 packed" as
+    quantize.packed_bf16_linear's, the weight packed once; "int8" as Int8Linear's torch._int_mm
     on the weight's transposed view; "int8 engine" as the engine's int8_linear on quantized rows (its fused
     epilogue included); "int8 fbgemm" as torch's dynamically quantized Linear (fbgemm's u8 x s8 kernels,
     its activation quantization included)."""
@@ -118,6 +123,10 @@ def gemm_rate(method: str, m: int, k: int, n: int, seconds: float = 1.5) -> floa
                                                      dtype=torch.int8))
         ones = torch.ones(n)
         call = lambda: ops.int8_linear(q, k, packed, n, scale, offset, ones, ones, ones)  # noqa: E731
+    elif method == "bf16 packed":
+        a, b = torch.randn(m, k, dtype=torch.bfloat16), torch.randn(n, k, dtype=torch.bfloat16)
+        packed = torch.ops.mkldnn._reorder_linear_weight(b, quantize.PACKED_FOR_ROWS)
+        call = lambda: quantize.packed_bf16_linear(a, packed, None)  # noqa: E731
     elif method == "int8 fbgemm":
         torch.backends.quantized.engine = "fbgemm"
         linear = torch.ao.quantization.quantize_dynamic(torch.nn.Sequential(torch.nn.Linear(k, n)), dtype=torch.qint8)
@@ -137,9 +146,11 @@ def gemm_rate(method: str, m: int, k: int, n: int, seconds: float = 1.5) -> floa
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "int8"])
 def test_peak(benchmark, table, precision):
-    """A precision's peak: the best rate of its GEMMs on one core (int8: torch._int_mm's, the engine's or
+    """A precision's peak: the best rate of its GEMMs on one core (bf16: F.linear's, and on a packed weight
+    where bf16 passes pack theirs, the engine's avx512_bf16 variant; int8: torch._int_mm's, the engine's or
     fbgemm's)."""
-    methods = ["int8", "int8 engine", "int8 fbgemm"] if precision == "int8" else [precision]
+    methods = {"int8": ["int8", "int8 engine", "int8 fbgemm"],
+               "bf16": ["bf16"] + (["bf16 packed"] if "avx512_bf16" in _C.variants() else [])}.get(precision, [precision])
     with single_core():
         rates = w.timed(benchmark, lambda: {(method, shape): gemm_rate(method, *shape)
                                             for method in methods for shape in SHAPES})

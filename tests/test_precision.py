@@ -14,8 +14,8 @@ from transenc.errors import TransencError
 from transenc.precision import (check_precision, cpu_auto_precision, cpu_training_precision, inference_precision,
                                 module_copy, training_precision)
 from transenc import _C
-from transenc.quantize import (Int8Linear, RowMakingLayerNorm, engine_attention, engine_feed_forward,
-                               engine_self_attention, int8_kernel, int8_model)
+from transenc.quantize import (Int8Linear, PackedBf16Linear, RowMakingLayerNorm, engine_attention,
+                               engine_feed_forward, engine_self_attention, int8_kernel, int8_model)
 
 SHAPES = [(1, 1), (3, 5), (17, 33), (64, 384), (129, 1537)]  # rows x width: odd, below and above a vector
 
@@ -662,6 +662,45 @@ def test_half_precision_scores_are_autocasts_bit_for_bit(tiny_bert, kind, precis
     assert np.array_equal(once, score(encoder, pairs, precision=precision, show_progress=False))
 
 
+@pytest.mark.skipif("avx512_bf16" not in _C.variants(), reason="bf16 passes pack their weights under the engine's "
+                    "avx512_bf16 variant, which does not run here")
+@pytest.mark.parametrize("n,k,m", [(1, 8, 3), (37, 384, 1152), (301, 33, 17), (129, 1536, 384)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_packed_bf16_linear_is_f_linear_on_bf16_bit_for_bit(n, k, m, bias):
+    """oneDNN's packing (PackedBf16Linear) moves the weight, not the sums: on one thread, as each of a CPU
+    pass's streams runs, F.linear's bf16 output exactly (on two, either may split a sum its own way: 1 in
+    ~50,000 outputs a step apart), for any row count (the weight is packed for 2,048), an input 3-d,
+    strided and fp32 (cast as autocast casts) or bf16 rows from a _LastInput, and within bf16's rounding
+    of the float64 product."""
+    from torch.nn import functional as F
+    from transenc.quantize import _LastInput
+
+    g = torch.Generator().manual_seed(n * 7 + k * 3 + m)
+    linear = torch.nn.Linear(k, m, bias=bias)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(m, k, generator=g) / k ** 0.5)
+        if bias:
+            linear.bias.copy_(torch.randn(m, generator=g))
+    x = torch.randn(2, n, 2 * k, generator=g)[..., ::2]
+    weight, b = linear.weight.bfloat16(), linear.bias.bfloat16() if bias else None
+    last_input, threads = _LastInput("bf16"), torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            want = F.linear(x.bfloat16(), weight, b)
+            got = PackedBf16Linear(linear)(x)
+            from_rows = PackedBf16Linear(linear, last_input)(x)
+    finally:
+        torch.set_num_threads(threads)
+    assert got.dtype == torch.bfloat16 and got.shape == (2, n, m)
+    assert torch.equal(got, want) and torch.equal(from_rows, want) and last_input.x is x
+    exact = x.bfloat16().double() @ weight.double().T + (b.double() if bias else 0)
+    magnitude = x.bfloat16().double().abs() @ weight.double().abs().T
+    assert ((got.double() - exact).abs() <= 2 ** -8 * exact.abs() + 1e-6 * magnitude + 1e-30).all()
+    with pytest.raises(ValueError, match="bf16 rows"):
+        PackedBf16Linear(linear, _LastInput("engine"))
+
+
 @pytest.mark.parametrize("kind", ["bi", "cross"])
 @pytest.mark.parametrize("variant", ["avx512_bf16", "avx512"])
 def test_bf16_passes_run_on_the_engine_where_its_products_are_bf16(tiny_bert, variant, kind, monkeypatch, tmp_path):
@@ -696,6 +735,9 @@ def test_bf16_passes_run_on_the_engine_where_its_products_are_bf16(tiny_bert, va
                         norms.append(residual is not None) or real_norm(x, weight, bias, eps, residual))
     monkeypatch.setattr(ops, "gelu_bf16_", lambda x: gelus.append(x.shape) or real_gelu(x))
     monkeypatch.setattr(quantize._LastInput, "rows_of", lambda self, x: reads.append(x is self.x) or real_rows_of(self, x))
+    packed, real_packed = [], quantize.packed_bf16_linear
+    monkeypatch.setattr(quantize, "packed_bf16_linear", lambda rows, weight, bias: packed.append(rows.shape)
+                        or real_packed(rows, weight, bias))
     _C.set_variant(variant)
     try:
         got = score(encoder, pairs, precision="bf16", show_progress=False)
@@ -709,7 +751,7 @@ def test_bf16_passes_run_on_the_engine_where_its_products_are_bf16(tiny_bert, va
     assert not encoder.model.last_layer_first_token
     assert {layer.attention for layer in encoder.model.layers} == {bert.sdpa_attention}
     if variant != "avx512_bf16":
-        assert calls == norms == gelus == reads == []
+        assert calls == norms == gelus == reads == packed == []
         return
     assert calls and {dtype for dtype, _ in calls} == {torch.bfloat16}
     # a batch: the embeddings' norm (nothing to add), each layer's attention norm and all output norms but
@@ -719,12 +761,27 @@ def test_bf16_passes_run_on_the_engine_where_its_products_are_bf16(tiny_bert, va
     batches = len(calls) // layers
     assert norms.count(False) == batches and norms.count(True) == batches * (2 * layers - 1)
     assert len(gelus) == batches * layers and reads == [True] * (2 * layers * batches)
+    # and all four Linear layers of each layer run on oneDNN's packed weights
+    assert len(packed) == 4 * layers * batches
     # each layer once a batch (streams may interleave them): the last one answers the first token alone in
     # a cross-encoder, every token in a bi-encoder
     queries = [q for _, q in calls]
     assert queries.count(1) == (len(queries) // layers if kind == "cross" else 0) and set(queries) <= {1, None}
     if kind == "bi":
         assert np.abs(got - sdpa).max() < 0.05 * got.std() and spearmanr(got, sdpa).statistic > 0.99
+    # the packing changes no sum: on one thread, as each of a CPU pass's streams runs, the same pass on
+    # F.linear, its weights unpacked, scores the same (on two, either may split a sum its own way)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    _C.set_variant(variant)
+    try:
+        on_packed = score(encoder, pairs, precision="bf16", show_progress=False)
+        monkeypatch.setattr(quantize, "packed_bf16_linear", lambda rows, weight, bias:
+                            torch.nn.functional.linear(rows, weight.to_dense(), bias))
+        assert np.array_equal(on_packed, score(encoder, pairs, precision="bf16", show_progress=False))
+    finally:
+        _C.set_variant("auto")
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.skipif("avx512_bf16" not in _C.variants(), reason="the engine's avx512_bf16 variant does not run here")

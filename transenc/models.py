@@ -283,7 +283,8 @@ class _Encoder:
         """The model in eval mode for one pass; for int8, an int8 copy of its Linear layers, and for
         bf16 / fp16 a copy with those weights cast once (half_linear_copy: on an Intel Xeon with AMX
         bf16 scoring ran ~6% faster; a bf16 one on a CPU runs attention, the norms and GELU on the engine
-        where that is faster, quantize.use_engine_in_bf16), each made from the current fp32 weights (sharing the rest), so
+        and its Linear layers on weights oneDNN packed once, where that is faster,
+        quantize.use_engine_in_bf16), each made from the current fp32 weights (sharing the rest), so
         that training, which changes them, and the saved model stay fp32."""
         fp32, was_training = self.model, self.model.training
         fp32.eval()
