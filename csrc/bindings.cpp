@@ -9,6 +9,7 @@
 
 #include "attention.h"
 #include "cosine.h"
+#include "dropout.h"
 #include "int8_gemm.h"
 #include "packer.h"
 #include "pairscan.h"
@@ -416,6 +417,30 @@ static py::tuple py_layer_norm_bf16(const py::object& sublayer, const rows_of<fl
   return py::make_tuple(y, half);
 }
 
+static py::array_t<uint8_t> py_dropout_mask(uint64_t seed, int64_t count, int threshold) {
+  require(count >= 0 && threshold >= 0 && threshold <= 65535,
+          "dropout_mask: count must be >= 0 and threshold within [0, 65535]");
+  py::array_t<uint8_t> keep(count);
+  auto* k = keep.mutable_data();
+  py::gil_scoped_release release;
+  dropout_mask(seed, count, static_cast<uint16_t>(threshold), k);
+  return keep;
+}
+
+static void py_masked_scale(const py::array& x, const std::string& kind, const py::array& keep, float scale,
+                            py::array out) {
+  require(kind == "f32" || kind == "bf16", "masked_scale: kind must be 'f32' or 'bf16'");
+  const Dtype t = scoring::checked_rows(x, kind, "masked_scale: x", x.ndim());
+  scoring::checked_rows(out, kind, "masked_scale: out", out.ndim());
+  require(out.writeable(), "masked_scale: out must be writeable");
+  require((keep.flags() & py::array::c_style) && keep.dtype().kind() == 'u' && keep.itemsize() == 1,
+          "masked_scale: keep must be a C-contiguous uint8 array");
+  require(keep.size() == x.size() && out.size() == x.size(), "masked_scale: x, keep and out differ in size");
+  const int64_t count = x.size();
+  py::gil_scoped_release release;
+  masked_scale(x.data(), t, count, static_cast<const uint8_t*>(keep.data()), scale, out.mutable_data());
+}
+
 static void py_gelu_bf16_(py::array x) {
   require((x.flags() & py::array::c_style) && x.dtype().kind() == 'i' && x.itemsize() == 2 && x.writeable(),
           "gelu_bf16_: x must be a writeable C-contiguous int16 array (bf16 bits)");
@@ -582,6 +607,10 @@ PYBIND11_MODULE(_C, m) {
         py::arg("beta"), py::arg("eps"),
         "(y float32[N, d], y's bf16 bits int16[N, d]): LayerNorm of the rows of sublayer (bf16 bits as int16, or "
         "None) + x, and y rounded to bf16 (to nearest even)");
+  m.def("dropout_mask", &py_dropout_mask, py::arg("seed"), py::arg("count"), py::arg("threshold"),
+        "uint8[count]: 1 where element i's 16-bit draw (splitmix64 of the seed and i / 4) is >= threshold");
+  m.def("masked_scale", &py_masked_scale, py::arg("x"), py::arg("kind"), py::arg("keep"), py::arg("scale"),
+        py::arg("out"), "out = x * (keep ? scale : 0), fp32 or bf16 bits (rounded to nearest even)");
   m.def("gelu_bf16_", &py_gelu_bf16_, py::arg("x"),
         "in place on bf16 bits (int16): GELU (erf's) of each widened value, rounded to bf16 (to nearest even)");
   m.def("gelu", &py_gelu, py::arg("x"), "float32 copy of x with GELU (erf's) applied, to within 1.5e-7 |x|");

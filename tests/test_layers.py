@@ -21,7 +21,7 @@ LAYERS = [
     ["export"],
     ["labeling", "mining", "mine_checkpoint", "metrics", "report", "dev_scores", "selection", "train_config",
      "model_card"],
-    ["models", "kept_rows", "fit", "distributed", "quantize", "bert", "recipes", "run_folder"],
+    ["models", "kept_rows", "fit", "distributed", "quantize", "bert", "recipes", "run_folder", "dropout"],
     ["ops", "packing", "readers", "writers", "claims"],
     ["pairset", "tokens", "wordpiece", "errors", "precision", "progress", "bundled", "reference", "lengths"],
     # The engine, below everything: the C++ extension and the Triton kernels, which import nothing

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from transenc import distributed
+from transenc.dropout import engine_dropout
 from transenc.errors import TransencError
 from transenc.models import BiEncoder, CrossEncoder
 from transenc.precision import autocast, training_precision
@@ -193,7 +194,8 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
     done = len(losses)
     last_save = time.monotonic()
     model.train()
-    with progress(len(batches), desc, "steps", initial=done) as bar:
+    dropout = engine_dropout(model) if torch.device(device).type == "cpu" else nullcontext()
+    with dropout, progress(len(batches), desc, "steps", initial=done) as bar:
         for step, idx in enumerate(batches[done:], start=done + 1):
             with step_attention(model, attention):  # the backward too: checkpointed parts run again there
                 if parallel is None:

@@ -202,6 +202,26 @@ def gelu_bf16_(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def dropout_mask(seed: int, count: int, p: float) -> torch.Tensor:
+    """uint8[count]: 1 to keep an element, 0 (with probability p, to 1/65,536) to drop it, element i's draw a
+    hash of (seed, i) alone (csrc/dropout.h)."""
+    if not 0 <= p < 1:
+        raise ValueError(f"dropout_mask: p must be in [0, 1), got {p}")
+    return torch.from_numpy(_C.dropout_mask(seed % 2 ** 64, count, round(p * 65536)))
+
+
+def masked_scale(x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
+    """x * (keep ? scale : 0) of a CPU fp32 or bf16 tensor, keep uint8 of as many elements (dropout_mask):
+    a new tensor of x's shape, bf16 multiplied in fp32 and rounded to nearest even."""
+    if x.is_cuda or x.dtype not in (torch.float32, torch.bfloat16):
+        raise ValueError(f"masked_scale needs a CPU float32 or bfloat16 tensor, got {x.dtype} on {x.device}")
+    rows, kind = _engine_rows(x)
+    out = torch.empty(x.shape, dtype=x.dtype)
+    target = out.view(torch.int16).numpy() if kind == "bf16" else out.numpy()
+    _C.masked_scale(rows, kind, keep.contiguous().numpy(), scale, target)
+    return out
+
+
 def dequantize_rows_(acc: torch.Tensor, row_scale: torch.Tensor, row_offset: torch.Tensor, col_scale: torch.Tensor,
                      col_sum: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """The int8 matmul's epilogue in one pass, in place: int32 acc[i, j] (sum_k q[i, k] wq[k, j]) ->
