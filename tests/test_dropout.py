@@ -66,6 +66,21 @@ def test_masked_scale_is_torchs_product_with_the_mask(n, dtype, engine_variant):
     assert torch.equal(got.view(-1)[finite], want[finite])
 
 
+def test_masked_scale_refuses_what_it_does_not_take():
+    keep = torch.ones(4, dtype=torch.uint8)
+    with pytest.raises(ValueError, match="CPU float32 or bfloat16"):
+        ops.masked_scale(torch.ones(4, dtype=torch.float64), keep, 2.0)
+    out = np.empty(4, dtype=np.float32)
+    with pytest.raises(ValueError, match="differ in size"):
+        _C.masked_scale(np.ones(4, dtype=np.float32), "f32", np.ones(3, dtype=np.uint8), 2.0, out)
+    with pytest.raises(ValueError, match="uint8"):
+        _C.masked_scale(np.ones(4, dtype=np.float32), "f32", np.ones(4, dtype=np.int32), 2.0, out)
+    with pytest.raises(ValueError, match="kind"):
+        _C.masked_scale(np.ones(4, dtype=np.float16), "f16", keep.numpy(), 2.0, np.empty(4, dtype=np.float16))
+    with pytest.raises(ValueError, match="threshold"):
+        _C.dropout_mask(1, 4, 65536)
+
+
 def test_engine_dropout_drops_and_scales_as_nn_dropout_and_its_gradient_follows_the_mask():
     layer = EngineDropout(0.2).train()
     x = (torch.randn(37, 129, generator=torch.Generator().manual_seed(1)) + 3).requires_grad_()  # no zeros of its own

@@ -213,7 +213,7 @@ def dropout_mask(seed: int, count: int, p: float) -> torch.Tensor:
 def masked_scale(x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
     """x * (keep ? scale : 0) of a CPU fp32 or bf16 tensor, keep uint8 of as many elements (dropout_mask):
     a new tensor of x's shape, bf16 multiplied in fp32 and rounded to nearest even."""
-    if x.is_cuda or x.dtype not in (torch.float32, torch.bfloat16):
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16):
         raise ValueError(f"masked_scale needs a CPU float32 or bfloat16 tensor, got {x.dtype} on {x.device}")
     rows, kind = _engine_rows(x)
     out = torch.empty(x.shape, dtype=x.dtype)
