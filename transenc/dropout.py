@@ -2,7 +2,8 @@
 
 torch's CPU dropout draws each mask element from its generator one at a time (bernoulli_): on the AMX
 Xeon 13% of a MiniLM cross-encoder's bf16 step. The engine hashes (seed, element) many elements at
-once, ~30x as fast for the mask, and writes the output in one pass, as it writes the gradient. Each
+once and writes the output in one pass, as it writes the gradient: for 1.57M elements its mask took
+0.3 ms and its output ~1.2 ms, where F.dropout took 8.8 ms (bf16) to 11.7 ms (fp32). Each
 call draws its seed from torch's generator, so torch.manual_seed and a resumed fit's restored random
 state replay the same masks. The masks are not torch's: the same law (each element dropped with
 probability p, to 1/65,536), other draws.
