@@ -124,8 +124,7 @@ def gemm_rate(method: str, m: int, k: int, n: int, seconds: float = 1.5) -> floa
         ones = torch.ones(n)
         call = lambda: ops.int8_linear(q, k, packed, n, scale, offset, ones, ones, ones)  # noqa: E731
     elif method == "bf16 packed":
-        a, b = torch.randn(m, k, dtype=torch.bfloat16), torch.randn(n, k, dtype=torch.bfloat16)
-        packed = torch.ops.mkldnn._reorder_linear_weight(b, quantize.PACKED_FOR_ROWS)
+        a, packed = torch.randn(m, k, dtype=torch.bfloat16), quantize.pack_bf16_weight(torch.randn(n, k))
         call = lambda: quantize.packed_bf16_linear(a, packed, None)  # noqa: E731
     elif method == "int8 fbgemm":
         torch.backends.quantized.engine = "fbgemm"

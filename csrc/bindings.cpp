@@ -430,15 +430,22 @@ static py::array_t<uint8_t> py_dropout_mask(uint64_t seed, int64_t count, int th
 static void py_masked_scale(const py::array& x, const std::string& kind, const py::array& keep, float scale,
                             py::array out) {
   require(kind == "f32" || kind == "bf16", "masked_scale: kind must be 'f32' or 'bf16'");
-  const Dtype t = scoring::checked_rows(x, kind, "masked_scale: x", x.ndim());
-  scoring::checked_rows(out, kind, "masked_scale: out", out.ndim());
-  require(out.writeable(), "masked_scale: out must be writeable");
+  const Dtype t = kind == "f32" ? Dtype::f32 : Dtype::bf16;
+  const auto is = [&](const py::array& a, char k) {  // C-contiguous, of the kind's element
+    return (a.flags() & py::array::c_style) && a.itemsize() == (t == Dtype::f32 ? 4 : 2) &&
+           a.dtype().kind() == (t == Dtype::f32 ? 'f' : k);
+  };
+  require(is(x, 'i') && is(out, 'i') && out.writeable(),
+          "masked_scale: x and out must be C-contiguous float32 (f32) or int16 (bf16 bits), out writeable");
   require((keep.flags() & py::array::c_style) && keep.dtype().kind() == 'u' && keep.itemsize() == 1,
           "masked_scale: keep must be a C-contiguous uint8 array");
   require(keep.size() == x.size() && out.size() == x.size(), "masked_scale: x, keep and out differ in size");
   const int64_t count = x.size();
+  const void* in = x.data();
+  const auto* k = static_cast<const uint8_t*>(keep.data());
+  void* o = out.mutable_data();
   py::gil_scoped_release release;
-  masked_scale(x.data(), t, count, static_cast<const uint8_t*>(keep.data()), scale, out.mutable_data());
+  masked_scale(in, t, count, k, scale, o);
 }
 
 static void py_gelu_bf16_(py::array x) {

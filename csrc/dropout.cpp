@@ -1,8 +1,5 @@
 #include "dropout.h"
 
-#include <algorithm>
-#include <cstring>
-
 #include "variants.h"
 
 #define TRANSENC_KERNELS "dropout_kernels.inc"

@@ -15,8 +15,9 @@ namespace transenc {
 // four 16-bit draws (elements 4k to 4k + 3); so the mask of element i depends on the seed and i alone.
 void dropout_mask(uint64_t seed, int64_t count, uint16_t threshold, uint8_t* keep);
 
-// out[i] = x[i] * (keep[i] ? scale : 0) (a NaN stays NaN, as in torch's x * mask; fp32, or bf16 bits widened, multiplied in fp32 and rounded as
-// float_to_bf16 rounds): dropout's output from its mask, and its gradient from the output's.
+// out[i] = x[i] * (keep[i] ? scale : 0): dropout's output from its mask, and its gradient from the
+// output's. fp32, or bf16 bits widened, multiplied in fp32 and rounded as float_to_bf16 rounds. A NaN
+// stays NaN where it is dropped, as in torch's x * mask.
 void masked_scale(const void* x, Dtype t, int64_t count, const uint8_t* keep, float scale, void* out);
 
 }  // namespace transenc

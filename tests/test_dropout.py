@@ -27,6 +27,23 @@ def test_a_mask_drops_each_element_with_probability_p_apart_from_its_neighbours(
         assert abs((1 - keep[position::4].mean()) - dropped) < 5 * sigma * 2
 
 
+def splitmix64_mask(seed: int, count: int, threshold: int) -> list[int]:
+    """csrc/dropout.h's mask as it documents it, in Python's integers."""
+    mask, m = [], (1 << 64) - 1
+    for i in range(count):
+        z = (seed + (i // 4 + 1) * 0x9E3779B97F4A7C15) & m
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+        z ^= z >> 31
+        mask.append(int(((z >> (16 * (i % 4))) & 0xFFFF) >= threshold))
+    return mask
+
+
+@pytest.mark.parametrize("seed", [0, 2021, 2 ** 62 - 1])
+def test_a_mask_is_the_documented_hash(seed, engine_variant):
+    assert ops.dropout_mask(seed, 11, 0.5).tolist() == splitmix64_mask(seed, 11, 32768)
+
+
 def test_a_mask_depends_on_its_seed_and_the_element_alone_on_every_variant(engine_variant):
     want = {n: ops.dropout_mask(7, n, 0.5) for n in SIZES}
     _C.set_variant("baseline")
@@ -36,16 +53,17 @@ def test_a_mask_depends_on_its_seed_and_the_element_alone_on_every_variant(engin
     other = ops.dropout_mask(8, SIZES[-1], 0.5)
     assert 0.4 < (other != want[SIZES[-1]]).float().mean() < 0.6  # another seed, other draws
     assert ops.dropout_mask(7, 1000, 0).all()  # p = 0 keeps all
-    with pytest.raises(ValueError, match=r"\[0, 1\)"):
-        ops.dropout_mask(7, 10, 1.0)
+    for p in (1.0, 1 - 2 ** -18, -0.1):  # the second rounds to 1 in steps of 1/65,536
+        with pytest.raises(ValueError, match=r"\[0, 1\)"):
+            ops.dropout_mask(7, 10, p)
 
 
 @pytest.mark.parametrize("n", SIZES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_masked_scale_is_torchs_product_with_the_mask(n, dtype, engine_variant):
-    """x * (keep ? scale : 0): fp32 exactly torch's fp32 product; bf16 the float64 product rounded once to
-    bf16 (multiplied in fp32, exact for a bf16 times a float within fp32's range, then rounded to nearest
-    even); a NaN stays NaN where it is dropped, as in torch's x * mask."""
+    """x * (keep ? scale : 0): fp32 exactly torch's fp32 product; bf16 that product of the widened value,
+    rounded to bf16 (to nearest even), as csrc/dropout.h says; a NaN stays NaN where it is dropped, as in
+    torch's x * mask."""
     g = torch.Generator().manual_seed(n)
     x = (torch.randn(n, generator=g) * 10).to(dtype)
     if n > 2:
@@ -60,7 +78,7 @@ def test_masked_scale_is_torchs_product_with_the_mask(n, dtype, engine_variant):
     if dtype == torch.float32:
         want = x * factor
     else:
-        want = (x.double() * factor.double()).to(torch.bfloat16)
+        want = (x.float() * factor).to(torch.bfloat16)
     assert torch.equal(got.view(-1).isnan(), want.isnan()) and (n <= 2 or got.view(-1)[1].isnan())
     finite = ~want.isnan()
     assert torch.equal(got.view(-1)[finite], want[finite])
@@ -77,6 +95,8 @@ def test_masked_scale_refuses_what_it_does_not_take():
         _C.masked_scale(np.ones(4, dtype=np.float32), "f32", np.ones(4, dtype=np.int32), 2.0, out)
     with pytest.raises(ValueError, match="kind"):
         _C.masked_scale(np.ones(4, dtype=np.float16), "f16", keep.numpy(), 2.0, np.empty(4, dtype=np.float16))
+    with pytest.raises(ValueError, match="int16"):
+        _C.masked_scale(np.ones(4, dtype=np.int16), "f32", keep.numpy(), 2.0, out)
     with pytest.raises(ValueError, match="threshold"):
         _C.dropout_mask(1, 4, 65536)
 
@@ -96,10 +116,11 @@ def test_engine_dropout_drops_and_scales_as_nn_dropout_and_its_gradient_follows_
     torch.manual_seed(3)
     again = layer(x)
     assert torch.equal(again, y) and not torch.equal(layer(x), y)
-    # eval, p = 0 and tensors the engine does not take are nn.Dropout's
+    # eval, p = 0 or 1 and tensors the engine does not take are nn.Dropout's
     assert torch.equal(layer.eval()(x), x)
     layer.train()
     assert torch.equal(EngineDropout(0.0).train()(x), x)
+    assert not EngineDropout(1.0).train()(x).any()
     assert layer(x.double()).dtype == torch.float64
 
 

@@ -14,6 +14,7 @@ import torch
 import corpora
 import transenc
 from transenc import fit
+from transenc.dropout import engine_dropout
 from transenc.errors import TransencError
 from transenc.models import BiEncoder, CrossEncoder
 from transenc.pairset import PairSetBuilder
@@ -424,12 +425,15 @@ def test_a_step_of_more_than_step_tokens_runs_in_checkpointed_parts_with_the_who
         torch.manual_seed(7)
         return loss_and_gradient(encoder.model, lambda: step_loss(encoder, cache, corpus.pairs, targets, in_parts))
 
-    loss_replayed, grad_replayed = with_dropout()
-    monkeypatch.setattr(fit, "checkpoint", lambda forward, batch, use_reentrant: forward(batch))  # parts kept whole
-    loss_kept, grad_kept = with_dropout()
-    assert loss_replayed == loss_kept
-    assert torch.allclose(grad_replayed, grad_kept, rtol=1e-5, atol=1e-7)
-    assert not torch.allclose(grad_kept, grad_whole, rtol=1e-2, atol=1e-4)  # dropout was on
+    for dropout in (contextlib.nullcontext, engine_dropout):  # torch's, then the engine's (a CPU fit's)
+        with dropout(encoder.model):
+            loss_replayed, grad_replayed = with_dropout()
+            with monkeypatch.context() as patched:
+                patched.setattr(fit, "checkpoint", lambda forward, batch, use_reentrant: forward(batch))  # parts whole
+                loss_kept, grad_kept = with_dropout()
+        assert loss_replayed == loss_kept
+        assert torch.allclose(grad_replayed, grad_kept, rtol=1e-5, atol=1e-7)
+        assert not torch.allclose(grad_kept, grad_whole, rtol=1e-2, atol=1e-4)  # dropout was on
 
 
 @pytest.mark.parametrize("kind", ["cross", "bi"])

@@ -194,7 +194,7 @@ def _train(model: torch.nn.Module, device, n: int, cfg: FitConfig, step_loss: Ca
     done = len(losses)
     last_save = time.monotonic()
     model.train()
-    dropout = engine_dropout(model) if torch.device(device).type == "cpu" else nullcontext()
+    dropout = engine_dropout(model) if device.type == "cpu" else nullcontext()
     with dropout, progress(len(batches), desc, "steps", initial=done) as bar:
         for step, idx in enumerate(batches[done:], start=done + 1):
             with step_attention(model, attention):  # the backward too: checkpointed parts run again there

@@ -205,15 +205,21 @@ def gelu_bf16_(x: torch.Tensor) -> torch.Tensor:
 def dropout_mask(seed: int, count: int, p: float) -> torch.Tensor:
     """uint8[count]: 1 to keep an element, 0 (with probability p, to 1/65,536) to drop it, element i's draw a
     hash of (seed, i) alone (csrc/dropout.h)."""
-    if not 0 <= p < 1:
-        raise ValueError(f"dropout_mask: p must be in [0, 1), got {p}")
-    return torch.from_numpy(_C.dropout_mask(seed % 2 ** 64, count, round(p * 65536)))
+    threshold = round(p * 65536)
+    if not 0 <= threshold < 65536:
+        raise ValueError(f"dropout_mask: p must be in [0, 1) and round below 1 in steps of 1/65,536, got {p}")
+    return torch.from_numpy(_C.dropout_mask(seed % 2 ** 64, count, threshold))
+
+
+def masked_scale_takes(x: torch.Tensor) -> bool:
+    """Whether masked_scale takes x: a CPU float32 or bfloat16 tensor."""
+    return x.device.type == "cpu" and x.dtype in (torch.float32, torch.bfloat16)
 
 
 def masked_scale(x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
     """x * (keep ? scale : 0) of a CPU fp32 or bf16 tensor, keep uint8 of as many elements (dropout_mask):
     a new tensor of x's shape, bf16 multiplied in fp32 and rounded to nearest even."""
-    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.bfloat16):
+    if not masked_scale_takes(x):
         raise ValueError(f"masked_scale needs a CPU float32 or bfloat16 tensor, got {x.dtype} on {x.device}")
     rows, kind = _engine_rows(x)
     out = torch.empty(x.shape, dtype=x.dtype)
