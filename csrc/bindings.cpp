@@ -430,13 +430,9 @@ static py::array_t<uint8_t> py_dropout_mask(uint64_t seed, int64_t count, int th
 static void py_masked_scale(const py::array& x, const std::string& kind, const py::array& keep, float scale,
                             py::array out) {
   require(kind == "f32" || kind == "bf16", "masked_scale: kind must be 'f32' or 'bf16'");
-  const Dtype t = kind == "f32" ? Dtype::f32 : Dtype::bf16;
-  const auto is = [&](const py::array& a, char k) {  // C-contiguous, of the kind's element
-    return (a.flags() & py::array::c_style) && a.itemsize() == (t == Dtype::f32 ? 4 : 2) &&
-           a.dtype().kind() == (t == Dtype::f32 ? 'f' : k);
-  };
-  require(is(x, 'i') && is(out, 'i') && out.writeable(),
-          "masked_scale: x and out must be C-contiguous float32 (f32) or int16 (bf16 bits), out writeable");
+  const Dtype t = scoring::checked_rows(x, kind, "masked_scale: x", 1);
+  scoring::checked_rows(out, kind, "masked_scale: out", 1);
+  require(out.writeable(), "masked_scale: out must be writeable");
   require((keep.flags() & py::array::c_style) && keep.dtype().kind() == 'u' && keep.itemsize() == 1,
           "masked_scale: keep must be a C-contiguous uint8 array");
   require(keep.size() == x.size() && out.size() == x.size(), "masked_scale: x, keep and out differ in size");
@@ -617,7 +613,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("dropout_mask", &py_dropout_mask, py::arg("seed"), py::arg("count"), py::arg("threshold"),
         "uint8[count]: 1 where element i's 16-bit draw (splitmix64 of the seed and i / 4) is >= threshold");
   m.def("masked_scale", &py_masked_scale, py::arg("x"), py::arg("kind"), py::arg("keep"), py::arg("scale"),
-        py::arg("out"), "out = x * (keep ? scale : 0), fp32 or bf16 bits (rounded to nearest even)");
+        py::arg("out"), "out = x * (keep ? scale : 0), 1-D fp32 or bf16 bits (rounded to nearest even)");
   m.def("gelu_bf16_", &py_gelu_bf16_, py::arg("x"),
         "in place on bf16 bits (int16): GELU (erf's) of each widened value, rounded to bf16 (to nearest even)");
   m.def("gelu", &py_gelu, py::arg("x"), "float32 copy of x with GELU (erf's) applied, to within 1.5e-7 |x|");

@@ -224,7 +224,7 @@ def masked_scale(x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Ten
     rows, kind = _engine_rows(x)
     out = torch.empty(x.shape, dtype=x.dtype)
     target = out.view(torch.int16).numpy() if kind == "bf16" else out.numpy()
-    _C.masked_scale(rows, kind, keep.contiguous().numpy(), scale, target)
+    _C.masked_scale(rows.reshape(-1), kind, keep.contiguous().numpy(), scale, target.reshape(-1))  # views
     return out
 
 

@@ -288,21 +288,16 @@ def norms_make_rows(model: bert.Bert, last_input: _LastInput) -> None:
 
 def use_engine_in_bf16(model: torch.nn.Module) -> torch.nn.Module:
     """Where the engine's attention products are bf16 (its avx512_bf16 variant), a bf16 copy's
-    (precision.half_linear_copy) transenc.bert layers attend on it, bf16 in and out (engine_attention),
-    and a cross-encoder's last layer runs for its first token alone, as an int8 copy's does. On a
-    2-core Xeon with AMX, STS-B's 8,567 pairs scored 1.15x (cross) and 1.19x (bi) as fast with the
-    engine's attention as with SDPA's, and the cross-encoder 1.07x more with its last layer cut
-    (medians of 3 alternating rounds), their Spearman against fp32 unchanged (0.99998 / 1.00000).
-    There too the LayerNorms that a Linear reads make that Linear's bf16 rows as they make their output
-    (RowMakingLayerNorm, PackedBf16Linear), the residual add in the same pass, where autocast would add in
-    one pass, normalise in another and cast in a third; and GELU runs on the engine in place
-    (engine_feed_forward_bf16). On the same Xeon, against attention alone on the engine: 1.09x (cross)
-    and 1.18x (bi) (1.14x / 1.15x for a first build of the same kernels), of which GELU 1.04x / 1.04x
-    (the same way), Spearman against fp32 unchanged again (0.99998 / 1.00000); the benchmark tables
-    before and after showed less, 1.07x / 1.07x in process (docs/precision.md gives every figure).
-    And the four Linear layers of each layer run on weights oneDNN packed once (PackedBf16Linear): on
-    the same Xeon 1.08x (cross) and 1.07x (bi) against F.linear (medians of 6 alternating processes),
-    the scores bit for bit the same."""
+    (precision.half_linear_copy) transenc.bert layers run there as an int8 copy's do:
+    - attention on the engine, bf16 in and out (engine_attention), a cross-encoder's last layer for its
+      first token alone;
+    - the LayerNorms that a Linear reads add the residual, normalise and make that Linear's bf16 rows in
+      one pass (RowMakingLayerNorm), where autocast would add, normalise and cast in three;
+    - GELU on the engine, in place (engine_feed_forward_bf16);
+    - the Linear layers on weights oneDNN packed once (PackedBf16Linear), bit for bit F.linear's.
+    On a 2-core Xeon with AMX, each measured A/B on STS-B's 8,567 pairs: attention 1.15x (cross) /
+    1.19x (bi) and the cut 1.07x more (cross); norms and GELU 1.09x / 1.18x; packing 1.08x / 1.07x;
+    Spearman against fp32 0.99998 / 1.00000 throughout (docs/precision.md gives every figure)."""
     if _variant_from("avx512_bf16"):
         last_input = _LastInput("bf16")
         if isinstance(model, bert.Bert):
